@@ -1,0 +1,49 @@
+"""holdfast: run ASGI/WSGI apps on AWS Lambda, answer at once, finish the work after the
+response before Lambda freezes the environment.
+
+The public API is imported lazily, so ``import holdfast`` stays cheap at cold start.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "Adapter",
+    "FunctionError",
+    "HTTPStatusError",
+    "InvalidEvent",
+    "LifespanError",
+    "after_response",
+    "on_response_sent",
+]
+
+_EXPORTS = {
+    "Adapter": "holdfast.adapter",
+    "FunctionError": "holdfast.errors",
+    "HTTPStatusError": "holdfast.errors",
+    "InvalidEvent": "holdfast.errors",
+    "LifespanError": "holdfast.errors",
+    "after_response": "holdfast.pending",
+    "on_response_sent": "holdfast.pending",
+}
+
+if TYPE_CHECKING:
+    from holdfast.adapter import Adapter
+    from holdfast.errors import FunctionError, HTTPStatusError, InvalidEvent, LifespanError
+    from holdfast.pending import after_response, on_response_sent
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'holdfast' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

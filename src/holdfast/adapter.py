@@ -1,0 +1,286 @@
+"""``holdfast.Adapter``: an ASGI (or WSGI) app as a Lambda handler for every HTTP event source."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from holdfast import pending as _pending
+from holdfast._types import ASGIApp, LambdaContext, LambdaEvent
+from holdfast.bridge import BufferedSink, Exchange, ResponseSink
+from holdfast.config import normalize_base_path, parse_status_codes, setting
+from holdfast.engine import Engine
+from holdfast.errors import http_status_error
+from holdfast.lifespan import Lifespan, LifespanMode
+from holdfast.pending import DrainReport, PendingWork
+from holdfast.sources import Codecs, EventCodec, HTTPResponse
+
+logger = logging.getLogger("holdfast")
+
+#: Lambda's limit on a synchronous invocation's response payload.
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024
+_PLAIN_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+
+
+class Adapter:
+    """Run an ASGI 3 app (or a WSGI app) as an AWS Lambda handler.
+
+    ``handler = Adapter(app)`` is callable as ``handler(event, context)`` and answers API Gateway
+    REST (payload 1.0) and HTTP API (2.0) events, Function URLs, ALB (single- and multi-value
+    headers) and VPC Lattice (v1, v2) in the shape the event's source expects.
+
+    Lifespan startup runs once, when the adapter is created (so a failure is an init error);
+    every invocation runs on the same persistent event loop.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp | None = None,
+        *,
+        wsgi: Callable[..., Any] | None = None,
+        lifespan: LifespanMode = "auto",
+        base_path: str | None = None,
+        text_mime_types: Iterable[str] | None = None,
+        error_status_codes: str | Iterable[int] | None = None,
+        exclude_headers: Iterable[str] | None = None,
+        drain_margin: float = 0.5,
+    ) -> None:
+        self.app = _as_asgi(app, wsgi)
+        self.base_path = normalize_base_path(
+            base_path if base_path is not None else setting("BASE_PATH")
+        )
+        self.error_status_codes = parse_status_codes(
+            error_status_codes if error_status_codes is not None else setting("ERROR_STATUS_CODES")
+        )
+        self.exclude_headers = frozenset(name.lower().encode() for name in exclude_headers or ())
+        #: Seconds kept free before the invocation deadline when draining after-response work.
+        self.drain_margin = drain_margin
+        self.engine = Engine()
+        self.lifespan = Lifespan(self.app, lifespan)
+        self.counts = {"drained": 0, "failed": 0, "spilled": 0, "cancelled": 0}
+        #: Set by a host that drains pending work itself (the after-response extension).
+        self.pending_host: Callable[[PendingWork, LambdaContext], None] | None = None
+        self._codecs = Codecs(frozenset(text_mime_types or ()))
+        if asyncio.events._get_running_loop() is None:
+            self.engine.run(self.lifespan.startup())
+        else:
+            self._startup_pending = True
+
+    _startup_pending = False
+
+    # -- the Lambda handler ---------------------------------------------------------------
+    def __call__(self, event: LambdaEvent, context: LambdaContext = None) -> dict[str, Any]:
+        """Handle one invocation synchronously (the managed Python runtime's handler)."""
+        invocation = self.begin(event, context)
+        self.engine.run_until(invocation.response_ready)
+        try:
+            return invocation.result()
+        finally:
+            self._settle(invocation.pending, context)
+
+    async def handle(
+        self, event: LambdaEvent, context: LambdaContext = None, sink: ResponseSink | None = None
+    ) -> Invocation:
+        """Handle one invocation on the running loop (custom runtime). The caller owns the
+        returned invocation's pending work: call :meth:`Invocation.result`, deliver it, then
+        drain ``invocation.pending``."""
+        if self._startup_pending:
+            self._startup_pending = False
+            await self.lifespan.startup()
+        invocation = self.begin(event, context, sink)
+        await invocation.wait_response()
+        return invocation
+
+    def begin(
+        self, event: LambdaEvent, context: LambdaContext, sink: ResponseSink | None = None
+    ) -> Invocation:
+        """Decode ``event`` and start the app on it (on the loop, not yet stepped)."""
+        codec = self._codecs.detect(event)
+        return Invocation(self, codec, event, context, sink or BufferedSink())
+
+    # -- after the response ---------------------------------------------------------------
+    def _settle(self, pending: PendingWork, context: LambdaContext) -> None:
+        if self.pending_host is not None:
+            self.pending_host(pending, context)
+        elif pending:
+            # No host drains after the handler returns: finish the work before returning, so
+            # nothing is lost (the response waits, as it does under Mangum).
+            self.record(self.engine.run(pending.drain(self.drain_timeout(context))))
+
+    def drain_timeout(self, context: LambdaContext) -> float | None:
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        if remaining is None:
+            return None
+        return max(0.0, remaining() / 1000 - self.drain_margin)
+
+    def record(self, report: DrainReport) -> None:
+        self.counts["drained"] += report.drained
+        self.counts["failed"] += report.failed
+        self.counts["spilled"] += report.spilled
+        self.counts["cancelled"] += len(report.cancelled)
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        """Run lifespan shutdown (hosts call this when the environment ends)."""
+        await self.lifespan.shutdown(timeout)
+
+
+class Invocation:
+    """One HTTP event through the app: the scope, the exchange, the app's task, pending work."""
+
+    __slots__ = ("adapter", "codec", "exchange", "method", "pending", "request_id", "sink", "task")
+
+    def __init__(
+        self,
+        adapter: Adapter,
+        codec: EventCodec,
+        event: LambdaEvent,
+        context: LambdaContext,
+        sink: ResponseSink,
+    ) -> None:
+        request = codec.decode(event, adapter.base_path)
+        loop = adapter.engine.loop
+        self.adapter = adapter
+        self.codec = codec
+        self.sink = sink
+        self.method = request.method
+        self.request_id = _request_id(event, context)
+        self.exchange = Exchange(request.body, sink, loop, head=request.method == "HEAD")
+        self.pending = PendingWork(self.request_id, loop)
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1",
+            "method": request.method,
+            "scheme": request.scheme,
+            "path": request.path,
+            "raw_path": request.raw_path,
+            "root_path": request.root_path,
+            "query_string": request.query_string,
+            "headers": request.headers,
+            "server": request.server,
+            "client": request.client,
+            "state": adapter.lifespan.state.copy(),
+            "aws.event": event,
+            "aws.context": context,
+        }
+        # The task copies the current context: bind the pending-work set just around its creation.
+        token = _pending.bind(self.pending)
+        try:
+            coro = adapter.app(scope, self.exchange.receive, self.exchange.send)
+            self.task = loop.create_task(coro)  # type: ignore[arg-type]
+        finally:
+            _pending.unbind(token)
+
+    def response_ready(self) -> bool:
+        return self.exchange.complete or self.task.done()
+
+    async def wait_response(self) -> None:
+        if not self.response_ready():
+            await asyncio.wait(
+                (self.task, self.exchange.completion()), return_when=asyncio.FIRST_COMPLETED
+            )
+
+    def result(self) -> dict[str, Any]:
+        """The Lambda response for the event's source, or a raised function error.
+
+        From here on the app's remaining coroutine (if any) is pending work.
+        """
+        response = self._response()
+        if self.adapter.exclude_headers:
+            excluded = self.adapter.exclude_headers
+            response.headers = [(k, v) for k, v in response.headers if k not in excluded]
+        result = self.codec.encode(response)
+        if _payload_too_large(result):
+            logger.error(
+                "request %s: the response (status %d) exceeds Lambda's %d-byte payload limit;"
+                " answering 413 instead",
+                self.request_id,
+                response.status,
+                MAX_RESPONSE_BYTES,
+            )
+            response = HTTPResponse(413, list(_PLAIN_TEXT), b"Response payload too large")
+            result = self.codec.encode(response)
+        if response.status in self.adapter.error_status_codes:
+            raise http_status_error(response.status, response.body.decode("utf-8", "replace"))
+        return result
+
+    def _response(self) -> HTTPResponse:
+        task = self.task
+        if not task.done():
+            self.pending.track(task, "the app after its response")
+        elif not task.cancelled() and task.exception() is not None:
+            return self._failed(task.exception())
+        if not self.exchange.complete:
+            if task.cancelled():
+                return self._failed(asyncio.CancelledError())
+            logger.error(
+                "request %s: the app returned without a complete response", self.request_id
+            )
+            return _error_response()
+        sink = self.sink
+        if isinstance(sink, BufferedSink):
+            return sink.response()
+        return HTTPResponse(0, [], b"")  # streamed: the sink delivered it already
+
+    def _failed(self, exc: BaseException) -> HTTPResponse:
+        if self.exchange.complete:
+            logger.error(
+                "request %s: the app raised after its response was complete",
+                self.request_id,
+                exc_info=exc,
+            )
+            assert isinstance(self.sink, BufferedSink)
+            return self.sink.response()
+        logger.error("request %s: the app raised an exception", self.request_id, exc_info=exc)
+        return _error_response()
+
+
+def _error_response() -> HTTPResponse:
+    # Clients get no traceback; the log carries it with the request id.
+    return HTTPResponse(500, list(_PLAIN_TEXT), b"Internal Server Error")
+
+
+def _payload_too_large(result: dict[str, Any]) -> bool:
+    body = result.get("body") or ""
+    if len(body) < MAX_RESPONSE_BYTES - 256 * 1024:
+        return False  # headers and JSON framing cannot add 256 KiB: skip serialising
+    return len(json.dumps(result).encode("utf-8")) > MAX_RESPONSE_BYTES
+
+
+def _request_id(event: LambdaEvent, context: LambdaContext) -> str:
+    request_id = getattr(context, "aws_request_id", None)
+    if request_id:
+        return str(request_id)
+    request_context = event.get("requestContext")
+    if isinstance(request_context, dict) and request_context.get("requestId"):
+        return str(request_context["requestId"])
+    return "-"
+
+
+def _as_asgi(app: Any, wsgi: Any) -> ASGIApp:
+    if (app is None) == (wsgi is None):
+        raise TypeError("pass exactly one of an ASGI app or wsgi=<WSGI app>")
+    if wsgi is None and not _looks_like_wsgi(app):
+        return app  # type: ignore[no-any-return]
+    try:
+        from a2wsgi import WSGIMiddleware
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise ImportError("WSGI apps need a2wsgi: pip install 'holdfast[wsgi]'") from None
+    return WSGIMiddleware(wsgi if wsgi is not None else app)  # type: ignore[return-value]
+
+
+def _looks_like_wsgi(app: Any) -> bool:
+    """WSGI callables take ``(environ, start_response)``; ASGI ones ``(scope, receive, send)``."""
+    call = app if inspect.isroutine(app) else getattr(app, "__call__", None)  # noqa: B004
+    if call is None or inspect.iscoroutinefunction(call):
+        return False
+    try:
+        parameters = inspect.signature(call).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) == 2

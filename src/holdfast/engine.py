@@ -1,0 +1,65 @@
+"""The execution environment's one event loop, and how a synchronous caller drives it.
+
+Lambda calls a Python handler synchronously, so between invocations nothing may run the loop
+(the environment is frozen anyway). Instead of a new loop per call or a thread hop per call,
+the caller's thread steps the persistent loop until what it waits for is done. Stepping is
+``BaseEventLoop._run_once``: ``run_until_complete`` costs twice as much per invocation, which is
+most of a raw ASGI app's whole budget. The loop is always one holdfast created, so the method is
+there; the lock keeps two threads (a handler and the after-response extension) from stepping at
+once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from asyncio import events
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class Engine:
+    """Owns the persistent event loop; :meth:`run_until` drives it from the calling thread."""
+
+    def __init__(self) -> None:
+        # A plain selector loop, never the policy's: driving relies on its _run_once.
+        self.loop: asyncio.AbstractEventLoop = asyncio.SelectorEventLoop()
+        self._lock = threading.Lock()
+
+    def run_until(self, done: Callable[[], bool]) -> None:
+        """Step the loop in this thread until ``done()`` is true."""
+        if done():
+            return
+        loop = self.loop
+        with self._lock:
+            if events._get_running_loop() is not None:
+                raise RuntimeError(
+                    "holdfast.Adapter was called synchronously from inside a running event loop;"
+                    " await adapter.handle(event, context) instead"
+                )
+            hooks = sys.get_asyncgen_hooks()
+            sys.set_asyncgen_hooks(
+                firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
+                finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
+            )
+            events._set_running_loop(loop)
+            try:
+                run_once = loop._run_once  # type: ignore[attr-defined]
+                while not done():
+                    run_once()
+            finally:
+                events._set_running_loop(None)
+                sys.set_asyncgen_hooks(*hooks)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` to completion on the persistent loop and return its result."""
+        task = self.loop.create_task(coro)
+        self.run_until(task.done)
+        return task.result()
+
+    def close(self) -> None:
+        if not self.loop.is_closed():
+            self.loop.close()

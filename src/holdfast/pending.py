@@ -1,0 +1,194 @@
+"""Work an invocation still owes after its response, drained before the environment may freeze.
+
+Each invocation owns a :class:`PendingWork` set, reachable through a context variable from any
+code handling the request. Three kinds of work land in it: the rest of the app's own coroutine
+after the last body chunk (FastAPI/Starlette ``BackgroundTasks`` run there), functions passed to
+:func:`after_response`, and :func:`on_response_sent` callbacks. None of it starts before the
+response has gone out, and the host does not report the invocation done until it has drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger("holdfast")
+
+_current: contextvars.ContextVar[PendingWork | None] = contextvars.ContextVar(
+    "holdfast_pending_work", default=None
+)
+
+
+@dataclass(slots=True)
+class DrainReport:
+    """What became of an invocation's pending work."""
+
+    drained: int = 0
+    failed: int = 0
+    spilled: int = 0
+    cancelled: list[str] = field(default_factory=list)
+
+
+class WorkHandle:
+    """A unit of after-response work: its description and, once started, its future."""
+
+    __slots__ = ("_start", "description", "future")
+
+    def __init__(self, description: str, start: Callable[[], asyncio.Future[Any]] | None) -> None:
+        self.description = description
+        self._start = start
+        self.future: asyncio.Future[Any] | None = None
+
+    @property
+    def started(self) -> bool:
+        return self.future is not None
+
+    def done(self) -> bool:
+        return self.future is not None and self.future.done()
+
+    def start(self) -> None:
+        if self._start is not None and self.future is None:
+            self.future = self._start()
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else "running" if self.started else "waiting for response"
+        return f"<WorkHandle {self.description} {state}>"
+
+
+class PendingWork:
+    """The after-response work of one invocation."""
+
+    def __init__(self, request_id: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.request_id = request_id
+        self._loop = loop
+        self._handles: list[WorkHandle] = []
+        self._response_sent = False
+        self.report = DrainReport()
+
+    # -- collecting work -------------------------------------------------------------------
+    def track(self, future: asyncio.Future[Any], description: str) -> WorkHandle:
+        """Track work that is already running, such as the app's coroutine after its response."""
+        handle = WorkHandle(description, None)
+        handle.future = future
+        self._handles.append(handle)
+        return handle
+
+    def defer(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> WorkHandle:
+        """Run ``fn(*args, **kwargs)`` once the response has been sent."""
+        start = functools.partial(self._start, fn, args, kwargs, contextvars.copy_context())
+        handle = WorkHandle(_describe(fn), start)
+        self._handles.append(handle)
+        if self._response_sent:
+            handle.start()
+        return handle
+
+    def _start(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        context: contextvars.Context,
+    ) -> asyncio.Future[Any]:
+        if inspect.iscoroutinefunction(fn):
+            return self._loop.create_task(fn(*args, **kwargs), context=context)
+        call = functools.partial(context.run, fn, *args, **kwargs)
+        return self._loop.run_in_executor(None, call)
+
+    def response_sent(self) -> None:
+        """The response has gone out: start the work that was waiting for it."""
+        self._response_sent = True
+        for handle in self._handles:
+            handle.start()
+
+    # -- draining ---------------------------------------------------------------------------
+    def outstanding(self) -> list[WorkHandle]:
+        return [handle for handle in self._handles if not handle.done()]
+
+    def __bool__(self) -> bool:
+        return any(not handle.done() for handle in self._handles)
+
+    def finished(self) -> bool:
+        return not self
+
+    async def drain(self, timeout: float | None) -> DrainReport:
+        """Wait for every unit of work, at most ``timeout`` seconds; cancel what is left over."""
+        if not self._response_sent:
+            self.response_sent()
+        futures = [h.future for h in self._handles if h.future is not None]
+        if futures:
+            await asyncio.wait(futures, timeout=timeout)
+        for handle in self._handles:
+            self._settle(handle)
+        self._handles.clear()
+        return self.report
+
+    def _settle(self, handle: WorkHandle) -> None:
+        future = handle.future
+        if future is None or not future.done():
+            if future is not None:
+                future.cancel()
+            self.report.cancelled.append(handle.description)
+            logger.error(
+                "request %s: after-response work %s did not finish before the deadline "
+                "and was cancelled",
+                self.request_id,
+                handle.description,
+            )
+        elif future.cancelled():
+            self.report.cancelled.append(handle.description)
+        elif future.exception() is not None:
+            self.report.failed += 1
+            logger.error(
+                "request %s: after-response work %s failed",
+                self.request_id,
+                handle.description,
+                exc_info=future.exception(),
+            )
+        else:
+            self.report.drained += 1
+
+
+def current() -> PendingWork | None:
+    """The pending-work set of the invocation being handled, if any."""
+    return _current.get()
+
+
+def bind(pending: PendingWork) -> contextvars.Token[PendingWork | None]:
+    return _current.set(pending)
+
+
+def unbind(token: contextvars.Token[PendingWork | None]) -> None:
+    _current.reset(token)
+
+
+def after_response(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> WorkHandle:
+    """Run ``fn(*args, **kwargs)`` after the response is sent and before Lambda freezes.
+
+    A coroutine function runs on the event loop, a plain function in the thread pool. Call it
+    anywhere while a request is handled by holdfast; the returned handle tells the work's state.
+    """
+    pending = _current.get()
+    if pending is None:
+        raise RuntimeError("after_response() was called outside a request handled by holdfast")
+    return pending.defer(fn, *args, **kwargs)
+
+
+def on_response_sent(callback: Callable[[], Any]) -> WorkHandle:
+    """Run ``callback()`` once the last body chunk of the current response has gone out.
+
+    For middleware and telemetry: finish a span, flush metrics. It counts as pending work, so
+    the environment is not frozen before it returns.
+    """
+    return after_response(callback)
+
+
+def _describe(fn: Callable[..., Any]) -> str:
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    module = getattr(fn, "__module__", None)
+    return f"{module}.{name}" if module else name

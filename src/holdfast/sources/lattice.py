@@ -1,0 +1,80 @@
+"""Amazon VPC Lattice target groups, event structure versions 1 and 2."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from holdfast._types import LambdaEvent
+from holdfast.sources._http import (
+    HTTPRequest,
+    HTTPResponse,
+    client_address,
+    encode_body,
+    forwarded_scheme,
+    grouped_headers,
+    headers_from_multi,
+    query_from_decoded,
+    request_body,
+    require,
+    server_address,
+    single_value_headers,
+    split_path,
+    status_description,
+)
+
+
+class VPCLattice:
+    """Version 1 uses snake_case keys and ``raw_path``; version 2 camelCase, a ``requestContext``
+    and list-valued headers and query parameters. Both answer ALB-style single-value headers."""
+
+    name = "lattice"
+
+    def __init__(self, text_mime_types: frozenset[str] = frozenset(), *, version: int) -> None:
+        self.text_mime_types = text_mime_types
+        self.version = version
+
+    @staticmethod
+    def detect_version(event: LambdaEvent) -> int | None:
+        if "raw_path" in event and "method" in event:
+            return 1
+        context = event.get("requestContext")
+        if isinstance(context, dict) and "serviceNetworkArn" in context and "method" in event:
+            return 2
+        return None
+
+    def decode(self, event: LambdaEvent, base_path: str) -> HTTPRequest:
+        source = f"VPC Lattice v{self.version}"
+        method = require(event, "method", str, source)
+        headers = headers_from_multi(event.get("headers"))
+        scheme = forwarded_scheme(headers)
+        if self.version == 1:
+            target, _, query = require(event, "raw_path", str, source).partition("?")
+            params = event.get("query_string_parameters")
+            body = request_body(event, "body", "is_base64_encoded")
+        else:
+            target, query = require(event, "path", str, source), ""
+            params = event.get("queryStringParameters")
+            body = request_body(event, "body", "isBase64Encoded")
+        path, raw, root_path = split_path(target, encoded=True, base_path=base_path)
+        return HTTPRequest(
+            method=method.upper(),
+            scheme=scheme,
+            server=server_address(headers, scheme),
+            client=client_address(headers, None),
+            root_path=root_path,
+            path=path,
+            raw_path=raw,
+            query_string=query.encode("utf-8") if query else query_from_decoded(params),
+            headers=headers,
+            body=body,
+        )
+
+    def encode(self, response: HTTPResponse) -> dict[str, Any]:
+        body, is_base64 = encode_body(response.body, response.headers, self.text_mime_types)
+        return {
+            "statusCode": response.status,
+            "statusDescription": status_description(response.status),
+            "headers": single_value_headers(grouped_headers(response.headers)),
+            "body": body,
+            "isBase64Encoded": is_base64,
+        }
