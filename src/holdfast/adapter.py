@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from holdfast import extension
 from holdfast import pending as _pending
 from holdfast._types import ASGIApp, LambdaContext, LambdaEvent
 from holdfast.bridge import BufferedSink, Exchange, ResponseSink
@@ -69,13 +70,18 @@ class Adapter:
             self.engine.run(self.lifespan.startup())
         else:
             self._startup_pending = True
+        extension.start_for(self)
 
     _startup_pending = False
 
     # -- the Lambda handler ---------------------------------------------------------------
     def __call__(self, event: LambdaEvent, context: LambdaContext = None) -> dict[str, Any]:
         """Handle one invocation synchronously (the managed Python runtime's handler)."""
-        invocation = self.begin(event, context)
+        try:
+            invocation = self.begin(event, context)
+        except BaseException:
+            self._settle(None, context)
+            raise
         self.engine.run_until(invocation.response_ready)
         try:
             return invocation.result()
@@ -103,8 +109,11 @@ class Adapter:
         return Invocation(self, codec, event, context, sink or BufferedSink())
 
     # -- after the response ---------------------------------------------------------------
-    def _settle(self, pending: PendingWork, context: LambdaContext) -> None:
+    def _settle(self, pending: PendingWork | None, context: LambdaContext) -> None:
         if self.pending_host is not None:
+            # The host waits for every invocation's hand-over, even one that failed to decode.
+            if pending is None:
+                pending = PendingWork(getattr(context, "aws_request_id", "-"), self.engine.loop)
             self.pending_host(pending, context)
         elif pending:
             # No host drains after the handler returns: finish the work before returning, so

@@ -69,7 +69,6 @@ class PendingWork:
         self._loop = loop
         self._handles: list[WorkHandle] = []
         self._response_sent = False
-        self.report = DrainReport()
 
     # -- collecting work -------------------------------------------------------------------
     def track(self, future: asyncio.Future[Any], description: str) -> WorkHandle:
@@ -123,17 +122,18 @@ class PendingWork:
         futures = [h.future for h in self._handles if h.future is not None]
         if futures:
             await asyncio.wait(futures, timeout=timeout)
+        report = DrainReport()
         for handle in self._handles:
-            self._settle(handle)
+            self._settle(handle, report)
         self._handles.clear()
-        return self.report
+        return report
 
-    def _settle(self, handle: WorkHandle) -> None:
+    def _settle(self, handle: WorkHandle, report: DrainReport) -> None:
         future = handle.future
         if future is None or not future.done():
             if future is not None:
                 future.cancel()
-            self.report.cancelled.append(handle.description)
+            report.cancelled.append(handle.description)
             logger.error(
                 "request %s: after-response work %s did not finish before the deadline "
                 "and was cancelled",
@@ -141,9 +141,9 @@ class PendingWork:
                 handle.description,
             )
         elif future.cancelled():
-            self.report.cancelled.append(handle.description)
+            report.cancelled.append(handle.description)
         elif future.exception() is not None:
-            self.report.failed += 1
+            report.failed += 1
             logger.error(
                 "request %s: after-response work %s failed",
                 self.request_id,
@@ -151,7 +151,7 @@ class PendingWork:
                 exc_info=future.exception(),
             )
         else:
-            self.report.drained += 1
+            report.drained += 1
 
 
 def current() -> PendingWork | None:

@@ -81,7 +81,14 @@ def headers_from_single(headers: Mapping[str, Any] | None) -> RawHeaders:
     """Raw headers from a ``{"Name": "value"}`` mapping."""
     if not headers:
         return []
-    return [(name.lower().encode("latin-1"), header_value(str(v))) for name, v in headers.items()]
+    try:
+        return [
+            (name.lower().encode("latin-1"), v.encode("latin-1")) for name, v in headers.items()
+        ]
+    except (UnicodeEncodeError, AttributeError):  # rare: non-latin-1 text or non-string values
+        return [
+            (name.lower().encode("latin-1"), header_value(str(v))) for name, v in headers.items()
+        ]
 
 
 def headers_from_multi(headers: Mapping[str, Any] | None) -> RawHeaders:
