@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import inspect
 import json
 import logging
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -15,10 +17,11 @@ from holdfast._types import ASGIApp, LambdaContext, LambdaEvent
 from holdfast.bridge import BufferedSink, Exchange, ResponseSink
 from holdfast.config import normalize_base_path, parse_status_codes, setting
 from holdfast.engine import Engine
-from holdfast.errors import http_status_error
+from holdfast.errors import InvalidEvent, http_status_error
 from holdfast.lifespan import Lifespan, LifespanMode
 from holdfast.pending import DrainReport, PendingWork
 from holdfast.sources import Codecs, EventCodec, HTTPResponse
+from holdfast.sources._http import find_header
 
 logger = logging.getLogger("holdfast")
 
@@ -71,6 +74,7 @@ class Adapter:
         else:
             self._startup_pending = True
         extension.start_for(self)
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     _startup_pending = False
 
@@ -94,6 +98,13 @@ class Adapter:
         """Handle one invocation on the running loop (custom runtime). The caller owns the
         returned invocation's pending work: call :meth:`Invocation.result`, deliver it, then
         drain ``invocation.pending``."""
+        if asyncio.get_running_loop() is not self.engine.loop:
+            # The app's task would wait on a loop nobody steps: refuse instead of hanging.
+            raise RuntimeError(
+                "Adapter.handle() must run on the adapter's own loop (adapter.engine.loop);"
+                " from another event loop, call the handler in a thread:"
+                " await asyncio.to_thread(handler, event, context)"
+            )
         if self._startup_pending:
             self._startup_pending = False
             await self.lifespan.startup()
@@ -136,6 +147,25 @@ class Adapter:
         """Run lifespan shutdown (hosts call this when the environment ends)."""
         await self.lifespan.shutdown(timeout)
 
+    def close(self, timeout: float = 1.0) -> None:
+        """Run lifespan shutdown, cancel what is still running and close the loop (idempotent).
+
+        Called at interpreter exit for adapters nobody closed; Lambda hosts use SIGTERM instead.
+        """
+        loop = self.engine.loop
+        if loop.is_closed() or asyncio.events._get_running_loop() is not None:
+            return
+        try:
+            self.engine.run(self.shutdown(timeout))
+        except Exception:
+            logger.exception("lifespan shutdown failed")
+        leftovers = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            self.engine.run(asyncio.wait(leftovers, timeout=timeout))
+        self.engine.close()
+
 
 class Invocation:
     """One HTTP event through the app: the scope, the exchange, the app's task, pending work."""
@@ -150,7 +180,13 @@ class Invocation:
         context: LambdaContext,
         sink: ResponseSink,
     ) -> None:
-        request = codec.decode(event, adapter.base_path)
+        try:
+            request = codec.decode(event, adapter.base_path)
+        except (AttributeError, TypeError) as exc:  # e.g. a list where an object belongs
+            raise InvalidEvent(f"{codec.name} event: a field has the wrong type: {exc}") from exc
+        if request.body and find_header(request.headers, b"content-length") is None:
+            # Sources may drop the header; WSGI apps read exactly Content-Length bytes.
+            request.headers.append((b"content-length", b"%d" % len(request.body)))
         loop = adapter.engine.loop
         self.adapter = adapter
         self.codec = codec
@@ -248,6 +284,12 @@ class Invocation:
         return _error_response()
 
 
+def _close_at_exit(ref: weakref.ref[Adapter]) -> None:
+    adapter = ref()
+    if adapter is not None:
+        adapter.close()
+
+
 def _error_response() -> HTTPResponse:
     # Clients get no traceback; the log carries it with the request id.
     return HTTPResponse(500, list(_PLAIN_TEXT), b"Internal Server Error")
@@ -255,8 +297,11 @@ def _error_response() -> HTTPResponse:
 
 def _payload_too_large(result: dict[str, Any]) -> bool:
     body = result.get("body") or ""
-    if len(body) < MAX_RESPONSE_BYTES - 256 * 1024:
-        return False  # headers and JSON framing cannot add 256 KiB: skip serialising
+    # Base64 needs no escaping; a text character takes up to 12 bytes once serialised (an
+    # escaped surrogate pair). Headers and JSON framing cannot add 256 KiB: skip serialising.
+    growth = 1 if result.get("isBase64Encoded") else 12
+    if len(body) * growth < MAX_RESPONSE_BYTES - 256 * 1024:
+        return False
     return len(json.dumps(result).encode("utf-8")) > MAX_RESPONSE_BYTES
 
 

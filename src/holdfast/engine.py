@@ -38,7 +38,7 @@ class Engine:
             if events._get_running_loop() is not None:
                 raise RuntimeError(
                     "holdfast.Adapter was called synchronously from inside a running event loop;"
-                    " await adapter.handle(event, context) instead"
+                    " call it in a thread instead: await asyncio.to_thread(handler, event, context)"
                 )
             hooks = sys.get_asyncgen_hooks()
             sys.set_asyncgen_hooks(

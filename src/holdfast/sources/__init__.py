@@ -62,7 +62,7 @@ def _describe_unknown(event: LambdaEvent) -> str:
     records = event.get("Records")
     if isinstance(records, list) and records and isinstance(records[0], dict):
         source = records[0].get("eventSource") or records[0].get("EventSource") or "unknown"
-        return f"not an HTTP event: a {source} records event"
+        return f"not an HTTP event: records from {source}"
     if "detail-type" in event:
         return f"not an HTTP event: an EventBridge {event.get('detail-type')!r} event"
     keys = ", ".join(sorted(map(str, event))[:8]) or "no keys"

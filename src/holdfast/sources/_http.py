@@ -96,11 +96,16 @@ def headers_from_multi(headers: Mapping[str, Any] | None) -> RawHeaders:
     if not headers:
         return []
     raw: RawHeaders = []
+    append = raw.append
     for name, values in headers.items():
         key = name.lower().encode("latin-1")
         if isinstance(values, str):
-            values = [values]
-        raw.extend((key, header_value(str(v))) for v in values or ())
+            values = (values,)
+        for value in values or ():
+            try:
+                append((key, value.encode("latin-1")))
+            except (UnicodeEncodeError, AttributeError):
+                append((key, header_value(str(value))))
     return raw
 
 

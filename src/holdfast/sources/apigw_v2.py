@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from holdfast._types import LambdaEvent
+from holdfast.errors import InvalidEvent
 from holdfast.sources._http import (
     HTTPRequest,
     HTTPResponse,
@@ -12,6 +13,7 @@ from holdfast.sources._http import (
     cookie_header,
     encode_body,
     forwarded_scheme,
+    header_text,
     headers_from_single,
     request_body,
     require,
@@ -42,6 +44,8 @@ class APIGatewayV2:
         headers = headers_from_single(event.get("headers"))
         cookies = event.get("cookies")
         if cookies:
+            if not isinstance(cookies, list):
+                raise InvalidEvent(f"{_SOURCE} event: 'cookies' must be a list of strings")
             headers.append(cookie_header(cookies))
         scheme = forwarded_scheme(headers)
         # Function URLs keep the path percent-encoded as sent; HTTP APIs decode it first.
@@ -72,7 +76,7 @@ class APIGatewayV2:
         cookies: list[str] = []
         for key, value in response.headers:
             name = key.decode("latin-1")
-            text = value.decode("latin-1")
+            text = header_text(value)
             if name == "set-cookie":
                 cookies.append(text)
             elif name in headers:

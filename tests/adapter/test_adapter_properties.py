@@ -1,0 +1,167 @@
+"""Property tests: query strings, paths and headers survive event -> scope for any value, in
+the encoding each source uses."""
+
+from __future__ import annotations
+
+import string
+from urllib.parse import parse_qsl, quote, unquote
+
+import pytest
+from adapter_apps import Recorder
+from adapter_events import SOURCES, Request, load_event
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import holdfast
+
+# Text that can travel in a JSON event: any code point but surrogates.
+TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+# What a client may put in a query string as sent: unreserved and sub-delims, percent escapes.
+QUERY_CHARS = string.ascii_letters + string.digits + "-._~!$'()*+,;=:@/?"
+RAW_QUERY = st.lists(
+    st.one_of(
+        st.text(QUERY_CHARS, min_size=1, max_size=6),
+        st.builds(lambda b: f"%{b:02X}", st.integers(0, 255)),
+    ),
+    max_size=10,
+).map("".join)
+RAW_QUERY_STRING = st.lists(st.tuples(RAW_QUERY, st.one_of(st.none(), RAW_QUERY)), max_size=6).map(
+    lambda pairs: "&".join(k if v is None else f"{k}={v}" for k, v in pairs)
+)
+PARAMS = st.dictionaries(TEXT, st.lists(TEXT, min_size=1, max_size=3), max_size=5)
+SEGMENTS = st.lists(TEXT, min_size=1, max_size=5)
+TOKEN = st.text(string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~", min_size=1, max_size=12)
+LATIN_1_VALUE = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=20
+)
+HEADERS = st.dictionaries(
+    TOKEN.map(str.lower).filter(lambda n: n not in {"cookie", "content-length"}),
+    st.lists(LATIN_1_VALUE, min_size=1, max_size=3),
+    max_size=6,
+)
+
+PROPERTY = settings(max_examples=150, deadline=None)
+
+
+@pytest.fixture(scope="module")
+def probe():
+    """``probe(event)``: the scope the app gets for ``event``."""
+    recorder = Recorder()
+    adapter = holdfast.Adapter(recorder)
+
+    def scope_of(event):
+        adapter(event, None)
+        return recorder.scope
+
+    yield scope_of
+    adapter.engine.run(adapter.shutdown(timeout=5))
+    adapter.engine.close()
+
+
+def flatten(params):
+    return [(key, value) for key, values in params.items() for value in values]
+
+
+@PROPERTY
+@given(query=RAW_QUERY_STRING, source=st.sampled_from(["function-url", "http-api-v2"]))
+def test_v2_raw_query_string_reaches_the_app_unchanged(probe, query, source):
+    scope = probe(SOURCES[source](Request(target="/q?" + query)))
+    assert scope["query_string"] == query.encode("ascii")
+
+
+@PROPERTY
+@given(params=PARAMS)
+def test_rest_decoded_parameters_parse_back_to_themselves(probe, params):
+    event = load_event("apigateway-aws-proxy")
+    event["multiValueQueryStringParameters"] = params or None
+    event["queryStringParameters"] = {key: values[-1] for key, values in params.items()} or None
+    query = probe(event)["query_string"]
+    assert query.isascii()
+    assert parse_qsl(query.decode(), keep_blank_values=True) == flatten(params)
+
+
+@PROPERTY
+@given(params=PARAMS)
+def test_lattice_v2_decoded_parameters_parse_back_to_themselves(probe, params):
+    event = load_event("lattice-v2")
+    event["queryStringParameters"] = params
+    query = probe(event)["query_string"]
+    assert parse_qsl(query.decode(), keep_blank_values=True) == flatten(params)
+
+
+@PROPERTY
+@given(params=PARAMS.map(lambda p: {k: v for k, v in p.items() if k}), multi=st.booleans())
+def test_alb_encoded_parameters_parse_back_to_the_decoded_values(probe, params, multi):
+    encoded = {
+        quote(key, safe=""): [quote(value, safe="") for value in values]
+        for key, values in params.items()
+    }
+    event = load_event("alb-multi-value" if multi else "alb-request")
+    if multi:
+        event["multiValueQueryStringParameters"] = encoded
+        expected = flatten(params)
+    else:
+        event["queryStringParameters"] = {key: values[-1] for key, values in encoded.items()}
+        expected = [(key, values[-1]) for key, values in params.items()]
+    query = probe(event)["query_string"]
+    assert parse_qsl(query.decode(), keep_blank_values=True) == expected
+
+
+@PROPERTY
+@given(segments=SEGMENTS, source=st.sampled_from(sorted(set(SOURCES) - {"http-api-v2"})))
+def test_encoded_paths_decode_and_keep_their_raw_form(probe, segments, source):
+    raw = "/" + "/".join(quote(segment, safe="") for segment in segments)
+    scope = probe(SOURCES[source](Request(target=raw)))
+    assert scope["raw_path"] == raw.encode("ascii")
+    assert scope["path"] == "/" + "/".join(segments)
+    assert scope["root_path"] == ""
+
+
+@PROPERTY
+@given(segments=SEGMENTS)
+def test_decoded_http_api_paths_round_trip_through_raw_path(probe, segments):
+    path = "/" + "/".join(segments)
+    event = load_event("apigateway-http-api")
+    event["rawPath"] = path
+    scope = probe(event)
+    assert scope["path"] == path
+    assert scope["raw_path"].isascii()
+    assert unquote(scope["raw_path"].decode("ascii")) == path
+
+
+@PROPERTY
+@given(segments=SEGMENTS, base=st.text(string.ascii_lowercase, min_size=1, max_size=5))
+def test_base_path_is_removed_once_whatever_follows(segments, base):
+    recorder = Recorder()
+    adapter = holdfast.Adapter(recorder, base_path=base, lifespan="off")
+    raw = f"/{base}/{base}/" + "/".join(quote(segment, safe="") for segment in segments)
+    adapter(SOURCES["function-url"](Request(target=raw)), None)
+    adapter.engine.close()
+    assert recorder.scope["root_path"] == f"/{base}"
+    assert recorder.scope["path"] == unquote(raw)
+
+
+@PROPERTY
+@given(headers=HEADERS, source=st.sampled_from(["rest-v1", "alb-multi-value", "lattice-v2"]))
+def test_multi_value_headers_arrive_in_order_as_latin_1_bytes(probe, headers, source):
+    pairs = tuple((name, value) for name, values in headers.items() for value in values)
+    scope = probe(SOURCES[source](Request(headers=pairs)))
+    expected = [(n.encode(), v.encode("latin-1")) for n, v in pairs]
+    if source != "rest-v1":  # load balancers add the client address
+        expected.append((b"x-forwarded-for", b"203.0.113.9"))
+    assert scope["headers"] == expected
+
+
+@PROPERTY
+@given(
+    headers=HEADERS, cookies=st.lists(st.text(string.ascii_letters + "=", min_size=1), max_size=4)
+)
+def test_v2_headers_and_cookies_arrive_as_sent(probe, headers, cookies):
+    event = load_event("function-url")
+    event["headers"] = {name: ",".join(values) for name, values in headers.items()}
+    event["cookies"] = cookies
+    event["body"] = ""
+    expected = [(n.encode(), ",".join(v).encode("latin-1")) for n, v in headers.items()]
+    if cookies:
+        expected.append((b"cookie", "; ".join(cookies).encode()))
+    assert probe(event)["headers"] == expected
