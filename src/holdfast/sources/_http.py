@@ -56,6 +56,7 @@ _TEXT_MIME_TYPES = frozenset(
 )
 # Path characters that stay literal when re-encoding a decoded path (RFC 3986 pchar + "/").
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
+_QUERY_SAFE = re.compile(r"[A-Za-z0-9_.\-~]*")
 _NEEDS_QUOTING = re.compile(r"[^A-Za-z0-9/:@!$&'()*+,;=\-._~]")
 
 
@@ -77,18 +78,27 @@ def header_value(value: str) -> bytes:
         return value.encode("utf-8")
 
 
+def header_name(name: str) -> bytes:
+    """The ASGI form of a header name; cached, since the same few names arrive every time."""
+    key = _header_names.get(name)
+    if key is None:
+        key = name.lower().encode("latin-1")
+        if len(_header_names) < 4096:
+            _header_names[name] = key
+    return key
+
+
+_header_names: dict[str, bytes] = {}
+
+
 def headers_from_single(headers: Mapping[str, Any] | None) -> RawHeaders:
     """Raw headers from a ``{"Name": "value"}`` mapping."""
     if not headers:
         return []
     try:
-        return [
-            (name.lower().encode("latin-1"), v.encode("latin-1")) for name, v in headers.items()
-        ]
+        return [(header_name(name), v.encode("latin-1")) for name, v in headers.items()]
     except (UnicodeEncodeError, AttributeError):  # rare: non-latin-1 text or non-string values
-        return [
-            (name.lower().encode("latin-1"), header_value(str(v))) for name, v in headers.items()
-        ]
+        return [(header_name(name), header_value(str(v))) for name, v in headers.items()]
 
 
 def headers_from_multi(headers: Mapping[str, Any] | None) -> RawHeaders:
@@ -98,7 +108,7 @@ def headers_from_multi(headers: Mapping[str, Any] | None) -> RawHeaders:
     raw: RawHeaders = []
     append = raw.append
     for name, values in headers.items():
-        key = name.lower().encode("latin-1")
+        key = header_name(name)
         if isinstance(values, str):
             values = (values,)
         for value in values or ():
@@ -128,9 +138,13 @@ def query_from_decoded(params: Mapping[str, Any] | None) -> bytes:
     for key, values in params.items():
         if isinstance(values, str) or values is None:
             values = [values or ""]
-        name = quote_plus(key, safe="")
-        parts.extend(f"{name}={quote_plus(str(v), safe='')}" for v in values)
+        name = _quote_plus(key)
+        parts.extend(f"{name}={_quote_plus(str(v))}" for v in values)
     return "&".join(parts).encode("ascii")
+
+
+def _quote_plus(text: str) -> str:
+    return text if _QUERY_SAFE.fullmatch(text) else quote_plus(text, safe="")
 
 
 def query_from_encoded(params: Mapping[str, Any] | None) -> bytes:
