@@ -90,8 +90,10 @@ class AfterResponseExtension:
     def start(self) -> None:
         """Register (this must happen before the runtime's first ``next``) and start."""
         self._api.register(EXTENSION_NAME)
-        threading.Thread(target=self._serve, name="holdfast-extension", daemon=True).start()
+        # Block SIGTERM first: threads inherit the mask, and a thread that does not block it
+        # could take the signal and die of its default action instead of shutting down.
         _watch_sigterm(self._on_sigterm)
+        threading.Thread(target=self._serve, name="holdfast-extension", daemon=True).start()
 
     def hand_over(self, pending: PendingWork, context: LambdaContext) -> None:
         """Called by the handler when its response is ready: the rest is the extension's."""

@@ -1,0 +1,62 @@
+"""Settings of one emulated function, kept apart from the code that serves it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+EventFormat = Literal["v2", "v1", "alb"]
+InvokeMode = Literal["buffered", "response_stream"]
+
+EVENT_FORMATS: tuple[EventFormat, ...] = ("v2", "v1", "alb")
+INVOKE_MODES: tuple[InvokeMode, ...] = ("buffered", "response_stream")
+
+ACCOUNT_ID = "000000000000"
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Everything the emulator needs to know about the function it emulates.
+
+    `command` is the runtime (what Lambda would start as `bootstrap`); `extensions` are the
+    commands of external extensions (what Lambda would find in /opt/extensions), started before
+    the runtime in the same process group. Times are in seconds.
+    """
+
+    command: Sequence[str]
+    host: str = "127.0.0.1"
+    port: int = 0
+    event_format: EventFormat = "v2"
+    timeout: float = 30.0
+    memory: int = 512
+    concurrency: int = 1
+    invoke_mode: InvokeMode = "buffered"
+    function_name: str = "function"
+    region: str = "us-east-1"
+    alb_multi_value: bool = False
+    init_timeout: float = 10.0
+    async_retry_delays: Sequence[float] = (1.0, 2.0)
+    extensions: Sequence[Sequence[str]] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    handler: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.command:
+            raise ValueError("a runtime command is required")
+        if self.event_format not in EVENT_FORMATS:
+            raise ValueError(f"event_format must be one of {EVENT_FORMATS}")
+        if self.invoke_mode not in INVOKE_MODES:
+            raise ValueError(f"invoke_mode must be one of {INVOKE_MODES}")
+        if self.timeout <= 0 or self.init_timeout <= 0:
+            raise ValueError("timeouts must be positive")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.memory < 128:
+            raise ValueError("memory must be at least 128 MB")
+
+    @property
+    def function_arn(self) -> str:
+        """The ARN the runtime is told it was invoked as."""
+        return f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{self.function_name}"

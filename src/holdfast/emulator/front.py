@@ -1,0 +1,246 @@
+"""The `--port` listener: RIE's invoke endpoint, and an HTTP front for every other request.
+
+`POST /2015-03-31/functions/{name}/invocations` behaves like the Lambda Invoke API (and RIE):
+raw event in, raw payload out, `X-Amz-Function-Error: Unhandled` on a function error,
+`X-Amz-Invocation-Type: Event` answered 202 and retried on failure. Any other request is turned
+into an event of the configured integration and the function's answer back into HTTP; in
+`response_stream` mode a streamed answer is relayed chunk by chunk as it arrives.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from ._http import BodyTooLarge, HTTPServer, Request, Response, StreamAborted, json_response
+from .config import EmulatorConfig
+from .events import (
+    HTTP_INTEGRATION_CONTENT_TYPE,
+    HttpRequest,
+    HttpResponse,
+    MalformedResponse,
+    build_event,
+    decode_response,
+    error_response,
+    split_prelude,
+)
+from .invocation import (
+    FUNCTION_ERROR_UNHANDLED,
+    InvokeRequest,
+    ResponseStream,
+    RuntimeResponse,
+    StreamError,
+    new_request_id,
+)
+
+MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
+MAX_ASYNC_PAYLOAD = 1024 * 1024
+MAX_CLIENT_CONTEXT = 3583
+# A refused body up to this size is read and dropped to keep the connection; beyond, it closes.
+_DISCARD_LIMIT = 64 * 1024 * 1024
+
+_INVOKE_PATH = re.compile(r"/2015-03-31/functions/(?P<name>[^/]+)/invocations")
+_INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+# Hop-by-hop fields (RFC 9110 §7.6.1) end at the front, as they end at AWS's edge.
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-connection", "expect"}
+)
+# The front frames responses itself: a function's own framing headers would contradict it.
+_RESPONSE_FRAMING = _HOP_BY_HOP | {"content-length"}
+
+
+class Dispatcher(Protocol):
+    """What the front needs from the emulator: run an invocation now, or in the background."""
+
+    async def call(self, request: InvokeRequest) -> RuntimeResponse:
+        """Invoke and return the response as soon as the runtime posts it."""
+        ...
+
+    def call_async(self, request: InvokeRequest) -> None:
+        """Invoke in the background, retrying failures as Lambda does for async invokes."""
+        ...
+
+
+class Front:
+    """The public listener of the emulator."""
+
+    def __init__(self, config: EmulatorConfig, dispatcher: Dispatcher) -> None:
+        self._config = config
+        self._dispatcher = dispatcher
+        self._server = HTTPServer(self._handle, config.host, config.port)
+
+    @property
+    def port(self) -> int:
+        """The port bound (useful with port 0)."""
+        return self._server.port
+
+    async def start(self) -> None:
+        """Start listening."""
+        await self._server.start()
+
+    async def close(self) -> None:
+        """Stop listening and drop open connections."""
+        await self._server.close()
+
+    async def _handle(self, request: Request) -> Response:
+        if _INVOKE_PATH.fullmatch(request.path) and request.method == "POST":
+            return await self._invoke(request)
+        return await self._http(request)
+
+    # -- the Invoke API -----------------------------------------------------------------------
+
+    async def _invoke(self, request: Request) -> Response:
+        invocation_type = request.headers.get("X-Amz-Invocation-Type") or "RequestResponse"
+        if invocation_type not in _INVOCATION_TYPES:
+            message = f"Unsupported invocation type {invocation_type!r}"
+            return _api_error(400, "InvalidParameterValueException", message)
+        limit = MAX_ASYNC_PAYLOAD if invocation_type == "Event" else MAX_SYNC_PAYLOAD
+        try:
+            payload = await request.body.read(limit=limit) or b"{}"
+        except BodyTooLarge:
+            await request.body.discard(_DISCARD_LIMIT)
+            message = f"Request must be smaller than {limit} bytes for the InvokeFunction operation"
+            return _api_error(413, "RequestEntityTooLargeException", message)
+        try:
+            json.loads(payload)
+        except ValueError as exc:
+            message = f"Could not parse request body into json: {exc}"
+            return _api_error(400, "InvalidRequestContentException", message)
+        try:
+            client_context = _client_context(request.headers.get("X-Amz-Client-Context"))
+        except ValueError as exc:
+            return _api_error(400, "InvalidRequestContentException", str(exc))
+        invoke = InvokeRequest(payload, client_context=client_context)
+        headers = [("X-Amzn-RequestId", invoke.request_id)]
+        if invocation_type == "DryRun":
+            return Response(204, headers)
+        if invocation_type == "Event":
+            self._dispatcher.call_async(invoke)
+            return Response(202, headers)
+        response = await (await self._dispatcher.call(invoke)).buffered()
+        headers.append(("X-Amz-Executed-Version", "$LATEST"))
+        if response.is_error:
+            headers.append(("X-Amz-Function-Error", FUNCTION_ERROR_UNHANDLED))
+        assert isinstance(response.body, bytes)
+        return Response(200, [("Content-Type", response.content_type), *headers], response.body)
+
+    # -- the HTTP front -----------------------------------------------------------------------
+
+    async def _http(self, request: Request) -> Response:
+        config = self._config
+        try:
+            body = await request.body.read(limit=MAX_SYNC_PAYLOAD)
+        except BodyTooLarge:
+            await request.body.discard(_DISCARD_LIMIT)
+            return json_response(413, {"message": "Request Entity Too Large"})
+        http_request = HttpRequest(
+            method=request.method,
+            raw_path=request.path,
+            raw_query=request.query,
+            headers=_clean(request.headers.items(), _HOP_BY_HOP),
+            body=body,
+            source_ip=request.client[0],
+            protocol=request.version,
+        )
+        request_id = new_request_id()
+        event = build_event(
+            config.event_format,
+            http_request,
+            request_id=request_id,
+            region=config.region,
+            function_name=config.function_name,
+            alb_multi_value=config.alb_multi_value,
+        )
+        payload = json.dumps(event).encode()
+        if len(payload) > MAX_SYNC_PAYLOAD:
+            return json_response(413, {"message": "Request Entity Too Large"})
+        response = await self._dispatcher.call(InvokeRequest(payload, request_id=request_id))
+        extra = [("x-amzn-RequestId", request_id)]
+        if config.invoke_mode == "response_stream" and isinstance(response.body, ResponseStream):
+            return _relay(await self._open_stream(response.body), extra)
+        return _relay(await self._buffered(response), extra)
+
+    async def _buffered(self, response: RuntimeResponse) -> HttpResponse:
+        response = await response.buffered()
+        if response.is_error:
+            return error_response(self._config.event_format)
+        assert isinstance(response.body, bytes)
+        try:
+            if response.content_type.startswith(HTTP_INTEGRATION_CONTENT_TYPE):
+                parsed = split_prelude(response.body)
+                if parsed is None:
+                    raise MalformedResponse("the streaming prelude never ended")
+                head, rest = parsed
+                head.body = rest
+                return head
+            return decode_response(
+                self._config.event_format,
+                response.body,
+                alb_multi_value=self._config.alb_multi_value,
+            )
+        except MalformedResponse:
+            return error_response(self._config.event_format)
+
+    async def _open_stream(self, stream: ResponseStream) -> HttpResponse | Response:
+        """Read up to the end of the prelude, then relay the rest of the stream as it comes."""
+        chunks = aiter(stream)
+        rest = b""
+        head = HttpResponse(200, [("content-type", stream.content_type)])
+        try:
+            if stream.content_type.startswith(HTTP_INTEGRATION_CONTENT_TYPE):
+                buffer = b""
+                while (parsed := split_prelude(buffer)) is None:
+                    buffer += await anext(chunks)
+                head, rest = parsed
+        except (StreamError, StopAsyncIteration, MalformedResponse):
+            return error_response(self._config.event_format)
+        return Response(head.status, _clean(head.headers), _relay_stream(rest, chunks))
+
+
+def _relay(response: HttpResponse | Response, extra: list[tuple[str, str]]) -> Response:
+    if isinstance(response, Response):
+        response.headers.extend(extra)
+        return response
+    return Response(response.status, [*_clean(response.headers), *extra], response.body)
+
+
+async def _relay_stream(first: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except StreamError:
+        # The error came after the status line went out: all that is left is to cut the body
+        # short, which is what a Function URL does too.
+        raise StreamAborted from None
+
+
+def _clean(
+    headers: list[tuple[str, str]], drop: frozenset[str] = _RESPONSE_FRAMING
+) -> list[tuple[str, str]]:
+    return [(name, value) for name, value in headers if name.lower() not in drop]
+
+
+def _client_context(header: str | None) -> str | None:
+    if header is None:
+        return None
+    message = "Client context must be a valid Base64-encoded JSON object."
+    try:
+        decoded = base64.b64decode(header, validate=True)
+        if len(decoded) > MAX_CLIENT_CONTEXT or not isinstance(json.loads(decoded), dict):
+            raise ValueError(message)
+    except (binascii.Error, ValueError):
+        raise ValueError(message) from None
+    return decoded.decode()
+
+
+def _api_error(status: int, error_type: str, message: str) -> Response:
+    """An error of the Lambda API itself, in the AWS JSON protocol's shape."""
+    return json_response(
+        status, {"Type": "User", "message": message}, [("X-Amzn-ErrorType", error_type)]
+    )

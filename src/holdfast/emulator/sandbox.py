@@ -1,0 +1,322 @@
+"""The platform side of the Runtime and Extensions APIs for one life of an execution environment.
+
+A `Sandbox` holds the state RAPID keeps: where the runtime is in its next/response cycle, which
+extensions registered for what, which events they still have to collect. It does no I/O of its
+own: `server.py` turns HTTP into calls on it, `environment.py` dispatches invocations into it and
+waits on it for the moments that matter (init done, everyone back in `next` → freeze). A reset
+throws the whole object away, so no state leaks from one runtime process to the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections import deque
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from .invocation import Invocation, RuntimeResponse
+
+MAX_EXTENSIONS = 10
+INVOKE = "INVOKE"
+SHUTDOWN = "SHUTDOWN"
+
+_ERROR_TYPE = re.compile(r"(Runtime|Function|Extension)\.[A-Z][a-zA-Z]+")
+
+# Runtime states, named as RAPID names them in its error messages.
+_STARTED = "RuntimeStartedState"
+_READY = "RuntimeReadyState"
+_RUNNING = "RuntimeRunningState"
+_RESPONDING = "RuntimeInvocationResponseState"
+_RESPONSE_SENT = "RuntimeResponseSentState"
+_INIT_ERROR = "RuntimeInitErrorState"
+
+
+class APIError(Exception):
+    """A refusal the Runtime/Extensions API answers with `{"errorType", "errorMessage"}`."""
+
+    def __init__(self, status: int, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+
+
+@dataclass(frozen=True)
+class FunctionMetadata:
+    """What `/extension/register` tells extensions about the function."""
+
+    function_name: str
+    function_version: str
+    handler: str
+    account_id: str
+
+
+@dataclass
+class Extension:
+    """A registered extension: external (its own process) or internal (a runtime thread)."""
+
+    name: str
+    events: frozenset[str]
+    external: bool
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    waiting: bool = False
+    _pending: deque[dict[str, Any]] = field(default_factory=deque)
+    _waiter: asyncio.Future[dict[str, Any]] | None = None
+
+
+def _transition_error(current: str, target: str) -> APIError:
+    message = (
+        f"State transition from {current} to {target} failed for runtime. "
+        "Error: State transition is not allowed"
+    )
+    return APIError(403, "InvalidStateTransition", message)
+
+
+def normalize_error_type(value: str | None) -> str:
+    """Keep `Category.Reason` error types; map anything else to `Runtime.Unknown` as RAPID does."""
+    if value and _ERROR_TYPE.fullmatch(value):
+        return value
+    if value and value.startswith("Function."):
+        return "Function.Unknown"
+    return "Runtime.Unknown"
+
+
+class Sandbox:
+    """Runtime and extension state for one environment life (see the module docstring)."""
+
+    def __init__(self, metadata: FunctionMetadata, external_names: Collection[str] = ()) -> None:
+        self.metadata = metadata
+        self.external_names = frozenset(external_names)
+        self.extensions: dict[str, Extension] = {}
+        self.current: Invocation | None = None
+        self.init_failure: RuntimeResponse | None = None
+        self.registration_open = True
+        self._runtime_state = _STARTED
+        self._runtime_waiter: asyncio.Future[Invocation] | None = None
+        self._watchers: list[asyncio.Future[None]] = []
+
+    # -- what the environment waits for -------------------------------------------------------
+
+    @property
+    def runtime_waiting(self) -> bool:
+        """The runtime is blocked in `/next` with nothing to do."""
+        return self._runtime_state == _READY
+
+    @property
+    def initialized(self) -> bool:
+        """Init is over: the runtime and every registered extension have called `next`."""
+        return self.runtime_waiting and all(e.waiting for e in self.extensions.values())
+
+    @property
+    def quiescent(self) -> bool:
+        """The invocation is over: the runtime and every INVOKE extension are back in `next`."""
+        return self.runtime_waiting and all(
+            e.waiting for e in self.extensions.values() if INVOKE in e.events
+        )
+
+    @property
+    def has_internal_extensions(self) -> bool:
+        """Whether a thread of the runtime registered as an extension (earns it a SIGTERM)."""
+        return any(not e.external for e in self.extensions.values())
+
+    @property
+    def has_external_extensions(self) -> bool:
+        """Whether an extension process registered."""
+        return any(e.external for e in self.extensions.values())
+
+    async def until(self, predicate: Callable[[], bool]) -> None:
+        """Return once `predicate()` holds; it is re-checked on every state change."""
+        loop = asyncio.get_running_loop()
+        while not predicate():
+            watcher: asyncio.Future[None] = loop.create_future()
+            self._watchers.append(watcher)
+            await watcher
+
+    def _changed(self) -> None:
+        watchers, self._watchers = self._watchers, []
+        for watcher in watchers:
+            if not watcher.done():
+                watcher.set_result(None)
+
+    # -- driven by the environment ------------------------------------------------------------
+
+    def dispatch(self, invocation: Invocation) -> None:
+        """Hand `invocation` to the waiting runtime and its INVOKE event to the extensions."""
+        if self._runtime_waiter is None or self._runtime_waiter.done():
+            raise RuntimeError("dispatch while the runtime is not waiting in /next")
+        self.current = invocation
+        self._runtime_state = _RUNNING
+        self._runtime_waiter.set_result(invocation)
+        for extension in self.extensions.values():
+            if INVOKE in extension.events:
+                self._deliver(extension, invocation.extension_event())
+        self._changed()
+
+    def shutdown(self, reason: str, deadline_ms: int) -> list[Extension]:
+        """Send SHUTDOWN to the extensions that asked for it; returns them."""
+        event = {"eventType": SHUTDOWN, "shutdownReason": reason, "deadlineMs": deadline_ms}
+        targets = [e for e in self.extensions.values() if SHUTDOWN in e.events]
+        for extension in targets:
+            self._deliver(extension, dict(event))
+        self._changed()
+        return targets
+
+    # -- Runtime API --------------------------------------------------------------------------
+
+    async def runtime_next(self) -> Invocation:
+        """Long-poll for the next invocation (GET /runtime/invocation/next)."""
+        # A client that dropped its long poll (its waiter got cancelled) may poll again.
+        abandoned = self._runtime_waiter is not None and self._runtime_waiter.cancelled()
+        if self._runtime_state not in (_STARTED, _RESPONSE_SENT) and not abandoned:
+            raise _transition_error(self._runtime_state, _READY)
+        self.registration_open = False
+        self._runtime_state = _READY
+        self._runtime_waiter = asyncio.get_running_loop().create_future()
+        self._changed()
+        return await self._runtime_waiter
+
+    def begin_response(self, request_id: str) -> Invocation:
+        """Accept a `/response` or `/error` for `request_id`, or refuse it as RAPID does."""
+        if self._runtime_state != _RUNNING:
+            raise _transition_error(self._runtime_state, _RESPONSE_SENT)
+        assert self.current is not None
+        if request_id != self.current.request_id:
+            raise APIError(400, "InvalidRequestID", "Invalid request ID")
+        self._runtime_state = _RESPONDING
+        return self.current
+
+    def end_response(self) -> None:
+        """The `/response` or `/error` body has been read: the runtime may call `/next` again."""
+        if self._runtime_state == _RESPONDING:
+            self._runtime_state = _RESPONSE_SENT
+            self._changed()
+
+    def init_error(self, error_type: str | None, body: bytes) -> None:
+        """Record an init failure (POST /runtime/init/error)."""
+        if self._runtime_state != _STARTED:
+            raise _transition_error(self._runtime_state, _INIT_ERROR)
+        self._runtime_state = _INIT_ERROR
+        self.init_failure = RuntimeResponse(body, error_type=normalize_error_type(error_type))
+        self._changed()
+
+    # -- Extensions API -----------------------------------------------------------------------
+
+    def register(self, name: str | None, body: bytes) -> Extension:
+        """Register an extension (POST /extension/register)."""
+        if not name:
+            raise APIError(403, "Extension.InvalidExtensionName", "Empty extension name")
+        events = _parse_events(body)
+        external = name in self.external_names
+        for event in events:
+            if event not in (INVOKE, SHUTDOWN) or (event == SHUTDOWN and not external):
+                reason = "not allowed for an internal extension" if event == SHUTDOWN else "unknown"
+                raise APIError(403, "Extension.InvalidEventType", f"{event}: {reason} event")
+        if not self.registration_open:
+            raise APIError(
+                403, "Extension.RegistrationClosed", "Extension registration closed already"
+            )
+        if any(e.name == name for e in self.extensions.values()):
+            raise APIError(
+                403,
+                "Extension.InvalidExtensionState",
+                "Extension with this name already registered",
+            )
+        if len(self.extensions) >= MAX_EXTENSIONS:
+            raise APIError(
+                403, "Extension.TooManyExtensions", f"Extension limit ({MAX_EXTENSIONS}) reached"
+            )
+        extension = Extension(name=name, events=frozenset(events), external=external)
+        self.extensions[extension.id] = extension
+        self._changed()
+        return extension
+
+    def registration_body(self, accept_features: str | None) -> dict[str, str]:
+        """The body of a successful registration."""
+        meta = self.metadata
+        body = {
+            "functionName": meta.function_name,
+            "functionVersion": meta.function_version,
+            "handler": meta.handler,
+        }
+        if accept_features and "accountId" in accept_features:
+            body["accountId"] = meta.account_id
+        return body
+
+    def extension(self, identifier: str | None) -> Extension:
+        """The extension named by a `Lambda-Extension-Identifier` header, or the RAPID refusal."""
+        if not identifier:
+            raise APIError(
+                403,
+                "Extension.MissingExtensionIdentifier",
+                "Missing Lambda-Extension-Identifier header",
+            )
+        try:
+            uuid.UUID(identifier)
+        except ValueError:
+            raise APIError(
+                403,
+                "Extension.InvalidExtensionIdentifier",
+                "Invalid Lambda-Extension-Identifier",
+            ) from None
+        extension = self.extensions.get(identifier)
+        if extension is None:
+            raise APIError(
+                403, "Extension.UnknownExtensionIdentifier", "Unknown extension " + identifier
+            )
+        return extension
+
+    async def extension_next(self, extension: Extension) -> dict[str, Any]:
+        """Long-poll for the extension's next event (GET /extension/event/next)."""
+        if extension.waiting:
+            raise APIError(
+                403,
+                "Extension.InvalidExtensionState",
+                f"Extension {extension.name} is already waiting for an event",
+            )
+        if extension._pending:
+            return extension._pending.popleft()
+        extension._waiter = asyncio.get_running_loop().create_future()
+        extension.waiting = True
+        self._changed()
+        try:
+            return await extension._waiter
+        finally:
+            extension.waiting = False
+            extension._waiter = None
+
+    def extension_init_error(self, extension: Extension, error_type: str) -> None:
+        """An extension failed its init: the whole init fails with its error type."""
+        if self.init_failure is None:
+            message = f"Extension {extension.name} init failed: {error_type}"
+            kept = error_type if _ERROR_TYPE.fullmatch(error_type) else "Extension.InitError"
+            self.init_failure = RuntimeResponse.platform_error(kept, message)
+        self._changed()
+
+    def _deliver(self, extension: Extension, event: dict[str, Any]) -> None:
+        waiter = extension._waiter
+        if waiter is not None and not waiter.done():
+            extension.waiting = False
+            waiter.set_result(event)
+        else:
+            extension._pending.append(event)
+
+
+def _parse_events(body: bytes) -> list[str]:
+    try:
+        document = json.loads(body or b"{}")
+    except ValueError as exc:
+        raise APIError(403, "InvalidRequestFormat", f"invalid JSON: {exc}") from None
+    events = document.get("events", []) if isinstance(document, dict) else None
+    if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+        raise APIError(403, "InvalidRequestFormat", "'events' must be a list of event names")
+    if isinstance(document, dict) and document.get("configurationKeys"):
+        raise APIError(
+            403,
+            "InvalidRequestFormat",
+            "configurationKeys are deprecated; use environment variables instead",
+        )
+    return events

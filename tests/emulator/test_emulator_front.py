@@ -1,0 +1,114 @@
+"""The `--port` listener: the RIE-style Invoke API and the HTTP front, over real HTTP."""
+
+import base64
+import json
+
+import httpx
+from emulator_support import ric
+
+INVOKE = "/2015-03-31/functions/function/invocations"
+
+
+def test_v2_http_front(emulators):
+    emu = emulators(ric("http"))
+    with httpx.Client(base_url=emu.url) as client:
+        response = client.get("/items/a%20b?x=1&x=2", headers={"Cookie": "c=3; d=4"})
+        assert response.status_code == 201
+        assert response.headers.get_list("set-cookie") == ["a=1", "b=2"]
+        assert response.headers["x-handler"] == "yes"
+        assert response.headers["x-amzn-requestid"]
+        event = response.json()
+        assert event["rawPath"] == "/items/a%20b"
+        assert event["rawQueryString"] == "x=1&x=2"
+        assert event["queryStringParameters"] == {"x": "1,2"}
+        assert event["cookies"] == ["c=3", "d=4"]
+        assert event["requestContext"]["http"]["method"] == "GET"
+
+        posted = client.post("/upload", content=b"\x00\x01", headers={"content-type": "image/png"})
+        assert posted.json()["isBase64Encoded"] is True
+        assert base64.b64decode(posted.json()["body"]) == b"\x00\x01"
+
+        plain = client.get("/plain")
+        assert (plain.status_code, plain.json()) == (200, {"hello": "world"})
+        binary = client.get("/binary")
+        assert binary.content == b"\x00\x01\xfe\xff"
+        assert binary.headers["content-type"] == "application/octet-stream"
+        for broken in ("/malformed", "/error"):
+            failed = client.get(broken)
+            assert (failed.status_code, failed.json()) == (
+                502,
+                {"message": "Internal Server Error"},
+            )
+
+
+def test_v1_http_front(emulators):
+    emu = emulators(ric("http"), event_format="v1")
+    with httpx.Client(base_url=emu.url) as client:
+        response = client.get("/items?x=1&x=2")
+        assert response.status_code == 201
+        assert response.headers.get_list("set-cookie") == ["a=1", "b=2"]
+        event = response.json()
+        assert event["resource"] == "/{proxy+}" and event["path"] == "/items"
+        assert event["multiValueQueryStringParameters"] == {"x": ["1", "2"]}
+        assert event["requestContext"]["stage"] == "prod"
+        failed = client.get("/error")
+        assert (failed.status_code, failed.json()) == (502, {"message": "Internal server error"})
+
+
+def test_alb_http_front_multi_value(emulators):
+    emu = emulators(ric("http"), event_format="alb", alb_multi_value=True)
+    with httpx.Client(base_url=emu.url) as client:
+        response = client.get("/q?a=%20b&a=c")
+        assert response.status_code == 201, "statusDescription is ignored"
+        assert response.headers.get_list("set-cookie") == ["a=1", "b=2"]
+        event = response.json()
+        assert event["multiValueQueryStringParameters"] == {"a": ["%20b", "c"]}
+        assert "elb" in event["requestContext"]
+        failed = client.get("/error")
+        assert failed.status_code == 502 and "502 Bad Gateway" in failed.text
+
+
+def test_invoke_api(emulators):
+    emu = emulators(ric("echo"))
+    with httpx.Client(base_url=emu.url) as client:
+        context = base64.b64encode(json.dumps({"custom": {"who": "me"}}).encode()).decode()
+        ok = client.post(INVOKE, content=b'{"a": 1}', headers={"X-Amz-Client-Context": context})
+        assert ok.status_code == 200 and "x-amz-function-error" not in ok.headers
+        assert ok.json()["event"] == {"a": 1}
+        assert ok.json()["client_context"] == {"who": "me"}
+        assert ok.headers["x-amz-executed-version"] == "$LATEST"
+
+        bad_json = client.post(INVOKE, content=b"{nope")
+        assert bad_json.status_code == 400
+        assert bad_json.headers["x-amzn-errortype"] == "InvalidRequestContentException"
+        assert "Could not parse request body into json" in bad_json.json()["message"]
+        too_big = client.post(INVOKE, content=b'"' + b"x" * (6 * 1024 * 1024) + b'"')
+        assert too_big.status_code == 413
+        assert too_big.headers["x-amzn-errortype"] == "RequestEntityTooLargeException"
+        dry = client.post(INVOKE, content=b"{}", headers={"X-Amz-Invocation-Type": "DryRun"})
+        assert dry.status_code == 204
+        assert client.post(INVOKE, content=b"{}").status_code == 200, "connection still usable"
+
+
+def test_invoke_api_function_error(emulators):
+    emu = emulators(ric("fail"))
+    response = httpx.post(emu.url + INVOKE, content=b"{}")
+    assert response.status_code == 200
+    assert response.headers["x-amz-function-error"] == "Unhandled"
+    assert response.json()["errorType"] == "ValueError"
+
+
+def test_async_invoke_is_retried_twice(emulators, tmp_path):
+    emu = emulators(ric("attempts"), async_retry_delays=(0.01, 0.01))
+    failing, passing = tmp_path / "failing", tmp_path / "passing"
+    with httpx.Client(base_url=emu.url) as client:
+        headers = {"X-Amz-Invocation-Type": "Event"}
+        answer = client.post(INVOKE, json={"path": str(failing), "fail": True}, headers=headers)
+        assert answer.status_code == 202 and answer.content == b""
+        assert client.post(INVOKE, json={"path": str(passing)}, headers=headers).status_code == 202
+    emu.wait_idle(60)
+    attempts = failing.read_text().split()
+    assert len(attempts) == 3, "one attempt and two retries"
+    assert len(set(attempts)) == 1, "retries keep the request id"
+    assert attempts[0] == answer.headers["x-amzn-requestid"]
+    assert len(passing.read_text().split()) == 1
