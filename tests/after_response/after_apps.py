@@ -1,0 +1,57 @@
+"""Apps for the after-response tests: each records when its after-response work finished.
+
+The record file is named by HOLDFAST_TEST_RECORD; times are time.monotonic(), which on Linux is
+one clock for every process, so they compare with the emulator's freeze log.
+"""
+
+import asyncio
+import os
+import time
+
+from fastapi import BackgroundTasks, FastAPI, Request
+
+import holdfast
+
+app = FastAPI()
+
+
+def _record(kind: str, request_id: str) -> None:
+    with open(os.environ["HOLDFAST_TEST_RECORD"], "a") as record:
+        record.write(f"{kind} {request_id} {time.monotonic()}\n")
+
+
+async def _slow_task(request_id: str, ms: int) -> None:
+    await asyncio.sleep(ms / 1000)
+    _record("task", request_id)
+
+
+def _blocking_task(request_id: str, ms: int) -> None:
+    time.sleep(ms / 1000)
+    _record("after", request_id)
+
+
+@app.get("/work")
+async def work(request: Request, tasks: BackgroundTasks, ms: int = 100) -> dict:
+    request_id = request.scope["aws.context"].aws_request_id
+    tasks.add_task(_slow_task, request_id, ms)
+    holdfast.after_response(_blocking_task, request_id, ms)
+    return {"request_id": request_id}
+
+
+@app.get("/too-long")
+async def too_long(request: Request, ms: int = 60_000) -> dict:
+    request_id = request.scope["aws.context"].aws_request_id
+    holdfast.after_response(_slow_task, request_id, ms)
+    return {"request_id": request_id}
+
+
+@app.get("/fails-after")
+async def fails_after(request: Request) -> dict:
+    def explode() -> None:
+        raise RuntimeError("after-response work failed on purpose")
+
+    holdfast.after_response(explode)
+    return {"ok": True}
+
+
+handler = holdfast.Adapter(app)

@@ -1,0 +1,114 @@
+"""After-response work finishes before the freeze, under the emulator's real SIGSTOP freeze.
+
+Both hosts: AWS's own runtime client (awslambdaric, unmodified) with `handler =
+holdfast.Adapter(app)`, where holdfast's internal extension holds the freeze; and holdfast's
+custom runtime, which posts the response, drains, then asks for the next event.
+"""
+
+import http.client
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from holdfast.emulator import ThreadedEmulator
+
+HERE = Path(__file__).parent
+HOSTS = {
+    "awslambdaric": [sys.executable, "-m", "awslambdaric", "after_apps.handler"],
+    "holdfast-run": [sys.executable, "-m", "holdfast", "run", "after_apps:app"],
+}
+
+
+@pytest.fixture(params=sorted(HOSTS))
+def start(request, tmp_path):
+    record = tmp_path / "record.txt"
+    record.touch()
+    started = []
+
+    def start(**options) -> tuple[ThreadedEmulator, Path]:
+        options.setdefault("timeout", 30)
+        emulator = ThreadedEmulator(
+            HOSTS[request.param],
+            cwd=str(HERE),
+            env={"HOLDFAST_TEST_RECORD": str(record)},
+            **options,
+        )
+        emulator.start()
+        started.append(emulator)
+        return emulator, record
+
+    yield start
+    for emulator in started:
+        emulator.close()
+
+
+def _get(url: str, path: str) -> tuple[int, dict, float]:
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+        return response.status, json.loads(body), time.monotonic()
+    finally:
+        connection.close()
+
+
+def _records(record: Path) -> dict[tuple[str, str], float]:
+    rows = (line.split() for line in record.read_text().splitlines())
+    return {(kind, request_id): float(at) for kind, request_id, at in rows}
+
+
+def test_every_background_task_finishes_before_the_freeze(start):
+    emulator, record = start(concurrency=2)
+    with ThreadPoolExecutor(2) as clients:
+        results = list(clients.map(lambda _: _get(emulator.url, "/work?ms=100"), range(200)))
+    emulator.wait_idle(timeout=60)
+
+    assert all(status == 200 for status, _, _ in results)
+    finished = _records(record)
+    freezes = {entry.request_id: entry for entry in emulator.freeze_log}
+    for _, body, answered_at in results:
+        request_id = body["request_id"]
+        freeze = freezes[request_id]
+        assert freeze.outcome == "frozen", freeze
+        for kind in ("task", "after"):
+            done_at = finished[(kind, request_id)]
+            # The work finished inside the invocation: before the environment froze ...
+            assert done_at < freeze.frozen_at, (kind, request_id)
+            # ... and after the caller had its answer: the response did not wait for it.
+            assert freeze.response_sent_at < done_at, (kind, request_id)
+            assert answered_at < done_at, (kind, request_id)
+
+
+def test_work_longer_than_the_remaining_time_is_reported_not_lost(start, capfd):
+    emulator, record = start(timeout=3)
+    status, body, _ = _get(emulator.url, "/too-long?ms=60000")
+    emulator.wait_idle(timeout=30)
+
+    assert status == 200
+    request_id = body["request_id"]
+    freeze = next(e for e in emulator.freeze_log if e.request_id == request_id)
+    # The drain stopped before the deadline: no timeout, the environment froze normally ...
+    assert freeze.outcome == "frozen"
+    assert ("task", request_id) not in _records(record)
+    # ... and the cancelled work was reported with the request id and what it was.
+    output = capfd.readouterr()
+    lines = (output.out + output.err).splitlines()
+    reported = [line for line in lines if request_id in line and "_slow_task" in line]
+    assert reported and "cancelled" in reported[0]
+
+
+def test_failing_after_response_work_does_not_change_the_response(start, capfd):
+    emulator, _ = start()
+    status, body, _ = _get(emulator.url, "/fails-after")
+    emulator.wait_idle(timeout=30)
+
+    assert (status, body) == (200, {"ok": True})
+    output = capfd.readouterr()
+    assert "failed on purpose" in output.out + output.err
+    assert emulator.freeze_log[-1].outcome == "frozen"
