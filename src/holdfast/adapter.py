@@ -278,8 +278,9 @@ class Invocation:
                 self.request_id,
                 exc_info=exc,
             )
-            assert isinstance(self.sink, BufferedSink)
-            return self.sink.response()
+            if isinstance(self.sink, BufferedSink):
+                return self.sink.response()
+            return HTTPResponse(0, [], b"")  # streamed: the sink delivered it already
         logger.error("request %s: the app raised an exception", self.request_id, exc_info=exc)
         return _error_response()
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 _LWA_NAMES: dict[str, str] = {
     "ERROR_STATUS_CODES": "AWS_LWA_ERROR_STATUS_CODES",
     "BASE_PATH": "AWS_LWA_REMOVE_BASE_PATH",
+    "INVOKE_MODE": "AWS_LWA_INVOKE_MODE",
 }
 
 

@@ -12,7 +12,6 @@ extension uses it to finish running work and run lifespan shutdown.
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import os
@@ -43,6 +42,8 @@ class _ExtensionsAPI:
     """A blocking client for the Extensions API, used from the extension's own thread."""
 
     def __init__(self, address: str) -> None:
+        import http.client  # here, not at import: hosts without the extension skip its cost
+
         host, _, port = address.rpartition(":")
         # No timeout: event/next blocks for as long as the environment stays frozen.
         self._connection = http.client.HTTPConnection(host, int(port))
@@ -72,7 +73,7 @@ class _ExtensionsAPI:
 
     def _call(
         self, method: str, path: str, headers: dict[str, str], body: bytes | None = None
-    ) -> tuple[int, http.client.HTTPMessage, bytes]:
+    ) -> tuple[int, Any, bytes]:
         self._connection.request(method, path, body=body, headers=headers)
         response = self._connection.getresponse()
         return response.status, response.headers, response.read()

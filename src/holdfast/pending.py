@@ -68,6 +68,7 @@ class PendingWork:
         self.request_id = request_id
         self._loop = loop
         self._handles: list[WorkHandle] = []
+        self._final: list[Callable[[], Any]] = []
         self._response_sent = False
 
     # -- collecting work -------------------------------------------------------------------
@@ -92,12 +93,19 @@ class PendingWork:
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        context: contextvars.Context,
+        context: contextvars.Context | None,
     ) -> asyncio.Future[Any]:
+        context = context or contextvars.copy_context()
         if inspect.iscoroutinefunction(fn):
             return self._loop.create_task(fn(*args, **kwargs), context=context)
         call = functools.partial(context.run, fn, *args, **kwargs)
         return self._loop.run_in_executor(None, call)
+
+    def finally_(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn()`` once all other work has drained: the place for telemetry flushes, which
+        must see the spans that middleware closes only when the app's coroutine returns."""
+        if fn not in self._final:
+            self._final.append(fn)
 
     def response_sent(self) -> None:
         """The response has gone out: start the work that was waiting for it."""
@@ -110,23 +118,47 @@ class PendingWork:
         return [handle for handle in self._handles if not handle.done()]
 
     def __bool__(self) -> bool:
-        return any(not handle.done() for handle in self._handles)
+        return bool(self._final) or any(not handle.done() for handle in self._handles)
 
     def finished(self) -> bool:
         return not self
 
     async def drain(self, timeout: float | None) -> DrainReport:
-        """Wait for every unit of work, at most ``timeout`` seconds; cancel what is left over."""
+        """Wait for every unit of work, at most ``timeout`` seconds; cancel what is left over.
+
+        Work may add more work while it runs (``after_response`` inside after-response work):
+        that is waited for too. The final callbacks (:meth:`finally_`) run last.
+        """
+        loop = self._loop
+        deadline = None if timeout is None else loop.time() + timeout
         if not self._response_sent:
             self.response_sent()
-        futures = [h.future for h in self._handles if h.future is not None]
-        if futures:
-            await asyncio.wait(futures, timeout=timeout)
         report = DrainReport()
-        for handle in self._handles:
+        settled = 0
+        while settled < len(self._handles):
+            batch = self._handles[settled:]
+            futures = [h.future for h in batch if h.future is not None]
+            if futures:
+                await asyncio.wait(futures, timeout=_remaining(loop, deadline))
+            for handle in batch:
+                self._settle(handle, report)
+            settled += len(batch)
+            if deadline is not None and loop.time() >= deadline:
+                break
+        for handle in self._handles[settled:]:
             self._settle(handle, report)
         self._handles.clear()
+        await self._run_final(report, deadline)
         return report
+
+    async def _run_final(self, report: DrainReport, deadline: float | None) -> None:
+        final, self._final = self._final, []
+        for fn in final:
+            handle = WorkHandle(_describe(fn), functools.partial(self._start, fn, (), {}, None))
+            handle.start()
+            assert handle.future is not None
+            await asyncio.wait([handle.future], timeout=_remaining(self._loop, deadline))
+            self._settle(handle, report)
 
     def _settle(self, handle: WorkHandle, report: DrainReport) -> None:
         future = handle.future
@@ -152,6 +184,10 @@ class PendingWork:
             )
         else:
             report.drained += 1
+
+
+def _remaining(loop: asyncio.AbstractEventLoop, deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - loop.time())
 
 
 def current() -> PendingWork | None:

@@ -1,0 +1,193 @@
+"""``holdfast run`` against AWS's runtime interface client with Mangum, through one emulator.
+
+    .venv/bin/python bench/runtime.py [--rounds N] [--requests N]
+
+The same FastAPI hello app (``GET /hello`` → ``{"message": "hello"}``) answers a Function URL
+event under the holdfast emulator (which freezes the runtime with SIGSTOP between events, as
+Lambda does), run either by
+
+* ``holdfast run bench_runtime_app:app`` — the custom runtime, or
+* ``python -m awslambdaric bench_runtime_app.handler`` — AWS's runtime interface client with
+  ``handler = Mangum(app, lifespan="off")`` (Mangum's fastest setting: with the default it runs
+  the lifespan protocol on every invocation).
+
+Two numbers per runtime: **requests/s**, sequential invocations against a warm environment, and
+**cold start**, the time from asking a fresh emulator for an invocation (it then starts the
+process) to having the response. The machine is shared and noisy, so the runtimes are
+interleaved: each round measures both, in alternating order, in fresh emulators; the table shows
+medians over rounds, and ratios are holdfast / awslambdaric.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from holdfast.emulator import Emulator
+
+APP = """\
+from fastapi import FastAPI
+from mangum import Mangum
+
+app = FastAPI()
+
+
+@app.get("/hello")
+async def hello():
+    return {"message": "hello"}
+
+
+handler = Mangum(app, lifespan="off")
+"""
+
+EVENT = {
+    "version": "2.0",
+    "routeKey": "$default",
+    "rawPath": "/hello",
+    "rawQueryString": "",
+    "headers": {
+        "accept": "application/json",
+        "host": "abcdefgh.lambda-url.us-east-1.on.aws",
+        "user-agent": "bench",
+        "x-forwarded-proto": "https",
+        "x-forwarded-port": "443",
+    },
+    "requestContext": {
+        "accountId": "anonymous",
+        "apiId": "abcdefgh",
+        "domainName": "abcdefgh.lambda-url.us-east-1.on.aws",
+        "domainPrefix": "abcdefgh",
+        "http": {
+            "method": "GET",
+            "path": "/hello",
+            "protocol": "HTTP/1.1",
+            "sourceIp": "203.0.113.7",
+            "userAgent": "bench",
+        },
+        "requestId": "bench",
+        "routeKey": "$default",
+        "stage": "$default",
+        "time": "01/Jan/2025:00:00:00 +0000",
+        "timeEpoch": 1735689600000,
+    },
+    "isBase64Encoded": False,
+}
+
+RUNTIMES = {
+    "holdfast run": [sys.executable, "-m", "holdfast", "run", "bench_runtime_app:app"],
+    "awslambdaric+Mangum": [sys.executable, "-m", "awslambdaric", "bench_runtime_app.handler"],
+}
+GOAL_RPS_RATIO = 1.3
+
+
+def _bytecode_cache(directory: str) -> dict[str, str]:
+    # Compiled modules for both runtimes alike. Without this, where PYTHONDONTWRITEBYTECODE is
+    # set, holdfast (installed editable from src/, no .pyc files) would compile its modules at
+    # every start while the site-packages of the other side ship compiled.
+    return {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": directory}
+
+
+async def measure(
+    command: list[str], cwd: str, requests: int, env: dict[str, str]
+) -> dict[str, float]:
+    """One fresh emulator: cold start, then sequential requests against the warm environment."""
+    options = {"cwd": cwd, "timeout": 30, "env": env, "log": lambda line: None}
+    async with Emulator(command, **options) as emulator:
+        started = time.perf_counter()
+        first = await emulator.invoke(EVENT)
+        cold = time.perf_counter() - started
+        _check(first.json())
+        for _ in range(20):  # warm up: caches, the allocator, branch predictors
+            await emulator.invoke(EVENT)
+        started = time.perf_counter()
+        for _ in range(requests):
+            result = await emulator.invoke(EVENT)
+        rps = requests / (time.perf_counter() - started)
+        _check(result.json())
+        await emulator.wait_idle()
+        records = emulator.freeze_log[-requests:]
+    # Inside the environment: from the event's dispatch to the response, and to the freeze.
+    to_response = [r.response_sent_at - r.started_at for r in records if r.response_sent_at]
+    to_freeze = [r.frozen_at - r.started_at for r in records if r.frozen_at]
+    return {
+        "cold": cold,
+        "rps": rps,
+        "to_response": statistics.median(to_response),
+        "to_freeze": statistics.median(to_freeze),
+    }
+
+
+def _check(response: dict) -> None:
+    if response.get("statusCode") != 200 or '"hello"' not in response.get("body", ""):
+        raise SystemExit(f"unexpected response: {response}")
+
+
+async def bench(rounds: int, requests: int) -> dict[str, dict[str, list[float]]]:
+    results: dict[str, dict[str, list[float]]] = {name: {} for name in RUNTIMES}
+    with tempfile.TemporaryDirectory() as cwd, tempfile.TemporaryDirectory() as cache:
+        Path(cwd, "bench_runtime_app.py").write_text(APP)
+        env = _bytecode_cache(cache)
+        for command in RUNTIMES.values():  # fills the bytecode cache; not measured
+            await measure(command, cwd, 1, env)
+        for round_no in range(rounds):
+            order = list(RUNTIMES) if round_no % 2 == 0 else list(reversed(RUNTIMES))
+            for name in order:
+                for key, value in (await measure(RUNTIMES[name], cwd, requests, env)).items():
+                    results[name].setdefault(key, []).append(value)
+            print(f"round {round_no + 1}/{rounds} done", file=sys.stderr)
+    return results
+
+
+def report(results: dict[str, dict[str, list[float]]], rounds: int, requests: int) -> None:
+    median = {name: {k: statistics.median(v) for k, v in m.items()} for name, m in results.items()}
+    ours, theirs = (median[name] for name in RUNTIMES)
+    print(f"FastAPI hello through the holdfast emulator: {rounds} rounds of {requests} sequential")
+    print("requests each, interleaved; medians over rounds\n")
+    header = (
+        f"{'runtime':<22}{'requests/s':>11}{'cold start':>13}{'to response':>14}{'to freeze':>12}"
+    )
+    print(header)
+    for name, m in median.items():
+        print(
+            f"{name:<22}{m['rps']:>11.0f}{m['cold'] * 1e3:>10.1f} ms"
+            f"{m['to_response'] * 1e6:>11.0f} us{m['to_freeze'] * 1e6:>9.0f} us"
+        )
+    rps_ratio = ours["rps"] / theirs["rps"]
+    cold_ratio = ours["cold"] / theirs["cold"]
+    print(
+        f"\nrequests/s   holdfast / awslambdaric: {rps_ratio:.2f}x"
+        f"  (goal >= {GOAL_RPS_RATIO}x: {'met' if rps_ratio >= GOAL_RPS_RATIO else 'NOT met'})"
+    )
+    print(
+        f"cold start   holdfast / awslambdaric: {cold_ratio:.2f}x"
+        f"  (goal <= 1.00x: {'met' if cold_ratio <= 1.0 else 'NOT met'})"
+    )
+    print(
+        f"to response  awslambdaric / holdfast: {theirs['to_response'] / ours['to_response']:.2f}x"
+        f"   to freeze: {theirs['to_freeze'] / ours['to_freeze']:.2f}x  (higher = holdfast faster)"
+    )
+    print(
+        "\n'to response' / 'to freeze': inside the environment, from the event's dispatch to the"
+        "\nposted response / to the freeze after the runtime's next /next (emulator FreezeRecords)."
+        "\nrequests/s also pays the emulator's own per-invocation work (invoke call, thaw, freeze)."
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=500)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    results = asyncio.run(bench(args.rounds, args.requests))
+    report(results, args.rounds, args.requests)
+
+
+if __name__ == "__main__":
+    main()

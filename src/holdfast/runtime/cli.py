@@ -1,0 +1,118 @@
+"""``holdfast run MODULE:ATTR``: the custom runtime a function's ``bootstrap`` starts.
+
+Reads the environment Lambda sets (``AWS_LAMBDA_RUNTIME_API``, ``AWS_LAMBDA_MAX_CONCURRENCY``,
+``AWS_LAMBDA_INITIALIZATION_TYPE``) and holdfast's own ``HOLDFAST_INVOKE_MODE`` (or Lambda Web
+Adapter's ``AWS_LWA_INVOKE_MODE``), loads the app, and serves invocations until Lambda ends the
+process. Exit status: 0 after SIGTERM, 1 after an init failure or a broken Runtime API, 2 for a
+usage error, 64/65 for SnapStart hook failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import sys
+
+_USAGE = """\
+usage: holdfast run MODULE:ATTR
+
+Run ATTR of MODULE as an AWS Lambda custom runtime (a provided.al2023 `bootstrap` or a container
+image's entrypoint). ATTR is an ASGI app, a WSGI app, a holdfast.Adapter, or a plain
+handler(event, context) function. MODULE:ATTR defaults to $_HANDLER.
+
+environment:
+  AWS_LAMBDA_RUNTIME_API        host:port of the Runtime API (set by Lambda)
+  AWS_LAMBDA_MAX_CONCURRENCY    invocations at once (Lambda Managed Instances), default 1
+  HOLDFAST_INVOKE_MODE          buffered (default) or response_stream (AWS_LWA_INVOKE_MODE too)
+"""
+
+logger = logging.getLogger("holdfast")
+
+
+def main(argv: list[str]) -> int:
+    """Run the custom runtime; returns the process exit status."""
+    if argv[:1] in (["-h"], ["--help"]):
+        print(_USAGE, end="")
+        return 0
+    spec = argv[0] if argv else os.environ.get("_HANDLER")
+    address = os.environ.get("AWS_LAMBDA_RUNTIME_API")
+    if len(argv) > 1 or not spec:
+        print(_USAGE, end="", file=sys.stderr)
+        return 2
+    if not address:
+        print("holdfast run: AWS_LAMBDA_RUNTIME_API is not set", file=sys.stderr)
+        return 2
+    _prepare_process()
+    return _run(spec, address)
+
+
+def _run(spec: str, address: str) -> int:
+    # Imported here so `holdfast --help` and usage errors stay cheap.
+    from holdfast.config import setting
+    from holdfast.engine import Engine
+    from holdfast.runtime.loader import InitError, load
+    from holdfast.runtime.loop import Runtime
+
+    try:
+        target = load(spec)
+    except InitError as exc:
+        return _fail_init(address, exc)
+    runtime = Runtime(
+        target,
+        address,
+        concurrency=_concurrency(os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY")),
+        streaming=_streaming(setting("INVOKE_MODE")),
+        snapstart=os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
+    )
+    engine = target.adapter.engine if target.adapter is not None else Engine()
+    return engine.run(runtime.run())
+
+
+def _fail_init(address: str, exc: Exception) -> int:
+    from holdfast.runtime.client import RuntimeClient
+
+    report = exc.report  # type: ignore[attr-defined]
+    logger.error("init failed: %s: %s", report.error_type, report.message)
+    try:
+        asyncio.run(RuntimeClient(address).init_error(report))
+    except Exception as post_error:
+        logger.error("could not report the init error to the Runtime API: %s", post_error)
+    return 1
+
+
+def _prepare_process() -> None:
+    # This process drains pending work itself: an Adapter created while the app is imported must
+    # not start the managed runtime's after-response extension (see holdfast.extension).
+    os.environ["HOLDFAST_HOST"] = "runtime"
+    # The function's code lives in the task root (the working directory on Lambda), whichever
+    # way this process was started.
+    for path in (os.getcwd(), os.environ.get("LAMBDA_TASK_ROOT")):
+        if path and path not in sys.path:
+            sys.path.insert(0, path)
+    # Lambda may freeze or kill the process at any moment: buffered log lines would be late or
+    # lost, so write each line as it is complete.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(line_buffering=True)
+
+
+def _concurrency(value: str | None) -> int:
+    if not value:
+        return 1
+    try:
+        concurrency = int(value)
+    except ValueError:
+        concurrency = 0
+    if concurrency < 1:
+        logger.warning("ignoring AWS_LAMBDA_MAX_CONCURRENCY=%r: not a positive integer", value)
+        return 1
+    return concurrency
+
+
+def _streaming(mode: str | None) -> bool:
+    normalized = (mode or "buffered").strip().lower()
+    if normalized not in ("buffered", "response_stream"):
+        logger.warning("unknown invoke mode %r: using buffered", mode)
+    return normalized == "response_stream"

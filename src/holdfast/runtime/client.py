@@ -1,0 +1,344 @@
+"""The Lambda Runtime API client: asyncio HTTP/1.1 on one kept-alive connection.
+
+Every call the runtime makes to ``$AWS_LAMBDA_RUNTIME_API`` goes through a
+:class:`RuntimeClient`: ``next``, ``response`` (buffered or streamed with chunked encoding and
+error trailers), ``error``, ``init/error`` and SnapStart's ``restore/next`` and ``restore/error``.
+Concurrent workers each own a client, so a connection only ever carries one request at a time.
+
+No call has a timeout: ``/next`` blocks for as long as Lambda keeps the environment idle, and the
+process may be frozen in the middle of any call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sys
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from holdfast.runtime.report import ErrorReport
+
+_API = "/2018-06-01/runtime"
+_NEXT = f"{_API}/invocation/next"
+_EXTENSIONS = "/2020-01-01/extension"
+_ERROR_TYPE = "Lambda-Runtime-Function-Error-Type"
+_ERROR_BODY = "Lambda-Runtime-Function-Error-Body"
+_USER_AGENT = "holdfast/{} (Python {}.{}.{})".format("0.1", *sys.version_info[:3])
+# Headers, a whole 6 MB event: the reader buffers at most one of these at a time.
+_READ_LIMIT = 8 * 1024 * 1024
+_MAX_TIMEOUT_MS = 900_000
+# Bodies up to this size are sent in one write with the request head; larger ones are not copied.
+_COALESCE_BYTES = 64 * 1024
+
+
+class RuntimeAPIError(Exception):
+    """The Runtime API refused a call (an unexpected status); ``status`` 5xx means exit."""
+
+    def __init__(self, method: str, path: str, status: int, body: bytes) -> None:
+        self.status = status
+        self.body = body
+        detail = body[:500].decode("utf-8", "replace")
+        super().__init__(f"{method} {path} answered {status}: {detail}")
+
+
+class InvocationRequest:
+    """One event from ``/next``: the payload and the ``Lambda-Runtime-*`` headers."""
+
+    __slots__ = (
+        "body",
+        "client_context",
+        "cognito_identity",
+        "content_type",
+        "deadline_ms",
+        "invoked_function_arn",
+        "request_id",
+        "tenant_id",
+        "trace_id",
+    )
+
+    # A plain class, not a dataclass: building dataclasses costs cold-start time at import.
+    def __init__(
+        self,
+        *,
+        request_id: str,
+        deadline_ms: int,
+        invoked_function_arn: str,
+        trace_id: str | None,
+        client_context: str | None,
+        cognito_identity: str | None,
+        tenant_id: str | None,
+        content_type: str,
+        body: bytes,
+    ) -> None:
+        self.request_id = request_id
+        self.deadline_ms = deadline_ms
+        self.invoked_function_arn = invoked_function_arn
+        self.trace_id = trace_id
+        self.client_context = client_context
+        self.cognito_identity = cognito_identity
+        self.tenant_id = tenant_id
+        self.content_type = content_type
+        self.body = body
+
+
+class _Response:
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+class RuntimeClient:
+    """One worker's connection to the Runtime API (``host:port``)."""
+
+    def __init__(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"AWS_LAMBDA_RUNTIME_API must be host:port, got {address!r}")
+        self.address = address
+        self._host = host.strip("[]")
+        self._port = int(port)
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._host_header = f"Host: {address}\r\nUser-Agent: {_USER_AGENT}\r\n".encode()
+
+    # -- the Runtime API ----------------------------------------------------------------------
+    async def next(self) -> InvocationRequest:
+        """Wait (without a timeout) for the next invocation."""
+        response = await self._call("GET", _NEXT, 200)
+        headers = response.headers
+        return InvocationRequest(
+            request_id=headers.get("lambda-runtime-aws-request-id", ""),
+            deadline_ms=_deadline(headers.get("lambda-runtime-deadline-ms")),
+            invoked_function_arn=headers.get("lambda-runtime-invoked-function-arn", ""),
+            trace_id=headers.get("lambda-runtime-trace-id") or None,
+            client_context=headers.get("lambda-runtime-client-context") or None,
+            cognito_identity=headers.get("lambda-runtime-cognito-identity") or None,
+            tenant_id=headers.get("lambda-runtime-aws-tenant-id") or None,
+            content_type=headers.get("content-type", "application/json"),
+            body=response.body,
+        )
+
+    async def respond(
+        self, request_id: str, body: bytes, content_type: str = "application/json"
+    ) -> None:
+        """Post a buffered response for ``request_id``."""
+        path = f"{_API}/invocation/{request_id}/response"
+        await self._call("POST", path, 202, body, f"Content-Type: {content_type}\r\n")
+
+    async def error(self, request_id: str, report: ErrorReport) -> None:
+        """Report ``request_id`` failed (a function error)."""
+        await self._post_error(f"{_API}/invocation/{request_id}/error", report)
+
+    async def init_error(self, report: ErrorReport) -> None:
+        """Report the runtime could not initialise; the process should exit afterwards."""
+        await self._post_error(f"{_API}/init/error", report)
+
+    async def restore_next(self) -> None:
+        """SnapStart: block across the snapshot until the environment is restored."""
+        await self._call("GET", f"{_API}/restore/next", 200)
+
+    async def restore_error(self, report: ErrorReport) -> None:
+        """SnapStart: report that the after-restore hooks failed."""
+        await self._post_error(f"{_API}/restore/error", report)
+
+    # -- Extensions API (same socket, 2020-01-01) ----------------------------------------------
+    async def register_extension(self, name: str, events: list[str]) -> str:
+        """Register an internal extension for ``events``; returns its identifier."""
+        body = json.dumps({"events": events}).encode()
+        headers = f"Lambda-Extension-Name: {name}\r\nContent-Type: application/json\r\n"
+        response = await self._call("POST", f"{_EXTENSIONS}/register", 200, body, headers)
+        return response.headers.get("lambda-extension-identifier", "")
+
+    async def extension_next(self, identifier: str) -> bytes:
+        """Wait (without a timeout) for the extension's next event; returns its JSON."""
+        headers = f"Lambda-Extension-Identifier: {identifier}\r\n"
+        response = await self._call("GET", f"{_EXTENSIONS}/event/next", 200, headers=headers)
+        return response.body
+
+    def stream(self, request_id: str, content_type: str) -> ResponseStream:
+        """A streamed response for ``request_id``; nothing is sent before its first write."""
+        return ResponseStream(self, request_id, content_type)
+
+    async def close(self) -> None:
+        """Close the connection (the next call opens a new one)."""
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except OSError:
+                pass
+
+    # -- HTTP/1.1 ------------------------------------------------------------------------------
+    async def _post_error(self, path: str, report: ErrorReport) -> None:
+        headers = f"Content-Type: application/json\r\n{_ERROR_TYPE}: {report.category}\r\n"
+        await self._call("POST", path, 202, report.body(), headers)
+
+    async def _call(
+        self, method: str, path: str, expect: int, body: bytes = b"", headers: str = ""
+    ) -> _Response:
+        head = self._head(method, path, f"{headers}Content-Length: {len(body)}\r\n")
+        reused = self._writer is not None
+        try:
+            response = await self._exchange(head, body)
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            await self.close()
+            # A kept-alive connection the server closed while we were idle fails on first use,
+            # before the request can have been acted on: that one failure is safe to retry.
+            if not reused or _got_response_bytes(exc):
+                raise
+            response = await self._exchange(head, body)
+        if response.status != expect:
+            raise RuntimeAPIError(method, path, response.status, response.body)
+        return response
+
+    async def _exchange(self, head: bytes, body: bytes) -> _Response:
+        writer = await self._connection()
+        if len(body) < _COALESCE_BYTES:
+            writer.write(head + body)  # one segment: the server gets the request in one read
+        else:
+            writer.write(head)
+            writer.write(body)
+            await writer.drain()
+        return await self._read_response()
+
+    def _head(self, method: str, path: str, headers: str) -> bytes:
+        request_line = f"{method} {path} HTTP/1.1\r\n".encode()
+        return request_line + self._host_header + headers.encode() + b"\r\n"
+
+    async def _connection(self) -> asyncio.StreamWriter:
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(
+                self._host, self._port, limit=_READ_LIMIT
+            )
+        return self._writer
+
+    async def _read_response(self) -> _Response:
+        reader = self._reader
+        assert reader is not None
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        try:
+            status = int(lines[0].split(" ", 2)[1])
+        except (IndexError, ValueError):
+            message = f"malformed status line from the Runtime API: {lines[0]!r}"
+            raise ConnectionError(message) from None
+        headers: dict[str, str] = {}
+        for line in lines[1:-2]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = await _read_body(reader, headers, status)
+        if headers.get("connection", "").lower() == "close":
+            await self.close()
+        return _Response(status, headers, body)
+
+
+class ResponseStream:
+    """A response posted as it is produced: chunked encoding, errors after the start in trailers.
+
+    Open it by writing (the request head goes out with the first chunk); :meth:`close` ends it
+    normally, :meth:`fail` ends it with the ``Lambda-Runtime-Function-Error-*`` trailers.
+    """
+
+    def __init__(self, client: RuntimeClient, request_id: str, content_type: str) -> None:
+        self._client = client
+        self._path = f"{_API}/invocation/{request_id}/response"
+        self._headers = (
+            "Lambda-Runtime-Function-Response-Mode: streaming\r\n"
+            "Transfer-Encoding: chunked\r\n"
+            f"Trailer: {_ERROR_TYPE}, {_ERROR_BODY}\r\n"
+            f"Content-Type: {content_type}\r\n"
+        )
+        self._writer: asyncio.StreamWriter | None = None
+        self.started = False
+        self.closed = False
+
+    async def write(self, chunk: bytes) -> None:
+        """Send ``chunk`` now (the request head goes out with the first one)."""
+        if not chunk:
+            return  # a zero-length chunk would end the body
+        await self._send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+
+    async def close(self) -> None:
+        """End the response successfully."""
+        await self._finish(b"0\r\n\r\n")
+
+    async def fail(self, report: ErrorReport) -> None:
+        """End the response with an error: Lambda reports it although bytes went out already."""
+        encoded = base64.b64encode(report.body()).decode()
+        trailers = f"0\r\n{_ERROR_TYPE}: {report.category}\r\n{_ERROR_BODY}: {encoded}\r\n\r\n"
+        await self._finish(trailers.encode())
+
+    async def _send(self, data: bytes) -> None:
+        client = self._client
+        # No retry on a broken connection: the stream cannot be replayed. It is the connection
+        # this worker just received the event on, so it is not a stale one.
+        if self._writer is None:
+            self._writer = await client._connection()
+            data = client._head("POST", self._path, self._headers) + data
+            self.started = True
+        elif self._writer is not client._writer:
+            raise ConnectionError("the connection of this streamed response was lost")
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except ConnectionError:
+            await client.close()
+            raise
+
+    async def _finish(self, last: bytes) -> None:
+        if self.closed:
+            return
+        await self._send(last)
+        self.closed = True
+        client = self._client
+        try:
+            response = await client._read_response()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            await client.close()
+            raise
+        if response.status != 202:
+            raise RuntimeAPIError("POST", self._path, response.status, response.body)
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str], status: int) -> bytes:
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return await _read_chunked(reader)
+    length = headers.get("content-length")
+    if length is not None:
+        return await reader.readexactly(int(length))
+    if status in (204, 304) or 100 <= status < 200:
+        return b""
+    headers["connection"] = "close"  # the body runs to the end of the connection
+    return await reader.read()
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    parts = []
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        size = int(size_line.split(b";", 1)[0], 16)
+        if size == 0:
+            while await reader.readuntil(b"\r\n") != b"\r\n":
+                pass  # trailers: the Runtime API sends none we need
+            return b"".join(parts)
+        parts.append((await reader.readexactly(size + 2))[:-2])
+
+
+def _got_response_bytes(exc: BaseException) -> bool:
+    return isinstance(exc, asyncio.IncompleteReadError) and bool(exc.partial)
+
+
+def _deadline(value: str | None) -> int:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        # An API that sends no deadline (Lambda always does): assume Lambda's longest timeout
+        # rather than none left, which would cancel every invocation's after-response work.
+        return int(time.time() * 1000) + _MAX_TIMEOUT_MS

@@ -1,0 +1,345 @@
+"""The custom runtime's main loop: ``next → handle → post response → drain pending work → next``.
+
+Each worker owns one :class:`RuntimeClient` (one kept-alive connection) and handles one
+invocation at a time; ``AWS_LAMBDA_MAX_CONCURRENCY`` workers share the environment's one event
+loop. The order inside an invocation is the product's promise: the response (or error) is posted
+*first*, so the caller has its answer, and only once the invocation's after-response work has
+drained does the worker call ``/next`` again, which is what lets Lambda freeze the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import os
+import signal
+from asyncio import events as asyncio_events
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from holdfast import pending as _pending
+from holdfast.adapter import Adapter, Invocation
+from holdfast.errors import FunctionError, http_status_error
+from holdfast.pending import PendingWork
+from holdfast.runtime import sigterm
+from holdfast.runtime.client import InvocationRequest, RuntimeAPIError, RuntimeClient
+from holdfast.runtime.context import ContextError, FunctionInfo, LambdaContext
+from holdfast.runtime.loader import Target
+from holdfast.runtime.report import ErrorReport
+
+if TYPE_CHECKING:
+    from holdfast.runtime.streaming import HTTPStreamSink
+
+logger = logging.getLogger("holdfast")
+
+#: Seconds kept free before the deadline when draining a plain handler's after-response work.
+DRAIN_MARGIN = 0.5
+#: Seconds lifespan shutdown may take after SIGTERM (Lambda allows 500 ms with an extension).
+SHUTDOWN_TIMEOUT = 0.4
+
+
+class Runtime:
+    """Runs ``target`` against the Runtime API at ``address`` until the process ends."""
+
+    def __init__(
+        self,
+        target: Target,
+        address: str,
+        *,
+        concurrency: int = 1,
+        streaming: bool = False,
+        snapstart: bool = False,
+        function: FunctionInfo | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self.target = target
+        self.address = address
+        self.concurrency = concurrency
+        self.streaming = streaming
+        self.snapstart = snapstart
+        self.function = function or FunctionInfo.from_environ()
+        self._handler_is_async = target.is_async
+        # Sync handlers with concurrency > 1 run in threads, one per worker.
+        self._executor: ThreadPoolExecutor | None = None
+        self._workers: list[asyncio.Task[None]] = []
+
+    async def run(self) -> int:
+        """Serve invocations; returns the process exit status when the runtime must stop."""
+        clients = [RuntimeClient(self.address) for _ in range(self.concurrency)]
+        loop = asyncio.get_running_loop()
+        terminated = _on_sigterm(loop, self._terminate)
+        # Extensions register during init, before the first /next (or the snapshot).
+        shutdown_extension = await sigterm.register(self.address) if self._has_shutdown else None
+        try:
+            if self.snapstart:
+                from holdfast.runtime import snapstart  # only then: saves cold-start time
+
+                status = await snapstart.snapshot_and_restore(clients[0])
+                if status:
+                    return status
+            self._workers = [loop.create_task(self._work(client)) for client in clients]
+            await asyncio.wait(self._workers, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for task in [*self._workers, shutdown_extension]:
+                if task is not None:
+                    task.cancel()
+            for client in clients:
+                await client.close()
+            if self._executor is not None:
+                self._executor.shutdown(wait=False)
+        if terminated.is_set():
+            await self._shutdown()
+            return 0
+        return _exit_status(self._workers)
+
+    @property
+    def _has_shutdown(self) -> bool:
+        """Whether there is lifespan shutdown to run on SIGTERM (so it is worth earning)."""
+        adapter = self.target.adapter
+        return adapter is not None and adapter.lifespan.supported
+
+    # -- one worker -----------------------------------------------------------------------------
+    async def _work(self, client: RuntimeClient) -> None:
+        while True:
+            request = await client.next()
+            try:
+                await self._invoke(client, request)
+            except RuntimeAPIError:
+                raise  # a 5xx: the sandbox is gone
+            except Exception as exc:
+                # A bug, not the function's failure: report it rather than leave Lambda waiting
+                # for an answer until the timeout. The connection may be mid-request: renew it.
+                logger.exception("request %s: the runtime failed", request.request_id)
+                await client.close()
+                report = ErrorReport.from_exception(exc, "Runtime")
+                await _post(client.error(request.request_id, report))
+
+    async def _invoke(self, client: RuntimeClient, request: InvocationRequest) -> None:
+        _set_trace_id(request.trace_id)
+        try:
+            context = LambdaContext(request, self.function)
+            event = _unmarshal(request)
+        except ContextError as exc:
+            report = ErrorReport.runtime("LambdaContextUnmarshalError", str(exc))
+            await _post(client.error(request.request_id, report))
+            return
+        except ValueError as exc:
+            report = ErrorReport.runtime("UnmarshalError", f"Unable to unmarshal input: {exc}")
+            await _post(client.error(request.request_id, report))
+            return
+        if self.target.adapter is not None:
+            await self._invoke_app(self.target.adapter, client, request.request_id, event, context)
+        else:
+            await self._invoke_handler(client, request.request_id, event, context)
+
+    # -- an ASGI/WSGI app through the adapter -------------------------------------------------
+    async def _invoke_app(
+        self,
+        adapter: Adapter,
+        client: RuntimeClient,
+        request_id: str,
+        event: Any,
+        context: LambdaContext,
+    ) -> None:
+        sink = None
+        if self.streaming:
+            from holdfast.runtime.streaming import CONTENT_TYPE, HTTPStreamSink
+
+            stream = client.stream(request_id, CONTENT_TYPE)
+            sink = HTTPStreamSink(stream, hold=adapter.error_status_codes)
+        try:
+            invocation = await adapter.handle(event, context, sink)
+        except Exception as exc:
+            # Not an HTTP event (InvalidEvent) or one that cannot be decoded: a function error.
+            logger.error("request %s: %s: %s", request_id, type(exc).__name__, exc)
+            await _post(client.error(request_id, ErrorReport.from_exception(exc)))
+            return
+        await _post(_deliver(client, request_id, invocation, sink))
+        adapter.record(await invocation.pending.drain(adapter.drain_timeout(context)))
+
+    # -- a plain handler(event, context) -----------------------------------------------------
+    async def _invoke_handler(
+        self, client: RuntimeClient, request_id: str, event: Any, context: LambdaContext
+    ) -> None:
+        pending = PendingWork(request_id, asyncio.get_running_loop())
+        try:
+            result = await self._call_handler(pending, event, context)
+            body, content_type = _marshal(result)
+        except Exception as exc:
+            logger.error("request %s: the handler raised", request_id, exc_info=exc)
+            await _post(client.error(request_id, _handler_error(exc)))
+        else:
+            await _post(client.respond(request_id, body, content_type))
+        remaining = context.get_remaining_time_in_millis() / 1000
+        await pending.drain(max(0.0, remaining - DRAIN_MARGIN))
+
+    async def _call_handler(self, pending: PendingWork, event: Any, context: LambdaContext) -> Any:
+        handler = self.target.handler
+        assert handler is not None
+        token = _pending.bind(pending)  # after_response() works in plain handlers too
+        try:
+            if self._handler_is_async:
+                return await handler(event, context)
+            if self.concurrency == 1:
+                return _call_outside_loop(handler, event, context)
+            # Several at once: threads, so one handler's blocking does not hold up the others.
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.concurrency, "holdfast-handler")
+            call = contextvars.copy_context().run
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, call, handler, event, context)
+        finally:
+            _pending.unbind(token)
+
+    # -- ending ----------------------------------------------------------------------------------
+    def _terminate(self) -> None:
+        logger.info("SIGTERM: shutting down")
+        for worker in self._workers:
+            worker.cancel()
+
+    async def _shutdown(self) -> None:
+        adapter = self.target.adapter
+        if adapter is None:
+            return
+        try:
+            await adapter.shutdown(SHUTDOWN_TIMEOUT)
+        except Exception:
+            logger.exception("lifespan shutdown failed")
+
+
+async def _deliver(
+    client: RuntimeClient, request_id: str, invocation: Invocation, sink: HTTPStreamSink | None
+) -> None:
+    """Post the app's response: buffered, streamed (finishing or failing the stream), or as
+    a function error."""
+    streamed = sink is not None and sink.started
+    try:
+        # Always called: from here on, the app's remaining coroutine is pending work.
+        result: dict[str, Any] | FunctionError = invocation.result()
+    except FunctionError as exc:
+        result = exc
+    except AssertionError:
+        # Adapter.result() asserts a buffered sink when an app raises after completing its
+        # response; a streamed response is already delivered, so there is nothing to add.
+        if not streamed:
+            raise
+        result = {}
+    if sink is not None and streamed:
+        if not sink.closed:  # the app failed after its first byte
+            await sink.fail(ErrorReport.from_exception(_failure(invocation)))
+        return
+    if sink is not None and sink.held is not None:
+        result = http_status_error(*sink.held)
+    if isinstance(result, FunctionError):
+        await client.error(request_id, ErrorReport.from_exception(result))
+    elif sink is None:
+        await client.respond(request_id, json.dumps(result).encode())
+    else:
+        await sink.replay(result)  # the app failed before it started its response
+
+
+def _failure(invocation: Invocation) -> BaseException:
+    task = invocation.task
+    if task.cancelled():
+        return asyncio.CancelledError("the app was cancelled")
+    if task.done() and task.exception() is not None:
+        return task.exception()  # type: ignore[return-value]
+    return RuntimeError("the app ended without completing its response")
+
+
+async def _post(call: Awaitable[None]) -> None:
+    """Await a Runtime API post; only a 5xx (the sandbox is gone) stops the runtime."""
+    try:
+        await call
+    except RuntimeAPIError as exc:
+        if exc.status >= 500:
+            raise
+        logger.error("the Runtime API refused a post: %s", exc)
+    except (ConnectionError, asyncio.IncompleteReadError) as exc:
+        # The worker reconnects for its next /next; if the API is gone for good, that fails.
+        logger.error("lost the Runtime API connection while posting: %r", exc)
+
+
+def _unmarshal(request: InvocationRequest) -> Any:
+    # As AWS's runtime: only JSON is parsed, any other payload reaches the handler as bytes.
+    if request.content_type.split(";", 1)[0].strip() != "application/json":
+        return request.body
+    return json.loads(request.body)
+
+
+def _marshal(result: Any) -> tuple[bytes, str]:
+    if isinstance(result, bytes):
+        return result, "application/unknown"
+    try:
+        return json.dumps(result, default=_json_default).encode(), "application/json"
+    except (TypeError, ValueError) as exc:
+        raise _MarshalError(f"Unable to marshal response: {exc}") from None
+
+
+class _MarshalError(Exception):
+    pass
+
+
+def _handler_error(exc: Exception) -> ErrorReport:
+    if isinstance(exc, _MarshalError):
+        return ErrorReport.runtime("MarshalError", str(exc))
+    return ErrorReport.from_exception(exc)
+
+
+def _json_default(value: Any) -> Any:
+    # DynamoDB hands out Decimals; AWS's runtime serialises them as numbers. (decimal is
+    # imported here, not at start-up: its import costs 5 ms of cold start.)
+    import decimal
+
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _call_outside_loop(handler: Any, event: Any, context: LambdaContext) -> Any:
+    """Call a sync handler in this thread as if no loop were running.
+
+    Sync handlers often drive asyncio themselves (``asyncio.run``, Mangum), which a running loop
+    forbids. With one worker nothing else may run meanwhile anyway (the managed runtime blocks the
+    same way), and calling in place saves the thread hop.
+    """
+    running = asyncio_events._get_running_loop()
+    asyncio_events._set_running_loop(None)
+    try:
+        return handler(event, context)
+    finally:
+        asyncio_events._set_running_loop(running)
+
+
+def _set_trace_id(trace_id: str | None) -> None:
+    if trace_id:
+        os.environ["_X_AMZN_TRACE_ID"] = trace_id
+    else:
+        os.environ.pop("_X_AMZN_TRACE_ID", None)
+
+
+def _on_sigterm(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> asyncio.Event:
+    received = asyncio.Event()
+
+    def handle() -> None:
+        received.set()
+        callback()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, handle)
+    except (ValueError, RuntimeError, NotImplementedError):
+        pass  # not the main thread (tests) or no signal support: Lambda then just kills us
+    return received
+
+
+def _exit_status(workers: list[asyncio.Task[None]]) -> int:
+    for worker in workers:
+        if worker.done() and not worker.cancelled() and worker.exception() is not None:
+            exc = worker.exception()
+            logger.error("the runtime stops: %s", exc, exc_info=exc)
+            return 1
+    return 0

@@ -1,0 +1,142 @@
+"""`holdfast run` as a process: init errors and exit statuses, environment settings, SIGTERM."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from runtime_fake import ThreadedFake
+
+from holdfast.runtime import cli
+
+pytestmark = pytest.mark.timeout(60)
+
+HERE = Path(__file__).parent
+EVENT = json.loads((HERE.parent / "fixtures" / "events" / "function-url.json").read_text())
+
+
+def hello_event() -> dict:
+    event = copy.deepcopy(EVENT)
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/hello"
+    event["requestContext"]["http"]["method"] = "GET"
+    event["rawQueryString"], event["body"] = "", None
+    return event
+
+
+def start(fake: ThreadedFake, *args: str, **env: str) -> subprocess.Popen:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("HOLDFAST_", "AWS_"))}
+    environ.update(AWS_LAMBDA_RUNTIME_API=fake.api.address, **env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "holdfast", "run", *args],
+        cwd=HERE,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen) -> tuple[int, str]:
+    output, _ = process.communicate(timeout=30)
+    return process.returncode, output
+
+
+def test_serves_an_app_and_shuts_its_lifespan_down_on_sigterm(tmp_path):
+    with ThreadedFake() as fake:
+        process = start(fake, "runtime_apps:app", GATE_DIR=str(tmp_path))
+        try:
+            request_id = fake.call(fake.api.add_event, hello_event())
+            result = fake.call(fake.api.wait_result, request_id)
+            fake.call(fake.api.wait_for, lambda: fake.api.nexts() == 2)
+        finally:
+            process.send_signal(signal.SIGTERM)
+        status, output = finish(process)
+    assert json.loads(result.json()["body"]) == {"message": "hello"}
+    assert status == 0, output
+    assert (tmp_path / "shutdown").read_text() == "lifespan shutdown ran"
+
+
+@pytest.mark.parametrize(
+    ("spec", "error_type", "message"),
+    [
+        ("runtime_apps:nothing_here", "Runtime.HandlerNotFound", "missing on module"),
+        ("rt_missing_module:app", "Runtime.ImportModuleError", "No module named"),
+        ("runtime_apps:failing_startup", "LifespanError", "database unreachable"),
+    ],
+)
+def test_init_failures_are_posted_and_exit_non_zero(spec, error_type, message):
+    with ThreadedFake() as fake:
+        status, output = finish(start(fake, spec))
+        (init_error,) = fake.api.find("POST", "/init/error")
+    assert status == 1
+    body = init_error.json()
+    assert body["errorType"] == error_type
+    assert message in body["errorMessage"]
+    assert init_error.headers["lambda-runtime-function-error-type"].startswith("Runtime.")
+    assert fake.api.nexts() == 0
+    assert error_type in output  # logged too
+
+
+def test_handler_from_the_environment_and_concurrency():
+    with ThreadedFake() as fake:
+        process = start(fake, _HANDLER="runtime_apps.handler", AWS_LAMBDA_MAX_CONCURRENCY="2")
+        try:
+            fake.call(fake.api.wait_for, lambda: fake.api.nexts() == 2)
+            request_id = fake.call(fake.api.add_event, {"k": "v"})
+            result = fake.call(fake.api.wait_result, request_id)
+        finally:
+            process.send_signal(signal.SIGTERM)
+        status, _ = finish(process)
+        connections = {r.connection for r in fake.api.find("GET", "/invocation/next")}
+    assert result.json()["echo"] == {"k": "v"}
+    assert len(connections) == 2
+    assert status == 0
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"HOLDFAST_INVOKE_MODE": "response_stream"}, {"AWS_LWA_INVOKE_MODE": "RESPONSE_STREAM"}],
+)
+def test_invoke_mode_from_the_environment_streams(env):
+    with ThreadedFake() as fake:
+        process = start(fake, "runtime_apps:app", **env)
+        try:
+            request_id = fake.call(fake.api.add_event, hello_event())
+            result = fake.call(fake.api.wait_result, request_id)
+        finally:
+            process.send_signal(signal.SIGTERM)
+        finish(process)
+    assert result.headers["lambda-runtime-function-response-mode"] == "streaming"
+    prelude, _, body = result.body.partition(b"\x00" * 8)
+    assert json.loads(prelude)["statusCode"] == 200
+    assert json.loads(body) == {"message": "hello"}
+
+
+def test_usage_errors(monkeypatch, capsys):
+    monkeypatch.delenv("AWS_LAMBDA_RUNTIME_API", raising=False)
+    monkeypatch.delenv("_HANDLER", raising=False)
+    assert cli.main(["app:app"]) == 2
+    assert "AWS_LAMBDA_RUNTIME_API is not set" in capsys.readouterr().err
+    assert cli.main([]) == 2
+    assert cli.main(["a:b", "c:d"]) == 2
+    assert cli.main(["--help"]) == 0
+    assert "usage: holdfast run MODULE:ATTR" in capsys.readouterr().out
+
+
+def test_settings_parsing(caplog):
+    assert cli._concurrency(None) == 1
+    assert cli._concurrency("8") == 8
+    assert cli._concurrency("zero") == 1
+    assert cli._concurrency("-3") == 1
+    assert cli._streaming("response_stream") is True
+    assert cli._streaming(" Response_Stream ") is True
+    assert cli._streaming(None) is False
+    assert cli._streaming("buffered") is False
+    assert cli._streaming("sometimes") is False
+    assert "unknown invoke mode" in caplog.text
