@@ -1,0 +1,78 @@
+"""The `holdfast` command: `python -m holdfast` behaves exactly like it; `holdfast dev` serves."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+HOLDFAST = str(Path(sys.executable).parent / "holdfast")
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], [], ["nonsense"], ["run"], ["emulate", "--help"], ["--version"]]
+)
+def test_python_dash_m_behaves_exactly_like_the_command(args):
+    by_script = subprocess.run([HOLDFAST, *args], capture_output=True, text=True, timeout=60)
+    by_module = subprocess.run(
+        [sys.executable, "-m", "holdfast", *args], capture_output=True, text=True, timeout=60
+    )
+    assert by_module.returncode == by_script.returncode
+    assert by_module.stdout == by_script.stdout
+    assert by_module.stderr.replace("__main__.py", "holdfast") == by_script.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _request(url: str, method: str = "GET") -> tuple[int, bytes]:
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_holdfast_dev_serves_the_demo_on_a_local_lambda():
+    port = _free_port()
+    server = subprocess.Popen(
+        [HOLDFAST, "dev", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, body = _request(f"http://127.0.0.1:{port}/")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "holdfast dev never answered"
+                time.sleep(0.1)
+        assert status == 200 and json.loads(body)["app"] == "holdfast demo"
+
+        status, body = _request(f"http://127.0.0.1:{port}/work?ms=50", "POST")
+        assert (status, json.loads(body)) == (202, {"accepted": True, "background_ms": 50})
+        # The background work finished inside that invocation, so the next one sees it.
+        status, body = _request(f"http://127.0.0.1:{port}/done")
+        assert [entry.get("ms") for entry in json.loads(body)["finished"]] == [None, 50]
+
+        # error_status_codes: the 503 is a function error, which the HTTP front answers 502.
+        assert _request(f"http://127.0.0.1:{port}/fail")[0] == 502
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+    log = output.decode()
+    assert log.count("REPORT RequestId:") == 4
+    assert "Error Type: Function.HTTPError" in log
