@@ -14,7 +14,8 @@ import contextvars
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,14 +37,25 @@ class DrainReport:
 
 
 class WorkHandle:
-    """A unit of after-response work: its description and, once started, its future."""
+    """A unit of after-response work: its description and, once started, its future.
 
-    __slots__ = ("_start", "description", "future")
+    ``spill`` (for holdfast tasks) re-enqueues the work on the durable task queue when the
+    deadline cuts it off; ``spilled_as`` then holds the queued task's handle.
+    """
 
-    def __init__(self, description: str, start: Callable[[], asyncio.Future[Any]] | None) -> None:
+    __slots__ = ("_start", "description", "future", "spill", "spilled_as")
+
+    def __init__(
+        self,
+        description: str,
+        start: Callable[[], asyncio.Future[Any]] | None,
+        spill: Callable[[], Awaitable[Any]] | None = None,
+    ) -> None:
         self.description = description
         self._start = start
         self.future: asyncio.Future[Any] | None = None
+        self.spill = spill
+        self.spilled_as: Any = None
 
     @property
     def started(self) -> bool:
@@ -82,7 +94,7 @@ class PendingWork:
     def defer(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> WorkHandle:
         """Run ``fn(*args, **kwargs)`` once the response has been sent."""
         start = functools.partial(self._start, fn, args, kwargs, contextvars.copy_context())
-        handle = WorkHandle(_describe(fn), start)
+        handle = WorkHandle(_describe(fn), start, _spill_for(fn, args, kwargs))
         self._handles.append(handle)
         if self._response_sent:
             handle.start()
@@ -96,7 +108,7 @@ class PendingWork:
         context: contextvars.Context | None,
     ) -> asyncio.Future[Any]:
         context = context or contextvars.copy_context()
-        if inspect.iscoroutinefunction(fn):
+        if _is_coroutine_function(fn):
             return self._loop.create_task(fn(*args, **kwargs), context=context)
         call = functools.partial(context.run, fn, *args, **kwargs)
         return self._loop.run_in_executor(None, call)
@@ -141,12 +153,12 @@ class PendingWork:
             if futures:
                 await asyncio.wait(futures, timeout=_remaining(loop, deadline))
             for handle in batch:
-                self._settle(handle, report)
+                await self._settle(handle, report)
             settled += len(batch)
             if deadline is not None and loop.time() >= deadline:
                 break
         for handle in self._handles[settled:]:
-            self._settle(handle, report)
+            await self._settle(handle, report)
         self._handles.clear()
         await self._run_final(report, deadline)
         return report
@@ -158,13 +170,16 @@ class PendingWork:
             handle.start()
             assert handle.future is not None
             await asyncio.wait([handle.future], timeout=_remaining(self._loop, deadline))
-            self._settle(handle, report)
+            await self._settle(handle, report)
 
-    def _settle(self, handle: WorkHandle, report: DrainReport) -> None:
+    async def _settle(self, handle: WorkHandle, report: DrainReport) -> None:
         future = handle.future
         if future is None or not future.done():
             if future is not None:
                 future.cancel()
+            if handle.spill is not None and await self._spill(handle):
+                report.spilled += 1
+                return
             report.cancelled.append(handle.description)
             logger.error(
                 "request %s: after-response work %s did not finish before the deadline "
@@ -184,6 +199,47 @@ class PendingWork:
             )
         else:
             report.drained += 1
+
+    async def _spill(self, handle: WorkHandle) -> bool:
+        # The drain margin before the deadline exists for this: a durable enqueue is quick.
+        assert handle.spill is not None
+        try:
+            handle.spilled_as = await handle.spill()
+        except Exception:
+            logger.exception(
+                "request %s: could not spill %s to the task queue",
+                self.request_id,
+                handle.description,
+            )
+            return False
+        logger.warning(
+            "request %s: after-response work %s did not finish before the deadline; "
+            "spilled to the task queue as %s",
+            self.request_id,
+            handle.description,
+            getattr(handle.spilled_as, "id", handle.spilled_as),
+        )
+        return True
+
+
+def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
+    # Wrappers (holdfast tasks, functools.wraps decorators) and objects with an async __call__
+    # return coroutines too: they belong on the loop, not in a thread.
+    return (
+        inspect.iscoroutinefunction(fn)
+        or inspect.iscoroutinefunction(inspect.unwrap(fn))
+        or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+    )
+
+
+def _spill_for(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Callable[[], Awaitable[Any]] | None:
+    """How to re-enqueue ``fn(*args, **kwargs)`` durably, when ``fn`` is a holdfast task."""
+    tasks = sys.modules.get("holdfast.tasks.task")  # only loaded when the app defines a queue
+    if tasks is None or not isinstance(fn, tasks.Task):
+        return None
+    return functools.partial(fn.defer, *args, **kwargs)
 
 
 def _remaining(loop: asyncio.AbstractEventLoop, deadline: float | None) -> float | None:
