@@ -1,0 +1,328 @@
+"""After-response work on Lambda: client latency, and whether the work finishes before the freeze.
+
+    .venv/bin/python bench/after_response.py [--rounds N] [--cycles N]
+
+One FastAPI app (bench/after_response_apps/ar_app.py): ``GET /task`` answers at once and leaves a
+BackgroundTasks task that sleeps 300 ms, then records its finish time (time.monotonic(), one clock
+for every process on Linux) with the invocation's request id; ``GET /plain`` gives the same answer
+with no task. It runs under the holdfast emulator — a local Lambda that really freezes the
+environment (SIGSTOP of its process group) once the runtime and every INVOKE extension are back
+in ``next`` — hosted four ways:
+
+* **holdfast custom runtime**: ``python -m holdfast run ar_app:app``;
+* **holdfast Adapter + awslambdaric**: AWS's runtime client, ``handler = holdfast.Adapter(app)``
+  (holdfast's internal extension holds the freeze until the work is done);
+* **Mangum + awslambdaric**: ``handler = Mangum(app)``, which returns only once the app's call,
+  background tasks included, has returned;
+* **proxy (LWA-style)**: the Lambda Web Adapter architecture — uvicorn serves the app in the
+  function's process, and an awslambdaric handler forwards each event to it over HTTP and returns
+  as soon as uvicorn answers.
+
+Each setup gets one emulator (concurrency 1, timeout 30 s, Function URL v2 events), is warmed up,
+then runs rounds that alternate ``/task`` and ``/plain`` (the order flips every round). Every
+request goes over a kept-alive http.client connection to the emulator's HTTP front and is timed
+there; the bench then waits until the environment is frozen again, so each request meets a warm,
+idle environment (with concurrency 1, a request sent while the environment still drains would
+queue behind it). The setups run one after another, never at once (2 shared cores), and the whole
+cycle over the setups is repeated (in reverse order the second time) so drift touches them all.
+
+A task counts as *finished before the freeze* when its recorded finish time is earlier than its
+own invocation's ``frozen_at`` in the emulator's freeze log; a task that finished on a later thaw,
+or never, does not count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from holdfast.emulator import ThreadedEmulator
+
+APPS = Path(__file__).resolve().parent / "after_response_apps"
+PYTHON = sys.executable
+
+# name -> (command, _HANDLER)
+SETUPS: dict[str, tuple[list[str], str]] = {
+    "holdfast custom runtime": ([PYTHON, "-m", "holdfast", "run", "ar_app:app"], "ar_app:app"),
+    "holdfast Adapter + awslambdaric": (
+        [PYTHON, "-m", "awslambdaric", "ar_adapter.handler"],
+        "ar_adapter.handler",
+    ),
+    "Mangum + awslambdaric": (
+        [PYTHON, "-m", "awslambdaric", "ar_mangum.handler"],
+        "ar_mangum.handler",
+    ),
+    "proxy (uvicorn, LWA-style)": (
+        [PYTHON, "-m", "awslambdaric", "ar_proxy.handler"],
+        "ar_proxy.handler",
+    ),
+}
+GOAL_SETUPS = ("holdfast custom runtime", "holdfast Adapter + awslambdaric")
+GOAL_RATIO = 1.1
+GOAL_FINISHED = 100.0
+
+WARMUP_ROUNDS = 5
+# The runtime's stdout/stderr go to a file (shown when a setup fails), not into the table.
+_WRAP = ["/bin/sh", "-c", 'exec "$@" >>"$HOLDFAST_BENCH_LOG" 2>&1', "sh"]
+
+
+class Unavailable(Exception):
+    """The setup cannot run here; the message says why."""
+
+
+@dataclass
+class Setup:
+    name: str
+    command: list[str]
+    handler: str
+    workdir: Path
+    emulator: ThreadedEmulator | None = None
+    connection: http.client.HTTPConnection | None = None
+    unavailable: str | None = None
+    latency: dict[str, list[float]] = field(default_factory=lambda: {"task": [], "plain": []})
+    task_ids: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def record(self) -> Path:
+        return self.workdir / "record.txt"
+
+    @property
+    def runtime_log(self) -> Path:
+        return self.workdir / "runtime.log"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.workdir.mkdir()
+        self.record.touch()
+        self.runtime_log.touch()
+        self.emulator = ThreadedEmulator(
+            [*_WRAP, *self.command],
+            cwd=str(APPS),
+            env={
+                "HOLDFAST_BENCH_RECORD": str(self.record),
+                "HOLDFAST_BENCH_LOG": str(self.runtime_log),
+            },
+            handler=self.handler,
+            timeout=30,
+            concurrency=1,
+            event_format="v2",
+            log=self.notes.append,
+        )
+        self.emulator.start()
+        self.get("/plain")  # the cold start; also shows whether the setup works at all
+        for _ in range(WARMUP_ROUNDS):
+            self.get("/task")
+            self.get("/plain")
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+        if self.emulator is not None:
+            emulator, self.emulator = self.emulator, None
+            emulator.close()
+
+    def fail(self, exc: BaseException) -> None:
+        reason = str(exc) or type(exc).__name__
+        tail = [line for line in self.runtime_log.read_text().splitlines() if line.strip()]
+        if tail:
+            reason += f"; runtime said: {tail[-1].strip()[:200]}"
+        self.unavailable = reason
+        print(f"{self.name}: not available: {reason}", file=sys.stderr)
+        try:
+            self.close()
+        except Exception as close_exc:
+            print(f"{self.name}: close failed: {close_exc!r}", file=sys.stderr)
+
+    # -- requests -------------------------------------------------------------------------------
+    def get(self, path: str) -> tuple[float, str]:
+        """GET ``path`` through the emulator's front: (client latency, request id).
+
+        Returns once the environment is frozen (or reset) again.
+        """
+        assert self.emulator is not None
+        for attempt in range(2):
+            if self.connection is None:
+                host, port = self.emulator.url.removeprefix("http://").rsplit(":", 1)
+                self.connection = http.client.HTTPConnection(host, int(port), timeout=60)
+            try:
+                started = time.perf_counter()
+                self.connection.request("GET", path)
+                response = self.connection.getresponse()
+                body = response.read()
+                elapsed = time.perf_counter() - started
+                break
+            except (http.client.HTTPException, OSError):
+                self.connection.close()
+                self.connection = None
+                if attempt:
+                    raise
+        self.emulator.wait_idle(timeout=60)
+        if response.status != 200:
+            last = self.emulator.freeze_log[-1] if self.emulator.freeze_log else None
+            outcome = f" (invocation outcome: {last.outcome})" if last else ""
+            raise Unavailable(f"GET {path}: HTTP {response.status} {body[:120]!r}{outcome}")
+        try:
+            request_id = json.loads(body)["request_id"]
+        except (ValueError, KeyError, TypeError):
+            raise Unavailable(f"GET {path}: unexpected answer {body[:120]!r}") from None
+        return elapsed, request_id
+
+    def round(self, task_first: bool) -> None:
+        for kind in ("task", "plain") if task_first else ("plain", "task"):
+            elapsed, request_id = self.get(f"/{kind}")
+            self.latency[kind].append(elapsed)
+            if kind == "task":
+                self.task_ids.append(request_id)
+
+    # -- results --------------------------------------------------------------------------------
+    def tally(self) -> dict[str, float]:
+        """Where the measured tasks finished, relative to their own invocation's freeze."""
+        assert self.emulator is not None
+        finished: dict[str, float] = {}
+        for line in self.record.read_text().splitlines():
+            kind, request_id, at = line.split()
+            if kind == "task":
+                finished[request_id] = float(at)
+        freezes = {entry.request_id: entry for entry in self.emulator.freeze_log}
+        before = late = never = 0
+        busy = []
+        for request_id in self.task_ids:
+            freeze = freezes[request_id]
+            if freeze.post_response is not None:
+                busy.append(freeze.post_response)
+            done_at = finished.get(request_id)
+            if done_at is None:
+                never += 1
+            elif (
+                freeze.outcome == "frozen"
+                and freeze.frozen_at is not None
+                and done_at < freeze.frozen_at
+            ):
+                before += 1
+            else:
+                late += 1
+        return {
+            "before": before,
+            "late": late,
+            "never": never,
+            "busy": statistics.median(busy) if busy else float("nan"),
+        }
+
+
+def bench(rounds: int, cycles: int) -> tuple[list[Setup], dict[str, dict[str, float]]]:
+    tallies: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="holdfast-bench-") as tmp:
+        setups = [
+            Setup(name, command, handler, Path(tmp, f"setup{index}"))
+            for index, (name, (command, handler)) in enumerate(SETUPS.items())
+        ]
+        try:
+            for setup in setups:
+                print(f"starting {setup.name} ...", file=sys.stderr)
+                try:
+                    setup.start()
+                except Exception as exc:  # one broken setup must not stop the rest
+                    setup.fail(exc)
+            for cycle in range(cycles):
+                order = setups if cycle % 2 == 0 else setups[::-1]
+                for setup in order:
+                    if setup.unavailable:
+                        continue
+                    started = time.perf_counter()
+                    try:
+                        for round_no in range(rounds):
+                            setup.round(task_first=round_no % 2 == 0)
+                    except Exception as exc:
+                        setup.fail(exc)
+                        continue
+                    print(
+                        f"cycle {cycle + 1}/{cycles}: {setup.name}: {rounds} rounds"
+                        f" in {time.perf_counter() - started:.1f} s",
+                        file=sys.stderr,
+                    )
+            for setup in setups:
+                if not setup.unavailable:
+                    tallies[setup.name] = setup.tally()
+        finally:
+            for setup in setups:
+                setup.close()
+    return setups, tallies
+
+
+def report(
+    setups: list[Setup], tallies: dict[str, dict[str, float]], rounds: int, cycles: int
+) -> None:
+    print(
+        f"FastAPI endpoint with a 300 ms BackgroundTasks task (/task) vs none (/plain), under the"
+        f"\nholdfast emulator (real SIGSTOP freeze, concurrency 1); {cycles} cycles x {rounds}"
+        f" rounds of /task + /plain per setup\n"
+    )
+    header = (
+        f"{'setup':<32}{'/task (ms)':>11}{'/plain (ms)':>12}{'task/plain':>11}"
+        f"{'finished before freeze':>24}{'busy after resp.':>18}"
+    )
+    print(header)
+    print("-" * len(header))
+    ratios: dict[str, float] = {}
+    shares: dict[str, float] = {}
+    for setup in setups:
+        if setup.unavailable:
+            print(f"{setup.name:<32}not available: {setup.unavailable}")
+            continue
+        task = statistics.median(setup.latency["task"])
+        plain = statistics.median(setup.latency["plain"])
+        tally = tallies[setup.name]
+        total = len(setup.task_ids)
+        ratios[setup.name] = task / plain
+        shares[setup.name] = 100.0 * tally["before"] / total
+        finished = f"{shares[setup.name]:.0f} % ({tally['before']:.0f}/{total})"
+        print(
+            f"{setup.name:<32}{task * 1e3:>11.1f}{plain * 1e3:>12.1f}{task / plain:>10.2f}x"
+            f"{finished:>24}{tally['busy'] * 1e3:>15.0f} ms"
+        )
+    print(
+        "\nlatencies: medians at the HTTP client; 'busy after resp.': median time from the /task"
+        "\nresponse to the freeze (the environment is billed and not free for the next request)."
+    )
+    for setup in setups:
+        tally = tallies.get(setup.name)
+        if tally and (tally["late"] or tally["never"]):
+            print(
+                f"{setup.name}: {tally['late']:.0f} task(s) finished only after their freeze"
+                f" (on a later thaw), {tally['never']:.0f} had not finished by the end"
+            )
+    print()
+    for name in GOAL_SETUPS:
+        setup = next(s for s in setups if s.name == name)
+        if setup.unavailable:
+            print(f"goal {name}: MISSED (not available: {setup.unavailable})")
+            continue
+        ratio, share = ratios[name], shares[name]
+        ratio_met = "MET" if ratio <= GOAL_RATIO else "MISSED"
+        share_met = "MET" if share >= GOAL_FINISHED else "MISSED"
+        print(
+            f"goal {name}: latency /task <= {GOAL_RATIO}x /plain: {ratio:.2f}x {ratio_met};"
+            f" finished before freeze 100 %: {share:.0f} % {share_met}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=20, help="rounds per setup per cycle")
+    parser.add_argument("--cycles", type=int, default=2, help="passes over the setups")
+    args = parser.parse_args()
+    setups, tallies = bench(args.rounds, args.cycles)
+    report(setups, tallies, args.rounds, args.cycles)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""The FastAPI app every setup of bench/after_response.py serves.
+
+``GET /task`` schedules a BackgroundTasks task that sleeps 300 ms and then appends
+``task <request id> <time.monotonic()>`` to the file named by ``HOLDFAST_BENCH_RECORD`` (on Linux
+time.monotonic() is one clock for every process, so it compares with the emulator's freeze log).
+``GET /plain`` gives the same JSON answer with no task.
+
+The request id is the Lambda context's (``scope["aws.context"]``, set by holdfast and Mangum); in
+the proxy setup, where uvicorn serves the app, it is the ``x-amzn-request-id`` header the
+forwarding handler adds.
+"""
+
+import asyncio
+import os
+import time
+
+from fastapi import BackgroundTasks, FastAPI, Request
+
+TASK_SECONDS = 0.3
+RECORD = os.environ["HOLDFAST_BENCH_RECORD"]
+
+app = FastAPI()
+
+
+def _request_id(request: Request) -> str:
+    context = request.scope.get("aws.context")
+    if context is not None:
+        return context.aws_request_id
+    return request.headers["x-amzn-request-id"]
+
+
+async def _finish_later(request_id: str) -> None:
+    await asyncio.sleep(TASK_SECONDS)
+    with open(RECORD, "a") as record:
+        record.write(f"task {request_id} {time.monotonic()}\n")
+
+
+@app.get("/task")
+async def task(request: Request, tasks: BackgroundTasks) -> dict:
+    request_id = _request_id(request)
+    tasks.add_task(_finish_later, request_id)
+    return {"ok": True, "request_id": request_id}
+
+
+@app.get("/plain")
+async def plain(request: Request) -> dict:
+    return {"ok": True, "request_id": _request_id(request)}
