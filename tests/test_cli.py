@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -50,7 +51,11 @@ def test_holdfast_dev_serves_the_demo_on_a_local_lambda():
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        text=True,
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(server.stdout), daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -70,9 +75,15 @@ def test_holdfast_dev_serves_the_demo_on_a_local_lambda():
 
         # error_status_codes: the 503 is a function error, which the HTTP front answers 502.
         assert _request(f"http://127.0.0.1:{port}/fail")[0] == 502
+        # REPORT comes at the freeze, after the answer: wait for the fourth before stopping.
+        deadline = time.monotonic() + 60
+        while sum("REPORT RequestId:" in line for line in lines) < 4:
+            assert time.monotonic() < deadline, "the fourth REPORT line never came"
+            time.sleep(0.05)
     finally:
         server.send_signal(signal.SIGTERM)
-        output, _ = server.communicate(timeout=30)
-    log = output.decode()
-    assert log.count("REPORT RequestId:") == 4
-    assert "Error Type: Function.HTTPError" in log
+        server.wait(timeout=30)
+        reader.join(timeout=30)
+    reports = [line for line in lines if "REPORT RequestId:" in line]
+    assert len(reports) == 4
+    assert "Error Type: Function.HTTPError" in reports[-1]
