@@ -126,6 +126,42 @@ def find_header(headers: RawHeaders, name: bytes) -> bytes | None:
     return None
 
 
+def build_request(
+    method: str,
+    headers: RawHeaders,
+    path: tuple[str, bytes, str],
+    query_string: bytes,
+    body: bytes,
+    *,
+    source_ip: str | None = None,
+    default_scheme: str = "https",
+) -> HTTPRequest:
+    """The :class:`HTTPRequest`, with scheme, server and client derived as a proxy's would be."""
+    scheme = forwarded_scheme(headers, default_scheme)
+    decoded, raw, root_path = path
+    return HTTPRequest(
+        method=method.upper(),
+        scheme=scheme,
+        server=server_address(headers, scheme),
+        client=client_address(headers, source_ip),
+        root_path=root_path,
+        path=decoded,
+        raw_path=raw,
+        query_string=query_string,
+        headers=headers,
+        body=body,
+    )
+
+
+def _query_items(params: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """``(key, value)`` pairs from single- or multi-value query parameters, in order."""
+    for key, values in params.items():
+        if isinstance(values, str) or values is None:
+            values = (values or "",)
+        for value in values:
+            yield key, str(value)
+
+
 def query_from_decoded(params: Mapping[str, Any] | None) -> bytes:
     """Rebuild a query string from percent-decoded parameters (REST API, HTTP API v1).
 
@@ -134,13 +170,8 @@ def query_from_decoded(params: Mapping[str, Any] | None) -> bytes:
     """
     if not params:
         return b""
-    parts = []
-    for key, values in params.items():
-        if isinstance(values, str) or values is None:
-            values = [values or ""]
-        name = _quote_plus(key)
-        parts.extend(f"{name}={_quote_plus(str(v))}" for v in values)
-    return "&".join(parts).encode("ascii")
+    pairs = _query_items(params)
+    return "&".join(f"{_quote_plus(k)}={_quote_plus(v)}" for k, v in pairs).encode("ascii")
 
 
 def _quote_plus(text: str) -> str:
@@ -151,12 +182,8 @@ def query_from_encoded(params: Mapping[str, Any] | None) -> bytes:
     """Rebuild a query string from parameters still URL-encoded as sent (ALB, VPC Lattice)."""
     if not params:
         return b""
-    parts = []
-    for key, values in params.items():
-        if isinstance(values, str) or values is None:
-            values = [values or ""]
-        parts.extend(f"{key}={v}" if v != "" else key for v in values)
-    return "&".join(parts).encode("utf-8")
+    pairs = _query_items(params)
+    return "&".join(f"{k}={v}" if v != "" else k for k, v in pairs).encode("utf-8")
 
 
 def split_path(

@@ -8,16 +8,14 @@ from holdfast._types import LambdaEvent
 from holdfast.sources._http import (
     HTTPRequest,
     HTTPResponse,
-    client_address,
+    build_request,
     encode_body,
-    forwarded_scheme,
     grouped_headers,
     headers_from_multi,
     headers_from_single,
     query_from_encoded,
     request_body,
     require,
-    server_address,
     single_value_headers,
     split_path,
     status_description,
@@ -53,22 +51,15 @@ class ALB:
         else:
             headers = headers_from_single(event.get("headers"))
             params = event.get("queryStringParameters")
-        scheme = forwarded_scheme(headers, default="http")
-        path, raw, root_path = split_path(
-            str(event.get("path") or "/"), encoded=True, base_path=base_path
-        )
-        return HTTPRequest(
-            method=method.upper(),
-            scheme=scheme,
-            server=server_address(headers, scheme),
-            client=client_address(headers, None),
-            root_path=root_path,
-            path=path,
-            raw_path=raw,
+        path = split_path(str(event.get("path") or "/"), encoded=True, base_path=base_path)
+        return build_request(
+            method,
+            headers,
+            path,
             # ALB passes query parameters URL-encoded as the client sent them.
-            query_string=query_from_encoded(params),
-            headers=headers,
-            body=request_body(event, "body", "isBase64Encoded"),
+            query_from_encoded(params),
+            request_body(event, "body", "isBase64Encoded"),
+            default_scheme="http",
         )
 
     def encode(self, response: HTTPResponse) -> dict[str, Any]:

@@ -8,16 +8,14 @@ from holdfast._types import LambdaEvent
 from holdfast.sources._http import (
     HTTPRequest,
     HTTPResponse,
-    client_address,
+    build_request,
     encode_body,
-    forwarded_scheme,
     grouped_headers,
     headers_from_multi,
     headers_from_single,
     query_from_decoded,
     request_body,
     require,
-    server_address,
     split_path,
 )
 
@@ -47,24 +45,17 @@ class APIGatewayV1:
         method = require(event, "httpMethod", str, _SOURCE)
         multi = event.get("multiValueHeaders")
         headers = headers_from_multi(multi) if multi else headers_from_single(event.get("headers"))
-        scheme = forwarded_scheme(headers)
         full_path, mount = _full_path(event, context)
-        path, raw, root_path = split_path(
-            full_path, encoded=_encodes_path(event), mount=mount, base_path=base_path
-        )
+        path = split_path(full_path, encoded=_encodes_path(event), mount=mount, base_path=base_path)
         params = event.get("multiValueQueryStringParameters") or event.get("queryStringParameters")
         identity = context.get("identity") or {}
-        return HTTPRequest(
-            method=method.upper(),
-            scheme=scheme,
-            server=server_address(headers, scheme),
-            client=client_address(headers, identity.get("sourceIp")),
-            root_path=root_path,
-            path=path,
-            raw_path=raw,
-            query_string=query_from_decoded(params),
-            headers=headers,
-            body=request_body(event, "body", "isBase64Encoded"),
+        return build_request(
+            method,
+            headers,
+            path,
+            query_from_decoded(params),
+            request_body(event, "body", "isBase64Encoded"),
+            source_ip=identity.get("sourceIp"),
         )
 
     def encode(self, response: HTTPResponse) -> dict[str, Any]:

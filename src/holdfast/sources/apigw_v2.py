@@ -9,15 +9,13 @@ from holdfast.errors import InvalidEvent
 from holdfast.sources._http import (
     HTTPRequest,
     HTTPResponse,
-    client_address,
+    build_request,
     cookie_header,
     encode_body,
-    forwarded_scheme,
     header_text,
     headers_from_single,
     request_body,
     require,
-    server_address,
     split_path,
 )
 
@@ -47,28 +45,21 @@ class APIGatewayV2:
             if not isinstance(cookies, list):
                 raise InvalidEvent(f"{_SOURCE} event: 'cookies' must be a list of strings")
             headers.append(cookie_header(cookies))
-        scheme = forwarded_scheme(headers)
         # Function URLs keep the path percent-encoded as sent; HTTP APIs decode it first.
         encoded = ".lambda-url." in str(context.get("domainName", ""))
         raw_path = event.get("rawPath") or http.get("path") or "/"
         # A named HTTP API stage stands at the front of rawPath: the app is mounted below it.
         stage = context.get("stage")
         mount = f"/{stage}" if stage and stage != "$default" else ""
-        path, raw, root_path = split_path(
-            str(raw_path), encoded=encoded, mount=mount, base_path=base_path
-        )
+        path = split_path(str(raw_path), encoded=encoded, mount=mount, base_path=base_path)
         query = event.get("rawQueryString") or ""
-        return HTTPRequest(
-            method=method.upper(),
-            scheme=scheme,
-            server=server_address(headers, scheme),
-            client=client_address(headers, http.get("sourceIp")),
-            root_path=root_path,
-            path=path,
-            raw_path=raw,
-            query_string=query.encode("utf-8"),
-            headers=headers,
-            body=request_body(event, "body", "isBase64Encoded"),
+        return build_request(
+            method,
+            headers,
+            path,
+            query.encode("utf-8"),
+            request_body(event, "body", "isBase64Encoded"),
+            source_ip=http.get("sourceIp"),
         )
 
     def encode(self, response: HTTPResponse) -> dict[str, Any]:

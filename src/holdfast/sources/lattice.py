@@ -8,15 +8,13 @@ from holdfast._types import LambdaEvent
 from holdfast.sources._http import (
     HTTPRequest,
     HTTPResponse,
-    client_address,
+    build_request,
     encode_body,
-    forwarded_scheme,
     grouped_headers,
     headers_from_multi,
     query_from_decoded,
     request_body,
     require,
-    server_address,
     single_value_headers,
     split_path,
     status_description,
@@ -46,7 +44,6 @@ class VPCLattice:
         source = f"VPC Lattice v{self.version}"
         method = require(event, "method", str, source)
         headers = headers_from_multi(event.get("headers"))
-        scheme = forwarded_scheme(headers)
         if self.version == 1:
             target, _, query = require(event, "raw_path", str, source).partition("?")
             params = event.get("query_string_parameters")
@@ -55,19 +52,9 @@ class VPCLattice:
             target, query = require(event, "path", str, source), ""
             params = event.get("queryStringParameters")
             body = request_body(event, "body", "isBase64Encoded")
-        path, raw, root_path = split_path(target, encoded=True, base_path=base_path)
-        return HTTPRequest(
-            method=method.upper(),
-            scheme=scheme,
-            server=server_address(headers, scheme),
-            client=client_address(headers, None),
-            root_path=root_path,
-            path=path,
-            raw_path=raw,
-            query_string=query.encode("utf-8") if query else query_from_decoded(params),
-            headers=headers,
-            body=body,
-        )
+        path = split_path(target, encoded=True, base_path=base_path)
+        query_string = query.encode("utf-8") if query else query_from_decoded(params)
+        return build_request(method, headers, path, query_string, body)
 
     def encode(self, response: HTTPResponse) -> dict[str, Any]:
         body, is_base64 = encode_body(response.body, response.headers, self.text_mime_types)
