@@ -1,0 +1,126 @@
+"""The contract between a TaskQueue and where its tasks live.
+
+A backend stores task status and delivers attempts. Calls are synchronous; `blocking` tells
+the queue whether a call may wait on the network (then it runs in a thread) or is a local
+sub-millisecond operation (then it runs inline, also on an event loop).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+from .models import Delivery, Job, Outcome, TaskState, TaskStatus
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Storage and delivery of one named queue's tasks."""
+
+    #: True when calls do network I/O and must not run on an event loop.
+    blocking: bool
+
+    def enqueue(self, job: Job) -> tuple[str, bool]:
+        """Store and send a job; returns (task id, created).
+
+        With `job.idempotency_key` set and a task with that key still pending, nothing is
+        stored and that task's id comes back with `created=False`.
+        """
+        ...
+
+    def claim(self, limit: int, lease: float) -> list[Delivery]:
+        """Up to `limit` attempts that are due, each leased for `lease` seconds."""
+        ...
+
+    def extend(self, deliveries: Sequence[Delivery], lease: float) -> None:
+        """Push the lease of running attempts `lease` seconds into the future."""
+        ...
+
+    def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Record outcomes; returns, per outcome, whether the delivery is consumed.
+
+        A delivery that is not consumed comes back later (a retry, or an SQS message left for
+        the dead-letter redrive); a Lambda consumer reports those as batch item failures.
+        """
+        ...
+
+    def maintain(self) -> None:
+        """Periodic housekeeping by workers: make attempts whose lease expired (their worker
+        died) claimable again, and the like."""
+        ...
+
+    def get(self, task_id: str) -> TaskStatus | None:
+        """The status of one task of this queue, or None."""
+        ...
+
+    def list(
+        self, *, state: TaskState | None = None, task: str | None = None, limit: int = 50
+    ) -> list[TaskStatus]:
+        """Newest first, optionally filtered by state and task name."""
+        ...
+
+    def claim_slot(self, name: str, slot: float) -> bool:
+        """Atomically own a periodic task's schedule slot; False if someone already did."""
+        ...
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` after each enqueue in this process; returns an unsubscribe."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class Listeners:
+    """In-process wake-ups: a worker in the producer's process starts new work at once."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        with self._lock:
+            self._callbacks = [*self._callbacks, callback]
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._callbacks = [cb for cb in self._callbacks if cb is not callback]
+
+        return unsubscribe
+
+    def notify(self) -> None:
+        # Copy-on-write list: iterating needs no lock on the hot enqueue path.
+        for callback in self._callbacks:
+            callback()
+
+
+def open_backend(url: str, *, queue: str, endpoint_url: str | None = None) -> Backend:
+    """The backend for a queue URL: `sqlite:///path.db`, `sqs://<queue-url>?table=T`, `memory://`.
+
+    SQLite takes `?synchronous=full` for fsync on every commit (the default, NORMAL, survives
+    process crashes but may lose the last commits on power loss).
+    """
+    from urllib.parse import parse_qs, urlsplit
+
+    from .errors import BackendError
+
+    scheme, _, rest = url.partition("://")
+    if scheme == "memory":
+        from .memory import MemoryBackend
+
+        return MemoryBackend(queue=queue)
+    if scheme == "sqlite":
+        from .sqlite import SQLiteBackend
+
+        parts = urlsplit(url)
+        options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        # sqlite:///relative.db and sqlite:////absolute.db, as in SQLAlchemy.
+        path = parts.netloc + parts.path[1:] if parts.path.startswith("/") else parts.path
+        return SQLiteBackend(path, queue=queue, synchronous=options.get("synchronous", "NORMAL"))
+    if scheme == "sqs":
+        from .sqs import SQSBackend
+
+        return SQSBackend.from_url(rest, queue=queue, endpoint_url=endpoint_url)
+    raise BackendError(f"unsupported task queue URL {url!r} (sqlite://, sqs://, memory://)")

@@ -1,0 +1,471 @@
+"""The AWS backend: SQS delivers tasks, a DynamoDB table keeps their status.
+
+Messages are JSON (`{"holdfast": 1, "queue", "task", "id", "args", "kwargs", "run_at"}`) with a
+`holdfast-queue` message attribute. A running message's visibility timeout is its lease; a
+retry changes the visibility to the backoff delay; a dead message is returned to the queue at
+once so the queue's redrive policy moves it to the dead-letter queue (set `maxReceiveCount` to
+at least `retries + 1`). Without a redrive policy a dead message is deleted: its status item
+keeps the error.
+
+The status table needs one string partition key, `id`. Listing scans it (fine for a dev or
+moderate table; add a GSI for large ones).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .backend import Listeners
+from .errors import BackendError
+from .models import PENDING_STATES, Delivery, Job, Outcome, TaskState, TaskStatus, new_task_id
+
+logger = logging.getLogger("holdfast.tasks")
+
+#: SQS limits: DelaySeconds <= 15 minutes, visibility timeout <= 12 hours.
+MAX_DELAY = 900
+MAX_VISIBILITY = 43200
+MESSAGE_ATTRIBUTE = "holdfast-queue"
+
+_STARTABLE = "attribute_not_exists(#s) OR #s IN (:queued, :retrying, :running)"
+_NAMES = {
+    "#s": "state",
+    "#q": "queue",
+    "#t": "task",
+    "#k": "kind",
+    "#e": "error",
+    "#r": "result",
+}
+
+
+def _n(value: float) -> dict[str, str]:
+    return {"N": repr(float(value)) if isinstance(value, float) else str(value)}
+
+
+def _s(value: str | None) -> dict[str, Any]:
+    return {"NULL": True} if value is None else {"S": value}
+
+
+def _plain(value: dict[str, Any] | None) -> Any:
+    if value is None or "NULL" in value:
+        return None
+    if "N" in value:
+        return float(value["N"])
+    return value.get("S")
+
+
+def _region(queue_url: str) -> str | None:
+    host = urlsplit(queue_url).hostname or ""
+    parts = host.split(".")
+    # sqs.<region>.amazonaws.com (or <region>.queue.amazonaws.com, the legacy form)
+    if len(parts) >= 4 and parts[-2] == "amazonaws":
+        return parts[1] if parts[0] == "sqs" else parts[0]
+    return None
+
+
+class SQSBackend:
+    """One holdfast queue on one SQS queue plus a DynamoDB status table."""
+
+    blocking = True
+
+    def __init__(
+        self,
+        queue_url: str,
+        table: str,
+        *,
+        queue: str = "default",
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        wait_seconds: int = 5,
+    ) -> None:
+        if importlib.util.find_spec("boto3") is None:  # pragma: no cover - the `aws` extra
+            raise BackendError("the SQS backend needs boto3: pip install holdfast[aws]")
+        self.queue_url = queue_url
+        self.table = table
+        self.queue = queue
+        self.sqs_queue_name = queue_url.rstrip("/").rsplit("/", 1)[-1]
+        self.wait_seconds = max(0, min(int(wait_seconds), 20))
+        self._client_options = {
+            "region_name": region or _region(queue_url),
+            "endpoint_url": endpoint_url,
+        }
+        self._listeners = Listeners()
+        self._redrive: bool | None = None
+
+    # boto3 is imported and its clients made on first use: a Lambda cold start that serves
+    # requests without deferring anything does not pay for them.
+    @functools.cached_property
+    def _sqs(self) -> Any:
+        import boto3
+
+        return boto3.client("sqs", **self._client_options)
+
+    @functools.cached_property
+    def _ddb(self) -> Any:
+        import boto3
+
+        return boto3.client("dynamodb", **self._client_options)
+
+    @property
+    def _conflict(self) -> type[Exception]:
+        return self._ddb.exceptions.ConditionalCheckFailedException
+
+    @classmethod
+    def from_url(cls, rest: str, *, queue: str, endpoint_url: str | None = None) -> SQSBackend:
+        """From the part of `sqs://<queue-url>?table=T[&region=R][&wait=S]` after `sqs://`."""
+        queue_url, _, query = rest.partition("?")
+        options = {key: values[-1] for key, values in parse_qs(query).items()}
+        if "table" not in options:
+            raise BackendError("sqs:// URLs need ?table=<dynamodb-table> for task status")
+        if not queue_url.startswith(("http://", "https://")):
+            queue_url = "https://" + queue_url
+        return cls(
+            queue_url,
+            options["table"],
+            queue=queue,
+            endpoint_url=endpoint_url,
+            region=options.get("region"),
+            wait_seconds=int(options.get("wait", 5)),
+        )
+
+    def close(self) -> None:
+        for name in ("_sqs", "_ddb"):
+            client = self.__dict__.pop(name, None)
+            if client is not None:
+                client.close()
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        return self._listeners.subscribe(callback)
+
+    # -- producing --------------------------------------------------------------------------
+
+    def enqueue(self, job: Job) -> tuple[str, bool]:
+        task_id = new_task_id()
+        item = {
+            "id": _s(task_id),
+            "kind": _s("task"),
+            "queue": _s(self.queue),
+            "task": _s(job.task),
+            "state": _s(TaskState.QUEUED.value),
+            "attempts": _n(0),
+            "created_at": _n(job.created_at),
+            "run_at": _n(job.run_at),
+        }
+        # The status item goes first: a worker that receives the message finds it.
+        self._ddb.put_item(TableName=self.table, Item=item)
+        if job.idempotency_key is not None:
+            existing = self._own_key(job.idempotency_key, task_id)
+            if existing is not None:
+                self._ddb.delete_item(TableName=self.table, Key={"id": _s(task_id)})
+                return existing, False
+        body = {
+            "holdfast": 1,
+            "queue": self.queue,
+            "task": job.task,
+            "id": task_id,
+            "args": job.args,
+            "kwargs": job.kwargs,
+            "run_at": job.run_at,
+        }
+        try:
+            self._sqs.send_message(
+                QueueUrl=self.queue_url,
+                MessageBody=json.dumps(body, separators=(",", ":")),
+                DelaySeconds=max(0, min(MAX_DELAY, math.ceil(job.run_at - time.time()))),
+                MessageAttributes={
+                    MESSAGE_ATTRIBUTE: {"DataType": "String", "StringValue": self.queue}
+                },
+            )
+        except Exception:
+            self._ddb.delete_item(TableName=self.table, Key={"id": _s(task_id)})
+            raise
+        self._listeners.notify()
+        return task_id, True
+
+    def _own_key(self, key: str, task_id: str) -> str | None:
+        """Point the idempotency key at `task_id`; returns the pending task that owns it."""
+        key_id = _s(f"idempotency#{self.queue}#{key}")
+        condition, values = "attribute_not_exists(id)", {}
+        for _ in range(5):
+            try:
+                self._ddb.put_item(
+                    TableName=self.table,
+                    Item={"id": key_id, "kind": _s("idempotency"), "task_id": _s(task_id)},
+                    ConditionExpression=condition,
+                    **({"ExpressionAttributeValues": values} if values else {}),
+                )
+                return None
+            except self._conflict:
+                pass
+            owner = _plain((self._item(key_id) or {}).get("task_id"))
+            if owner is None:
+                condition, values = "attribute_not_exists(id)", {}
+                continue
+            status = self.get(owner)
+            # No status yet: the owner is being created right now, so it is pending.
+            if status is None or status.state in PENDING_STATES:
+                return owner
+            condition, values = "task_id = :owner", {":owner": _s(owner)}
+        raise BackendError(f"idempotency key {key!r} is contended")
+
+    # -- consuming --------------------------------------------------------------------------
+
+    def claim(self, limit: int, lease: float) -> list[Delivery]:
+        response = self._sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=max(1, min(limit, 10)),
+            VisibilityTimeout=min(math.ceil(lease), MAX_VISIBILITY),
+            WaitTimeSeconds=self.wait_seconds,
+            MessageAttributeNames=["All"],
+        )
+        deliveries = []
+        for message in response.get("Messages", []):
+            try:
+                deliveries.append(
+                    self.accept(message["Body"], message["ReceiptHandle"], message["MessageId"])
+                )
+            except Exception:
+                # It comes back when its visibility lapses; the rest of the batch goes on.
+                logger.exception("could not start message %s", message.get("MessageId"))
+        return deliveries
+
+    def accept(
+        self, body: str, receipt: str, message_id: str, *, managed: bool = False
+    ) -> Delivery:
+        """A delivery for one received message (`managed`: Lambda deletes it on success)."""
+        try:
+            message = _parse_body(body)
+        except ValueError as exc:
+            logger.error("message %s is not a holdfast task: %s", message_id, exc)
+            error = f"corrupt message body: {exc}"
+            return Delivery(
+                None, "", [], {}, 0, receipt, error, message_id=message_id, managed=managed
+            )
+        task_id, task = message["id"], message["task"]
+        delivery = Delivery(
+            task_id,
+            task,
+            message["args"],
+            message["kwargs"],
+            0,
+            receipt,
+            message_id=message_id,
+            managed=managed,
+        )
+        run_at = float(message.get("run_at") or 0)
+        if run_at > time.time() + 1:  # longer delays than SQS allows: not due yet
+            delivery.not_before = run_at
+            return delivery
+        try:
+            attributes = self._ddb.update_item(
+                TableName=self.table,
+                Key={"id": _s(task_id)},
+                UpdateExpression=(
+                    "SET #s = :running, started_at = :now, #k = :task_kind,"
+                    " #q = if_not_exists(#q, :queue), #t = if_not_exists(#t, :task),"
+                    " created_at = if_not_exists(created_at, :now) ADD attempts :one"
+                ),
+                ConditionExpression=_STARTABLE,
+                ExpressionAttributeNames={k: _NAMES[k] for k in ("#s", "#k", "#q", "#t")},
+                ExpressionAttributeValues={
+                    ":running": _s("running"),
+                    ":queued": _s("queued"),
+                    ":retrying": _s("retrying"),
+                    ":now": _n(time.time()),
+                    ":task_kind": _s("task"),
+                    ":queue": _s(self.queue),
+                    ":task": _s(task),
+                    ":one": _n(1),
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except self._conflict:
+            status = self.get(task_id)
+            delivery.settled = status.state if status is not None else TaskState.DEAD
+            return delivery
+        delivery.attempt = int(_plain(attributes["attempts"]))
+        return delivery
+
+    def extend(self, deliveries: Sequence[Delivery], lease: float) -> None:
+        timeout = min(math.ceil(lease), MAX_VISIBILITY)
+        for start in range(0, len(deliveries), 10):
+            chunk = deliveries[start : start + 10]
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": d.token, "VisibilityTimeout": timeout}
+                    for i, d in enumerate(chunk)
+                ],
+            )
+
+    def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        consumed = []
+        for outcome in outcomes:
+            try:
+                consumed.append(self._settle(outcome))
+            except Exception:
+                # Left in flight: the message comes back and the task runs again.
+                logger.exception("could not settle task %s", outcome.delivery.id)
+                consumed.append(False)
+        return consumed
+
+    def _settle(self, outcome: Outcome) -> bool:
+        delivery, state, now = outcome.delivery, outcome.state, time.time()
+        if outcome.write and delivery.id is not None:
+            self._write_outcome(outcome, now)
+        if state in (TaskState.QUEUED, TaskState.RETRYING):
+            self._release(delivery, (outcome.run_at or now) - now)
+            return False
+        if state is TaskState.DEAD and self._has_redrive():
+            self._release(delivery, 0)  # the redrive policy moves it to the dead-letter queue
+            return False
+        if not delivery.managed:
+            self._sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=delivery.token)
+        return True
+
+    def _write_outcome(self, outcome: Outcome, now: float) -> None:
+        final = outcome.state.is_final
+        values = {
+            ":s": _s(outcome.state.value),
+            ":e": _s(outcome.error),
+            ":r": _s(outcome.result),
+            ":t": _n(now if final else (outcome.run_at or now)),
+            ":succeeded": _s(TaskState.SUCCEEDED.value),
+        }
+        when = "finished_at" if final else "run_at"
+        try:
+            self._ddb.update_item(
+                TableName=self.table,
+                Key={"id": _s(outcome.delivery.id or "")},
+                UpdateExpression=f"SET #s = :s, #e = :e, #r = :r, {when} = :t",
+                # A duplicate delivery must not overwrite a success.
+                ConditionExpression="attribute_not_exists(#s) OR #s <> :succeeded",
+                ExpressionAttributeNames={k: _NAMES[k] for k in ("#s", "#e", "#r")},
+                ExpressionAttributeValues=values,
+            )
+        except self._conflict:
+            logger.info("task %s already succeeded; outcome dropped", outcome.delivery.id)
+
+    def _release(self, delivery: Delivery, delay: float) -> None:
+        self._sqs.change_message_visibility(
+            QueueUrl=self.queue_url,
+            ReceiptHandle=delivery.token,
+            VisibilityTimeout=max(0, min(math.ceil(delay), MAX_VISIBILITY)),
+        )
+
+    def _has_redrive(self) -> bool:
+        if self._redrive is None:
+            attributes = self._sqs.get_queue_attributes(
+                QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy"]
+            ).get("Attributes", {})
+            self._redrive = "RedrivePolicy" in attributes
+        return self._redrive
+
+    def maintain(self) -> None:
+        """Nothing to do: SQS redelivers a message once its visibility timeout lapses."""
+
+    def claim_slot(self, name: str, slot: float) -> bool:
+        try:
+            self._ddb.update_item(
+                TableName=self.table,
+                Key={"id": _s(f"periodic#{self.queue}#{name}")},
+                UpdateExpression="SET slot = :slot, #k = :kind",
+                ConditionExpression="attribute_not_exists(slot) OR slot < :slot",
+                ExpressionAttributeNames={"#k": "kind"},
+                ExpressionAttributeValues={":slot": _n(slot), ":kind": _s("periodic")},
+            )
+        except self._conflict:
+            return False
+        return True
+
+    # -- status -----------------------------------------------------------------------------
+
+    def _item(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        found = self._ddb.get_item(TableName=self.table, Key={"id": key}, ConsistentRead=True)
+        return found.get("Item")
+
+    def get(self, task_id: str) -> TaskStatus | None:
+        found = self._item(_s(task_id))
+        if not found or _plain(found.get("kind")) != "task":
+            return None
+        if _plain(found.get("queue")) != self.queue:
+            return None
+        return _status(found)
+
+    def list(
+        self, *, state: TaskState | None = None, task: str | None = None, limit: int = 50
+    ) -> list[TaskStatus]:
+        conditions = ["#k = :task_kind", "#q = :queue"]
+        values: dict[str, Any] = {":task_kind": _s("task"), ":queue": _s(self.queue)}
+        names = {"#k": "kind", "#q": "queue"}
+        if state is not None:
+            conditions.append("#s = :state")
+            values[":state"], names["#s"] = _s(TaskState(state).value), "state"
+        if task is not None:
+            conditions.append("#t = :task")
+            values[":task"], names["#t"] = _s(task), "task"
+        paginator = self._ddb.get_paginator("scan")
+        items = []
+        for page in paginator.paginate(
+            TableName=self.table,
+            FilterExpression=" AND ".join(conditions),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        ):
+            items.extend(page.get("Items", []))
+        statuses = sorted((_status(item) for item in items), key=lambda s: s.created_at)
+        return statuses[::-1][:limit]
+
+
+def _parse_body(body: str) -> dict[str, Any]:
+    try:
+        message = json.loads(body)
+    except ValueError as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(message, dict) or message.get("holdfast") != 1:
+        raise ValueError("not a holdfast task message")
+    if not isinstance(message.get("id"), str) or not isinstance(message.get("task"), str):
+        raise ValueError("id and task must be strings")
+    if not isinstance(message.get("args"), list) or not isinstance(message.get("kwargs"), dict):
+        raise ValueError("args must be a list and kwargs an object")
+    return message
+
+
+def _status(item: dict[str, Any]) -> TaskStatus:
+    return TaskStatus.from_row(
+        id=_plain(item["id"]),
+        queue=_plain(item.get("queue")) or "",
+        task=_plain(item.get("task")) or "",
+        state=_plain(item.get("state")) or TaskState.QUEUED.value,
+        attempts=int(_plain(item.get("attempts")) or 0),
+        result=_plain(item.get("result")),
+        error=_plain(item.get("error")),
+        created_at=_plain(item.get("created_at")) or 0.0,
+        started_at=_plain(item.get("started_at")),
+        finished_at=_plain(item.get("finished_at")),
+        run_at=_plain(item.get("run_at")),
+    )
+
+
+def create_table(table: str, *, endpoint_url: str | None = None, region: str | None = None) -> None:
+    """Create the status table (partition key `id`, on-demand billing) if it does not exist."""
+    import boto3
+
+    client = boto3.client("dynamodb", region_name=region, endpoint_url=endpoint_url)
+    try:
+        client.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    except client.exceptions.ResourceInUseException:
+        return
+    client.get_waiter("table_exists").wait(TableName=table)

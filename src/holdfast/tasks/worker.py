@@ -1,0 +1,263 @@
+"""The local worker: claims due tasks, runs them concurrently, records their outcomes.
+
+Async tasks run as coroutines on the worker's event loop, sync ones on its threads. Claims
+use short adaptive polling, and a producer in the same process wakes the worker at once. On
+SQLite the outcomes of finished tasks are written in the same transaction that claims the
+next ones; remote backends settle on a loop of their own. The leases of running tasks are
+renewed every third of the visibility timeout. `stop()` lets running tasks finish;
+`stop(force=True)` abandons them, and their leases lapse so another worker runs them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .executor import Call, LeaseKeeper, conclude, prepare, run, timeout_error
+from .models import Delivery, Outcome
+from .schedule import Scheduler
+from .threads import ThreadRunner
+
+if TYPE_CHECKING:
+    from .queue import TaskQueue
+
+logger = logging.getLogger("holdfast.tasks")
+
+_MIN_POLL = 0.001
+_ERROR_PAUSE = 0.5
+_T = TypeVar("_T")
+
+
+class Worker:
+    """Runs a queue's tasks in this process.
+
+    `concurrency` bounds the tasks running at once (sync ones each take a thread);
+    `poll_interval` is the longest idle wait between two looks at the backend; `scheduler`
+    also queues the periodic tasks on time.
+    """
+
+    def __init__(
+        self,
+        queue: TaskQueue,
+        *,
+        concurrency: int = 10,
+        poll_interval: float = 0.005,
+        scheduler: bool = True,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.queue = queue
+        self.concurrency = concurrency
+        self.poll_interval = max(poll_interval, _MIN_POLL)
+        self.scheduler = scheduler
+        self._active = 0  # deliveries started and not finished
+        self._coroutines: set[asyncio.Task[None]] = set()
+        self._outcomes: list[Outcome] = []
+        self._stopping = self._forced = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._idle = asyncio.Event()
+        self._settle_wake = asyncio.Event()
+        self._settle_lock = asyncio.Lock()
+        self._keeper = LeaseKeeper(queue.backend, queue.visibility_timeout, queue._call)
+        self._threads = ThreadRunner()  # a fresh pool per run()
+        # Local backends record outcomes and claim more in one transaction; remote ones
+        # settle on their own loop, so that a long poll never holds results back.
+        exchange = getattr(queue.backend, "exchange", None)
+        self._exchange = None if queue.backend.blocking else exchange
+
+    # -- control ----------------------------------------------------------------------------
+
+    def stop(self, *, force: bool = False) -> None:
+        """Stop claiming; let running tasks finish (or abandon them with `force`)."""
+        self._stopping = True
+        if force:
+            self._forced = True
+            for coroutine in self._coroutines:
+                coroutine.cancel()
+            self._idle.set()  # threads cannot be cancelled: stop waiting for them
+        self._notify()
+
+    def _notify(self) -> None:
+        """Wake the claim loop; safe from any thread."""
+        loop, wake = self._loop, self._wake
+        if loop is None or wake is None or wake.done():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            wake.set_result(None)
+        else:
+            loop.call_soon_threadsafe(_resolve, wake)
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def run(self, *, burst: bool = False) -> None:
+        """Work until `stop()`; with `burst`, also return once nothing is due or running."""
+        self._loop = asyncio.get_running_loop()
+        self._stopping = self._forced = False
+        self._threads = ThreadRunner()
+        unsubscribe = self.queue.backend.subscribe(self._notify)
+        helpers = [
+            asyncio.create_task(self._keeper.run()),
+            asyncio.create_task(self._settle_loop()),
+        ]
+        if self.scheduler and not burst and self.queue.periodic_tasks:
+            helpers.append(asyncio.create_task(Scheduler(self.queue).run()))
+        try:
+            await self._claim_loop(burst)
+        finally:
+            unsubscribe()
+            await self._drain()
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            await self._flush()
+            self._threads.shutdown()
+
+    async def _claim_loop(self, burst: bool) -> None:
+        queue, delay = self.queue, _MIN_POLL
+        maintain_every = min(queue.visibility_timeout / 4, 1.0)
+        next_maintenance = 0.0
+        while not self._stopping:
+            if time.monotonic() >= next_maintenance:
+                await self._guard(queue._call(queue.backend.maintain), None)
+                next_maintenance = time.monotonic() + maintain_every
+            free = self.concurrency - self._active
+            claimed: list[Delivery] = []
+            if free > 0:
+                found = await self._claim(free)
+                if found is None:  # the backend failed (and _guard waited): try again
+                    continue
+                claimed = found
+                for delivery in claimed:
+                    self._start(delivery)
+            if claimed:
+                delay = _MIN_POLL
+                continue
+            if burst and not self._active:
+                if not self._outcomes and not self._settle_lock.locked():
+                    return
+                await self._flush()  # a retry may become due once it is recorded
+                continue
+            # Full: a finishing task wakes the loop; the timeout only brings maintenance.
+            await self._sleep(delay if free > 0 else maintain_every)
+            delay = min(delay * 2, self.poll_interval)
+
+    async def _claim(self, limit: int) -> list[Delivery] | None:
+        lease = self.queue.visibility_timeout
+        if self._exchange is None:
+            return await self._guard(self.queue._call(self.queue.backend.claim, limit, lease), None)
+        batch, self._outcomes = self._outcomes, []
+        found = await self._guard(self.queue._call(self._exchange, batch, limit, lease), None)
+        if found is None:
+            self._outcomes[:0] = batch  # rolled back: record them next time
+        return found
+
+    async def _guard(self, call: Awaitable[_T], default: _T) -> _T:
+        # A backend hiccup (locked database, throttled API) must not kill the worker.
+        try:
+            return await call
+        except Exception:
+            logger.exception("task backend call failed; retrying")
+            await asyncio.sleep(_ERROR_PAUSE)
+            return default
+
+    async def _sleep(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._wake = wake = loop.create_future()
+        timer = loop.call_later(timeout, _resolve, wake)
+        try:
+            await wake
+        finally:
+            self._wake = None
+            timer.cancel()
+
+    # -- one delivery -----------------------------------------------------------------------
+
+    def _start(self, delivery: Delivery) -> None:
+        self._active += 1
+        self._idle.clear()
+        plan = prepare(self.queue.tasks, delivery)
+        if isinstance(plan, Outcome):
+            self._finish(delivery, plan)
+            return
+        self._keeper.add(delivery)
+        if plan.task.is_async:
+            coroutine = asyncio.create_task(self._run_coroutine(delivery, plan))
+            self._coroutines.add(coroutine)
+            coroutine.add_done_callback(self._coroutines.discard)
+        else:
+            self._run_in_thread(delivery, plan)
+
+    async def _run_coroutine(self, delivery: Delivery, call: Call) -> None:
+        try:
+            outcome = await run(call, delivery)
+        except asyncio.CancelledError:
+            self._finish(delivery, None)  # abandoned: its lease lapses, it runs again
+            raise
+        self._finish(delivery, outcome)
+
+    def _run_in_thread(self, delivery: Delivery, call: Call) -> None:
+        # No coroutine per sync task: the thread's completion callback concludes it.
+        finished = False
+
+        def done(value: Any, error: BaseException | None) -> None:
+            nonlocal finished
+            if finished:  # the timeout concluded it already; the late result is dropped
+                return
+            finished = True
+            if timer is not None:
+                timer.cancel()
+            self._finish(delivery, conclude(call.task, delivery, value, error))
+
+        timeout, timer = call.task.timeout, None
+        if timeout is not None:
+            loop = asyncio.get_running_loop()
+            timer = loop.call_later(timeout, done, None, timeout_error(call.task))
+        self._threads.submit(call.task.fn, call.args, call.kwargs, done)
+
+    def _finish(self, delivery: Delivery, outcome: Outcome | None) -> None:
+        self._keeper.discard(delivery)
+        self._active -= 1
+        if outcome is not None:
+            self._outcomes.append(outcome)
+            if self._exchange is None or self._stopping:
+                self._settle_wake.set()
+        if not self._active:
+            self._idle.set()
+        self._notify()
+
+    # -- settling ---------------------------------------------------------------------------
+
+    async def _settle_loop(self) -> None:
+        while True:
+            await self._settle_wake.wait()
+            self._settle_wake.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        async with self._settle_lock:
+            while self._outcomes:
+                # Everything that finished since the last write goes in one transaction.
+                batch, self._outcomes = self._outcomes, []
+                try:
+                    await self.queue._call(self.queue.backend.settle, batch)
+                except Exception:
+                    # Not recorded: the leases lapse and the tasks run again (at least once).
+                    logger.exception("could not record %d outcome(s)", len(batch))
+
+    async def _drain(self) -> None:
+        if self._active and not self._forced:
+            await self._idle.wait()
+        await asyncio.gather(*self._coroutines, return_exceptions=True)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -1,0 +1,176 @@
+"""Fixtures for the task queue tests: SQLite files, and a real moto server for SQS/DynamoDB."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from holdfast.tasks import queue as queue_module
+
+HERE = Path(__file__).resolve().parent
+REGION = "us-east-1"
+
+
+@pytest.fixture(autouse=True)
+def _clean_registry():
+    """Each test sees only the queues it creates."""
+    before = dict(queue_module._registry)
+    queue_module._registry.clear()
+    yield
+    for queue in list(queue_module._registry.values()):
+        queue.close()
+    queue_module._registry.clear()
+    queue_module._registry.update(before)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'tasks.db'}"
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def any_url(request, tmp_path):
+    """The two local backends, which must behave alike."""
+    if request.param == "memory":
+        return "memory://"
+    return f"sqlite:///{tmp_path / 'tasks.db'}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """A `moto` server process on a free 127.0.0.1 port, with dummy AWS credentials."""
+    saved = {key: os.environ.get(key) for key in _AWS_ENV}
+    os.environ.update(_AWS_ENV)
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_http(endpoint, process)
+        yield endpoint
+    finally:
+        process.kill()
+        process.wait()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_CONFIG_FILE": "/nonexistent",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+}
+
+
+def _wait_for_http(endpoint: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("moto server exited")
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("moto server did not start")
+
+
+class AwsResources:
+    """One SQS queue (optionally with a dead-letter queue) and one status table."""
+
+    def __init__(self, endpoint: str, *, max_receive: int | None = None) -> None:
+        import boto3
+
+        from holdfast.tasks.sqs import create_table
+
+        suffix = uuid.uuid4().hex[:10]
+        self.endpoint = endpoint
+        self.sqs = boto3.client("sqs", region_name=REGION, endpoint_url=endpoint)
+        self.table = f"tasks-{suffix}"
+        create_table(self.table, endpoint_url=endpoint, region=REGION)
+        attributes = {"VisibilityTimeout": "30"}
+        self.dlq_url = None
+        if max_receive is not None:
+            self.dlq_url = self.sqs.create_queue(QueueName=f"dlq-{suffix}")["QueueUrl"]
+            dlq_arn = self.sqs.get_queue_attributes(
+                QueueUrl=self.dlq_url, AttributeNames=["QueueArn"]
+            )["Attributes"]["QueueArn"]
+            attributes["RedrivePolicy"] = json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive)}
+            )
+        self.queue_name = f"work-{suffix}"
+        self.queue_url = self.sqs.create_queue(QueueName=self.queue_name, Attributes=attributes)[
+            "QueueUrl"
+        ]
+        self.queue_arn = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+
+    def url(self, wait: int = 0) -> str:
+        return f"sqs://{self.queue_url}?table={self.table}&wait={wait}"
+
+    def receive(self, *, queue_url: str | None = None, visibility: int = 30) -> list[dict]:
+        return self.sqs.receive_message(
+            QueueUrl=queue_url or self.queue_url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=visibility,
+            WaitTimeSeconds=0,
+            MessageAttributeNames=["All"],
+            AttributeNames=["All"],
+        ).get("Messages", [])
+
+    def lambda_event(self, messages: list[dict]) -> dict:
+        """The event Lambda's SQS poller would send for these received messages."""
+        return {
+            "Records": [
+                {
+                    "messageId": m["MessageId"],
+                    "receiptHandle": m["ReceiptHandle"],
+                    "body": m["Body"],
+                    "attributes": m.get("Attributes", {}),
+                    "messageAttributes": {
+                        name: {"stringValue": value.get("StringValue"), "dataType": "String"}
+                        for name, value in m.get("MessageAttributes", {}).items()
+                    },
+                    "md5OfBody": m.get("MD5OfBody", ""),
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": self.queue_arn,
+                    "awsRegion": REGION,
+                }
+                for m in messages
+            ]
+        }
+
+
+@pytest.fixture
+def aws(moto_endpoint):
+    return AwsResources(moto_endpoint)
+
+
+@pytest.fixture
+def aws_with_dlq(moto_endpoint):
+    return AwsResources(moto_endpoint, max_receive=2)

@@ -1,0 +1,174 @@
+"""SQS delivery and DynamoDB status, through boto3 against a real moto server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from holdfast.tasks import TaskQueue, TaskState
+from holdfast.tasks.executor import execute
+
+
+def make_queue(aws, **kwargs) -> TaskQueue:
+    queue = TaskQueue(aws.url(), endpoint_url=aws.endpoint, **kwargs)
+
+    @queue.task(name="add")
+    def add(a: int, b: int = 0) -> int:
+        return a + b
+
+    return queue
+
+
+async def run_until(queue: TaskQueue, handles, **options):
+    # No long polling (wait=0 in the URL): poll moto every 50 ms at most instead.
+    worker = queue.worker(poll_interval=0.05, **options)
+    running = asyncio.create_task(worker.run())
+    try:
+        return [await h.wait(timeout=60) for h in handles]
+    finally:
+        worker.stop()
+        await running
+
+
+def test_defer_run_and_status(aws):
+    queue = make_queue(aws)
+    handle = queue.tasks["add"].defer_sync(2, b=3)
+    status = queue.status_sync(handle.id)
+    assert status.state is TaskState.QUEUED and status.task == "add"
+    [message] = aws.receive(visibility=0)
+    body = json.loads(message["Body"])
+    assert body == {
+        "holdfast": 1,
+        "queue": "default",
+        "task": "add",
+        "id": handle.id,
+        "args": [2, 3],  # bound to the signature: b is positional-or-keyword
+        "kwargs": {},
+        "run_at": body["run_at"],
+    }
+    assert message["MessageAttributes"]["holdfast-queue"]["StringValue"] == "default"
+
+    [done] = asyncio.run(run_until(queue, [handle]))
+    assert done.state is TaskState.SUCCEEDED and done.result == 5 and done.attempts == 1
+    assert done.started_at is not None and done.finished_at is not None
+    assert aws.receive() == []  # deleted after success
+    assert [s.id for s in queue.list_sync(state="succeeded")] == [handle.id]
+    assert queue.list_sync(task="other") == []
+
+
+def test_retries_change_the_visibility(aws):
+    queue = TaskQueue(aws.url(), endpoint_url=aws.endpoint)
+    calls = []
+
+    @queue.task(name="flaky", retries=2, backoff=0)
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("upstream down")
+        return "ok"
+
+    [status] = asyncio.run(run_until(queue, [flaky.defer_sync()]))
+    assert status.state is TaskState.SUCCEEDED and status.attempts == 3 and len(calls) == 3
+
+
+def test_dead_messages_go_to_the_dead_letter_queue(aws_with_dlq):
+    aws = aws_with_dlq
+    queue = TaskQueue(aws.url(), endpoint_url=aws.endpoint)
+
+    @queue.task(name="doomed", retries=1, backoff=0)
+    def doomed() -> None:
+        raise RuntimeError("always")
+
+    handle = doomed.defer_sync()
+
+    async def main():
+        worker = queue.worker(poll_interval=0.05)
+        running = asyncio.create_task(worker.run())
+        status = await handle.wait(timeout=60)
+        # The message was handed back for the redrive policy: the next receive moves it.
+        while not aws.receive(queue_url=aws.dlq_url, visibility=0):
+            await asyncio.sleep(0.1)
+        worker.stop()
+        await running
+        return status
+
+    status = asyncio.run(main())
+    assert status.state is TaskState.DEAD and status.attempts == 2
+    assert status.error == "RuntimeError: always"
+    assert aws.receive() == []
+
+
+def test_dead_without_redrive_is_deleted(aws):
+    queue = TaskQueue(aws.url(), endpoint_url=aws.endpoint)
+    handle = queue.enqueue_sync("nobody-registered-this")
+    [status] = asyncio.run(run_until(queue, [handle]))
+    assert status.state is TaskState.DEAD and "UnknownTask" in status.error
+    assert aws.receive(visibility=0) == []
+
+
+def test_idempotency_key(aws):
+    queue = make_queue(aws)
+    add = queue.tasks["add"]
+    first = add.options(idempotency_key="invoice-7").defer_sync(1)
+    again = asyncio.run(add.options(idempotency_key="invoice-7").defer(2))
+    assert again == first and not again.created
+    assert len(aws.receive(visibility=0)) == 1  # one message only
+    asyncio.run(run_until(queue, [first]))
+    fresh = add.options(idempotency_key="invoice-7").defer_sync(3)
+    assert fresh.created and fresh != first
+
+
+def test_corrupt_message_does_not_block_the_batch(aws):
+    queue = make_queue(aws)
+    aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody="{not json")
+    aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody=json.dumps({"holdfast": 1}))
+    handle = queue.tasks["add"].defer_sync(40, b=2)
+    [status] = asyncio.run(run_until(queue, [handle]))
+    assert status.result == 42
+    assert aws.receive(visibility=0) == []  # no redrive policy: corrupt ones were deleted
+
+
+def test_delay_beyond_the_sqs_maximum(aws):
+    queue = make_queue(aws)
+    later = queue.tasks["add"].options(delay=3600).defer_sync(1)
+    assert aws.receive(visibility=0) == []  # sent with the longest SQS delay, 15 minutes
+    # What the worker sees when that delay is over but the task is not due yet:
+    body = {"holdfast": 1, "queue": "default", "task": "add", "id": later.id, "args": [1],
+            "kwargs": {}, "run_at": time.time() + 2700}  # fmt: skip
+    aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody=json.dumps(body))
+    [message] = aws.receive()
+    delivery = queue.backend.accept(message["Body"], message["ReceiptHandle"], "m1")
+    assert delivery.not_before == body["run_at"]
+    outcome = asyncio.run(execute(queue.tasks, delivery))
+    assert queue.backend.settle([outcome]) == [False]  # released, not consumed
+    status = queue.status_sync(later.id)
+    assert status.state is TaskState.QUEUED and status.attempts == 0  # not an attempt
+
+
+def test_long_task_extends_its_visibility(aws):
+    queue = TaskQueue(aws.url(), endpoint_url=aws.endpoint, visibility_timeout=2)
+
+    @queue.task(name="long")
+    async def long() -> str:
+        await asyncio.sleep(3)
+        return "done"
+
+    [status] = asyncio.run(run_until(queue, [long.defer_sync()]))
+    # Without renewals the message would reappear after 2 s and run a second time.
+    assert status.state is TaskState.SUCCEEDED and status.attempts == 1
+
+
+def test_periodic_slots_are_claimed_once(aws):
+    queue = make_queue(aws)
+    assert queue.backend.claim_slot("tick", 60.0)
+    assert not queue.backend.claim_slot("tick", 60.0)
+    assert queue.backend.claim_slot("tick", 120.0)
+    assert not queue.backend.claim_slot("tick", 60.0)
+
+
+def test_endpoint_from_environment(aws, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint)
+    queue = TaskQueue(aws.url())  # boto3 reads AWS_ENDPOINT_URL itself
+    handle = queue.enqueue_sync("anything", [1])
+    assert queue.status_sync(handle.id).state is TaskState.QUEUED
