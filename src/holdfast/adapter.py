@@ -7,6 +7,7 @@ import atexit
 import inspect
 import json
 import logging
+import sys
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -81,6 +82,12 @@ class Adapter:
     # -- the Lambda handler ---------------------------------------------------------------
     def __call__(self, event: LambdaEvent, context: LambdaContext = None) -> dict[str, Any]:
         """Handle one invocation synchronously (the managed Python runtime's handler)."""
+        consumer = _task_consumer(event)
+        if consumer is not None:
+            try:
+                return self.engine.run(consumer.handle_event_async(event, context))
+            finally:
+                self._settle(None, context)
         try:
             invocation = self.begin(event, context)
         except BaseException:
@@ -111,6 +118,14 @@ class Adapter:
         invocation = self.begin(event, context, sink)
         await invocation.wait_response()
         return invocation
+
+    async def handle_tasks(self, event: LambdaEvent, context: LambdaContext) -> Any:
+        """Run a task-queue event (SQS messages of holdfast tasks, a schedule) and return the
+        answer for Lambda; ``None`` when ``event`` is not one (custom runtime)."""
+        consumer = _task_consumer(event)
+        if consumer is None:
+            return None
+        return await consumer.handle_event_async(event, context)
 
     def begin(
         self, event: LambdaEvent, context: LambdaContext, sink: ResponseSink | None = None
@@ -283,6 +298,25 @@ class Invocation:
             return HTTPResponse(0, [], b"")  # streamed: the sink delivered it already
         logger.error("request %s: the app raised an exception", self.request_id, exc_info=exc)
         return _error_response()
+
+
+# Only events with one of these keys can be for the task queue; HTTP events have none.
+_TASK_EVENT_KEYS = ("Records", "detail-type", "holdfast")
+
+
+def _task_consumer(event: Any) -> Any:
+    """``holdfast.tasks.lambda_consumer`` when ``event`` is for it, else ``None``.
+
+    The task queue is imported only by apps that define one, so the check costs HTTP events
+    nothing and the adapter core needs nothing beyond the standard library.
+    """
+    if "holdfast.tasks" not in sys.modules or type(event) is not dict:
+        return None
+    if not any(key in event for key in _TASK_EVENT_KEYS):
+        return None
+    from holdfast.tasks import lambda_consumer
+
+    return lambda_consumer if lambda_consumer.is_task_event(event) else None
 
 
 def _close_at_exit(ref: weakref.ref[Adapter]) -> None:

@@ -114,6 +114,8 @@ class Runtime:
                 # A bug, not the function's failure: report it rather than leave Lambda waiting
                 # for an answer until the timeout. The connection may be mid-request: renew it.
                 logger.exception("request %s: the runtime failed", request.request_id)
+                if client.next_sent:
+                    continue  # answered already, /next right behind: nothing left to report
                 await client.close()
                 report = ErrorReport.from_exception(exc, "Runtime")
                 await _post(client.error(request.request_id, report))
@@ -145,6 +147,8 @@ class Runtime:
         event: Any,
         context: LambdaContext,
     ) -> None:
+        if await self._invoke_tasks(adapter, client, request_id, event, context):
+            return
         sink = None
         if self.streaming:
             from holdfast.runtime.streaming import CONTENT_TYPE, HTTPStreamSink
@@ -161,6 +165,27 @@ class Runtime:
         await _post(_deliver(client, request_id, invocation, sink))
         adapter.record(await invocation.pending.drain(adapter.drain_timeout(context)))
 
+    async def _invoke_tasks(
+        self,
+        adapter: Adapter,
+        client: RuntimeClient,
+        request_id: str,
+        event: Any,
+        context: LambdaContext,
+    ) -> bool:
+        """Task-queue events (SQS batches, schedules) go to the task consumer, not the app."""
+        try:
+            result = await adapter.handle_tasks(event, context)
+        except Exception as exc:
+            logger.error("request %s: the task consumer raised", request_id, exc_info=exc)
+            await _post(client.error(request_id, ErrorReport.from_exception(exc)))
+            return True
+        if result is None:
+            return False
+        body, content_type = _marshal(result)
+        await _post(client.respond(request_id, body, content_type))
+        return True
+
     # -- a plain handler(event, context) -----------------------------------------------------
     async def _invoke_handler(
         self, client: RuntimeClient, request_id: str, event: Any, context: LambdaContext
@@ -173,7 +198,9 @@ class Runtime:
             logger.error("request %s: the handler raised", request_id, exc_info=exc)
             await _post(client.error(request_id, _handler_error(exc)))
         else:
-            await _post(client.respond(request_id, body, content_type))
+            # Nothing owed after the response: /next can go out with it.
+            then_next = not pending
+            await _post(client.respond(request_id, body, content_type, then_next=then_next))
         remaining = context.get_remaining_time_in_millis() / 1000
         await pending.drain(max(0.0, remaining - DRAIN_MARGIN))
 
@@ -237,7 +264,10 @@ async def _deliver(
     if isinstance(result, FunctionError):
         await client.error(request_id, ErrorReport.from_exception(result))
     elif sink is None:
-        await client.respond(request_id, json.dumps(result).encode())
+        # Nothing owed after the response (the app's coroutine has returned, no after-response
+        # work, no final callback): /next can go out in the same write.
+        then_next = not invocation.pending
+        await client.respond(request_id, json.dumps(result).encode(), then_next=then_next)
     else:
         await sink.replay(result)  # the app failed before it started its response
 
