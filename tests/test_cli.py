@@ -35,8 +35,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _request(url: str, method: str = "GET") -> tuple[int, bytes]:
-    request = urllib.request.Request(url, method=method)
+def _request(url: str, method: str = "GET", headers: dict | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, response.read()
@@ -44,13 +44,18 @@ def _request(url: str, method: str = "GET") -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-def test_holdfast_dev_serves_the_demo_on_a_local_lambda():
+def test_holdfast_dev_serves_the_demo_on_a_local_lambda(tmp_path):
     port = _free_port()
     server = subprocess.Popen(
         [HOLDFAST, "dev", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "HOLDFAST_DEMO_QUEUE": f"sqlite:///{tmp_path / 'demo.db'}",
+        },
+        cwd=tmp_path,
         text=True,
     )
     lines: list[str] = []
@@ -80,10 +85,24 @@ def test_holdfast_dev_serves_the_demo_on_a_local_lambda():
         while sum("REPORT RequestId:" in line for line in lines) < 4:
             assert time.monotonic() < deadline, "the fourth REPORT line never came"
             time.sleep(0.05)
+
+        # A long job: 202 + Location; the local worker runs it; status needs the token.
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/reports?pages=1", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as accepted:
+            assert accepted.status == 202
+            location = accepted.headers["location"]
+        assert _request(location)[0] == 401
+        deadline = time.monotonic() + 60
+        while True:
+            status, body = _request(location, headers={"Authorization": "Bearer demo"})
+            if json.loads(body)["state"] == "succeeded":
+                break
+            assert time.monotonic() < deadline, f"the report never ran: {body!r}"
+            time.sleep(0.1)
+        assert json.loads(body)["result"]["pages"] == 1
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
         reader.join(timeout=30)
     reports = [line for line in lines if "REPORT RequestId:" in line]
-    assert len(reports) == 4
-    assert "Error Type: Function.HTTPError" in reports[-1]
+    assert "Error Type: Function.HTTPError" in reports[3]
