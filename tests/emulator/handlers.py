@@ -156,9 +156,11 @@ def stream_fail(event, context):
 
 
 def spawn(event, context):
-    """Start a child process and leave it running."""
+    """Start a child process and leave it running (unless event["spawn"] is false)."""
     import subprocess
 
+    if event.get("spawn") is False:
+        return {"pid": os.getpid()}
     child = subprocess.Popen(["sleep", "60"])
     return {"pid": os.getpid(), "child": child.pid}
 

@@ -1,8 +1,12 @@
 """The freeze: an idle environment makes no progress at all, whatever threads it left running."""
 
+import asyncio
+import os
 import time
 
 from emulator_support import ric
+
+from holdfast.emulator.process import ProcessGroup
 
 
 def _lines(path):
@@ -37,3 +41,45 @@ def test_children_of_the_runtime_are_frozen_too(emulators):
     emu.wait_idle()
     assert _process_state(body["pid"]) == "T"
     assert _process_state(body["child"]) == "T"
+
+
+def test_a_child_started_in_a_warm_environment_is_found_by_the_freeze(emulators):
+    # After the first freeze the group's members are known; a process forked by a later
+    # invocation must still be found, and seen stopped, before the freeze counts.
+    emu = emulators(ric("spawn"))
+    pid = emu.invoke({"spawn": False}).json()["pid"]
+    emu.wait_idle()
+    group = emu.environments[0]._group
+    assert pid in group.members
+    child = emu.invoke({}).json()["child"]
+    emu.wait_idle()
+    assert {pid, child} <= set(group.members)
+    assert _process_state(child) == "T"
+    emu.invoke({"spawn": False})
+    emu.wait_idle()
+    assert {pid, child} <= set(group.members), "the child is still a member"
+
+
+def test_every_freeze_finds_the_members_added_since_the_last_one():
+    async def main():
+        group = ProcessGroup()
+        first = await group.spawn(["sleep", "30"], env=os.environ, cwd=None)
+        await group.freeze()
+        assert group.members == [first.pid]
+        group.thaw()
+        await group.freeze()  # nothing created in between: the same members, checked again
+        assert group.members == [first.pid]
+        assert _process_state(first.pid) == "T"
+        group.thaw()
+        second = await group.spawn(["sleep", "30"], env=os.environ, cwd=None)
+        await group.freeze()
+        assert sorted(group.members) == sorted([first.pid, second.pid])
+        assert _process_state(second.pid) == "T"
+        group.thaw()
+        second.kill()
+        await second.wait()
+        await group.freeze()
+        assert group.members == [first.pid]
+        await group.kill()
+
+    asyncio.run(main())

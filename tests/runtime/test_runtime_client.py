@@ -101,6 +101,53 @@ def test_a_connection_closed_while_idle_is_reopened_and_the_call_retried():
     assert [(r.method, r.connection) for r in requests] == [("GET", 1), ("POST", 2), ("GET", 2)]
 
 
+def test_next_can_follow_a_response_in_the_same_write():
+    async def scenario(fake, client):
+        fake.add_event({}, request_id="a")
+        fake.add_event({}, request_id="b")
+        await client.next()
+        await client.respond("a", b'{"ok": true}', then_next=True)
+        assert client.next_sent
+        # The /next reached the API before the client asked for the next event.
+        await fake.wait_for(lambda: fake.nexts() == 2)
+        request = await client.next()
+        return request, fake.requests
+
+    request, requests = exchange(scenario)
+    assert request.request_id == "b"
+    assert [(r.method, r.connection) for r in requests] == [("GET", 1), ("POST", 1), ("GET", 1)]
+    assert requests[1].body == b'{"ok": true}'
+
+
+def test_a_refused_response_still_gets_the_next_sent_behind_it():
+    async def scenario(fake, client):
+        fake.add_event({}, request_id="b")
+        fake.post_failures.append(413)
+        with pytest.raises(RuntimeAPIError) as caught:
+            await client.respond("a", b"{}", then_next=True)
+        request = await client.next()
+        return caught.value.status, request, fake.requests
+
+    status, request, requests = exchange(scenario)
+    assert status == 413
+    assert request.request_id == "b"
+    assert [(r.method, r.connection) for r in requests] == [("POST", 1), ("GET", 1)]
+
+
+def test_a_next_lost_with_its_connection_is_sent_again():
+    async def scenario(fake, client):
+        fake.add_event({}, request_id="b")
+        fake.close_after = 1  # the server answers the response, then drops the connection
+        await client.respond("a", b"{}", then_next=True)
+        request = await client.next()
+        return request, fake.requests
+
+    request, requests = exchange(scenario)
+    assert request.request_id == "b"
+    assert requests[-1].method == "GET"
+    assert requests[-1].connection == 2
+
+
 def test_error_posts_carry_the_body_and_the_category_header():
     async def scenario(fake, client):
         report = ErrorReport("ValueError", "bad input", "Function.ValueError", ["  File x\n"])

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import os
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from .config import ACCOUNT_ID, EmulatorConfig
 from .invocation import FreezeRecord, Invocation, InvokeRequest, ResponseStream, RuntimeResponse
@@ -67,11 +68,31 @@ class Environment:
         """Open the environment's Runtime API endpoint (no process is started yet)."""
         await self._api.start()
 
-    def submit(self, request: InvokeRequest) -> Invocation:
-        """Run `request` here; the environment stays busy until `invocation.finished`."""
+    def submit(
+        self,
+        request: InvokeRequest,
+        on_finished: Callable[[Environment, asyncio.Future[None]], None] | None = None,
+    ) -> Invocation:
+        """Run `request` here; the environment stays busy until `invocation.finished`.
+
+        `on_finished(self, invocation.finished)` is called as the invocation ends, before the
+        future's own callbacks run (they run one round of the event loop later).
+        """
         record = FreezeRecord(self.id, request.request_id, cold=not self.warm, started_at=0.0)
         invocation = Invocation(request, function_arn=self._config.function_arn, record=record)
-        self._task = asyncio.create_task(self._run(invocation))
+        # A warm environment is thawed and handed the event right away, not one round of the
+        # event loop later in the task (which then only waits for the invocation to end).
+        started: bool | Exception = False
+        if self.warm:
+            try:
+                self._group.thaw()
+                record.thawed_at = time.monotonic()
+                invocation.arm(self._config.timeout)
+                self._dispatch(invocation)
+                started = True
+            except Exception as exc:  # answered by the task, as any failure inside it
+                started = exc
+        self._task = asyncio.create_task(self._run(invocation, started, on_finished))
         return invocation
 
     async def close(self) -> None:
@@ -85,13 +106,17 @@ class Environment:
 
     # -- one invocation -----------------------------------------------------------------------
 
-    async def _run(self, invocation: Invocation) -> None:
+    async def _run(
+        self,
+        invocation: Invocation,
+        started: bool | Exception,
+        on_finished: Callable[[Environment, asyncio.Future[None]], None] | None,
+    ) -> None:
         try:
-            if self.warm:
-                self._group.thaw()
-                invocation.record.thawed_at = time.monotonic()
-                invocation.arm(self._config.timeout)
-                await self._invoke(invocation, init_ms=None)
+            if isinstance(started, Exception):
+                raise started
+            if started:
+                await self._complete(invocation, init_ms=None)
             else:
                 await self._cold_invoke(invocation)
         except asyncio.CancelledError:
@@ -105,6 +130,8 @@ class Environment:
                 invocation.respond(RuntimeResponse.platform_error("Runtime.Unknown", "emulator"))
             if not invocation.finished.done():
                 invocation.finished.set_result(None)
+                if on_finished is not None:
+                    on_finished(self, invocation.finished)
 
     async def _cold_invoke(self, invocation: Invocation) -> None:
         began = time.monotonic()
@@ -119,7 +146,8 @@ class Environment:
             invocation.arm(self._config.timeout)
         init_ms = (time.monotonic() - began) * 1000
         if failure is None:
-            await self._invoke(invocation, init_ms=init_ms)
+            self._dispatch(invocation)
+            await self._complete(invocation, init_ms=init_ms)
             return
         record = invocation.record
         record.outcome = "init_error"
@@ -140,13 +168,13 @@ class Environment:
         try:
             for command in config.extensions:
                 self._extensions.append(await self._group.spawn(command, env=env, cwd=config.cwd))
-            registered = await _first(
-                sandbox.until(lambda: _externals_registered(sandbox)), deadline, self._extensions
+            registered = await self._until(
+                lambda: _externals_registered(sandbox), deadline, self._extensions
             )
             if registered == "done" and sandbox.init_failure is None:
                 self._runtime = await self._group.spawn(config.command, env=env, cwd=config.cwd)
-                registered = await _first(
-                    sandbox.until(lambda: sandbox.initialized or sandbox.init_failure is not None),
+                registered = await self._until(
+                    lambda: sandbox.initialized or sandbox.init_failure is not None,
                     deadline,
                     self._processes(),
                 )
@@ -162,15 +190,26 @@ class Environment:
             return "timeout"
         return self._exit_error(invocation, registered)
 
-    async def _invoke(self, invocation: Invocation, *, init_ms: float | None) -> None:
+    def _dispatch(self, invocation: Invocation) -> None:
         sandbox = self._sandbox
         assert sandbox is not None
         record = invocation.record
         record.started_at = time.monotonic()
         self._journal.started(record)
         sandbox.dispatch(invocation)
-        outcome = await _first(
-            sandbox.until(lambda: sandbox.quiescent), invocation.deadline, self._processes()
+
+    async def _complete(self, invocation: Invocation, *, init_ms: float | None) -> None:
+        """Wait for the dispatched invocation to end, then freeze (or reset) the environment."""
+        sandbox = self._sandbox
+        assert sandbox is not None
+        record = invocation.record
+        # The group is stopped the moment the runtime and the extensions are all back in
+        # `next`; the freeze below waits until the stop shows.
+        outcome = await self._until(
+            lambda: sandbox.quiescent,
+            invocation.deadline,
+            self._processes(),
+            on_done=self._group.stop,
         )
         if outcome == "done":
             await self._group.freeze()
@@ -277,6 +316,57 @@ class Environment:
 
     # -- helpers ------------------------------------------------------------------------------
 
+    async def _until(
+        self,
+        predicate: Callable[[], bool],
+        deadline: float,
+        processes: Sequence[Process],
+        on_done: Callable[[], None] | None = None,
+    ) -> Outcome:
+        """Wait for `predicate()` to hold, the exit of any of `processes`, or `deadline`.
+
+        When the condition and an exit are both there by the time the wait ends, the condition
+        wins: a runtime that posted its init error and then exited failed its init, it did not
+        crash. No task is started: the sandbox checks the condition as its state changes, and
+        each process has one exit future for its whole life. `on_done` runs the moment the
+        condition holds, inside the state change that made it hold.
+        """
+        sandbox = self._sandbox
+        assert sandbox is not None
+        loop = asyncio.get_running_loop()
+        wakeup: asyncio.Future[None] = loop.create_future()
+        outcome: list[Outcome] = []
+
+        def settle(value: Outcome) -> None:
+            if value == "done" or not outcome:
+                outcome[:] = [value]
+            if not wakeup.done():
+                wakeup.set_result(None)
+
+        def done() -> None:
+            if not outcome and on_done is not None:
+                on_done()
+            settle("done")
+
+        unwatch = sandbox.watch(predicate, done)
+        if outcome:
+            return "done"
+        timer = loop.call_later(max(0.0, deadline - time.monotonic()), settle, "timeout")
+        exits = [(self._group.exit_of(process), process) for process in processes]
+        callbacks = []
+        for exit_future, process in exits:
+            callback = functools.partial(_settle_exit, settle, process)
+            exit_future.add_done_callback(callback)
+            callbacks.append((exit_future, callback))
+        try:
+            await wakeup
+        finally:
+            unwatch()
+            timer.cancel()
+            for exit_future, callback in callbacks:
+                exit_future.remove_done_callback(callback)
+        return outcome[0]
+
     def _processes(self) -> list[Process]:
         return [*self._extensions, *([self._runtime] if self._runtime else [])]
 
@@ -321,6 +411,10 @@ class Environment:
         variables.setdefault("HOLDFAST_INVOKE_MODE", config.invoke_mode)
         variables.update(config.env)
         return variables
+
+
+def _settle_exit(settle: Callable[[Outcome], None], process: Process, _: object) -> None:
+    settle(process)
 
 
 def _externals_registered(sandbox: Sandbox) -> bool:

@@ -23,7 +23,7 @@ class Pool:
         self._journal = journal
         self._environments: list[Environment] = []
         self._idle: list[Environment] = []
-        self._waiters: deque[asyncio.Future[Environment]] = deque()
+        self._waiters: deque[tuple[InvokeRequest, asyncio.Future[Invocation]]] = deque()
         self._in_flight: set[asyncio.Future[None]] = set()
         self._closed = False
 
@@ -34,11 +34,22 @@ class Pool:
 
     async def submit(self, request: InvokeRequest) -> Invocation:
         """Start `request` in an environment (waiting for one if all are busy)."""
-        environment = await self._acquire()
-        invocation = environment.submit(request)
-        self._in_flight.add(invocation.finished)
-        invocation.finished.add_done_callback(lambda done: self._release(environment, done))
-        return invocation
+        if self._closed:
+            raise RuntimeError("the emulator is shut down")
+        if self._idle:
+            warm = [e for e in self._idle if e.warm]
+            environment = (warm or self._idle)[-1]
+            self._idle.remove(environment)
+            return self._start(environment, request)
+        if len(self._environments) < self._config.concurrency:
+            environment = Environment(len(self._environments) + 1, self._config, self._journal)
+            self._environments.append(environment)
+            await environment.start()
+            return self._start(environment, request)
+        # All busy: the request starts in the first environment released, the moment it is.
+        waiter: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
+        self._waiters.append((request, waiter))
+        return await waiter
 
     async def wait_idle(self) -> None:
         """Return once every invocation submitted so far has ended (frozen or reset)."""
@@ -48,41 +59,27 @@ class Pool:
     async def close(self) -> None:
         """Shut every environment down (concurrently, each with its own shutdown window)."""
         self._closed = True
-        for waiter in self._waiters:
+        for _, waiter in self._waiters:
             waiter.cancel()
         await asyncio.gather(*(e.close() for e in self._environments))
 
-    async def _acquire(self) -> Environment:
-        if self._closed:
-            raise RuntimeError("the emulator is shut down")
-        if self._idle:
-            warm = [e for e in self._idle if e.warm]
-            environment = (warm or self._idle)[-1]
-            self._idle.remove(environment)
-            return environment
-        if len(self._environments) < self._config.concurrency:
-            environment = Environment(len(self._environments) + 1, self._config, self._journal)
-            self._environments.append(environment)
-            await environment.start()
-            return environment
-        waiter: asyncio.Future[Environment] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            # Handed an environment just as the caller gave up: pass it on, do not lose it.
-            if waiter.done() and not waiter.cancelled():
-                self._hand_over(waiter.result())
-            raise
+    def _start(self, environment: Environment, request: InvokeRequest) -> Invocation:
+        invocation = environment.submit(request, on_finished=self._release)
+        self._in_flight.add(invocation.finished)
+        return invocation
 
     def _release(self, environment: Environment, finished: asyncio.Future[None]) -> None:
+        # Called as the invocation ends: the next request waiting starts at once, in this
+        # same step, rather than after its caller's task has been woken to start it.
         self._in_flight.discard(finished)
-        self._hand_over(environment)
-
-    def _hand_over(self, environment: Environment) -> None:
         while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(environment)
-                return
+            request, waiter = self._waiters.popleft()
+            if waiter.done():  # a caller that gave up while waiting is skipped
+                continue
+            try:
+                waiter.set_result(self._start(environment, request))
+            except Exception as exc:  # the caller hears of it; the environment stays usable
+                waiter.set_exception(exc)
+                break
+            return
         self._idle.append(environment)

@@ -19,12 +19,17 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 # /proc states of a process that cannot run: stopped, traced, zombie, dead.
 _STOPPED_STATES = frozenset("TtZX")
 # A process in uninterruptible sleep stops only when it wakes; do not wait on it forever.
 _STOP_CONFIRMATION_LIMIT = 2.0
+# For this long the checks of a freeze in progress only yield to the event loop in between;
+# after it they are 1 ms apart.
+_STOP_CONFIRMATION_SPIN = 0.0005
+# Whether /proc/loadavg's last field moves when a pid is handed out (checked at every spawn; a
+# /proc that only imitates Linux's may not keep it).
+_cursor_is_live = True
 
 
 class ProcessGroup:
@@ -34,11 +39,18 @@ class ProcessGroup:
         self.pgid: int | None = None
         self.processes: list[asyncio.subprocess.Process] = []
         self.frozen = False
+        # The members /proc showed stopped when the last freeze was confirmed, and the kernel's
+        # pid cursor read just before the check that found them (see `freeze`).
+        self.members: list[int] = []
+        self._members_cursor: bytes | None = None
+        self._exits: dict[asyncio.subprocess.Process, asyncio.Future[int]] = {}
 
     async def spawn(
         self, argv: Sequence[str], *, env: Mapping[str, str], cwd: str | None
     ) -> asyncio.subprocess.Process:
         """Start `argv` in the group (the first process founds it)."""
+        global _cursor_is_live
+        before = _pid_cursor()
         process = await asyncio.create_subprocess_exec(
             *argv,
             env=dict(env),
@@ -46,10 +58,17 @@ class ProcessGroup:
             stdin=subprocess.DEVNULL,
             process_group=0 if self.pgid is None else self.pgid,
         )
+        if before is None or _pid_cursor() == before:
+            _cursor_is_live = False  # a pid was handed out and the cursor did not move
         if self.pgid is None:
             self.pgid = process.pid
         self.processes.append(process)
+        self._exits[process] = asyncio.ensure_future(process.wait())
         return process
+
+    def exit_of(self, process: asyncio.subprocess.Process) -> asyncio.Future[int]:
+        """A future of `process`'s exit status (one per process, shared by every waiter)."""
+        return self._exits[process]
 
     def signal(self, signum: int) -> None:
         """Send `signum` to every process of the group (if any is left)."""
@@ -62,17 +81,58 @@ class ProcessGroup:
 
         SIGSTOP cannot be caught or ignored, but it takes effect only when each process is next
         scheduled; until then its threads may still run. Waiting for the stop to show in /proc
-        makes "frozen" mean no process of the group can make progress any more.
+        makes "frozen" mean no process of the group can make progress any more. A stop usually
+        shows within microseconds, so the first checks follow each other closely (yielding to
+        the event loop in between) before the wait backs off to millisecond sleeps.
+
+        Which processes are in the group is known exactly once a freeze is confirmed: stopped
+        processes fork nothing. A new member needs a new pid, so while the kernel's pid cursor
+        (the last pid handed out, `/proc/loadavg`) has not moved since that check, no process
+        or thread was created anywhere and the members are the ones found then, minus those
+        that exited or left the group: only their states are read. Any other time (something
+        was created, or the cursor is not live on this system) every process in /proc is asked
+        for its group, as it is for the first freeze.
         """
-        self.signal(signal.SIGSTOP)
-        self.frozen = True
+        if not self.frozen:
+            self.stop()
+        known, known_cursor = self.members, self._members_cursor
+        self.members, self._members_cursor = [], None
         if self.pgid is None:
             return
-        deadline = time.monotonic() + _STOP_CONFIRMATION_LIMIT
-        while time.monotonic() < deadline:
-            if all(state in _STOPPED_STATES for _, state in _group_members(self.pgid)):
+        started = time.monotonic()
+        while True:
+            confirmed = False
+            if known and _cursor_is_live:
+                # The known members first: while one still runs, the cursor need not be read.
+                # Read after them, an unmoved cursor also covers the time of their reading.
+                members, cursor = _member_states(known, self.pgid), known_cursor
+                if _all_stopped(members):
+                    confirmed = _pid_cursor() == known_cursor
+                    if not confirmed:  # something was created since: look at the whole group
+                        known = []
+            if not known or not _cursor_is_live:
+                cursor = _pid_cursor() if _cursor_is_live else None
+                members = _group_members(self.pgid)
+                confirmed = _all_stopped(members)
+            if confirmed:
+                self.members = [pid for pid, _ in members]
+                self._members_cursor = cursor
                 return
-            await asyncio.sleep(0.001)
+            waited = time.monotonic() - started
+            if waited >= _STOP_CONFIRMATION_LIMIT:
+                return
+            if waited < _STOP_CONFIRMATION_SPIN:
+                # A process woken to take its SIGSTOP may be queued behind this very process
+                # on its CPU: give the CPU up for it, then let the event loop run meanwhile.
+                os.sched_yield()
+                await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(0.001)
+
+    def stop(self) -> None:
+        """Send the group SIGSTOP; `freeze` then waits for the stop to show."""
+        self.signal(signal.SIGSTOP)
+        self.frozen = True
 
     def thaw(self) -> None:
         """Resume the group after a freeze."""
@@ -85,14 +145,19 @@ class ProcessGroup:
         self.thaw()
         self.signal(signal.SIGKILL)
         await asyncio.gather(*(p.wait() for p in self.processes))
+        await asyncio.gather(*self._exits.values(), return_exceptions=True)
         self.processes.clear()
+        self._exits.clear()
+        self.members, self._members_cursor = [], None
         self.pgid = None
 
     def peak_memory_mb(self) -> int:
         """Peak resident memory of the group: the sum of every member's VmHWM, in MB."""
         if self.pgid is None:
             return 0
-        total_kb = sum(_peak_rss_kb(pid) for pid, _ in _group_members(self.pgid))
+        # While frozen, the group is exactly what the freeze's confirmation found.
+        pids = self.members if self.frozen and self.members else _group_pids(self.pgid)
+        total_kb = sum(_peak_rss_kb(pid) for pid in pids)
         return -(-total_kb // 1024)
 
 
@@ -104,29 +169,92 @@ def describe_exit(returncode: int) -> str:
     return f"signal: {name.lower()}"
 
 
+def _group_pids(pgid: int) -> list[int]:
+    """The pid of each process in the group."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        try:
+            # One system call per process, rather than reading and parsing its /proc stat.
+            if os.getpgid(pid) == pgid:
+                pids.append(pid)
+        except ProcessLookupError:
+            continue
+        except OSError:  # not allowed to ask: /proc still tells
+            fields = _stat_fields(pid)
+            if fields is not None and len(fields) > 2 and int(fields[2]) == pgid:
+                pids.append(pid)
+    return pids
+
+
+def _all_stopped(members: list[tuple[int, str]]) -> bool:
+    return all(state in _STOPPED_STATES for _, state in members)
+
+
 def _group_members(pgid: int) -> list[tuple[int, str]]:
     """(pid, state) of each process in the group; state as in /proc/<pid>/stat."""
     members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Fields after the parenthesised command name: state, ppid, pgrp, ...
-        fields = stat.rpartition(")")[2].split()
-        if len(fields) > 2 and int(fields[2]) == pgid:
-            members.append((int(entry.name), fields[0]))
+    for pid in _group_pids(pgid):
+        fields = _stat_fields(pid)
+        if fields is not None:  # gone (and reaped) since: not a member any more
+            members.append((pid, fields[0]))
     return members
+
+
+def _member_states(pids: list[int], pgid: int) -> list[tuple[int, str]]:
+    """(pid, state) of those of `pids` that still exist and are still in the group."""
+    members = []
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields is not None and len(fields) > 2 and int(fields[2]) == pgid:
+            members.append((pid, fields[0]))
+    return members
+
+
+def _pid_cursor() -> bytes | None:
+    """The last pid the kernel handed out in this pid namespace (or None if unreadable)."""
+    try:
+        fd = os.open("/proc/loadavg", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fields = os.read(fd, 256).split()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return fields[4] if len(fields) == 5 and fields[4].isdigit() else None
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the parenthesised command name: state, ppid, pgrp..."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        stat = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return stat.rpartition(b")")[2].decode("ascii", "replace").split(None, 5)[:5]
 
 
 def _peak_rss_kb(pid: int) -> int:
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
+        fd = os.open(f"/proc/{pid}/status", os.O_RDONLY)
     except OSError:
         return 0
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
+    try:
+        status = os.read(fd, 1 << 16)
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+    start = status.find(b"\nVmHWM:")
+    if start < 0:
+        return 0
+    return int(status[start + 7 : status.index(b"\n", start + 1)].split()[0])

@@ -98,6 +98,7 @@ class Sandbox:
         self._runtime_state = _STARTED
         self._runtime_waiter: asyncio.Future[Invocation] | None = None
         self._watchers: list[asyncio.Future[None]] = []
+        self._conditions: list[tuple[Callable[[], bool], Callable[[], None]]] = []
 
     # -- what the environment waits for -------------------------------------------------------
 
@@ -136,11 +137,36 @@ class Sandbox:
             self._watchers.append(watcher)
             await watcher
 
+    def watch(
+        self, predicate: Callable[[], bool], callback: Callable[[], None]
+    ) -> Callable[[], None]:
+        """Call `callback()` once `predicate()` holds: now, or at the state change that makes it.
+
+        The check runs inside the state change itself, so the waiting side learns of it without
+        a round through the event loop. Returns a function that drops the watch.
+        """
+        if predicate():
+            callback()
+            return _ignore
+        condition = (predicate, callback)
+        self._conditions.append(condition)
+
+        def unwatch() -> None:
+            if condition in self._conditions:
+                self._conditions.remove(condition)
+
+        return unwatch
+
     def _changed(self) -> None:
         watchers, self._watchers = self._watchers, []
         for watcher in watchers:
             if not watcher.done():
                 watcher.set_result(None)
+        if self._conditions:
+            for condition in list(self._conditions):
+                if condition in self._conditions and condition[0]():
+                    self._conditions.remove(condition)
+                    condition[1]()
 
     # -- driven by the environment ------------------------------------------------------------
 
@@ -303,6 +329,10 @@ class Sandbox:
             waiter.set_result(event)
         else:
             extension._pending.append(event)
+
+
+def _ignore() -> None:
+    pass
 
 
 def _parse_events(body: bytes) -> list[str]:

@@ -31,6 +31,8 @@ _RESPONSE_MODE_HEADER = "Lambda-Runtime-Function-Response-Mode"
 _EXTENSION_ID_HEADER = "Lambda-Extension-Identifier"
 
 _ACCEPTED = {"status": "OK"}
+_NEXT_PATH = f"{_RUNTIME}/invocation/next"
+_INIT_ERROR_PATH = f"{_RUNTIME}/init/error"
 
 
 def _too_large(limit: int) -> APIError:
@@ -91,7 +93,7 @@ class RuntimeAPIServer:
 
     async def _route(self, sandbox: Sandbox, request: Request) -> Response:
         path, method = request.path, request.method
-        if path == f"{_RUNTIME}/invocation/next" and method == "GET":
+        if path == _NEXT_PATH and method == "GET":
             return _next_response(await sandbox.runtime_next())
         if (match := _INVOCATION.fullmatch(path)) and method == "POST":
             post = _post_response if match["kind"] == "response" else _post_error
@@ -99,7 +101,7 @@ class RuntimeAPIServer:
                 return await post(sandbox, match["id"], request)
             finally:
                 sandbox.end_response()
-        if path == f"{_RUNTIME}/init/error" and method == "POST":
+        if path == _INIT_ERROR_PATH and method == "POST":
             body = await _read_limited(request, MAX_RESPONSE_BYTES)
             sandbox.init_error(request.headers.get(_ERROR_TYPE_HEADER), body)
             return json_response(202, _ACCEPTED)
@@ -161,7 +163,7 @@ async def _post_response(sandbox: Sandbox, invocation_id: str, request: Request)
     except BodyTooLarge:
         raise await _refuse_oversized(invocation, request) from None
     invocation.respond(RuntimeResponse(body, content_type))
-    return json_response(202, _ACCEPTED)
+    return _accepted()
 
 
 async def _stream_response(invocation: Invocation, content_type: str, request: Request) -> Response:
@@ -226,6 +228,13 @@ def _telemetry_stub(path: str) -> Response:
     kind = "Logs" if "logs" in path else "Telemetry"
     payload = {"errorType": f"{kind}.NotSupported", "errorMessage": f"{kind} API is not supported"}
     return json_response(202, payload)
+
+
+_ACCEPTED_BODY = json_response(202, _ACCEPTED).body
+
+
+def _accepted() -> Response:
+    return Response(202, [("Content-Type", "application/json")], _ACCEPTED_BODY)
 
 
 def _error(exc: APIError) -> Response:

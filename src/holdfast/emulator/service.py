@@ -157,7 +157,7 @@ class Emulator:
         """Run `request`; the response (possibly a stream) as soon as the runtime posts it."""
         invocation = await self._pool.submit(request)
         # A caller giving up must not cancel the invocation itself: Lambda would not.
-        return await asyncio.shield(invocation.result)
+        return await invocation.response()
 
     def call_async(self, request: InvokeRequest) -> None:
         """Run `request` in the background with async-invoke retries."""

@@ -3,7 +3,9 @@
 Every call the runtime makes to ``$AWS_LAMBDA_RUNTIME_API`` goes through a
 :class:`RuntimeClient`: ``next``, ``response`` (buffered or streamed with chunked encoding and
 error trailers), ``error``, ``init/error`` and SnapStart's ``restore/next`` and ``restore/error``.
-Concurrent workers each own a client, so a connection only ever carries one request at a time.
+Concurrent workers each own a client, so a connection only ever carries one worker's requests:
+one at a time, except that a buffered response owing no after-response work has the next
+``/next`` pipelined right behind it (see :meth:`RuntimeClient.respond`).
 
 No call has a timeout: ``/next`` blocks for as long as Lambda keeps the environment idle, and the
 process may be frozen in the middle of any call.
@@ -32,6 +34,8 @@ _READ_LIMIT = 8 * 1024 * 1024
 _MAX_TIMEOUT_MS = 900_000
 # Bodies up to this size are sent in one write with the request head; larger ones are not copied.
 _COALESCE_BYTES = 64 * 1024
+# The most one read from the socket asks for (see `_connection`).
+_RECV_SIZE = 64 * 1024
 
 
 class RuntimeAPIError(Exception):
@@ -106,11 +110,22 @@ class RuntimeClient:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._host_header = f"Host: {address}\r\nUser-Agent: {_USER_AGENT}\r\n".encode()
+        self._next_head = self._head("GET", _NEXT, "Content-Length: 0\r\n")
+        # A /next already sent on this connection behind a response (see `respond`).
+        self._next_sent = False
+
+    @property
+    def next_sent(self) -> bool:
+        """Whether a ``/next`` already went out behind the last response (see :meth:`respond`)."""
+        return self._next_sent
 
     # -- the Runtime API ----------------------------------------------------------------------
     async def next(self) -> InvocationRequest:
         """Wait (without a timeout) for the next invocation."""
-        response = await self._call("GET", _NEXT, 200)
+        if self._next_sent:
+            response = await self._read_sent_next()
+        else:
+            response = await self._call("GET", _NEXT, 200, head=self._next_head)
         headers = response.headers
         return InvocationRequest(
             request_id=headers.get("lambda-runtime-aws-request-id", ""),
@@ -125,11 +140,23 @@ class RuntimeClient:
         )
 
     async def respond(
-        self, request_id: str, body: bytes, content_type: str = "application/json"
+        self,
+        request_id: str,
+        body: bytes,
+        content_type: str = "application/json",
+        *,
+        then_next: bool = False,
     ) -> None:
-        """Post a buffered response for ``request_id``."""
+        """Post a buffered response for ``request_id``.
+
+        ``then_next`` is for an invocation that owes no work after its response: the ``/next``
+        request goes out in the same write, right behind the response (HTTP/1.1 pipelining; the
+        API answers the two in order), and the following :meth:`next` only reads its answer.
+        That saves the round trip between the response's 202 and ``/next``.
+        """
         path = f"{_API}/invocation/{request_id}/response"
-        await self._call("POST", path, 202, body, f"Content-Type: {content_type}\r\n")
+        headers = f"Content-Type: {content_type}\r\n"
+        await self._call("POST", path, 202, body, headers, then_next=then_next)
 
     async def error(self, request_id: str, report: ErrorReport) -> None:
         """Report ``request_id`` failed (a function error)."""
@@ -165,9 +192,17 @@ class RuntimeClient:
         """A streamed response for ``request_id``; nothing is sent before its first write."""
         return ResponseStream(self, request_id, content_type)
 
+    async def open(self) -> None:
+        """Open the connection ahead of the first call; a failure is left for that call."""
+        try:
+            await self._connection()
+        except OSError:
+            pass
+
     async def close(self) -> None:
         """Close the connection (the next call opens a new one)."""
         writer, self._reader, self._writer = self._writer, None, None
+        self._next_sent = False  # a /next sent on it is lost with it: the next call resends it
         if writer is not None:
             writer.close()
             try:
@@ -181,31 +216,60 @@ class RuntimeClient:
         await self._call("POST", path, 202, report.body(), headers)
 
     async def _call(
-        self, method: str, path: str, expect: int, body: bytes = b"", headers: str = ""
+        self,
+        method: str,
+        path: str,
+        expect: int,
+        body: bytes = b"",
+        headers: str = "",
+        *,
+        head: bytes | None = None,
+        then_next: bool = False,
     ) -> _Response:
-        head = self._head(method, path, f"{headers}Content-Length: {len(body)}\r\n")
+        if head is None:
+            head = self._head(method, path, f"{headers}Content-Length: {len(body)}\r\n")
         reused = self._writer is not None
         try:
-            response = await self._exchange(head, body)
+            response = await self._exchange(head, body, then_next)
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             await self.close()
             # A kept-alive connection the server closed while we were idle fails on first use,
             # before the request can have been acted on: that one failure is safe to retry.
             if not reused or _got_response_bytes(exc):
                 raise
-            response = await self._exchange(head, body)
+            response = await self._exchange(head, body, then_next)
         if response.status != expect:
             raise RuntimeAPIError(method, path, response.status, response.body)
         return response
 
-    async def _exchange(self, head: bytes, body: bytes) -> _Response:
+    async def _read_sent_next(self) -> _Response:
+        """The answer to the /next sent behind the last response."""
+        self._next_sent = False
+        try:
+            response = await self._read_response()
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            await self.close()
+            if _got_response_bytes(exc):
+                raise
+            # As in _call: a connection lost before any byte of the answer is retried once.
+            response = await self._exchange(self._next_head, b"")
+        if response.status != 200:
+            raise RuntimeAPIError("GET", _NEXT, response.status, response.body)
+        return response
+
+    async def _exchange(self, head: bytes, body: bytes, then_next: bool = False) -> _Response:
         writer = await self._connection()
+        follow = self._next_head if then_next else b""
         if len(body) < _COALESCE_BYTES:
-            writer.write(head + body)  # one segment: the server gets the request in one read
+            # One segment: the server gets the request (and the /next behind it) in one read.
+            writer.write(head + body + follow)
         else:
             writer.write(head)
             writer.write(body)
+            if follow:
+                writer.write(follow)
             await writer.drain()
+        self._next_sent = then_next
         return await self._read_response()
 
     def _head(self, method: str, path: str, headers: str) -> bytes:
@@ -217,6 +281,12 @@ class RuntimeClient:
             self._reader, self._writer = await asyncio.open_connection(
                 self._host, self._port, limit=_READ_LIMIT
             )
+            # asyncio receives into a fresh 256 KiB buffer, which the C library maps and
+            # unmaps around every read (three system calls, more than the read itself);
+            # 64 KiB buffers come from the heap.
+            transport = self._writer.transport
+            if getattr(transport, "max_size", 0) > _RECV_SIZE:
+                transport.max_size = _RECV_SIZE  # type: ignore[attr-defined]
         return self._writer
 
     async def _read_response(self) -> _Response:
