@@ -5,20 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 
+from task_events import SCHEDULED
+
 from holdfast.tasks import TaskQueue, TaskState
 from holdfast.tasks.lambda_consumer import handle_event, handle_event_async, is_task_event
-
-SCHEDULED = {
-    "version": "0",
-    "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-    "detail-type": "Scheduled Event",
-    "source": "aws.events",
-    "account": "123456789012",
-    "time": "2024-03-04T05:10:00Z",
-    "region": "us-east-1",
-    "resources": ["arn:aws:events:us-east-1:123456789012:rule/every-minute"],
-    "detail": {},
-}
 
 
 def make_queue(aws, **kwargs) -> TaskQueue:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from task_events import SCHEDULED
 
 import holdfast
 from holdfast.emulator import ThreadedEmulator
@@ -99,20 +100,9 @@ def test_a_schedule_event_queues_periodic_tasks_through_the_adapter(sqlite_url):
     def every_five() -> str:
         return "ran"
 
-    scheduled = {
-        "version": "0",
-        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "123456789012",
-        "time": "2024-03-04T05:10:00Z",
-        "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/every-minute"],
-        "detail": {},
-    }
     handler = holdfast.Adapter(_app, lifespan="off")
     try:
-        handler(scheduled, Context())
+        handler(SCHEDULED, Context())
     finally:
         handler.close()
     assert [status.task for status in queue.list_sync()] == ["every_five"]

@@ -155,7 +155,14 @@ class Runtime:
         event: Any,
         context: LambdaContext,
     ) -> None:
-        if await self._invoke_tasks(adapter, client, request_id, event, context):
+        try:
+            answer = await adapter.handle_tasks(event, context)
+        except Exception as exc:
+            await _post_failure(client, request_id, exc, "the task consumer raised")
+            return
+        if answer is not None:  # an SQS batch or a schedule for the task queue
+            body, content_type = _marshal(answer)
+            await _post(client.respond(request_id, body, content_type))
             return
         sink = None
         if self.streaming:
@@ -167,32 +174,10 @@ class Runtime:
             invocation = await adapter.handle(event, context, sink)
         except Exception as exc:
             # Not an HTTP event (InvalidEvent) or one that cannot be decoded: a function error.
-            logger.error("request %s: %s: %s", request_id, type(exc).__name__, exc)
-            await _post(client.error(request_id, ErrorReport.from_exception(exc)))
+            await _post_failure(client, request_id, exc)
             return
         await _post(_deliver(client, request_id, invocation, sink))
         adapter.record(await invocation.pending.drain(adapter.drain_timeout(context)))
-
-    async def _invoke_tasks(
-        self,
-        adapter: Adapter,
-        client: RuntimeClient,
-        request_id: str,
-        event: Any,
-        context: LambdaContext,
-    ) -> bool:
-        """Task-queue events (SQS batches, schedules) go to the task consumer, not the app."""
-        try:
-            result = await adapter.handle_tasks(event, context)
-        except Exception as exc:
-            logger.error("request %s: the task consumer raised", request_id, exc_info=exc)
-            await _post(client.error(request_id, ErrorReport.from_exception(exc)))
-            return True
-        if result is None:
-            return False
-        body, content_type = _marshal(result)
-        await _post(client.respond(request_id, body, content_type))
-        return True
 
     # -- a plain handler(event, context) -----------------------------------------------------
     async def _invoke_handler(
@@ -310,6 +295,17 @@ def _unmarshal(request: InvocationRequest) -> Any:
     if request.content_type.split(";", 1)[0].strip() != "application/json":
         return request.body
     return json.loads(request.body)
+
+
+async def _post_failure(
+    client: RuntimeClient, request_id: str, exc: Exception, crashed: str | None = None
+) -> None:
+    """Report ``exc`` as the invocation's function error; ``crashed`` logs its traceback too."""
+    if crashed:
+        logger.error("request %s: %s", request_id, crashed, exc_info=exc)
+    else:
+        logger.error("request %s: %s: %s", request_id, type(exc).__name__, exc)
+    await _post(client.error(request_id, ErrorReport.from_exception(exc)))
 
 
 def _marshal(result: Any) -> tuple[bytes, str]:
