@@ -46,14 +46,13 @@ def start(request, tmp_path):
         emulator.close()
 
 
-def _get(url: str, path: str) -> tuple[int, dict, float]:
+def _get(url: str, path: str) -> tuple[int, bytes, float]:
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=60)
     try:
         connection.request("GET", path)
         response = connection.getresponse()
-        body = response.read()
-        return response.status, json.loads(body), time.monotonic()
+        return response.status, response.read(), time.monotonic()
     finally:
         connection.close()
 
@@ -67,6 +66,7 @@ def test_every_background_task_finishes_before_the_freeze(start):
     emulator, record = start(concurrency=2)
     with ThreadPoolExecutor(2) as clients:
         results = list(clients.map(lambda _: _get(emulator.url, "/work?ms=100"), range(200)))
+    results = [(status, json.loads(body), at) for status, body, at in results]
     emulator.wait_idle(timeout=60)
 
     assert all(status == 200 for status, _, _ in results)
@@ -91,7 +91,7 @@ def test_work_longer_than_the_remaining_time_is_reported_not_lost(start, capfd):
     emulator.wait_idle(timeout=30)
 
     assert status == 200
-    request_id = body["request_id"]
+    request_id = json.loads(body)["request_id"]
     freeze = next(e for e in emulator.freeze_log if e.request_id == request_id)
     # The drain stopped before the deadline: no timeout, the environment froze normally ...
     assert freeze.outcome == "frozen"
@@ -108,7 +108,25 @@ def test_failing_after_response_work_does_not_change_the_response(start, capfd):
     status, body, _ = _get(emulator.url, "/fails-after")
     emulator.wait_idle(timeout=30)
 
-    assert (status, body) == (200, {"ok": True})
+    assert (status, json.loads(body)) == (200, {"ok": True})
     output = capfd.readouterr()
     assert "failed on purpose" in output.out + output.err
     assert emulator.freeze_log[-1].outcome == "frozen"
+
+
+def test_managed_runtime_runs_lifespan_shutdown_at_sigterm(tmp_path):
+    # The internal extension earns the runtime a SIGTERM (500 ms before SIGKILL); awslambdaric
+    # idles in C inside /next, so only holdfast's sigwait thread can act on it.
+    record = tmp_path / "record.txt"
+    command = [sys.executable, "-m", "awslambdaric", "lifespan_app.handler"]
+    emulator = ThreadedEmulator(
+        command, cwd=str(HERE), env={"HOLDFAST_TEST_RECORD": str(record)}, timeout=30
+    )
+    emulator.start()
+    try:
+        status, body, _ = _get(emulator.url, "/")
+        assert (status, body) == (200, b"hello")
+        emulator.wait_idle(timeout=30)
+    finally:
+        emulator.close()
+    assert record.read_text().startswith("shutdown ")
