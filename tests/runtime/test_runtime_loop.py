@@ -66,7 +66,8 @@ def test_buffered_response_is_posted_and_the_runtime_asks_for_the_next_event(ser
     assert len({r.connection for r in runtime_api}) == 1  # one kept-alive connection
 
 
-def test_response_goes_out_before_background_work_and_next_only_after_it(serve):
+@pytest.mark.parametrize("streaming", [False, True], ids=["buffered", "streamed"])
+def test_response_goes_out_before_background_work_and_next_only_after_it(serve, streaming):
     target = app_target()
     seen = []  # (request the Runtime API saw begin, what the app had done at that moment)
 
@@ -80,7 +81,7 @@ def test_response_goes_out_before_background_work_and_next_only_after_it(serve):
         runtime_apps.app.state.gate.set()
         await fake.wait_for(lambda: fake.nexts() == 2)
 
-    serve(target, scenario)
+    serve(target, scenario, streaming=streaming)
     requests = [
         (entry, app_log) for entry, app_log in seen if entry.startswith(("GET /2018", "POST /2018"))
     ]
@@ -89,7 +90,11 @@ def test_response_goes_out_before_background_work_and_next_only_after_it(serve):
     assert response.endswith("/response")
     assert "background finished" not in at_response
     assert at_next[-1] == "background finished"
-    assert target.adapter.counts["drained"] == 1
+    if not streaming:
+        # Streamed, the fake sees the last chunk before the runtime collects the invocation's
+        # pending set, and may open the gate first: the work still ends before /next (above),
+        # but it may be finished by the time it would be counted.
+        assert target.adapter.counts["drained"] == 1
 
 
 def test_after_response_work_drains_before_next(serve):
