@@ -70,18 +70,19 @@ class Adapter:
         #: Set by a host that drains pending work itself (the after-response extension).
         self.pending_host: Callable[[PendingWork, LambdaContext], None] | None = None
         self._codecs = Codecs(frozenset(text_mime_types or ()))
-        if asyncio.events._get_running_loop() is None:
+        # Created inside a running loop (an async test, an app factory), the adapter cannot step
+        # its own loop here: startup then runs before the first invocation instead.
+        self._startup_pending = asyncio.events._get_running_loop() is not None
+        if not self._startup_pending:
             self.engine.run(self.lifespan.startup())
-        else:
-            self._startup_pending = True
         extension.start_for(self)
         atexit.register(_close_at_exit, weakref.ref(self))
-
-    _startup_pending = False
 
     # -- the Lambda handler ---------------------------------------------------------------
     def __call__(self, event: LambdaEvent, context: LambdaContext = None) -> dict[str, Any]:
         """Handle one invocation synchronously (the managed Python runtime's handler)."""
+        if self._startup_pending:
+            self.engine.run(self._start_lifespan_once())
         consumer = _task_consumer(event)
         if consumer is not None:
             try:
@@ -112,12 +113,15 @@ class Adapter:
                 " from another event loop, call the handler in a thread:"
                 " await asyncio.to_thread(handler, event, context)"
             )
-        if self._startup_pending:
-            self._startup_pending = False
-            await self.lifespan.startup()
+        await self._start_lifespan_once()
         invocation = self.begin(event, context, sink)
         await invocation.wait_response()
         return invocation
+
+    async def _start_lifespan_once(self) -> None:
+        if self._startup_pending:
+            self._startup_pending = False
+            await self.lifespan.startup()
 
     async def handle_tasks(self, event: LambdaEvent, context: LambdaContext) -> Any:
         """Run a task-queue event (SQS messages of holdfast tasks, a schedule) and return the

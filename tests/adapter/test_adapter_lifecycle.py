@@ -285,6 +285,20 @@ def test_adapter_made_inside_a_running_loop_starts_up_on_first_handle(make_adapt
     assert app.events == ["lifespan.startup", "request"]
 
 
+def test_adapter_made_inside_a_running_loop_starts_up_on_first_sync_call(make_adapter):
+    app = LifespanApp()
+
+    async def make():
+        return make_adapter(app)
+
+    handler = asyncio.run(make())
+    assert app.events == []
+    assert handler(event("/managed-runtime"), None)["statusCode"] == 200
+    assert handler(event("/managed-runtime"), None)["statusCode"] == 200
+    assert app.events == ["lifespan.startup", "request", "request"]
+    assert app.states[0]["connection"] == {"opened": True}
+
+
 # -- work after the response -------------------------------------------------------------------
 
 
