@@ -105,9 +105,8 @@ class PendingWork:
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        context: contextvars.Context | None,
+        context: contextvars.Context,
     ) -> asyncio.Future[Any]:
-        context = context or contextvars.copy_context()
         if _is_coroutine_function(fn):
             return self._loop.create_task(fn(*args, **kwargs), context=context)
         call = functools.partial(context.run, fn, *args, **kwargs)
@@ -126,14 +125,8 @@ class PendingWork:
             handle.start()
 
     # -- draining ---------------------------------------------------------------------------
-    def outstanding(self) -> list[WorkHandle]:
-        return [handle for handle in self._handles if not handle.done()]
-
     def __bool__(self) -> bool:
         return bool(self._final) or any(not handle.done() for handle in self._handles)
-
-    def finished(self) -> bool:
-        return not self
 
     async def drain(self, timeout: float | None) -> DrainReport:
         """Wait for every unit of work, at most ``timeout`` seconds; cancel what is left over.
@@ -166,7 +159,10 @@ class PendingWork:
     async def _run_final(self, report: DrainReport, deadline: float | None) -> None:
         final, self._final = self._final, []
         for fn in final:
-            handle = WorkHandle(_describe(fn), functools.partial(self._start, fn, (), {}, None))
+            handle = WorkHandle(
+                _describe(fn),
+                functools.partial(self._start, fn, (), {}, contextvars.copy_context()),
+            )
             handle.start()
             assert handle.future is not None
             await asyncio.wait([handle.future], timeout=_remaining(self._loop, deadline))

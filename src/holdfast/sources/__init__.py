@@ -1,6 +1,6 @@
 """Event codecs: pure functions between a Lambda HTTP event and an ASGI request / response.
 
-:func:`detect` picks the codec from the event's shape; codecs do no I/O.
+:meth:`Codecs.detect` picks the codec from the event's shape; codecs do no I/O.
 """
 
 from __future__ import annotations
@@ -51,11 +51,6 @@ class Codecs:
         if version is not None:
             return self.lattice_v1 if version == 1 else self.lattice_v2
         raise InvalidEvent(_describe_unknown(event))
-
-
-def detect(event: Any, text_mime_types: frozenset[str] = frozenset()) -> EventCodec:
-    """The codec for ``event`` (convenience for one-off use; adapters keep a :class:`Codecs`)."""
-    return Codecs(text_mime_types).detect(event)
 
 
 def _describe_unknown(event: LambdaEvent) -> str:
