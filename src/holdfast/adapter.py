@@ -20,7 +20,7 @@ from holdfast.config import normalize_base_path, parse_status_codes, setting
 from holdfast.engine import Engine
 from holdfast.errors import InvalidEvent, http_status_error
 from holdfast.lifespan import Lifespan, LifespanMode
-from holdfast.pending import DrainReport, PendingWork
+from holdfast.pending import DEFAULT_DRAIN_MARGIN, DrainReport, PendingWork, drain_budget
 from holdfast.sources import Codecs, EventCodec, HTTPResponse
 from holdfast.sources._http import find_header
 
@@ -52,7 +52,7 @@ class Adapter:
         text_mime_types: Iterable[str] | None = None,
         error_status_codes: str | Iterable[int] | None = None,
         exclude_headers: Iterable[str] | None = None,
-        drain_margin: float = 0.5,
+        drain_margin: float = DEFAULT_DRAIN_MARGIN,
     ) -> None:
         self.app = _as_asgi(app, wsgi)
         self.base_path = normalize_base_path(
@@ -151,10 +151,7 @@ class Adapter:
             self.record(self.engine.run(pending.drain(self.drain_timeout(context))))
 
     def drain_timeout(self, context: LambdaContext) -> float | None:
-        remaining = getattr(context, "get_remaining_time_in_millis", None)
-        if remaining is None:
-            return None
-        return max(0.0, remaining() / 1000 - self.drain_margin)
+        return drain_budget(context, self.drain_margin)
 
     def record(self, report: DrainReport) -> None:
         self.counts["drained"] += report.drained

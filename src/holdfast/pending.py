@@ -238,6 +238,19 @@ def _spill_for(
     return functools.partial(fn.defer, *args, **kwargs)
 
 
+#: Seconds kept free before the invocation deadline when draining: spilling needs a moment.
+DEFAULT_DRAIN_MARGIN = 0.5
+
+
+def drain_budget(context: Any, margin: float = DEFAULT_DRAIN_MARGIN) -> float | None:
+    """Seconds a drain may take: the invocation's remaining time less ``margin``; ``None`` for a
+    context without a deadline."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    return max(0.0, remaining() / 1000 - margin)
+
+
 def _remaining(loop: asyncio.AbstractEventLoop, deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - loop.time())
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from holdfast import pending as _pending
 from holdfast.adapter import Adapter, Invocation
 from holdfast.errors import FunctionError, http_status_error
-from holdfast.pending import PendingWork
+from holdfast.pending import PendingWork, drain_budget
 from holdfast.runtime import sigterm
 from holdfast.runtime.client import InvocationRequest, RuntimeAPIError, RuntimeClient
 from holdfast.runtime.context import ContextError, FunctionInfo, LambdaContext
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("holdfast")
 
-#: Seconds kept free before the deadline when draining a plain handler's after-response work.
-DRAIN_MARGIN = 0.5
 #: Seconds lifespan shutdown may take after SIGTERM (Lambda allows 500 ms with an extension).
 SHUTDOWN_TIMEOUT = 0.4
 
@@ -194,8 +192,7 @@ class Runtime:
             # Nothing owed after the response: /next can go out with it.
             then_next = not pending
             await _post(client.respond(request_id, body, content_type, then_next=then_next))
-        remaining = context.get_remaining_time_in_millis() / 1000
-        await pending.drain(max(0.0, remaining - DRAIN_MARGIN))
+        await pending.drain(drain_budget(context))
 
     async def _call_handler(self, pending: PendingWork, event: Any, context: LambdaContext) -> Any:
         handler = self.target.handler
