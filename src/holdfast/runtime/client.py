@@ -331,7 +331,7 @@ class RuntimeClient:
         for line in lines[1:-2]:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-        body = await _read_body(reader, headers, status)
+        body = await read_body(reader, headers, status)
         if headers.get("connection", "").lower() == "close":
             await self.close()
         return _Response(status, headers, body)
@@ -412,7 +412,8 @@ class ResponseStream:
             raise RuntimeAPIError("POST", self._path, response.status, response.body)
 
 
-async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str], status: int) -> bytes:
+async def read_body(reader: asyncio.StreamReader, headers: dict[str, str], status: int) -> bytes:
+    """The body of an HTTP/1.1 message whose head gave ``headers`` (lower-case names)."""
     if "chunked" in headers.get("transfer-encoding", "").lower():
         return await _read_chunked(reader)
     length = headers.get("content-length")
