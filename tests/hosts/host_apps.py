@@ -4,6 +4,7 @@ themselves (a warmer, Mangum on one route), as real deployments do during a migr
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from pathlib import Path
@@ -58,3 +59,10 @@ def slow_handler(event, context):
         time.sleep(0.2)
         return {"pid": os.getpid()}
     return adapter(event, context)
+
+
+def sleeper(event, context):
+    """Sleeps as long as asked, logs, and answers with what the context says."""
+    time.sleep(event.get("sleep", 0))
+    logging.getLogger("app").info("slept %s", event.get("sleep", 0))
+    return {"tenant_id": context.tenant_id, "request_id": context.aws_request_id}

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("holdfast")
 
+
 class Runtime:
     """Runs ``target`` against the Runtime API at ``address`` until the process ends."""
 
