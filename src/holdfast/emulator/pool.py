@@ -22,6 +22,8 @@ class Pool:
         self._config = config
         self._journal = journal
         self._environments: list[Environment] = []
+        # An environment with a free slot appears here once per free slot (Managed Instances
+        # environments have `max_concurrency` slots, the others one).
         self._idle: list[Environment] = []
         self._waiters: deque[tuple[InvokeRequest, asyncio.Future[Invocation]]] = deque()
         self._in_flight: set[asyncio.Future[None]] = set()
@@ -44,6 +46,7 @@ class Pool:
         if len(self._environments) < self._config.concurrency:
             environment = Environment(len(self._environments) + 1, self._config, self._journal)
             self._environments.append(environment)
+            self._idle.extend([environment] * ((self._config.max_concurrency or 1) - 1))
             await environment.start()
             return self._start(environment, request)
         # All busy: the request starts in the first environment released, the moment it is.
