@@ -46,8 +46,9 @@ class Pool:
         if len(self._environments) < self._config.concurrency:
             environment = Environment(len(self._environments) + 1, self._config, self._journal)
             self._environments.append(environment)
-            self._idle.extend([environment] * ((self._config.max_concurrency or 1) - 1))
             await environment.start()
+            # Its other slots are free once its Runtime API listens.
+            self._idle.extend([environment] * ((self._config.max_concurrency or 1) - 1))
             return self._start(environment, request)
         # All busy: the request starts in the first environment released, the moment it is.
         waiter: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
