@@ -37,11 +37,8 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from holdfast._types import LambdaContext
-
 if TYPE_CHECKING:
-    from holdfast.adapter import Adapter
-    from holdfast.pending import PendingWork
+    from holdfast.adapter import Adapter, Invocation
     from holdfast.runtime.client import RuntimeClient
 
 logger = logging.getLogger("holdfast")
@@ -73,7 +70,7 @@ class AfterResponseExtension:
         self._adapter = adapter
         self._address = runtime_api
         self._loop = asyncio.new_event_loop()
-        self._handed_over: dict[str, tuple[PendingWork, LambdaContext]] = {}
+        self._handed_over: dict[str, Invocation] = {}
         self._runtime_done: OrderedDict[str, str] = OrderedDict()
         self._waiters: dict[str, asyncio.Future[None]] = {}
         self._client: RuntimeClient | None = None
@@ -149,14 +146,14 @@ class AfterResponseExtension:
         self.subscribed = True
 
     # -- invocations -----------------------------------------------------------------------------
-    def hand_over(self, pending: PendingWork, context: LambdaContext) -> None:
+    def hand_over(self, invocation: Invocation) -> None:
         """Called by the handler (in the runtime's thread) when its response is ready: the rest
         of the invocation is the extension's."""
-        self._loop.call_soon_threadsafe(self._handed, pending, context)
+        self._loop.call_soon_threadsafe(self._handed, invocation)
 
-    def _handed(self, pending: PendingWork, context: LambdaContext) -> None:
-        self._handed_over[pending.request_id] = (pending, context)
-        self._wake(pending.request_id)
+    def _handed(self, invocation: Invocation) -> None:
+        self._handed_over[invocation.request_id] = invocation
+        self._wake(invocation.request_id)
 
     async def _serve(self) -> None:
         client = self._client
@@ -176,18 +173,17 @@ class AfterResponseExtension:
             finally:
                 self._waiters.pop(request_id, None)
         self._runtime_done.pop(request_id, None)
-        entry = self._handed_over.pop(request_id, None)
-        if entry is None:
+        invocation = self._handed_over.pop(request_id, None)
+        if invocation is None:
             self.foreign += 1
             logger.debug("request %s: answered without holdfast; ends now", request_id)
             return
-        pending, context = entry
-        if pending:
-            timeout = self._drain_timeout(context, deadline_ms)
-            await self._loop.run_in_executor(None, _drain, self._adapter, pending, timeout)
+        if not invocation.idle:
+            timeout = self._drain_timeout(invocation, deadline_ms)
+            await self._loop.run_in_executor(None, _drain, self._adapter, invocation, timeout)
 
-    def _drain_timeout(self, context: LambdaContext, deadline_ms: int | None) -> float | None:
-        timeout = self._adapter.drain_timeout(context)
+    def _drain_timeout(self, invocation: Invocation, deadline_ms: int | None) -> float | None:
+        timeout = self._adapter.drain_timeout(invocation.context)
         if timeout is None and deadline_ms:
             timeout = max(0.0, deadline_ms / 1000 - time.time() - self._adapter.drain_margin)
         return timeout
@@ -247,10 +243,7 @@ class ConcurrentHost:
 
     def __init__(self, adapter: Adapter) -> None:
         self._adapter = adapter
-        self._queue: queue.SimpleQueue[tuple[PendingWork, LambdaContext] | None] = (
-            queue.SimpleQueue()
-        )
-        self._draining: PendingWork | None = None
+        self._queue: queue.SimpleQueue[Invocation | None] = queue.SimpleQueue()
         self._idle = threading.Event()
         self._idle.set()
 
@@ -261,18 +254,18 @@ class ConcurrentHost:
         _term_with_parent()
         threading.Thread(target=self._drain_forever, name="holdfast-drain", daemon=True).start()
 
-    def hand_over(self, pending: PendingWork, context: LambdaContext) -> None:
-        if pending:
+    def hand_over(self, invocation: Invocation) -> None:
+        if not invocation.idle:
             self._idle.clear()
-            self._queue.put((pending, context))
+            self._queue.put(invocation)
 
     def _drain_forever(self) -> None:
         while True:
-            entry = self._queue.get()
-            if entry is None:
+            invocation = self._queue.get()
+            if invocation is None:
                 return
-            pending, context = entry
-            _drain(self._adapter, pending, self._adapter.drain_timeout(context))
+            timeout = self._adapter.drain_timeout(invocation.context)
+            _drain(self._adapter, invocation, timeout)
             if self._queue.empty():
                 self._idle.set()
 
@@ -284,11 +277,11 @@ class ConcurrentHost:
         _shut_down(self._adapter, [])
 
 
-def _drain(adapter: Adapter, pending: PendingWork, timeout: float | None) -> None:
+def _drain(adapter: Adapter, invocation: Invocation, timeout: float | None) -> None:
     try:
-        adapter.record(adapter.engine.run(pending.drain(timeout)))
+        adapter.engine.run(invocation.drain(timeout))
     except Exception:
-        logger.exception("request %s: draining after-response work failed", pending.request_id)
+        logger.exception("request %s: draining after-response work failed", invocation.request_id)
 
 
 def _shut_down(adapter: Adapter, in_flight: list[asyncio.Future[object]]) -> None:
@@ -353,5 +346,5 @@ def start_for(adapter: Adapter) -> AfterResponseExtension | ConcurrentHost | Non
     else:
         host = AfterResponseExtension(adapter, runtime_api)
     host.start()
-    adapter.pending_host = host.hand_over
+    adapter.host = host.hand_over
     return host

@@ -7,6 +7,8 @@ SIGTERM at shutdown lets work in flight finish."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -73,10 +75,9 @@ def test_concurrent_invocations_each_drain_their_work(command, tmp_path):
         assert extensions == ["holdfast-shutdown"]  # one process: it earns its SIGTERM
 
 
-@HOSTS
-def test_sigterm_lets_work_in_flight_finish(command, tmp_path):
+def test_sigterm_lets_work_in_flight_finish_under_holdfast_run(tmp_path):
     with ThreadedEmulator(
-        command,
+        HOLDFAST_RUN,
         cwd=str(HERE),
         max_concurrency=2,
         log=lambda line: None,
@@ -85,3 +86,22 @@ def test_sigterm_lets_work_in_flight_finish(command, tmp_path):
         assert emu.invoke(http_event("/work/last")).ok
         # Shut down at once: the 0.3 s background task is still running.
     assert (tmp_path / "last").exists()
+
+
+def test_a_signalled_awslambdaric_worker_finishes_work_in_flight(tmp_path):
+    """awslambdaric's multi-concurrent parent does not pass SIGTERM on to its workers (it dies
+    of it): a worker finishes its in-flight work when the platform signals the process group,
+    as here, or when the parent's death reaches it (PR_SET_PDEATHSIG), within the time the
+    platform leaves before SIGKILL."""
+    with ThreadedEmulator(
+        AWSLAMBDARIC,
+        cwd=str(HERE),
+        max_concurrency=2,
+        log=lambda line: None,
+        env={"MARK_DIR": str(tmp_path)},
+    ) as emu:
+        result = emu.invoke(http_event("/work/last"))
+        worker = result.json()["body"].split('"pid":')[1].rstrip("}")
+        os.killpg(os.getpgid(int(worker)), signal.SIGTERM)
+        wait_for(lambda: (tmp_path / "last").exists(), "the in-flight drain")
+    assert (tmp_path / "last").read_text().strip() == worker

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from holdfast import pending as _pending
 from holdfast.adapter import Adapter, Invocation
-from holdfast.errors import FunctionError, http_status_error
+from holdfast.outcome import Failed, Outcome, Streamed
 from holdfast.pending import PendingWork, drain_budget
 from holdfast.runtime import sigterm
 from holdfast.runtime.client import (
@@ -32,12 +32,10 @@ from holdfast.runtime.client import (
 )
 from holdfast.runtime.context import ContextError, FunctionInfo, LambdaContext, enter_invocation
 from holdfast.runtime.loader import Target
-from holdfast.runtime.report import ErrorReport
+from holdfast.runtime.report import ErrorReport, error_category
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
-
-    from holdfast.runtime.streaming import HTTPStreamSink
 
 logger = logging.getLogger("holdfast")
 
@@ -78,6 +76,8 @@ class Runtime:
         """
         clients = [RuntimeClient(self.address) for _ in range(self.concurrency)]
         loop = asyncio.get_running_loop()
+        if self.target.adapter is not None:
+            await self.target.adapter.startup()  # at init, if the loader has not run it yet
         # Extensions register during init, before the first /next (or the snapshot); the
         # workers' connections open meanwhile, saving their round trip on the cold start.
         shutdown_extension = None
@@ -172,29 +172,11 @@ class Runtime:
     async def _invoke_app(
         self, adapter: Adapter, reply: Reply, event: Any, context: LambdaContext
     ) -> None:
-        try:
-            answer = await adapter.handle_tasks(event, context)
-        except Exception as exc:
-            await _post_failure(reply, exc, "the task consumer raised")
-            return
-        if answer is not None:  # an SQS batch or a schedule for the task queue
-            body, content_type = _marshal(answer)
-            await reply.respond(body, content_type)
-            return
-        sink = None
-        if self.streaming:
-            from holdfast.runtime.streaming import CONTENT_TYPE, HTTPStreamSink
-
-            stream = reply.stream(CONTENT_TYPE)
-            sink = HTTPStreamSink(stream, hold=adapter.error_status_codes)
-        try:
-            invocation = await adapter.handle(event, context, sink)
-        except Exception as exc:
-            # Not an HTTP event (InvalidEvent) or one that cannot be decoded: a function error.
-            await _post_failure(reply, exc)
-            return
-        await reply.post(_deliver(reply, invocation, sink))
-        adapter.record(await invocation.pending.drain(adapter.drain_timeout(context)))
+        invocation = adapter.begin(event, context, streaming=self.streaming)
+        outcome = await invocation.outcome()
+        await reply.post(_deliver(reply, invocation, outcome))
+        invocation.handed_over()  # the app's code after its last body chunk runs from here on
+        await invocation.drain(adapter.drain_timeout(context))
 
     # -- a plain handler(event, context) -----------------------------------------------------
     async def _invoke_handler(self, reply: Reply, event: Any, context: LambdaContext) -> None:
@@ -296,44 +278,29 @@ class Reply:
             logger.error("lost the Runtime API connection while posting: %r", exc)
 
 
-async def _deliver(reply: Reply, invocation: Invocation, sink: HTTPStreamSink | None) -> None:
-    """Post the app's response: buffered, streamed (finishing or failing the stream), or as
-    a function error."""
-    streamed = sink is not None and sink.started
-    try:
-        # Always called: from here on, the app's remaining coroutine is pending work.
-        result: dict[str, Any] | FunctionError = invocation.result()
-    except FunctionError as exc:
-        result = exc
-    except AssertionError:
-        # Adapter.result() asserts a buffered sink when an app raises after completing its
-        # response; a streamed response is already delivered, so there is nothing to add.
-        if not streamed:
-            raise
-        result = {}
-    if sink is not None and streamed:
-        if not sink.closed:  # the app failed after its first byte
-            await sink.fail(ErrorReport.from_exception(_failure(invocation)))
-        return
-    if sink is not None and sink.held is not None:
-        result = http_status_error(*sink.held)
-    if isinstance(result, FunctionError):
-        await reply.error(ErrorReport.from_exception(result))
-    elif sink is None:
-        # Nothing owed after the response (the app's coroutine has returned, no after-response
-        # work, no final callback): /next can go out in the same write.
-        await reply.respond(json.dumps(result).encode(), then_next=not invocation.pending)
+async def _deliver(reply: Reply, invocation: Invocation, outcome: Outcome) -> None:
+    """Post the outcome: a JSON document, a streamed HTTP response, or a function error."""
+    if isinstance(outcome, Failed):
+        if outcome.error is not None:
+            report = ErrorReport.from_exception(outcome.error)
+        else:
+            category = error_category("Function", outcome.error_type)
+            report = ErrorReport(outcome.error_type, outcome.message, category)
+        logger.error("request %s: %s: %s", reply.request_id, outcome.error_type, outcome.message)
+        await reply.error(report)
+    elif isinstance(outcome, Streamed):
+        from holdfast.runtime.streaming import CONTENT_TYPE, stream
+
+        await stream(reply.stream(CONTENT_TYPE), outcome)
     else:
-        await sink.replay(result)  # the app failed before it started its response
-
-
-def _failure(invocation: Invocation) -> BaseException:
-    task = invocation.task
-    if task.cancelled():
-        return asyncio.CancelledError("the app was cancelled")
-    if task.done() and task.exception() is not None:
-        return task.exception()  # type: ignore[return-value]
-    return RuntimeError("the app ended without completing its response")
+        try:
+            body, content_type = _marshal(outcome.payload)
+        except _MarshalError as exc:
+            await reply.error(_handler_error(exc))
+            return
+        # Nothing owed after the response (no app coroutine left, no after-response work, no
+        # final callback): /next can go out in the same write.
+        await reply.respond(body, content_type, then_next=invocation.idle)
 
 
 def _unmarshal(request: InvocationRequest) -> Any:
