@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from holdfast.adapter import Adapter, Invocation
@@ -219,7 +219,9 @@ class AfterResponseExtension:
             if not isinstance(item, dict) or item.get("type") != "platform.runtimeDone":
                 continue
             record = item.get("record")
-            request_id = record.get("requestId") if isinstance(record, dict) else None
+            if not isinstance(record, dict):
+                continue
+            request_id = record.get("requestId")
             if isinstance(request_id, str):
                 self._runtime_done[request_id] = str(record.get("status", ""))
                 while len(self._runtime_done) > _DONE_MEMORY:
@@ -284,7 +286,7 @@ def _drain(adapter: Adapter, invocation: Invocation, timeout: float | None) -> N
         logger.exception("request %s: draining after-response work failed", invocation.request_id)
 
 
-def _shut_down(adapter: Adapter, in_flight: list[asyncio.Future[object]]) -> None:
+def _shut_down(adapter: Adapter, in_flight: list[asyncio.Future[Any]]) -> None:
     """SIGTERM (in the sigterm thread): finish within the budget, then end the process."""
     from holdfast.runtime import sigterm
 

@@ -74,8 +74,12 @@ def _run(spec: str, address: str) -> int:
         snapstart=os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
     )
     engine = target.adapter.engine if target.adapter is not None else Engine()
-    on_sigterm.append(lambda: engine.loop.call_soon_threadsafe(runtime.terminate))
+    on_sigterm.append(lambda: _call_soon(engine.loop, runtime.terminate))
     return engine.run(runtime.run())
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    loop.call_soon_threadsafe(callback)
 
 
 def _fail_init(address: str, exc: Exception) -> int:

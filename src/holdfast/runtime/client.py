@@ -426,7 +426,7 @@ async def read_body(reader: asyncio.StreamReader, headers: dict[str, str], statu
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    parts = []
+    parts: list[bytes] = []
     while True:
         size_line = await reader.readuntil(b"\r\n")
         size = int(size_line.split(b";", 1)[0], 16)

@@ -44,15 +44,13 @@ class InvocationFilter(logging.Filter):
 class JSONFormatter(logging.Formatter):
     """One JSON object per record, in the managed Python runtime's field names."""
 
-    converter = time.gmtime
-
     def format(self, record: logging.LogRecord) -> str:
         level = min(50, max(0, record.levelno)) // 10 * 10  # custom levels map to the nearest
         message: Any = record.msg
         if not (isinstance(message, dict) and not record.args):
             message = record.getMessage()
         document: dict[str, Any] = {
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", self.converter(record.created)),
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
             "level": logging.getLevelName(level),
             "message": message,
             "logger": record.name,

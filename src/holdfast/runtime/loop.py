@@ -113,7 +113,7 @@ class Runtime:
         then run lifespan shutdown, within :data:`sigterm.SHUTDOWN_BUDGET`. Call on the loop."""
         if self._winding_down is not None:
             return
-        busy = [worker for worker in self._workers if worker not in self._idle]
+        busy: list[asyncio.Future[Any]] = [w for w in self._workers if w not in self._idle]
         for worker in self._idle:
             worker.cancel()
         winding_down = sigterm.wind_down(self.target.adapter, busy)

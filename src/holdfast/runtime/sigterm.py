@@ -18,7 +18,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from holdfast.runtime.client import RuntimeClient
 
@@ -85,7 +85,7 @@ def watch(on_sigterm: Callable[[], None]) -> bool:
 
 async def wind_down(
     adapter: Adapter | None,
-    in_flight: Collection[asyncio.Future[object]] = (),
+    in_flight: Collection[asyncio.Future[Any]] = (),
     budget: float = SHUTDOWN_BUDGET,
 ) -> None:
     """Let ``in_flight`` work (invocations still answering or draining) finish, then run the
