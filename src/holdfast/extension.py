@@ -281,7 +281,9 @@ class ConcurrentHost:
 
 def _drain(adapter: Adapter, invocation: Invocation, timeout: float | None) -> None:
     try:
-        adapter.engine.run(invocation.drain(timeout))
+        # Stepping in the background: a handler called meanwhile (no freeze under Managed
+        # Instances) steps the loop itself and never waits for this drain.
+        adapter.engine.run_in_background(invocation.drain(timeout))
     except Exception:
         logger.exception("request %s: draining after-response work failed", invocation.request_id)
 

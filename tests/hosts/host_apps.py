@@ -35,6 +35,26 @@ async def work(name: str, tasks: BackgroundTasks):
     return {"name": name, "pid": os.getpid()}
 
 
+async def _after_gate(name: str) -> None:
+    gate = Path(os.environ["MARK_DIR"]) / f"open-{name}"
+    while not gate.exists():
+        await asyncio.sleep(0.01)
+    _mark(name)
+
+
+@app.get("/gated/{name}")
+async def gated(name: str, tasks: BackgroundTasks):
+    tasks.add_task(_after_gate, name)
+    return {"name": name}
+
+
+@app.get("/slow/{name}")
+async def slow(name: str, tasks: BackgroundTasks):
+    await asyncio.sleep(0.2)  # the requests overlap: each worker takes one at a time
+    tasks.add_task(_slow_after, name)
+    return {"name": name, "pid": os.getpid()}
+
+
 @app.get("/hello")
 async def hello():
     return {"message": "hello"}
