@@ -47,8 +47,11 @@ class Pool:
             environment = Environment(len(self._environments) + 1, self._config, self._journal)
             self._environments.append(environment)
             await environment.start()
-            # Its other slots are free once its Runtime API listens.
-            self._idle.extend([environment] * ((self._config.max_concurrency or 1) - 1))
+            # Its other slots are free once its Runtime API listens: requests that queued up
+            # while it started take them at once.
+            for _ in range((self._config.max_concurrency or 1) - 1):
+                if not self._hand_to_waiter(environment):
+                    self._idle.append(environment)
             return self._start(environment, request)
         # All busy: the request starts in the first environment released, the moment it is.
         waiter: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
@@ -76,6 +79,12 @@ class Pool:
         # Called as the invocation ends: the next request waiting starts at once, in this
         # same step, rather than after its caller's task has been woken to start it.
         self._in_flight.discard(finished)
+        if not self._hand_to_waiter(environment):
+            self._idle.append(environment)
+
+    def _hand_to_waiter(self, environment: Environment) -> bool:
+        """Start the first request still waiting in a free slot of `environment`; whether the
+        slot was taken."""
         while self._waiters:
             request, waiter = self._waiters.popleft()
             if waiter.done():  # a caller that gave up while waiting is skipped
@@ -84,6 +93,6 @@ class Pool:
                 waiter.set_result(self._start(environment, request))
             except Exception as exc:  # the caller hears of it; the environment stays usable
                 waiter.set_exception(exc)
-                break
-            return
-        self._idle.append(environment)
+                return False
+            return True
+        return False
