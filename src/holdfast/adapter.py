@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import inspect
-import json
 import logging
 import sys
 import weakref
@@ -197,7 +196,7 @@ class Invocation:
         sink: ResponseSink,
     ) -> None:
         try:
-            request = codec.decode(event, adapter.base_path)
+            request = codec.decode(event, adapter.base_path, context)
         except (AttributeError, TypeError) as exc:  # e.g. a list where an object belongs
             raise InvalidEvent(f"{codec.name} event: a field has the wrong type: {exc}") from exc
         if request.body and find_header(request.headers, b"content-length") is None:
@@ -255,13 +254,14 @@ class Invocation:
             excluded = self.adapter.exclude_headers
             response.headers = [(k, v) for k, v in response.headers if k not in excluded]
         result = self.codec.encode(response)
-        if _payload_too_large(result):
+        if self.codec.too_large(result):
             logger.error(
-                "request %s: the response (status %d) exceeds Lambda's %d-byte payload limit;"
+                "request %s: the response (status %d) exceeds the %d-byte payload limit of %s;"
                 " answering 413 instead",
                 self.request_id,
                 response.status,
-                MAX_RESPONSE_BYTES,
+                self.codec.max_response_bytes,
+                self.codec.name,
             )
             response = HTTPResponse(413, list(_PLAIN_TEXT), b"Response payload too large")
             result = self.codec.encode(response)
@@ -329,16 +329,6 @@ def _close_at_exit(ref: weakref.ref[Adapter]) -> None:
 def _error_response() -> HTTPResponse:
     # Clients get no traceback; the log carries it with the request id.
     return HTTPResponse(500, list(_PLAIN_TEXT), b"Internal Server Error")
-
-
-def _payload_too_large(result: dict[str, Any]) -> bool:
-    body = result.get("body") or ""
-    # Base64 needs no escaping; a text character takes up to 12 bytes once serialised (an
-    # escaped surrogate pair). Headers and JSON framing cannot add 256 KiB: skip serialising.
-    growth = 1 if result.get("isBase64Encoded") else 12
-    if len(body) * growth < MAX_RESPONSE_BYTES - 256 * 1024:
-        return False
-    return len(json.dumps(result).encode("utf-8")) > MAX_RESPONSE_BYTES
 
 
 def _request_id(event: LambdaEvent, context: LambdaContext) -> str:
