@@ -13,6 +13,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("holdfast.runtime.cli", "run an ASGI/WSGI app as a Lambda custom runtime"),
     "emulate": ("holdfast.emulator.cli", "a local Lambda that really freezes the process"),
     "tasks": ("holdfast.tasks.cli", "durable task queue commands (worker, ...)"),
+    "proxy": ("holdfast.proxy.cli", "run a web server's command as a Lambda function (LWA-style)"),
     "dev": ("holdfast.dev", "the demo app (or yours) under the emulator, for development"),
 }
 
