@@ -168,3 +168,30 @@ def test_named_periodic_input(sqlite_url):
     [task_id] = handle_event(event)["queued"]
     assert queue.status_sync(task_id).task == "nightly"
     assert handle_event({"holdfast": {"periodic": "missing"}})["queued"] == []
+
+
+def test_predicates_tell_batches_from_schedules(aws, sqlite_url):
+    from holdfast.tasks.lambda_consumer import is_task_batch, is_task_schedule
+
+    make_queue(aws)
+    batch = {"Records": [{"eventSource": "aws:sqs", "eventSourceARN": aws.queue_arn}]}
+    assert is_task_batch(batch) and not is_task_schedule(batch)
+    named = {"holdfast": {"periodic": "nightly"}}
+    assert is_task_schedule(named) and not is_task_batch(named)
+    assert not is_task_schedule(SCHEDULED)  # no periodic task registered anywhere
+    periodic = TaskQueue(sqlite_url, name="cron")
+    periodic.periodic("@daily", name="daily")(lambda: None)
+    assert is_task_schedule(SCHEDULED) and not is_task_batch(SCHEDULED)
+    for odd in (None, [], "x", {"Records": "x"}, {"Records": [1]}, {"holdfast": {"periodic": 3}}):
+        assert not is_task_batch(odd) and not is_task_schedule(odd)
+
+
+def test_entry_points_run_each_kind(aws):
+    from holdfast.tasks.lambda_consumer import handle_task_batch
+
+    queue = make_queue(aws)
+    handle = queue.tasks["double"].defer_sync(4)
+    event = aws.lambda_event(aws.receive())
+    event["Records"].append("not a record")  # skipped: it has no messageId to report
+    assert asyncio.run(handle_task_batch(event)) == {"batchItemFailures": []}
+    assert queue.status_sync(handle.id).result == 8
