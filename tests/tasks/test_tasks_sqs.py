@@ -210,10 +210,8 @@ def test_settling_twice_is_idempotent(aws):
     assert status.state is TaskState.RETRYING and status.error == "E: once"
 
 
-def test_a_lost_worker_reads_as_retrying_then_dead_on_the_last_receive(moto_endpoint):
-    from conftest import AwsResources
-
-    aws = AwsResources(moto_endpoint, max_receive=2)
+def test_a_lost_worker_reads_as_retrying_then_dead_on_the_last_receive(aws_with_dlq):
+    aws = aws_with_dlq  # maxReceiveCount 2
     queue = make_queue(aws)
     handle = queue.tasks["add"].defer_sync(1)
     first = _delivered(queue, aws, lease=1)  # its worker is "killed": nothing settles it
