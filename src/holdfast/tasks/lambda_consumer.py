@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,11 +60,6 @@ def is_task_schedule(event: object) -> bool:
     return _is_scheduled(event) and any(queue.periodic_tasks for queue in registered_queues())
 
 
-def is_task_event(event: object) -> bool:
-    """`is_task_batch(event) or is_task_schedule(event)`."""
-    return is_task_batch(event) or is_task_schedule(event)
-
-
 async def handle_task_batch(event: Mapping[str, Any], context: object = None) -> dict[str, Any]:
     """Run an SQS batch of task messages; never raises for one bad message."""
     records = event.get("Records")
@@ -78,24 +72,6 @@ async def handle_task_schedule(event: Mapping[str, Any], context: object = None)
     if name is not None:
         return await _fire_named(name)
     return await _fire_scheduled(event)
-
-
-async def handle_event_async(event: Mapping[str, Any], context: object = None) -> dict[str, Any]:
-    """`handle_task_schedule` or `handle_task_batch`, for a caller that did not tell them apart."""
-    if is_task_schedule(event):
-        return await handle_task_schedule(event, context)
-    return await handle_task_batch(event, context)
-
-
-def handle_event(event: Mapping[str, Any], context: object = None) -> dict[str, Any]:
-    """Synchronous `handle_event_async`, for synchronous callers."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(handle_event_async(event, context))
-    # Called from code running inside an event loop: give the work a loop of its own.
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, handle_event_async(event, context)).result()
 
 
 # -- SQS --------------------------------------------------------------------------------------
