@@ -151,6 +151,7 @@ class Front:
             body=body,
             source_ip=request.client[0],
             protocol=request.version,
+            port=self.port,
         )
         request_id = new_request_id()
         event = build_event(
@@ -164,7 +165,12 @@ class Front:
         payload = json.dumps(event).encode()
         if len(payload) > MAX_SYNC_PAYLOAD:
             return json_response(413, {"message": "Request Entity Too Large"})
-        response = await self._dispatcher.call(InvokeRequest(payload, request_id=request_id))
+        try:  # as an API Gateway integration that maps the header to the tenant id would
+            tenant_id = _tenant_id(request.headers.get(TENANT_HEADER))
+        except ValueError as exc:
+            return json_response(400, {"message": str(exc)})
+        invoke = InvokeRequest(payload, request_id=request_id, tenant_id=tenant_id)
+        response = await self._dispatcher.call(invoke)
         extra = [("x-amzn-RequestId", request_id)]
         if config.invoke_mode == "response_stream" and isinstance(response.body, ResponseStream):
             return _relay(await self._open_stream(response.body), extra)
