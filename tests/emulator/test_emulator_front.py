@@ -165,13 +165,15 @@ def test_malformed_chunked_request_gets_400_without_a_traceback(emulators, caplo
     emu = emulators(ric("http"))
     host, port = emu.url.removeprefix("http://").split(":")
     head = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-    with caplog.at_level(logging.DEBUG, logger="holdfast.emulator"):
-        with socket.create_connection((host, int(port))) as connection:
-            connection.sendall(head + body)
-            connection.shutdown(socket.SHUT_WR)
-            answer = b""
-            while chunk := connection.recv(65536):
-                answer += chunk
+    with (
+        caplog.at_level(logging.DEBUG, logger="holdfast.emulator"),
+        socket.create_connection((host, int(port))) as connection,
+    ):
+        connection.sendall(head + body)
+        connection.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert not [r for r in caplog.records if r.exc_info], "no traceback in the emulator's log"
     assert httpx.get(emu.url + "/plain").json() == {"hello": "world"}, "still serving"
