@@ -1,6 +1,7 @@
 """Running tasks inside a Lambda function: SQS events and EventBridge schedules.
 
-The adapter routes an event here when `is_task_event(event)` is true, and returns what
+`holdfast.dispatch` routes an event here when `is_task_batch(event)` or
+`is_task_schedule(event)` is true, and returns what
 `handle_event(event, context)` (or `await handle_event_async(...)`) returns:
 
 * an SQS event whose messages are holdfast tasks: every message runs (concurrently, the
@@ -39,12 +40,22 @@ CONCURRENCY = 10
 
 def is_task_event(event: Any) -> bool:
     """True for events this module handles: holdfast SQS messages and task schedules."""
+    return is_task_batch(event) or is_task_schedule(event)
+
+
+def is_task_schedule(event: Any) -> bool:
+    """True for a schedule of this app's periodic tasks (``holdfast.dispatch`` asks)."""
     if not isinstance(event, dict):
         return False
     if _named_periodic(event) is not None:
         return True
-    if _is_scheduled(event):
-        return any(queue.periodic_tasks for queue in registered_queues())
+    return _is_scheduled(event) and any(queue.periodic_tasks for queue in registered_queues())
+
+
+def is_task_batch(event: Any) -> bool:
+    """True for an SQS batch carrying holdfast task messages (``holdfast.dispatch`` asks)."""
+    if not isinstance(event, dict):
+        return False
     records = event.get("Records")
     if not isinstance(records, list) or not records or not isinstance(records[0], dict):
         return False
