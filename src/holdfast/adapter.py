@@ -328,7 +328,11 @@ class Invocation:
         if handler is None and name in (TASK_MESSAGES, TASK_SCHEDULE):
             from holdfast.tasks import lambda_consumer  # dispatch found it imported
 
-            handler = lambda_consumer.handle_event_async
+            handler = (
+                lambda_consumer.handle_task_batch
+                if name == TASK_MESSAGES
+                else lambda_consumer.handle_task_schedule
+            )
         if handler is None:
             if name == WARMER:
                 self._outcome = Buffered({})  # warm now: nothing to run
