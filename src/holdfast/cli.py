@@ -14,6 +14,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("holdfast.runtime.cli", "run an ASGI/WSGI app as a Lambda custom runtime"),
     "emulate": ("holdfast.emulator.cli", "a local Lambda that really freezes the process"),
     "tasks": ("holdfast.tasks.cli", "durable task queue commands (worker, ...)"),
+    "proxy": ("holdfast.proxy.cli", "run a web server's command as a Lambda function (LWA-style)"),
     "dev": ("holdfast.dev", "your app on a local freezing Lambda, with workers and a dashboard"),
 }
 

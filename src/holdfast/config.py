@@ -1,66 +1,391 @@
 """The one way holdfast reads settings: explicit arguments first, then the environment.
 
-Every setting can come from ``HOLDFAST_<NAME>``; settings that AWS Lambda Web Adapter also has
-are read from its ``AWS_LWA_<NAME>`` spelling too, so a function moving from LWA keeps working.
+Every setting can come from ``HOLDFAST_<NAME>``; settings that the AWS Lambda Web Adapter (LWA)
+also has are read from its ``AWS_LWA_<NAME>`` spelling, and then from LWA's legacy unprefixed
+alias (``PORT``, ``READINESS_CHECK_PATH``, ...; deprecated by LWA, so a warning says so, except
+for ``PORT``), so a function moving from LWA keeps its configuration. Empty values count as unset.
+
+Values are parsed as LWA parses them: a value LWA would not accept falls back to LWA's default,
+with a warning naming the variable, instead of failing the function.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Literal
 
-#: Settings whose AWS Lambda Web Adapter name differs from holdfast's.
-_LWA_NAMES: dict[str, str] = {
-    "ERROR_STATUS_CODES": "AWS_LWA_ERROR_STATUS_CODES",
-    "BASE_PATH": "AWS_LWA_REMOVE_BASE_PATH",
-    "INVOKE_MODE": "AWS_LWA_INVOKE_MODE",
+logger = logging.getLogger("holdfast")
+
+InvokeMode = Literal["buffered", "response_stream"]
+ReadinessProtocol = Literal["http", "tcp"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Names:
+    lwa: str | None = None
+    legacy: str | None = None
+    #: LWA logs a deprecation warning when it falls back to the legacy name (all but ``PORT``).
+    legacy_deprecated: bool = True
+
+
+#: Every setting holdfast reads, by its holdfast name (``HOLDFAST_<NAME>``).
+SETTINGS: dict[str, _Names] = {
+    # In-process and proxy: how events become requests and responses become results.
+    "BASE_PATH": _Names("AWS_LWA_REMOVE_BASE_PATH", "REMOVE_BASE_PATH"),
+    "ERROR_STATUS_CODES": _Names("AWS_LWA_ERROR_STATUS_CODES"),
+    "INVOKE_MODE": _Names("AWS_LWA_INVOKE_MODE"),
+    "ENABLE_COMPRESSION": _Names("AWS_LWA_ENABLE_COMPRESSION"),
+    "AUTHORIZATION_SOURCE": _Names("AWS_LWA_AUTHORIZATION_SOURCE"),
+    "PASS_THROUGH_PATH": _Names("AWS_LWA_PASS_THROUGH_PATH"),
+    # Proxy mode (`holdfast proxy`): where the app listens and how to tell it is ready.
+    "PORT": _Names("AWS_LWA_PORT", "PORT", legacy_deprecated=False),
+    "HOST": _Names("AWS_LWA_HOST", "HOST"),
+    "READINESS_CHECK_PORT": _Names("AWS_LWA_READINESS_CHECK_PORT", "READINESS_CHECK_PORT"),
+    "READINESS_CHECK_PATH": _Names("AWS_LWA_READINESS_CHECK_PATH", "READINESS_CHECK_PATH"),
+    "READINESS_CHECK_PROTOCOL": _Names(
+        "AWS_LWA_READINESS_CHECK_PROTOCOL", "READINESS_CHECK_PROTOCOL"
+    ),
+    "READINESS_CHECK_HEALTHY_STATUS": _Names("AWS_LWA_READINESS_CHECK_HEALTHY_STATUS"),
+    # Removed in LWA 1.0 (healthy = 100..N-1); still read when HEALTHY_STATUS is unset.
+    "READINESS_CHECK_MIN_UNHEALTHY_STATUS": _Names("AWS_LWA_READINESS_CHECK_MIN_UNHEALTHY_STATUS"),
+    "READINESS_CHECK_TIMEOUT_SECONDS": _Names("AWS_LWA_READINESS_CHECK_TIMEOUT_SECONDS"),
+    "ASYNC_INIT": _Names("AWS_LWA_ASYNC_INIT", "ASYNC_INIT"),
+    "POOL_IDLE_TIMEOUT_SECONDS": _Names("AWS_LWA_POOL_IDLE_TIMEOUT_SECONDS"),
+    "LAMBDA_RUNTIME_API_PROXY": _Names("AWS_LWA_LAMBDA_RUNTIME_API_PROXY"),
 }
+
+DEFAULT_PORT = 8080
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PASS_THROUGH_PATH = "/events"
+DEFAULT_HEALTHY_STATUS = frozenset(range(100, 500))
+DEFAULT_POOL_IDLE_TIMEOUT = 4.0
+#: How long an async init waits for the app before letting Lambda's 10 s init limit win.
+ASYNC_INIT_WAIT = 9.8
+
+# Warnings already given, so reading a setting again does not repeat them.
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_once(key: str, value: str, message: str, *args: object) -> None:
+    if (key, value) not in _warned:
+        _warned.add((key, value))
+        logger.warning(message, *args)
 
 
 def setting(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     """The raw value of setting ``name`` from the environment, or ``None`` when unset.
 
-    ``HOLDFAST_<NAME>`` wins over the Lambda Web Adapter spelling; empty values count as unset.
+    Precedence: ``HOLDFAST_<NAME>``, then LWA's ``AWS_LWA_*`` name, then LWA's legacy alias.
     """
     env = os.environ if environ is None else environ
-    for key in (f"HOLDFAST_{name}", _LWA_NAMES.get(name)):
-        if key and env.get(key):
-            return env[key]
+    value = env.get(f"HOLDFAST_{name}")
+    if value:
+        return value
+    names = SETTINGS.get(name)
+    if names is None:
+        return None
+    if names.lwa and env.get(names.lwa):
+        return env[names.lwa]
+    if names.legacy and env.get(names.legacy):
+        value = env[names.legacy]
+        if names.legacy_deprecated:
+            _warn_once(
+                names.legacy,
+                value,
+                "%s is deprecated (as in the Lambda Web Adapter): use HOLDFAST_%s or %s",
+                names.legacy,
+                name,
+                names.lwa,
+            )
+        return value
     return None
 
 
+def _source(name: str, environ: Mapping[str, str] | None) -> str:
+    """The variable a setting's value came from, for warnings."""
+    env = os.environ if environ is None else environ
+    names = SETTINGS.get(name, _Names())
+    for key in (f"HOLDFAST_{name}", names.lwa, names.legacy):
+        if key and env.get(key):
+            return key
+    return f"HOLDFAST_{name}"
+
+
+# -- status code lists ----------------------------------------------------------------------------
 def parse_status_codes(spec: str | Iterable[int] | None) -> frozenset[int]:
-    """Parse ``"500,502-504"`` (or an iterable of ints) into a set of HTTP status codes."""
+    """Parse ``"500,502-504"`` (or an iterable of ints) given in code; anything invalid raises.
+
+    Settings from the environment are parsed leniently instead (see :func:`status_code_list`).
+    """
     if spec is None:
         return frozenset()
     if not isinstance(spec, str):
         codes = frozenset(int(code) for code in spec)
     else:
-        codes = frozenset(_parse_status_spec(spec))
+        codes = frozenset(_strict_codes(spec))
     bad = sorted(code for code in codes if not 100 <= code <= 599)
     if bad:
         raise ValueError(f"error status codes must be within 100-599, got {bad}")
     return codes
 
 
-def _parse_status_spec(spec: str) -> Iterable[int]:
-    for part in filter(None, (item.strip() for item in spec.split(","))):
-        low, sep, high = part.partition("-")
-        try:
-            if sep:
-                yield from range(int(low), int(high) + 1)
-            else:
-                yield int(part)
-        except ValueError:
+def _strict_codes(spec: str) -> Iterator[int]:
+    for part, codes in _status_items(spec):
+        if codes is None:
             raise ValueError(
                 f"invalid error status code {part!r} in {spec!r}: "
                 "expected codes or ranges such as '500,502-504'"
-            ) from None
+            )
+        yield from codes
+
+
+def status_code_list(spec: str, variable: str = "status list") -> frozenset[int]:
+    """Parse a status list as LWA does: comma-separated codes and inclusive ranges, whitespace
+    trimmed; a bad item (``abc``, ``500-x``, ``200-300-400``, out of 100-599) is skipped with a
+    warning, so an all-bad value is the empty set."""
+    codes: set[int] = set()
+    for part, parsed in _status_items(spec):
+        if parsed is None or any(not 100 <= code <= 599 for code in parsed):
+            _warn_once(variable, part, "%s: ignoring invalid status item %r", variable, part)
+            continue
+        codes.update(parsed)
+    return frozenset(codes)
+
+
+def _status_items(spec: str) -> Iterator[tuple[str, range | None]]:
+    for part in filter(None, (item.strip() for item in spec.split(","))):
+        bounds = [bound.strip() for bound in part.split("-")]
+        try:
+            if len(bounds) == 1:
+                yield part, range(int(bounds[0]), int(bounds[0]) + 1)
+            elif len(bounds) == 2:
+                yield part, range(int(bounds[0]), int(bounds[1]) + 1)
+            else:
+                yield part, None
+        except ValueError:
+            yield part, None
+
+
+# -- typed settings -------------------------------------------------------------------------------
+def error_status_codes(
+    value: str | Iterable[int] | None = None, environ: Mapping[str, str] | None = None
+) -> frozenset[int]:
+    """Statuses that make the invocation a function error (``AWS_LWA_ERROR_STATUS_CODES``)."""
+    if value is not None:
+        return parse_status_codes(value)
+    spec = setting("ERROR_STATUS_CODES", environ)
+    if spec is None:
+        return frozenset()
+    return status_code_list(spec, _source("ERROR_STATUS_CODES", environ))
 
 
 def normalize_base_path(base_path: str | None) -> str:
     """``"api/"`` → ``"/api"``; ``None``, ``""`` and ``"/"`` mean no base path."""
     if not base_path:
         return ""
-    stripped = base_path.strip("/")
+    stripped = base_path.strip().strip("/")
     return f"/{stripped}" if stripped else ""
+
+
+def base_path(value: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """The path prefix removed before routing (``AWS_LWA_REMOVE_BASE_PATH``), normalised."""
+    return normalize_base_path(value if value is not None else setting("BASE_PATH", environ))
+
+
+def invoke_mode(value: str | None = None, environ: Mapping[str, str] | None = None) -> InvokeMode:
+    """``buffered`` or ``response_stream``, case-insensitive; anything else is buffered."""
+    raw = value if value is not None else setting("INVOKE_MODE", environ)
+    mode = (raw or "buffered").strip().lower()
+    if mode == "response_stream":
+        return "response_stream"
+    if mode != "buffered":
+        _warn_once("INVOKE_MODE", mode, "unknown invoke mode %r: using buffered", raw)
+    return "buffered"
+
+
+def flag(name: str, value: bool | None = None, environ: Mapping[str, str] | None = None) -> bool:
+    """A boolean setting, parsed as LWA does: ``true`` or ``false``; anything else is false,
+    with a warning."""
+    if value is not None:
+        return value
+    raw = setting(name, environ)
+    if raw is None:
+        return False
+    text = raw.strip()
+    if text not in ("true", "false"):
+        _warn_once(
+            name, raw, "%s=%r is not 'true' or 'false': using false", _source(name, environ), raw
+        )
+    return text == "true"
+
+
+def compression(
+    value: bool | None = None, *, streaming: bool, environ: Mapping[str, str] | None = None
+) -> bool:
+    """Whether to compress responses (``AWS_LWA_ENABLE_COMPRESSION``): buffered responses only;
+    asked for together with response streaming, it is turned off with a warning (as LWA does)."""
+    enabled = flag("ENABLE_COMPRESSION", value, environ)
+    if enabled and streaming:
+        _warn_once(
+            "ENABLE_COMPRESSION",
+            "streaming",
+            "compression is not available with response streaming: turned off",
+        )
+        return False
+    return enabled
+
+
+def authorization_source(
+    value: str | None = None, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """The header whose value becomes ``Authorization`` (``AWS_LWA_AUTHORIZATION_SOURCE``),
+    lower-case; ``None`` when unset."""
+    raw = value if value is not None else setting("AUTHORIZATION_SOURCE", environ)
+    name = (raw or "").strip().lower()
+    return name or None
+
+
+def pass_through_path(value: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """Where non-HTTP events are POSTed (``AWS_LWA_PASS_THROUGH_PATH``, default ``/events``)."""
+    raw = (value if value is not None else setting("PASS_THROUGH_PATH", environ) or "").strip()
+    if not raw:
+        return DEFAULT_PASS_THROUGH_PATH
+    return raw if raw.startswith("/") else f"/{raw}"
+
+
+def seconds(
+    name: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    default: float | None,
+    allow_zero: bool,
+) -> float | None:
+    """A duration in (fractional) seconds; an unusable value (``10s``, ``-1``, ``NaN``, ``inf``,
+    ``1e400``, and ``0`` unless allowed) gives ``default`` with a warning."""
+    raw = setting(name, environ)
+    if raw is None:
+        return default
+    try:
+        number = float(raw.strip())
+    except ValueError:
+        number = math.nan
+    if math.isfinite(number) and (number > 0 or (allow_zero and number == 0)):
+        return number
+    fallback = "unset" if default is None else f"{default:g} s"
+    _warn_once(
+        name, raw, "%s=%r is not a usable duration: using %s", _source(name, environ), raw, fallback
+    )
+    return default
+
+
+def pool_idle_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """Seconds an idle connection to the app may be reused (``0``: never)."""
+    value = seconds(
+        "POOL_IDLE_TIMEOUT_SECONDS", environ, default=DEFAULT_POOL_IDLE_TIMEOUT, allow_zero=True
+    )
+    assert value is not None
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    """Where proxy mode finds the app and how it decides the app is ready."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    readiness_port: int = DEFAULT_PORT
+    readiness_path: str = "/"
+    readiness_protocol: ReadinessProtocol = "http"
+    healthy_status: frozenset[int] = DEFAULT_HEALTHY_STATUS
+    #: Seconds a synchronous init waits for the app; ``None`` waits until Lambda's limit.
+    readiness_timeout: float | None = None
+    async_init: bool = False
+    pool_idle_timeout: float = DEFAULT_POOL_IDLE_TIMEOUT
+
+
+def proxy_settings(
+    port: int | None = None, environ: Mapping[str, str] | None = None
+) -> ProxySettings:
+    """The proxy's settings; ``port`` (``holdfast proxy --port``) wins over the environment."""
+    host = (setting("HOST", environ) or DEFAULT_HOST).strip()
+    if not host or any(char.isspace() or char in "/?#@" for char in host):
+        raise ValueError(f"{_source('HOST', environ)}={host!r} is not a valid host name")
+    app_port = port if port is not None else _port("PORT", environ, DEFAULT_PORT)
+    return ProxySettings(
+        host=host,
+        port=app_port,
+        readiness_port=_port("READINESS_CHECK_PORT", environ, app_port),
+        readiness_path=_readiness_path(environ),
+        readiness_protocol=_readiness_protocol(environ),
+        healthy_status=_healthy_status(environ),
+        readiness_timeout=seconds(
+            "READINESS_CHECK_TIMEOUT_SECONDS", environ, default=None, allow_zero=False
+        ),
+        async_init=flag("ASYNC_INIT", environ=environ),
+        pool_idle_timeout=pool_idle_timeout(environ),
+    )
+
+
+def _port(name: str, environ: Mapping[str, str] | None, default: int) -> int:
+    raw = setting(name, environ)
+    if raw is None:
+        return default
+    text = raw.strip()
+    # LWA refuses to start on a port that does not make a valid URL: so does holdfast.
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"{_source(name, environ)}={raw!r} is not a TCP port")
+    return int(text)
+
+
+def _readiness_path(environ: Mapping[str, str] | None) -> str:
+    path = (setting("READINESS_CHECK_PATH", environ) or "/").strip()
+    return path if path.startswith("/") else f"/{path}"
+
+
+def _readiness_protocol(environ: Mapping[str, str] | None) -> ReadinessProtocol:
+    raw = setting("READINESS_CHECK_PROTOCOL", environ)
+    protocol = (raw or "http").strip().lower()
+    if protocol == "tcp":
+        return "tcp"
+    if protocol != "http":
+        _warn_once(
+            "READINESS_CHECK_PROTOCOL", protocol, "unknown readiness protocol %r: using http", raw
+        )
+    return "http"
+
+
+def _healthy_status(environ: Mapping[str, str] | None) -> frozenset[int]:
+    spec = setting("READINESS_CHECK_HEALTHY_STATUS", environ)
+    if spec is not None:
+        return status_code_list(spec, _source("READINESS_CHECK_HEALTHY_STATUS", environ))
+    legacy = setting("READINESS_CHECK_MIN_UNHEALTHY_STATUS", environ)
+    if legacy is not None:
+        # LWA 0.x: healthy means below this status. LWA 1.x ignores it; holdfast honours it so
+        # a 0.x configuration keeps its meaning, and says how to write it today.
+        try:
+            limit = int(legacy.strip())
+        except ValueError:
+            limit = 0
+        if 100 < limit <= 600:
+            _warn_once(
+                "READINESS_CHECK_MIN_UNHEALTHY_STATUS",
+                legacy,
+                "READINESS_CHECK_MIN_UNHEALTHY_STATUS is gone from LWA 1.x: use"
+                " READINESS_CHECK_HEALTHY_STATUS=100-%d",
+                limit - 1,
+            )
+            return frozenset(range(100, limit))
+        _warn_once("READINESS_CHECK_MIN_UNHEALTHY_STATUS", legacy, "ignoring unusable %r", legacy)
+    return DEFAULT_HEALTHY_STATUS
+
+
+def runtime_api(environ: Mapping[str, str] | None = None) -> str | None:
+    """The Runtime API address the runtime loop talks to: ``AWS_LWA_LAMBDA_RUNTIME_API_PROXY``
+    when set (another extension intercepts the runtime's calls), else ``AWS_LAMBDA_RUNTIME_API``.
+    Extension registration always uses the real address."""
+    env = os.environ if environ is None else environ
+    return setting("LAMBDA_RUNTIME_API_PROXY", environ) or env.get("AWS_LAMBDA_RUNTIME_API")

@@ -1,9 +1,14 @@
-"""Exceptions raised by the task queue, and the one a task raises to fail for good."""
+"""Exceptions raised by the task queue, and the one a task raises to fail for good.
+
+They belong to holdfast's one hierarchy: `except holdfast.errors.HoldfastError` catches them.
+"""
 
 from __future__ import annotations
 
+from holdfast.errors import HoldfastError
 
-class TaskError(Exception):
+
+class TaskError(HoldfastError):
     """Base class of every error the task queue raises."""
 
 
@@ -29,3 +34,13 @@ class TaskFailed(TaskError):
 
 class BackendError(TaskError):
     """A storage or delivery backend could not be used (bad URL, missing dependency)."""
+
+
+_MAX_DESCRIPTION = 2000
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message` for storage and HTTP; tracebacks stay in the log."""
+    message = str(exc)
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text[:_MAX_DESCRIPTION]

@@ -14,7 +14,7 @@ from typing import Any
 
 from .backend import Backend
 from .codec import encode_result
-from .errors import InvalidArguments, TaskFailed, TaskTimeout
+from .errors import InvalidArguments, TaskFailed, TaskTimeout, describe
 from .models import Delivery, Outcome, TaskState
 from .task import Task
 from .threads import ThreadRunner
@@ -23,7 +23,6 @@ logger = logging.getLogger("holdfast.tasks")
 
 #: Longest wait between two attempts, whatever the backoff (SQS caps visibility at 12 h).
 MAX_BACKOFF = 3600.0
-_MAX_ERROR = 2000
 
 
 def retry_delay(backoff: float, attempt: int) -> float:
@@ -32,16 +31,9 @@ def retry_delay(backoff: float, attempt: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def describe(exc: BaseException) -> str:
-    """`Type: message` for storage and HTTP; tracebacks stay in the log."""
-    message = str(exc)
-    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return text[:_MAX_ERROR]
-
-
-def _dead(delivery: Delivery, error: str) -> Outcome:
+def _dead(delivery: Delivery, error: str, *, counted: bool = True) -> Outcome:
     logger.error("task %s (%s) is dead: %s", delivery.id, delivery.task, error)
-    return Outcome(delivery, TaskState.DEAD, error=error)
+    return Outcome(delivery, TaskState.DEAD, error=error, counted=counted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +57,9 @@ def prepare(tasks: Mapping[str, Task[Any, Any]], delivery: Delivery) -> Call | O
     if task is None:
         return _dead(delivery, f"UnknownTask: no task named {delivery.task!r} is registered")
     if delivery.attempt > task.max_attempts:
-        return _dead(delivery, f"gave up after {task.max_attempts} attempts (worker lost)")
+        # This delivery never runs, so it is no attempt: the count stays at the maximum.
+        lost = f"WorkerLost: the worker of attempt {task.max_attempts} stopped"
+        return _dead(delivery, lost, counted=False)
     try:
         args, kwargs = task.codec.decode(delivery.args, delivery.kwargs)
     except InvalidArguments as exc:

@@ -124,6 +124,8 @@ class MemoryBackend:
                     outcome.error,
                 )
                 record.lease = record.lease_until = None
+                if not outcome.counted:
+                    record.attempts -= 1
                 if outcome.state.is_final:
                     record.finished_at = now
                 else:

@@ -6,7 +6,7 @@ import enum
 import json
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +16,9 @@ class TaskState(enum.StrEnum):
 
     `failed` is a deliberate, final failure (the task raised `TaskFailed`, or its result could
     not be stored); `dead` means retries ran out or the input was bad, and on SQS the message
-    is left for the queue's redrive policy to move to the dead-letter queue.
+    is left for the queue's redrive policy to move to the dead-letter queue. `corrupt` is never
+    written by holdfast: it reports a stored record that cannot be read (an unknown state, a
+    time or count that is not a number, a result that is not JSON); `error` says what is wrong.
     """
 
     QUEUED = "queued"
@@ -25,6 +27,7 @@ class TaskState(enum.StrEnum):
     FAILED = "failed"
     RETRYING = "retrying"
     DEAD = "dead"
+    CORRUPT = "corrupt"
 
     @property
     def is_final(self) -> bool:
@@ -32,7 +35,9 @@ class TaskState(enum.StrEnum):
         return self in _FINAL_STATES
 
 
-_FINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.DEAD})
+_FINAL_STATES = frozenset(
+    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.DEAD, TaskState.CORRUPT}
+)
 PENDING_STATES = frozenset({TaskState.QUEUED, TaskState.RUNNING, TaskState.RETRYING})
 
 
@@ -45,8 +50,69 @@ def new_task_id() -> str:
     return f"{time.time_ns() // 1000:014x}{secrets.token_hex(9)}"
 
 
-def _utc(timestamp: float | None) -> datetime | None:
-    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+_SHOWN = 60  # characters of a bad stored value quoted in a `corrupt` status
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")  # holdfast never stores NaN or infinities
+
+
+class _RowReader:
+    """Reads stored values defensively, collecting what could not be read."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def _bad(self, name: str, value: Any, expected: str) -> None:
+        self.problems.append(f"{name} {_shown(value)} is not {expected}")
+
+    def text(self, name: str, value: Any) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, bytes):  # a BLOB where text belongs
+            self._bad(name, value, "text")
+            return value.decode("utf-8", "replace")
+        return str(value)
+
+    def state(self, value: Any) -> TaskState:
+        try:
+            return TaskState(value)
+        except ValueError:
+            self._bad("state", value, "a known state")
+            return TaskState.CORRUPT
+
+    def count(self, name: str, value: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, float) and value.is_integer() and value >= 0:
+            return int(value)  # DynamoDB numbers arrive as floats
+        self._bad(name, value, "a count")
+        return 0
+
+    def time(self, name: str, value: Any) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError
+            return datetime.fromtimestamp(value, UTC)
+        except (TypeError, ValueError, OverflowError, OSError):
+            self._bad(name, value, "a time (epoch seconds)")
+            return None
+
+    def json(self, name: str, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return json.loads(value, parse_constant=_not_json)
+        except (TypeError, ValueError, RecursionError):
+            self._bad(name, value, "JSON")
+            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,31 +140,41 @@ class TaskStatus:
         cls,
         *,
         id: str,
-        queue: str,
-        task: str,
-        state: str,
-        attempts: int,
-        result: str | None,
-        error: str | None,
-        created_at: float,
-        started_at: float | None,
-        finished_at: float | None,
-        run_at: float | None,
+        queue: Any,
+        task: Any,
+        state: Any,
+        attempts: Any,
+        result: Any,
+        error: Any,
+        created_at: Any,
+        started_at: Any,
+        finished_at: Any,
+        run_at: Any,
     ) -> TaskStatus:
-        """Build a status from stored values (epoch seconds, result as JSON text)."""
-        return cls(
+        """Build a status from stored values (epoch seconds, result as JSON text).
+
+        Never raises: a value that cannot be read (edited by hand, written by other software,
+        damaged) makes the state `corrupt`, with `error` naming every such column.
+        """
+        row = _RowReader()
+        status = cls(
             id=id,
-            queue=queue,
-            task=task,
-            state=TaskState(state),
-            attempts=int(attempts),
-            result=None if result is None else json.loads(result),
-            error=error,
-            created_at=_utc(created_at) or datetime.fromtimestamp(0, UTC),
-            started_at=_utc(started_at),
-            finished_at=_utc(finished_at),
-            run_at=_utc(run_at),
+            queue=row.text("queue", queue) or "",
+            task=row.text("task", task) or "",
+            state=row.state(state),
+            attempts=row.count("attempts", attempts),
+            result=row.json("result", result),
+            error=row.text("error", error),
+            created_at=row.time("created_at", created_at) or datetime.fromtimestamp(0, UTC),
+            started_at=row.time("started_at", started_at),
+            finished_at=row.time("finished_at", finished_at),
+            run_at=row.time("run_at", run_at),
         )
+        if not row.problems:
+            return status
+        problems = "; ".join(row.problems)
+        last = f"; last error: {status.error}" if status.error else ""
+        return replace(status, state=TaskState.CORRUPT, error=f"CorruptRecord: {problems}{last}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, as served by the status router."""
@@ -167,7 +243,9 @@ class Outcome:
     """What happened to a delivery, to be written back by `Backend.settle`.
 
     `result` is JSON text. `write` is False when the status must stay untouched (a duplicate
-    of a finished task, or a message released until its delay is over).
+    of a finished task, or a message released until its delay is over). `counted` is False
+    when the delivery never called the task (bad input, no attempts left): the backend takes
+    back the attempt it counted when it handed the delivery out.
     """
 
     delivery: Delivery
@@ -176,3 +254,4 @@ class Outcome:
     error: str | None = None
     run_at: float | None = None
     write: bool = True
+    counted: bool = True

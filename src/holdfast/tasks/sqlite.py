@@ -7,6 +7,11 @@ WAL mode lets readers (status pages) run beside the single writer. A claim is on
 `UPDATE ... RETURNING` statement, so two workers can never take the same row; each claimed
 row carries a lease token and a `lease_until` time that the worker keeps pushing forward.
 When a worker dies its leases run out and `maintain()` makes the rows claimable again.
+
+Rows are read defensively: the file may be edited by hand or by other software. A claimed row
+whose payload cannot be decoded (not UTF-8, not JSON, nested too deep) becomes a `dead`
+delivery with the reason; a queued row whose `run_at` is not a number can never be due, and
+`maintain()` makes it `dead`; any other unreadable column is reported as state `corrupt`.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any, TypeVar
 
 from .backend import Listeners
 from .codec import dump_payload, load_payload
+from .errors import describe
 from .models import Delivery, Job, Outcome, TaskState, TaskStatus
 
 logger = logging.getLogger("holdfast.tasks")
@@ -83,32 +89,44 @@ WHERE queue = ? AND state IN ('queued', 'retrying') AND run_at <= ? LIMIT 1
 """
 _CLAIM = """
 UPDATE holdfast_tasks
-SET state = 'running', attempts = attempts + 1, lease = :lease, lease_until = :until,
-    started_at = :now
+SET state = 'running', attempts = COALESCE(attempts, 0) + 1, lease = :lease,
+    lease_until = :until, started_at = :now
 WHERE seq IN (
     SELECT seq FROM holdfast_tasks
     WHERE queue = :queue AND state IN ('queued', 'retrying') AND run_at <= :now
     ORDER BY run_at LIMIT :limit
 )
-RETURNING seq, token, task, payload, attempts, run_at
+RETURNING seq, token, task, CAST(payload AS BLOB), attempts, run_at
 """
 _SETTLE = """
 UPDATE holdfast_tasks
 SET state = ?, result = ?, error = ?, run_at = COALESCE(?, run_at), finished_at = ?,
-    lease = NULL, lease_until = NULL
+    attempts = attempts - ?, lease = NULL, lease_until = NULL
 WHERE seq = ? AND lease = ?
 """
 _EXTEND = """
 UPDATE holdfast_tasks SET lease_until = ? WHERE seq = ? AND lease = ? AND state = 'running'
 """
-_PROBE_EXPIRED = """
-SELECT 1 FROM holdfast_tasks WHERE queue = ? AND state = 'running' AND lease_until <= ? LIMIT 1
+# In SQLite any text or blob sorts after every number, so `x >= ''` finds the values of a
+# REAL column that are not numbers, through the same index as a range on the numbers.
+_EXPIRED = """
+queue = :queue AND state = 'running'
+    AND (lease_until <= :now OR lease_until IS NULL OR lease_until >= '')
 """
-_RECOVER = """
+_PROBE_EXPIRED = f"SELECT 1 FROM holdfast_tasks WHERE {_EXPIRED} LIMIT 1"
+_RECOVER = f"""
 UPDATE holdfast_tasks
 SET state = 'retrying', run_at = :now, lease = NULL, lease_until = NULL,
     error = 'WorkerLost: the lease of attempt ' || attempts || ' expired'
-WHERE queue = :queue AND state = 'running' AND lease_until <= :now
+WHERE {_EXPIRED}
+"""
+_NEVER_DUE = "queue = :queue AND state IN ('queued', 'retrying') AND run_at >= ''"
+_PROBE_NEVER_DUE = f"SELECT 1 FROM holdfast_tasks WHERE {_NEVER_DUE} LIMIT 1"
+_BURY_NEVER_DUE = f"""
+UPDATE holdfast_tasks
+SET state = 'dead', finished_at = :now, lease = NULL, lease_until = NULL,
+    error = 'CorruptRecord: run_at ' || substr(quote(run_at), 1, 60) || ' is not a time'
+WHERE {_NEVER_DUE}
 """
 _STATUS_COLUMNS = (
     "seq, token, queue, task, state, attempts, result, error, created_at, started_at,"
@@ -194,6 +212,9 @@ class SQLiteBackend:
             check_same_thread=False,
             factory=_Connection,
         )
+        # Invalid UTF-8 in a text column would make the whole fetch raise: decode it with
+        # replacement characters instead (payloads are read as bytes and checked strictly).
+        conn.text_factory = _decode_text
         self._run_on(conn, self._prepare)
         local.conn, local.pid = conn, os.getpid()
         with self._lock:
@@ -318,6 +339,7 @@ class SQLiteBackend:
 
     def maintain(self) -> None:
         self._recover()
+        self._bury_never_due()
         # Checkpoint here, off the producers' path: otherwise the commit that crosses the
         # autocheckpoint threshold pays for it, often a web request's defer.
         self._run(lambda conn: conn.execute("PRAGMA wal_checkpoint(PASSIVE)"))
@@ -333,6 +355,18 @@ class SQLiteBackend:
         recovered = self._run(op)
         if recovered:
             logger.warning("%d task(s) re-queued: their worker stopped renewing", recovered)
+
+    def _bury_never_due(self) -> None:
+        params = {"queue": self.queue, "now": time.time()}
+
+        def op(conn: sqlite3.Connection) -> int:
+            if conn.execute(_PROBE_NEVER_DUE, params).fetchone() is None:
+                return 0
+            return conn.execute(_BURY_NEVER_DUE, params).rowcount
+
+        buried = self._run(op)
+        if buried:
+            logger.error("%d task(s) made dead: their run_at is not a time", buried)
 
     def claim_slot(self, name: str, slot: float) -> bool:
         cursor = self._run(lambda conn: conn.execute(_CLAIM_SLOT, (self.queue, name, slot)))
@@ -351,7 +385,9 @@ class SQLiteBackend:
         self, *, state: TaskState | None = None, task: str | None = None, limit: int = 50
     ) -> list[TaskStatus]:
         where, params = ["queue = ?"], [self.queue]
-        if state is not None:
+        if state is TaskState.CORRUPT:
+            where.append(_MAYBE_CORRUPT)
+        elif state is not None:
             where.append("state = ?")
             params.append(TaskState(state).value)
             # Spelled like the partial indexes' WHERE clauses so the planner can use them.
@@ -364,8 +400,23 @@ class SQLiteBackend:
             " ORDER BY seq DESC LIMIT ?"
         )
         rows = self._run(lambda conn: conn.execute(sql, (*params, limit)).fetchall())
-        return [_status(row) for row in rows]
+        statuses = [_status(row) for row in rows]
+        # A row that reads as corrupt is listed under `corrupt`, not under its stored state.
+        return [s for s in statuses if state is None or s.state is state]
 
+
+# Rows that may read as `corrupt` (the check in Python has the last word).
+_MAYBE_CORRUPT = """(
+    state NOT IN ('queued', 'running', 'succeeded', 'failed', 'retrying', 'dead')
+    OR typeof(task) <> 'text' OR typeof(attempts) <> 'integer' OR attempts < 0
+    OR typeof(run_at) NOT IN ('integer', 'real') OR typeof(created_at) NOT IN ('integer', 'real')
+    OR typeof(started_at) NOT IN ('null', 'integer', 'real')
+    OR typeof(finished_at) NOT IN ('null', 'integer', 'real')
+    OR abs(run_at) > 1e11 OR abs(created_at) > 1e11 OR abs(started_at) > 1e11
+    OR abs(finished_at) > 1e11
+    OR typeof(error) NOT IN ('null', 'text')
+    OR (result IS NOT NULL AND (typeof(result) <> 'text' OR NOT json_valid(result)))
+)"""
 
 _STATE_GROUP = {
     TaskState.QUEUED: "state IN ('queued', 'retrying')",
@@ -391,6 +442,7 @@ def _settle_rows(outcomes: Sequence[Outcome], now: float) -> list[tuple[Any, ...
             o.error,
             o.run_at,
             now if o.state.is_final else None,
+            0 if o.counted else 1,
             *o.delivery.token,
         )
         for o in outcomes
@@ -404,8 +456,13 @@ def _warn_lost(count: int) -> None:
         logger.warning("%d outcome(s) dropped: lease lost", count)
 
 
-def _task_id(seq: int, token: int) -> str:
-    return f"{seq}-{token:016x}"
+def _task_id(seq: int, token: Any) -> str:
+    # A token that is not a 63-bit integer was not written by holdfast: no id can match it.
+    return f"{seq}-{token:016x}" if isinstance(token, int) and token >= 0 else f"{seq}-corrupt"
+
+
+def _decode_text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")
 
 
 def _parse_task_id(task_id: str) -> tuple[int, int] | None:
@@ -425,10 +482,21 @@ def _status(row: Sequence[Any]) -> TaskStatus:
 
 
 def _delivery(row: Sequence[Any], lease_id: str) -> Delivery:
+    """The delivery of a claimed row; a row that cannot be read becomes a dead delivery.
+
+    The claim is committed already, so nothing here may raise: a row that made this fail
+    would stay `running`, and take the rest of its batch with it.
+    """
     seq, token, task, payload, attempts, _ = row
     task_id, lease = _task_id(seq, token), (seq, lease_id)
+    attempt = attempts if isinstance(attempts, int) else 1
+    if not isinstance(task, str):
+        task = _decode_text(task) if isinstance(task, bytes) else str(task)
     try:
-        args, kwargs = load_payload(payload)
-    except (ValueError, TypeError) as exc:
-        return Delivery(task_id, task, [], {}, attempts, lease, error=f"corrupt payload: {exc}")
-    return Delivery(task_id, task, args, kwargs, attempts, lease)
+        if not isinstance(payload, bytes):
+            raise TypeError(f"a payload must be text, not {type(payload).__name__}")
+        args, kwargs = load_payload(payload.decode())
+    except Exception as exc:  # RecursionError, MemoryError, UnicodeDecodeError, ValueError...
+        error = f"CorruptRecord: payload: {describe(exc)}"
+        return Delivery(task_id, task, [], {}, attempt, lease, error=error)
+    return Delivery(task_id, task, args, kwargs, attempt, lease)

@@ -1,0 +1,284 @@
+"""The proxy's HTTP/1.1 client to the app on loopback: a small pool of asyncio connections.
+
+Only what a reverse proxy in front of one local server needs: requests with a known body length,
+responses with ``Content-Length``, chunked encoding or read-to-close bodies, read as they arrive
+(so streamed responses stream).
+
+Connections and the freeze: Lambda freezes the environment between invocations, the app's
+server with it. A kept-alive connection that sat idle across a freeze may be closed by the
+server the moment it thaws (its keep-alive timer fired long ago), racing the proxy's next
+request on it — the "connection reset after a thaw" LWA users meet (LWA issue #830). So when
+the environment may freeze between invocations (``reuse=False``: one invocation at a time), a
+connection is closed as soon as its response is read; it never outlives its invocation. Under
+Lambda Managed Instances (several invocations at once, no freeze) idle connections are reused
+for at most ``idle_timeout`` seconds, measured on the wall clock (which, unlike the monotonic
+clock, also advances across a SnapStart snapshot), and a reused connection the server closed
+before answering is retried once on a fresh one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from holdfast._types import RawHeaders
+
+_READ_LIMIT = 1024 * 1024
+_CHUNK = 64 * 1024
+# Hop-by-hop headers (RFC 9110 §7.6.1) are the proxy's own business with each side.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+
+class UpstreamError(ConnectionError):
+    """The app could not be reached, or broke the HTTP exchange."""
+
+
+class _Connection:
+    __slots__ = ("idle_since", "reader", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.idle_since = time.time()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class UpstreamResponse:
+    """The head of the app's response; :meth:`body` yields the body as it arrives."""
+
+    def __init__(
+        self,
+        pool: Upstream,
+        connection: _Connection,
+        status: int,
+        headers: RawHeaders,
+        *,
+        length: int | None,
+        chunked: bool,
+        keep_alive: bool,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self._pool = pool
+        self._connection: _Connection | None = connection
+        self._length = length
+        self._chunked = chunked
+        self._keep_alive = keep_alive
+
+    async def body(self) -> AsyncIterator[bytes]:
+        connection = self._connection
+        assert connection is not None, "the body was read already"
+        reader = connection.reader
+        complete = False
+        try:
+            if self._chunked:
+                async for chunk in _chunks(reader):
+                    yield chunk
+            elif self._length is not None:
+                remaining = self._length
+                while remaining:
+                    chunk = await reader.read(min(remaining, _CHUNK))
+                    if not chunk:
+                        raise UpstreamError("the app closed the connection mid-body")
+                    remaining -= len(chunk)
+                    yield chunk
+            else:
+                while chunk := await reader.read(_CHUNK):
+                    yield chunk
+                self._keep_alive = False
+            complete = True
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            raise UpstreamError(f"the app broke off its response: {exc!r}") from exc
+        finally:
+            self._connection = None
+            self._pool.release(connection, reusable=complete and self._keep_alive)
+
+    def discard(self) -> None:
+        """Drop the connection without reading the body (it cannot be reused)."""
+        if self._connection is not None:
+            self._pool.release(self._connection, reusable=False)
+            self._connection = None
+
+
+class Upstream:
+    """Connections to the app at ``host:port``."""
+
+    def __init__(self, host: str, port: int, *, reuse: bool, idle_timeout: float) -> None:
+        self.host = host
+        self.port = port
+        self.reuse = reuse and idle_timeout > 0
+        self.idle_timeout = idle_timeout
+        self._idle: list[_Connection] = []
+
+    async def request(
+        self, method: str, target: str, headers: RawHeaders, body: bytes
+    ) -> UpstreamResponse:
+        """Send one request; returns once the response head has arrived."""
+        head = _request_head(method, target, headers, len(body))
+        connection = self._take_idle()
+        if connection is not None:
+            try:
+                return await self._exchange(connection, head, body)
+            except _NothingReceived:
+                pass  # the server closed the idle connection: once more on a new one
+        try:
+            reader, writer = await asyncio.open_connection(self.host, self.port, limit=_READ_LIMIT)
+        except OSError as exc:
+            raise UpstreamError(
+                f"cannot connect to the app at {self.host}:{self.port}: {exc}"
+            ) from exc
+        try:
+            return await self._exchange(_Connection(reader, writer), head, body)
+        except _NothingReceived as exc:
+            raise UpstreamError(f"the app closed the connection without answering: {exc}") from None
+
+    def release(self, connection: _Connection, *, reusable: bool) -> None:
+        if reusable and self.reuse:
+            connection.idle_since = time.time()
+            self._idle.append(connection)
+        else:
+            connection.close()
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+    def _take_idle(self) -> _Connection | None:
+        now = time.time()
+        while self._idle:
+            connection = self._idle.pop()
+            fresh = 0 <= now - connection.idle_since < self.idle_timeout
+            if fresh and not connection.reader.at_eof():
+                return connection
+            connection.close()
+        return None
+
+    async def _exchange(
+        self, connection: _Connection, head: bytes, body: bytes
+    ) -> UpstreamResponse:
+        writer, reader = connection.writer, connection.reader
+        try:
+            writer.write(head + body if len(body) < _CHUNK else head)
+            if len(body) >= _CHUNK:
+                writer.write(body)
+            await writer.drain()
+            status_line = await reader.readuntil(b"\r\n")
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            connection.close()
+            if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+                raise UpstreamError(f"the app broke off its response head: {exc!r}") from exc
+            raise _NothingReceived(repr(exc)) from exc
+        try:
+            while True:  # 1xx interim responses (100 Continue) are not forwarded
+                status = _status(status_line)
+                headers = await _headers(reader)
+                if status >= 200 or status == 101:
+                    break
+                status_line = await reader.readuntil(b"\r\n")
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
+            connection.close()
+            raise UpstreamError(f"the app sent a broken response head: {exc!r}") from exc
+        return _response(
+            self, connection, status, headers, method_is_head=head.startswith(b"HEAD ")
+        )
+
+
+class _NothingReceived(Exception):
+    """The connection failed before any byte of the answer: the request was not processed."""
+
+
+def _request_head(method: str, target: str, headers: RawHeaders, length: int) -> bytes:
+    lines = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
+    for name, value in headers:
+        if name in HOP_BY_HOP or name == b"content-length":
+            continue
+        if b"\r" in value or b"\n" in value:
+            continue  # header injection: never forwarded
+        lines.append(name + b": " + value + b"\r\n")
+    if length or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+        lines.append(b"content-length: %d\r\n" % length)
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def _status(line: bytes) -> int:
+    parts = line.split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise ValueError(f"malformed status line {line[:100]!r}")
+    return int(parts[1])
+
+
+async def _headers(reader: asyncio.StreamReader) -> RawHeaders:
+    raw = await reader.readuntil(b"\r\n\r\n") if not reader.at_eof() else b"\r\n"
+    if raw == b"\r\n":
+        return []
+    headers: RawHeaders = []
+    for line in raw[:-4].split(b"\r\n"):
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise ValueError(f"malformed header line {line[:100]!r}")
+        headers.append((name.strip().lower(), value.strip()))
+    return headers
+
+
+def _response(
+    pool: Upstream,
+    connection: _Connection,
+    status: int,
+    headers: RawHeaders,
+    *,
+    method_is_head: bool,
+) -> UpstreamResponse:
+    length: int | None = None
+    chunked = False
+    keep_alive = True
+    for name, value in headers:
+        if name == b"content-length" and value.isdigit():
+            length = int(value)
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+        elif name == b"connection" and b"close" in value.lower():
+            keep_alive = False
+    if method_is_head or status in (204, 304) or 100 <= status < 200:
+        length, chunked = 0, False
+    elif chunked:
+        length = None
+    return UpstreamResponse(
+        pool, connection, status, headers, length=length, chunked=chunked, keep_alive=keep_alive
+    )
+
+
+async def _chunks(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        try:
+            size = int(size_line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise UpstreamError(f"bad chunk size line {size_line[:40]!r}") from None
+        if size == 0:
+            while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                pass  # trailers: Lambda has nowhere to put them
+            return
+        remaining = size
+        while remaining:
+            chunk = await reader.read(min(remaining, _CHUNK))
+            if not chunk:
+                raise asyncio.IncompleteReadError(b"", remaining)
+            remaining -= len(chunk)
+            yield chunk
+        await reader.readexactly(2)

@@ -1,0 +1,98 @@
+"""`holdfast proxy -- uvicorn ...` under `holdfast emulate` (a local Lambda that really freezes).
+
+The after-response guarantee: with holdfast's completion middleware, every 300 ms
+BackgroundTasks task finishes before its invocation's freeze; without it none does, as under the
+Lambda Web Adapter.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from holdfast.emulator import ThreadedEmulator
+
+HERE = Path(__file__).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def proxy_command(port: int, app: str = "proxy_apps:app") -> list[str]:
+    server = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning"]
+    return [sys.executable, "-m", "holdfast", "proxy", "--port", str(port), "--", *server]
+
+
+@pytest.fixture
+def start(tmp_path):
+    record = tmp_path / "record.txt"
+    record.touch()
+    started = []
+
+    def start(env=None, **options):
+        options.setdefault("timeout", 30)
+        port = free_port()
+        emulator = ThreadedEmulator(
+            proxy_command(port),
+            cwd=str(HERE),
+            env={"HOLDFAST_TEST_RECORD": str(record), **(env or {})},
+            **options,
+        )
+        emulator.start()
+        started.append(emulator)
+        return emulator, record
+
+    yield start
+    for emulator in started:
+        emulator.close()
+
+
+def get(url: str, path: str, method: str = "GET", body: bytes | None = None, headers=None):
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def records(record: Path) -> dict[tuple[str, str], float]:
+    rows = (line.split() for line in record.read_text().splitlines())
+    return {(kind, request_id): float(at) for kind, request_id, at in rows}
+
+
+@pytest.mark.parametrize("middleware", [True, False], ids=["middleware", "no-middleware"])
+def test_background_tasks_and_the_freeze(start, middleware):
+    emulator, record = start(env={"HOLDFAST_TEST_MIDDLEWARE": "1" if middleware else "0"})
+    request_ids = []
+    for _ in range(4):
+        status, _, body = get(emulator.url, "/task?ms=300")
+        assert status == 200, body
+        request_ids.append(json.loads(body)["request_id"])
+        emulator.wait_idle(timeout=60)
+    time.sleep(0.5)  # let thawed stragglers write (they only can during a thaw)
+    finished = records(record)
+    freezes = {entry.request_id: entry for entry in emulator.freeze_log}
+    before = [
+        request_id
+        for request_id in request_ids
+        if freezes[request_id].outcome == "frozen"
+        and finished.get(("task", request_id), float("inf")) < freezes[request_id].frozen_at
+    ]
+    if middleware:
+        assert before == request_ids
+        for request_id in request_ids:  # holdfast.after_response works in the proxied app too
+            assert finished[("after", request_id)] < freezes[request_id].frozen_at
+    else:
+        assert before == []
