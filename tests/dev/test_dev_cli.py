@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import HOLDFAST, Dev, free_port, start_dev
+from dev_support import HOLDFAST, Dev, free_port, start_dev
 
 from holdfast.tasks import TaskQueue
 
