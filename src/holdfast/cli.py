@@ -16,6 +16,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "tasks": ("holdfast.tasks.cli", "durable task queue commands (worker, ...)"),
     "proxy": ("holdfast.proxy.cli", "run a web server's command as a Lambda function (LWA-style)"),
     "dev": ("holdfast.dev", "your app on a local freezing Lambda, with workers and a dashboard"),
+    "coldstart": ("holdfast.coldstart", "where your app's cold start goes (imports, startup)"),
 }
 
 

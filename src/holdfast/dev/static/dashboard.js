@@ -42,7 +42,7 @@ function request(inv) {
   if (inv.kind === "http") {
     return `<span class="method">${esc(inv.method)}</span>${esc(inv.path)}`;
   }
-  if (inv.kind === "init") return `<span class="kind">init · holdfast dev started the app</span>`;
+  if (inv.kind === "init") return `<span class="kind">init · app started</span>`;
   return `<span class="kind">invoke</span>`;
 }
 
