@@ -43,7 +43,8 @@ SETTINGS: dict[str, _Names] = {
     "PASS_THROUGH_PATH": _Names("AWS_LWA_PASS_THROUGH_PATH"),
     # Proxy mode (`holdfast proxy`): where the app listens and how to tell it is ready.
     "PORT": _Names("AWS_LWA_PORT", "PORT", legacy_deprecated=False),
-    "HOST": _Names("AWS_LWA_HOST", "HOST"),
+    # HOLDFAST_HOST names the process's Lambda host (holdfast run sets it): a different name.
+    "APP_HOST": _Names("AWS_LWA_HOST", "HOST"),
     "READINESS_CHECK_PORT": _Names("AWS_LWA_READINESS_CHECK_PORT", "READINESS_CHECK_PORT"),
     "READINESS_CHECK_PATH": _Names("AWS_LWA_READINESS_CHECK_PATH", "READINESS_CHECK_PATH"),
     "READINESS_CHECK_PROTOCOL": _Names(
@@ -311,9 +312,9 @@ def proxy_settings(
     port: int | None = None, environ: Mapping[str, str] | None = None
 ) -> ProxySettings:
     """The proxy's settings; ``port`` (``holdfast proxy --port``) wins over the environment."""
-    host = (setting("HOST", environ) or DEFAULT_HOST).strip()
+    host = (setting("APP_HOST", environ) or DEFAULT_HOST).strip()
     if not host or any(char.isspace() or char in "/?#@" for char in host):
-        raise ValueError(f"{_source('HOST', environ)}={host!r} is not a valid host name")
+        raise ValueError(f"{_source('APP_HOST', environ)}={host!r} is not a valid host name")
     app_port = port if port is not None else _port("PORT", environ, DEFAULT_PORT)
     return ProxySettings(
         host=host,

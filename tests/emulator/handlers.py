@@ -174,3 +174,20 @@ def gate(event, context):
             break
         time.sleep(0.01)
     return {"pid": os.getpid()}
+
+
+def shout(event, context):
+    """Print `event["lines"]` numbered lines (default 3), then answer."""
+    for number in range(int(event.get("lines", 3))):
+        print(f"line {number} of {context.aws_request_id}")
+    return {"request_id": context.aws_request_id, "tenant_id": getattr(context, "tenant_id", None)}
+
+
+def environment(event, context):
+    """Selected environment variables, and who we are."""
+    names = event.get("names", ["AWS_LAMBDA_MAX_CONCURRENCY", "AWS_LAMBDA_INITIALIZATION_TYPE"])
+    return {
+        "env": {name: os.environ.get(name) for name in names},
+        "pid": os.getpid(),
+        "request_id": context.aws_request_id,
+    }

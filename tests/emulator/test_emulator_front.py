@@ -112,3 +112,14 @@ def test_async_invoke_is_retried_twice(emulators, tmp_path):
     assert len(set(attempts)) == 1, "retries keep the request id"
     assert attempts[0] == answer.headers["x-amzn-requestid"]
     assert len(passing.read_text().split()) == 1
+
+
+def test_tenant_id_reaches_awslambdaric_context(emulators):
+    emu = emulators(ric("shout"))
+    with httpx.Client(base_url=emu.url) as client:
+        answer = client.post(INVOKE, json={"lines": 0}, headers={"X-Amz-Tenant-Id": "acme-1"})
+        assert answer.json()["tenant_id"] == "acme-1"
+        assert client.post(INVOKE, json={"lines": 0}).json()["tenant_id"] is None
+        refused = client.post(INVOKE, json={}, headers={"X-Amz-Tenant-Id": "a b"})
+        assert refused.status_code == 400
+        assert refused.headers["x-amzn-errortype"] == "InvalidParameterValueException"

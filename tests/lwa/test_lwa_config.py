@@ -229,3 +229,9 @@ def test_warnings_are_given_once(caplog):
         config.invoke_mode(environ=env)
         config.invoke_mode(environ=env)
     assert caplog.text.count("unknown invoke mode") == 1
+
+
+def test_the_runtime_marker_is_not_the_app_host():
+    env = {"HOLDFAST_HOST": "runtime", "HOLDFAST_APP_HOST": "localhost"}
+    assert config.proxy_settings(environ=env).host == "localhost"
+    assert config.proxy_settings(environ={"HOLDFAST_HOST": "runtime"}).host == "127.0.0.1"

@@ -44,6 +44,7 @@ def main(argv: list[str]) -> int:
             extensions=[shlex.split(e) for e in args.extension],
             env=dict(args.env),
             handler=args.handler,
+            max_concurrency=args.max_concurrency,
         )
     except ValueError as exc:
         parser.error(str(exc))
@@ -114,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--timeout", type=float, default=30.0, help="function timeout in seconds (default 30)")
     add("--memory", type=int, default=512, help="memory size in MB (default 512)")
     add("--concurrency", type=int, default=1, help="max execution environments (default 1)")
+    add(
+        "--max-concurrency",
+        type=int,
+        metavar="N",
+        help="Managed Instances: one environment, N invokes at once, no freeze",
+    )
     add("--invoke-mode", choices=INVOKE_MODES, default="buffered", help="function URL mode")
     add("--function-name", default="function", help="function name (default 'function')")
     add("--alb-multi-value", action="store_true", help="ALB multi-value headers mode")

@@ -41,6 +41,7 @@ class EmulatorConfig:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str | None = None
     handler: str | None = None
+    max_concurrency: int | None = None
 
     def __post_init__(self) -> None:
         if not self.command:
@@ -55,6 +56,11 @@ class EmulatorConfig:
             raise ValueError("concurrency must be at least 1")
         if self.memory < 128:
             raise ValueError("memory must be at least 128 MB")
+        if self.max_concurrency is not None:
+            if self.max_concurrency < 1:
+                raise ValueError("max_concurrency must be at least 1")
+            if self.concurrency != 1:
+                raise ValueError("max_concurrency emulates one environment: leave concurrency at 1")
 
     @property
     def function_arn(self) -> str:

@@ -11,7 +11,6 @@ or a failed init resets the environment: processes killed, next invocation cold.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import functools
 import os
@@ -19,16 +18,21 @@ import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from .config import ACCOUNT_ID, EmulatorConfig
 from .invocation import FreezeRecord, Invocation, InvokeRequest, ResponseStream, RuntimeResponse
+from .output import ProcessOutput
 from .process import ProcessGroup, describe_exit
 from .report import Journal, Report
 from .sandbox import Extension, FunctionMetadata, Sandbox
 from .server import RuntimeAPIServer
+from .telemetry import TelemetryHub, iso
 
 INTERNAL_SHUTDOWN_WINDOW = 0.5
 EXTERNAL_SHUTDOWN_WINDOW = 2.0
+# AWS documents no figure for Managed Instances; the emulator gives the runtime this long.
+MANAGED_INSTANCES_SHUTDOWN_WINDOW = 2.0
 
 Process = asyncio.subprocess.Process
 # What ended a wait: the awaited condition ("done"), the deadline ("timeout"), or a process exit.
@@ -47,7 +51,14 @@ class Environment:
         self._sandbox: Sandbox | None = None
         self._runtime: Process | None = None
         self._extensions: list[Process] = []
-        self._task: asyncio.Task[None] | None = None
+        self._outputs: list[ProcessOutput] = []
+        self._runtime_output: ProcessOutput | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Managed Instances: invocations share the environment, and its one init.
+        self._init_lock = asyncio.Lock()
+        self._init_began = 0.0
+        self._init_type = "on-demand"
+        self._init_phase = "init"
 
     @property
     def warm(self) -> bool:
@@ -83,24 +94,26 @@ class Environment:
         # A warm environment is thawed and handed the event right away, not one round of the
         # event loop later in the task (which then only waits for the invocation to end).
         started: bool | Exception = False
-        if self.warm:
+        if self.warm and self._config.max_concurrency is None:
             try:
-                self._group.thaw()
+                self._thaw()
                 record.thawed_at = time.monotonic()
                 invocation.arm(self._config.timeout)
                 self._dispatch(invocation)
                 started = True
             except Exception as exc:  # answered by the task, as any failure inside it
                 started = exc
-        self._task = asyncio.create_task(self._run(invocation, started, on_finished))
+        task = asyncio.create_task(self._run(invocation, started, on_finished))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return invocation
 
     async def close(self) -> None:
         """Shut down for good: SIGTERM and the shutdown window, then SIGKILL; close the API."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        tasks = [task for task in self._tasks if not task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._shutdown("spindown")
         await self._api.close()
 
@@ -115,7 +128,9 @@ class Environment:
         try:
             if isinstance(started, Exception):
                 raise started
-            if started:
+            if self._config.max_concurrency is not None:
+                await self._concurrent_invoke(invocation)
+            elif started:
                 await self._complete(invocation, init_ms=None)
             else:
                 await self._cold_invoke(invocation)
@@ -139,8 +154,10 @@ class Environment:
         if failure == "timeout":
             limit = self._config.init_timeout
             self._journal.note(f"INIT_REPORT Init Duration: {limit * 1000:.2f} ms\tStatus: timeout")
+            self._init_ended("timeout", "Sandbox.Timedout")
             await self._shutdown("timeout")
             invocation.arm(self._config.timeout)  # the retried init runs on the invocation's clock
+            self._init_phase = "invoke"  # a suppressed init, inside the invocation
             failure = await self._init(invocation.deadline, invocation)
         else:
             invocation.arm(self._config.timeout)
@@ -149,30 +166,46 @@ class Environment:
             self._dispatch(invocation)
             await self._complete(invocation, init_ms=init_ms)
             return
-        record = invocation.record
-        record.outcome = "init_error"
-        if failure == "timeout":
-            failure, record.outcome = self._timed_out(invocation), "timeout"
-        record.started_at = began
-        self._journal.started(record)
-        invocation.respond(failure)
-        await self._finish(invocation, init_ms=init_ms, response=failure)
-        await self._shutdown("failure")
+        await self._fail_init(invocation, failure, began=began, init_ms=init_ms)
 
     async def _init(self, deadline: float, invocation: Invocation) -> RuntimeResponse | str | None:
         """Start the processes and wait for init; None on success, else the failure."""
         config = self._config
-        sandbox = Sandbox(self._metadata(), [os.path.basename(c[0]) for c in config.extensions])
+        hub = TelemetryHub()
+        sandbox = Sandbox(
+            self._metadata(),
+            [os.path.basename(c[0]) for c in config.extensions],
+            max_concurrency=config.max_concurrency,
+            telemetry=hub,
+        )
+        sandbox.on_runtime_ready = self._runtime_ready
+        sandbox.on_runtime_done = self._runtime_done
         self._sandbox = self._api.sandbox = sandbox
         env = self._variables()
+        self._init_began = time.time()
+        self._init_type = env["AWS_LAMBDA_INITIALIZATION_TYPE"]
+        hub.emit(
+            "platform.initStart",
+            {
+                "initializationType": self._init_type,
+                "phase": self._init_phase,
+                "functionName": config.function_name,
+                "functionVersion": "$LATEST",
+            },
+        )
         try:
             for command in config.extensions:
-                self._extensions.append(await self._group.spawn(command, env=env, cwd=config.cwd))
+                output = self._output("extension")
+                process = await self._group.spawn(command, env=env, cwd=config.cwd, output=output)
+                self._extensions.append(process)
             registered = await self._until(
                 lambda: _externals_registered(sandbox), deadline, self._extensions
             )
             if registered == "done" and sandbox.init_failure is None:
-                self._runtime = await self._group.spawn(config.command, env=env, cwd=config.cwd)
+                self._runtime_output = self._output("function")
+                self._runtime = await self._group.spawn(
+                    config.command, env=env, cwd=config.cwd, output=self._runtime_output
+                )
                 registered = await self._until(
                     lambda: sandbox.initialized or sandbox.init_failure is not None,
                     deadline,
@@ -185,6 +218,7 @@ class Environment:
         if sandbox.init_failure is not None:
             return sandbox.init_failure
         if registered == "done":
+            self._init_ended("success", None)
             return None
         if registered == "timeout":
             return "timeout"
@@ -195,7 +229,16 @@ class Environment:
         assert sandbox is not None
         record = invocation.record
         record.started_at = time.monotonic()
+        invocation.started_wall = time.time()
         self._journal.started(record)
+        sandbox.telemetry.emit(
+            "platform.start",
+            {
+                "requestId": invocation.request_id,
+                "version": "$LATEST",
+                "tracing": _tracing(invocation),
+            },
+        )
         sandbox.dispatch(invocation)
 
     async def _complete(self, invocation: Invocation, *, init_ms: float | None) -> None:
@@ -209,7 +252,7 @@ class Environment:
             lambda: sandbox.quiescent,
             invocation.deadline,
             self._processes(),
-            on_done=self._group.stop,
+            on_done=self._stop,
         )
         if outcome == "done":
             await self._group.freeze()
@@ -223,10 +266,84 @@ class Environment:
             else self._exit_error(invocation, outcome)
         )
         record.outcome = "timeout" if outcome == "timeout" else "exit"
+        self._runtime_failed(invocation, failure, timeout=outcome == "timeout")
         _abandon_stream(invocation, failure)
         invocation.respond(failure)
         await self._finish(invocation, init_ms=init_ms, response=failure)
         await self._shutdown("timeout" if outcome == "timeout" else "failure")
+
+    async def _concurrent_invoke(self, invocation: Invocation) -> None:
+        """One invocation among many in a Managed Instances environment: never frozen, and a
+        timeout fails only this invocation (its code goes on running; a late result gets 410)."""
+        init_ms = await self._ensure_initialized(invocation)
+        if init_ms is None:
+            return
+        sandbox = self._sandbox
+        assert sandbox is not None
+        outcome = await self._until(
+            lambda: sandbox.idle_pollers > 0, invocation.deadline, self._processes()
+        )
+        if outcome == "done":
+            self._dispatch(invocation)
+            outcome = await self._until(
+                lambda: invocation.runtime_finished, invocation.deadline, self._processes()
+            )
+        record = invocation.record
+        if outcome == "done":
+            record.outcome = "done"
+            response = await invocation.result
+            await self._finish(invocation, init_ms=init_ms or None, response=response)
+            return
+        timeout = outcome == "timeout"
+        failure = self._timed_out(invocation) if timeout else self._exit_error(invocation, outcome)
+        record.outcome = "timeout" if timeout else "exit"
+        if not record.started_at:
+            record.started_at = time.monotonic()
+            self._journal.started(record)
+        sandbox.expire(invocation)
+        self._runtime_failed(invocation, failure, timeout=timeout)
+        _abandon_stream(invocation, failure)
+        invocation.respond(failure)
+        await self._finish(invocation, init_ms=init_ms or None, response=failure)
+        if not timeout:  # the runtime process is gone: so is the environment
+            await self._shutdown("failure")
+
+    async def _ensure_initialized(self, invocation: Invocation) -> float | None:
+        """Init once for every invocation that arrives meanwhile; the init's duration for the
+        invocation that ran it (0.0 for the others), None when it failed (and was answered)."""
+        async with self._init_lock:
+            if self.warm:
+                invocation.arm(self._config.timeout)
+                return 0.0
+            began = time.monotonic()
+            failure = await self._init(began + self._config.init_timeout, invocation)
+            init_ms = (time.monotonic() - began) * 1000
+            invocation.arm(self._config.timeout)
+            if failure is None:
+                return init_ms
+            await self._fail_init(invocation, failure, began=began, init_ms=init_ms)
+            return None
+
+    async def _fail_init(
+        self,
+        invocation: Invocation,
+        failure: RuntimeResponse | str,
+        *,
+        began: float,
+        init_ms: float,
+    ) -> None:
+        """Answer `invocation` with the init's failure ("timeout" or the error), then reset."""
+        record = invocation.record
+        if isinstance(failure, str):
+            response, record.outcome = self._timed_out(invocation), "timeout"
+        else:
+            response, record.outcome = failure, "init_error"
+        self._init_ended("timeout" if isinstance(failure, str) else "error", response.error_type)
+        record.started_at = began
+        self._journal.started(record)
+        invocation.respond(response)
+        await self._finish(invocation, init_ms=init_ms, response=response)
+        await self._shutdown("failure")
 
     async def _finish(
         self, invocation: Invocation, *, init_ms: float | None, response: RuntimeResponse
@@ -239,18 +356,19 @@ class Environment:
             status = "timeout"
         elif response.failed:
             status, error_type = "error", response.error_type
-        self._journal.finished(
-            Report(
-                request_id=invocation.request_id,
-                duration_ms=(ended - record.started_at) * 1000,
-                memory_size_mb=self._config.memory,
-                max_memory_used_mb=self._group.peak_memory_mb(),
-                init_duration_ms=init_ms,
-                post_response_ms=None if post is None else post * 1000,
-                status=status,
-                error_type=error_type,
-            )
+        report = Report(
+            request_id=invocation.request_id,
+            duration_ms=(ended - record.started_at) * 1000,
+            memory_size_mb=self._config.memory,
+            max_memory_used_mb=self._group.peak_memory_mb(),
+            init_duration_ms=init_ms,
+            post_response_ms=None if post is None else post * 1000,
+            status=status,
+            error_type=error_type,
         )
+        self._journal.finished(report)
+        if self._sandbox is not None:
+            self._sandbox.telemetry.emit("platform.report", _report_record(invocation, report))
 
     def _timed_out(self, invocation: Invocation) -> RuntimeResponse:
         message = (
@@ -282,8 +400,11 @@ class Environment:
         """
         sandbox, runtime = self._sandbox, self._runtime
         if sandbox is not None and runtime is not None and runtime.returncode is None:
-            self._group.thaw()
+            self._thaw()
             window = _shutdown_window(sandbox)
+            if sandbox.concurrent:
+                # Managed Instances: the runtime always gets SIGTERM and time to finish.
+                window = max(window, MANAGED_INSTANCES_SHUTDOWN_WINDOW)
             if reason == "spindown" and window:
                 runtime.send_signal(signal.SIGTERM)
             else:
@@ -292,27 +413,135 @@ class Environment:
                 deadline = time.monotonic() + window
                 targets = sandbox.shutdown(reason, int((time.time() + window) * 1000))
                 await _first(self._shutdown_acknowledged(sandbox, targets), deadline, ())
+        elif sandbox is not None and sandbox.has_external_extensions:
+            # The runtime is gone already; the extensions still get their telemetry.
+            self._thaw()
+            await _first(sandbox.telemetry.flush(), time.monotonic() + EXTERNAL_SHUTDOWN_WINDOW, ())
         await self._group.kill()
+        for output in self._outputs:
+            output.close()
+        self._outputs = []
+        self._runtime_output = None
+        if sandbox is not None:
+            await sandbox.telemetry.close()
         self._api.sandbox = None
         self._api.drop_connections()
         self._sandbox = None
         self._runtime = None
         self._extensions = []
+        self._init_phase = "init"
 
     async def _shutdown_acknowledged(self, sandbox: Sandbox, targets: list[Extension]) -> None:
         """The runtime has exited and the extensions took SHUTDOWN and called `next` (or exited)."""
         if self._runtime is not None:
             await self._runtime.wait()
+        if self._runtime_output is not None:
+            self._runtime_output.drain()
+        # What the runtime left in the buffers reaches the subscribers inside the window.
+        await sandbox.telemetry.flush()
         if not targets:
             return
-        acknowledged = asyncio.ensure_future(sandbox.until(lambda: all(t.waiting for t in targets)))
-        exited = asyncio.ensure_future(asyncio.gather(*(p.wait() for p in self._extensions)))
+        acknowledged: asyncio.Future[object] = asyncio.ensure_future(
+            sandbox.until(lambda: all(t.waiting for t in targets))
+        )
+        exited: asyncio.Future[object] = asyncio.ensure_future(
+            asyncio.gather(*(p.wait() for p in self._extensions))
+        )
         try:
             await asyncio.wait({acknowledged, exited}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for future in (acknowledged, exited):
                 future.cancel()
             await asyncio.gather(acknowledged, exited, return_exceptions=True)
+
+    # -- telemetry ----------------------------------------------------------------------------
+
+    def _output(self, kind: str) -> ProcessOutput:
+        """Pipes for a process whose lines are `kind` events (function or extension)."""
+
+        def emit(lines: list[str]) -> None:
+            if self._sandbox is not None:
+                self._sandbox.telemetry.emit_lines(kind, lines)
+
+        output = ProcessOutput(emit)
+        self._outputs.append(output)
+        return output
+
+    def _runtime_ready(self) -> None:
+        """The runtime asked for its first event: its part of init is done."""
+        sandbox = self._sandbox
+        assert sandbox is not None
+        if self._runtime_output is not None:
+            self._runtime_output.drain()
+        record = {
+            "initializationType": self._init_type,
+            "phase": self._init_phase,
+            "status": "success",
+            "spans": [_span("runtimeInit", self._init_began, time.time())],
+        }
+        sandbox.telemetry.emit("platform.initRuntimeDone", record)
+
+    def _init_ended(self, status: str, error_type: str | None) -> None:
+        """`platform.initReport` (and, on failure, `platform.initRuntimeDone`) for this init."""
+        sandbox = self._sandbox
+        if sandbox is None:
+            return
+        if self._runtime_output is not None:
+            self._runtime_output.drain()
+        hub = sandbox.telemetry
+        record: dict[str, Any] = {
+            "initializationType": self._init_type,
+            "phase": self._init_phase,
+            "status": status,
+        }
+        if error_type is not None:
+            record["errorType"] = error_type
+        if status != "success":
+            hub.emit("platform.initRuntimeDone", dict(record))
+        ended = time.time()
+        record["metrics"] = {"durationMs": round((ended - self._init_began) * 1000, 3)}
+        record["spans"] = [_span("runtimeInit", self._init_began, ended)]
+        hub.emit("platform.initReport", record)
+        hub.init_done()
+
+    def _runtime_done(self, invocation: Invocation) -> None:
+        """The runtime is done with `invocation` (it called `next`, or, when concurrent, it
+        finished posting its result): `platform.runtimeDone`, after the lines it printed."""
+        if invocation.runtime_finished or self._sandbox is None:
+            return
+        invocation.runtime_finished = True
+        if self._runtime_output is not None:
+            self._runtime_output.drain()
+        result = invocation.result.result() if invocation.result.done() else None
+        failed = result is not None and result.failed
+        record = _runtime_done_record(invocation, "error" if failed else "success")
+        if failed and result is not None:
+            record["errorType"] = result.error_type or "Runtime.Unknown"
+        self._sandbox.telemetry.emit("platform.runtimeDone", record)
+
+    def _runtime_failed(
+        self, invocation: Invocation, failure: RuntimeResponse, *, timeout: bool
+    ) -> None:
+        """`platform.runtimeDone` for an invocation the runtime never finished."""
+        if invocation.runtime_finished or self._sandbox is None:
+            return
+        invocation.runtime_finished = True
+        if self._runtime_output is not None:
+            self._runtime_output.drain()
+        record = _runtime_done_record(invocation, "timeout" if timeout else "failure")
+        record["errorType"] = failure.error_type or "Runtime.Unknown"
+        self._sandbox.telemetry.emit("platform.runtimeDone", record)
+
+    def _stop(self) -> None:
+        """Freeze: SIGSTOP the group, and hold telemetry until the thaw."""
+        self._group.stop()
+        if self._sandbox is not None:
+            self._sandbox.telemetry.freeze()
+
+    def _thaw(self) -> None:
+        self._group.thaw()
+        if self._sandbox is not None:
+            self._sandbox.telemetry.thaw()
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -385,7 +614,11 @@ class Environment:
         today = datetime.datetime.now(datetime.UTC)
         variables = dict(os.environ)
         # Left over from a Lambda-like parent, these would switch awslambdaric into other modes.
-        for name in ("AWS_LAMBDA_MAX_CONCURRENCY", "_LAMBDA_TELEMETRY_LOG_FD"):
+        for name in (
+            "AWS_LAMBDA_MAX_CONCURRENCY",
+            "_LAMBDA_TELEMETRY_LOG_FD",
+            "_LAMBDA_TELEMETRY_LOG_FD_PROVIDER_SOCKET",
+        ):
             variables.pop(name, None)
         variables.update(
             {
@@ -409,8 +642,68 @@ class Environment:
         # reads it from its environment, so an emulated RESPONSE_STREAM URL sets it (unless the
         # caller's environment or `env` already does).
         variables.setdefault("HOLDFAST_INVOKE_MODE", config.invoke_mode)
+        if config.max_concurrency is not None:
+            variables["AWS_LAMBDA_MAX_CONCURRENCY"] = str(config.max_concurrency)
+            variables["AWS_LAMBDA_INITIALIZATION_TYPE"] = "lambda-managed-instances"
         variables.update(config.env)
         return variables
+
+
+def _tracing(invocation: Invocation) -> dict[str, str]:
+    parent = invocation.trace_id.partition("Parent=")[2].partition(";")[0]
+    return {"spanId": parent, "type": "X-Amzn-Trace-Id", "value": invocation.trace_id}
+
+
+def _span(name: str, start: float, end: float) -> dict[str, Any]:
+    return {"name": name, "start": iso(start), "durationMs": round((end - start) * 1000, 3)}
+
+
+def _runtime_done_record(invocation: Invocation, status: str) -> dict[str, Any]:
+    """A `platform.runtimeDone` record: durations from the dispatch, in wall-clock time."""
+    now_mono, now_wall = time.monotonic(), time.time()
+
+    def wall(moment: float | None) -> float:
+        return now_wall - (now_mono - moment) if moment is not None else now_wall
+
+    started = invocation.started_wall or now_wall
+    record: dict[str, Any] = {
+        "requestId": invocation.request_id,
+        "status": status,
+        "metrics": {
+            "durationMs": round((now_wall - started) * 1000, 3),
+            "producedBytes": invocation.produced_bytes,
+        },
+        "tracing": _tracing(invocation),
+    }
+    response_start = invocation.response_started_at
+    response_end = invocation.record.response_sent_at
+    if response_start is not None and response_end is not None:
+        record["spans"] = [
+            _span("responseLatency", started, wall(response_start)),
+            _span("responseDuration", wall(response_start), wall(response_end)),
+            _span("runtimeOverhead", wall(response_end), now_wall),
+        ]
+    return record
+
+
+def _report_record(invocation: Invocation, report: Report) -> dict[str, Any]:
+    metrics: dict[str, Any] = {
+        "durationMs": round(report.duration_ms, 3),
+        "billedDurationMs": report.billed_ms,
+        "memorySizeMB": report.memory_size_mb,
+        "maxMemoryUsedMB": report.max_memory_used_mb,
+    }
+    if report.init_duration_ms is not None:
+        metrics["initDurationMs"] = round(report.init_duration_ms, 3)
+    record: dict[str, Any] = {
+        "requestId": invocation.request_id,
+        "status": report.status or "success",
+        "metrics": metrics,
+        "tracing": _tracing(invocation),
+    }
+    if report.error_type is not None:
+        record["errorType"] = report.error_type
+    return record
 
 
 def _settle_exit(settle: Callable[[Outcome], None], process: Process, _: object) -> None:

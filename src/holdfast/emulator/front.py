@@ -40,6 +40,8 @@ from .invocation import (
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 1024 * 1024
 MAX_CLIENT_CONTEXT = 3583
+MAX_TENANT_ID = 256
+TENANT_HEADER = "X-Amz-Tenant-Id"
 # A refused body up to this size is read and dropped to keep the connection; beyond, it closes.
 _DISCARD_LIMIT = 64 * 1024 * 1024
 
@@ -115,7 +117,11 @@ class Front:
             client_context = _client_context(request.headers.get("X-Amz-Client-Context"))
         except ValueError as exc:
             return _api_error(400, "InvalidRequestContentException", str(exc))
-        invoke = InvokeRequest(payload, client_context=client_context)
+        try:
+            tenant_id = _tenant_id(request.headers.get(TENANT_HEADER))
+        except ValueError as exc:
+            return _api_error(400, "InvalidParameterValueException", str(exc))
+        invoke = InvokeRequest(payload, client_context=client_context, tenant_id=tenant_id)
         headers = [("X-Amzn-RequestId", invoke.request_id)]
         if invocation_type == "DryRun":
             return Response(204, headers)
@@ -225,6 +231,17 @@ def _clean(
     headers: list[tuple[str, str]], drop: frozenset[str] = _RESPONSE_FRAMING
 ) -> list[tuple[str, str]]:
     return [(name, value) for name, value in headers if name.lower() not in drop]
+
+
+def _tenant_id(header: str | None) -> str | None:
+    """The tenant an invoke names (`X-Amz-Tenant-Id`): 1 to 256 visible ASCII characters."""
+    if header is None:
+        return None
+    if not 1 <= len(header) <= MAX_TENANT_ID or not all(33 <= ord(c) <= 126 for c in header):
+        raise ValueError(
+            f"TenantId must be 1 to {MAX_TENANT_ID} visible ASCII characters (no spaces)"
+        )
+    return header
 
 
 def _client_context(header: str | None) -> str | None:

@@ -39,6 +39,7 @@ class InvokeRequest:
     request_id: str = field(default_factory=new_request_id)
     client_context: str | None = None
     cognito_identity: str | None = None
+    tenant_id: str | None = None
 
 
 class StreamError(Exception):
@@ -157,9 +158,16 @@ class Invocation:
         loop = asyncio.get_running_loop()
         self.request = request
         self.request_id = request.request_id
+        # One per attempt: an async retry keeps the request id but is a new invocation.
+        self.invocation_id = str(uuid.uuid4())
         self.function_arn = function_arn
         self.trace_id = new_trace_id()
         self.record = record
+        self.started_wall: float | None = None
+        self.response_started_at: float | None = None
+        self.produced_bytes = 0
+        # Set once `platform.runtimeDone` has been emitted for it.
+        self.runtime_finished = False
         self.result: asyncio.Future[RuntimeResponse] = loop.create_future()
         self.finished: asyncio.Future[None] = loop.create_future()
         self._callers: list[asyncio.Future[RuntimeResponse]] = []
@@ -193,15 +201,21 @@ class Invocation:
         self._callers.append(caller)
         return caller
 
+    def record_response_start(self) -> None:
+        """The runtime began posting its response (or error)."""
+        self.response_started_at = time.monotonic()
+
     def runtime_headers(self) -> list[tuple[str, str]]:
         """The `/next` response headers for this invocation (empty values are left out)."""
         headers = [
             ("Lambda-Runtime-Aws-Request-Id", self.request_id),
+            ("Lambda-Runtime-Invocation-Id", self.invocation_id),
             ("Lambda-Runtime-Deadline-Ms", str(self.deadline_ms)),
             ("Lambda-Runtime-Invoked-Function-Arn", self.function_arn),
             ("Lambda-Runtime-Trace-Id", self.trace_id),
             ("Lambda-Runtime-Client-Context", self.request.client_context or ""),
             ("Lambda-Runtime-Cognito-Identity", self.request.cognito_identity or ""),
+            ("Lambda-Runtime-Aws-Tenant-Id", self.request.tenant_id or ""),
         ]
         return [(name, value) for name, value in headers if value]
 
@@ -240,6 +254,7 @@ class InvokeResult:
         if self.ok:
             return None
         try:
-            return self.json().get("errorType")
+            error_type = self.json().get("errorType")
         except (ValueError, AttributeError):
             return None
+        return error_type if isinstance(error_type, str) else None

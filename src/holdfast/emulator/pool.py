@@ -22,6 +22,8 @@ class Pool:
         self._config = config
         self._journal = journal
         self._environments: list[Environment] = []
+        # An environment with a free slot appears here once per free slot (Managed Instances
+        # environments have `max_concurrency` slots, the others one).
         self._idle: list[Environment] = []
         self._waiters: deque[tuple[InvokeRequest, asyncio.Future[Invocation]]] = deque()
         self._in_flight: set[asyncio.Future[None]] = set()
@@ -45,6 +47,8 @@ class Pool:
             environment = Environment(len(self._environments) + 1, self._config, self._journal)
             self._environments.append(environment)
             await environment.start()
+            # Its other slots are free once its Runtime API listens.
+            self._idle.extend([environment] * ((self._config.max_concurrency or 1) - 1))
             return self._start(environment, request)
         # All busy: the request starts in the first environment released, the moment it is.
         waiter: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()

@@ -20,6 +20,8 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 
+from .output import ProcessOutput
+
 # /proc states of a process that cannot run: stopped, traced, zombie, dead.
 _STOPPED_STATES = frozenset("TtZX")
 # A process in uninterruptible sleep stops only when it wakes; do not wait on it forever.
@@ -46,18 +48,33 @@ class ProcessGroup:
         self._exits: dict[asyncio.subprocess.Process, asyncio.Future[int]] = {}
 
     async def spawn(
-        self, argv: Sequence[str], *, env: Mapping[str, str], cwd: str | None
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: str | None,
+        output: ProcessOutput | None = None,
     ) -> asyncio.subprocess.Process:
-        """Start `argv` in the group (the first process founds it)."""
+        """Start `argv` in the group (the first process founds it).
+
+        With `output`, the process writes its stdout and stderr into those pipes; without, it
+        shares the emulator's.
+        """
         global _cursor_is_live
         before = _pid_cursor()
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            env=dict(env),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            process_group=0 if self.pgid is None else self.pgid,
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                env=dict(env),
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=None if output is None else output.stdout.write_fd,
+                stderr=None if output is None else output.stderr.write_fd,
+                process_group=0 if self.pgid is None else self.pgid,
+            )
+        finally:
+            if output is not None:
+                output.child_started()
         if before is None or _pid_cursor() == before:
             _cursor_is_live = False  # a pid was handed out and the cursor did not move
         if self.pgid is None:

@@ -10,6 +10,7 @@ throws the whole object away, so no state leaks from one runtime process to the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import uuid
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .invocation import Invocation, RuntimeResponse
+from .telemetry import TelemetryHub
 
 MAX_EXTENSIONS = 10
 INVOKE = "INVOKE"
@@ -88,24 +90,62 @@ def normalize_error_type(value: str | None) -> str:
 class Sandbox:
     """Runtime and extension state for one environment life (see the module docstring)."""
 
-    def __init__(self, metadata: FunctionMetadata, external_names: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        metadata: FunctionMetadata,
+        external_names: Collection[str] = (),
+        *,
+        max_concurrency: int | None = None,
+        telemetry: TelemetryHub | None = None,
+    ) -> None:
         self.metadata = metadata
         self.external_names = frozenset(external_names)
         self.extensions: dict[str, Extension] = {}
         self.current: Invocation | None = None
         self.init_failure: RuntimeResponse | None = None
         self.registration_open = True
+        # Managed Instances: many invocations at once, each answered by whichever poller took it.
+        self.max_concurrency = max_concurrency
+        self.telemetry = telemetry or TelemetryHub()
+        # Told when the runtime is done with an invocation (`platform.runtimeDone`) and when it
+        # first asks for work (`platform.initRuntimeDone`).
+        self.on_runtime_done: Callable[[Invocation], None] = _ignore_invocation
+        self.on_runtime_ready: Callable[[], None] = _ignore
         self._runtime_state = _STARTED
         self._runtime_waiter: asyncio.Future[Invocation] | None = None
+        self._pollers: deque[asyncio.Future[Invocation]] = deque()
+        self._active: dict[str, Invocation] = {}
+        self._responding: set[str] = set()
+        self._expired_requests: set[str] = set()
+        self._expired_invocations: set[str] = set()
         self._watchers: list[asyncio.Future[None]] = []
         self._conditions: list[tuple[Callable[[], bool], Callable[[], None]]] = []
+
+    @property
+    def concurrent(self) -> bool:
+        """Whether this is a Managed Instances environment (several invocations at once)."""
+        return self.max_concurrency is not None
 
     # -- what the environment waits for -------------------------------------------------------
 
     @property
     def runtime_waiting(self) -> bool:
-        """The runtime is blocked in `/next` with nothing to do."""
+        """The runtime is blocked in `/next` with nothing to do (one poller, when concurrent)."""
+        if self.concurrent:
+            return self.idle_pollers > 0
         return self._runtime_state == _READY
+
+    @property
+    def idle_pollers(self) -> int:
+        """How many `/next` calls wait for an invocation right now."""
+        if not self.concurrent:
+            return 1 if self.runtime_waiting else 0
+        return sum(1 for poller in self._pollers if not poller.done())
+
+    @property
+    def active(self) -> int:
+        """Invocations handed to the runtime and not yet answered (Managed Instances)."""
+        return len(self._active)
 
     @property
     def initialized(self) -> bool:
@@ -172,11 +212,19 @@ class Sandbox:
 
     def dispatch(self, invocation: Invocation) -> None:
         """Hand `invocation` to the waiting runtime and its INVOKE event to the extensions."""
-        if self._runtime_waiter is None or self._runtime_waiter.done():
-            raise RuntimeError("dispatch while the runtime is not waiting in /next")
-        self.current = invocation
-        self._runtime_state = _RUNNING
-        self._runtime_waiter.set_result(invocation)
+        if self.concurrent:
+            while self._pollers and self._pollers[0].done():
+                self._pollers.popleft()
+            if not self._pollers:
+                raise RuntimeError("dispatch while no runtime poller waits in /next")
+            self._active[invocation.request_id] = invocation
+            self._pollers.popleft().set_result(invocation)
+        else:
+            if self._runtime_waiter is None or self._runtime_waiter.done():
+                raise RuntimeError("dispatch while the runtime is not waiting in /next")
+            self.current = invocation
+            self._runtime_state = _RUNNING
+            self._runtime_waiter.set_result(invocation)
         for extension in self.extensions.values():
             if INVOKE in extension.events:
                 self._deliver(extension, invocation.extension_event())
@@ -195,31 +243,93 @@ class Sandbox:
 
     async def runtime_next(self) -> Invocation:
         """Long-poll for the next invocation (GET /runtime/invocation/next)."""
+        if self.concurrent:
+            return await self._poll()
         # A client that dropped its long poll (its waiter got cancelled) may poll again.
         abandoned = self._runtime_waiter is not None and self._runtime_waiter.cancelled()
         if self._runtime_state not in (_STARTED, _RESPONSE_SENT) and not abandoned:
             raise _transition_error(self._runtime_state, _READY)
+        previous, finished = self._runtime_state, self.current
         self.registration_open = False
         self._runtime_state = _READY
         self._runtime_waiter = asyncio.get_running_loop().create_future()
+        if previous == _STARTED:
+            self.on_runtime_ready()
+        elif previous == _RESPONSE_SENT and finished is not None and not abandoned:
+            self.on_runtime_done(finished)
         self._changed()
         return await self._runtime_waiter
 
-    def begin_response(self, request_id: str) -> Invocation:
-        """Accept a `/response` or `/error` for `request_id`, or refuse it as RAPID does."""
+    async def _poll(self) -> Invocation:
+        first = self.registration_open
+        self.registration_open = False
+        poller: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
+        self._pollers.append(poller)
+        if first:
+            self.on_runtime_ready()
+        self._changed()
+        try:
+            return await poller
+        finally:
+            if not poller.done() or poller.cancelled():
+                with contextlib.suppress(ValueError):
+                    self._pollers.remove(poller)
+                self._changed()
+
+    def begin_response(self, request_id: str, invocation_id: str | None = None) -> Invocation:
+        """Accept a `/response` or `/error` for `request_id`, or refuse it as RAPID does.
+
+        A post for an invocation that already timed out (named by its request id or by the
+        `Lambda-Runtime-Invocation-Id` it was given) is answered 410 Gone.
+        """
+        if invocation_id in self._expired_invocations or (
+            request_id in self._expired_requests and request_id not in self._active
+        ):
+            raise APIError(
+                410, "InvocationTimedOut", f"Invocation {request_id} has already timed out"
+            )
+        if self.concurrent:
+            invocation = self._active.get(request_id)
+            if invocation is None:
+                raise APIError(400, "InvalidRequestID", "Invalid request ID")
+            if request_id in self._responding or invocation.result.done():
+                raise _transition_error(_RESPONSE_SENT, _RESPONSE_SENT)
+            self._responding.add(request_id)
+            invocation.record_response_start()
+            return invocation
         if self._runtime_state != _RUNNING:
             raise _transition_error(self._runtime_state, _RESPONSE_SENT)
         assert self.current is not None
         if request_id != self.current.request_id:
             raise APIError(400, "InvalidRequestID", "Invalid request ID")
         self._runtime_state = _RESPONDING
+        self.current.record_response_start()
         return self.current
 
-    def end_response(self) -> None:
-        """The `/response` or `/error` body has been read: the runtime may call `/next` again."""
+    def end_response(self, invocation: Invocation) -> None:
+        """The `/response` or `/error` body has been read: the runtime may call `/next` again.
+
+        When concurrent, no poller can be told apart from another, so the runtime counts as done
+        with the invocation here (`platform.runtimeDone`), not at its next `/next`.
+        """
+        if self.concurrent:
+            if invocation.request_id in self._responding:
+                self._responding.discard(invocation.request_id)
+                self._active.pop(invocation.request_id, None)
+                self.on_runtime_done(invocation)
+                self._changed()
+            return
         if self._runtime_state == _RESPONDING:
             self._runtime_state = _RESPONSE_SENT
             self._changed()
+
+    def expire(self, invocation: Invocation) -> None:
+        """`invocation` timed out: a result posted for it from now on is answered 410 Gone."""
+        self._expired_requests.add(invocation.request_id)
+        self._expired_invocations.add(invocation.invocation_id)
+        self._active.pop(invocation.request_id, None)
+        self._responding.discard(invocation.request_id)
+        self._changed()
 
     def init_error(self, error_type: str | None, body: bytes) -> None:
         """Record an init failure (POST /runtime/init/error)."""
@@ -257,6 +367,9 @@ class Sandbox:
             )
         extension = Extension(name=name, events=frozenset(events), external=external)
         self.extensions[extension.id] = extension
+        self.telemetry.emit(
+            "platform.extension", {"name": name, "state": "Ready", "events": sorted(events)}
+        )
         self._changed()
         return extension
 
@@ -332,6 +445,10 @@ class Sandbox:
 
 
 def _ignore() -> None:
+    pass
+
+
+def _ignore_invocation(_: Invocation) -> None:
     pass
 
 

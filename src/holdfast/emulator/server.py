@@ -17,6 +17,7 @@ from typing import Any
 from ._http import BodyTooLarge, HTTPServer, ProtocolError, Request, Response, json_response
 from .invocation import Invocation, ResponseStream, RuntimeResponse, error_payload
 from .sandbox import APIError, Sandbox, normalize_error_type
+from .telemetry import InvalidSubscription, parse_subscription
 
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100  # RAPID's limit: 6 MiB + 100 bytes
 MAX_STREAM_BYTES = 200 * 1024 * 1024
@@ -29,6 +30,9 @@ _ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
 _ERROR_BODY_TRAILER = "Lambda-Runtime-Function-Error-Body"
 _RESPONSE_MODE_HEADER = "Lambda-Runtime-Function-Response-Mode"
 _EXTENSION_ID_HEADER = "Lambda-Extension-Identifier"
+_INVOCATION_ID_HEADER = "Lambda-Runtime-Invocation-Id"
+_TELEMETRY = "/2022-07-01/telemetry"
+_LOGS = "/2020-08-15/logs"
 
 _ACCEPTED = {"status": "OK"}
 _NEXT_PATH = f"{_RUNTIME}/invocation/next"
@@ -96,11 +100,16 @@ class RuntimeAPIServer:
         if path == _NEXT_PATH and method == "GET":
             return _next_response(await sandbox.runtime_next())
         if (match := _INVOCATION.fullmatch(path)) and method == "POST":
+            if match["kind"] == "response":
+                _check_response_mode(request)
+            invocation = sandbox.begin_response(
+                match["id"], request.headers.get(_INVOCATION_ID_HEADER)
+            )
             post = _post_response if match["kind"] == "response" else _post_error
             try:
-                return await post(sandbox, match["id"], request)
+                return await post(invocation, request)
             finally:
-                sandbox.end_response()
+                sandbox.end_response(invocation)
         if path == _INIT_ERROR_PATH and method == "POST":
             body = await _read_limited(request, MAX_RESPONSE_BYTES)
             sandbox.init_error(request.headers.get(_ERROR_TYPE_HEADER), body)
@@ -109,8 +118,10 @@ class RuntimeAPIServer:
             raise APIError(403, "InvalidStateTransition", "SnapStart is not enabled")
         if path.startswith(_EXTENSION):
             return await _extension_route(sandbox, request)
-        if path in ("/2020-08-15/logs", "/2022-07-01/telemetry") and method == "PUT":
-            return _telemetry_stub(path)
+        if path.rstrip("/") == _TELEMETRY and method == "PUT":
+            return await _subscribe(sandbox, request)
+        if path.rstrip("/") == _LOGS and method == "PUT":
+            return _logs_stub()
         raise APIError(404, "NotFound", f"no route for {method} {path}")
 
 
@@ -146,7 +157,7 @@ def _next_response(invocation: Invocation) -> Response:
     return Response(200, headers, invocation.request.payload)
 
 
-async def _post_response(sandbox: Sandbox, invocation_id: str, request: Request) -> Response:
+def _check_response_mode(request: Request) -> None:
     mode = request.headers.get(_RESPONSE_MODE_HEADER)
     if mode is not None and mode.lower() != "streaming":
         raise APIError(
@@ -154,14 +165,17 @@ async def _post_response(sandbox: Sandbox, invocation_id: str, request: Request)
             "InvalidFunctionResponseMode",
             f"Invalid {_RESPONSE_MODE_HEADER} header value: {mode!r} (allowed: streaming)",
         )
-    invocation = sandbox.begin_response(invocation_id)
+
+
+async def _post_response(invocation: Invocation, request: Request) -> Response:
     content_type = request.headers.get("Content-Type") or "application/json"
-    if mode is not None:
+    if request.headers.get(_RESPONSE_MODE_HEADER) is not None:
         return await _stream_response(invocation, content_type, request)
     try:
         body = await request.body.read(limit=MAX_RESPONSE_BYTES)
     except BodyTooLarge:
         raise await _refuse_oversized(invocation, request) from None
+    invocation.produced_bytes = len(body)
     invocation.respond(RuntimeResponse(body, content_type))
     return _accepted()
 
@@ -177,6 +191,7 @@ async def _stream_response(invocation: Invocation, content_type: str, request: R
                 stream.finish(_response_too_large(MAX_STREAM_BYTES))
                 raise _too_large(MAX_STREAM_BYTES)
             stream.feed(chunk)
+            invocation.produced_bytes = size
     except (ProtocolError, ConnectionError, EOFError):
         stream.finish({"errorType": "Runtime.TruncatedResponse", "errorMessage": "truncated"})
         raise
@@ -202,8 +217,7 @@ def _trailer_error(request: Request) -> dict[str, Any] | None:
     return error
 
 
-async def _post_error(sandbox: Sandbox, invocation_id: str, request: Request) -> Response:
-    invocation = sandbox.begin_response(invocation_id)
+async def _post_error(invocation: Invocation, request: Request) -> Response:
     error_type = normalize_error_type(request.headers.get(_ERROR_TYPE_HEADER))
     try:
         body = await request.body.read(limit=MAX_RESPONSE_BYTES)
@@ -223,10 +237,22 @@ async def _read_limited(request: Request, limit: int) -> bytes:
         raise _too_large(limit) from None
 
 
-def _telemetry_stub(path: str) -> Response:
-    # RIE answers these 202 with a "not supported" error body; runtimes treat that as non-fatal.
-    kind = "Logs" if "logs" in path else "Telemetry"
-    payload = {"errorType": f"{kind}.NotSupported", "errorMessage": f"{kind} API is not supported"}
+async def _subscribe(sandbox: Sandbox, request: Request) -> Response:
+    """PUT /2022-07-01/telemetry: a registered extension subscribes to telemetry streams."""
+    extension = sandbox.extension(request.headers.get(_EXTENSION_ID_HEADER))
+    body = await _read_limited(request, 64 * 1024)
+    try:
+        subscription = parse_subscription(body)
+    except InvalidSubscription as exc:
+        raise APIError(400, "ValidationError", str(exc)) from None
+    sandbox.telemetry.subscribe(extension.name, subscription)
+    return json_response(200, "OK")
+
+
+def _logs_stub() -> Response:
+    # The Logs API is superseded by the Telemetry API; RIE answers it 202 with this body, which
+    # runtimes treat as non-fatal.
+    payload = {"errorType": "Logs.NotSupported", "errorMessage": "Logs API is not supported"}
     return json_response(202, payload)
 
 

@@ -121,13 +121,15 @@ class Emulator:
         payload: bytes | None = None,
         client_context: dict[str, Any] | None = None,
         cognito_identity: dict[str, Any] | None = None,
+        tenant_id: str | None = None,
     ) -> InvokeResult:
         """Invoke synchronously; returns as soon as the runtime posts its response.
 
-        `event` is JSON-encoded unless `payload` (raw bytes) is given. The environment may
-        still be running after-response work when this returns; see `wait_idle`.
+        `event` is JSON-encoded unless `payload` (raw bytes) is given; `tenant_id` reaches the
+        runtime as `Lambda-Runtime-Aws-Tenant-Id`. The environment may still be running
+        after-response work when this returns; see `wait_idle`.
         """
-        request = _request(event, payload, client_context, cognito_identity)
+        request = _request(event, payload, client_context, cognito_identity, tenant_id)
         response = await (await self.call(request)).buffered()
         assert isinstance(response.body, bytes)
         return InvokeResult(
@@ -143,7 +145,7 @@ class Emulator:
         A failed attempt is retried after each of `config.async_retry_delays`, keeping the
         request id, as Lambda retries async invokes twice.
         """
-        request = _request(event, payload, None, None)
+        request = _request(event, payload, None, None, None)
         self.call_async(request)
         return request.request_id
 
@@ -188,11 +190,13 @@ def _request(
     payload: bytes | None,
     client_context: dict[str, Any] | None,
     cognito_identity: dict[str, Any] | None,
+    tenant_id: str | None,
 ) -> InvokeRequest:
     return InvokeRequest(
         payload if payload is not None else json.dumps({} if event is None else event).encode(),
         client_context=None if client_context is None else json.dumps(client_context),
         cognito_identity=None if cognito_identity is None else json.dumps(cognito_identity),
+        tenant_id=tenant_id,
     )
 
 

@@ -1,0 +1,379 @@
+"""The Telemetry API (2022-07-01): subscriptions, event records, buffering, delivery.
+
+An extension subscribes with `PUT /2022-07-01/telemetry` (`Lambda-Extension-Identifier`, a body
+naming `types`, `buffering` and an HTTP or TCP `destination` on `sandbox.localdomain`). From then on
+the environment's events reach it in batches: a JSON array per HTTP POST, or NDJSON lines on one
+TCP connection. A batch goes out when it holds `maxItems` events or `maxBytes` bytes, or
+`timeoutMs` after its first event, whichever comes first, and only while the environment is thawed:
+a frozen listener cannot take it, so a batch due during a freeze leaves at the next thaw (or at
+shutdown), as on Lambda. Events emitted during init before a subscription are kept and handed to
+each subscriber that arrives while the init lasts, so an extension subscribing during init still
+sees `platform.initStart`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+SCHEMA_VERSIONS = ("2022-07-01", "2022-12-13", "2025-01-29")
+TYPES = ("platform", "function", "extension")
+PROTOCOLS = ("HTTP", "TCP")
+# The hosts that name the execution environment itself; Lambda delivers nowhere else.
+LOCAL_HOSTS = ("sandbox.localdomain", "localhost", "127.0.0.1")
+RESERVED_PORT = 9001
+
+# (default, minimum, maximum) of each buffering setting, as AWS documents them.
+MAX_ITEMS = (1000, 1000, 10000)
+MAX_BYTES = (262144, 262144, 1048576)
+TIMEOUT_MS = (1000, 25, 30000)
+
+# Backoff between delivery attempts to a listener that is not there (yet) or answered an error.
+_RETRY_FIRST = 0.05
+_RETRY_LAST = 1.0
+
+
+def now_iso() -> str:
+    """An event's `time`: ISO 8601 UTC with milliseconds, as Lambda writes it."""
+    now = datetime.datetime.now(datetime.UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def iso(timestamp: float) -> str:
+    """`timestamp` (epoch seconds) in the shape of `now_iso`."""
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def category(event_type: str) -> str:
+    """The subscription type an event belongs to: platform, function or extension."""
+    return "platform" if event_type.startswith("platform.") else event_type
+
+
+@dataclass(frozen=True)
+class Buffering:
+    """A batch is due at `max_items` events, at `max_bytes`, or `timeout_ms` after its first."""
+
+    max_items: int = MAX_ITEMS[0]
+    max_bytes: int = MAX_BYTES[0]
+    timeout_ms: int = TIMEOUT_MS[0]
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where batches go: `protocol` HTTP (POST to `path`) or TCP (NDJSON), on 127.0.0.1:`port`."""
+
+    protocol: str
+    port: int
+    path: str
+    host_header: str
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A validated subscription request."""
+
+    types: frozenset[str]
+    buffering: Buffering
+    destination: Destination
+    schema_version: str
+
+
+class InvalidSubscription(ValueError):
+    """A subscription request Lambda refuses with 400 `ValidationError`."""
+
+
+def parse_subscription(body: bytes) -> Subscription:
+    """Validate a subscription request; a bad one raises `InvalidSubscription`."""
+    try:
+        document = json.loads(body or b"null")
+    except ValueError:
+        raise _invalid("the request body is not JSON") from None
+    if not isinstance(document, dict):
+        raise _invalid("the request body must be a JSON object")
+    problems: list[str] = []
+    schema = document.get("schemaVersion")
+    if schema not in SCHEMA_VERSIONS:
+        problems.append(f"schemaVersion must be one of {', '.join(SCHEMA_VERSIONS)}")
+    types = document.get("types")
+    if not isinstance(types, list) or not types:
+        problems.append("types should not be empty")
+    elif not all(isinstance(t, str) and t in TYPES for t in types):
+        problems.append(f"types must be among {', '.join(TYPES)}")
+    buffering = _buffering(document.get("buffering"), problems)
+    destination = _destination(document.get("destination"), problems)
+    if problems or buffering is None or destination is None:
+        raise _invalid("; ".join(problems))
+    assert isinstance(types, list) and isinstance(schema, str)
+    return Subscription(frozenset(types), buffering, destination, schema)
+
+
+def _invalid(message: str) -> InvalidSubscription:
+    return InvalidSubscription(message)
+
+
+def _buffering(value: Any, problems: list[str]) -> Buffering | None:
+    if value is None:
+        return Buffering()
+    if not isinstance(value, dict):
+        problems.append("buffering must be an object")
+        return None
+    settings = []
+    for name, (default, low, high) in (
+        ("maxItems", MAX_ITEMS),
+        ("maxBytes", MAX_BYTES),
+        ("timeoutMs", TIMEOUT_MS),
+    ):
+        setting = value.get(name, default)
+        if isinstance(setting, bool) or not isinstance(setting, int) or not low <= setting <= high:
+            problems.append(f"buffering.{name} must be an integer from {low} to {high}")
+            setting = default
+        settings.append(setting)
+    return Buffering(*settings)
+
+
+def _destination(value: Any, problems: list[str]) -> Destination | None:
+    if not isinstance(value, dict):
+        problems.append("destination is required")
+        return None
+    protocol = value.get("protocol")
+    uri = value.get("URI")
+    if protocol not in PROTOCOLS:
+        problems.append("destination.protocol must be HTTP or TCP")
+        return None
+    if not isinstance(uri, str) or not uri:
+        problems.append("destination.URI is required")
+        return None
+    try:
+        parts = urlsplit(uri if "://" in uri else f"tcp://{uri}")
+        port = parts.port
+    except ValueError:
+        problems.append("destination.URI is not a valid URI")
+        return None
+    if protocol == "HTTP" and parts.scheme != "http":
+        problems.append("destination.URI must be an http:// URI (Lambda does not speak HTTPS)")
+    if (parts.hostname or "") not in LOCAL_HOSTS:
+        problems.append(
+            "destination.URI must be inside the execution environment (sandbox.localdomain)"
+        )
+    if port is None:
+        problems.append("URI port is not provided")
+        return None
+    if port == RESERVED_PORT:
+        problems.append(f"port {RESERVED_PORT} is reserved by Lambda")
+    return Destination(protocol, port, parts.path or "/", parts.netloc)
+
+
+def event(event_type: str, record: Any, time: str | None = None) -> dict[str, Any]:
+    """One telemetry event: `{"time", "type", "record"}`."""
+    return {"time": time or now_iso(), "type": event_type, "record": record}
+
+
+class Subscriber:
+    """One extension's subscription: its buffer and the task that delivers it."""
+
+    def __init__(self, name: str, subscription: Subscription, hub: TelemetryHub) -> None:
+        self.name = name
+        self.subscription = subscription
+        self._hub = hub
+        self._buffer: list[bytes] = []
+        self._size = 0
+        self._due = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task = asyncio.create_task(self._deliver(), name=f"telemetry-{name}")
+        self._tcp: asyncio.StreamWriter | None = None
+
+    def add(self, encoded: bytes) -> None:
+        """Buffer one encoded event; the batch is due when full, or after `timeoutMs`."""
+        self._buffer.append(encoded)
+        self._size += len(encoded)
+        self._idle.clear()
+        buffering = self.subscription.buffering
+        if len(self._buffer) >= buffering.max_items or self._size >= buffering.max_bytes:
+            self._make_due()
+        elif self._timer is None and not self._due.is_set():
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(buffering.timeout_ms / 1000, self._make_due)
+
+    def flush(self) -> None:
+        """Make whatever is buffered due now (used at shutdown)."""
+        if self._buffer:
+            self._make_due()
+
+    async def drained(self) -> None:
+        """Return once every event buffered so far has been delivered."""
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        """Stop delivering (what is left is dropped, as when the environment goes away)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        if self._tcp is not None:
+            self._tcp.close()
+
+    def _make_due(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._due.set()
+
+    def _take_batch(self) -> list[bytes]:
+        limit = self.subscription.buffering.max_items
+        batch, self._buffer = self._buffer[:limit], self._buffer[limit:]
+        self._size = sum(len(e) for e in self._buffer)
+        return batch
+
+    async def _deliver(self) -> None:
+        while True:
+            await self._due.wait()
+            await self._hub.thawed.wait()
+            self._due.clear()
+            batch = self._take_batch()
+            if batch:
+                await self._send_until_taken(batch)
+            if self._buffer:
+                buffering = self.subscription.buffering
+                if len(self._buffer) >= buffering.max_items or self._size >= buffering.max_bytes:
+                    self._make_due()
+                elif self._timer is None:
+                    loop = asyncio.get_running_loop()
+                    self._timer = loop.call_later(buffering.timeout_ms / 1000, self._make_due)
+            else:
+                self._idle.set()
+
+    async def _send_until_taken(self, batch: list[bytes]) -> None:
+        delay = _RETRY_FIRST
+        while True:
+            await self._hub.thawed.wait()
+            try:
+                if await self._send(batch):
+                    return
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                if self._tcp is not None:
+                    self._tcp.close()
+                    self._tcp = None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_LAST)
+
+    async def _send(self, batch: list[bytes]) -> bool:
+        destination = self.subscription.destination
+        if destination.protocol == "TCP":
+            if self._tcp is None:
+                _, self._tcp = await asyncio.open_connection("127.0.0.1", destination.port)
+            self._tcp.write(b"".join(line + b"\n" for line in batch))
+            await self._tcp.drain()
+            return True
+        return await post_json(destination, b"[" + b",".join(batch) + b"]")
+
+
+async def post_json(destination: Destination, body: bytes) -> bool:
+    """POST `body` to an HTTP destination on 127.0.0.1; whether it answered 2xx."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", destination.port)
+    try:
+        head = (
+            f"POST {destination.path} HTTP/1.1\r\n"
+            f"Host: {destination.host_header}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        writer.write(head.encode("latin-1") + body)
+        await writer.drain()
+        status_line = await reader.readline()
+        parts = status_line.split()
+        if len(parts) < 2 or not parts[1].isdigit():
+            raise ValueError(f"bad status line {status_line[:60]!r}")
+        # The listener's answer body is of no interest; reading to EOF lets it finish cleanly.
+        with contextlib.suppress(OSError):
+            await reader.read()
+        return 200 <= int(parts[1]) < 300
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+class TelemetryHub:
+    """The telemetry of one environment life: who subscribed, and every event emitted.
+
+    `thawed` is set while the environment runs; deliveries wait for it. Events emitted while
+    `in_init` are also kept for subscribers that arrive later in the same init.
+    """
+
+    def __init__(self) -> None:
+        self.subscribers: dict[str, Subscriber] = {}
+        self.thawed = asyncio.Event()
+        self.thawed.set()
+        self.in_init = True
+        self._init_backlog: list[tuple[str, bytes]] = []
+
+    def subscribe(self, extension_name: str, subscription: Subscription) -> None:
+        """Add (or replace) `extension_name`'s subscription."""
+        old = self.subscribers.pop(extension_name, None)
+        if old is not None:
+            asyncio.get_running_loop().create_task(old.close())
+        subscriber = Subscriber(extension_name, subscription, self)
+        self.subscribers[extension_name] = subscriber
+        if self.in_init:
+            for kind, encoded in self._init_backlog:
+                if kind in subscription.types:
+                    subscriber.add(encoded)
+        record = {
+            "name": extension_name,
+            "state": "Subscribed",
+            "types": sorted(subscription.types),
+        }
+        self.emit("platform.telemetrySubscription", record)
+
+    def emit(self, event_type: str, record: Any, time: str | None = None) -> None:
+        """Record an event and buffer it for every subscriber of its type."""
+        if not self.subscribers and not self.in_init:
+            return
+        kind = category(event_type)
+        encoded = json.dumps(event(event_type, record, time), separators=(",", ":")).encode()
+        if self.in_init:
+            self._init_backlog.append((kind, encoded))
+        for subscriber in self.subscribers.values():
+            if kind in subscriber.subscription.types:
+                subscriber.add(encoded)
+
+    def emit_lines(self, kind: str, lines: Iterable[str]) -> None:
+        """Log lines of the function or of an extension, one event each."""
+        for line in lines:
+            self.emit(kind, line)
+
+    def init_done(self) -> None:
+        """Init is over: later subscribers do not get the init's events."""
+        self.in_init = False
+        self._init_backlog.clear()
+
+    def freeze(self) -> None:
+        """The environment is being frozen: nothing is delivered until `thaw`."""
+        self.thawed.clear()
+
+    def thaw(self) -> None:
+        """The environment runs again: due batches go out."""
+        self.thawed.set()
+
+    async def flush(self) -> None:
+        """Deliver everything buffered (the environment must be thawed)."""
+        self.thaw()
+        for subscriber in self.subscribers.values():
+            subscriber.flush()
+        await asyncio.gather(*(s.drained() for s in self.subscribers.values()))
+
+    async def close(self) -> None:
+        """Stop every delivery."""
+        subscribers, self.subscribers = list(self.subscribers.values()), {}
+        await asyncio.gather(*(s.close() for s in subscribers))

@@ -1,0 +1,253 @@
+"""The Telemetry API: a user's extension subscribes and gets Lambda's events, in order, batched.
+
+The extension (`telemetry_ext.py`) is a separate process with its own HTTP listener, exactly
+what a user would write; it holds each invocation until `platform.runtimeDone` for it arrives,
+so the environment can only freeze if the event was delivered while the extension held it.
+"""
+
+import http.client
+import json
+import sys
+
+import pytest
+from emulator_support import HERE, ric, wait_until
+
+
+@pytest.fixture
+def telemetry_extension(tmp_path):
+    wrapper = tmp_path / "telemetry-extension"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{HERE / "telemetry_ext.py"}"\n')
+    wrapper.chmod(0o755)
+    log = tmp_path / "telemetry.log"
+
+    def options(**env):
+        return {
+            "extensions": [[str(wrapper)]],
+            "env": {"EXT_NAME": wrapper.name, "EXT_LOG": str(log), **env},
+        }
+
+    def read():
+        batches, holds = [], []
+        for line in (log.read_text() if log.exists() else "").splitlines():
+            document = json.loads(line)
+            (batches if isinstance(document, list) else holds).append(document)
+        return batches, holds
+
+    options.read = read
+    return options
+
+
+def _events(batches):
+    return [event for batch in batches for event in batch]
+
+
+def _index(events, kind, request_id=None, record=None):
+    for index, event in enumerate(events):
+        if event["type"] != kind:
+            continue
+        if request_id is not None and event["record"].get("requestId") != request_id:
+            continue
+        if record is not None and event["record"] != record:
+            continue
+        return index
+    raise AssertionError(f"no {kind} {request_id or record or ''} in {[e['type'] for e in events]}")
+
+
+def test_extension_receives_lambda_events_in_order(emulators, telemetry_extension):
+    emu = emulators(ric("shout"), **telemetry_extension())
+    first = emu.invoke({"lines": 3})
+    second = emu.invoke({"lines": 2})
+    assert first.ok and second.ok
+    emu.wait_idle(60)
+    records = emu.freeze_log
+    emu.close()
+    batches, holds = telemetry_extension.read()
+    events = _events(batches)
+
+    # Each invocation was held until its platform.runtimeDone arrived, and still froze.
+    assert holds == [
+        {"held": first.request_id, "runtime_done_arrived": True},
+        {"held": second.request_id, "runtime_done_arrived": True},
+    ]
+    assert [r.outcome for r in records] == ["frozen", "frozen"]
+
+    # Init: initStart, the extension's registration and subscription, its own log line,
+    # then the runtime's initRuntimeDone and the initReport.
+    init_start = _index(events, "platform.initStart")
+    assert events[init_start]["record"]["initializationType"] == "on-demand"
+    assert events[init_start]["record"]["phase"] == "init"
+    registered = _index(events, "platform.extension")
+    assert events[registered]["record"]["name"] == "telemetry-extension"
+    assert events[registered]["record"]["events"] == ["INVOKE", "SHUTDOWN"]
+    subscribed = _index(events, "platform.telemetrySubscription")
+    assert events[subscribed]["record"]["types"] == ["extension", "function", "platform"]
+    assert any(e["type"] == "extension" and "listening on" in e["record"] for e in events)
+    runtime_done = _index(events, "platform.initRuntimeDone")
+    report = _index(events, "platform.initReport")
+    assert init_start < registered < subscribed < runtime_done < report
+    assert events[report]["record"]["status"] == "success"
+    assert events[report]["record"]["metrics"]["durationMs"] > 0
+
+    # Invocations: start, the function's lines, runtimeDone, report — each in its order.
+    previous = report
+    for result, lines in ((first, 3), (second, 2)):
+        rid = result.request_id
+        start = _index(events, "platform.start", rid)
+        printed = [_index(events, "function", record=f"line {n} of {rid}") for n in range(lines)]
+        done = _index(events, "platform.runtimeDone", rid)
+        final = _index(events, "platform.report", rid)
+        assert previous < start < printed[0] < printed[-1] < done < final
+        assert printed == sorted(printed)
+        done_record = events[done]["record"]
+        assert done_record["status"] == "success"
+        assert done_record["metrics"]["producedBytes"] == len(result.payload)
+        assert {s["name"] for s in done_record["spans"]} == {
+            "responseLatency",
+            "responseDuration",
+            "runtimeOverhead",
+        }
+        report_record = events[final]["record"]
+        assert report_record["status"] == "success"
+        assert report_record["metrics"]["memorySizeMB"] == 512
+        assert report_record["tracing"]["value"] == events[start]["record"]["tracing"]["value"]
+        previous = final
+    assert (
+        "initDurationMs"
+        in events[_index(events, "platform.report", first.request_id)]["record"]["metrics"]
+    )
+    for event in events:
+        assert event["time"].endswith("Z") and "T" in event["time"]
+
+
+def test_batches_hold_at_most_max_items(emulators, telemetry_extension):
+    buffering = json.dumps({"maxItems": 1000, "timeoutMs": 30000})
+    emu = emulators(
+        ric("shout"), **telemetry_extension(TELEMETRY_BUFFERING=buffering, TELEMETRY_HOLD="0")
+    )
+    result = emu.invoke({"lines": 1500})
+    assert result.ok
+    # The first 1000 events are due as soon as they are buffered (long before the 30 s timeout),
+    # but nothing holds the invocation: the batch may reach the listener only after the thaw.
+    emu.wait_idle(60)
+    emu.close()  # thawed; the rest is flushed at shutdown
+    batches, _ = telemetry_extension.read()
+    assert len(batches[0]) == 1000
+    assert all(len(batch) <= 1000 for batch in batches)
+    lines = [e["record"] for e in _events(batches) if e["type"] == "function"]
+    assert lines == [f"line {n} of {result.request_id}" for n in range(1500)]
+
+
+def test_function_error_and_timeout_statuses(emulators, telemetry_extension):
+    emu = emulators(ric("fail"), timeout=1, **telemetry_extension(TELEMETRY_HOLD="0"))
+    failed = emu.invoke({})
+    assert failed.error_type == "ValueError"
+    emu.wait_idle(60)
+    emu.close()
+    events = _events(telemetry_extension.read()[0])
+    done = events[_index(events, "platform.runtimeDone", failed.request_id)]["record"]
+    assert done["status"] == "error"
+    report = events[_index(events, "platform.report", failed.request_id)]["record"]
+    assert report["status"] == "error"
+
+
+def test_timeout_is_reported_before_the_reset(emulators, telemetry_extension):
+    emu = emulators(ric("sleep"), timeout=1, **telemetry_extension())
+    result = emu.invoke({"seconds": 30})
+    assert result.error_type == "Sandbox.Timedout"
+    emu.wait_idle(60)
+    emu.close()
+    events = _events(telemetry_extension.read()[0])
+    done = events[_index(events, "platform.runtimeDone", result.request_id)]["record"]
+    assert done["status"] == "timeout"
+    assert done["errorType"] == "Sandbox.Timedout"
+    report = events[_index(events, "platform.report", result.request_id)]["record"]
+    assert report["status"] == "timeout"
+
+
+# -- subscription requests answered as Lambda answers them ---------------------------------------
+
+REPORTER = (
+    "import os, sys, time;"
+    "open(sys.argv[1], 'w').write(os.environ['AWS_LAMBDA_RUNTIME_API']);"
+    "time.sleep(600)"
+)
+
+
+def _call(address, method, path, body=None, headers=None):
+    connection = http.client.HTTPConnection(address)
+    connection.request(method, path, body=body, headers=headers or {})
+    response = connection.getresponse()
+    payload = response.read()
+    connection.close()
+    return response.status, payload
+
+
+GOOD = {
+    "schemaVersion": "2022-12-13",
+    "types": ["platform", "function"],
+    "buffering": {"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 100},
+    "destination": {"protocol": "HTTP", "URI": "http://sandbox.localdomain:8080/t"},
+}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"schemaVersion": "2021-01-01"},
+        {"types": []},
+        {"types": ["platform", "network"]},
+        {"buffering": {"maxItems": 10}},
+        {"buffering": {"timeoutMs": 10}},
+        {"buffering": {"maxBytes": 1024}},
+        {"destination": {"protocol": "HTTP", "URI": "http://example.com:8080/"}},
+        {"destination": {"protocol": "HTTP", "URI": "http://sandbox.localdomain/"}},
+        {"destination": {"protocol": "HTTP", "URI": "http://sandbox.localdomain:9001/"}},
+        {"destination": {"protocol": "UDP", "URI": "sandbox.localdomain:8080"}},
+        {"destination": None},
+    ],
+)
+def test_bad_subscriptions_get_validation_errors(emulators, tmp_path, change):
+    address = _manual_environment(emulators, tmp_path)
+    identifier = _register(address)
+    status, body = _call(
+        address,
+        "PUT",
+        "/2022-07-01/telemetry",
+        json.dumps({**GOOD, **change}),
+        {"Lambda-Extension-Identifier": identifier},
+    )
+    assert status == 400
+    assert json.loads(body)["errorType"] == "ValidationError"
+
+
+def test_only_registered_extensions_may_subscribe(emulators, tmp_path):
+    address = _manual_environment(emulators, tmp_path)
+    status, body = _call(address, "PUT", "/2022-07-01/telemetry", json.dumps(GOOD))
+    assert (status, json.loads(body)["errorType"]) == (403, "Extension.MissingExtensionIdentifier")
+    identifier = _register(address)
+    headers = {"Lambda-Extension-Identifier": identifier}
+    status, body = _call(address, "PUT", "/2022-07-01/telemetry", json.dumps(GOOD), headers)
+    assert (status, json.loads(body)) == (200, "OK")
+
+
+def _manual_environment(emulators, tmp_path):
+    """An environment whose "runtime" only reports its Runtime API address (the test plays it)."""
+    address_file = tmp_path / "address"
+    emu = emulators([sys.executable, "-c", REPORTER, str(address_file)], init_timeout=30)
+    emu.submit(emu.emulator.invoke({}))  # starts the environment; never answered
+    wait_until(lambda: address_file.exists() and address_file.read_text(), "the runtime started")
+    return address_file.read_text()
+
+
+def _register(address):
+    connection = http.client.HTTPConnection(address)
+    connection.request(
+        "POST",
+        "/2020-01-01/extension/register",
+        body=json.dumps({"events": ["INVOKE"]}),
+        headers={"Lambda-Extension-Name": "internal-telemetry"},
+    )
+    response = connection.getresponse()
+    response.read()
+    assert response.status == 200
+    return response.getheader("Lambda-Extension-Identifier")
