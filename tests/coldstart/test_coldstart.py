@@ -49,7 +49,8 @@ def test_init_is_split_into_imports_and_startup(app_dir: Path) -> None:
     assert profile.startup_ms >= 300  # lifespan startup runs at init, as on Lambda
     assert profile.categories["holdfast"] > 0
     assert profile.total_ms >= profile.interpreter_ms + profile.startup_ms
-    assert [name for name, _ in profile.slowest[:2]] == ["app", "slowdep"]
+    slowest = dict(profile.slowest)
+    assert slowest["app"] >= slowest["slowdep"] >= 250  # cumulative: app includes slowdep
     saved = json.loads((app_dir / "profile.json").read_text())
     assert saved["app"] == "app:app"
 
