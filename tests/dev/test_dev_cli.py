@@ -106,6 +106,15 @@ def test_import_errors_show_file_and_line_and_exit_non_zero(app_dir: Path) -> No
     assert "listening" not in output and "Traceback" not in output
 
 
+def test_a_failing_import_inside_the_app_shows_file_and_line(app_dir: Path) -> None:
+    (app_dir / "app.py").write_text("import os\nimport not_installed_anywhere\n")
+    code, output = _start_failure(app_dir, "app:app")
+    assert code == 1
+    assert "ImportModuleError" in output and "not_installed_anywhere" in output
+    assert 'app.py", line 2' in output
+    assert "listening" not in output and "Traceback" not in output
+
+
 def test_a_missing_attribute_gets_one_line_and_a_hint(app_dir: Path) -> None:
     code, output = _start_failure(app_dir, "app:ap")
     assert code == 1

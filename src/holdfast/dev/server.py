@@ -242,7 +242,10 @@ class DevServer:
         outcome = entry.record.outcome if entry is not None and entry.record else "running"
         if outcome in ("running", "frozen"):
             return None
-        return init_failure(self._options.app, outcome, response)
+        failure = init_failure(self._options.app, outcome, response)
+        if not failure.details and response.error_type == "Runtime.ImportModuleError":
+            failure.details = await import_trace(self._options.app)
+        return failure
 
     # -- serve -------------------------------------------------------------------------------
 
@@ -380,3 +383,31 @@ def init_failure(app: str, outcome: str, response: RuntimeResponse) -> StartErro
         return StartError(f"the app did not finish init in time ({error_type})", hint, trace)
     hint = hints.get(error_type, "the traceback above shows where the app failed to start")
     return StartError(f"the app failed to start: {error_type}: {message}", hint, trace)
+
+
+async def import_trace(app: str) -> list[str]:
+    """Where an import failed: Lambda's ImportModuleError carries no traceback, so the app's
+    module is imported once more in a fresh interpreter to show the file and line."""
+    module = app.partition(":")[0] if ":" in app else app.rpartition(".")[0]
+    code = "import sys; sys.path.insert(0, ''); __import__(sys.argv[1])"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        code,
+        module.replace("/", "."),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await process.communicate()
+    lines = stderr.decode(errors="replace").splitlines()
+    frames = [
+        index
+        for index, line in enumerate(lines)
+        if line.startswith('  File "') and "<frozen " not in line and '"<string>"' not in line
+    ]
+    trace = []
+    for index in frames[-3:]:
+        trace.append(lines[index].strip())
+        if index + 1 < len(lines) and lines[index + 1].startswith("    "):
+            trace.append("  " + lines[index + 1].strip())
+    return trace
