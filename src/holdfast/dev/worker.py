@@ -115,4 +115,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The tasks are settled. An Adapter the app created at import may still own an event loop
+    # and a lifespan in this process; it serves no request here, and tearing it down at exit
+    # only prints errors, so the worker leaves without running exit handlers.
+    os._exit(status)
