@@ -27,7 +27,7 @@ def test_lines_per_invocation_with_response_after_and_freeze(dev: Dev) -> None:
     line = next(line for line in dev.lines if "GET /after" in line)
     assert " 200 " in line and "ms response" in line and "ms after" in line and "❄ frozen" in line
     after_ms = float(line.split("+ ")[1].split(" ms after")[0])
-    assert after_ms >= 300  # the BackgroundTask ran after the response, before the freeze
+    assert after_ms >= 250  # the 0.3 s BackgroundTask ran after the response, before the freeze
     init = next(line for line in dev.lines if " init " in line)
     assert "cold" in init  # the app was initialised at start, before the "listening" line
     assert dev.output.index(" init ") < dev.output.index("listening on")
