@@ -9,28 +9,48 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
+    "ASGIProtocolError",
     "Adapter",
+    "Buffered",
+    "Failed",
     "FunctionError",
     "HTTPStatusError",
+    "HoldfastError",
     "InvalidEvent",
     "LifespanError",
+    "Outcome",
+    "Streamed",
     "after_response",
     "on_response_sent",
 ]
 
 _EXPORTS = {
+    "ASGIProtocolError": "holdfast.errors",
     "Adapter": "holdfast.adapter",
+    "Buffered": "holdfast.outcome",
+    "Failed": "holdfast.outcome",
     "FunctionError": "holdfast.errors",
     "HTTPStatusError": "holdfast.errors",
+    "HoldfastError": "holdfast.errors",
     "InvalidEvent": "holdfast.errors",
     "LifespanError": "holdfast.errors",
+    "Outcome": "holdfast.outcome",
+    "Streamed": "holdfast.outcome",
     "after_response": "holdfast.pending",
     "on_response_sent": "holdfast.pending",
 }
 
 if TYPE_CHECKING:
     from holdfast.adapter import Adapter
-    from holdfast.errors import FunctionError, HTTPStatusError, InvalidEvent, LifespanError
+    from holdfast.errors import (
+        ASGIProtocolError,
+        FunctionError,
+        HoldfastError,
+        HTTPStatusError,
+        InvalidEvent,
+        LifespanError,
+    )
+    from holdfast.outcome import Buffered, Failed, Outcome, Streamed
     from holdfast.pending import after_response, on_response_sent
 
 

@@ -5,6 +5,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+__all__ = [
+    "ASGIApp",
+    "LambdaContext",
+    "LambdaEvent",
+    "Message",
+    "RawHeaders",
+    "Receive",
+    "Scope",
+    "Send",
+]
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]

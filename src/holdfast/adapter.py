@@ -1,34 +1,65 @@
-"""``holdfast.Adapter``: an ASGI (or WSGI) app as a Lambda handler for every HTTP event source."""
+"""``holdfast.Adapter``: an ASGI (or WSGI) app as a Lambda handler for every HTTP event source.
+
+The adapter turns events into ASGI calls and answers as one typed :mod:`holdfast.outcome`;
+hosts own the plumbing around it. A host drives one invocation as::
+
+    invocation = adapter.begin(event, context)   # dispatch once, start the app (on the loop)
+    outcome = await invocation.outcome()         # Buffered | Streamed | Failed
+    ...deliver the outcome...
+    invocation.handed_over()                     # only now does the app's final send return
+    await invocation.drain(timeout)              # the after-response work, bounded
+
+The synchronous ``adapter(event, context)`` (what awslambdaric calls) does the same, stepping the
+adapter's loop itself, and hands the invocation to the managed-runtime host (the after-response
+extension) or, with no host, drains before returning.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import inspect
 import json
 import logging
-import sys
+import os
+import threading
 import weakref
-from collections.abc import Callable, Iterable
-from typing import Any
+from asyncio import events
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 from holdfast import extension
 from holdfast import pending as _pending
-from holdfast._types import ASGIApp, LambdaContext, LambdaEvent
-from holdfast.bridge import BufferedSink, Exchange, ResponseSink
+from holdfast._types import ASGIApp, LambdaContext, Receive, Scope, Send
+from holdfast.bridge import AppEnded, BufferedSink, Exchange, StreamSink
 from holdfast.config import normalize_base_path, parse_status_codes, setting
+from holdfast.dispatch import (
+    OTHER_SOURCES,
+    TASK_MESSAGES,
+    TASK_SCHEDULE,
+    WARMER,
+    EventKind,
+    describe,
+    dispatch,
+)
 from holdfast.engine import Engine
-from holdfast.errors import InvalidEvent, http_status_error
+from holdfast.errors import InvalidEvent, LifespanError, http_status_error
 from holdfast.lifespan import Lifespan, LifespanMode
+from holdfast.outcome import Buffered, Failed, Outcome, Streamed
 from holdfast.pending import DEFAULT_DRAIN_MARGIN, DrainReport, PendingWork, drain_budget
 from holdfast.sources import Codecs, EventCodec, HTTPResponse
 from holdfast.sources._http import find_header
+
+__all__ = ["MAX_RESPONSE_BYTES", "Adapter", "EventHandler", "Invocation"]
 
 logger = logging.getLogger("holdfast")
 
 #: Lambda's limit on a synchronous invocation's response payload.
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 _PLAIN_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+
+#: ``handler(event, context)`` for a kind of non-HTTP event; may be ``async``.
+EventHandler = Callable[[Any, LambdaContext], Any]
+H = TypeVar("H", bound=EventHandler)
 
 
 class Adapter:
@@ -38,8 +69,10 @@ class Adapter:
     REST (payload 1.0) and HTTP API (2.0) events, Function URLs, ALB (single- and multi-value
     headers) and VPC Lattice (v1, v2) in the shape the event's source expects.
 
-    Lifespan startup runs once, when the adapter is created (so a failure is an init error);
-    every invocation runs on the same persistent event loop.
+    Lifespan startup runs once. On Lambda (``AWS_LAMBDA_RUNTIME_API`` set) it runs when the
+    adapter is created, in the init phase, so a failure is an init error; anywhere else creating
+    an adapter starts nothing (no loop, no thread) until it is first called. Every invocation
+    runs on the same persistent event loop.
     """
 
     def __init__(
@@ -54,7 +87,9 @@ class Adapter:
         exclude_headers: Iterable[str] | None = None,
         drain_margin: float = DEFAULT_DRAIN_MARGIN,
     ) -> None:
-        self.app = _as_asgi(app, wsgi)
+        #: The app as it was given (an ASGI app, or the WSGI app passed as ``app`` or ``wsgi``).
+        self.given: Any = app if app is not None else wsgi
+        self.app = as_asgi(app, wsgi)
         self.base_path = normalize_base_path(
             base_path if base_path is not None else setting("BASE_PATH")
         )
@@ -67,89 +102,111 @@ class Adapter:
         self.engine = Engine()
         self.lifespan = Lifespan(self.app, lifespan)
         self.counts = {"drained": 0, "failed": 0, "spilled": 0, "cancelled": 0}
-        #: Set by a host that drains pending work itself (the after-response extension).
-        self.pending_host: Callable[[PendingWork, LambdaContext], None] | None = None
+        #: Set by a host that drains invocations itself (the after-response extension): the sync
+        #: handler hands each invocation to it once the response is ready.
+        self.host: Callable[[Invocation], None] | None = None
         self._codecs = Codecs(frozenset(text_mime_types or ()))
-        # Created inside a running loop (an async test, an app factory), the adapter cannot step
-        # its own loop here: startup then runs before the first invocation instead.
-        self._startup_pending = asyncio.events._get_running_loop() is not None
-        if not self._startup_pending:
-            self.engine.run(self.lifespan.startup())
-        extension.start_for(self)
-        atexit.register(_close_at_exit, weakref.ref(self))
+        self._handlers: dict[str, EventHandler] = {}
+        self._startup: asyncio.Future[None] | None = None
+        self._started = False
+        self._host_started = False
+        self._finalizer = weakref.finalize(self, _close_engine, self.engine, self.lifespan, 1.0)
+        if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
+            self._start_in_init()
+
+    def _start_in_init(self) -> None:
+        # Created inside a running loop (an async app factory), the adapter cannot step its own
+        # loop here: startup then runs before the first invocation instead.
+        if events._get_running_loop() is None:
+            self._run_startup()
+        self._start_host()
 
     # -- the Lambda handler ---------------------------------------------------------------
-    def __call__(self, event: LambdaEvent, context: LambdaContext = None) -> dict[str, Any]:
+    def __call__(self, event: Any, context: LambdaContext = None) -> Any:
         """Handle one invocation synchronously (the managed Python runtime's handler)."""
-        if self._startup_pending:
-            self.engine.run(self._start_lifespan_once())
-        consumer = _task_consumer(event)
-        if consumer is not None:
-            try:
-                return self.engine.run(consumer.handle_event_async(event, context))
-            finally:
-                self._settle(None, context)
-        try:
-            invocation = self.begin(event, context)
-        except BaseException:
-            self._settle(None, context)
-            raise
-        self.engine.run_until(invocation.response_ready)
-        try:
-            return invocation.result()
-        finally:
-            self._settle(invocation.pending, context)
+        self.start()
+        invocation = self.begin(event, context)
+        self.engine.run_until(invocation.ready)
+        outcome = invocation.outcome_nowait()
+        invocation.handed_over()
+        if self.host is not None:
+            self.host(invocation)  # it drains once the runtime has the response
+        elif not invocation.idle:
+            # No host drains after the handler returns: finish the work before returning, so
+            # nothing is lost (the response waits, as it does under Mangum).
+            self.engine.run(invocation.drain(self.drain_timeout(context)))
+        if isinstance(outcome, Failed):
+            raise outcome.error if outcome.error is not None else InvalidEvent(outcome.message)
+        assert isinstance(outcome, Buffered)  # begin() without streaming never streams
+        return outcome.payload
 
-    async def handle(
-        self, event: LambdaEvent, context: LambdaContext = None, sink: ResponseSink | None = None
+    def start(self) -> None:
+        """Run lifespan startup and start the managed-runtime host, if not done yet.
+
+        The sync handler calls this first; call it yourself to start up at a moment you choose.
+        """
+        if not self._started:
+            self._run_startup()
+        if not self._host_started:
+            self._start_host()
+
+    def _run_startup(self) -> None:
+        _watch_for_exit(self)
+        self.engine.run(self.startup())
+
+    def _start_host(self) -> None:
+        self._host_started = True
+        extension.start_for(self)
+
+    async def startup(self) -> None:
+        """Run lifespan startup once; concurrent callers wait for the same startup."""
+        if self._started:
+            return
+        if self._startup is None:
+            _watch_for_exit(self)
+            self._startup = asyncio.ensure_future(self.lifespan.startup())
+        await asyncio.shield(self._startup)
+        self._started = True
+
+    def begin(
+        self, event: Any, context: LambdaContext = None, *, streaming: bool = False
     ) -> Invocation:
-        """Handle one invocation on the running loop (custom runtime). The caller owns the
-        returned invocation's pending work: call :meth:`Invocation.result`, deliver it, then
-        drain ``invocation.pending``."""
-        if asyncio.get_running_loop() is not self.engine.loop:
+        """Dispatch ``event`` once and start handling it on the adapter's loop.
+
+        Call it on that loop (``adapter.engine.loop``) or with no loop running; the caller
+        runs or steps the loop. With ``streaming``, an HTTP response becomes :class:`Streamed`
+        as soon as its head is ready.
+        """
+        running = events._get_running_loop()
+        if running is not None and running is not self.engine.loop:
             # The app's task would wait on a loop nobody steps: refuse instead of hanging.
             raise RuntimeError(
-                "Adapter.handle() must run on the adapter's own loop (adapter.engine.loop);"
+                "Adapter.begin() must run on the adapter's own loop (adapter.engine.loop);"
                 " from another event loop, call the handler in a thread:"
                 " await asyncio.to_thread(handler, event, context)"
             )
-        await self._start_lifespan_once()
-        invocation = self.begin(event, context, sink)
-        await invocation.wait_response()
-        return invocation
+        _watch_for_exit(self)
+        return Invocation(self, event, context, streaming=streaming)
 
-    async def _start_lifespan_once(self) -> None:
-        if self._startup_pending:
-            self._startup_pending = False
-            await self.lifespan.startup()
+    def on(self, kind: str) -> Callable[[H], H]:
+        """Register ``handler(event, context)`` (plain or ``async``) for non-HTTP events of
+        ``kind`` (a name from :mod:`holdfast.dispatch`: ``"sqs"``, ``"s3"``, ``"warmer"``,
+        ...). Its return value is the invocation's answer."""
+        if kind not in OTHER_SOURCES and kind != WARMER:
+            names = ", ".join((*OTHER_SOURCES, WARMER))
+            raise ValueError(f"unknown event kind {kind!r}: expected one of {names}")
 
-    async def handle_tasks(self, event: LambdaEvent, context: LambdaContext) -> Any:
-        """Run a task-queue event (SQS messages of holdfast tasks, a schedule) and return the
-        answer for Lambda; ``None`` when ``event`` is not one (custom runtime)."""
-        consumer = _task_consumer(event)
-        if consumer is None:
-            return None
-        return await consumer.handle_event_async(event, context)
+        def register(handler: H) -> H:
+            self._handlers[kind] = handler
+            return handler
 
-    def begin(
-        self, event: LambdaEvent, context: LambdaContext, sink: ResponseSink | None = None
-    ) -> Invocation:
-        """Decode ``event`` and start the app on it (on the loop, not yet stepped)."""
-        codec = self._codecs.detect(event)
-        return Invocation(self, codec, event, context, sink or BufferedSink())
+        return register
+
+    def handler_for(self, kind: EventKind) -> EventHandler | None:
+        """The handler registered with :meth:`on` for ``kind``, if any."""
+        return self._handlers.get(kind.name)
 
     # -- after the response ---------------------------------------------------------------
-    def _settle(self, pending: PendingWork | None, context: LambdaContext) -> None:
-        if self.pending_host is not None:
-            # The host waits for every invocation's hand-over, even one that failed to decode.
-            if pending is None:
-                pending = PendingWork(getattr(context, "aws_request_id", "-"), self.engine.loop)
-            self.pending_host(pending, context)
-        elif pending:
-            # No host drains after the handler returns: finish the work before returning, so
-            # nothing is lost (the response waits, as it does under Mangum).
-            self.record(self.engine.run(pending.drain(self.drain_timeout(context))))
-
     def drain_timeout(self, context: LambdaContext) -> float | None:
         return drain_budget(context, self.drain_margin)
 
@@ -166,51 +223,80 @@ class Adapter:
     def close(self, timeout: float = 1.0) -> None:
         """Run lifespan shutdown, cancel what is still running and close the loop (idempotent).
 
-        Called at interpreter exit for adapters nobody closed; Lambda hosts use SIGTERM instead.
+        Adapters nobody closed are closed when they are garbage-collected or, at the latest,
+        when the interpreter exits; Lambda hosts use SIGTERM instead.
         """
-        loop = self.engine.loop
-        if loop.is_closed() or asyncio.events._get_running_loop() is not None:
-            return
-        try:
-            self.engine.run(self.shutdown(timeout))
-        except Exception:
-            logger.exception("lifespan shutdown failed")
-        leftovers = [task for task in asyncio.all_tasks(loop) if not task.done()]
-        for task in leftovers:
-            task.cancel()
-        if leftovers:
-            self.engine.run(asyncio.wait(leftovers, timeout=timeout))
-        self.engine.close()
+        if self._finalizer.detach() is not None:
+            _close_engine(self.engine, self.lifespan, timeout)
 
 
 class Invocation:
-    """One HTTP event through the app: the scope, the exchange, the app's task, pending work."""
+    """One event through the adapter: dispatched once, answered as one :data:`Outcome`, its
+    after-response work drained.
 
-    __slots__ = ("adapter", "codec", "exchange", "method", "pending", "request_id", "sink", "task")
+    Public interface for hosts: :attr:`request_id`, :attr:`kind`, :meth:`outcome`,
+    :meth:`handed_over`, :meth:`drain`, :attr:`idle`.
+    """
+
+    __slots__ = (
+        "_codec",
+        "_exchange",
+        "_outcome",
+        "_sink",
+        "_streaming",
+        "_tracked",
+        "adapter",
+        "context",
+        "event",
+        "kind",
+        "pending",
+        "request_id",
+        "task",
+    )
 
     def __init__(
-        self,
-        adapter: Adapter,
-        codec: EventCodec,
-        event: LambdaEvent,
-        context: LambdaContext,
-        sink: ResponseSink,
+        self, adapter: Adapter, event: Any, context: LambdaContext, *, streaming: bool
     ) -> None:
+        self.adapter = adapter
+        self.event = event
+        self.context = context
+        self.kind = dispatch(event, adapter._codecs)
+        self.request_id = _request_id(event, context)
+        self.pending = PendingWork(self.request_id, adapter.engine.loop)
+        #: The app's (or the event handler's) task; ``None`` when the answer needed none.
+        self.task: asyncio.Task[Any] | None = None
+        self._streaming = streaming
+        self._outcome: Outcome | None = None
+        self._codec: EventCodec | None = None
+        self._exchange: Exchange | None = None
+        self._sink: BufferedSink | StreamSink | None = None
+        self._tracked = False
+        if self.kind.codec is not None:
+            self._start_http(self.kind.codec)
+        else:
+            self._start_handler()
+
+    # -- starting -------------------------------------------------------------------------------
+    def _start_http(self, codec: EventCodec) -> None:
+        adapter = self.adapter
         try:
-            request = codec.decode(event, adapter.base_path)
+            request = codec.decode(self.event, adapter.base_path)
+        except InvalidEvent as exc:
+            self._outcome = Failed.from_exception(exc)
+            return
         except (AttributeError, TypeError) as exc:  # e.g. a list where an object belongs
-            raise InvalidEvent(f"{codec.name} event: a field has the wrong type: {exc}") from exc
+            error = InvalidEvent(f"{codec.name} event: a field has the wrong type: {exc}")
+            self._outcome = Failed.from_exception(error)
+            return
         if request.body and find_header(request.headers, b"content-length") is None:
             # Sources may drop the header; WSGI apps read exactly Content-Length bytes.
             request.headers.append((b"content-length", b"%d" % len(request.body)))
         loop = adapter.engine.loop
-        self.adapter = adapter
-        self.codec = codec
-        self.sink = sink
-        self.method = request.method
-        self.request_id = _request_id(event, context)
-        self.exchange = Exchange(request.body, sink, loop, head=request.method == "HEAD")
-        self.pending = PendingWork(self.request_id, loop)
+        sink: BufferedSink | StreamSink = (
+            StreamSink(loop, adapter.error_status_codes) if self._streaming else BufferedSink()
+        )
+        exchange = Exchange(request.body, sink, loop, head=request.method == "HEAD")
+        self._codec, self._sink, self._exchange = codec, sink, exchange
         scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -225,36 +311,139 @@ class Invocation:
             "server": request.server,
             "client": request.client,
             "state": adapter.lifespan.state.copy(),
-            "aws.event": event,
-            "aws.context": context,
+            "aws.event": self.event,
+            "aws.context": self.context,
         }
+        if adapter._started:
+            coro = adapter.app(scope, exchange.receive, exchange.send)
+        else:
+            coro = _start_then_serve(adapter, scope, exchange.receive, exchange.send)
+        task = self._create_task(coro)
+        if isinstance(sink, StreamSink):
+            task.add_done_callback(lambda _: sink.wake())
+
+    def _start_handler(self) -> None:
+        name = self.kind.name
+        handler = self.adapter.handler_for(self.kind)
+        if handler is None and name in (TASK_MESSAGES, TASK_SCHEDULE):
+            from holdfast.tasks import lambda_consumer  # dispatch found it imported
+
+            handler = (
+                lambda_consumer.handle_task_batch
+                if name == TASK_MESSAGES
+                else lambda_consumer.handle_task_schedule
+            )
+        if handler is None:
+            if name == WARMER:
+                self._outcome = Buffered({})  # warm now: nothing to run
+            else:
+                self._outcome = Failed.from_exception(InvalidEvent(describe(self.event)))
+            return
+        self._create_task(_call(handler, self.event, self.context))
+
+    def _create_task(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         # The task copies the current context: bind the pending-work set just around its creation.
         token = _pending.bind(self.pending)
         try:
-            coro = adapter.app(scope, self.exchange.receive, self.exchange.send)
-            self.task = loop.create_task(coro)  # type: ignore[arg-type]
+            # An ASGI app is typed as returning an awaitable; every real one is a coroutine.
+            task: asyncio.Task[Any] = self.adapter.engine.loop.create_task(coro)  # type: ignore[arg-type]
         finally:
             _pending.unbind(token)
+        self.task = task
+        return task
 
-    def response_ready(self) -> bool:
-        return self.exchange.complete or self.task.done()
+    # -- the outcome ----------------------------------------------------------------------------
+    def ready(self) -> bool:
+        """Whether :meth:`outcome` would return without waiting."""
+        if self._outcome is not None:
+            return True
+        task = self.task
+        if task is None or task.done():
+            return True
+        exchange, sink = self._exchange, self._sink
+        if exchange is None:
+            return False
+        return exchange.complete or (isinstance(sink, StreamSink) and sink.streaming)
 
-    async def wait_response(self) -> None:
-        if not self.response_ready():
-            await asyncio.wait(
-                (self.task, self.exchange.completion()), return_when=asyncio.FIRST_COMPLETED
+    async def outcome(self) -> Outcome:
+        """The answer: buffered (the response complete), streamed (its head ready) or failed."""
+        if not self.ready():
+            sink = self._sink
+            if isinstance(sink, StreamSink):
+                while not self.ready():
+                    await sink.wait()
+            else:
+                assert self.task is not None
+                waiters: list[asyncio.Future[Any]] = [self.task]
+                if self._exchange is not None:
+                    waiters.append(self._exchange.completion())
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        return self.outcome_nowait()
+
+    def outcome_nowait(self) -> Outcome:
+        """The outcome once :meth:`ready` (for hosts that step the loop themselves)."""
+        if self._outcome is None:
+            self._outcome = self._decide()
+        return self._outcome
+
+    def _decide(self) -> Outcome:
+        task = self.task
+        assert task is not None
+        exchange, sink = self._exchange, self._sink
+        if isinstance(sink, StreamSink) and sink.streaming:
+            # A failure from here on truncates the stream; the drain logs it.
+            return self._streamed(sink.status, sink.headers, self._stream_body())
+        if task.done():
+            self._tracked = True  # whatever it raised is the outcome's business
+        if exchange is None:
+            return self._handler_outcome(task)
+        if exchange.complete:
+            assert sink is not None
+            return self._answer(sink.response())
+        return self._answer(self._failure_response(task))
+
+    def _handler_outcome(self, task: asyncio.Task[Any]) -> Outcome:
+        if task.cancelled():
+            cancelled = RuntimeError(f"the {self.kind.name} handler was cancelled")
+            return Failed.from_exception(cancelled)
+        error = task.exception()
+        if error is not None:
+            logger.error(
+                "request %s: the %s handler raised", self.request_id, self.kind.name, exc_info=error
             )
+            return Failed.from_exception(error)
+        return Buffered(task.result())
 
-    def result(self) -> dict[str, Any]:
-        """The Lambda response for the event's source, or a raised function error.
+    def _failure_response(self, task: asyncio.Task[Any]) -> HTTPResponse | Failed:
+        """The answer when the app's task ended without a complete response."""
+        if task.cancelled():
+            logger.error("request %s: the app was cancelled", self.request_id)
+        elif task.exception() is not None:
+            error = task.exception()
+            if isinstance(error, LifespanError):  # deferred startup failed: not a 500
+                return Failed.from_exception(error)
+            logger.error("request %s: the app raised an exception", self.request_id, exc_info=error)
+        else:
+            logger.error(
+                "request %s: the app returned without a complete response", self.request_id
+            )
+        # Clients get no traceback; the log carries it with the request id.
+        return HTTPResponse(500, list(_PLAIN_TEXT), b"Internal Server Error")
 
-        From here on the app's remaining coroutine (if any) is pending work.
-        """
-        response = self._response()
-        if self.adapter.exclude_headers:
-            excluded = self.adapter.exclude_headers
-            response.headers = [(k, v) for k, v in response.headers if k not in excluded]
-        result = self.codec.encode(response)
+    def _answer(self, response: HTTPResponse | Failed) -> Outcome:
+        """A whole response as the outcome for the event's source."""
+        if isinstance(response, Failed):
+            return response
+        adapter = self.adapter
+        if response.status in adapter.error_status_codes:
+            body = response.body.decode("utf-8", "replace")
+            return Failed.from_exception(http_status_error(response.status, body))
+        if self._streaming:
+            return self._streamed(response.status, response.headers, _one_chunk(response.body))
+        if adapter.exclude_headers:
+            response.headers = _without(response.headers, adapter.exclude_headers)
+        assert self._codec is not None
+        result = self._codec.encode(response)
         if _payload_too_large(result):
             logger.error(
                 "request %s: the response (status %d) exceeds Lambda's %d-byte payload limit;"
@@ -264,71 +453,124 @@ class Invocation:
                 MAX_RESPONSE_BYTES,
             )
             response = HTTPResponse(413, list(_PLAIN_TEXT), b"Response payload too large")
-            result = self.codec.encode(response)
-        if response.status in self.adapter.error_status_codes:
-            raise http_status_error(response.status, response.body.decode("utf-8", "replace"))
-        return result
+            if response.status in adapter.error_status_codes:
+                return Failed.from_exception(http_status_error(413, "Response payload too large"))
+            result = self._codec.encode(response)
+        return Buffered(result)
 
-    def _response(self) -> HTTPResponse:
+    def _streamed(self, status: int, headers: list[tuple[bytes, bytes]], body: Any) -> Streamed:
+        adapter = self.adapter
+        if adapter.exclude_headers:
+            headers = _without(headers, adapter.exclude_headers)
+        # The head as a Function URL (payload 2.0) carries it: one codec decides that.
+        encoded = adapter._codecs.apigw_v2.encode(HTTPResponse(status, headers, b""))
+        return Streamed(status, encoded["headers"], list(encoded.get("cookies", [])), body)
+
+    async def _stream_body(self) -> AsyncIterator[bytes]:
+        sink, task = self._sink, self.task
+        assert isinstance(sink, StreamSink) and task is not None
+        while True:
+            try:
+                chunk = await sink.take(task)
+            except AppEnded:
+                raise _ended(task) from None
+            if chunk is None:
+                return
+            yield chunk
+
+    def _own_task(self, failure: str) -> None:
+        """From here on, the app's remaining coroutine is after-response work."""
         task = self.task
+        if task is not None and not self._tracked:
+            self._tracked = True
+            if not task.done():
+                self.pending.track(task, "the app after its response", failure=failure)
+
+    # -- after the response ---------------------------------------------------------------------
+    def handed_over(self) -> None:
+        """The host has delivered the response: the app's final ``send`` may now return, so its
+        code after the last body chunk runs from here on (as after-response work)."""
+        if self._exchange is not None:
+            self._exchange.hand_over()
+
+    @property
+    def idle(self) -> bool:
+        """Whether nothing at all is owed after the response (a host may then ask for the next
+        event in the same breath as it answers)."""
+        task = self.task
+        return (task is None or task.done()) and not self.pending
+
+    async def drain(self, timeout: float | None) -> DrainReport:
+        """Finish the after-response work, at most ``timeout`` seconds (see
+        :meth:`Adapter.drain_timeout`), cancel what is left over; counted in ``adapter.counts``."""
+        self.handed_over()
+        report = DrainReport()
+        if not self._tracked:
+            self._tracked = True
+            await self._own_app_task(report)
+        if self.pending:
+            report = _merged(report, await self.pending.drain(timeout))
+        self.adapter.record(report)
+        return report
+
+    async def _own_app_task(self, report: DrainReport) -> None:
+        """The app's code after its final ``send`` becomes after-response work, unless it ends
+        at once (a plain endpoint does): only real work is counted."""
+        task = self.task
+        if task is None or self._exchange is None:
+            return
         if not task.done():
-            self.pending.track(task, "the app after its response")
+            await asyncio.sleep(0)  # the app's final send returns and runs to its next await
+        if self._streaming:
+            failure = "the app raised during or after its streamed response"
+        else:
+            failure = "the app raised after its response was complete"
+        if not task.done():
+            self.pending.track(task, "the app after its response", failure=failure)
         elif not task.cancelled() and task.exception() is not None:
-            return self._failed(task.exception())
-        if not self.exchange.complete:
-            if task.cancelled():
-                return self._failed(asyncio.CancelledError())
-            logger.error(
-                "request %s: the app returned without a complete response", self.request_id
-            )
-            return _error_response()
-        sink = self.sink
-        if isinstance(sink, BufferedSink):
-            return sink.response()
-        return HTTPResponse(0, [], b"")  # streamed: the sink delivered it already
-
-    def _failed(self, exc: BaseException) -> HTTPResponse:
-        if self.exchange.complete:
-            logger.error(
-                "request %s: the app raised after its response was complete",
-                self.request_id,
-                exc_info=exc,
-            )
-            if isinstance(self.sink, BufferedSink):
-                return self.sink.response()
-            return HTTPResponse(0, [], b"")  # streamed: the sink delivered it already
-        logger.error("request %s: the app raised an exception", self.request_id, exc_info=exc)
-        return _error_response()
+            report.failed += 1
+            logger.error("request %s: %s", self.request_id, failure, exc_info=task.exception())
 
 
-# Only events with one of these keys can be for the task queue; HTTP events have none.
-_TASK_EVENT_KEYS = ("Records", "detail-type", "holdfast")
+def _merged(first: DrainReport, second: DrainReport) -> DrainReport:
+    return DrainReport(
+        first.drained + second.drained,
+        first.failed + second.failed,
+        first.spilled + second.spilled,
+        first.cancelled + second.cancelled,
+    )
 
 
-def _task_consumer(event: Any) -> Any:
-    """``holdfast.tasks.lambda_consumer`` when ``event`` is for it, else ``None``.
-
-    The task queue is imported only by apps that define one, so the check costs HTTP events
-    nothing and the adapter core needs nothing beyond the standard library.
-    """
-    if "holdfast.tasks" not in sys.modules or type(event) is not dict:
-        return None
-    if not any(key in event for key in _TASK_EVENT_KEYS):
-        return None
-    from holdfast.tasks import lambda_consumer
-
-    return lambda_consumer if lambda_consumer.is_task_event(event) else None
+async def _start_then_serve(adapter: Adapter, scope: Scope, receive: Receive, send: Send) -> None:
+    """The app on a request that came before the (deferred) lifespan startup finished."""
+    await adapter.startup()
+    scope["state"] = adapter.lifespan.state.copy()
+    await adapter.app(scope, receive, send)
 
 
-def _close_at_exit(ref: weakref.ref[Adapter]) -> None:
-    adapter = ref()
-    if adapter is not None:
-        adapter.close()
+async def _call(handler: EventHandler, event: Any, context: LambdaContext) -> Any:
+    result = handler(event, context)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
 
 
-def _error_response() -> HTTPResponse:
-    # Clients get no traceback; the log carries it with the request id.
-    return HTTPResponse(500, list(_PLAIN_TEXT), b"Internal Server Error")
+async def _one_chunk(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+def _ended(task: asyncio.Task[Any]) -> Exception:
+    """Why a streamed body ended early, as the error the host reports in the stream."""
+    if task.cancelled():
+        return RuntimeError("the app was cancelled during its response")
+    error = task.exception()
+    if isinstance(error, Exception):
+        return error
+    return RuntimeError("the app ended without completing its response")
+
+
+def _without(headers: list[tuple[bytes, bytes]], excluded: frozenset[bytes]) -> Any:
+    return [(name, value) for name, value in headers if name not in excluded]
 
 
 def _payload_too_large(result: dict[str, Any]) -> bool:
@@ -341,20 +583,91 @@ def _payload_too_large(result: dict[str, Any]) -> bool:
     return len(json.dumps(result).encode("utf-8")) > MAX_RESPONSE_BYTES
 
 
-def _request_id(event: LambdaEvent, context: LambdaContext) -> str:
+def _request_id(event: Any, context: LambdaContext) -> str:
     request_id = getattr(context, "aws_request_id", None)
     if request_id:
         return str(request_id)
-    request_context = event.get("requestContext")
+    request_context = event.get("requestContext") if isinstance(event, dict) else None
     if isinstance(request_context, dict) and request_context.get("requestId"):
         return str(request_context["requestId"])
     return "-"
 
 
-def _as_asgi(app: Any, wsgi: Any) -> ASGIApp:
+# -- closing: an adapter owns a loop (and maybe a started lifespan) once it has been used --------
+
+_open_adapters: weakref.WeakSet[Adapter] = weakref.WeakSet()
+_exit_hook_lock = threading.Lock()
+_exit_hook_registered = False
+
+
+def _watch_for_exit(adapter: Adapter) -> None:
+    """Close ``adapter`` before the interpreter joins its threads at exit.
+
+    ``atexit`` would be too late: a worker thread of the app's (AnyIO's, for a sync FastAPI
+    endpoint) waits for a callback on the adapter's loop, and the interpreter joins such threads
+    before it runs ``atexit`` handlers — nobody would ever step the loop, and exit would hang.
+    """
+    global _exit_hook_registered
+    _open_adapters.add(adapter)
+    if _exit_hook_registered:
+        return
+    with _exit_hook_lock:
+        if not _exit_hook_registered:
+            _exit_hook_registered = True
+            try:
+                threading._register_atexit(_close_open_adapters)  # type: ignore[attr-defined]
+            except RuntimeError:  # the interpreter is already shutting down
+                pass
+
+
+def _close_open_adapters() -> None:
+    for adapter in list(_open_adapters):
+        adapter.close()
+
+
+def _close_engine(engine: Engine, lifespan: Lifespan, timeout: float) -> None:
+    """Run lifespan shutdown, cancel what is left and close the loop (the finalizer of an
+    adapter; never refers to the adapter itself)."""
+    if not engine.started:
+        engine.close()
+        return
+    if events._get_running_loop() is not None or not _can_step(engine):
+        # Another loop runs in this thread (an async caller, or a garbage collection inside
+        # one): this thread may not step the adapter's loop, a short-lived one may.
+        worker = threading.Thread(target=_close_engine_now, args=(engine, lifespan, timeout))
+        worker.start()
+        worker.join()
+        return
+    _close_engine_now(engine, lifespan, timeout)
+
+
+def _can_step(engine: Engine) -> bool:
+    return not engine.loop.is_running()
+
+
+def _close_engine_now(engine: Engine, lifespan: Lifespan, timeout: float) -> None:
+    try:
+        engine.run(lifespan.shutdown(timeout))
+    except Exception:
+        logger.exception("lifespan shutdown failed")
+    loop = engine.loop
+    leftovers = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in leftovers:
+        task.cancel()
+    if leftovers:
+        engine.run(asyncio.wait(leftovers, timeout=timeout))
+    # Callbacks the endings scheduled (AnyIO stops its worker threads in one) run before the
+    # loop closes.
+    engine.run(loop.shutdown_asyncgens())
+    engine.close()
+
+
+def as_asgi(app: Any, wsgi: Any) -> ASGIApp:
+    """``app`` as an ASGI app: ASGI apps as they are, WSGI apps (``wsgi=`` or recognised by
+    :func:`is_wsgi`) wrapped in a2wsgi's middleware."""
     if (app is None) == (wsgi is None):
         raise TypeError("pass exactly one of an ASGI app or wsgi=<WSGI app>")
-    if wsgi is None and not _looks_like_wsgi(app):
+    if wsgi is None and not is_wsgi(app):
         return app  # type: ignore[no-any-return]
     try:
         from a2wsgi import WSGIMiddleware
@@ -363,8 +676,9 @@ def _as_asgi(app: Any, wsgi: Any) -> ASGIApp:
     return WSGIMiddleware(wsgi if wsgi is not None else app)  # type: ignore[return-value]
 
 
-def _looks_like_wsgi(app: Any) -> bool:
-    """WSGI callables take ``(environ, start_response)``; ASGI ones ``(scope, receive, send)``."""
+def is_wsgi(app: Any) -> bool:
+    """Whether ``app`` is a WSGI app: ``(environ, start_response)``, not ``(scope, receive,
+    send)``. The one WSGI detection (``holdfast run`` asks it too)."""
     call = app if inspect.isroutine(app) else getattr(app, "__call__", None)  # noqa: B004
     if call is None or inspect.iscoroutinefunction(call):
         return False

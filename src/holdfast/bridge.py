@@ -2,23 +2,29 @@
 
 The exchange plays the server's part for a single request: ``receive`` hands over the request
 body, then reports a disconnect once the response is complete (as uvicorn does); ``send``
-validates the response messages and passes them to a :class:`ResponseSink`, which buffers them
-for an ordinary Lambda response or streams them through the Runtime API.
+validates the response messages and passes them to a :class:`ResponseSink`: a
+:class:`BufferedSink` for an ordinary Lambda response, a :class:`StreamSink` for one the host
+streams.
+
+The app's final ``send`` returns only once the host has handed the response over
+(:meth:`Exchange.hand_over`): whatever the app does after its last body chunk (Starlette's
+``BackgroundTasks`` run exactly there) cannot delay the response, however long it computes
+before its first ``await``.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Any, Protocol
 
 from holdfast._types import Message, RawHeaders
+from holdfast.errors import ASGIProtocolError
 from holdfast.sources import HTTPResponse
 
+__all__ = ["AppEnded", "BufferedSink", "Exchange", "ResponseSink", "StreamSink"]
+
 _NO_BODY_STATUSES = frozenset({204, 304})
-
-
-class ASGIProtocolError(RuntimeError):
-    """The app broke the ASGI HTTP protocol (bad status, messages out of order, ...)."""
 
 
 class ResponseSink(Protocol):
@@ -62,6 +68,8 @@ class Exchange:
         "_body",
         "_body_sent",
         "_disconnected",
+        "_handed_over",
+        "_handover",
         "_loop",
         "_sink",
         "complete",
@@ -77,9 +85,17 @@ class Exchange:
         self._disconnected: asyncio.Future[None] | None = None
         self._loop = loop
         self._sink = sink
+        self._handed_over = False
+        self._handover: asyncio.Future[None] | None = None
         self.head = head
         self.started = False
         self.complete = False
+
+    def hand_over(self) -> None:
+        """The host has delivered the response: the app's final ``send`` may return."""
+        self._handed_over = True
+        if self._handover is not None and not self._handover.done():
+            self._handover.set_result(None)
 
     async def receive(self) -> Message:
         if not self._body_sent:
@@ -137,3 +153,97 @@ class Exchange:
             await self._sink.close()
             if self._disconnected is not None and not self._disconnected.done():
                 self._disconnected.set_result(None)
+            if not self._handed_over:
+                self._handover = self._loop.create_future()
+                await self._handover
+
+
+class StreamSink:
+    """Hands the response to a host that streams it: the head as soon as the app starts its
+    response, then the body chunk by chunk through :meth:`take`.
+
+    A response whose status is in ``hold`` (the adapter's ``error_status_codes``) is buffered
+    instead, for the host to report as a function error. At most ``_MAX_QUEUED`` chunks wait for
+    the host; beyond that the app's ``send`` waits too.
+    """
+
+    __slots__ = (
+        "_chunks",
+        "_closed",
+        "_hold",
+        "_loop",
+        "_taken",
+        "_waiter",
+        "headers",
+        "held",
+        "started",
+        "status",
+    )
+
+    _MAX_QUEUED = 16
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, hold: frozenset[int]) -> None:
+        self._loop = loop
+        self._hold = hold
+        self._chunks: deque[bytes] = deque()
+        self._closed = False
+        self._waiter: asyncio.Future[None] | None = None  # the host waiting for a chunk
+        self._taken: asyncio.Future[None] | None = None  # the app waiting for room
+        self.status = 0
+        self.headers: RawHeaders = []
+        self.started = False
+        self.held = False
+
+    @property
+    def streaming(self) -> bool:
+        """Whether the head is out for the host to stream (not held for its status)."""
+        return self.started and not self.held
+
+    async def start(self, status: int, headers: RawHeaders) -> None:
+        self.status, self.headers, self.started = status, headers, True
+        self.held = status in self._hold
+        self.wake()
+
+    async def write(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self.wake()
+        if not self.held and len(self._chunks) > self._MAX_QUEUED:
+            self._taken = self._loop.create_future()
+            await self._taken
+
+    async def close(self) -> None:
+        self._closed = True
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake the host waiting in :meth:`take` (also called when the app's task ends)."""
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Wait for the next change: the head, a chunk, the end, or the app's task ending."""
+        self._waiter = self._loop.create_future()
+        await self._waiter
+
+    def response(self) -> HTTPResponse:
+        """The whole response held back for its status."""
+        return HTTPResponse(self.status, self.headers, b"".join(self._chunks))
+
+    async def take(self, app: asyncio.Future[Any]) -> bytes | None:
+        """The next body chunk; ``None`` once the body is complete. Raises :class:`AppEnded`
+        when the app's task ended first."""
+        while not self._chunks:
+            if self._closed:
+                return None
+            if app.done():
+                raise AppEnded
+            self._waiter = self._loop.create_future()
+            await self._waiter
+        chunk = self._chunks.popleft()
+        if self._taken is not None and not self._taken.done():
+            self._taken.set_result(None)
+        return chunk
+
+
+class AppEnded(Exception):
+    """The app's task ended before its streamed response was complete."""

@@ -6,7 +6,8 @@ the caller's thread steps the persistent loop until what it waits for is done. S
 ``BaseEventLoop._run_once``: ``run_until_complete`` costs twice as much per invocation, which is
 most of a raw ASGI app's whole budget. The loop is always one holdfast created, so the method is
 there; the lock keeps two threads (a handler and the after-response extension) from stepping at
-once.
+once. The loop is made on first use: an adapter nobody calls owns no loop (no sockets, nothing to
+close).
 """
 
 from __future__ import annotations
@@ -20,14 +21,32 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+__all__ = ["Engine"]
+
 
 class Engine:
     """Owns the persistent event loop; :meth:`run_until` drives it from the calling thread."""
 
     def __init__(self) -> None:
-        # A plain selector loop, never the policy's: driving relies on its _run_once.
-        self.loop: asyncio.AbstractEventLoop = asyncio.SelectorEventLoop()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The persistent loop, made on first use."""
+        loop = self._loop
+        if loop is None:
+            with self._lock:
+                if self._loop is None:
+                    # A plain selector loop, never the policy's: driving relies on its _run_once.
+                    self._loop = asyncio.SelectorEventLoop()
+                loop = self._loop
+        return loop
+
+    @property
+    def started(self) -> bool:
+        """Whether the loop exists (and is not closed)."""
+        return self._loop is not None and not self._loop.is_closed()
 
     def run_until(self, done: Callable[[], bool]) -> None:
         """Step the loop in this thread until ``done()`` is true."""
@@ -61,5 +80,5 @@ class Engine:
         return task.result()
 
     def close(self) -> None:
-        if not self.loop.is_closed():
-            self.loop.close()
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.close()

@@ -1,6 +1,16 @@
-"""The exceptions holdfast raises to its callers."""
+"""The exceptions holdfast raises to its callers, all rooted in :class:`HoldfastError`."""
 
 from __future__ import annotations
+
+__all__ = [
+    "ASGIProtocolError",
+    "FunctionError",
+    "HTTPStatusError",
+    "HoldfastError",
+    "InvalidEvent",
+    "LifespanError",
+    "http_status_error",
+]
 
 
 class HoldfastError(Exception):
@@ -13,6 +23,10 @@ class InvalidEvent(HoldfastError, ValueError):
 
 class LifespanError(HoldfastError, RuntimeError):
     """The app's lifespan startup (or shutdown) failed."""
+
+
+class ASGIProtocolError(HoldfastError, RuntimeError):
+    """The app broke the ASGI HTTP protocol (bad status, messages out of order, ...)."""
 
 
 class FunctionError(HoldfastError):

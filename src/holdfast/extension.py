@@ -21,11 +21,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from holdfast._types import LambdaContext
-
 if TYPE_CHECKING:
-    from holdfast.adapter import Adapter
-    from holdfast.pending import PendingWork
+    from holdfast.adapter import Adapter, Invocation
 
 logger = logging.getLogger("holdfast")
 
@@ -59,7 +56,8 @@ class _ExtensionsAPI:
         if status != 200:
             raise ExtensionsAPIError(f"extension registration failed ({status}): {body!r}")
         self.identifier = headers.get("Lambda-Extension-Identifier", "")
-        return json.loads(body or b"{}")
+        registration: dict[str, Any] = json.loads(body or b"{}")
+        return registration
 
     def next_event(self) -> dict[str, Any]:
         status, _, body = self._call(
@@ -69,7 +67,8 @@ class _ExtensionsAPI:
         )
         if status != 200:
             raise ExtensionsAPIError(f"extension event/next failed ({status}): {body!r}")
-        return json.loads(body)
+        event: dict[str, Any] = json.loads(body)
+        return event
 
     def _call(
         self, method: str, path: str, headers: dict[str, str], body: bytes | None = None
@@ -85,7 +84,7 @@ class AfterResponseExtension:
     def __init__(self, adapter: Adapter, runtime_api: str) -> None:
         self._adapter = adapter
         self._api = _ExtensionsAPI(runtime_api)
-        self._handed_over: dict[str, tuple[PendingWork, LambdaContext]] = {}
+        self._handed_over: dict[str, Invocation] = {}
         self._condition = threading.Condition()
 
     def start(self) -> None:
@@ -96,10 +95,10 @@ class AfterResponseExtension:
         _watch_sigterm(self._on_sigterm)
         threading.Thread(target=self._serve, name="holdfast-extension", daemon=True).start()
 
-    def hand_over(self, pending: PendingWork, context: LambdaContext) -> None:
+    def hand_over(self, invocation: Invocation) -> None:
         """Called by the handler when its response is ready: the rest is the extension's."""
         with self._condition:
-            self._handed_over[pending.request_id] = (pending, context)
+            self._handed_over[invocation.request_id] = invocation
             self._condition.notify_all()
 
     def _serve(self) -> None:
@@ -115,13 +114,13 @@ class AfterResponseExtension:
     def _finish(self, request_id: str, deadline_ms: int | None) -> None:
         with self._condition:
             self._condition.wait_for(lambda: request_id in self._handed_over)
-            pending, context = self._handed_over.pop(request_id)
-        if not pending:
+            invocation = self._handed_over.pop(request_id)
+        if invocation.idle:
             return
-        timeout = self._adapter.drain_timeout(context)
+        timeout = self._adapter.drain_timeout(invocation.context)
         if timeout is None and deadline_ms:
             timeout = max(0.0, deadline_ms / 1000 - time.time() - self._adapter.drain_margin)
-        self._adapter.record(self._adapter.engine.run(pending.drain(timeout)))
+        self._adapter.engine.run(invocation.drain(timeout))
 
     def _on_sigterm(self) -> None:
         adapter = self._adapter
@@ -166,5 +165,5 @@ def start_for(adapter: Adapter) -> AfterResponseExtension | None:
         return None
     extension = AfterResponseExtension(adapter, runtime_api)
     extension.start()
-    adapter.pending_host = extension.hand_over
+    adapter.host = extension.hand_over
     return extension

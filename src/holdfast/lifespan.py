@@ -11,6 +11,8 @@ from holdfast.errors import LifespanError
 
 logger = logging.getLogger("holdfast")
 
+__all__ = ["Lifespan", "LifespanMode"]
+
 LifespanMode = Literal["auto", "on", "off"]
 
 

@@ -21,6 +21,19 @@ from typing import Any
 
 logger = logging.getLogger("holdfast")
 
+__all__ = [
+    "DEFAULT_DRAIN_MARGIN",
+    "DrainReport",
+    "PendingWork",
+    "WorkHandle",
+    "after_response",
+    "bind",
+    "current",
+    "drain_budget",
+    "on_response_sent",
+    "unbind",
+]
+
 _current: contextvars.ContextVar[PendingWork | None] = contextvars.ContextVar(
     "holdfast_pending_work", default=None
 )
@@ -43,15 +56,18 @@ class WorkHandle:
     deadline cuts it off; ``spilled_as`` then holds the queued task's handle.
     """
 
-    __slots__ = ("_start", "description", "future", "spill", "spilled_as")
+    __slots__ = ("_start", "description", "failure", "future", "spill", "spilled_as")
 
     def __init__(
         self,
         description: str,
         start: Callable[[], asyncio.Future[Any]] | None,
         spill: Callable[[], Awaitable[Any]] | None = None,
+        failure: str | None = None,
     ) -> None:
         self.description = description
+        #: What the log says when the work raises (default: "after-response work ... failed").
+        self.failure = failure
         self._start = start
         self.future: asyncio.Future[Any] | None = None
         self.spill = spill
@@ -84,9 +100,12 @@ class PendingWork:
         self._response_sent = False
 
     # -- collecting work -------------------------------------------------------------------
-    def track(self, future: asyncio.Future[Any], description: str) -> WorkHandle:
-        """Track work that is already running, such as the app's coroutine after its response."""
-        handle = WorkHandle(description, None)
+    def track(
+        self, future: asyncio.Future[Any], description: str, *, failure: str | None = None
+    ) -> WorkHandle:
+        """Track work that is already running, such as the app's coroutine after its response;
+        ``failure`` is what the log says if it raises."""
+        handle = WorkHandle(description, None, failure=failure)
         handle.future = future
         self._handles.append(handle)
         return handle
@@ -187,12 +206,8 @@ class PendingWork:
             report.cancelled.append(handle.description)
         elif future.exception() is not None:
             report.failed += 1
-            logger.error(
-                "request %s: after-response work %s failed",
-                self.request_id,
-                handle.description,
-                exc_info=future.exception(),
-            )
+            failure = handle.failure or f"after-response work {handle.description} failed"
+            logger.error("request %s: %s", self.request_id, failure, exc_info=future.exception())
         else:
             report.drained += 1
 
@@ -248,7 +263,7 @@ def drain_budget(context: Any, margin: float = DEFAULT_DRAIN_MARGIN) -> float | 
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is None:
         return None
-    return max(0.0, remaining() / 1000 - margin)
+    return max(0.0, float(remaining()) / 1000 - margin)
 
 
 def _remaining(loop: asyncio.AbstractEventLoop, deadline: float | None) -> float | None:

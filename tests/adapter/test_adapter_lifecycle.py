@@ -57,7 +57,7 @@ def event(path="/"):
 def test_lifespan_starts_once_per_adapter_not_per_invocation(make_adapter):
     app = LifespanApp()
     handler = make_adapter(app)
-    assert app.events == ["lifespan.startup"]
+    assert app.events == []  # outside Lambda, nothing starts before the first call
     for _ in range(3):
         assert handler(event(), None)["statusCode"] == 200
     assert app.events == ["lifespan.startup", "request", "request", "request"]
@@ -95,15 +95,33 @@ def test_starlette_lifespan_state_reaches_request_state(make_adapter):
     assert startups == [1]
 
 
+@pytest.fixture
+def on_lambda(monkeypatch):
+    """As in a Lambda environment (the extension off: no Extensions API here)."""
+    monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+    monkeypatch.setenv("HOLDFAST_EXTENSION", "off")
+
+
 @pytest.mark.parametrize("mode", ["auto", "on"])
-def test_startup_failure_raises_lifespan_error_at_construction(mode):
+def test_startup_failure_raises_lifespan_error_at_construction_on_lambda(mode, on_lambda):
     app = LifespanApp({"type": "lifespan.startup.failed", "message": "database unreachable"})
     with pytest.raises(holdfast.LifespanError, match="database unreachable"):
         holdfast.Adapter(app, lifespan=mode)
     assert app.events == ["lifespan.startup"]
 
 
-def test_startup_exception_in_a_framework_raises_lifespan_error():
+def test_startup_failure_raises_lifespan_error_at_the_first_call_elsewhere():
+    app = LifespanApp({"type": "lifespan.startup.failed", "message": "database unreachable"})
+    handler = holdfast.Adapter(app)
+    assert app.events == []
+    for _ in range(2):  # every call: the app never started
+        with pytest.raises(holdfast.LifespanError, match="database unreachable"):
+            handler(event(), None)
+    assert app.events == ["lifespan.startup"]
+    handler.close()
+
+
+def test_startup_exception_in_a_framework_raises_lifespan_error(on_lambda):
     @contextlib.asynccontextmanager
     async def lifespan(app):
         raise ConnectionError("no database")
@@ -111,6 +129,12 @@ def test_startup_exception_in_a_framework_raises_lifespan_error():
 
     with pytest.raises(holdfast.LifespanError, match="no database"):
         holdfast.Adapter(Starlette(lifespan=lifespan))
+
+
+def test_on_lambda_startup_runs_in_the_init_phase(on_lambda, make_adapter):
+    app = LifespanApp()
+    make_adapter(app)
+    assert app.events == ["lifespan.startup"]
 
 
 def test_auto_mode_accepts_an_app_without_lifespan(make_adapter):
@@ -133,7 +157,7 @@ def test_on_mode_requires_lifespan_support():
         raise RuntimeError(f"unsupported scope {scope['type']}")
 
     with pytest.raises(holdfast.LifespanError):
-        holdfast.Adapter(app, lifespan="on")
+        holdfast.Adapter(app, lifespan="on")(event(), None)
 
 
 def test_auto_mode_sends_lifespan_once(make_adapter, recorder):
@@ -165,6 +189,7 @@ def test_shutdown_failure_raises_lifespan_error(make_adapter):
         await send({"type": "lifespan.shutdown.failed", "message": "flush failed"})
 
     handler = holdfast.Adapter(app)
+    handler.start()
     with pytest.raises(holdfast.LifespanError, match="flush failed"):
         handler.engine.run(handler.shutdown())
     handler.engine.close()
@@ -255,19 +280,19 @@ def test_async_code_calls_the_handler_in_a_thread(make_adapter):
     assert app.loops[-1] is handler.engine.loop
 
 
-def test_handle_on_a_foreign_loop_is_refused_instead_of_hanging(make_adapter):
+def test_begin_on_a_foreign_loop_is_refused_instead_of_hanging(make_adapter):
     app = LifespanApp()
     handler = make_adapter(app)
 
     async def inside():
-        await handler.handle(event(), None)
+        handler.begin(event(), None)
 
     with pytest.raises(RuntimeError, match=r"adapter\.engine\.loop"):
         asyncio.run(inside())
     assert "request" not in app.events
 
 
-def test_adapter_made_inside_a_running_loop_starts_up_on_first_handle(make_adapter):
+def test_adapter_made_inside_a_running_loop_starts_up_on_first_begin(make_adapter, on_lambda):
     app = LifespanApp()
 
     async def make():
@@ -277,8 +302,11 @@ def test_adapter_made_inside_a_running_loop_starts_up_on_first_handle(make_adapt
     assert app.events == []
 
     async def invoke():
-        invocation = await handler.handle(event("/custom-runtime"), None)
-        return invocation.result()
+        invocation = handler.begin(event("/custom-runtime"), None)
+        outcome = await invocation.outcome()
+        invocation.handed_over()
+        await invocation.drain(None)
+        return outcome.payload
 
     result = handler.engine.run(invoke())
     assert result["statusCode"] == 200

@@ -26,6 +26,7 @@ from holdfast._types import RawHeaders
 
 _READ_LIMIT = 1024 * 1024
 _CHUNK = 64 * 1024
+_MAX_HEADERS = 1000
 # Hop-by-hop headers (RFC 9110 §7.6.1) are the proxy's own business with each side.
 HOP_BY_HOP = frozenset(
     {
@@ -224,15 +225,14 @@ def _status(line: bytes) -> int:
 
 
 async def _headers(reader: asyncio.StreamReader) -> RawHeaders:
-    raw = await reader.readuntil(b"\r\n\r\n") if not reader.at_eof() else b"\r\n"
-    if raw == b"\r\n":
-        return []
     headers: RawHeaders = []
-    for line in raw[:-4].split(b"\r\n"):
-        name, sep, value = line.partition(b":")
+    while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
+        name, sep, value = line[:-2].partition(b":")
         if not sep:
             raise ValueError(f"malformed header line {line[:100]!r}")
         headers.append((name.strip().lower(), value.strip()))
+        if len(headers) > _MAX_HEADERS:
+            raise ValueError("too many header lines")
     return headers
 
 

@@ -1,8 +1,12 @@
-"""Find what ``holdfast run MODULE:ATTR`` runs: an Adapter, an ASGI or WSGI app, or a handler.
+"""``MODULE:ATTR``, the one loader: what ``holdfast run`` runs, and what any other command names.
 
-ASGI and WSGI apps are wrapped in a :class:`holdfast.Adapter` (whose lifespan startup runs here,
-at init); a ``holdfast.Adapter`` is used as it is; any other ``handler(event, context)``
-function, plain or ``async``, is called as it is, like the managed runtime would.
+:func:`resolve` imports the module and walks the (dotted) attribute; :func:`load` then decides
+how the runtime invokes it. A ``holdfast.Adapter`` is used as it is, and so is the Adapter the
+module already built around an app (``holdfast run module:app`` and ``module:handler`` then
+agree: same options, one lifespan startup). Other ASGI and WSGI apps are wrapped in a new
+:class:`holdfast.Adapter` (whose lifespan startup runs here, at init; the adapter's own check
+tells WSGI from ASGI); any other ``handler(event, context)`` function, plain or ``async``, is
+called as it is, like the managed runtime would.
 
 Failures become :class:`InitError` s carrying the ``Runtime.*`` error types AWS's Python runtime
 reports (``Runtime.ImportModuleError``, ``Runtime.HandlerNotFound``, ...).
@@ -17,14 +21,17 @@ from collections.abc import Callable
 from typing import Any
 
 from holdfast.adapter import Adapter
+from holdfast.errors import HoldfastError
 from holdfast.runtime.report import ErrorReport
+
+__all__ = ["HandlerFunction", "InitError", "Target", "load", "resolve"]
 
 HandlerFunction = Callable[[Any, Any], Any]
 # Parameter names that give a two-argument callable away as a WSGI app, not a Lambda handler.
 _WSGI_NAMES = frozenset({"environ", "env", "start_response"})
 
 
-class InitError(Exception):
+class InitError(HoldfastError):
     """The function could not be loaded; ``report`` is what goes to ``/runtime/init/error``."""
 
     def __init__(self, report: ErrorReport) -> None:
@@ -54,6 +61,17 @@ class Target:
 
 def load(spec: str) -> Target:
     """Import ``MODULE:ATTR`` (``ATTR`` may be dotted) and decide how to run it."""
+    module, obj = _resolve(spec)
+    return _target(obj, spec, module)
+
+
+def resolve(spec: str) -> Any:
+    """The object ``MODULE:ATTR`` names (``ATTR`` may be dotted); :class:`InitError` says why
+    there is none."""
+    return _resolve(spec)[1]
+
+
+def _resolve(spec: str) -> tuple[Any, Any]:
     module_name, attr = _split(spec)
     module = _import(module_name)
     obj: Any = module
@@ -66,7 +84,7 @@ def load(spec: str) -> Target:
                     "HandlerNotFound", f"Handler '{attr}' missing on module '{module_name}'"
                 )
             ) from None
-    return _target(obj, spec)
+    return module, obj
 
 
 def _split(spec: str) -> tuple[str, str]:
@@ -101,36 +119,45 @@ def _import(module_name: str) -> Any:
         raise InitError(ErrorReport.from_exception(exc, "Runtime")) from exc
 
 
-def _target(obj: Any, spec: str) -> Target:
-    if isinstance(obj, Adapter):
-        return Target(adapter=obj)
+def _target(obj: Any, spec: str, module: Any) -> Target:
     if not callable(obj):
         message = f"Handler '{spec}' is a {type(obj).__name__}, not an app or a function"
         raise InitError(ErrorReport.runtime("HandlerNotFound", message))
-    kind = _kind(obj)
-    if kind == "handler":
-        return Target(handler=obj)
+    adapter = obj if isinstance(obj, Adapter) else _adapter_around(obj, module)
+    if adapter is None:
+        if _is_handler(obj):
+            return Target(handler=obj)
+        try:
+            adapter = Adapter(obj)  # ASGI, or WSGI as the adapter recognises it
+        except Exception as exc:  # a setting from the environment is invalid
+            raise InitError(ErrorReport.from_exception(exc, "Runtime")) from exc
     try:
-        adapter = Adapter(wsgi=obj) if kind == "wsgi" else Adapter(obj)
-    except Exception as exc:
-        # Lifespan startup failed (LifespanError), or a setting from the environment is invalid.
+        adapter.start()  # lifespan startup belongs to the init phase
+    except Exception as exc:  # LifespanError
         raise InitError(ErrorReport.from_exception(exc, "Runtime")) from exc
     return Target(adapter=adapter)
 
 
-def _kind(obj: Any) -> str:
-    """``asgi``, ``wsgi`` or ``handler``, from the callable's positional parameters."""
+def _adapter_around(app: Any, module: Any) -> Adapter | None:
+    """The Adapter ``module`` built around ``app``, if it has one at the top level."""
+    for value in vars(module).values():
+        if isinstance(value, Adapter) and value.given is app:
+            return value
+    return None
+
+
+def _is_handler(obj: Any) -> bool:
+    """Whether ``obj`` is a Lambda ``handler(event, context)`` rather than an ASGI/WSGI app."""
     try:
         parameters = list(inspect.signature(obj).parameters.values())
     except (TypeError, ValueError):
-        return "asgi"  # a C-level callable: ASGI apps are the likelier kind
+        return False  # a C-level callable: ASGI apps are the likelier kind
     positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in parameters):
-        return "asgi"
+        return False
     call = obj if inspect.isroutine(obj) else getattr(obj, "__call__", obj)  # noqa: B004
     if inspect.iscoroutinefunction(call):
-        return "handler"
+        return True
+    # Two positional parameters: a WSGI app gives itself away by its names (or Flask's attribute).
     names = {p.name for p in positional}
-    if names & _WSGI_NAMES or hasattr(obj, "wsgi_app"):
-        return "wsgi"
-    return "handler"
+    return not (names & _WSGI_NAMES or hasattr(obj, "wsgi_app"))

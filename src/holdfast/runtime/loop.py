@@ -23,18 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 from holdfast import pending as _pending
 from holdfast.adapter import Adapter, Invocation
-from holdfast.errors import FunctionError, http_status_error
+from holdfast.outcome import Failed, Outcome, Streamed
 from holdfast.pending import PendingWork, drain_budget
 from holdfast.runtime import sigterm
 from holdfast.runtime.client import InvocationRequest, RuntimeAPIError, RuntimeClient
 from holdfast.runtime.context import ContextError, FunctionInfo, LambdaContext
 from holdfast.runtime.loader import Target
-from holdfast.runtime.report import ErrorReport
+from holdfast.runtime.report import ErrorReport, error_category
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
-
-    from holdfast.runtime.streaming import HTTPStreamSink
 
 logger = logging.getLogger("holdfast")
 
@@ -72,6 +70,8 @@ class Runtime:
         """Serve invocations; returns the process exit status when the runtime must stop."""
         clients = [RuntimeClient(self.address) for _ in range(self.concurrency)]
         loop = asyncio.get_running_loop()
+        if self.target.adapter is not None:
+            await self.target.adapter.startup()  # at init, if the loader has not run it yet
         terminated = _on_sigterm(loop, self._terminate)
         # Extensions register during init, before the first /next (or the snapshot); the
         # workers' connections open meanwhile, saving their round trip on the cold start.
@@ -153,29 +153,11 @@ class Runtime:
         event: Any,
         context: LambdaContext,
     ) -> None:
-        try:
-            answer = await adapter.handle_tasks(event, context)
-        except Exception as exc:
-            await _post_failure(client, request_id, exc, "the task consumer raised")
-            return
-        if answer is not None:  # an SQS batch or a schedule for the task queue
-            body, content_type = _marshal(answer)
-            await _post(client.respond(request_id, body, content_type))
-            return
-        sink = None
-        if self.streaming:
-            from holdfast.runtime.streaming import CONTENT_TYPE, HTTPStreamSink
-
-            stream = client.stream(request_id, CONTENT_TYPE)
-            sink = HTTPStreamSink(stream, hold=adapter.error_status_codes)
-        try:
-            invocation = await adapter.handle(event, context, sink)
-        except Exception as exc:
-            # Not an HTTP event (InvalidEvent) or one that cannot be decoded: a function error.
-            await _post_failure(client, request_id, exc)
-            return
-        await _post(_deliver(client, request_id, invocation, sink))
-        adapter.record(await invocation.pending.drain(adapter.drain_timeout(context)))
+        invocation = adapter.begin(event, context, streaming=self.streaming)
+        outcome = await invocation.outcome()
+        await _post(_deliver(client, request_id, invocation, outcome))
+        invocation.handed_over()  # the app's code after its last body chunk runs from here on
+        await invocation.drain(adapter.drain_timeout(context))
 
     # -- a plain handler(event, context) -----------------------------------------------------
     async def _invoke_handler(
@@ -232,46 +214,33 @@ class Runtime:
 
 
 async def _deliver(
-    client: RuntimeClient, request_id: str, invocation: Invocation, sink: HTTPStreamSink | None
+    client: RuntimeClient, request_id: str, invocation: Invocation, outcome: Outcome
 ) -> None:
-    """Post the app's response: buffered, streamed (finishing or failing the stream), or as
-    a function error."""
-    streamed = sink is not None and sink.started
-    try:
-        # Always called: from here on, the app's remaining coroutine is pending work.
-        result: dict[str, Any] | FunctionError = invocation.result()
-    except FunctionError as exc:
-        result = exc
-    except AssertionError:
-        # Adapter.result() asserts a buffered sink when an app raises after completing its
-        # response; a streamed response is already delivered, so there is nothing to add.
-        if not streamed:
-            raise
-        result = {}
-    if sink is not None and streamed:
-        if not sink.closed:  # the app failed after its first byte
-            await sink.fail(ErrorReport.from_exception(_failure(invocation)))
-        return
-    if sink is not None and sink.held is not None:
-        result = http_status_error(*sink.held)
-    if isinstance(result, FunctionError):
-        await client.error(request_id, ErrorReport.from_exception(result))
-    elif sink is None:
-        # Nothing owed after the response (the app's coroutine has returned, no after-response
-        # work, no final callback): /next can go out in the same write.
-        then_next = not invocation.pending
-        await client.respond(request_id, json.dumps(result).encode(), then_next=then_next)
+    """Post the outcome: a JSON document, a streamed HTTP response, or a function error."""
+    if isinstance(outcome, Failed):
+        report = (
+            ErrorReport.from_exception(outcome.error)
+            if outcome.error is not None
+            else ErrorReport(
+                outcome.error_type, outcome.message, error_category("Function", outcome.error_type)
+            )
+        )
+        logger.error("request %s: %s: %s", request_id, outcome.error_type, outcome.message)
+        await client.error(request_id, report)
+    elif isinstance(outcome, Streamed):
+        from holdfast.runtime.streaming import stream
+
+        await stream(client, request_id, outcome)
     else:
-        await sink.replay(result)  # the app failed before it started its response
-
-
-def _failure(invocation: Invocation) -> BaseException:
-    task = invocation.task
-    if task.cancelled():
-        return asyncio.CancelledError("the app was cancelled")
-    if task.done() and task.exception() is not None:
-        return task.exception()  # type: ignore[return-value]
-    return RuntimeError("the app ended without completing its response")
+        try:
+            body, content_type = _marshal(outcome.payload)
+        except _MarshalError as exc:
+            await client.error(request_id, _handler_error(exc))
+            return
+        # Nothing owed after the response (no app coroutine left, no after-response work, no
+        # final callback): /next can go out in the same write.
+        then_next = invocation.idle
+        await client.respond(request_id, body, content_type, then_next=then_next)
 
 
 async def _post(call: Awaitable[None]) -> None:
@@ -292,17 +261,6 @@ def _unmarshal(request: InvocationRequest) -> Any:
     if request.content_type.split(";", 1)[0].strip() != "application/json":
         return request.body
     return json.loads(request.body)
-
-
-async def _post_failure(
-    client: RuntimeClient, request_id: str, exc: Exception, crashed: str | None = None
-) -> None:
-    """Report ``exc`` as the invocation's function error; ``crashed`` logs its traceback too."""
-    if crashed:
-        logger.error("request %s: %s", request_id, crashed, exc_info=exc)
-    else:
-        logger.error("request %s: %s: %s", request_id, type(exc).__name__, exc)
-    await _post(client.error(request_id, ErrorReport.from_exception(exc)))
 
 
 def _marshal(result: Any) -> tuple[bytes, str]:

@@ -8,100 +8,36 @@ it. An error once the first byte is out can only be reported in the stream's tra
 
 from __future__ import annotations
 
-import base64
 import json
-from typing import Any
 
-from holdfast._types import RawHeaders
-from holdfast.runtime.client import ResponseStream
+from holdfast.outcome import Streamed
+from holdfast.runtime.client import RuntimeClient
 from holdfast.runtime.report import ErrorReport
-from holdfast.sources import HTTPResponse
-from holdfast.sources.apigw_v2 import APIGatewayV2
 
 CONTENT_TYPE = "application/vnd.awslambda.http-integration-response"
 _SEPARATOR = b"\x00" * 8
-_FUNCTION_URL = APIGatewayV2()
 
 
-class HTTPStreamSink:
-    """A :class:`holdfast.bridge.ResponseSink` that streams to the Runtime API.
-
-    A response whose status is in ``hold`` (the adapter's ``error_status_codes``) is not
-    streamed: it is kept back, so the host can report it as a function error instead.
-    """
-
-    __slots__ = ("_held", "_hold", "_stream")
-
-    def __init__(self, stream: ResponseStream, hold: frozenset[int] = frozenset()) -> None:
-        self._stream = stream
-        self._hold = hold
-        self._held: tuple[int, list[bytes]] | None = None
-
-    @property
-    def started(self) -> bool:
-        """Whether bytes went out: from then on, only :meth:`fail` can report an error."""
-        return self._stream.started
-
-    @property
-    def closed(self) -> bool:
-        return self._stream.closed
-
-    @property
-    def held(self) -> tuple[int, str] | None:
-        """``(status, body)`` of a response kept back for its error status, else ``None``."""
-        if self._held is None:
-            return None
-        status, chunks = self._held
-        return status, b"".join(chunks).decode("utf-8", "replace")
-
-    async def start(self, status: int, headers: RawHeaders) -> None:
-        if status in self._hold:
-            self._held = (status, [])
-            return
-        # The prelude goes out at once: clients see the status and headers before the body.
-        await self._stream.write(prelude(status, headers) + _SEPARATOR)
-
-    async def write(self, chunk: bytes) -> None:
-        if self._held is not None:
-            self._held[1].append(chunk)
-        else:
-            await self._stream.write(chunk)
-
-    async def close(self) -> None:
-        if self._held is None:
-            await self._stream.close()
-
-    async def fail(self, report: ErrorReport) -> None:
-        """End a started response with an error (the client sees a truncated response)."""
-        await self._stream.fail(report)
-
-    async def replay(self, result: dict[str, Any]) -> None:
-        """Stream a whole buffered Lambda HTTP response, e.g. the 500 of an app that failed
-        before it started its response."""
-        status, headers, body = _unpack(result)
-        await self.start(status, headers)
-        await self.write(body)
-        await self.close()
+async def stream(client: RuntimeClient, request_id: str, response: Streamed) -> None:
+    """Stream ``response`` as the invocation's answer: the prelude at once, then each body chunk
+    as the app produces it; an error after the start ends the stream with error trailers."""
+    out = client.stream(request_id, CONTENT_TYPE)
+    # The prelude goes out at once: clients see the status and headers before the body.
+    await out.write(prelude(response) + _SEPARATOR)
+    try:
+        async for chunk in response.body:
+            await out.write(chunk)
+    except Exception as exc:  # the app failed after its first byte: a truncated response
+        await out.fail(ErrorReport.from_exception(exc))
+        return
+    await out.close()
 
 
-def prelude(status: int, headers: RawHeaders) -> bytes:
+def prelude(response: Streamed) -> bytes:
     """The JSON prelude; ``json`` escapes control characters, so it never contains NUL."""
-    # Headers as a Function URL (payload 2.0) carries them: one codec decides that for both.
-    encoded = _FUNCTION_URL.encode(HTTPResponse(status, headers, b""))
     document = {
-        "statusCode": status,
-        "headers": encoded["headers"],
-        "cookies": encoded.get("cookies", []),
+        "statusCode": response.status,
+        "headers": response.headers,
+        "cookies": response.cookies,
     }
     return json.dumps(document, separators=(",", ":")).encode()
-
-
-def _unpack(result: dict[str, Any]) -> tuple[int, RawHeaders, bytes]:
-    multi = result.get("multiValueHeaders")
-    grouped = multi or {name: [value] for name, value in (result.get("headers") or {}).items()}
-    cookies = [("set-cookie", cookie) for cookie in result.get("cookies") or ()]
-    pairs = [(name, value) for name, values in grouped.items() for value in values] + cookies
-    headers = [(name.lower().encode("latin-1"), str(value).encode()) for name, value in pairs]
-    body = result.get("body") or ""
-    raw = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
-    return int(result.get("statusCode", 200)), headers, raw

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import logging
 import os
@@ -25,14 +24,17 @@ logger = logging.getLogger("holdfast.tasks")
 
 def load_queue(spec: str) -> TaskQueue:
     """Import `module:attribute` (from the current directory too) and return the TaskQueue."""
+    from holdfast.runtime.loader import InitError, resolve
+
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise SystemExit(f"expected MODULE:QUEUE, got {spec!r}")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    target: object = importlib.import_module(module_name)
-    for part in attribute.split("."):
-        target = getattr(target, part)
+    try:
+        target = resolve(spec)
+    except InitError as exc:
+        raise SystemExit(str(exc)) from exc
     if not isinstance(target, TaskQueue):
         raise SystemExit(f"{spec} is a {type(target).__name__}, not a TaskQueue")
     return target

@@ -1,0 +1,152 @@
+"""What kind of event an invocation carries: the one place holdfast names it.
+
+Every host hands the event to :meth:`holdfast.Adapter.begin`, which asks :func:`dispatch` once:
+
+* ``http`` — an HTTP request from API Gateway (REST, HTTP API), a Function URL, ALB or VPC
+  Lattice, with the codec that decodes it and encodes the answer;
+* ``holdfast.tasks`` — an SQS batch of holdfast task messages (``holdfast.tasks`` consumes it);
+* ``holdfast.schedule`` — a schedule for holdfast's periodic tasks;
+* ``warmer`` — a keep-warm ping (``{"warmer": true}``, ``{"warmup": ...}``, or the
+  ``serverless-plugin-warmup`` source), answered without running the app;
+* another source by name: ``sqs``, ``sns``, ``s3``, ``eventbridge``, ``schedule`` (an EventBridge
+  scheduled event nothing in holdfast claims), ``dynamodb``, ``kinesis``, ``kafka``, else
+  ``custom`` (any other payload, including one that is not a JSON object).
+
+The task queue is consulted only when the app imported it (``holdfast.tasks`` in
+``sys.modules``), so HTTP events pay nothing for it and the core needs only the standard library.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any, Final
+
+from holdfast.sources import Codecs, EventCodec
+
+__all__ = [
+    "HTTP",
+    "OTHER_SOURCES",
+    "TASK_MESSAGES",
+    "TASK_SCHEDULE",
+    "WARMER",
+    "EventKind",
+    "describe",
+    "dispatch",
+]
+
+HTTP: Final = "http"
+TASK_MESSAGES: Final = "holdfast.tasks"
+TASK_SCHEDULE: Final = "holdfast.schedule"
+WARMER: Final = "warmer"
+#: The names of the event sources holdfast does not handle itself (``Adapter.on`` can).
+OTHER_SOURCES: Final = (
+    "sqs",
+    "sns",
+    "s3",
+    "eventbridge",
+    "schedule",
+    "dynamodb",
+    "kinesis",
+    "kafka",
+    "custom",
+)
+
+# Records[0]["eventSource"] (SNS spells it "EventSource") → the source's name.
+_RECORD_SOURCES: Final = {
+    "aws:sqs": "sqs",
+    "aws:sns": "sns",
+    "aws:s3": "s3",
+    "aws:dynamodb": "dynamodb",
+    "aws:kinesis": "kinesis",
+}
+_KAFKA_SOURCES: Final = frozenset({"aws:kafka", "SelfManagedKafka"})
+
+
+@dataclass(frozen=True, slots=True)
+class EventKind:
+    """An event's kind: ``name`` (see the module docs) and, for ``http``, its ``codec``."""
+
+    name: str
+    codec: EventCodec | None = None
+
+    @property
+    def is_http(self) -> bool:
+        return self.codec is not None
+
+
+_TASK_MESSAGES = EventKind(TASK_MESSAGES)
+_TASK_SCHEDULE = EventKind(TASK_SCHEDULE)
+_WARMER = EventKind(WARMER)
+_OTHER = {name: EventKind(name) for name in OTHER_SOURCES}
+
+
+def dispatch(event: Any, codecs: Codecs) -> EventKind:
+    """Name the kind of ``event`` (HTTP events first: they are the common case)."""
+    if type(event) is not dict:
+        return _OTHER["custom"]
+    codec = codecs.match(event)
+    if codec is not None:
+        return EventKind(HTTP, codec)
+    source = source_name(event)
+    tasks = _task_consumer()
+    if tasks is not None:
+        if source == "sqs" and tasks.is_task_batch(event):
+            return _TASK_MESSAGES
+        if source in ("schedule", "custom") and tasks.is_task_schedule(event):
+            return _TASK_SCHEDULE
+    if source == "custom" and _is_warmer(event):
+        return _WARMER
+    return _OTHER[source]
+
+
+def source_name(event: dict[str, Any]) -> str:
+    """The name of a non-HTTP event's source, from its documented shape."""
+    records = event.get("Records")
+    if isinstance(records, list) and records and isinstance(records[0], dict):
+        first = records[0]
+        origin = first.get("eventSource") or first.get("EventSource")
+        return _RECORD_SOURCES.get(str(origin), "custom")
+    if event.get("eventSource") in _KAFKA_SOURCES:
+        return "kafka"
+    if "detail-type" in event and "source" in event:
+        scheduled = event.get("source") == "aws.events" and (
+            event.get("detail-type") == "Scheduled Event"
+        )
+        return "schedule" if scheduled else "eventbridge"
+    return "custom"
+
+
+def describe(event: Any) -> str:
+    """Why ``event`` is not an HTTP event (the message of the :class:`InvalidEvent` an adapter
+    with no handler for its kind raises)."""
+    if not isinstance(event, dict):
+        return f"a Lambda HTTP event is a JSON object, got {type(event).__name__}"
+    records = event.get("Records")
+    if isinstance(records, list) and records and isinstance(records[0], dict):
+        source = records[0].get("eventSource") or records[0].get("EventSource") or "unknown"
+        return f"not an HTTP event: records from {source}"
+    if "detail-type" in event:
+        return f"not an HTTP event: an EventBridge {event.get('detail-type')!r} event"
+    keys = ", ".join(sorted(map(str, event))[:8]) or "no keys"
+    return (
+        "not an HTTP event from API Gateway (REST or HTTP API), a Function URL, ALB or "
+        f"VPC Lattice: found {keys}"
+    )
+
+
+def _is_warmer(event: dict[str, Any]) -> bool:
+    return (
+        bool(event.get("warmer"))
+        or bool(event.get("warmup"))
+        or event.get("source") == "serverless-plugin-warmup"
+    )
+
+
+def _task_consumer() -> Any:
+    """``holdfast.tasks.lambda_consumer`` when the app uses the task queue, else ``None``."""
+    if "holdfast.tasks" not in sys.modules:
+        return None
+    from holdfast.tasks import lambda_consumer
+
+    return lambda_consumer

@@ -1,0 +1,342 @@
+"""The proxy's parts against real sockets: the upstream HTTP client, the request target, the
+readiness probe and the completion reports (ASGI and WSGI middleware, the listener)."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import socket
+import threading
+import time
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import pytest
+from fastapi import BackgroundTasks, FastAPI
+from fastapi.testclient import TestClient
+
+from holdfast import completion, config
+from holdfast.proxy import readiness
+from holdfast.proxy.app import _request_headers, _target
+from holdfast.proxy.upstream import Upstream, UpstreamError
+
+
+class RawServer:
+    """A TCP server answering each request with canned bytes; counts connections."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.connections = 0
+        self.requests: list[bytes] = []
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+
+    async def _serve(self, reader, writer):
+        self.connections += 1
+        try:
+            while self.answers:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                self.requests.append(head + await reader.readexactly(length))
+                answer = self.answers.pop(0)
+                if answer is None:  # close without answering
+                    break
+                writer.write(answer)
+                await writer.drain()
+                if b"connection: close" in answer.lower():
+                    break
+        except asyncio.IncompleteReadError:
+            pass
+        writer.close()
+
+
+async def fetch(upstream, method="GET", target="/", headers=(), body=b""):
+    response = await upstream.request(method, target, list(headers), body)
+    chunks = [chunk async for chunk in response.body()]
+    return response.status, response.headers, b"".join(chunks)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_content_length_chunked_and_read_to_close_bodies():
+    async def scenario():
+        answers = [
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello",
+            b"HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nx-trailer: 1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end",
+        ]
+        async with RawServer(answers) as server:
+            upstream = Upstream("127.0.0.1", server.port, reuse=True, idle_timeout=4)
+            first = await fetch(upstream)
+            second = await fetch(upstream)
+            third = await fetch(upstream)
+            return first, second, third, server.connections
+
+    first, second, third, connections = run(scenario())
+    assert (first[0], first[2]) == (200, b"hello")
+    assert (second[0], second[2]) == (201, b"abcde")
+    assert (third[0], third[2]) == (200, b"until the end")
+    assert connections == 1  # reused while allowed
+
+
+def test_no_reuse_means_a_connection_per_request():
+    async def scenario():
+        answers = [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"] * 2
+        async with RawServer(answers) as server:
+            upstream = Upstream("127.0.0.1", server.port, reuse=False, idle_timeout=4)
+            await fetch(upstream)
+            await fetch(upstream)
+            return server.connections
+
+    assert run(scenario()) == 2
+
+
+def test_idle_connection_closed_by_the_server_is_retried_once():
+    async def scenario():
+        ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+        async with RawServer([ok, None, ok]) as server:
+            upstream = Upstream("127.0.0.1", server.port, reuse=True, idle_timeout=4)
+            await fetch(upstream)
+            status = await fetch(upstream)  # the kept connection is dropped: a new one answers
+            return status[0], server.connections
+
+    assert run(scenario()) == (200, 2)
+
+
+def test_idle_timeout_is_on_the_wall_clock(monkeypatch):
+    async def scenario():
+        answers = [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"] * 2
+        async with RawServer(answers) as server:
+            upstream = Upstream("127.0.0.1", server.port, reuse=True, idle_timeout=4)
+            await fetch(upstream)
+            now = time.time()
+            monkeypatch.setattr(time, "time", lambda: now + 5)  # e.g. a long freeze
+            await fetch(upstream)
+            return server.connections
+
+    assert run(scenario()) == 2
+
+
+def test_interim_responses_are_skipped_and_heads_have_no_body():
+    async def scenario():
+        answers = [
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 99\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+        ]
+        async with RawServer(answers) as server:
+            upstream = Upstream("127.0.0.1", server.port, reuse=True, idle_timeout=4)
+            return [
+                await fetch(upstream, "POST", body=b"x"),
+                await fetch(upstream, "HEAD"),
+                await fetch(upstream),
+            ]
+
+    (post, head, empty) = run(scenario())
+    assert (post[0], post[2]) == (200, b"ok")
+    assert (head[0], head[2]) == (200, b"")
+    assert (empty[0], empty[2]) == (204, b"")
+
+
+def test_request_head_drops_hop_by_hop_and_injected_headers():
+    async def scenario():
+        async with RawServer([b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"]) as server:
+            upstream = Upstream("127.0.0.1", server.port, reuse=False, idle_timeout=4)
+            headers = [
+                (b"host", b"example.com"),
+                (b"connection", b"upgrade"),
+                (b"transfer-encoding", b"chunked"),
+                (b"x-evil", b"a\r\nx-injected: 1"),
+                (b"content-length", b"999"),
+                (b"x-ok", b"1"),
+            ]
+            await fetch(upstream, "POST", "/p?q=1", headers, b"body")
+            return server.requests[0]
+
+    sent = run(scenario())
+    head, _, body = sent.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /p?q=1 HTTP/1.1"
+    assert sorted(lines[1:]) == [b"content-length: 4", b"host: example.com", b"x-ok: 1"]
+    assert body == b"body"
+
+
+def test_connection_refused_is_an_upstream_error():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    upstream = Upstream("127.0.0.1", port, reuse=False, idle_timeout=4)
+    with pytest.raises(UpstreamError, match="cannot connect"):
+        run(fetch(upstream))
+
+
+@pytest.mark.parametrize(
+    ("scope", "target"),
+    [
+        ({"path": "/a b", "raw_path": b"/a%20b", "query_string": b""}, "/a%20b"),
+        ({"path": "/Año", "raw_path": "/Año".encode(), "query_string": b"x=1"}, "/A%C3%B1o?x=1"),
+        (
+            {"path": "/api/x", "raw_path": b"/api/x", "root_path": "/api", "query_string": b""},
+            "/x",
+        ),
+        ({"path": "/api", "raw_path": b"/api", "root_path": "/api", "query_string": b""}, "/"),
+    ],
+)
+def test_request_target(scope, target):
+    assert _target(scope) == target
+
+
+def test_request_id_header_cannot_be_spoofed():
+    settings = config.ProxySettings()
+    scope = {"headers": [(b"holdfast-request-id", b"forged"), (b"host", b"h")]}
+    headers = _request_headers(scope, "real-id", settings)
+    assert [v for k, v in headers if k == b"holdfast-request-id"] == [b"real-id"]
+
+
+# -- readiness --------------------------------------------------------------------------------
+def test_readiness_probe_statuses():
+    async def scenario(answer, **settings):
+        async with RawServer([answer]) as server:
+            probe = config.ProxySettings(readiness_port=server.port, **settings)
+            return await readiness.check(probe)
+
+    ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+    bad = b"HTTP/1.1 500 Oops\r\ncontent-length: 0\r\n\r\n"
+    forbidden = b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n"
+    assert run(scenario(ok)) is True
+    assert run(scenario(bad)) is False
+    assert run(scenario(forbidden)) is True
+    assert run(scenario(forbidden, healthy_status=frozenset(range(200, 400)))) is False
+    assert run(scenario(bad, readiness_protocol="tcp")) is True
+
+
+def test_readiness_fails_fast_when_nothing_listens():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    probe = config.ProxySettings(readiness_port=port)
+    assert run(readiness.check(probe)) is False
+    with pytest.raises(readiness.NotReady, match="not ready after"):
+        run(readiness.wait_ready(probe, 0.05))
+
+
+# -- completion reports -----------------------------------------------------------------------
+def test_listener_takes_early_reports_and_ignores_strangers():
+    async def scenario():
+        listener = completion.CompletionListener("secret")
+        await listener.start()
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender.sendto(b"secret early", listener.address)
+        sender.sendto(b"wrong late", listener.address)
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(listener.wait("early"), 1)  # already reported
+        waiting = asyncio.ensure_future(listener.wait("late"))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # the forged report did not count
+        sender.sendto(b"secret late", listener.address)
+        await asyncio.wait_for(waiting, 1)
+        sender.close()
+        listener.close()
+
+    run(scenario())
+
+
+@pytest.fixture
+def proxy_environment(monkeypatch):
+    """A listener standing in for the proxy, and its address in the environment."""
+    received: list[bytes] = []
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    host, port = sock.getsockname()
+    monkeypatch.setenv(completion.ADDRESS_VARIABLE, f"{host}:{port}")
+    monkeypatch.setenv(completion.TOKEN_VARIABLE, "t0ken")
+
+    def receive():
+        received.append(sock.recv(1024))
+        return received[-1]
+
+    yield receive
+    sock.close()
+
+
+def test_asgi_middleware_reports_after_background_work(proxy_environment):
+    finished = []
+    app = FastAPI()
+    app.add_middleware(completion.CompletionMiddleware)
+
+    async def later():
+        await asyncio.sleep(0.05)
+        finished.append("task")
+
+    @app.get("/")
+    async def index(tasks: BackgroundTasks):
+        tasks.add_task(later)
+        return {}
+
+    with TestClient(app) as client:
+        response = client.get("/", headers={"holdfast-request-id": "req-1"})
+        assert response.status_code == 200
+        assert response.headers["holdfast-completion"] == "1"
+        assert proxy_environment() == b"t0ken req-1"
+        assert finished == ["task"]
+        plain = client.get("/")  # no request id: not from the proxy, nothing reported
+        assert "holdfast-completion" not in plain.headers
+
+
+def test_wsgi_middleware_reports_when_the_response_is_closed(proxy_environment):
+    closed = []
+
+    class Body(list):
+        def close(self):
+            closed.append(True)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("content-type", "text/plain")])
+        return Body([b"hello"])
+
+    wrapped = completion.WSGICompletionMiddleware(app)
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = make_server("127.0.0.1", 0, wrapped, handler_class=Quiet)
+    thread = threading.Thread(target=server.handle_request)
+    thread.start()
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=5)
+    connection.request("GET", "/", headers={"holdfast-request-id": "w-1"})
+    response = connection.getresponse()
+    assert response.getheader("holdfast-completion") == "1"
+    assert response.read() == b"hello"
+    assert proxy_environment() == b"t0ken w-1"
+    assert closed == [True]
+    thread.join()
+    server.server_close()
+    connection.close()
+
+
+def test_middlewares_do_nothing_outside_proxy_mode(monkeypatch):
+    monkeypatch.delenv(completion.ADDRESS_VARIABLE, raising=False)
+    assert os.environ.get(completion.ADDRESS_VARIABLE) is None
+    calls = []
+
+    async def app(scope, receive, send):
+        calls.append(scope)
+
+    middleware = completion.CompletionMiddleware(app)
+    scope = {"type": "http", "headers": [(b"holdfast-request-id", b"x")]}
+    run(middleware(scope, None, None))
+    assert calls == [scope]
