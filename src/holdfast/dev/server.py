@@ -183,7 +183,7 @@ class DevServer:
         self.timeline = Timeline(self._leftovers, on_complete=console.invocation)
         self.timeline.app = options.app
         self._switchboard = Switchboard(self.timeline)
-        self._config = self._emulator_config()
+        self._config = self._emulator_config(options.port)
         self._front = Front(self._config, self._switchboard)
         self._dashboard = Dashboard(self.timeline)
         self._server = HTTPServer(self._handle, "127.0.0.1", options.port)
@@ -211,6 +211,9 @@ class DevServer:
                     f"stop what listens there, or pick another port: --port {port + 1}",
                 ) from None
             raise StartError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+        # The front builds events with the port clients reached (X-Forwarded-Port).
+        self._config = self._emulator_config(self._server.port)
+        self._front = Front(self._config, self._switchboard)
         failure = await self._start_app()
         if failure is not None:
             await self.close(grace=0.0)
@@ -345,12 +348,12 @@ class DevServer:
         self._leftovers.close()
         shutil.rmtree(self._workdir, ignore_errors=True)
 
-    def _emulator_config(self) -> EmulatorConfig:
+    def _emulator_config(self, port: int) -> EmulatorConfig:
         options = self._options
         return EmulatorConfig(
             command=[sys.executable, "-m", "holdfast.dev.probe", options.app],
             host="127.0.0.1",
-            port=0,
+            port=port,
             event_format=options.event_format,
             timeout=options.timeout,
             memory=options.memory,
