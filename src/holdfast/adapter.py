@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import os
 import threading
@@ -110,6 +109,7 @@ class Adapter:
         self._startup: asyncio.Future[None] | None = None
         self._started = False
         self._host_started = False
+        self._watched = False  # registered to be closed at interpreter exit
         self._finalizer = weakref.finalize(self, _close_engine, self.engine, self.lifespan, 1.0)
         if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
             self._start_in_init()
@@ -280,7 +280,7 @@ class Invocation:
     def _start_http(self, codec: EventCodec) -> None:
         adapter = self.adapter
         try:
-            request = codec.decode(self.event, adapter.base_path)
+            request = codec.decode(self.event, adapter.base_path, self.context)
         except InvalidEvent as exc:
             self._outcome = Failed.from_exception(exc)
             return
@@ -328,7 +328,11 @@ class Invocation:
         if handler is None and name in (TASK_MESSAGES, TASK_SCHEDULE):
             from holdfast.tasks import lambda_consumer  # dispatch found it imported
 
-            handler = lambda_consumer.handle_event_async
+            handler = (
+                lambda_consumer.handle_task_batch
+                if name == TASK_MESSAGES
+                else lambda_consumer.handle_task_schedule
+            )
         if handler is None:
             if name == WARMER:
                 self._outcome = Buffered({})  # warm now: nothing to run
@@ -440,13 +444,14 @@ class Invocation:
             response.headers = _without(response.headers, adapter.exclude_headers)
         assert self._codec is not None
         result = self._codec.encode(response)
-        if _payload_too_large(result):
+        if self._codec.too_large(result):
             logger.error(
-                "request %s: the response (status %d) exceeds Lambda's %d-byte payload limit;"
+                "request %s: the response (status %d) exceeds the %d-byte payload limit of %s;"
                 " answering 413 instead",
                 self.request_id,
                 response.status,
-                MAX_RESPONSE_BYTES,
+                self._codec.max_response_bytes,
+                self._codec.name,
             )
             response = HTTPResponse(413, list(_PLAIN_TEXT), b"Response payload too large")
             if response.status in adapter.error_status_codes:
@@ -569,16 +574,6 @@ def _without(headers: list[tuple[bytes, bytes]], excluded: frozenset[bytes]) -> 
     return [(name, value) for name, value in headers if name not in excluded]
 
 
-def _payload_too_large(result: dict[str, Any]) -> bool:
-    body = result.get("body") or ""
-    # Base64 needs no escaping; a text character takes up to 12 bytes once serialised (an
-    # escaped surrogate pair). Headers and JSON framing cannot add 256 KiB: skip serialising.
-    growth = 1 if result.get("isBase64Encoded") else 12
-    if len(body) * growth < MAX_RESPONSE_BYTES - 256 * 1024:
-        return False
-    return len(json.dumps(result).encode("utf-8")) > MAX_RESPONSE_BYTES
-
-
 def _request_id(event: Any, context: LambdaContext) -> str:
     request_id = getattr(context, "aws_request_id", None)
     if request_id:
@@ -604,6 +599,9 @@ def _watch_for_exit(adapter: Adapter) -> None:
     before it runs ``atexit`` handlers — nobody would ever step the loop, and exit would hang.
     """
     global _exit_hook_registered
+    if adapter._watched:
+        return
+    adapter._watched = True
     _open_adapters.add(adapter)
     if _exit_hook_registered:
         return

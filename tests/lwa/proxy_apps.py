@@ -57,6 +57,7 @@ async def echo(request: Request, rest: str) -> Response:
             [k.decode("latin-1"), v.decode("latin-1")] for k, v in request.scope["headers"]
         ],
         "body": body.hex(),
+        "client_port": request.client.port if request.client else None,
     }
     return Response(json.dumps(document), media_type="application/json")
 

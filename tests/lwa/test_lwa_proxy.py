@@ -27,8 +27,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def proxy_command(port: int, app: str = "proxy_apps:app") -> list[str]:
-    server = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning"]
+def proxy_command(port: int, *server_options: str) -> list[str]:
+    server = [sys.executable, "-m", "uvicorn", "proxy_apps:app", "--port", str(port)]
+    server += ["--log-level", "warning", *server_options]
     return [sys.executable, "-m", "holdfast", "proxy", "--port", str(port), "--", *server]
 
 
@@ -38,11 +39,12 @@ def start(tmp_path):
     record.touch()
     started = []
 
-    def start(env=None, **options):
+    def start(env=None, server_options=(), **options):
         options.setdefault("timeout", 30)
+        options.setdefault("log", lambda line: None)
         port = free_port()
         emulator = ThreadedEmulator(
-            proxy_command(port),
+            proxy_command(port, *server_options),
             cwd=str(HERE),
             env={"HOLDFAST_TEST_RECORD": str(record), **(env or {})},
             **options,
@@ -96,3 +98,40 @@ def test_background_tasks_and_the_freeze(start, middleware):
             assert finished[("after", request_id)] < freezes[request_id].frozen_at
     else:
         assert before == []
+
+
+def test_no_connection_is_reused_across_a_freeze(start):
+    # The environment freezes between invocations: a kept-alive connection to the app would sit
+    # through the freeze and may be reset by the server's keep-alive timer at thaw (LWA issue
+    # #830). Each invocation gets its own connection; the server's short keep-alive makes a
+    # reused one fail if it ever were.
+    emulator, _ = start(server_options=["--timeout-keep-alive", "1", "--no-proxy-headers"])
+    ports = []
+    for pause in (0, 1.5, 0):
+        time.sleep(pause)
+        status, _, body = get(emulator.url, "/echo/x")
+        assert status == 200, body
+        ports.append(json.loads(body)["client_port"])
+        emulator.wait_idle(timeout=60)
+    assert len(set(ports)) == 3
+    assert all(entry.outcome == "frozen" for entry in emulator.freeze_log)
+
+
+def test_streamed_response_arrives_whole(start):
+    emulator, _ = start(
+        env={"AWS_LWA_INVOKE_MODE": "response_stream"}, invoke_mode="response_stream"
+    )
+    status, _, body = get(emulator.url, "/stream?chunks=3&ms=20")
+    assert status == 200
+    assert body == b"chunk 0\nchunk 1\nchunk 2\n"
+
+
+def test_app_that_never_gets_ready_fails_init(start):
+    emulator, _ = start(
+        env={
+            "AWS_LWA_READINESS_CHECK_PATH": "/status/503",
+            "AWS_LWA_READINESS_CHECK_TIMEOUT_SECONDS": "3",
+        }
+    )
+    result = emulator.invoke({"version": "2.0"})
+    assert result.function_error is not None
