@@ -133,12 +133,12 @@ def test_a_missing_module_gets_one_line_and_a_hint(app_dir: Path) -> None:
     assert "listening" not in output and "Traceback" not in output
 
 
-def test_a_port_in_use_gets_one_line_and_a_hint(dev: Dev, app_dir: Path) -> None:
+def test_a_port_in_use_gets_one_line_and_a_hint(dev: Dev) -> None:
     result = subprocess.run(
         [HOLDFAST, "dev", "app:app", "--port", str(dev.port)],
         capture_output=True,
         text=True,
-        cwd=app_dir,
+        cwd=dev.folder,
         timeout=60,
     )
     assert result.returncode == 1
