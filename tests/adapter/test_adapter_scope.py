@@ -454,6 +454,6 @@ def test_every_source_in_one_adapter(make_adapter, recorder):
 def test_invalid_event_for_one_source_does_not_break_the_adapter(make_adapter, recorder):
     handler = make_adapter(recorder)
     with pytest.raises(holdfast.InvalidEvent):
-        handler({}, None)
+        handler({"version": "2.0", "requestContext": {"http": {}}}, None)  # no method
     handler(function_url_event(Request(target="/after")), None)
     assert recorder.scope["path"] == "/after"
