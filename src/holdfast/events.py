@@ -37,6 +37,7 @@ from urllib.parse import unquote_plus
 from holdfast._types import LambdaContext
 from holdfast.errors import InvalidEvent
 from holdfast.sources import HTTPRequest, HTTPResponse
+from holdfast.sources.platform import platform_headers
 
 logger = logging.getLogger("holdfast")
 
@@ -395,12 +396,14 @@ class PassThrough:
     """
 
     name = "pass_through"
+    #: Lambda's limit on a synchronous invocation's response payload.
+    max_response_bytes = 6 * 1024 * 1024
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._event: Any = None
 
-    def decode(self, event: Any, base_path: str) -> HTTPRequest:
+    def decode(self, event: Any, base_path: str, context: LambdaContext = None) -> HTTPRequest:
         self._event = event
         # A payload that was not JSON reaches the runtime as bytes: it is sent as it came.
         if isinstance(event, bytes):
@@ -408,6 +411,8 @@ class PassThrough:
         else:
             body = json.dumps(event, separators=(",", ":")).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        # The invocation context (and tenant) headers, as on HTTP events.
+        headers += platform_headers({}, context)
         return HTTPRequest(
             method="POST",
             scheme="http",
@@ -442,6 +447,9 @@ class PassThrough:
             return json.loads(response.body.decode("utf-8"))
         except ValueError:
             return None
+
+    def too_large(self, result: Any) -> bool:
+        return len(json.dumps(result).encode("utf-8")) > self.max_response_bytes
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -2,8 +2,11 @@
 
 import base64
 import json
+import logging
+import socket
 
 import httpx
+import pytest
 from emulator_support import ric
 
 INVOKE = "/2015-03-31/functions/function/invocations"
@@ -123,3 +126,54 @@ def test_tenant_id_reaches_awslambdaric_context(emulators):
         refused = client.post(INVOKE, json={}, headers={"X-Amz-Tenant-Id": "a b"})
         assert refused.status_code == 400
         assert refused.headers["x-amzn-errortype"] == "InvalidParameterValueException"
+
+
+def test_forwarded_headers_as_the_services_add_them(emulators):
+    emu = emulators(ric("http"), event_format="v1")
+    port = int(emu.url.rsplit(":", 1)[1])
+    spoofed = {
+        "X-Forwarded-For": "203.0.113.9",
+        "X-Forwarded-Proto": "gopher",
+        "X-Forwarded-Port": "1",
+    }
+    with httpx.Client(base_url=emu.url) as client:
+        event = client.get("/items", headers=spoofed).json()
+        assert event["multiValueHeaders"]["X-Forwarded-For"] == ["203.0.113.9, 127.0.0.1"]
+        assert event["multiValueHeaders"]["X-Forwarded-Proto"] == ["http"]
+        assert event["multiValueHeaders"]["X-Forwarded-Port"] == [str(port)]
+        plain = client.get("/items").json()["headers"]
+        assert plain["X-Forwarded-For"] == "127.0.0.1"
+    emu = emulators(ric("http"))
+    with httpx.Client(base_url=emu.url) as client:
+        headers = client.get("/items", headers=spoofed).json()["headers"]
+        assert headers["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+        assert headers["x-forwarded-proto"] == "http"
+        assert headers["x-forwarded-port"] == emu.url.rsplit(":", 1)[1]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"zz\r\nhello\r\n0\r\n\r\n",  # not a hex size
+        b"-5\r\nhello\r\n0\r\n\r\n",  # negative
+        b"5\r\nhelloXX0\r\n\r\n",  # no CRLF after the chunk
+        b"ffffffffffffffffffff\r\n",  # absurd size
+        b"10\r\nshort",  # connection closed inside the chunk
+    ],
+)
+def test_malformed_chunked_request_gets_400_without_a_traceback(emulators, caplog, body):
+    emu = emulators(ric("http"))
+    host, port = emu.url.removeprefix("http://").split(":")
+    head = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with (
+        caplog.at_level(logging.DEBUG, logger="holdfast.emulator"),
+        socket.create_connection((host, int(port))) as connection,
+    ):
+        connection.sendall(head + body)
+        connection.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert not [r for r in caplog.records if r.exc_info], "no traceback in the emulator's log"
+    assert httpx.get(emu.url + "/plain").json() == {"hello": "world"}, "still serving"

@@ -8,7 +8,22 @@ import json
 from task_events import SCHEDULED
 
 from holdfast.tasks import TaskQueue, TaskState
-from holdfast.tasks.lambda_consumer import handle_event, handle_event_async, is_task_event
+from holdfast.tasks.lambda_consumer import (
+    handle_task_batch,
+    handle_task_schedule,
+    is_task_batch,
+    is_task_schedule,
+)
+
+
+def is_task_event(event) -> bool:
+    return is_task_batch(event) or is_task_schedule(event)
+
+
+def handle_event(event, context=None) -> dict:
+    """What the Adapter does with the kind holdfast.dispatch named."""
+    entry = handle_task_schedule if is_task_schedule(event) else handle_task_batch
+    return asyncio.run(entry(event, context))
 
 
 def make_queue(aws, **kwargs) -> TaskQueue:
@@ -90,7 +105,7 @@ def test_async_entry_point_and_long_task_visibility(aws):
     event = aws.lambda_event(aws.receive(visibility=2))
 
     async def main():
-        consumer = asyncio.create_task(handle_event_async(event, None))
+        consumer = asyncio.create_task(handle_task_batch(event, None))
         # While it runs, the renewed visibility hides the message from other consumers.
         seen = []
         while not consumer.done():
@@ -168,3 +183,26 @@ def test_named_periodic_input(sqlite_url):
     [task_id] = handle_event(event)["queued"]
     assert queue.status_sync(task_id).task == "nightly"
     assert handle_event({"holdfast": {"periodic": "missing"}})["queued"] == []
+
+
+def test_predicates_tell_batches_from_schedules(aws, sqlite_url):
+    make_queue(aws)
+    batch = {"Records": [{"eventSource": "aws:sqs", "eventSourceARN": aws.queue_arn}]}
+    assert is_task_batch(batch) and not is_task_schedule(batch)
+    named = {"holdfast": {"periodic": "nightly"}}
+    assert is_task_schedule(named) and not is_task_batch(named)
+    assert not is_task_schedule(SCHEDULED)  # no periodic task registered anywhere
+    periodic = TaskQueue(sqlite_url, name="cron")
+    periodic.periodic("@daily", name="daily")(lambda: None)
+    assert is_task_schedule(SCHEDULED) and not is_task_batch(SCHEDULED)
+    for odd in (None, [], "x", {"Records": "x"}, {"Records": [1]}, {"holdfast": {"periodic": 3}}):
+        assert not is_task_batch(odd) and not is_task_schedule(odd)
+
+
+def test_entry_points_run_each_kind(aws):
+    queue = make_queue(aws)
+    handle = queue.tasks["double"].defer_sync(4)
+    event = aws.lambda_event(aws.receive())
+    event["Records"].append("not a record")  # skipped: it has no messageId to report
+    assert asyncio.run(handle_task_batch(event)) == {"batchItemFailures": []}
+    assert queue.status_sync(handle.id).result == 8

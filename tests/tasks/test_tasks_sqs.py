@@ -172,3 +172,78 @@ def test_endpoint_from_environment(aws, monkeypatch):
     queue = TaskQueue(aws.url())  # boto3 reads AWS_ENDPOINT_URL itself
     handle = queue.enqueue_sync("anything", [1])
     assert queue.status_sync(handle.id).state is TaskState.QUEUED
+
+
+def _delivered(queue: TaskQueue, aws, lease: float = 30):
+    [delivery] = queue.backend.claim(1, lease)
+    return delivery
+
+
+def test_a_superseded_attempts_failure_is_dropped_but_its_success_wins(aws):
+    from holdfast.tasks.models import Outcome
+
+    queue = make_queue(aws)
+    handle = queue.tasks["add"].defer_sync(1)
+    first = _delivered(queue, aws, lease=1)
+    time.sleep(1.1)  # its visibility lapses: SQS delivers the message again
+    second = _delivered(queue, aws)
+    assert (first.attempt, second.attempt) == (1, 2)
+    queue.backend.settle([Outcome(first, TaskState.RETRYING, error="stale", run_at=0)])
+    status = queue.status_sync(handle.id)
+    assert status.state is TaskState.RUNNING and status.error is None  # second still owns it
+    queue.backend.settle([Outcome(first, TaskState.SUCCEEDED, result="1")])
+    queue.backend.settle([Outcome(second, TaskState.DEAD, error="late")])
+    status = queue.status_sync(handle.id)
+    assert status.state is TaskState.SUCCEEDED and status.result == 1  # it did run and succeed
+
+
+def test_settling_twice_is_idempotent(aws):
+    from holdfast.tasks.models import Outcome
+
+    queue = make_queue(aws)
+    handle = queue.tasks["add"].defer_sync(1)
+    delivery = _delivered(queue, aws)
+    outcome = Outcome(delivery, TaskState.RETRYING, error="E: once", run_at=time.time() + 60)
+    assert queue.backend.settle([outcome]) == [False]
+    assert queue.backend.settle([outcome]) == [False]
+    status = queue.status_sync(handle.id)
+    assert status.state is TaskState.RETRYING and status.error == "E: once"
+
+
+def test_a_lost_worker_reads_as_retrying_then_dead_on_the_last_receive(aws_with_dlq):
+    aws = aws_with_dlq  # maxReceiveCount 2
+    queue = make_queue(aws)
+    handle = queue.tasks["add"].defer_sync(1)
+    first = _delivered(queue, aws, lease=1)  # its worker is "killed": nothing settles it
+    assert first.receives == 1
+    assert queue.status_sync(handle.id).state is TaskState.RUNNING
+    time.sleep(1 + 2.1)  # the lease and the grace period lapse
+    status = queue.status_sync(handle.id)
+    assert status.state is TaskState.RETRYING
+    assert status.error == "WorkerLost: the lease of attempt 1 expired"
+    assert [s.id for s in queue.list_sync(state="retrying")] == [handle.id]
+    second = _delivered(queue, aws, lease=1)  # the last receive the redrive policy allows
+    assert second.receives == 2
+    time.sleep(1 + 2.1)
+    status = queue.status_sync(handle.id)
+    assert status.state is TaskState.DEAD and "last allowed receive" in status.error
+    assert aws.receive() == []  # SQS moved it to the dead-letter queue on this receive
+    assert [_body_id(m) for m in aws.receive(queue_url=aws.dlq_url)] == [handle.id]
+
+
+def test_a_failure_on_the_last_receive_is_dead_not_retrying(aws_with_dlq):
+    aws = aws_with_dlq  # maxReceiveCount 2
+    queue = TaskQueue(aws.url(), endpoint_url=aws.endpoint)
+
+    @queue.task(name="flaky", retries=5, backoff=0)
+    def flaky() -> None:
+        raise ConnectionError("down")
+
+    handle = flaky.defer_sync()
+    status = asyncio.run(run_until(queue, [handle]))[0]
+    assert status.state is TaskState.DEAD and status.attempts == 2
+    assert status.error.startswith("ConnectionError: down; no retry: the message was received 2")
+
+
+def _body_id(message: dict) -> str:
+    return json.loads(message["Body"])["id"]

@@ -100,6 +100,7 @@ class RequestBody:
         self._chunked = chunked
         self._on_first_read = on_first_read
         self._done = not chunked and not length
+        self._chunk_left = 0
         self.length = length
         self.trailers = Headers()
 
@@ -170,21 +171,34 @@ class RequestBody:
         return data
 
     async def _read_chunk(self) -> bytes:
-        line = await self._reader.readline()
-        if not line.endswith(b"\n"):
+        # A chunk is read in pieces of at most 64 KiB, so a huge announced size costs nothing
+        # until its bytes really arrive.
+        if self._chunk_left == 0:
+            line = await self._reader.readline()
+            if not line.endswith(b"\n"):
+                raise ProtocolError("connection closed inside a chunked body")
+            digits = line.split(b";", 1)[0].strip()
+            if not digits or len(digits) > 16 or digits.strip(b"0123456789abcdefABCDEF"):
+                raise ProtocolError(f"bad chunk size line {line[:40]!r}")
+            size = int(digits, 16)
+            if size == 0:
+                self.trailers = await _read_header_block(self._reader)
+                self._done = True
+                return b""
+            self._chunk_left = size
+        data = await self._reader.read(min(self._chunk_left, _READ_SIZE))
+        if not data:
             raise ProtocolError("connection closed inside a chunked body")
-        try:
-            size = int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise ProtocolError(f"bad chunk size line {line[:40]!r}") from None
-        if size == 0:
-            self.trailers = await _read_header_block(self._reader)
-            self._done = True
-            return b""
-        data = await self._reader.readexactly(size)
-        if await self._reader.readexactly(2) != b"\r\n":
+        self._chunk_left -= len(data)
+        if self._chunk_left == 0 and await self._read_crlf() != b"\r\n":
             raise ProtocolError("chunk not followed by CRLF")
         return data
+
+    async def _read_crlf(self) -> bytes:
+        try:
+            return await self._reader.readexactly(2)
+        except asyncio.IncompleteReadError:
+            raise ProtocolError("connection closed inside a chunked body") from None
 
 
 @dataclass
@@ -308,6 +322,8 @@ class HTTPServer:
             return False
         try:
             response = await self._handler(request)
+        except (ProtocolError, ConnectionError, asyncio.IncompleteReadError):
+            raise  # broken HTTP from the peer (answered 400) or a peer gone: not our error
         except Exception:
             _log.exception("unhandled error serving %s %s", request.method, request.path)
             response = Response(500, [("Content-Type", "text/plain")], b"internal error")

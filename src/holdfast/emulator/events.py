@@ -14,7 +14,7 @@ import datetime
 import json
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -26,6 +26,7 @@ STAGE = "prod"
 PRELUDE_DELIMITER = b"\0" * 8
 HTTP_INTEGRATION_CONTENT_TYPE = "application/vnd.awslambda.http-integration-response"
 
+_FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-port"})
 _TEXT_TYPES = ("application/json", "application/javascript", "application/xml")
 _TEXT_SUFFIXES = ("+json", "+xml")
 _ALB_BAD_GATEWAY = (
@@ -45,6 +46,27 @@ class HttpRequest:
     body: bytes = b""
     source_ip: str = "127.0.0.1"
     protocol: str = "HTTP/1.1"
+    port: int = 80
+
+
+def forwarded(request: HttpRequest) -> HttpRequest:
+    """`request` with the X-Forwarded-* headers API Gateway, Function URLs and ALB add.
+
+    `X-Forwarded-For` gets the client's address appended to whatever list the client sent (the
+    services append, they do not replace: only the last entry is the platform's word);
+    `X-Forwarded-Proto` and `X-Forwarded-Port` are set to what the client really connected to,
+    replacing any copies it sent. On AWS they say `https` and `443`; here they say the
+    emulator's own scheme and port, so redirects built from them work locally.
+    """
+    chain = [v for k, v in request.headers if k.lower() == "x-forwarded-for"]
+    kept = [(k, v) for k, v in request.headers if k.lower() not in _FORWARDED]
+    headers = [
+        *kept,
+        ("X-Forwarded-For", ", ".join([*chain, request.source_ip])),
+        ("X-Forwarded-Proto", "http"),
+        ("X-Forwarded-Port", str(request.port)),
+    ]
+    return replace(request, headers=headers)
 
 
 @dataclass
@@ -75,6 +97,7 @@ def build_event(
 ) -> dict[str, Any]:
     """The event `event_format`'s integration would send the function for `request`."""
     now = now or datetime.datetime.now(datetime.UTC)
+    request = forwarded(request)
     if event_format == "v2":
         return _v2_event(request, request_id, region, now)
     if event_format == "v1":
@@ -88,8 +111,6 @@ def _v2_event(
     headers = _comma_joined(
         (name.lower(), value) for name, value in request.headers if name.lower() != "cookie"
     )
-    headers.setdefault("x-forwarded-for", request.source_ip)
-    headers.setdefault("x-forwarded-proto", "http")
     cookies = [
         cookie.strip()
         for name, value in request.headers

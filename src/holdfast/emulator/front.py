@@ -14,8 +14,9 @@ import binascii
 import json
 import re
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
+from . import eventstream
 from ._http import BodyTooLarge, HTTPServer, Request, Response, StreamAborted, json_response
 from .config import EmulatorConfig
 from .events import (
@@ -46,7 +47,11 @@ TENANT_HEADER = "X-Amz-Tenant-Id"
 _DISCARD_LIMIT = 64 * 1024 * 1024
 
 _INVOKE_PATH = re.compile(r"/2015-03-31/functions/(?P<name>[^/]+)/invocations")
+_STREAMING_INVOKE_PATH = re.compile(
+    r"/2021-11-15/functions/(?P<name>[^/]+)/response-streaming-invocations"
+)
 _INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+_STREAMING_INVOCATION_TYPES = ("RequestResponse", "DryRun")
 # Hop-by-hop fields (RFC 9110 §7.6.1) end at the front, as they end at AWS's edge.
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-connection", "expect"}
@@ -89,38 +94,20 @@ class Front:
         await self._server.close()
 
     async def _handle(self, request: Request) -> Response:
-        if _INVOKE_PATH.fullmatch(request.path) and request.method == "POST":
-            return await self._invoke(request)
+        if request.method == "POST":
+            if _INVOKE_PATH.fullmatch(request.path):
+                return await self._invoke(request)
+            if _STREAMING_INVOKE_PATH.fullmatch(request.path):
+                return await self._invoke_streaming(request)
         return await self._http(request)
 
     # -- the Invoke API -----------------------------------------------------------------------
 
     async def _invoke(self, request: Request) -> Response:
+        invoke = await _invoke_request(request, _INVOCATION_TYPES)
+        if isinstance(invoke, Response):
+            return invoke
         invocation_type = request.headers.get("X-Amz-Invocation-Type") or "RequestResponse"
-        if invocation_type not in _INVOCATION_TYPES:
-            message = f"Unsupported invocation type {invocation_type!r}"
-            return _api_error(400, "InvalidParameterValueException", message)
-        limit = MAX_ASYNC_PAYLOAD if invocation_type == "Event" else MAX_SYNC_PAYLOAD
-        try:
-            payload = await request.body.read(limit=limit) or b"{}"
-        except BodyTooLarge:
-            await request.body.discard(_DISCARD_LIMIT)
-            message = f"Request must be smaller than {limit} bytes for the InvokeFunction operation"
-            return _api_error(413, "RequestEntityTooLargeException", message)
-        try:
-            json.loads(payload)
-        except ValueError as exc:
-            message = f"Could not parse request body into json: {exc}"
-            return _api_error(400, "InvalidRequestContentException", message)
-        try:
-            client_context = _client_context(request.headers.get("X-Amz-Client-Context"))
-        except ValueError as exc:
-            return _api_error(400, "InvalidRequestContentException", str(exc))
-        try:
-            tenant_id = _tenant_id(request.headers.get(TENANT_HEADER))
-        except ValueError as exc:
-            return _api_error(400, "InvalidParameterValueException", str(exc))
-        invoke = InvokeRequest(payload, client_context=client_context, tenant_id=tenant_id)
         headers = [("X-Amzn-RequestId", invoke.request_id)]
         if invocation_type == "DryRun":
             return Response(204, headers)
@@ -133,6 +120,22 @@ class Front:
             headers.append(("X-Amz-Function-Error", FUNCTION_ERROR_UNHANDLED))
         assert isinstance(response.body, bytes)
         return Response(200, [("Content-Type", response.content_type), *headers], response.body)
+
+    async def _invoke_streaming(self, request: Request) -> Response:
+        """InvokeWithResponseStream: the response as `PayloadChunk` events as it comes, then
+        `InvokeComplete` (with `ErrorCode` / `ErrorDetails` if the function failed)."""
+        invoke = await _invoke_request(request, _STREAMING_INVOCATION_TYPES)
+        if isinstance(invoke, Response):
+            return invoke
+        headers = [("X-Amzn-RequestId", invoke.request_id)]
+        if request.headers.get("X-Amz-Invocation-Type") == "DryRun":
+            return Response(204, headers)
+        response = await self._dispatcher.call(invoke)
+        headers += [
+            ("Content-Type", eventstream.CONTENT_TYPE),
+            ("X-Amz-Executed-Version", "$LATEST"),
+        ]
+        return Response(200, headers, _event_stream(response))
 
     # -- the HTTP front -----------------------------------------------------------------------
 
@@ -151,6 +154,7 @@ class Front:
             body=body,
             source_ip=request.client[0],
             protocol=request.version,
+            port=self.port,
         )
         request_id = new_request_id()
         event = build_event(
@@ -164,7 +168,12 @@ class Front:
         payload = json.dumps(event).encode()
         if len(payload) > MAX_SYNC_PAYLOAD:
             return json_response(413, {"message": "Request Entity Too Large"})
-        response = await self._dispatcher.call(InvokeRequest(payload, request_id=request_id))
+        try:  # as an API Gateway integration that maps the header to the tenant id would
+            tenant_id = _tenant_id(request.headers.get(TENANT_HEADER))
+        except ValueError as exc:
+            return json_response(400, {"message": str(exc)})
+        invoke = InvokeRequest(payload, request_id=request_id, tenant_id=tenant_id)
+        response = await self._dispatcher.call(invoke)
         extra = [("x-amzn-RequestId", request_id)]
         if config.invoke_mode == "response_stream" and isinstance(response.body, ResponseStream):
             return _relay(await self._open_stream(response.body), extra)
@@ -205,6 +214,64 @@ class Front:
         except (StreamError, StopAsyncIteration, MalformedResponse):
             return error_response(self._config.event_format)
         return Response(head.status, _clean(head.headers), _relay_stream(rest, chunks))
+
+
+async def _invoke_request(request: Request, allowed: tuple[str, ...]) -> InvokeRequest | Response:
+    """The invocation an Invoke API request asks for, or the error response refusing it."""
+    invocation_type = request.headers.get("X-Amz-Invocation-Type") or "RequestResponse"
+    if invocation_type not in allowed:
+        message = f"Unsupported invocation type {invocation_type!r}"
+        return _api_error(400, "InvalidParameterValueException", message)
+    limit = MAX_ASYNC_PAYLOAD if invocation_type == "Event" else MAX_SYNC_PAYLOAD
+    try:
+        payload = await request.body.read(limit=limit) or b"{}"
+    except BodyTooLarge:
+        await request.body.discard(_DISCARD_LIMIT)
+        message = f"Request must be smaller than {limit} bytes for the InvokeFunction operation"
+        return _api_error(413, "RequestEntityTooLargeException", message)
+    try:
+        json.loads(payload)
+    except ValueError as exc:
+        message = f"Could not parse request body into json: {exc}"
+        return _api_error(400, "InvalidRequestContentException", message)
+    try:
+        client_context = _client_context(request.headers.get("X-Amz-Client-Context"))
+    except ValueError as exc:
+        return _api_error(400, "InvalidRequestContentException", str(exc))
+    try:
+        tenant_id = _tenant_id(request.headers.get(TENANT_HEADER))
+    except ValueError as exc:
+        return _api_error(400, "InvalidParameterValueException", str(exc))
+    return InvokeRequest(payload, client_context=client_context, tenant_id=tenant_id)
+
+
+async def _event_stream(response: RuntimeResponse) -> AsyncIterator[bytes]:
+    """The function's answer framed as InvokeWithResponseStream events."""
+    body = response.body
+    if isinstance(body, ResponseStream):
+        try:
+            async for chunk in body:
+                yield eventstream.payload_chunk(chunk)
+        except StreamError as exc:
+            yield _complete_with_error(exc.error)
+            return
+    elif response.is_error:
+        try:
+            error = json.loads(body)
+        except ValueError:
+            error = {"errorMessage": body.decode("utf-8", "replace")}
+        if not isinstance(error, dict):
+            error = {"errorMessage": str(error)}
+        yield _complete_with_error({"errorType": response.error_type, **error})
+        return
+    elif body:
+        yield eventstream.payload_chunk(body)
+    yield eventstream.invoke_complete()
+
+
+def _complete_with_error(error: dict[str, Any]) -> bytes:
+    error_type = str(error.get("errorType") or "Runtime.Unknown")
+    return eventstream.invoke_complete(error_type, json.dumps(error))
 
 
 def _relay(response: HttpResponse | Response, extra: list[tuple[str, str]]) -> Response:

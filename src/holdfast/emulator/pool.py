@@ -47,13 +47,27 @@ class Pool:
             environment = Environment(len(self._environments) + 1, self._config, self._journal)
             self._environments.append(environment)
             await environment.start()
-            # Its other slots are free once its Runtime API listens.
-            self._idle.extend([environment] * ((self._config.max_concurrency or 1) - 1))
-            return self._start(environment, request)
+            invocation = self._start(environment, request)
+            # Its other slots are free once its Runtime API listens: requests that queued
+            # meanwhile take them.
+            for _ in range((self._config.max_concurrency or 1) - 1):
+                self._offer(environment)
+            return invocation
         # All busy: the request starts in the first environment released, the moment it is.
         waiter: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
         self._waiters.append((request, waiter))
         return await waiter
+
+    async def prepare(self) -> None:
+        """SnapStart: create the first environment and take its snapshot now (in the
+        background), as publishing a version does, rather than on the first invocation."""
+        if self._environments or not self._config.snap_start:
+            return
+        environment = Environment(1, self._config, self._journal)
+        self._environments.append(environment)
+        await environment.start()
+        environment.prepare()
+        self._idle.append(environment)
 
     async def wait_idle(self) -> None:
         """Return once every invocation submitted so far has ended (frozen or reset)."""
@@ -76,6 +90,10 @@ class Pool:
         # Called as the invocation ends: the next request waiting starts at once, in this
         # same step, rather than after its caller's task has been woken to start it.
         self._in_flight.discard(finished)
+        self._offer(environment)
+
+    def _offer(self, environment: Environment) -> None:
+        """A slot of `environment` is free: the first request waiting takes it, else it idles."""
         while self._waiters:
             request, waiter = self._waiters.popleft()
             if waiter.done():  # a caller that gave up while waiting is skipped

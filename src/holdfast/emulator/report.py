@@ -30,6 +30,7 @@ class Report:
     memory_size_mb: int
     max_memory_used_mb: int
     init_duration_ms: float | None = None
+    restore_duration_ms: float | None = None
     post_response_ms: float | None = None
     status: str | None = None
     error_type: str | None = None
@@ -38,6 +39,13 @@ class Report:
     def billed_ms(self) -> int:
         """Billed duration in whole milliseconds."""
         return math.ceil(self.duration_ms + (self.init_duration_ms or 0.0))
+
+    @property
+    def billed_restore_ms(self) -> int | None:
+        """SnapStart: the restore, billed apart from the invocation."""
+        if self.restore_duration_ms is None:
+            return None
+        return math.ceil(self.restore_duration_ms)
 
     def end_line(self) -> str:
         """`END RequestId: …`."""
@@ -54,6 +62,9 @@ class Report:
         ]
         if self.init_duration_ms is not None:
             fields.append(f"Init Duration: {self.init_duration_ms:.2f} ms")
+        if self.restore_duration_ms is not None:
+            fields.append(f"Restore Duration: {self.restore_duration_ms:.2f} ms")
+            fields.append(f"Billed Restore Duration: {self.billed_restore_ms} ms")
         if self.post_response_ms is not None:
             fields.append(f"Post-Response Duration: {self.post_response_ms:.2f} ms")
         if self.status is not None:

@@ -89,8 +89,10 @@ class Emulator:
         return self._pool.environments
 
     async def start(self) -> None:
-        """Start listening (environments start on demand, with the first invocations)."""
+        """Start listening (environments start on demand, with the first invocations; with
+        SnapStart the first one takes its snapshot right away)."""
         await self._front.start()
+        await self._pool.prepare()
 
     async def close(self) -> None:
         """Stop listening, then shut every environment down with its shutdown window."""

@@ -1,15 +1,18 @@
 """The contract between a TaskQueue and where its tasks live.
 
-A backend stores task status and delivers attempts. Calls are synchronous; `blocking` tells
-the queue whether a call may wait on the network (then it runs in a thread) or is a local
-sub-millisecond operation (then it runs inline, also on an event loop).
+A backend stores task status and delivers attempts. Its calls are synchronous; `blocking`
+tells whether a call may wait on the network or is a local sub-millisecond operation.
+`AsyncBackend` is the same API for async code (what workers, the Lambda consumer and
+`TaskQueue`'s async methods use): blocking calls go to a thread, local ones run inline.
 """
 
 from __future__ import annotations
 
+import asyncio
+import builtins
 import threading
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from .models import Delivery, Job, Outcome, TaskState, TaskStatus
 
@@ -29,15 +32,22 @@ class Backend(Protocol):
         """
         ...
 
-    def claim(self, limit: int, lease: float) -> list[Delivery]:
+    def claim(self, limit: int, lease: float) -> builtins.list[Delivery]:
         """Up to `limit` attempts that are due, each leased for `lease` seconds."""
+        ...
+
+    def exchange(
+        self, outcomes: Sequence[Outcome], limit: int, lease: float
+    ) -> builtins.list[Delivery]:
+        """`settle(outcomes)`, then `claim(limit, lease)`: local backends do both in one
+        transaction (one commit per round of a busy worker)."""
         ...
 
     def extend(self, deliveries: Sequence[Delivery], lease: float) -> None:
         """Push the lease of running attempts `lease` seconds into the future."""
         ...
 
-    def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
+    def settle(self, outcomes: Sequence[Outcome]) -> builtins.list[bool]:
         """Record outcomes; returns, per outcome, whether the delivery is consumed.
 
         A delivery that is not consumed comes back later (a retry, or an SQS message left for
@@ -56,8 +66,9 @@ class Backend(Protocol):
 
     def list(
         self, *, state: TaskState | None = None, task: str | None = None, limit: int = 50
-    ) -> list[TaskStatus]:
-        """Newest first, optionally filtered by state and task name."""
+    ) -> builtins.list[TaskStatus]:
+        """Newest first, optionally filtered by state and task name (records that read as
+        `corrupt` are listed under that state only)."""
         ...
 
     def claim_slot(self, name: str, slot: float) -> bool:
@@ -71,6 +82,56 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+_T = TypeVar("_T")
+
+
+class AsyncBackend:
+    """A backend's calls for async code: in a worker thread when the backend is blocking,
+    inline otherwise (a thread hop would cost more than a local call)."""
+
+    __slots__ = ("backend",)
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    async def _run(self, fn: Callable[..., _T], /, *args: object) -> _T:
+        if self.backend.blocking:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
+
+    async def enqueue(self, job: Job) -> tuple[str, bool]:
+        return await self._run(self.backend.enqueue, job)
+
+    async def claim(self, limit: int, lease: float) -> list[Delivery]:
+        return await self._run(self.backend.claim, limit, lease)
+
+    async def exchange(
+        self, outcomes: Sequence[Outcome], limit: int, lease: float
+    ) -> list[Delivery]:
+        return await self._run(self.backend.exchange, outcomes, limit, lease)
+
+    async def extend(self, deliveries: Sequence[Delivery], lease: float) -> None:
+        await self._run(self.backend.extend, deliveries, lease)
+
+    async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        return await self._run(self.backend.settle, outcomes)
+
+    async def maintain(self) -> None:
+        await self._run(self.backend.maintain)
+
+    async def get(self, task_id: str) -> TaskStatus | None:
+        return await self._run(self.backend.get, task_id)
+
+    async def list(
+        self, *, state: TaskState | None = None, task: str | None = None, limit: int = 50
+    ) -> builtins.list[TaskStatus]:
+        backend = self.backend
+        return await self._run(lambda: backend.list(state=state, task=task, limit=limit))
+
+    async def claim_slot(self, name: str, slot: float) -> bool:
+        return await self._run(self.backend.claim_slot, name, slot)
 
 
 class Listeners:

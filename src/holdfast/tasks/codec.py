@@ -138,10 +138,10 @@ def _validation_error() -> type[Exception]:
 
 
 def _first_error(exc: Exception) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        first = errors()[0]
-        return str(first.get("msg", exc))
+    pydantic = _pydantic()
+    if pydantic is not None and isinstance(exc, pydantic.ValidationError):
+        errors = exc.errors()
+        return str(errors[0].get("msg", exc)) if errors else str(exc)
     return str(exc)
 
 
@@ -152,7 +152,9 @@ class ArgumentCodec:
         self._signature = _signature(fn)
         self._params: dict[str, _Param] | None = None
 
-    def encode(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list, dict]:
+    def encode(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
         """JSON-ready (args, kwargs) for storage; raises InvalidArguments."""
         if not args and not kwargs and not self._signature.parameters:
             return [], {}
@@ -162,7 +164,9 @@ class ArgumentCodec:
             bound.arguments[name] = params[name].encode(value)
         return list(bound.args), dict(bound.kwargs)
 
-    def decode(self, args: list[Any], kwargs: dict[str, Any]) -> tuple[tuple, dict]:
+    def decode(
+        self, args: list[Any], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Call-ready (args, kwargs) from stored JSON values; raises InvalidArguments."""
         if not args and not kwargs and not self._signature.parameters:
             return (), {}

@@ -8,11 +8,11 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .backend import Backend
+from .backend import AsyncBackend
 from .codec import encode_result
 from .errors import InvalidArguments, TaskFailed, TaskTimeout, describe
 from .models import Delivery, Outcome, TaskState
@@ -27,7 +27,7 @@ MAX_BACKOFF = 3600.0
 
 def retry_delay(backoff: float, attempt: int) -> float:
     """Exponential backoff with jitter: about `backoff * 2**(attempt-1)`, never less than half."""
-    ceiling = min(backoff * 2 ** (attempt - 1), MAX_BACKOFF)
+    ceiling = min(backoff * 2.0 ** (attempt - 1), MAX_BACKOFF)
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
@@ -146,15 +146,9 @@ async def _call(call: Call, threads: ThreadRunner | None) -> Any:
 class LeaseKeeper:
     """Renews the lease (visibility timeout) of running deliveries while they run."""
 
-    def __init__(
-        self,
-        backend: Backend,
-        lease: float,
-        call: Callable[..., Awaitable[Any]],
-    ) -> None:
+    def __init__(self, backend: AsyncBackend, lease: float) -> None:
         self._backend = backend
         self._lease = lease
-        self._call = call
         self._running: set[Delivery] = set()
 
     def add(self, delivery: Delivery) -> None:
@@ -173,7 +167,7 @@ class LeaseKeeper:
         if not deliveries:
             return
         try:
-            await self._call(self._backend.extend, deliveries, self._lease)
+            await self._backend.extend(deliveries, self._lease)
         except Exception:
             # Keep trying: a missed renewal only risks a duplicate run, never a lost task.
             logger.exception("could not renew the lease of %d task(s)", len(deliveries))

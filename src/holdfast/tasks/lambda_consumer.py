@@ -1,28 +1,29 @@
-"""Running tasks inside a Lambda function: SQS events and EventBridge schedules.
+"""Running tasks inside a Lambda function: SQS batches of task messages, and schedules.
 
-`holdfast.dispatch` routes an event here when `is_task_batch(event)` or
-`is_task_schedule(event)` is true, and returns what
-`handle_event(event, context)` (or `await handle_event_async(...)`) returns:
+`holdfast.dispatch` names an event's kind once; for the two kinds that belong to the task
+queue it asks the predicates here and calls the matching entry point:
 
-* an SQS event whose messages are holdfast tasks: every message runs (concurrently, the
-  visibility of long ones extended while they run) and the answer is
+* `is_task_batch(event)` / `await handle_task_batch(event, context)`: an SQS event whose
+  records come from the SQS queue of a registered `sqs://` TaskQueue. Every message runs
+  (concurrently, the visibility of long ones extended while they run) and the answer is
   `{"batchItemFailures": [...]}`, naming the messages to deliver again: retries (their
   visibility set to the backoff), dead ones left for the redrive policy, and any message that
-  could not be routed. Enable `ReportBatchItemFailures` on the event source mapping.
-* an EventBridge "Scheduled Event": every periodic task whose cron matches the event's minute
-  is queued (one rule `rate(1 minute)` serves them all). A rule or EventBridge Scheduler
-  target can instead send the constant input `{"holdfast": {"periodic": "<task name>"}}`.
+  could not be started. Enable `ReportBatchItemFailures` on the event source mapping.
+* `is_task_schedule(event)` / `await handle_task_schedule(event, context)`: an EventBridge
+  "Scheduled Event" when some registered queue has periodic tasks (every periodic task whose
+  cron matches the event's minute is queued; one rule `rate(1 minute)` serves them all), or the
+  constant input `{"holdfast": {"periodic": "<task name>"}}` of a rule or EventBridge
+  Scheduler target. The answer is `{"queued": [task ids]}`.
 
-Queues are found in the registry every TaskQueue joins on creation: the app module must have
-been imported (it has, once the adapter loaded the app).
+Both predicates are cheap and never raise. Queues are found in the registry every TaskQueue
+joins on creation: the app module must have been imported (it has, once the app was loaded).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ from .executor import LeaseKeeper, execute
 from .models import Delivery, Outcome
 from .queue import TaskQueue, registered_queues
 from .schedule import fire, fire_due
+from .sqs import MESSAGE_ATTRIBUTE, SQSBackend
 from .threads import ThreadRunner
 
 logger = logging.getLogger("holdfast.tasks")
@@ -38,13 +40,19 @@ logger = logging.getLogger("holdfast.tasks")
 CONCURRENCY = 10
 
 
-def is_task_event(event: Any) -> bool:
-    """True for events this module handles: holdfast SQS messages and task schedules."""
-    return is_task_batch(event) or is_task_schedule(event)
+def is_task_batch(event: object) -> bool:
+    """True for an SQS event from the SQS queue of a registered `sqs://` TaskQueue."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list) or not records or not isinstance(records[0], dict):
+        return False
+    first = records[0]
+    # One event source mapping reads one SQS queue: the first record names it.
+    return first.get("eventSource") == "aws:sqs" and _queue_for(first) is not None
 
 
-def is_task_schedule(event: Any) -> bool:
-    """True for a schedule of this app's periodic tasks (``holdfast.dispatch`` asks)."""
+def is_task_schedule(event: object) -> bool:
+    """True for a schedule of the task queue: an EventBridge Scheduled Event while some
+    registered queue has periodic tasks, or `{"holdfast": {"periodic": "<name>"}}`."""
     if not isinstance(event, dict):
         return False
     if _named_periodic(event) is not None:
@@ -52,63 +60,51 @@ def is_task_schedule(event: Any) -> bool:
     return _is_scheduled(event) and any(queue.periodic_tasks for queue in registered_queues())
 
 
-def is_task_batch(event: Any) -> bool:
-    """True for an SQS batch carrying holdfast task messages (``holdfast.dispatch`` asks)."""
-    if not isinstance(event, dict):
-        return False
+async def handle_task_batch(event: Mapping[str, Any], context: object = None) -> dict[str, Any]:
+    """Run an SQS batch of task messages; never raises for one bad message."""
     records = event.get("Records")
-    if not isinstance(records, list) or not records or not isinstance(records[0], dict):
-        return False
-    if records[0].get("eventSource") != "aws:sqs":
-        return False
-    return any(_queue_for(record) is not None for record in records if isinstance(record, dict))
+    return await _consume_sqs(records if isinstance(records, list) else [])
 
 
-def handle_event(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """Synchronous `handle_event_async`, for a synchronous adapter."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(handle_event_async(event, context))
-    # Called from code running inside an event loop: give the work a loop of its own.
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, handle_event_async(event, context)).result()
-
-
-async def handle_event_async(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """Handle a task event (see the module docs); never raises for one bad message."""
+async def handle_task_schedule(event: Mapping[str, Any], context: object = None) -> dict[str, Any]:
+    """Queue the periodic tasks a schedule event is for."""
     name = _named_periodic(event)
     if name is not None:
         return await _fire_named(name)
-    if _is_scheduled(event):
-        return await _fire_scheduled(event)
-    return await _consume_sqs(event.get("Records") or [])
+    return await _fire_scheduled(event)
 
 
 # -- SQS --------------------------------------------------------------------------------------
 
 
-def _queue_for(record: dict[str, Any]) -> TaskQueue | None:
-    """The registered SQS-backed queue a record belongs to, by message attribute or ARN."""
-    attributes = record.get("messageAttributes") or {}
-    marked = (attributes.get("holdfast-queue") or {}).get("stringValue")
+def _queue_for(record: Mapping[str, Any]) -> TaskQueue | None:
+    """The registered `sqs://` queue a record comes from (by the SQS queue in its ARN; the
+    `holdfast-queue` message attribute picks one when several share that SQS queue)."""
     source = str(record.get("eventSourceARN", "")).rsplit(":", 1)[-1]
-    candidates = [q for q in registered_queues() if hasattr(q.backend, "accept")]
-    for queue in candidates:
-        same_queue = source and getattr(queue.backend, "sqs_queue_name", None) == source
-        if same_queue and marked in (None, queue.name):
-            return queue
-    return next((q for q in candidates if q.name == marked), None)
+    if not source:
+        return None
+    attributes = record.get("messageAttributes")
+    marker = attributes.get(MESSAGE_ATTRIBUTE) if isinstance(attributes, dict) else None
+    marked = marker.get("stringValue") if isinstance(marker, dict) else None
+    sharing = [
+        queue
+        for queue in registered_queues()
+        if isinstance(queue.backend, SQSBackend) and queue.backend.sqs_queue_name == source
+    ]
+    return next((q for q in sharing if q.name == marked), sharing[0] if sharing else None)
 
 
-async def _consume_sqs(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+async def _consume_sqs(records: Sequence[object]) -> dict[str, Any]:
     failures: list[str] = []
     groups: dict[str, tuple[TaskQueue, list[dict[str, Any]]]] = {}
     for record in records:
+        if not isinstance(record, dict):
+            logger.error("an SQS record that is not an object: %.60r", record)
+            continue  # no messageId to report: Lambda would fail the whole batch on ""
         queue = _queue_for(record)
         if queue is None:
             logger.error("no task queue for SQS message %s", record.get("messageId"))
-            failures.append(record.get("messageId", ""))
+            failures.append(str(record.get("messageId", "")))
             continue
         groups.setdefault(queue.name, (queue, []))[1].append(record)
     for queue, group in groups.values():
@@ -134,7 +130,7 @@ async def _consume(queue: TaskQueue, records: list[dict[str, Any]]) -> list[str]
 async def _settle(queue: TaskQueue, outcome: Outcome) -> bool:
     # One at a time per thread, all at once: each is a few round trips to AWS.
     try:
-        [consumed] = await queue._call(queue.backend.settle, [outcome])
+        [consumed] = await queue.async_backend.settle([outcome])
     except Exception:
         logger.exception("could not settle task %s", outcome.delivery.id)
         return False
@@ -142,13 +138,16 @@ async def _settle(queue: TaskQueue, outcome: Outcome) -> bool:
 
 
 async def _accept(queue: TaskQueue, record: dict[str, Any]) -> Delivery | None:
+    backend = queue.backend
+    assert isinstance(backend, SQSBackend)  # _queue_for picked only those
     try:
         return await asyncio.to_thread(
-            queue.backend.accept,  # type: ignore[attr-defined]
+            backend.accept,
             record["body"],
             record["receiptHandle"],
             record["messageId"],
             managed=True,
+            receive_count=_receive_count(record),
         )
     except Exception:
         logger.exception("could not start SQS message %s", record.get("messageId"))
@@ -156,7 +155,7 @@ async def _accept(queue: TaskQueue, record: dict[str, Any]) -> Delivery | None:
 
 
 async def _run_all(queue: TaskQueue, deliveries: list[Delivery]) -> list[Outcome]:
-    keeper = LeaseKeeper(queue.backend, queue.visibility_timeout, queue._call)
+    keeper = LeaseKeeper(queue.async_backend, queue.visibility_timeout)
     threads = ThreadRunner()
     slots = asyncio.Semaphore(CONCURRENCY)
 
@@ -181,18 +180,26 @@ async def _run_all(queue: TaskQueue, deliveries: list[Delivery]) -> list[Outcome
 # -- schedules --------------------------------------------------------------------------------
 
 
-def _is_scheduled(event: dict[str, Any]) -> bool:
+def _receive_count(record: Mapping[str, Any]) -> int | None:
+    attributes = record.get("attributes")
+    count = attributes.get("ApproximateReceiveCount") if isinstance(attributes, dict) else None
+    try:
+        return int(count) if count is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_scheduled(event: Mapping[str, Any]) -> bool:
     return event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event"
 
 
-def _named_periodic(event: dict[str, Any]) -> str | None:
+def _named_periodic(event: Mapping[str, Any]) -> str | None:
     marker = event.get("holdfast")
-    if isinstance(marker, dict) and isinstance(marker.get("periodic"), str):
-        return marker["periodic"]
-    return None
+    name = marker.get("periodic") if isinstance(marker, dict) else None
+    return name if isinstance(name, str) else None
 
 
-async def _fire_scheduled(event: dict[str, Any]) -> dict[str, Any]:
+async def _fire_scheduled(event: Mapping[str, Any]) -> dict[str, Any]:
     try:
         moment = datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
     except (KeyError, ValueError):

@@ -98,6 +98,10 @@ class MemoryBackend:
                 claimed.append(self._delivery(record, token))
         return claimed
 
+    def exchange(self, outcomes: Sequence[Outcome], limit: int, lease: float) -> list[Delivery]:
+        self.settle(outcomes)
+        return self.claim(limit, lease) if limit else []
+
     @staticmethod
     def _delivery(record: _Record, token: str) -> Delivery:
         args, kwargs = load_payload(record.payload)

@@ -6,7 +6,7 @@ import enum
 import json
 import secrets
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -220,7 +220,9 @@ class Delivery:
     `token` proves the attempt still owns the task (a lease token for SQLite, a receipt
     handle for SQS). `error` is set when the payload could not be decoded; `settled` when the
     backend already knows the task is final (a duplicate delivery); `not_before` when SQS
-    delivered a long-delayed message early.
+    delivered a long-delayed message early. SQS only: `lease` names the attempt in the status
+    table (a write from an attempt that was superseded is dropped); `receives` is the
+    message's receive count, `managed` True when Lambda deletes the message on success.
     """
 
     id: str | None
@@ -233,9 +235,9 @@ class Delivery:
     settled: TaskState | None = None
     not_before: float | None = None
     message_id: str | None = None
-    # True when the runtime (Lambda) deletes the message itself on success.
     managed: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    lease: str | None = None
+    receives: int | None = None
 
 
 @dataclass(slots=True)

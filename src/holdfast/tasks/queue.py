@@ -7,6 +7,7 @@ only has an event (the Lambda consumer) or a task name (after-response spilling)
 from __future__ import annotations
 
 import asyncio
+import builtins
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -14,7 +15,7 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
-from .backend import Backend, open_backend
+from .backend import AsyncBackend, Backend, open_backend
 from .codec import check_json
 from .errors import UnknownTask
 from .models import Job, TaskState, TaskStatus
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
-_T = TypeVar("_T")
 
 DEFAULT_URL = "sqlite:///holdfast.db"
 
@@ -103,6 +103,9 @@ class TaskQueue:
     `endpoint_url=` or set `AWS_ENDPOINT_URL` for a local AWS emulator), or `memory://`.
     `visibility_timeout` is the lease (seconds) of a running attempt: workers renew it while
     the task runs, and a task whose worker died is delivered again once it lapses.
+
+    `backend` is the storage (synchronous calls); `async_backend` the same calls for async
+    code, run so that they never block the event loop.
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class TaskQueue:
             if isinstance(url, str)
             else url
         )
+        self.async_backend = AsyncBackend(self.backend)
         self._tasks: dict[str, Task[Any, Any]] = {}
         self.periodic_tasks: list[Periodic] = []
         self.status_prefix = "/tasks"
@@ -224,7 +228,7 @@ class TaskQueue:
         arguments; otherwise they only have to be JSON (the worker validates them).
         """
         job = self._job(task_name, args, kwargs, idempotency_key, delay)
-        task_id, created = await self._call(self.backend.enqueue, job)
+        task_id, created = await self.async_backend.enqueue(job)
         return TaskHandle(self, task_id, created)
 
     def enqueue_sync(
@@ -274,7 +278,7 @@ class TaskQueue:
 
     async def status(self, task_id: str) -> TaskStatus | None:
         """The status of a task of this queue, or None if unknown."""
-        return await self._call(self.backend.get, task_id)
+        return await self.async_backend.get(task_id)
 
     def status_sync(self, task_id: str) -> TaskStatus | None:
         """`status` for synchronous code."""
@@ -286,10 +290,10 @@ class TaskQueue:
         state: TaskState | str | None = None,
         task: str | None = None,
         limit: int = 50,
-    ) -> list[TaskStatus]:
+    ) -> builtins.list[TaskStatus]:
         """Statuses newest first, filtered by state and task name."""
         state = None if state is None else TaskState(state)
-        return await self._call(self._list, state, task, limit)
+        return await self.async_backend.list(state=state, task=task, limit=limit)
 
     def list_sync(
         self,
@@ -297,11 +301,9 @@ class TaskQueue:
         state: TaskState | str | None = None,
         task: str | None = None,
         limit: int = 50,
-    ) -> list[TaskStatus]:
+    ) -> builtins.list[TaskStatus]:
         """`list` for synchronous code."""
-        return self._list(None if state is None else TaskState(state), task, limit)
-
-    def _list(self, state: TaskState | None, task: str | None, limit: int) -> list[TaskStatus]:
+        state = None if state is None else TaskState(state)
         return self.backend.list(state=state, task=task, limit=limit)
 
     # -- serving and running ----------------------------------------------------------------
@@ -345,12 +347,6 @@ class TaskQueue:
             return self._tasks[name]
         except KeyError:
             raise UnknownTask(f"unknown task {name!r} on queue {self.name!r}") from None
-
-    async def _call(self, fn: Callable[..., _T], /, *args: Any) -> _T:
-        # Local backends answer in microseconds: a thread hop would cost more than the call.
-        if self.backend.blocking:
-            return await asyncio.to_thread(fn, *args)
-        return fn(*args)
 
     def close(self) -> None:
         """Unregister the queue and release its backend."""

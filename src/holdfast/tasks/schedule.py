@@ -159,7 +159,7 @@ class Periodic:
 async def fire(queue: TaskQueue, periodic: Periodic, slot: datetime) -> TaskHandle | None:
     """Queue one run of `periodic` for `slot`, unless some scheduler already did."""
     slot = _utc_minute(slot)
-    if not await queue._call(queue.backend.claim_slot, periodic.name, slot.timestamp()):
+    if not await queue.async_backend.claim_slot(periodic.name, slot.timestamp()):
         return None
     logger.info("periodic task %s queued for %s", periodic.name, slot.isoformat())
     return await queue.enqueue(periodic.name)

@@ -144,14 +144,18 @@ _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is None:  # pragma: no cover - Python builds without error codes
-        return "locked" in str(exc) or "busy" in str(exc)
-    return code & 0xFF in _BUSY_CODES
+    return exc.sqlite_errorcode & 0xFF in _BUSY_CODES
 
 
 class _Connection(sqlite3.Connection):
     """A connection that can be weakly referenced."""
+
+
+class _PerThread(threading.local):
+    """Each thread's connection, and the process that opened it (a fork needs its own)."""
+
+    conn: sqlite3.Connection | None = None
+    pid: int = 0
 
 
 @contextlib.contextmanager
@@ -187,7 +191,7 @@ class SQLiteBackend:
         self.queue = queue
         self._synchronous = synchronous.upper()
         self._busy_timeout = busy_timeout
-        self._local = threading.local()
+        self._local = _PerThread()
         # Weak: a thread's connection closes with the thread; close() reaches the live ones.
         self._connections: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()
         self._lock = threading.Lock()
@@ -200,9 +204,8 @@ class SQLiteBackend:
 
     def _conn(self) -> sqlite3.Connection:
         local = self._local
-        conn = getattr(local, "conn", None)
-        if conn is not None and local.pid == os.getpid():
-            return conn
+        if local.conn is not None and local.pid == os.getpid():
+            return local.conn
         # timeout=0: busy waits are done by _run in small steps; SQLite's own handler first
         # sleeps a whole millisecond, which would dominate the cost of a claim.
         conn = sqlite3.connect(
@@ -266,7 +269,7 @@ class SQLiteBackend:
         for conn in connections:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
-        self._local = threading.local()
+        self._local = _PerThread()
 
     # -- producing --------------------------------------------------------------------------
 
@@ -281,7 +284,7 @@ class SQLiteBackend:
             job.created_at,
         )
         if job.idempotency_key is None:
-            seq = self._run(lambda conn: conn.execute(_INSERT, params).lastrowid)
+            seq = self._run(lambda conn: _inserted(conn.execute(_INSERT, params)))
             task_id, created = _task_id(seq, params[0]), True
         else:
             task_id, created = self._run(lambda conn: self._enqueue_once(conn, params))
@@ -289,12 +292,12 @@ class SQLiteBackend:
             self._listeners.notify()
         return task_id, created
 
-    def _enqueue_once(self, conn: sqlite3.Connection, params: tuple) -> tuple[str, bool]:
+    def _enqueue_once(self, conn: sqlite3.Connection, params: tuple[Any, ...]) -> tuple[str, bool]:
         with _transaction(conn):
             row = conn.execute(_FIND_PENDING_KEY, (self.queue, params[5])).fetchone()
             if row is not None:
                 return _task_id(*row), False
-            seq = conn.execute(_INSERT, params).lastrowid
+            seq = _inserted(conn.execute(_INSERT, params))
         return _task_id(seq, params[0]), True
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
@@ -459,6 +462,13 @@ def _warn_lost(count: int) -> None:
 def _task_id(seq: int, token: Any) -> str:
     # A token that is not a 63-bit integer was not written by holdfast: no id can match it.
     return f"{seq}-{token:016x}" if isinstance(token, int) and token >= 0 else f"{seq}-corrupt"
+
+
+def _inserted(cursor: sqlite3.Cursor) -> int:
+    seq = cursor.lastrowid
+    if seq is None:  # pragma: no cover - an INSERT always sets it
+        raise sqlite3.DatabaseError("INSERT returned no row id")
+    return seq
 
 
 def _decode_text(value: bytes) -> str:

@@ -7,19 +7,39 @@ once so the queue's redrive policy moves it to the dead-letter queue (set `maxRe
 at least `retries + 1`). Without a redrive policy a dead message is deleted: its status item
 keeps the error.
 
+Status under crashes. Workers and Lambda invocations die at any instant (SIGKILL, timeouts),
+so every status write is conditional and idempotent:
+
+* an attempt starts with a conditional update that records a fresh `lease` id, the time its
+  visibility lapses (`lease_until`, pushed forward with the visibility) and the message's
+  receive count;
+* an outcome is written only by the attempt that holds the lease, except a success, which
+  always wins over anything but a success (a superseded attempt that did succeed did run);
+* the redrive policy's `maxReceiveCount` is the last word on dead-lettering: an attempt that
+  fails on the message's last allowed receive is written `dead`, not `retrying` (SQS would move
+  its message to the dead-letter queue instead of delivering the retry);
+* a `running` item whose lease lapsed is read as `retrying` ("WorkerLost": SQS delivers the
+  message again), or as `dead` when that was the last allowed receive (SQS moves the message
+  to the dead-letter queue on its next receive): status never says `running` for a task
+  nothing is running.
+
 The status table needs one string partition key, `id`. Listing scans it (fine for a dev or
 moderate table; add a GSI for large ones).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import json
 import logging
 import math
+import secrets
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -42,6 +62,7 @@ _NAMES = {
     "#k": "kind",
     "#e": "error",
     "#r": "result",
+    "#l": "lease",
 }
 
 
@@ -54,11 +75,17 @@ def _s(value: str | None) -> dict[str, Any]:
 
 
 def _plain(value: dict[str, Any] | None) -> Any:
-    if value is None or "NULL" in value:
+    """A DynamoDB attribute value as Python (other types as they come: then reported)."""
+    if not value or "NULL" in value:
         return None
     if "N" in value:
-        return float(value["N"])
-    return value.get("S")
+        try:
+            return float(value["N"])
+        except ValueError:
+            return value["N"]
+    if "S" in value:
+        return value["S"]
+    return next(iter(value.values()))
 
 
 def _region(queue_url: str) -> str | None:
@@ -97,13 +124,15 @@ class SQSBackend:
             "endpoint_url": endpoint_url,
         }
         self._listeners = Listeners()
-        self._redrive: bool | None = None
+        self._max_receives: object = _UNKNOWN
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     # boto3 is imported and its clients made on first use: a Lambda cold start that serves
     # requests without deferring anything does not pay for them.
     @functools.cached_property
     def _sqs(self) -> Any:
-        import boto3
+        import boto3  # type: ignore[import-untyped]
 
         return boto3.client("sqs", **self._client_options)
 
@@ -115,7 +144,8 @@ class SQSBackend:
 
     @property
     def _conflict(self) -> type[Exception]:
-        return self._ddb.exceptions.ConditionalCheckFailedException
+        conflict: type[Exception] = self._ddb.exceptions.ConditionalCheckFailedException
+        return conflict
 
     @classmethod
     def from_url(cls, rest: str, *, queue: str, endpoint_url: str | None = None) -> SQSBackend:
@@ -136,6 +166,10 @@ class SQSBackend:
         )
 
     def close(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown()
         for name in ("_sqs", "_ddb"):
             client = self.__dict__.pop(name, None)
             if client is not None:
@@ -192,7 +226,7 @@ class SQSBackend:
     def _own_key(self, key: str, task_id: str) -> str | None:
         """Point the idempotency key at `task_id`; returns the pending task that owns it."""
         key_id = _s(f"idempotency#{self.queue}#{key}")
-        condition, values = "attribute_not_exists(id)", {}
+        condition, values = "attribute_not_exists(id)", dict[str, Any]()
         for _ in range(5):
             try:
                 self._ddb.put_item(
@@ -205,7 +239,7 @@ class SQSBackend:
             except self._conflict:
                 pass
             owner = _plain((self._item(key_id) or {}).get("task_id"))
-            if owner is None:
+            if not isinstance(owner, str):
                 condition, values = "attribute_not_exists(id)", {}
                 continue
             status = self.get(owner)
@@ -224,22 +258,46 @@ class SQSBackend:
             VisibilityTimeout=min(math.ceil(lease), MAX_VISIBILITY),
             WaitTimeSeconds=self.wait_seconds,
             MessageAttributeNames=["All"],
+            AttributeNames=["ApproximateReceiveCount"],
         )
         deliveries = []
         for message in response.get("Messages", []):
+            count = message.get("Attributes", {}).get("ApproximateReceiveCount")
             try:
                 deliveries.append(
-                    self.accept(message["Body"], message["ReceiptHandle"], message["MessageId"])
+                    self.accept(
+                        message["Body"],
+                        message["ReceiptHandle"],
+                        message["MessageId"],
+                        lease=lease,
+                        receive_count=int(count) if count is not None else None,
+                    )
                 )
             except Exception:
                 # It comes back when its visibility lapses; the rest of the batch goes on.
                 logger.exception("could not start message %s", message.get("MessageId"))
         return deliveries
 
+    def exchange(self, outcomes: Sequence[Outcome], limit: int, lease: float) -> list[Delivery]:
+        self.settle(outcomes)
+        return self.claim(limit, lease) if limit else []
+
     def accept(
-        self, body: str, receipt: str, message_id: str, *, managed: bool = False
+        self,
+        body: str,
+        receipt: str,
+        message_id: str,
+        *,
+        managed: bool = False,
+        lease: float = 30.0,
+        receive_count: int | None = None,
     ) -> Delivery:
-        """A delivery for one received message (`managed`: Lambda deletes it on success)."""
+        """A delivery for one received message; `managed`: Lambda deletes it on success.
+
+        `lease` is how long the message stays invisible, `receive_count` its
+        ApproximateReceiveCount (it decides, with the redrive policy, when a retry is
+        impossible).
+        """
         try:
             message = _parse_body(body)
         except ValueError as exc:
@@ -258,32 +316,47 @@ class SQSBackend:
             receipt,
             message_id=message_id,
             managed=managed,
+            lease=secrets.token_hex(8),
+            receives=receive_count,
         )
-        run_at = float(message.get("run_at") or 0)
-        if run_at > time.time() + 1:  # longer delays than SQS allows: not due yet
-            delivery.not_before = run_at
+        run_at = message.get("run_at")
+        if isinstance(run_at, (int, float)) and run_at > time.time() + 1:
+            delivery.not_before = float(run_at)  # a longer delay than SQS allows: not due yet
             return delivery
+        now = time.time()
+        values = {
+            ":running": _s("running"),
+            ":queued": _s("queued"),
+            ":retrying": _s("retrying"),
+            ":now": _n(now),
+            ":task_kind": _s("task"),
+            ":queue": _s(self.queue),
+            ":task": _s(task),
+            ":one": _n(1),
+            ":lease": _s(delivery.lease),
+            ":until": _n(now + lease),
+        }
+        receives = ""
+        if receive_count is not None:
+            receives = ", receives = :receives"
+            values[":receives"] = _n(receive_count)
+        max_receives = self.max_receives()
+        if max_receives is not None:
+            receives += ", max_receives = :max_receives"
+            values[":max_receives"] = _n(max_receives)
         try:
             attributes = self._ddb.update_item(
                 TableName=self.table,
                 Key={"id": _s(task_id)},
                 UpdateExpression=(
-                    "SET #s = :running, started_at = :now, #k = :task_kind,"
-                    " #q = if_not_exists(#q, :queue), #t = if_not_exists(#t, :task),"
-                    " created_at = if_not_exists(created_at, :now) ADD attempts :one"
+                    "SET #s = :running, started_at = :now, #k = :task_kind, #l = :lease,"
+                    " lease_until = :until, #q = if_not_exists(#q, :queue),"
+                    " #t = if_not_exists(#t, :task), created_at = if_not_exists(created_at, :now)"
+                    f"{receives} ADD attempts :one"
                 ),
                 ConditionExpression=_STARTABLE,
-                ExpressionAttributeNames={k: _NAMES[k] for k in ("#s", "#k", "#q", "#t")},
-                ExpressionAttributeValues={
-                    ":running": _s("running"),
-                    ":queued": _s("queued"),
-                    ":retrying": _s("retrying"),
-                    ":now": _n(time.time()),
-                    ":task_kind": _s("task"),
-                    ":queue": _s(self.queue),
-                    ":task": _s(task),
-                    ":one": _n(1),
-                },
+                ExpressionAttributeNames={k: _NAMES[k] for k in ("#s", "#k", "#q", "#t", "#l")},
+                ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
             )["Attributes"]
         except self._conflict:
@@ -304,54 +377,91 @@ class SQSBackend:
                     for i, d in enumerate(chunk)
                 ],
             )
+        # The status table's copy, so a reader can tell a long task from a lost worker.
+        until = time.time() + timeout
+        self._in_parallel([functools.partial(self._extend_lease, d, until) for d in deliveries])
+
+    def _extend_lease(self, delivery: Delivery, until: float) -> None:
+        if delivery.id is None or delivery.lease is None:
+            return
+        try:
+            self._ddb.update_item(
+                TableName=self.table,
+                Key={"id": _s(delivery.id)},
+                UpdateExpression="SET lease_until = :until",
+                ConditionExpression="#l = :lease AND #s = :running",
+                ExpressionAttributeNames={"#l": "lease", "#s": "state"},
+                ExpressionAttributeValues={
+                    ":until": _n(until),
+                    ":lease": _s(delivery.lease),
+                    ":running": _s(TaskState.RUNNING.value),
+                },
+            )
+        except self._conflict:
+            pass  # superseded by another attempt, or finished: nothing to extend
 
     def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        consumed = []
-        for outcome in outcomes:
-            try:
-                consumed.append(self._settle(outcome))
-            except Exception:
-                # Left in flight: the message comes back and the task runs again.
-                logger.exception("could not settle task %s", outcome.delivery.id)
-                consumed.append(False)
-        return consumed
+        # Statuses first, all at once: the window in which a crash loses an outcome that
+        # already happened is one round trip, not one per task of the batch.
+        settles = [functools.partial(self._settle, outcome) for outcome in outcomes]
+        return self._in_parallel(settles, default=False)
 
     def _settle(self, outcome: Outcome) -> bool:
-        delivery, state, now = outcome.delivery, outcome.state, time.time()
+        delivery, now = outcome.delivery, time.time()
+        state = outcome.state
+        if state is TaskState.RETRYING and self._last_receive(delivery):
+            state = TaskState.DEAD  # SQS moves the message to the DLQ on its next receive
+            outcome = dataclasses.replace(outcome, state=state, error=_no_retry(outcome, delivery))
         if outcome.write and delivery.id is not None:
             self._write_outcome(outcome, now)
         if state in (TaskState.QUEUED, TaskState.RETRYING):
             self._release(delivery, (outcome.run_at or now) - now)
             return False
-        if state is TaskState.DEAD and self._has_redrive():
+        if state is TaskState.DEAD and self.max_receives() is not None:
             self._release(delivery, 0)  # the redrive policy moves it to the dead-letter queue
             return False
         if not delivery.managed:
             self._sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=delivery.token)
         return True
 
+    def _last_receive(self, delivery: Delivery) -> bool:
+        limit = self.max_receives()
+        return limit is not None and delivery.receives is not None and delivery.receives >= limit
+
     def _write_outcome(self, outcome: Outcome, now: float) -> None:
-        final = outcome.state.is_final
+        delivery, state = outcome.delivery, outcome.state
         values = {
-            ":s": _s(outcome.state.value),
+            ":s": _s(state.value),
             ":e": _s(outcome.error),
             ":r": _s(outcome.result),
-            ":t": _n(now if final else (outcome.run_at or now)),
+            ":t": _n(now if state.is_final else (outcome.run_at or now)),
             ":succeeded": _s(TaskState.SUCCEEDED.value),
         }
-        when = "finished_at" if final else "run_at"
+        when = "finished_at" if state.is_final else "run_at"
+        update = f"SET #s = :s, #e = :e, #r = :r, {when} = :t REMOVE lease_until"
+        if not outcome.counted:
+            update = update.replace(" REMOVE", ", attempts = attempts - :one REMOVE")
+            values[":one"] = _n(1)
+        if state is TaskState.SUCCEEDED:
+            # It ran and succeeded: true whichever attempt holds the lease now.
+            condition = "attribute_not_exists(#s) OR #s <> :succeeded"
+        else:
+            # Only the attempt holding the lease decides; a superseded one's verdict is stale.
+            condition = "#l = :lease AND #s <> :succeeded"
+            values[":lease"] = _s(delivery.lease)
         try:
             self._ddb.update_item(
                 TableName=self.table,
-                Key={"id": _s(outcome.delivery.id or "")},
-                UpdateExpression=f"SET #s = :s, #e = :e, #r = :r, {when} = :t",
-                # A duplicate delivery must not overwrite a success.
-                ConditionExpression="attribute_not_exists(#s) OR #s <> :succeeded",
-                ExpressionAttributeNames={k: _NAMES[k] for k in ("#s", "#e", "#r")},
+                Key={"id": _s(delivery.id or "")},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={
+                    k: _NAMES[k] for k in ("#s", "#e", "#r", "#l") if k in condition + update
+                },
                 ExpressionAttributeValues=values,
             )
         except self._conflict:
-            logger.info("task %s already succeeded; outcome dropped", outcome.delivery.id)
+            logger.info("task %s: outcome of a superseded attempt dropped", delivery.id)
 
     def _release(self, delivery: Delivery, delay: float) -> None:
         self._sqs.change_message_visibility(
@@ -360,13 +470,33 @@ class SQSBackend:
             VisibilityTimeout=max(0, min(math.ceil(delay), MAX_VISIBILITY)),
         )
 
-    def _has_redrive(self) -> bool:
-        if self._redrive is None:
+    def max_receives(self) -> int | None:
+        """The redrive policy's `maxReceiveCount`, or None without a redrive policy."""
+        if self._max_receives is _UNKNOWN:
             attributes = self._sqs.get_queue_attributes(
                 QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy"]
             ).get("Attributes", {})
-            self._redrive = "RedrivePolicy" in attributes
-        return self._redrive
+            self._max_receives = _max_receive_count(attributes.get("RedrivePolicy"))
+        return self._max_receives  # type: ignore[return-value]
+
+    def _in_parallel(self, calls: Sequence[Callable[[], Any]], default: Any = None) -> list[Any]:
+        """Run independent AWS calls at once (boto3 clients are thread-safe)."""
+
+        def guarded(call: Callable[[], Any]) -> Any:
+            try:
+                return call()
+            except Exception:
+                # Left in flight: the message comes back and the task runs again.
+                logger.exception("task backend call failed")
+                return default
+
+        if len(calls) <= 1:
+            return [guarded(call) for call in calls]
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(10, thread_name_prefix="holdfast-sqs")
+            pool = self._pool
+        return list(pool.map(guarded, calls))
 
     def maintain(self) -> None:
         """Nothing to do: SQS redelivers a message once its visibility timeout lapses."""
@@ -389,7 +519,8 @@ class SQSBackend:
 
     def _item(self, key: dict[str, Any]) -> dict[str, Any] | None:
         found = self._ddb.get_item(TableName=self.table, Key={"id": key}, ConsistentRead=True)
-        return found.get("Item")
+        item: dict[str, Any] | None = found.get("Item")
+        return item
 
     def get(self, task_id: str) -> TaskStatus | None:
         found = self._item(_s(task_id))
@@ -397,7 +528,7 @@ class SQSBackend:
             return None
         if _plain(found.get("queue")) != self.queue:
             return None
-        return _status(found)
+        return _status(found, time.time())
 
     def list(
         self, *, state: TaskState | None = None, task: str | None = None, limit: int = 50
@@ -405,9 +536,6 @@ class SQSBackend:
         conditions = ["#k = :task_kind", "#q = :queue"]
         values: dict[str, Any] = {":task_kind": _s("task"), ":queue": _s(self.queue)}
         names = {"#k": "kind", "#q": "queue"}
-        if state is not None:
-            conditions.append("#s = :state")
-            values[":state"], names["#s"] = _s(TaskState(state).value), "state"
         if task is not None:
             conditions.append("#t = :task")
             values[":task"], names["#t"] = _s(task), "task"
@@ -418,10 +546,38 @@ class SQSBackend:
             FilterExpression=" AND ".join(conditions),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
+            ConsistentRead=True,
         ):
             items.extend(page.get("Items", []))
-        statuses = sorted((_status(item) for item in items), key=lambda s: s.created_at)
-        return statuses[::-1][:limit]
+        now = time.time()
+        # The state is filtered here, not in the scan: a lapsed lease changes it on reading.
+        statuses = [_status(item, now) for item in items]
+        statuses = [s for s in statuses if state is None or s.state is state]
+        statuses.sort(key=lambda s: (s.created_at, s.id), reverse=True)
+        return statuses[:limit]
+
+
+_UNKNOWN = object()
+#: A lease lapsed by less than this is not yet taken for a lost worker (clock skew, a renewal
+#: on its way).
+LEASE_GRACE = 2.0
+
+
+def _max_receive_count(policy: str | None) -> int | None:
+    if not policy:
+        return None
+    try:
+        return int(json.loads(policy)["maxReceiveCount"])
+    except (ValueError, KeyError, TypeError):
+        logger.warning("unreadable RedrivePolicy %r: treated as none", policy)
+        return None
+
+
+def _no_retry(outcome: Outcome, delivery: Delivery) -> str:
+    return (
+        f"{outcome.error}; no retry: the message was received {delivery.receives} times,"
+        " the redrive policy's maxReceiveCount"
+    )
 
 
 def _parse_body(body: str) -> dict[str, Any]:
@@ -438,13 +594,13 @@ def _parse_body(body: str) -> dict[str, Any]:
     return message
 
 
-def _status(item: dict[str, Any]) -> TaskStatus:
-    return TaskStatus.from_row(
-        id=_plain(item["id"]),
-        queue=_plain(item.get("queue")) or "",
-        task=_plain(item.get("task")) or "",
+def _status(item: dict[str, Any], now: float) -> TaskStatus:
+    status = TaskStatus.from_row(
+        id=str(_plain(item["id"])),
+        queue=_plain(item.get("queue")),
+        task=_plain(item.get("task")),
         state=_plain(item.get("state")) or TaskState.QUEUED.value,
-        attempts=int(_plain(item.get("attempts")) or 0),
+        attempts=_plain(item.get("attempts")) or 0,
         result=_plain(item.get("result")),
         error=_plain(item.get("error")),
         created_at=_plain(item.get("created_at")) or 0.0,
@@ -452,6 +608,18 @@ def _status(item: dict[str, Any]) -> TaskStatus:
         finished_at=_plain(item.get("finished_at")),
         run_at=_plain(item.get("run_at")),
     )
+    if status.state is not TaskState.RUNNING:
+        return status
+    until = _plain(item.get("lease_until"))
+    if not isinstance(until, float) or now < until + LEASE_GRACE:
+        return status
+    # Nothing renews the lease: the attempt's worker is gone and SQS has the message again.
+    receives, limit = _plain(item.get("receives")), _plain(item.get("max_receives"))
+    lost = f"WorkerLost: the lease of attempt {status.attempts} expired"
+    if isinstance(receives, float) and isinstance(limit, float) and receives >= limit:
+        error = f"{lost} on the message's last allowed receive (the redrive policy's limit)"
+        return dataclasses.replace(status, state=TaskState.DEAD, error=error)
+    return dataclasses.replace(status, state=TaskState.RETRYING, error=lost)
 
 
 def create_table(table: str, *, endpoint_url: str | None = None, region: str | None = None) -> None:

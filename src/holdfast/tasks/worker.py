@@ -62,12 +62,12 @@ class Worker:
         self._idle = asyncio.Event()
         self._settle_wake = asyncio.Event()
         self._settle_lock = asyncio.Lock()
-        self._keeper = LeaseKeeper(queue.backend, queue.visibility_timeout, queue._call)
+        self._backend = queue.async_backend
+        self._keeper = LeaseKeeper(self._backend, queue.visibility_timeout)
         self._threads = ThreadRunner()  # a fresh pool per run()
         # Local backends record outcomes and claim more in one transaction; remote ones
         # settle on their own loop, so that a long poll never holds results back.
-        exchange = getattr(queue.backend, "exchange", None)
-        self._exchange = None if queue.backend.blocking else exchange
+        self._exchange = not queue.backend.blocking
 
     # -- control ----------------------------------------------------------------------------
 
@@ -126,7 +126,7 @@ class Worker:
         next_maintenance = 0.0
         while not self._stopping:
             if time.monotonic() >= next_maintenance:
-                await self._guard(queue._call(queue.backend.maintain), None)
+                await self._guard(self._backend.maintain(), None)
                 next_maintenance = time.monotonic() + maintain_every
             free = self.concurrency - self._active
             claimed: list[Delivery] = []
@@ -151,10 +151,10 @@ class Worker:
 
     async def _claim(self, limit: int) -> list[Delivery] | None:
         lease = self.queue.visibility_timeout
-        if self._exchange is None:
-            return await self._guard(self.queue._call(self.queue.backend.claim, limit, lease), None)
+        if not self._exchange:
+            return await self._guard(self._backend.claim(limit, lease), None)
         batch, self._outcomes = self._outcomes, []
-        found = await self._guard(self.queue._call(self._exchange, batch, limit, lease), None)
+        found = await self._guard(self._backend.exchange(batch, limit, lease), None)
         if found is None:
             self._outcomes[:0] = batch  # rolled back: record them next time
         return found
@@ -227,7 +227,7 @@ class Worker:
         self._active -= 1
         if outcome is not None:
             self._outcomes.append(outcome)
-            if self._exchange is None or self._stopping:
+            if not self._exchange or self._stopping:
                 self._settle_wake.set()
         if not self._active:
             self._idle.set()
@@ -247,7 +247,7 @@ class Worker:
                 # Everything that finished since the last write goes in one transaction.
                 batch, self._outcomes = self._outcomes, []
                 try:
-                    await self.queue._call(self.queue.backend.settle, batch)
+                    await self._backend.settle(batch)
                 except Exception:
                     # Not recorded: the leases lapse and the tasks run again (at least once).
                     logger.exception("could not record %d outcome(s)", len(batch))
