@@ -358,7 +358,8 @@ def test_http_api_named_stage_is_the_root_path(make_adapter, recorder):
     ("target", "root_path", "path"),
     [
         ("/api/users", "/api", "/api/users"),
-        ("/api", "/api", "/api"),
+        # The base path itself is the app's root, "/" (LWA 1.1), not a redirect to it.
+        ("/api", "/api", "/api/"),
         ("/api/", "/api", "/api/"),
         # Stripped once: the app still routes /api/x.
         ("/api/api/x", "/api", "/api/api/x"),
