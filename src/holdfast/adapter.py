@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import os
 import threading
@@ -280,7 +279,7 @@ class Invocation:
     def _start_http(self, codec: EventCodec) -> None:
         adapter = self.adapter
         try:
-            request = codec.decode(self.event, adapter.base_path)
+            request = codec.decode(self.event, adapter.base_path, self.context)
         except InvalidEvent as exc:
             self._outcome = Failed.from_exception(exc)
             return
@@ -444,13 +443,14 @@ class Invocation:
             response.headers = _without(response.headers, adapter.exclude_headers)
         assert self._codec is not None
         result = self._codec.encode(response)
-        if _payload_too_large(result):
+        if self._codec.too_large(result):
             logger.error(
-                "request %s: the response (status %d) exceeds Lambda's %d-byte payload limit;"
+                "request %s: the response (status %d) exceeds the %d-byte payload limit of %s;"
                 " answering 413 instead",
                 self.request_id,
                 response.status,
-                MAX_RESPONSE_BYTES,
+                self._codec.max_response_bytes,
+                self._codec.name,
             )
             response = HTTPResponse(413, list(_PLAIN_TEXT), b"Response payload too large")
             if response.status in adapter.error_status_codes:
@@ -571,16 +571,6 @@ def _ended(task: asyncio.Task[Any]) -> Exception:
 
 def _without(headers: list[tuple[bytes, bytes]], excluded: frozenset[bytes]) -> Any:
     return [(name, value) for name, value in headers if name not in excluded]
-
-
-def _payload_too_large(result: dict[str, Any]) -> bool:
-    body = result.get("body") or ""
-    # Base64 needs no escaping; a text character takes up to 12 bytes once serialised (an
-    # escaped surrogate pair). Headers and JSON framing cannot add 256 KiB: skip serialising.
-    growth = 1 if result.get("isBase64Encoded") else 12
-    if len(body) * growth < MAX_RESPONSE_BYTES - 256 * 1024:
-        return False
-    return len(json.dumps(result).encode("utf-8")) > MAX_RESPONSE_BYTES
 
 
 def _request_id(event: Any, context: LambdaContext) -> str:

@@ -220,15 +220,15 @@ BAD_EVENTS = {
     "v2-without-method": (_v2_without_method(), "'method' must be a str, it is missing"),
     "v2-http-not-an-object": (
         _with("function-url", ["requestContext", "http"], "POST"),
-        "'http' must be a dict, it is a str",
+        "'http' has the wrong type: it must be a dict, it is a str",
     ),
     "v1-method-not-a-string": (
         _with("apigateway-aws-proxy", ["httpMethod"], 7),
-        "'httpMethod' must be a str, it is a int",
+        "'httpMethod' has the wrong type: it must be a str, it is a int",
     ),
     "lattice-v1-raw-path-not-a-string": (
         _with("lattice-v1", ["raw_path"], ["/x"]),
-        "'raw_path' must be a str, it is a list",
+        "'raw_path' has the wrong type: it must be a str, it is a list",
     ),
     "bad-base64-v2": (
         _with("function-url", ["isBase64Encoded"], True),
@@ -246,7 +246,7 @@ BAD_EVENTS = {
         _with("lattice-v1", ["body"], "eyJ0ZXN0Ijoi=Ym9keSJ9"),
         "'body' is flagged base64 but is not valid base64",
     ),
-    "body-not-a-string": (_with("alb-request", ["body"], {"a": 1}), "'body' must be a string"),
+    "body-not-a-string": (_with("alb-request", ["body"], {"a": 1}), "'body' has the wrong type"),
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+from adapter_apps import client_headers
 from adapter_events import (
     CLIENT_IP,
     SOURCES,
@@ -258,7 +259,7 @@ def test_v2_cookies_are_joined_into_one_cookie_header(source, make_adapter, reco
 
 def test_v2_event_without_cookies_has_no_cookie_header(make_adapter, recorder):
     make_adapter(recorder)(function_url_event(Request(headers=(HOST,))), None)
-    assert [name for name, _ in recorder.scope["headers"]] == [b"host"]
+    assert [name for name, _ in client_headers(recorder.scope)] == [b"host"]
 
 
 @pytest.mark.parametrize("source", ALL)

@@ -4,7 +4,7 @@ the app receives, and the exact response document the source gets back."""
 from __future__ import annotations
 
 import pytest
-from adapter_apps import responder
+from adapter_apps import client_headers, responder
 from adapter_events import load_event
 
 import holdfast
@@ -124,13 +124,13 @@ def test_sample_event_headers_arrive_lower_case_with_repeats_in_order(
     fixture, make_adapter, recorder
 ):
     make_adapter(recorder)(load_event(fixture), None)
-    assert recorder.scope["headers"] == EXPECTED_HEADERS[fixture]
+    assert client_headers(recorder.scope) == EXPECTED_HEADERS[fixture]
 
 
 def test_rest_event_headers_come_from_multi_value_headers(make_adapter, recorder):
     # The sample's single-value and multi-value Host differ: multiValueHeaders is the full one.
     make_adapter(recorder)(load_event("apigateway-aws-proxy"), None)
-    headers = recorder.scope["headers"]
+    headers = client_headers(recorder.scope)
     assert (b"host", b"0123456789.execute-api.us-east-1.amazonaws.com") in headers
     assert [name for name, _ in headers] == [
         b"accept",
