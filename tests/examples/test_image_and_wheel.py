@@ -1,13 +1,15 @@
-"""The Dockerfile and the wheel: what a container build and `pip install holdfast` produce.
+"""The wheel and the two packages made with it: the container image and the zip.
 
-No Docker engine runs here, so the Dockerfile is executed the way `docker build` would, step by
-step, in a clean virtualenv standing in for the `python:3.13-slim` image: ENV and WORKDIR apply,
-COPY copies from the build context, RUN runs (with pip finding holdfast as the wheel
-`python -m build` just made), and CMD is the command `holdfast emulate` starts. That one
-virtualenv is also the packaging test: the wheel installs cleanly and serves the example.
+`python -m build` makes the wheel, copied into examples/shop (the build context) as the
+README says. No Docker engine runs here, so the Dockerfile is executed the way `docker build`
+would, step by step, in a clean virtualenv standing in for the `python:3.13-slim` image: ENV and
+WORKDIR apply, COPY copies from the build context, RUN runs, and CMD is the command
+`holdfast emulate` starts. That virtualenv is also the packaging test: the wheel installs
+cleanly and serves the example. The zip is built by the Makefile target `sam build` runs, and
+served by unmodified awslambdaric, as the managed runtime does.
 
-Cost: a wheel build (~10 s) and a clean install of the shop's dependencies from the machine's
-local package index (~15 s), once per session.
+Cost, once per session: a wheel build (~10 s) and two installs of the shop's dependencies from
+pip's cache (~15 s each on an idle machine).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
-from shop_support import ROOT, SHOP, ShopFunction, shop_env
+from shop_support import HOSTS, ROOT, SHOP, ShopFunction, shop_env
 
 DOCKERFILE = SHOP / "Dockerfile"
 
@@ -54,18 +57,19 @@ class Image:
         self.root, self.venv, self.env, self.workdir, self.cmd = root, venv, env, workdir, cmd
 
 
-def build_image(tmp: Path, wheelhouse: Path) -> Image:
+def build_context(tmp: Path, wheel: Path) -> Path:
+    """examples/shop with holdfast's wheel in it: `python -m build --outdir examples/shop`."""
+    context = tmp / "context"
+    shutil.copytree(SHOP, context, ignore=shutil.ignore_patterns("__pycache__", "*.whl"))
+    shutil.copy(wheel, context)
+    return context
+
+
+def build_image(tmp: Path, context: Path) -> Image:
     root, venv = tmp / "image", tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    env = {
-        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
-        "HOME": os.environ.get("HOME", "/root"),
-        # holdfast comes from the wheel just built; the machine's own index serves the rest.
-        "PIP_FIND_LINKS": " ".join(
-            filter(None, [str(wheelhouse), os.environ.get("PIP_FIND_LINKS")])
-        ),
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-    }
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root")}
+    env.update((key, value) for key, value in os.environ.items() if key.startswith("PIP_"))
     workdir, cmd = root, None
     steps = dockerfile_steps(DOCKERFILE)
     assert steps[0] == ("FROM", "python:3.13-slim")
@@ -79,11 +83,26 @@ def build_image(tmp: Path, wheelhouse: Path) -> Image:
             workdir.mkdir(parents=True, exist_ok=True)
         elif instruction == "COPY":
             *sources, destination = shlex.split(arguments)
-            target = workdir / destination
-            for source in sources:
-                subprocess.run(["cp", "-r", str(SHOP / source), str(target)], check=True)
+            target = (
+                root / destination.lstrip("/")
+                if destination.startswith("/")
+                else workdir / destination
+            )
+            # As in Docker, a destination ending in "/" is a directory.
+            (target if destination.endswith("/") else target.parent).mkdir(
+                parents=True, exist_ok=True
+            )
+            for pattern in sources:
+                matches = sorted(context.glob(pattern.rstrip("/")))
+                assert matches, f"COPY {pattern}: nothing in the build context"
+                for source in matches:
+                    # As in Docker, a directory's contents are copied, not the directory.
+                    copied = f"{source}/." if source.is_dir() else str(source)
+                    subprocess.run(["cp", "-r", copied, str(target)], check=True)
         elif instruction == "RUN":
-            subprocess.run(exec_form(arguments), cwd=workdir, env=env, check=True, timeout=600)
+            # Absolute paths in the image are below `root` here.
+            command = arguments.replace(" /tmp/", f" {root}/tmp/")
+            subprocess.run(exec_form(command), cwd=workdir, env=env, check=True, timeout=600)
         elif instruction == "CMD":
             cmd = exec_form(arguments)
         else:
@@ -108,8 +127,13 @@ def wheel(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def image(tmp_path_factory, wheel) -> Image:
-    return build_image(tmp_path_factory.mktemp("docker"), wheel.parent)
+def context(tmp_path_factory, wheel) -> Path:
+    return build_context(tmp_path_factory.mktemp("context"), wheel)
+
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory, context) -> Image:
+    return build_image(tmp_path_factory.mktemp("docker"), context)
 
 
 def test_the_wheel_carries_the_package_its_license_and_extras(wheel):
@@ -183,5 +207,49 @@ def test_the_image_cmd_serves_the_shop_under_the_emulator(image, tmp_path):
             function.request("POST", "/checkout", {"order_id": "o", "amount_cents": 1}).status
             == 502
         )
+    finally:
+        function.close()
+
+
+def test_the_zip_built_by_the_makefile_serves_the_shop_on_the_managed_runtime(context, tmp_path):
+    artifacts = tmp_path / "artifacts"
+    # What `sam build` runs for BuildMethod: makefile; PIP_PLATFORM= builds for this Python
+    # instead of Lambda's python3.13 (the wheels must import here).
+    subprocess.run(
+        [
+            "make",
+            "-C",
+            str(context),
+            "build-ShopFunction",
+            f"ARTIFACTS_DIR={artifacts}",
+            "PIP_PLATFORM=",
+            f"PYTHON={sys.executable}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    assert (artifacts / "shop" / "app.py").is_file()
+    # The managed runtime puts the task root first on sys.path; boto3 and awslambdaric are the
+    # runtime's own (here: this virtualenv's).
+    env = shop_env(tmp_path, f"sqlite:///{tmp_path / 'shop.db'}", PYTHONPATH=str(artifacts))
+    located = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import holdfast, fastapi; print(holdfast.__file__, fastapi.__file__)",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert all(path.startswith(str(artifacts)) for path in located), located
+    function = ShopFunction(HOSTS["awslambdaric"], env, cwd=artifacts)
+    try:
+        signup = function.request("POST", "/signup", {"email": "cy@example.com", "name": "Cy"})
+        assert signup.status == 201
+        assert "Post-Response Duration" in function.report(signup.headers["x-amzn-RequestId"])
+        assert len(list((tmp_path / "outbox").iterdir())) == 1  # sent before the freeze
     finally:
         function.close()
