@@ -109,6 +109,7 @@ class Adapter:
         self._startup: asyncio.Future[None] | None = None
         self._started = False
         self._host_started = False
+        self._watched = False  # registered to be closed at interpreter exit
         self._finalizer = weakref.finalize(self, _close_engine, self.engine, self.lifespan, 1.0)
         if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
             self._start_in_init()
@@ -598,6 +599,9 @@ def _watch_for_exit(adapter: Adapter) -> None:
     before it runs ``atexit`` handlers — nobody would ever step the loop, and exit would hang.
     """
     global _exit_hook_registered
+    if adapter._watched:
+        return
+    adapter._watched = True
     _open_adapters.add(adapter)
     if _exit_hook_registered:
         return

@@ -5,15 +5,21 @@ source would, and the platform context headers cannot be forged."""
 from __future__ import annotations
 
 import json
+import sys
 import time
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 import pytest
 from adapter_apps import LambdaContext, client_headers
 from adapter_events import SOURCES, Request, function_url_event, load_event
+from echo_apps import RUNTIMES, fastapi_app, flask_app
 
 import holdfast
+from holdfast.emulator import ThreadedEmulator
 from holdfast.sources.platform import lambda_context, platform_headers
+
+HERE = Path(__file__).parent
 
 ALL = sorted(SOURCES)
 
@@ -281,3 +287,56 @@ def test_context_header_values_are_plain_ascii_whatever_the_event_holds():
     assert name == b"x-amzn-request-context"
     assert all(0x20 <= byte < 0x7F for byte in value)
     assert json.loads(value)["http"]["path"] == "/\x00\x1b\u00e9\ud800\n"
+
+
+# -- end to end: WSGI and ASGI apps, and the context headers under real runtimes --------------
+
+
+@pytest.mark.parametrize("app", [fastapi_app, flask_app], ids=["fastapi", "flask"])
+@pytest.mark.parametrize("source", ["function-url", "alb", "rest-v1"])
+def test_a_raw_non_ascii_query_reaches_framework_apps_decoded(app, source, make_adapter):
+    event = SOURCES[source](Request(target="/q", headers=(("host", "api.example.com"),)))
+    if source == "function-url":
+        event["rawQueryString"] = "q=caf\u00e9&x=1 2"
+    elif source == "alb":
+        event["queryStringParameters"] = {"q": "caf\u00e9", "x": "1 2"}
+    else:
+        event["multiValueQueryStringParameters"] = {"q": ["caf\u00e9"], "x": ["1 2"]}
+    result = make_adapter(app)(event, LambdaContext())
+    assert result["statusCode"] == 200
+    assert sorted(map(tuple, json.loads(result["body"])["query"])) == [
+        ("q", "caf\u00e9"),
+        ("x", "1 2"),
+    ]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+def test_context_headers_come_from_the_real_invocation(runtime):
+    event = function_url_event(Request(target="/ctx", headers=FORGED))
+    command = [sys.executable, *RUNTIMES[runtime]]
+    with ThreadedEmulator(command, cwd=str(HERE), log=lambda line: None) as emulator:
+        before = int(time.time() * 1000)
+        plain = emulator.invoke(event)
+        tenant = emulator.invoke(event, tenant_id="tenant-42")
+    for result in (plain, tenant):
+        assert result.ok, result.payload
+    headers = {}
+    for result in (plain, tenant):
+        echoed = json.loads(result.json()["body"])["headers"]
+        names = [name for name, _ in echoed]
+        for name in ("x-amzn-request-context", "x-amzn-lambda-context"):
+            assert names.count(name) == 1  # the client's copy is gone
+        headers[result.request_id] = dict(echoed)
+    context = json.loads(headers[plain.request_id]["x-amzn-lambda-context"])
+    assert context["request_id"] == plain.request_id
+    assert before < context["deadline"] <= before + 10 * 60 * 1000
+    assert context["invoked_function_arn"].startswith("arn:aws:lambda:")
+    assert context["env_config"]["function_name"]
+    request_context = json.loads(headers[plain.request_id]["x-amzn-request-context"])
+    assert request_context == event["requestContext"]
+    assert "x-amz-tenant-id" not in headers[plain.request_id]
+    assert headers[tenant.request_id]["x-amz-tenant-id"] == "tenant-42"
+    assert (
+        json.loads(headers[tenant.request_id]["x-amzn-lambda-context"])["tenant_id"] == "tenant-42"
+    )

@@ -10,31 +10,7 @@ import json
 import sys
 
 import pytest
-from emulator_support import HERE, ric, wait_until
-
-
-@pytest.fixture
-def telemetry_extension(tmp_path):
-    wrapper = tmp_path / "telemetry-extension"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{HERE / "telemetry_ext.py"}"\n')
-    wrapper.chmod(0o755)
-    log = tmp_path / "telemetry.log"
-
-    def options(**env):
-        return {
-            "extensions": [[str(wrapper)]],
-            "env": {"EXT_NAME": wrapper.name, "EXT_LOG": str(log), **env},
-        }
-
-    def read():
-        batches, holds = [], []
-        for line in (log.read_text() if log.exists() else "").splitlines():
-            document = json.loads(line)
-            (batches if isinstance(document, list) else holds).append(document)
-        return batches, holds
-
-    options.read = read
-    return options
+from emulator_support import ric, wait_until
 
 
 def _events(batches):

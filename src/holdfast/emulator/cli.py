@@ -45,6 +45,8 @@ def main(argv: list[str]) -> int:
             env=dict(args.env),
             handler=args.handler,
             max_concurrency=args.max_concurrency,
+            snap_start=args.snap_start,
+            snapshot_age=args.snapshot_age,
         )
     except ValueError as exc:
         parser.error(str(exc))
@@ -137,6 +139,18 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="COMMAND",
         help="an external extension to start before the runtime (repeatable)",
+    )
+    add(
+        "--snap-start",
+        action="store_true",
+        help="SnapStart: snapshot after init (at start), restore on the first invocation",
+    )
+    add(
+        "--snapshot-age",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="SnapStart: keep the snapshot frozen at least this long before a restore",
     )
     add("--env", type=_variable, action="append", default=[], metavar="NAME=VALUE")
     add("--handler", help="value of _HANDLER (default: the command's last word)")

@@ -355,6 +355,7 @@ def client_address(headers: RawHeaders, source_ip: str | None) -> tuple[str, int
     """``(address, 0)``: the source IP the front reports, else the last X-Forwarded-For entry
     (the one the front appended; earlier entries are the client's to forge)."""
     if source_ip:
+        _utf8(source_ip, "the source IP")
         return source_ip, 0
     forwarded = find_header(headers, b"x-forwarded-for")
     if forwarded:
