@@ -206,7 +206,9 @@ def _with(fixture, path, value):
     return event
 
 
-BAD_EVENTS = {
+# Not HTTP events: with no handler for them they are POSTed to the app's pass-through path
+# (holdfast.events.PassThrough); an app with no route there fails the invocation.
+NON_HTTP_EVENTS = {
     "sqs": (load_event("sqs-receive-message"), "not an HTTP event: records from aws:sqs"),
     "eventbridge": (
         load_event("eventbridge-scheduled-event"),
@@ -217,6 +219,20 @@ BAD_EVENTS = {
     "none": (None, "a Lambda HTTP event is a JSON object, got NoneType"),
     "empty": ({}, "not an HTTP event from API Gateway (REST or HTTP API), a Function URL, ALB or"),
     "unknown-keys": ({"foo": 1, "bar": 2}, "found bar, foo"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NON_HTTP_EVENTS))
+def test_non_http_events_without_a_route_raise_invalid_event(name, make_adapter):
+    event, message = NON_HTTP_EVENTS[name]
+    handler = make_adapter(responder(404))
+    with pytest.raises(holdfast.InvalidEvent) as caught:
+        handler(copy.deepcopy(event), None)
+    assert message in str(caught.value)
+    assert "no route for it at POST /events (it answered 404)" in str(caught.value)
+
+
+BAD_EVENTS = {
     "v2-without-method": (_v2_without_method(), "'method' must be a str, it is missing"),
     "v2-http-not-an-object": (
         _with("function-url", ["requestContext", "http"], "POST"),
