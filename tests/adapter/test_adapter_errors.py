@@ -4,6 +4,7 @@ with a plain 500 and logged, and events that are not HTTP events refused with In
 from __future__ import annotations
 
 import copy
+import json
 import logging
 
 import pytest
@@ -28,7 +29,7 @@ def test_listed_status_raises_a_function_error_named_after_it(source, status, ma
         handler(SOURCES[source](Request()), None)
     error = caught.value
     assert type(error).__name__ == f"HTTPError.{status}"
-    assert str(error) == f"HTTP status {status}: upstream timed out"
+    assert json.loads(str(error)) == {"statusCode": status, "body": "upstream timed out"}
     assert (error.status_code, error.body) == (status, "upstream timed out")
     assert isinstance(error, FunctionError)
     assert isinstance(error, holdfast.HTTPStatusError)
@@ -62,7 +63,9 @@ def test_error_status_codes_from_the_environment(variable, monkeypatch, make_ada
     monkeypatch.setenv(variable, "500, 502-504")
     handler = make_adapter(failing(503))
     assert handler.error_status_codes == frozenset({500, 502, 503, 504})
-    with pytest.raises(HTTPStatusError, match=r"^HTTP status 503: upstream timed out$"):
+    with pytest.raises(
+        HTTPStatusError, match=r'^\{"statusCode":503,"body":"upstream timed out"\}$'
+    ):
         handler(function_url_event(Request()), None)
 
 
@@ -111,7 +114,9 @@ def test_app_exception_with_500_listed_raises_the_function_error(make_adapter):
             raise RuntimeError("boom")
 
     handler = make_adapter(app, error_status_codes="500")
-    with pytest.raises(HTTPStatusError, match=r"^HTTP status 500: Internal Server Error$"):
+    with pytest.raises(
+        HTTPStatusError, match=r'^\{"statusCode":500,"body":"Internal Server Error"\}$'
+    ):
         handler(function_url_event(Request()), None)
 
 

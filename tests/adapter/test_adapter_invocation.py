@@ -171,7 +171,7 @@ def test_error_status_codes_are_failed_outcomes(make_adapter):
         assert isinstance(outcome, Failed)
         assert (outcome.error_type, outcome.message) == (
             "HTTPError.502",
-            "HTTP status 502: upstream down",
+            '{"statusCode":502,"body":"upstream down"}',
         )
         run(handler, invocation.drain(None))
 
