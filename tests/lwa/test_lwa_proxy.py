@@ -115,23 +115,3 @@ def test_no_connection_is_reused_across_a_freeze(start):
         emulator.wait_idle(timeout=60)
     assert len(set(ports)) == 3
     assert all(entry.outcome == "frozen" for entry in emulator.freeze_log)
-
-
-def test_streamed_response_arrives_whole(start):
-    emulator, _ = start(
-        env={"AWS_LWA_INVOKE_MODE": "response_stream"}, invoke_mode="response_stream"
-    )
-    status, _, body = get(emulator.url, "/stream?chunks=3&ms=20")
-    assert status == 200
-    assert body == b"chunk 0\nchunk 1\nchunk 2\n"
-
-
-def test_app_that_never_gets_ready_fails_init(start):
-    emulator, _ = start(
-        env={
-            "AWS_LWA_READINESS_CHECK_PATH": "/status/503",
-            "AWS_LWA_READINESS_CHECK_TIMEOUT_SECONDS": "3",
-        }
-    )
-    result = emulator.invoke({"version": "2.0"})
-    assert result.function_error is not None
