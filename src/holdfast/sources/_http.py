@@ -479,6 +479,10 @@ def split_path(
         candidate = root_path + prefix
         if prefix and (decoded == candidate or decoded.startswith(candidate + "/")):
             root_path = candidate
+    if base_path and decoded == root_path and decoded.endswith(base_path):
+        # The base path itself is the app's root ("/", as LWA forwards it); an empty path
+        # below the root path would make frameworks redirect instead.
+        decoded, raw = decoded + "/", raw + b"/"
     return decoded, raw, root_path
 
 
