@@ -4,10 +4,12 @@
 
 One FastAPI app (bench/after_response_apps/ar_app.py): ``GET /task`` answers at once and leaves a
 BackgroundTasks task that sleeps 300 ms, then records its finish time (time.monotonic(), one clock
-for every process on Linux) with the invocation's request id; ``GET /plain`` gives the same answer
-with no task. It runs under the holdfast emulator — a local Lambda that really freezes the
-environment (SIGSTOP of its process group) once the runtime and every INVOKE extension are back
-in ``next`` — hosted four ways:
+for every process on Linux) with the invocation's request id; ``GET /compute`` leaves one that
+computes for 800 ms *before* its first ``await`` (CPU work the response must not wait for: the
+app's final ``send`` returns only once the host has handed the response over); ``GET /plain``
+gives the same answer with no task. It runs under the holdfast emulator — a local Lambda that
+really freezes the environment (SIGSTOP of its process group) once the runtime and every INVOKE
+extension are back in ``next`` — hosted four ways:
 
 * **holdfast custom runtime**: ``python -m holdfast run ar_app:app``;
 * **holdfast Adapter + awslambdaric**: AWS's runtime client, ``handler = holdfast.Adapter(app)``
@@ -19,7 +21,7 @@ in ``next`` — hosted four ways:
   as soon as uvicorn answers.
 
 Each setup gets one emulator (concurrency 1, timeout 30 s, Function URL v2 events), is warmed up,
-then runs rounds that alternate ``/task`` and ``/plain`` (the order flips every round). Every
+then runs rounds of ``/task``, ``/compute`` and ``/plain`` (the order flips every round). Every
 request goes over a kept-alive http.client connection to the emulator's HTTP front and is timed
 there; the bench then waits until the environment is frozen again, so each request meets a warm,
 idle environment (with concurrency 1, a request sent while the environment still drains would
@@ -69,6 +71,7 @@ GOAL_RATIO = 1.1
 GOAL_FINISHED = 100.0
 
 WARMUP_ROUNDS = 5
+KINDS = ("task", "compute", "plain")
 # The runtime's stdout/stderr go to a file (shown when a setup fails), not into the table.
 _WRAP = ["/bin/sh", "-c", 'exec "$@" >>"$HOLDFAST_BENCH_LOG" 2>&1', "sh"]
 
@@ -86,8 +89,9 @@ class Setup:
     emulator: ThreadedEmulator | None = None
     connection: http.client.HTTPConnection | None = None
     unavailable: str | None = None
-    latency: dict[str, list[float]] = field(default_factory=lambda: {"task": [], "plain": []})
+    latency: dict[str, list[float]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
     task_ids: list[str] = field(default_factory=list)
+    compute_ids: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -119,8 +123,8 @@ class Setup:
         self.emulator.start()
         self.get("/plain")  # the cold start; also shows whether the setup works at all
         for _ in range(WARMUP_ROUNDS):
-            self.get("/task")
-            self.get("/plain")
+            for kind in KINDS:
+                self.get(f"/{kind}")
 
     def close(self) -> None:
         if self.connection is not None:
@@ -177,11 +181,13 @@ class Setup:
         return elapsed, request_id
 
     def round(self, task_first: bool) -> None:
-        for kind in ("task", "plain") if task_first else ("plain", "task"):
+        for kind in KINDS if task_first else KINDS[::-1]:
             elapsed, request_id = self.get(f"/{kind}")
             self.latency[kind].append(elapsed)
             if kind == "task":
                 self.task_ids.append(request_id)
+            elif kind == "compute":
+                self.compute_ids.append(request_id)
 
     # -- results --------------------------------------------------------------------------------
     def tally(self) -> dict[str, float]:
@@ -189,13 +195,12 @@ class Setup:
         assert self.emulator is not None
         finished: dict[str, float] = {}
         for line in self.record.read_text().splitlines():
-            kind, request_id, at = line.split()
-            if kind == "task":
-                finished[request_id] = float(at)
+            _, request_id, at = line.split()
+            finished[request_id] = float(at)
         freezes = {entry.request_id: entry for entry in self.emulator.freeze_log}
         before = late = never = 0
         busy = []
-        for request_id in self.task_ids:
+        for request_id in self.task_ids + self.compute_ids:
             freeze = freezes[request_id]
             if freeze.post_response is not None:
                 busy.append(freeze.post_response)
@@ -262,36 +267,42 @@ def report(
     setups: list[Setup], tallies: dict[str, dict[str, float]], rounds: int, cycles: int
 ) -> None:
     print(
-        f"FastAPI endpoint with a 300 ms BackgroundTasks task (/task) vs none (/plain), under the"
-        f"\nholdfast emulator (real SIGSTOP freeze, concurrency 1); {cycles} cycles x {rounds}"
-        f" rounds of /task + /plain per setup\n"
+        "FastAPI endpoint with a 300 ms BackgroundTasks task (/task), with one computing 800 ms"
+        "\nbefore its first await (/compute), and with none (/plain), under the holdfast emulator"
+        f"\n(real SIGSTOP freeze, concurrency 1); {cycles} cycles x {rounds} rounds of /task +"
+        " /compute + /plain per setup\n"
     )
     header = (
-        f"{'setup':<32}{'/task (ms)':>11}{'/plain (ms)':>12}{'task/plain':>11}"
-        f"{'finished before freeze':>24}{'busy after resp.':>18}"
+        f"{'setup':<32}{'/task (ms)':>11}{'/compute':>10}{'/plain (ms)':>12}{'task/plain':>11}"
+        f"{'compute/plain':>14}{'finished before freeze':>24}{'busy after resp.':>18}"
     )
     print(header)
     print("-" * len(header))
     ratios: dict[str, float] = {}
+    compute_ratios: dict[str, float] = {}
     shares: dict[str, float] = {}
     for setup in setups:
         if setup.unavailable:
             print(f"{setup.name:<32}not available: {setup.unavailable}")
             continue
         task = statistics.median(setup.latency["task"])
+        compute = statistics.median(setup.latency["compute"])
         plain = statistics.median(setup.latency["plain"])
         tally = tallies[setup.name]
-        total = len(setup.task_ids)
+        total = len(setup.task_ids) + len(setup.compute_ids)
         ratios[setup.name] = task / plain
+        compute_ratios[setup.name] = compute / plain
         shares[setup.name] = 100.0 * tally["before"] / total
         finished = f"{shares[setup.name]:.0f} % ({tally['before']:.0f}/{total})"
         print(
-            f"{setup.name:<32}{task * 1e3:>11.1f}{plain * 1e3:>12.1f}{task / plain:>10.2f}x"
+            f"{setup.name:<32}{task * 1e3:>11.1f}{compute * 1e3:>10.1f}{plain * 1e3:>12.1f}"
+            f"{task / plain:>10.2f}x{compute / plain:>13.2f}x"
             f"{finished:>24}{tally['busy'] * 1e3:>15.0f} ms"
         )
     print(
-        "\nlatencies: medians at the HTTP client; 'busy after resp.': median time from the /task"
-        "\nresponse to the freeze (the environment is billed and not free for the next request)."
+        "\nlatencies: medians at the HTTP client; 'busy after resp.': median time from a /task or"
+        "\n/compute response to the freeze (the environment is billed and not free for the next"
+        " request)."
     )
     for setup in setups:
         tally = tallies.get(setup.name)
@@ -306,11 +317,13 @@ def report(
         if setup.unavailable:
             print(f"goal {name}: MISSED (not available: {setup.unavailable})")
             continue
-        ratio, share = ratios[name], shares[name]
+        ratio, compute_ratio, share = ratios[name], compute_ratios[name], shares[name]
         ratio_met = "MET" if ratio <= GOAL_RATIO else "MISSED"
+        compute_met = "MET" if compute_ratio <= GOAL_RATIO else "MISSED"
         share_met = "MET" if share >= GOAL_FINISHED else "MISSED"
         print(
             f"goal {name}: latency /task <= {GOAL_RATIO}x /plain: {ratio:.2f}x {ratio_met};"
+            f" /compute <= {GOAL_RATIO}x /plain: {compute_ratio:.2f}x {compute_met};"
             f" finished before freeze 100 %: {share:.0f} % {share_met}"
         )
 

@@ -3,7 +3,9 @@
 ``GET /task`` schedules a BackgroundTasks task that sleeps 300 ms and then appends
 ``task <request id> <time.monotonic()>`` to the file named by ``HOLDFAST_BENCH_RECORD`` (on Linux
 time.monotonic() is one clock for every process, so it compares with the emulator's freeze log).
-``GET /plain`` gives the same JSON answer with no task.
+``GET /compute`` schedules an async task that first computes for 800 ms (CPU, before its first
+``await``), then records ``compute <request id> <time>``. ``GET /plain`` gives the same JSON
+answer with no task.
 
 The request id is the Lambda context's (``scope["aws.context"]``, set by holdfast and Mangum); in
 the proxy setup, where uvicorn serves the app, it is the ``x-amzn-request-id`` header the
@@ -17,6 +19,7 @@ import time
 from fastapi import BackgroundTasks, FastAPI, Request
 
 TASK_SECONDS = 0.3
+COMPUTE_SECONDS = 0.8
 RECORD = os.environ["HOLDFAST_BENCH_RECORD"]
 
 app = FastAPI()
@@ -39,6 +42,22 @@ async def _finish_later(request_id: str) -> None:
 async def task(request: Request, tasks: BackgroundTasks) -> dict:
     request_id = _request_id(request)
     tasks.add_task(_finish_later, request_id)
+    return {"ok": True, "request_id": request_id}
+
+
+async def _compute_then_await(request_id: str) -> None:
+    until = time.monotonic() + COMPUTE_SECONDS
+    while time.monotonic() < until:  # CPU-bound, no await: nothing else runs on the loop
+        pass
+    with open(RECORD, "a") as record:
+        record.write(f"compute {request_id} {time.monotonic()}\n")
+    await asyncio.sleep(0)
+
+
+@app.get("/compute")
+async def compute(request: Request, tasks: BackgroundTasks) -> dict:
+    request_id = _request_id(request)
+    tasks.add_task(_compute_then_await, request_id)
     return {"ok": True, "request_id": request_id}
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import os
 import threading
@@ -27,11 +26,10 @@ from asyncio import events
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from holdfast import extension
+from holdfast import config, extension, rewrite
 from holdfast import pending as _pending
 from holdfast._types import ASGIApp, LambdaContext, Receive, Scope, Send
 from holdfast.bridge import AppEnded, BufferedSink, Exchange, StreamSink
-from holdfast.config import normalize_base_path, parse_status_codes, setting
 from holdfast.dispatch import (
     OTHER_SOURCES,
     TASK_MESSAGES,
@@ -86,16 +84,23 @@ class Adapter:
         error_status_codes: str | Iterable[int] | None = None,
         exclude_headers: Iterable[str] | None = None,
         drain_margin: float = DEFAULT_DRAIN_MARGIN,
+        compression: bool | None = None,
+        authorization_source: str | None = None,
+        pass_through_path: str | None = None,
     ) -> None:
         #: The app as it was given (an ASGI app, or the WSGI app passed as ``app`` or ``wsgi``).
         self.given: Any = app if app is not None else wsgi
-        self.app = as_asgi(app, wsgi)
-        self.base_path = normalize_base_path(
-            base_path if base_path is not None else setting("BASE_PATH")
+        self.base_path = config.base_path(base_path)
+        self.error_status_codes = config.error_status_codes(error_status_codes)
+        # Settings that rewrite requests or responses wrap the app (only when one is set).
+        self.app = rewrite.wrap(
+            as_asgi(app, wsgi),
+            authorization_source=authorization_source,
+            compress=compression,
+            keep_statuses=self.error_status_codes,
         )
-        self.error_status_codes = parse_status_codes(
-            error_status_codes if error_status_codes is not None else setting("ERROR_STATUS_CODES")
-        )
+        #: Where events of other sources go when no handler claims them (see holdfast.events).
+        self.pass_through_path = config.pass_through_path(pass_through_path)
         self.exclude_headers = frozenset(name.lower().encode() for name in exclude_headers or ())
         #: Seconds kept free before the invocation deadline when draining after-response work.
         self.drain_margin = drain_margin
@@ -107,9 +112,11 @@ class Adapter:
         self.host: Callable[[Invocation], None] | None = None
         self._codecs = Codecs(frozenset(text_mime_types or ()))
         self._handlers: dict[str, EventHandler] = {}
+        self._predicates: list[tuple[Callable[[Any], bool], EventHandler]] = []
         self._startup: asyncio.Future[None] | None = None
         self._started = False
         self._host_started = False
+        self._watched = False  # registered to be closed at interpreter exit
         self._finalizer = weakref.finalize(self, _close_engine, self.engine, self.lifespan, 1.0)
         if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
             self._start_in_init()
@@ -188,10 +195,21 @@ class Adapter:
         _watch_for_exit(self)
         return Invocation(self, event, context, streaming=streaming)
 
-    def on(self, kind: str) -> Callable[[H], H]:
+    def on(self, kind: str | Callable[[Any], bool]) -> Callable[[H], H]:
         """Register ``handler(event, context)`` (plain or ``async``) for non-HTTP events of
         ``kind`` (a name from :mod:`holdfast.dispatch`: ``"sqs"``, ``"s3"``, ``"warmer"``,
-        ...). Its return value is the invocation's answer."""
+        ...), or for the non-HTTP events a predicate ``kind(event)`` accepts (checked first, in
+        the order registered: e.g. a warmer ping of your own shape). Its return value is the
+        invocation's answer; :func:`holdfast.events.each_record` adds typed records and partial
+        batch failures."""
+        if callable(kind):
+            predicate = kind
+
+            def register_predicate(handler: H) -> H:
+                self._predicates.append((predicate, handler))
+                return handler
+
+            return register_predicate
         if kind not in OTHER_SOURCES and kind != WARMER:
             names = ", ".join((*OTHER_SOURCES, WARMER))
             raise ValueError(f"unknown event kind {kind!r}: expected one of {names}")
@@ -202,8 +220,11 @@ class Adapter:
 
         return register
 
-    def handler_for(self, kind: EventKind) -> EventHandler | None:
-        """The handler registered with :meth:`on` for ``kind``, if any."""
+    def handler_for(self, kind: EventKind, event: Any = None) -> EventHandler | None:
+        """The handler registered with :meth:`on` for ``event`` of ``kind``, if any."""
+        for predicate, handler in self._predicates:
+            if predicate(event):
+                return handler
         return self._handlers.get(kind.name)
 
     # -- after the response ---------------------------------------------------------------
@@ -280,7 +301,7 @@ class Invocation:
     def _start_http(self, codec: EventCodec) -> None:
         adapter = self.adapter
         try:
-            request = codec.decode(self.event, adapter.base_path)
+            request = codec.decode(self.event, adapter.base_path, self.context)
         except InvalidEvent as exc:
             self._outcome = Failed.from_exception(exc)
             return
@@ -324,7 +345,7 @@ class Invocation:
 
     def _start_handler(self) -> None:
         name = self.kind.name
-        handler = self.adapter.handler_for(self.kind)
+        handler = self.adapter.handler_for(self.kind, self.event)
         if handler is None and name in (TASK_MESSAGES, TASK_SCHEDULE):
             from holdfast.tasks import lambda_consumer  # dispatch found it imported
 
@@ -336,6 +357,13 @@ class Invocation:
         if handler is None:
             if name == WARMER:
                 self._outcome = Buffered({})  # warm now: nothing to run
+            elif name in OTHER_SOURCES:
+                # As the Lambda Web Adapter does: POST the event to the app. The answer is a
+                # JSON document, never streamed.
+                from holdfast.events import PassThrough
+
+                self._streaming = False
+                self._start_http(PassThrough(self.adapter.pass_through_path))
             else:
                 self._outcome = Failed.from_exception(InvalidEvent(describe(self.event)))
             return
@@ -443,14 +471,18 @@ class Invocation:
         if adapter.exclude_headers:
             response.headers = _without(response.headers, adapter.exclude_headers)
         assert self._codec is not None
-        result = self._codec.encode(response)
-        if _payload_too_large(result):
+        try:
+            result = self._codec.encode(response)
+        except InvalidEvent as exc:  # a pass-through POST the app has no route for
+            return Failed.from_exception(exc)
+        if self._codec.too_large(result):
             logger.error(
-                "request %s: the response (status %d) exceeds Lambda's %d-byte payload limit;"
+                "request %s: the response (status %d) exceeds the %d-byte payload limit of %s;"
                 " answering 413 instead",
                 self.request_id,
                 response.status,
-                MAX_RESPONSE_BYTES,
+                self._codec.max_response_bytes,
+                self._codec.name,
             )
             response = HTTPResponse(413, list(_PLAIN_TEXT), b"Response payload too large")
             if response.status in adapter.error_status_codes:
@@ -573,16 +605,6 @@ def _without(headers: list[tuple[bytes, bytes]], excluded: frozenset[bytes]) -> 
     return [(name, value) for name, value in headers if name not in excluded]
 
 
-def _payload_too_large(result: dict[str, Any]) -> bool:
-    body = result.get("body") or ""
-    # Base64 needs no escaping; a text character takes up to 12 bytes once serialised (an
-    # escaped surrogate pair). Headers and JSON framing cannot add 256 KiB: skip serialising.
-    growth = 1 if result.get("isBase64Encoded") else 12
-    if len(body) * growth < MAX_RESPONSE_BYTES - 256 * 1024:
-        return False
-    return len(json.dumps(result).encode("utf-8")) > MAX_RESPONSE_BYTES
-
-
 def _request_id(event: Any, context: LambdaContext) -> str:
     request_id = getattr(context, "aws_request_id", None)
     if request_id:
@@ -608,6 +630,9 @@ def _watch_for_exit(adapter: Adapter) -> None:
     before it runs ``atexit`` handlers — nobody would ever step the loop, and exit would hang.
     """
     global _exit_hook_registered
+    if adapter._watched:
+        return
+    adapter._watched = True
     _open_adapters.add(adapter)
     if _exit_hook_registered:
         return

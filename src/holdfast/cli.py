@@ -6,6 +6,7 @@ only routes, so `holdfast --help` stays cheap (nothing heavy is imported until a
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 
@@ -14,13 +15,14 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "emulate": ("holdfast.emulator.cli", "a local Lambda that really freezes the process"),
     "tasks": ("holdfast.tasks.cli", "durable task queue commands (worker, ...)"),
     "proxy": ("holdfast.proxy.cli", "run a web server's command as a Lambda function (LWA-style)"),
-    "dev": ("holdfast.dev", "the demo app (or yours) under the emulator, for development"),
+    "dev": ("holdfast.dev", "your app on a local freezing Lambda, with workers and a dashboard"),
+    "coldstart": ("holdfast.coldstart", "where your app's cold start goes (imports, startup)"),
 }
 
 
 def _usage() -> str:
     lines = ["usage: holdfast COMMAND [ARGS...]", "", "commands:"]
-    lines += [f"  {name:<9} {summary}" for name, (_, summary) in _COMMANDS.items()]
+    lines += [f"  {name:<10} {summary}" for name, (_, summary) in _COMMANDS.items()]
     return "\n".join(lines)
 
 
@@ -36,7 +38,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command = _COMMANDS.get(args[0])
     if command is None:
-        print(f"holdfast: unknown command {args[0]!r}\n\n{_usage()}", file=sys.stderr)
+        print(f"holdfast: unknown command {args[0]!r}{_suggestion(args[0])}", file=sys.stderr)
+        print("  hint: `holdfast --help` lists the commands", file=sys.stderr)
         return 2
     module = importlib.import_module(command[0])
-    return int(module.main(args[1:]) or 0)
+    try:
+        return int(module.main(args[1:]) or 0)
+    except KeyboardInterrupt:  # Ctrl-C is how these commands are stopped: no traceback
+        return 130
+
+
+def _suggestion(word: str) -> str:
+    close = difflib.get_close_matches(word, list(_COMMANDS), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -81,3 +81,14 @@ def responder(status=200, headers=(), chunks=(b"",)):
             await send({"type": "http.response.body", "body": chunk, "more_body": more})
 
     return app
+
+
+#: The context headers holdfast sets from the event and context (tested on their own).
+PLATFORM_HEADERS = frozenset(
+    {b"x-amzn-request-context", b"x-amzn-lambda-context", b"x-amz-tenant-id"}
+)
+
+
+def client_headers(scope) -> list[tuple[bytes, bytes]]:
+    """The scope's headers without the platform context headers: what the client sent."""
+    return [(name, value) for name, value in scope["headers"] if name not in PLATFORM_HEADERS]

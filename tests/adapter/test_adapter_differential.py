@@ -50,6 +50,8 @@ from starlette.routing import Route
 import holdfast
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# The context headers holdfast adds from the Lambda event (no HTTP server has them).
+PLATFORM_HEADERS = {"x-amzn-request-context", "x-amzn-lambda-context", "x-amz-tenant-id"}
 
 
 async def echo(request):
@@ -65,7 +67,11 @@ async def echo(request):
             "route": request.path_params["rest"],
             "query_string": scope["query_string"].decode("latin-1"),
             "query": request.query_params.multi_items(),
-            "headers": {name: ",".join(request.headers.getlist(name)) for name in request.headers},
+            "headers": {
+                name: ",".join(request.headers.getlist(name))
+                for name in request.headers
+                if name not in PLATFORM_HEADERS
+            },
             "cookies": request.cookies,
             "url": f"{request.url.scheme}://{request.url.netloc}{request.url.path}",
             "client": request.client.host,

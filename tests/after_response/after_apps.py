@@ -38,6 +38,24 @@ async def work(request: Request, tasks: BackgroundTasks, ms: int = 100) -> dict:
     return {"request_id": request_id}
 
 
+async def _compute_first(request_id: str, ms: int) -> None:
+    # CPU work before the first await: if it ran before the response went out, it would hold
+    # up the response by its whole length.
+    _record("cpu-start", request_id)
+    until = time.monotonic() + ms / 1000
+    while time.monotonic() < until:
+        pass
+    _record("cpu-done", request_id)
+    await asyncio.sleep(0)
+
+
+@app.get("/compute-first")
+async def compute_first(request: Request, tasks: BackgroundTasks, ms: int = 800) -> dict:
+    request_id = request.scope["aws.context"].aws_request_id
+    tasks.add_task(_compute_first, request_id, ms)
+    return {"request_id": request_id}
+
+
 @app.get("/too-long")
 async def too_long(request: Request, ms: int = 60_000) -> dict:
     request_id = request.scope["aws.context"].aws_request_id

@@ -85,6 +85,26 @@ def test_every_background_task_finishes_before_the_freeze(start):
             assert answered_at < done_at, (kind, request_id)
 
 
+def test_background_cpu_work_before_its_first_await_does_not_delay_the_response(start, request):
+    # The app's code after its last body chunk (where Starlette runs BackgroundTasks) must not
+    # run before the host has the response: the final send returns only after the hand-over.
+    emulator, record = start()
+    status, body, answered_at = _get(emulator.url, "/compute-first?ms=800")
+    emulator.wait_idle(timeout=60)
+
+    assert status == 200
+    request_id = json.loads(body)["request_id"]
+    freeze = next(e for e in emulator.freeze_log if e.request_id == request_id)
+    finished = _records(record)
+    # The caller had its answer before the 800 ms of CPU work were done, and the environment
+    # froze only once they were.
+    assert answered_at < finished[("cpu-done", request_id)] < freeze.frozen_at
+    if request.node.callspec.params["start"] == "holdfast-run":
+        # The custom runtime hands over once its POST /response is answered: the work had not
+        # even started when the emulator had the response.
+        assert freeze.response_sent_at < finished[("cpu-start", request_id)]
+
+
 def test_work_longer_than_the_remaining_time_is_reported_not_lost(start, capfd):
     emulator, record = start(timeout=3)
     status, body, _ = _get(emulator.url, "/too-long?ms=60000")

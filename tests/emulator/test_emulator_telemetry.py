@@ -10,31 +10,7 @@ import json
 import sys
 
 import pytest
-from emulator_support import HERE, ric, wait_until
-
-
-@pytest.fixture
-def telemetry_extension(tmp_path):
-    wrapper = tmp_path / "telemetry-extension"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{HERE / "telemetry_ext.py"}"\n')
-    wrapper.chmod(0o755)
-    log = tmp_path / "telemetry.log"
-
-    def options(**env):
-        return {
-            "extensions": [[str(wrapper)]],
-            "env": {"EXT_NAME": wrapper.name, "EXT_LOG": str(log), **env},
-        }
-
-    def read():
-        batches, holds = [], []
-        for line in (log.read_text() if log.exists() else "").splitlines():
-            document = json.loads(line)
-            (batches if isinstance(document, list) else holds).append(document)
-        return batches, holds
-
-    options.read = read
-    return options
+from emulator_support import ric, wait_until
 
 
 def _events(batches):
@@ -251,3 +227,17 @@ def _register(address):
     response.read()
     assert response.status == 200
     return response.getheader("Lambda-Extension-Identifier")
+
+
+def test_tcp_destination_gets_ndjson(emulators, telemetry_extension):
+    emu = emulators(ric("shout"), **telemetry_extension(TELEMETRY_PROTOCOL="TCP"))
+    result = emu.invoke({"lines": 2})
+    emu.wait_idle(60)
+    emu.close()
+    batches, holds = telemetry_extension.read()
+    assert holds == [{"held": result.request_id, "runtime_done_arrived": True}]
+    events = _events(batches)
+    start = _index(events, "platform.start", result.request_id)
+    line = _index(events, "function", record=f"line 1 of {result.request_id}")
+    done = _index(events, "platform.runtimeDone", result.request_id)
+    assert start < line < done < _index(events, "platform.report", result.request_id)

@@ -10,17 +10,7 @@ import time
 import urllib.request
 
 import pytest
-
-REGION = "us-east-1"
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-    "AWS_CONFIG_FILE": "/nonexistent",
-    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-}
+from shop_support import AWS_ENV
 
 
 def _free_port() -> int:
@@ -32,12 +22,13 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """`moto_server` on a free 127.0.0.1 port (SQS, DynamoDB, CloudFormation, Lambda, ...)."""
+    saved = {key: os.environ.get(key) for key in AWS_ENV}
+    os.environ.update(AWS_ENV)  # boto3 here and in the function's processes: dummy credentials
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, **AWS_ENV},
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
@@ -54,6 +45,11 @@ def moto_endpoint():
     finally:
         process.kill()
         process.wait()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture

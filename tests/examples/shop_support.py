@@ -21,6 +21,16 @@ ROOT = Path(__file__).resolve().parents[2]
 SHOP = ROOT / "examples" / "shop"
 BIN = Path(sys.executable).parent
 SECRET = "test-secret-0123456789"
+REGION = "us-east-1"
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_CONFIG_FILE": "/nonexistent",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+}
 
 #: The two ways the template runs the function: the managed Python runtime calls
 #: `shop.app.handler` through awslambdaric; the container image runs `holdfast run`.
@@ -62,11 +72,18 @@ class Response:
 class ShopFunction:
     """`holdfast emulate [options] -- <host command>` in examples/shop, with its output kept."""
 
-    def __init__(self, command: list[str], env: dict[str, str], *options: str) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        *options: str,
+        holdfast: Path = BIN / "holdfast",
+        cwd: Path = SHOP,
+    ) -> None:
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [str(BIN / "holdfast"), "emulate", "--port", "0", *options, "--", *command],
-            cwd=SHOP,
+            [str(holdfast), "emulate", "--port", "0", *options, "--", *command],
+            cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

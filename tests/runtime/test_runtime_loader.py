@@ -178,3 +178,51 @@ def test_huge_messages_are_truncated():
     report = ErrorReport.from_exception(ValueError("x" * 1_000_000))
     assert len(report.body()) < 300_000
     assert report.message.endswith("[truncated]")
+
+
+AGREEING_MODULE = """
+import holdfast
+
+startups = []
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await receive()
+        startups.append(1)
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await send({"type": "http.response.start", "status": 502, "headers": []})
+    await send({"type": "http.response.body", "body": b"upstream down"})
+
+
+handler = holdfast.Adapter(app, error_status_codes=[502], base_path="/api")
+"""
+
+
+def test_module_app_and_module_handler_agree(module_dir):
+    # `holdfast run module:app` must not drop the options of the Adapter the module built, nor
+    # start the app a second time.
+    (module_dir / "rt_tmp_agree.py").write_text(AGREEING_MODULE)
+    by_app = load("rt_tmp_agree:app")
+    by_handler = load("rt_tmp_agree:handler")
+    module = sys.modules["rt_tmp_agree"]
+    try:
+        assert by_app.adapter is by_handler.adapter is module.handler
+        assert by_app.adapter.error_status_codes == frozenset({502})
+        assert by_app.adapter.base_path == "/api"
+        assert module.startups == [1]
+    finally:
+        module.handler.close()
+
+
+def test_the_task_cli_resolves_with_the_same_loader(module_dir):
+    from holdfast.tasks.cli import load_queue
+
+    (module_dir / "rt_tmp_notqueue.py").write_text("value = 1\n")
+    with pytest.raises(SystemExit, match=r"HandlerNotFound|missing"):
+        load_queue("rt_tmp_notqueue:missing")
+    with pytest.raises(SystemExit, match="not a TaskQueue"):
+        load_queue("rt_tmp_notqueue:value")

@@ -259,8 +259,10 @@ class HTTPServer:
 
     @property
     def port(self) -> int:
-        """The port actually bound."""
-        assert self._server is not None, "server not started"
+        """The port actually bound (the configured one while not listening, e.g. for a handler
+        mounted in another server, as `holdfast dev` mounts the front)."""
+        if self._server is None:
+            return self._port
         return int(self._server.sockets[0].getsockname()[1])
 
     @property

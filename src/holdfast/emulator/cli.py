@@ -15,6 +15,8 @@ _EPILOG = """\
 examples:
   holdfast emulate -- holdfast run app:app
   holdfast emulate --event-format v1 --timeout 10 -- python -m awslambdaric app.handler
+  holdfast emulate --max-concurrency 4 -- python -m awslambdaric app.handler
+  holdfast emulate --snap-start --snapshot-age 5 -- holdfast run app:app
   curl localhost:9000/hello                    # an HTTP request, as a Function URL event
   curl -d '{}' localhost:9000/2015-03-31/functions/function/invocations   # the Invoke API
 """
@@ -45,6 +47,8 @@ def main(argv: list[str]) -> int:
             env=dict(args.env),
             handler=args.handler,
             max_concurrency=args.max_concurrency,
+            snap_start=args.snap_start,
+            snapshot_age=args.snapshot_age,
         )
     except ValueError as exc:
         parser.error(str(exc))
@@ -137,6 +141,18 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="COMMAND",
         help="an external extension to start before the runtime (repeatable)",
+    )
+    add(
+        "--snap-start",
+        action="store_true",
+        help="SnapStart: snapshot after init (at start), restore on the first invocation",
+    )
+    add(
+        "--snapshot-age",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="SnapStart: keep the snapshot frozen at least this long before a restore",
     )
     add("--env", type=_variable, action="append", default=[], metavar="NAME=VALUE")
     add("--handler", help="value of _HANDLER (default: the command's last word)")

@@ -42,6 +42,8 @@ class EmulatorConfig:
     cwd: str | None = None
     handler: str | None = None
     max_concurrency: int | None = None
+    snap_start: bool = False
+    snapshot_age: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.command:
@@ -61,6 +63,10 @@ class EmulatorConfig:
                 raise ValueError("max_concurrency must be at least 1")
             if self.concurrency != 1:
                 raise ValueError("max_concurrency emulates one environment: leave concurrency at 1")
+            if self.snap_start:
+                raise ValueError("SnapStart and Managed Instances do not go together")
+        if self.snapshot_age < 0:
+            raise ValueError("snapshot_age must not be negative")
 
     @property
     def function_arn(self) -> str:

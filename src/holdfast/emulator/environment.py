@@ -31,6 +31,8 @@ from .telemetry import TelemetryHub, iso
 
 INTERNAL_SHUTDOWN_WINDOW = 0.5
 EXTERNAL_SHUTDOWN_WINDOW = 2.0
+# SnapStart: the restore and the after-restore hooks must end within this.
+RESTORE_LIMIT = 10.0
 # AWS documents no figure for Managed Instances; the emulator gives the runtime this long.
 MANAGED_INSTANCES_SHUTDOWN_WINDOW = 2.0
 
@@ -59,11 +61,16 @@ class Environment:
         self._init_began = 0.0
         self._init_type = "on-demand"
         self._init_phase = "init"
+        # SnapStart: the snapshot being taken (or taken), and whether it still awaits a restore.
+        self._snapshot: asyncio.Task[RuntimeResponse | str | None] | None = None
+        self._awaiting_restore = False
+        self._snapshotted_at = 0.0
+        self._restore_began = 0.0
 
     @property
     def warm(self) -> bool:
         """Whether a runtime is initialized here (the next invocation is not a cold start)."""
-        return self._sandbox is not None
+        return self._sandbox is not None and not self._awaiting_restore
 
     @property
     def pgid(self) -> int | None:
@@ -108,8 +115,17 @@ class Environment:
         task.add_done_callback(self._tasks.discard)
         return invocation
 
+    def prepare(self) -> None:
+        """SnapStart: init and take the snapshot now, as publishing a version does; the first
+        invocation then restores it (and finds the wall clock moved on meanwhile)."""
+        if self._config.snap_start and self._snapshot is None and self._sandbox is None:
+            self._snapshot = asyncio.create_task(self._take_snapshot(None))
+
     async def close(self) -> None:
         """Shut down for good: SIGTERM and the shutdown window, then SIGKILL; close the API."""
+        if self._snapshot is not None and not self._snapshot.done():
+            self._snapshot.cancel()
+            await asyncio.gather(self._snapshot, return_exceptions=True)
         tasks = [task for task in self._tasks if not task.done()]
         for task in tasks:
             task.cancel()
@@ -149,6 +165,9 @@ class Environment:
                     on_finished(self, invocation.finished)
 
     async def _cold_invoke(self, invocation: Invocation) -> None:
+        if self._config.snap_start:
+            await self._restore_invoke(invocation)
+            return
         began = time.monotonic()
         failure = await self._init(began + self._config.init_timeout, invocation)
         if failure == "timeout":
@@ -168,7 +187,105 @@ class Environment:
             return
         await self._fail_init(invocation, failure, began=began, init_ms=init_ms)
 
-    async def _init(self, deadline: float, invocation: Invocation) -> RuntimeResponse | str | None:
+    # -- SnapStart ----------------------------------------------------------------------------
+
+    async def _take_snapshot(self, invocation: Invocation | None) -> RuntimeResponse | str | None:
+        """Init up to the runtime's `restore/next` (the before-snapshot hooks have run), then
+        freeze: the frozen group is the snapshot. None on success, else the init's failure."""
+        self._awaiting_restore = True
+        began = time.monotonic()
+        failure = await self._init(began + self._config.init_timeout, invocation)
+        if failure is None:
+            self._stop()
+            await self._group.freeze()
+            self._snapshotted_at = time.monotonic()
+        return failure
+
+    async def _restore_invoke(self, invocation: Invocation) -> None:
+        """A SnapStart cold start: the snapshot (taken now if it was not yet), the restore, the
+        invocation. Init is not part of the invocation; the restore is (`Restore Duration`)."""
+        snapshot, self._snapshot = self._snapshot, None
+        began = time.monotonic()
+        failure = await (snapshot if snapshot is not None else self._take_snapshot(invocation))
+        if failure is not None:
+            invocation.arm(self._config.timeout)
+            init_ms = (time.monotonic() - began) * 1000
+            await self._fail_init(invocation, failure, began=began, init_ms=init_ms)
+            return
+        restore_failure = await self._restore(invocation)
+        invocation.arm(self._config.timeout)
+        if restore_failure is not None:
+            record = invocation.record
+            record.outcome = "restore_error"
+            record.started_at = began
+            self._journal.started(record)
+            invocation.respond(restore_failure)
+            await self._finish(invocation, init_ms=None, response=restore_failure)
+            await self._shutdown("failure")
+            return
+        self._awaiting_restore = False
+        self._dispatch(invocation)
+        await self._complete(invocation, init_ms=None)
+
+    async def _restore(self, invocation: Invocation) -> RuntimeResponse | None:
+        """Thaw the snapshot no earlier than `snapshot_age` after it was taken, answer the
+        runtime's `restore/next` and wait (10 s at most) for the after-restore hooks to end
+        in `next`. None on success, else the failure."""
+        sandbox = self._sandbox
+        assert sandbox is not None
+        # The group stays stopped meanwhile: its wall clock jumps by at least this much.
+        await asyncio.sleep(self._snapshotted_at + self._config.snapshot_age - time.monotonic())
+        began = time.monotonic()
+        self._restore_began = time.time()
+        self._thaw()
+        hub = sandbox.telemetry
+        hub.emit(
+            "platform.restoreStart",
+            {"functionName": self._config.function_name, "functionVersion": "$LATEST"},
+        )
+        sandbox.restore()
+        outcome = await self._until(
+            lambda: sandbox.initialized or sandbox.restore_failure is not None,
+            began + RESTORE_LIMIT,
+            self._processes(),
+        )
+        invocation.restore_ms = (time.monotonic() - began) * 1000
+        failure: RuntimeResponse | None = None
+        status = "success"
+        if sandbox.restore_failure is not None:
+            failure, status = sandbox.restore_failure, "error"
+        elif outcome == "timeout":
+            message = (
+                f"RequestId: {invocation.request_id} Error: "
+                f"restore timed out after {RESTORE_LIMIT:.2f} seconds"
+            )
+            failure, status = RuntimeResponse.platform_error("Sandbox.Timedout", message), "timeout"
+        elif outcome != "done":
+            failure, status = self._exit_error(invocation, outcome), "failure"
+        record: dict[str, Any] = {"status": status}
+        if failure is not None:
+            record["errorType"] = failure.error_type
+            hub.emit("platform.restoreRuntimeDone", dict(record))
+        record["metrics"] = {"durationMs": round(invocation.restore_ms, 3)}
+        hub.emit("platform.restoreReport", record)
+        return failure
+
+    def _restored(self) -> None:
+        """The runtime called `next` after its after-restore hooks."""
+        if self._runtime_output is not None:
+            self._runtime_output.drain()
+        if self._sandbox is not None:
+            record = {
+                "status": "success",
+                "spans": [_span("runtimeRestore", self._restore_began, time.time())],
+            }
+            self._sandbox.telemetry.emit("platform.restoreRuntimeDone", record)
+
+    # -- init ---------------------------------------------------------------------------------
+
+    async def _init(
+        self, deadline: float, invocation: Invocation | None
+    ) -> RuntimeResponse | str | None:
         """Start the processes and wait for init; None on success, else the failure."""
         config = self._config
         hub = TelemetryHub()
@@ -177,9 +294,15 @@ class Environment:
             [os.path.basename(c[0]) for c in config.extensions],
             max_concurrency=config.max_concurrency,
             telemetry=hub,
+            snap_start=config.snap_start,
         )
         sandbox.on_runtime_ready = self._runtime_ready
         sandbox.on_runtime_done = self._runtime_done
+        sandbox.on_restored = self._restored
+
+        def ready() -> bool:
+            return sandbox.snapshot_ready if config.snap_start else sandbox.initialized
+
         self._sandbox = self._api.sandbox = sandbox
         env = self._variables()
         self._init_began = time.time()
@@ -207,7 +330,7 @@ class Environment:
                     config.command, env=env, cwd=config.cwd, output=self._runtime_output
                 )
                 registered = await self._until(
-                    lambda: sandbox.initialized or sandbox.init_failure is not None,
+                    lambda: ready() or sandbox.init_failure is not None,
                     deadline,
                     self._processes(),
                 )
@@ -362,6 +485,7 @@ class Environment:
             memory_size_mb=self._config.memory,
             max_memory_used_mb=self._group.peak_memory_mb(),
             init_duration_ms=init_ms,
+            restore_duration_ms=invocation.restore_ms,
             post_response_ms=None if post is None else post * 1000,
             status=status,
             error_type=error_type,
@@ -377,9 +501,9 @@ class Environment:
         )
         return RuntimeResponse.platform_error("Sandbox.Timedout", message)
 
-    def _exit_error(self, invocation: Invocation, process: Outcome) -> RuntimeResponse:
+    def _exit_error(self, invocation: Invocation | None, process: Outcome) -> RuntimeResponse:
         assert isinstance(process, Process) and process.returncode is not None
-        prefix = f"RequestId: {invocation.request_id} Error: "
+        prefix = "Error: " if invocation is None else f"RequestId: {invocation.request_id} Error: "
         if process is not self._runtime:
             reason = describe_exit(process.returncode)
             return RuntimeResponse.platform_error("Extension.Crash", f"{prefix}{reason}")
@@ -430,6 +554,7 @@ class Environment:
         self._runtime = None
         self._extensions = []
         self._init_phase = "init"
+        self._awaiting_restore = False
 
     async def _shutdown_acknowledged(self, sandbox: Sandbox, targets: list[Extension]) -> None:
         """The runtime has exited and the extensions took SHUTDOWN and called `next` (or exited)."""
@@ -645,6 +770,8 @@ class Environment:
         if config.max_concurrency is not None:
             variables["AWS_LAMBDA_MAX_CONCURRENCY"] = str(config.max_concurrency)
             variables["AWS_LAMBDA_INITIALIZATION_TYPE"] = "lambda-managed-instances"
+        if config.snap_start:
+            variables["AWS_LAMBDA_INITIALIZATION_TYPE"] = "snap-start"
         variables.update(config.env)
         return variables
 
@@ -695,6 +822,9 @@ def _report_record(invocation: Invocation, report: Report) -> dict[str, Any]:
     }
     if report.init_duration_ms is not None:
         metrics["initDurationMs"] = round(report.init_duration_ms, 3)
+    if report.restore_duration_ms is not None:
+        metrics["restoreDurationMs"] = round(report.restore_duration_ms, 3)
+        metrics["billedRestoreDurationMs"] = report.billed_restore_ms
     record: dict[str, Any] = {
         "requestId": invocation.request_id,
         "status": report.status or "success",

@@ -78,7 +78,7 @@ class Front:
     def __init__(self, config: EmulatorConfig, dispatcher: Dispatcher) -> None:
         self._config = config
         self._dispatcher = dispatcher
-        self._server = HTTPServer(self._handle, config.host, config.port)
+        self._server = HTTPServer(self.handle, config.host, config.port)
 
     @property
     def port(self) -> int:
@@ -93,7 +93,8 @@ class Front:
         """Stop listening and drop open connections."""
         await self._server.close()
 
-    async def _handle(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
+        """Answer one request (what the listener does; `holdfast dev` mounts it in its own)."""
         if request.method == "POST":
             if _INVOKE_PATH.fullmatch(request.path):
                 return await self._invoke(request)

@@ -164,6 +164,8 @@ class Invocation:
         self.trace_id = new_trace_id()
         self.record = record
         self.started_wall: float | None = None
+        # SnapStart: how long the restore before this invocation took (a cold start).
+        self.restore_ms: float | None = None
         self.response_started_at: float | None = None
         self.produced_bytes = 0
         # Set once `platform.runtimeDone` has been emitted for it.

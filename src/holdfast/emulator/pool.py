@@ -58,6 +58,17 @@ class Pool:
         self._waiters.append((request, waiter))
         return await waiter
 
+    async def prepare(self) -> None:
+        """SnapStart: create the first environment and take its snapshot now (in the
+        background), as publishing a version does, rather than on the first invocation."""
+        if self._environments or not self._config.snap_start:
+            return
+        environment = Environment(1, self._config, self._journal)
+        self._environments.append(environment)
+        await environment.start()
+        environment.prepare()
+        self._idle.append(environment)
+
     async def wait_idle(self) -> None:
         """Return once every invocation submitted so far has ended (frozen or reset)."""
         while self._in_flight:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from .invocation import FreezeRecord
 
@@ -30,6 +31,7 @@ class Report:
     memory_size_mb: int
     max_memory_used_mb: int
     init_duration_ms: float | None = None
+    restore_duration_ms: float | None = None
     post_response_ms: float | None = None
     status: str | None = None
     error_type: str | None = None
@@ -38,6 +40,13 @@ class Report:
     def billed_ms(self) -> int:
         """Billed duration in whole milliseconds."""
         return math.ceil(self.duration_ms + (self.init_duration_ms or 0.0))
+
+    @property
+    def billed_restore_ms(self) -> int | None:
+        """SnapStart: the restore, billed apart from the invocation."""
+        if self.restore_duration_ms is None:
+            return None
+        return math.ceil(self.restore_duration_ms)
 
     def end_line(self) -> str:
         """`END RequestId: …`."""
@@ -54,6 +63,9 @@ class Report:
         ]
         if self.init_duration_ms is not None:
             fields.append(f"Init Duration: {self.init_duration_ms:.2f} ms")
+        if self.restore_duration_ms is not None:
+            fields.append(f"Restore Duration: {self.restore_duration_ms:.2f} ms")
+            fields.append(f"Billed Restore Duration: {self.billed_restore_ms} ms")
         if self.post_response_ms is not None:
             fields.append(f"Post-Response Duration: {self.post_response_ms:.2f} ms")
         if self.status is not None:
@@ -63,28 +75,49 @@ class Report:
         return "\t".join(fields)
 
 
+class Observer(Protocol):
+    """Told of each invocation as it is dispatched and as it ends (e.g. `holdfast dev`).
+
+    `started` gets the invocation's `FreezeRecord`, which the environment keeps filling in
+    (response, freeze, outcome); by `finished` it is final. Both run on the emulator's loop and
+    must not block it.
+    """
+
+    def started(self, record: FreezeRecord) -> None: ...
+
+    def finished(self, report: Report) -> None: ...
+
+
 class Journal:
     """Where environments record what happened: freeze records, reports and log lines.
 
     `sink` receives each log line (START, END, REPORT and platform notes); by default they go to
-    stdout, where Lambda's would be interleaved with the function's own output.
+    stdout, where Lambda's would be interleaved with the function's own output. `observer`, if
+    given, is told of each invocation as it starts and ends.
     """
 
-    def __init__(self, sink: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, sink: Callable[[str], None] | None = None, observer: Observer | None = None
+    ) -> None:
         self.freeze_log: list[FreezeRecord] = []
         self.reports: list[Report] = []
         self._sink = sink or _print
+        self._observer = observer
 
     def started(self, record: FreezeRecord) -> None:
         """An invocation was dispatched to its runtime."""
         self.freeze_log.append(record)
         self._sink(start_line(record.request_id))
+        if self._observer is not None:
+            self._observer.started(record)
 
     def finished(self, report: Report) -> None:
         """An invocation ended (frozen or reset)."""
         self.reports.append(report)
         self._sink(report.end_line())
         self._sink(report.report_line())
+        if self._observer is not None:
+            self._observer.finished(report)
 
     def note(self, line: str) -> None:
         """A platform message, e.g. an init timeout."""

@@ -35,6 +35,9 @@ _RUNNING = "RuntimeRunningState"
 _RESPONDING = "RuntimeInvocationResponseState"
 _RESPONSE_SENT = "RuntimeResponseSentState"
 _INIT_ERROR = "RuntimeInitErrorState"
+_RESTORE_READY = "RuntimeRestoreReadyState"
+_RESTORING = "RuntimeRestoringState"
+_RESTORE_ERROR = "RuntimeRestoreErrorState"
 
 
 class APIError(Exception):
@@ -97,6 +100,7 @@ class Sandbox:
         *,
         max_concurrency: int | None = None,
         telemetry: TelemetryHub | None = None,
+        snap_start: bool = False,
     ) -> None:
         self.metadata = metadata
         self.external_names = frozenset(external_names)
@@ -111,6 +115,12 @@ class Sandbox:
         # first asks for work (`platform.initRuntimeDone`).
         self.on_runtime_done: Callable[[Invocation], None] = _ignore_invocation
         self.on_runtime_ready: Callable[[], None] = _ignore
+        # SnapStart: init ends with the runtime in `/runtime/restore/next`; the snapshot is taken
+        # there, and `restore()` answers that call. A `/runtime/restore/error` fails the restore.
+        self.snap_start = snap_start
+        self.restore_failure: RuntimeResponse | None = None
+        self.on_restored: Callable[[], None] = _ignore
+        self._restore_waiter: asyncio.Future[None] | None = None
         self._runtime_state = _STARTED
         self._runtime_waiter: asyncio.Future[Invocation] | None = None
         self._pollers: deque[asyncio.Future[Invocation]] = deque()
@@ -151,6 +161,13 @@ class Sandbox:
     def initialized(self) -> bool:
         """Init is over: the runtime and every registered extension have called `next`."""
         return self.runtime_waiting and all(e.waiting for e in self.extensions.values())
+
+    @property
+    def snapshot_ready(self) -> bool:
+        """SnapStart init is over: the runtime waits in `restore/next` (or, if it ignores
+        SnapStart, in `next`) and every registered extension has called `next`."""
+        runtime_ready = self._runtime_state == _RESTORE_READY or self.runtime_waiting
+        return runtime_ready and all(e.waiting for e in self.extensions.values())
 
     @property
     def quiescent(self) -> bool:
@@ -247,7 +264,7 @@ class Sandbox:
             return await self._poll()
         # A client that dropped its long poll (its waiter got cancelled) may poll again.
         abandoned = self._runtime_waiter is not None and self._runtime_waiter.cancelled()
-        if self._runtime_state not in (_STARTED, _RESPONSE_SENT) and not abandoned:
+        if self._runtime_state not in (_STARTED, _RESPONSE_SENT, _RESTORING) and not abandoned:
             raise _transition_error(self._runtime_state, _READY)
         previous, finished = self._runtime_state, self.current
         self.registration_open = False
@@ -255,6 +272,8 @@ class Sandbox:
         self._runtime_waiter = asyncio.get_running_loop().create_future()
         if previous == _STARTED:
             self.on_runtime_ready()
+        elif previous == _RESTORING:
+            self.on_restored()
         elif previous == _RESPONSE_SENT and finished is not None and not abandoned:
             self.on_runtime_done(finished)
         self._changed()
@@ -290,7 +309,7 @@ class Sandbox:
             )
         if self.concurrent:
             invocation = self._active.get(request_id)
-            if invocation is None:
+            if invocation is None or not _same_attempt(invocation, invocation_id):
                 raise APIError(400, "InvalidRequestID", "Invalid request ID")
             if request_id in self._responding or invocation.result.done():
                 raise _transition_error(_RESPONSE_SENT, _RESPONSE_SENT)
@@ -300,7 +319,7 @@ class Sandbox:
         if self._runtime_state != _RUNNING:
             raise _transition_error(self._runtime_state, _RESPONSE_SENT)
         assert self.current is not None
-        if request_id != self.current.request_id:
+        if request_id != self.current.request_id or not _same_attempt(self.current, invocation_id):
             raise APIError(400, "InvalidRequestID", "Invalid request ID")
         self._runtime_state = _RESPONDING
         self.current.record_response_start()
@@ -329,6 +348,34 @@ class Sandbox:
         self._expired_invocations.add(invocation.invocation_id)
         self._active.pop(invocation.request_id, None)
         self._responding.discard(invocation.request_id)
+        self._changed()
+
+    async def restore_next(self) -> None:
+        """SnapStart: wait across the snapshot until the restore (GET /runtime/restore/next)."""
+        if not self.snap_start:
+            raise APIError(403, "InvalidStateTransition", "SnapStart is not enabled")
+        if self._runtime_state != _STARTED:
+            raise _transition_error(self._runtime_state, _RESTORE_READY)
+        self.registration_open = False
+        self._runtime_state = _RESTORE_READY
+        self._restore_waiter = asyncio.get_running_loop().create_future()
+        self.on_runtime_ready()
+        self._changed()
+        await self._restore_waiter
+        self._runtime_state = _RESTORING
+
+    def restore(self) -> None:
+        """Answer the runtime's `restore/next`: the environment has been restored."""
+        if self._restore_waiter is not None and not self._restore_waiter.done():
+            self._restore_waiter.set_result(None)
+
+    def restore_error(self, error_type: str | None, body: bytes) -> None:
+        """Record a failed restore (POST /runtime/restore/error)."""
+        if self._runtime_state != _RESTORING:
+            raise _transition_error(self._runtime_state, _RESTORE_ERROR)
+        self._runtime_state = _RESTORE_ERROR
+        kept = normalize_error_type(error_type)
+        self.restore_failure = RuntimeResponse(body or b"{}", error_type=kept)
         self._changed()
 
     def init_error(self, error_type: str | None, body: bytes) -> None:
@@ -442,6 +489,12 @@ class Sandbox:
             waiter.set_result(event)
         else:
             extension._pending.append(event)
+
+
+def _same_attempt(invocation: Invocation, invocation_id: str | None) -> bool:
+    """Whether a post's `Lambda-Runtime-Invocation-Id` (if it sent one) names `invocation`: an
+    async retry keeps the request id, so only this tells a stale attempt's result apart."""
+    return invocation_id is None or invocation_id == invocation.invocation_id
 
 
 def _ignore() -> None:

@@ -114,8 +114,15 @@ class RuntimeAPIServer:
             body = await _read_limited(request, MAX_RESPONSE_BYTES)
             sandbox.init_error(request.headers.get(_ERROR_TYPE_HEADER), body)
             return json_response(202, _ACCEPTED)
-        if path in (f"{_RUNTIME}/restore/next", f"{_RUNTIME}/restore/error"):
-            raise APIError(403, "InvalidStateTransition", "SnapStart is not enabled")
+        if path == f"{_RUNTIME}/restore/next" and method == "GET":
+            await sandbox.restore_next()
+            return Response(200, [("Content-Type", "application/json")], b"")
+        if path == f"{_RUNTIME}/restore/error" and method == "POST":
+            if not sandbox.snap_start:
+                raise APIError(403, "InvalidStateTransition", "SnapStart is not enabled")
+            body = await _read_limited(request, MAX_RESPONSE_BYTES)
+            sandbox.restore_error(request.headers.get(_ERROR_TYPE_HEADER), body)
+            return json_response(202, _ACCEPTED)
         if path.startswith(_EXTENSION):
             return await _extension_route(sandbox, request)
         if path.rstrip("/") == _TELEMETRY and method == "PUT":

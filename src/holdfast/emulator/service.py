@@ -30,7 +30,7 @@ from .invocation import (
     RuntimeResponse,
 )
 from .pool import Pool
-from .report import Journal, Report
+from .report import Journal, Observer, Report
 
 T = TypeVar("T")
 
@@ -40,7 +40,8 @@ class Emulator:
 
     Options are the fields of `EmulatorConfig` (`timeout`, `concurrency`, `event_format`, ...);
     the port defaults to 0 here (a free port; see `url`). `log` receives the START/END/REPORT
-    lines and platform notes (default: stdout).
+    lines and platform notes (default: stdout); `observer` is told of each invocation as it
+    starts and ends (see `report.Observer`).
     """
 
     def __init__(
@@ -49,6 +50,7 @@ class Emulator:
         *,
         config: EmulatorConfig | None = None,
         log: Callable[[str], None] | None = None,
+        observer: Observer | None = None,
         **options: Any,
     ) -> None:
         if config is None:
@@ -58,7 +60,7 @@ class Emulator:
         elif command is not None or options:
             raise TypeError("pass either a config or a command and options, not both")
         self.config = config
-        self.journal = Journal(log)
+        self.journal = Journal(log, observer)
         self._pool = Pool(config, self.journal)
         self._front = Front(config, self)
         self._background: set[asyncio.Task[None]] = set()
@@ -89,8 +91,10 @@ class Emulator:
         return self._pool.environments
 
     async def start(self) -> None:
-        """Start listening (environments start on demand, with the first invocations)."""
+        """Start listening (environments start on demand, with the first invocations; with
+        SnapStart the first one takes its snapshot right away)."""
         await self._front.start()
+        await self._pool.prepare()
 
     async def close(self) -> None:
         """Stop listening, then shut every environment down with its shutdown window."""

@@ -42,7 +42,10 @@ def main(argv: list[str]) -> int:
         print(_USAGE, end="", file=sys.stderr)
         return 2
     if not address:
-        print("holdfast run: AWS_LAMBDA_RUNTIME_API is not set", file=sys.stderr)
+        print(
+            "holdfast run: AWS_LAMBDA_RUNTIME_API is not set (this is not Lambda)", file=sys.stderr
+        )
+        print(f"  hint: to run it locally: holdfast dev {spec}", file=sys.stderr)
         return 2
     _prepare_process()
     return _run(spec, address)

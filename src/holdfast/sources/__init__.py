@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from holdfast._types import LambdaEvent
+from holdfast._types import LambdaContext, LambdaEvent
 from holdfast.sources._http import HTTPRequest, HTTPResponse
 from holdfast.sources.alb import ALB
 from holdfast.sources.apigw_v1 import APIGatewayV1
@@ -20,10 +20,16 @@ __all__ = ["Codecs", "EventCodec", "HTTPRequest", "HTTPResponse"]
 
 class EventCodec(Protocol):
     name: str
+    #: The largest serialised response the source accepts (Lambda's 6 MB, ALB's 1 MB).
+    max_response_bytes: int
 
-    def decode(self, event: LambdaEvent, base_path: str) -> HTTPRequest: ...
+    def decode(
+        self, event: LambdaEvent, base_path: str, context: LambdaContext = None
+    ) -> HTTPRequest: ...
 
     def encode(self, response: HTTPResponse) -> dict[str, Any]: ...
+
+    def too_large(self, result: dict[str, Any]) -> bool: ...
 
 
 class Codecs:

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from holdfast._types import LambdaEvent
+from holdfast._types import LambdaContext, LambdaEvent
 from holdfast.sources._http import (
+    ALB_RESPONSE_LIMIT,
+    DECODE_ERRORS,
     HTTPRequest,
     HTTPResponse,
+    as_invalid_event,
     build_request,
     encode_body,
+    exceeds,
     grouped_headers,
-    headers_from_multi,
     headers_from_single,
+    merged_headers,
+    merged_params,
+    method_of,
+    optional,
     query_from_encoded,
     request_body,
     require,
@@ -20,6 +27,7 @@ from holdfast.sources._http import (
     split_path,
     status_description,
 )
+from holdfast.sources.platform import platform_headers
 
 _SOURCE = "ALB"
 
@@ -29,6 +37,8 @@ class ALB:
     both requests and responses use ``multiValueHeaders``; otherwise single values only."""
 
     name = "alb"
+    #: "The maximum size of the response JSON that the Lambda function can send is 1 MB."
+    max_response_bytes = ALB_RESPONSE_LIMIT
 
     def __init__(self, text_mime_types: frozenset[str] = frozenset(), *, multi_value: bool) -> None:
         self.text_mime_types = text_mime_types
@@ -43,15 +53,28 @@ class ALB:
     def is_multi_value(event: LambdaEvent) -> bool:
         return "multiValueHeaders" in event
 
-    def decode(self, event: LambdaEvent, base_path: str) -> HTTPRequest:
-        method = require(event, "httpMethod", str, _SOURCE)
+    def decode(
+        self, event: LambdaEvent, base_path: str, context: LambdaContext = None
+    ) -> HTTPRequest:
+        try:
+            return self._decode(event, base_path, context)
+        except DECODE_ERRORS as exc:
+            raise as_invalid_event(_SOURCE, exc)  # noqa: B904 - it sets the cause
+
+    def _decode(self, event: LambdaEvent, base_path: str, context: LambdaContext) -> HTTPRequest:
+        method = method_of(require(event, "httpMethod", str, _SOURCE), _SOURCE)
+        single_headers = event.get("headers")
+        params: Any = event.get("queryStringParameters")
         if self.multi_value:
-            headers = headers_from_multi(event.get("multiValueHeaders"))
-            params = event.get("multiValueQueryStringParameters")
+            # ALB sends only the multi-value forms in this mode; keep what a hand-made event
+            # put in the single-value ones instead of losing it.
+            headers = merged_headers(single_headers, event.get("multiValueHeaders"))
+            params = merged_params(params, event.get("multiValueQueryStringParameters"))
         else:
-            headers = headers_from_single(event.get("headers"))
-            params = event.get("queryStringParameters")
-        path = split_path(str(event.get("path") or "/"), encoded=True, base_path=base_path)
+            headers = headers_from_single(single_headers)
+        path = split_path(
+            optional(event, "path", str, _SOURCE) or "/", encoded=True, base_path=base_path
+        )
         return build_request(
             method,
             headers,
@@ -59,6 +82,7 @@ class ALB:
             # ALB passes query parameters URL-encoded as the client sent them.
             query_from_encoded(params),
             request_body(event, "body", "isBase64Encoded"),
+            platform=platform_headers(event, context),
             default_scheme="http",
         )
 
@@ -76,3 +100,7 @@ class ALB:
         else:
             result["headers"] = single_value_headers(grouped)
         return result
+
+    def too_large(self, result: dict[str, Any]) -> bool:
+        """Whether the load balancer would refuse ``result`` (an encoded response) for its size."""
+        return exceeds(result, self.max_response_bytes)

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from holdfast._types import LambdaEvent
+from holdfast._types import LambdaContext, LambdaEvent
 from holdfast.sources._http import (
+    DECODE_ERRORS,
+    LAMBDA_RESPONSE_LIMIT,
     HTTPRequest,
     HTTPResponse,
+    as_invalid_event,
     build_request,
     encode_body,
+    exceeds,
     grouped_headers,
-    headers_from_multi,
-    headers_from_single,
+    merged_headers,
+    merged_params,
+    method_of,
+    optional,
     query_from_decoded,
     request_body,
     require,
     split_path,
 )
+from holdfast.sources.platform import platform_headers
 
 _SOURCE = "REST API v1"
 
@@ -26,6 +33,8 @@ class APIGatewayV1:
     """Payload 1.0: single and multi-value headers and query parameters, stage outside ``path``."""
 
     name = "apigw_v1"
+    #: Lambda's limit; API Gateway accepts more than Lambda returns.
+    max_response_bytes = LAMBDA_RESPONSE_LIMIT
 
     def __init__(self, text_mime_types: frozenset[str] = frozenset()) -> None:
         self.text_mime_types = text_mime_types
@@ -40,22 +49,34 @@ class APIGatewayV1:
             and event.get("version", "1.0") == "1.0"
         )
 
-    def decode(self, event: LambdaEvent, base_path: str) -> HTTPRequest:
-        context = require(event, "requestContext", dict, _SOURCE)
-        method = require(event, "httpMethod", str, _SOURCE)
-        multi = event.get("multiValueHeaders")
-        headers = headers_from_multi(multi) if multi else headers_from_single(event.get("headers"))
-        full_path, mount = _full_path(event, context)
+    def decode(
+        self, event: LambdaEvent, base_path: str, context: LambdaContext = None
+    ) -> HTTPRequest:
+        try:
+            return self._decode(event, base_path, context)
+        except DECODE_ERRORS as exc:
+            raise as_invalid_event(_SOURCE, exc)  # noqa: B904 - it sets the cause
+
+    def _decode(self, event: LambdaEvent, base_path: str, context: LambdaContext) -> HTTPRequest:
+        request_context = require(event, "requestContext", dict, _SOURCE)
+        method = method_of(require(event, "httpMethod", str, _SOURCE), _SOURCE)
+        # API Gateway sends every header and parameter in both forms; an event that lost one
+        # from the multi-value form keeps it from the single-value one.
+        headers = merged_headers(event.get("headers"), event.get("multiValueHeaders"))
+        params = merged_params(
+            event.get("queryStringParameters"), event.get("multiValueQueryStringParameters")
+        )
+        full_path, mount = _full_path(event, request_context)
         path = split_path(full_path, encoded=_encodes_path(event), mount=mount, base_path=base_path)
-        params = event.get("multiValueQueryStringParameters") or event.get("queryStringParameters")
-        identity = context.get("identity") or {}
+        identity = optional(request_context, "identity", dict, _SOURCE) or {}
         return build_request(
             method,
             headers,
             path,
             query_from_decoded(params),
             request_body(event, "body", "isBase64Encoded"),
-            source_ip=identity.get("sourceIp"),
+            platform=platform_headers(event, context),
+            source_ip=optional(identity, "sourceIp", str, _SOURCE),
         )
 
     def encode(self, response: HTTPResponse) -> dict[str, Any]:
@@ -69,17 +90,21 @@ class APIGatewayV1:
             "isBase64Encoded": is_base64,
         }
 
+    def too_large(self, result: dict[str, Any]) -> bool:
+        """Whether Lambda would refuse ``result`` (an encoded response) for its size."""
+        return exceeds(result, self.max_response_bytes)
+
 
 def _encodes_path(event: LambdaEvent) -> bool:
     # REST APIs pass the path percent-encoded as sent; HTTP APIs (even at payload 1.0) decode it.
     return "version" not in event
 
 
-def _full_path(event: LambdaEvent, context: dict[str, Any]) -> tuple[str, str]:
+def _full_path(event: LambdaEvent, request_context: dict[str, Any]) -> tuple[str, str]:
     """``(full path, mount)``: REST keeps the stage (or base path mapping) out of ``path`` and
     puts the path the client asked for in ``requestContext.path``."""
-    path = str(event.get("path") or "/")
-    requested = context.get("path")
+    path = optional(event, "path", str, _SOURCE) or "/"
+    requested = request_context.get("path")
     if not isinstance(requested, str) or requested == path:
         return path, ""
     if path == "/":

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from holdfast._types import LambdaEvent
-from holdfast.errors import InvalidEvent
+from holdfast._types import LambdaContext, LambdaEvent
 from holdfast.sources._http import (
+    DECODE_ERRORS,
+    LAMBDA_RESPONSE_LIMIT,
     HTTPRequest,
     HTTPResponse,
+    as_invalid_event,
     build_request,
-    cookie_header,
     encode_body,
+    exceeds,
     header_text,
+    header_value,
     headers_from_single,
+    method_of,
+    optional,
+    raw_query,
     request_body,
     require,
     split_path,
+    wrong_type,
 )
+from holdfast.sources.platform import platform_headers
 
 _SOURCE = "HTTP API v2"
 
@@ -26,6 +34,8 @@ class APIGatewayV2:
     """Payload 2.0: comma-joined headers, a ``cookies`` array, ``rawQueryString`` as sent."""
 
     name = "apigw_v2"
+    #: Lambda's limit; API Gateway and Function URLs accept more than Lambda returns.
+    max_response_bytes = LAMBDA_RESPONSE_LIMIT
 
     def __init__(self, text_mime_types: frozenset[str] = frozenset()) -> None:
         self.text_mime_types = text_mime_types
@@ -35,31 +45,40 @@ class APIGatewayV2:
         context = event.get("requestContext")
         return event.get("version") == "2.0" and isinstance(context, dict) and "http" in context
 
-    def decode(self, event: LambdaEvent, base_path: str) -> HTTPRequest:
-        context = require(event, "requestContext", dict, _SOURCE)
-        http = require(context, "http", dict, _SOURCE)
-        method = require(http, "method", str, _SOURCE)
+    def decode(
+        self, event: LambdaEvent, base_path: str, context: LambdaContext = None
+    ) -> HTTPRequest:
+        try:
+            return self._decode(event, base_path, context)
+        except DECODE_ERRORS as exc:
+            raise as_invalid_event(_SOURCE, exc)  # noqa: B904 - it sets the cause
+
+    def _decode(self, event: LambdaEvent, base_path: str, context: LambdaContext) -> HTTPRequest:
+        request_context = require(event, "requestContext", dict, _SOURCE)
+        http = require(request_context, "http", dict, _SOURCE)
+        method = method_of(require(http, "method", str, _SOURCE), _SOURCE)
         headers = headers_from_single(event.get("headers"))
-        cookies = event.get("cookies")
-        if cookies:
-            if not isinstance(cookies, list):
-                raise InvalidEvent(f"{_SOURCE} event: 'cookies' must be a list of strings")
-            headers.append(cookie_header(cookies))
+        _add_cookies(headers, event.get("cookies"))
         # Function URLs keep the path percent-encoded as sent; HTTP APIs decode it first.
-        encoded = ".lambda-url." in str(context.get("domainName", ""))
-        raw_path = event.get("rawPath") or http.get("path") or "/"
+        domain = optional(request_context, "domainName", str, _SOURCE) or ""
+        raw_path = (
+            optional(event, "rawPath", str, _SOURCE) or optional(http, "path", str, _SOURCE) or "/"
+        )
         # A named HTTP API stage stands at the front of rawPath: the app is mounted below it.
-        stage = context.get("stage")
+        stage = optional(request_context, "stage", str, _SOURCE)
         mount = f"/{stage}" if stage and stage != "$default" else ""
-        path = split_path(str(raw_path), encoded=encoded, mount=mount, base_path=base_path)
-        query = event.get("rawQueryString") or ""
+        path = split_path(
+            raw_path, encoded=".lambda-url." in domain, mount=mount, base_path=base_path
+        )
+        query = optional(event, "rawQueryString", str, _SOURCE) or ""
         return build_request(
             method,
             headers,
             path,
-            query.encode("utf-8"),
+            raw_query(query),
             request_body(event, "body", "isBase64Encoded"),
-            source_ip=http.get("sourceIp"),
+            platform=platform_headers(event, context),
+            source_ip=optional(http, "sourceIp", str, _SOURCE),
         )
 
     def encode(self, response: HTTPResponse) -> dict[str, Any]:
@@ -84,3 +103,24 @@ class APIGatewayV2:
         if cookies:
             result["cookies"] = cookies
         return result
+
+    def too_large(self, result: dict[str, Any]) -> bool:
+        """Whether Lambda would refuse ``result`` (an encoded response) for its size."""
+        return exceeds(result, self.max_response_bytes)
+
+
+def _add_cookies(headers: list[tuple[bytes, bytes]], cookies: Any) -> None:
+    """One ``cookie`` header from the ``cookies`` array and any ``cookie`` header.
+
+    API Gateway moves every Cookie header into ``cookies`` (so the two never meet in a real
+    event); a hand-made event with both still gives the app a single header, as HTTP/1.1 does.
+    """
+    if not cookies:
+        return
+    if not isinstance(cookies, list) or not all(isinstance(c, str) for c in cookies):
+        raise wrong_type(f"{_SOURCE} event: 'cookies'", "a list of strings", cookies)
+    values = [value for name, value in headers if name == b"cookie"]
+    if values:
+        headers[:] = [(name, value) for name, value in headers if name != b"cookie"]
+    joined = b"; ".join([*values, *(header_value(cookie) for cookie in cookies)])
+    headers.append((b"cookie", joined))

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from holdfast._types import LambdaEvent
+from holdfast._types import LambdaContext, LambdaEvent
 from holdfast.sources._http import (
+    DECODE_ERRORS,
+    LAMBDA_RESPONSE_LIMIT,
     HTTPRequest,
     HTTPResponse,
+    as_invalid_event,
     build_request,
     encode_body,
+    exceeds,
     grouped_headers,
     headers_from_multi,
+    method_of,
     query_from_decoded,
+    raw_query,
     request_body,
     require,
     single_value_headers,
     split_path,
     status_description,
 )
+from holdfast.sources.platform import platform_headers
 
 
 class VPCLattice:
@@ -26,6 +33,7 @@ class VPCLattice:
     and list-valued headers and query parameters. Both answer ALB-style single-value headers."""
 
     name = "lattice"
+    max_response_bytes = LAMBDA_RESPONSE_LIMIT
 
     def __init__(self, text_mime_types: frozenset[str] = frozenset(), *, version: int) -> None:
         self.text_mime_types = text_mime_types
@@ -40,21 +48,41 @@ class VPCLattice:
             return 2
         return None
 
-    def decode(self, event: LambdaEvent, base_path: str) -> HTTPRequest:
+    def decode(
+        self, event: LambdaEvent, base_path: str, context: LambdaContext = None
+    ) -> HTTPRequest:
         source = f"VPC Lattice v{self.version}"
-        method = require(event, "method", str, source)
-        headers = headers_from_multi(event.get("headers"))
+        try:
+            return self._decode(event, base_path, context, source)
+        except DECODE_ERRORS as exc:
+            raise as_invalid_event(source, exc)  # noqa: B904 - it sets the cause
+
+    def _decode(
+        self, event: LambdaEvent, base_path: str, context: LambdaContext, source: str
+    ) -> HTTPRequest:
+        method = method_of(require(event, "method", str, source), source)
+        headers = headers_from_multi(event.get("headers"), "headers")
         if self.version == 1:
             target, _, query = require(event, "raw_path", str, source).partition("?")
-            params = event.get("query_string_parameters")
+            params_key = "query_string_parameters"
             body = request_body(event, "body", "is_base64_encoded")
         else:
             target, query = require(event, "path", str, source), ""
-            params = event.get("queryStringParameters")
+            params_key = "queryStringParameters"
             body = request_body(event, "body", "isBase64Encoded")
         path = split_path(target, encoded=True, base_path=base_path)
-        query_string = query.encode("utf-8") if query else query_from_decoded(params)
-        return build_request(method, headers, path, query_string, body)
+        if query:
+            query_string = raw_query(query)
+        else:
+            query_string = query_from_decoded(event.get(params_key), params_key)
+        return build_request(
+            method,
+            headers,
+            path,
+            query_string,
+            body,
+            platform=platform_headers(event, context),
+        )
 
     def encode(self, response: HTTPResponse) -> dict[str, Any]:
         body, is_base64 = encode_body(response.body, response.headers, self.text_mime_types)
@@ -65,3 +93,7 @@ class VPCLattice:
             "body": body,
             "isBase64Encoded": is_base64,
         }
+
+    def too_large(self, result: dict[str, Any]) -> bool:
+        """Whether Lambda would refuse ``result`` (an encoded response) for its size."""
+        return exceeds(result, self.max_response_bytes)

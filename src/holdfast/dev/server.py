@@ -1,0 +1,416 @@
+"""The `holdfast dev` server: the app on a local Lambda, its task workers, reloads, the dashboard.
+
+One listener on 127.0.0.1 answers everything: ``/_holdfast...`` is the dashboard, the rest goes
+to the emulator's front (HTTP requests become events; the Invoke API works as usual). Behind the
+front is the *current* emulator: a reload starts a new one with the new code, and the old one
+finishes what it was doing, then shuts down. The queue is durable, so a reload loses no task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from holdfast.emulator._http import HTTPServer, Request, Response
+from holdfast.emulator.config import EmulatorConfig, EventFormat, InvokeMode
+from holdfast.emulator.front import Front
+from holdfast.emulator.invocation import InvokeRequest, RuntimeResponse
+from holdfast.emulator.service import Emulator
+
+from .console import Console
+from .dashboard import PREFIX, Dashboard
+from .leftovers import LeftOvers
+from .probe import PROBE_ENV
+from .timeline import Timeline
+from .worker import FEED_ENV
+
+# What `holdfast dev` invokes once at start (and after each reload) to initialise the app, as a
+# provisioned environment would be: the init is what counts, the answer is not the app's.
+WARM_UP_EVENT = {"holdfast": "warm-up", "source": "holdfast.dev"}
+_INVOKE_API = "/2015-03-31/functions/"
+
+
+class StartError(Exception):
+    """`holdfast dev` cannot start: one line, and a hint."""
+
+    def __init__(self, message: str, hint: str | None = None, details: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details = list(details)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What `holdfast dev` was asked to do (see `holdfast dev --help`)."""
+
+    app: str
+    port: int = 8000
+    worker: bool = True
+    reload: bool = True
+    watch: Sequence[str] = (".",)
+    timeout: float = 30.0
+    memory: int = 512
+    event_format: EventFormat = "v2"
+    invoke_mode: InvokeMode = "buffered"
+    concurrency: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+    grace: float = 10.0
+
+
+@dataclass
+class _Exchange:
+    """One HTTP request on its way through the front: what the timeline needs to know of it."""
+
+    method: str
+    path: str
+    request_id: str | None = None
+
+
+_EXCHANGE: ContextVar[_Exchange | None] = ContextVar("holdfast_dev_exchange", default=None)
+
+
+class Switchboard:
+    """The front's dispatcher: tells the timeline what each invocation is, then passes it on to
+    the current emulator."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        self._timeline = timeline
+        self.emulator: Emulator | None = None
+
+    async def call(self, request: InvokeRequest) -> RuntimeResponse:
+        exchange = _EXCHANGE.get()
+        if exchange is not None:
+            exchange.request_id = request.request_id
+            self._expect(request, "http", exchange.method, exchange.path)
+        else:
+            self._expect(request, "invoke", None, None)
+        assert self.emulator is not None
+        return await self.emulator.call(request)
+
+    def call_async(self, request: InvokeRequest) -> None:
+        self._expect(request, "invoke", None, None)
+        assert self.emulator is not None
+        self.emulator.call_async(request)
+
+    def _expect(
+        self, request: InvokeRequest, kind: str, method: str | None, path: str | None
+    ) -> None:
+        self._timeline.expect(request.request_id, kind=kind, method=method, path=path)
+
+
+class WorkerProcess:
+    """`python -m holdfast.dev.worker APP` in its own process group, its feed read into the
+    timeline. Ctrl-C in the terminal reaches only `holdfast dev`, which stops it in order."""
+
+    def __init__(self, process: asyncio.subprocess.Process, reader: asyncio.Task[None]) -> None:
+        self._process = process
+        self._reader = reader
+
+    @classmethod
+    async def start(cls, app: str, timeline: Timeline, env: dict[str, str]) -> WorkerProcess:
+        read_fd, write_fd = os.pipe()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "holdfast.dev.worker",
+                app,
+                pass_fds=(write_fd,),
+                env={**os.environ, **env, FEED_ENV: str(write_fd)},
+                process_group=0,
+            )
+        finally:
+            os.close(write_fd)
+        reader = asyncio.create_task(_read_feed(read_fd, timeline))
+        return cls(process, reader)
+
+    async def stop(self, grace: float) -> None:
+        """SIGTERM (running tasks finish), SIGKILL after `grace` seconds."""
+        if self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self._process.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self._process.kill()
+                await self._process.wait()
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+
+
+async def _read_feed(fd: int, timeline: Timeline) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    with os.fdopen(fd, "rb") as pipe:
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+        try:
+            while line := await reader.readline():
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    continue
+                if message.get("type") == "task":
+                    timeline.task(message["status"])
+                elif message.get("type") == "queues":
+                    timeline.set_queues(message["queues"])
+        finally:
+            transport.close()
+
+
+class DevServer:
+    """Everything `holdfast dev` runs; `start`, then `serve_until` a stop, then `close`."""
+
+    def __init__(self, options: Options, console: Console) -> None:
+        self._options = options
+        self._console = console
+        self._workdir = tempfile.mkdtemp(prefix="holdfast-dev-")
+        self._leftovers = LeftOvers(os.path.join(self._workdir, "probe.jsonl"))
+        self.timeline = Timeline(self._leftovers, on_complete=console.invocation)
+        self.timeline.app = options.app
+        self._switchboard = Switchboard(self.timeline)
+        self._config = self._emulator_config(options.port)
+        self._front = Front(self._config, self._switchboard)
+        self._dashboard = Dashboard(self.timeline)
+        self._server = HTTPServer(self._handle, "127.0.0.1", options.port)
+        self._emulator: Emulator | None = None
+        self._worker: WorkerProcess | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._generation = 0
+
+    @property
+    def url(self) -> str:
+        """`http://127.0.0.1:PORT`."""
+        return f"http://127.0.0.1:{self._server.port}"
+
+    # -- start -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen, initialise the app, start its workers; `StartError` if any of it fails."""
+        try:
+            await self._server.start()
+        except OSError as exc:
+            port = self._options.port
+            if exc.errno == errno.EADDRINUSE:
+                raise StartError(
+                    f"port {port} is already in use",
+                    f"stop what listens there, or pick another port: --port {port + 1}",
+                ) from None
+            raise StartError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+        # The front builds events with the port clients reached (X-Forwarded-Port).
+        self._config = self._emulator_config(self._server.port)
+        self._front = Front(self._config, self._switchboard)
+        failure = await self._start_app()
+        if failure is not None:
+            await self.close(grace=0.0)
+            raise failure
+
+    async def _start_app(self) -> StartError | None:
+        """A new emulator for the current code, initialised; its worker when init succeeded."""
+        emulator = Emulator(config=self._config, log=self._platform_line, observer=self.timeline)
+
+        def pgid_of(environment_id: int) -> int | None:
+            found = [e.pgid for e in emulator.environments if e.id == environment_id]
+            return found[0] if found else None
+
+        self.timeline.pgid_of = pgid_of
+        self._switchboard.emulator = self._emulator = emulator
+        failure = await self._warm_up(emulator)
+        if failure is None and self._options.worker:
+            self._worker = await WorkerProcess.start(
+                self._options.app, self.timeline, dict(self._options.env)
+            )
+        return failure
+
+    async def _warm_up(self, emulator: Emulator) -> StartError | None:
+        request = InvokeRequest(json.dumps(WARM_UP_EVENT).encode())
+        self.timeline.expect(request.request_id, kind="init", method=None, path=None)
+        response = await (await emulator.call(request)).buffered()
+        await emulator.wait_idle()  # frozen: the init line comes before the "listening" one
+        entry = self.timeline.entry(request.request_id)
+        outcome = entry.record.outcome if entry is not None and entry.record else "running"
+        if outcome in ("running", "frozen"):
+            return None
+        failure = init_failure(self._options.app, outcome, response)
+        if not failure.details and response.error_type == "Runtime.ImportModuleError":
+            failure.details = await import_trace(self._options.app)
+        return failure
+
+    # -- serve -------------------------------------------------------------------------------
+
+    async def serve_until(self, stop: asyncio.Event) -> None:
+        """Serve (and reload on code changes) until `stop` is set."""
+        watcher = asyncio.create_task(self._watch(stop)) if self._options.reload else None
+        try:
+            await stop.wait()
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _handle(self, request: Request) -> Response:
+        if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
+            return await self._dashboard.handle(request)
+        if request.path.startswith(_INVOKE_API):
+            return await self._front.handle(request)
+        path = request.path + (f"?{request.query}" if request.query else "")
+        exchange = _Exchange(request.method, path)
+        token = _EXCHANGE.set(exchange)
+        status: int | None = None
+        try:
+            response = await self._front.handle(request)
+            status = response.status
+            return response
+        finally:
+            _EXCHANGE.reset(token)
+            if exchange.request_id is not None:
+                self.timeline.answered(exchange.request_id, status)
+
+    def _platform_line(self, line: str) -> None:
+        # START/END/REPORT become the console's own invocation lines; other notes stay.
+        if not line.startswith(("START RequestId", "END RequestId", "REPORT RequestId")):
+            self._console.say(line, "dim")
+
+    # -- reload ------------------------------------------------------------------------------
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        from watchfiles import PythonFilter, awatch
+
+        paths = [os.path.abspath(path) for path in self._options.watch]
+        async for changes in awatch(*paths, watch_filter=PythonFilter(), stop_event=stop):
+            names = sorted({os.path.relpath(path) for _, path in changes})
+            await self.reload(names)
+
+    async def reload(self, changes: Sequence[str]) -> None:
+        """Start the app anew with the current code; the old one finishes its work, then stops."""
+        self._generation += 1
+        self.timeline.reloaded(self._generation, list(changes))
+        self._console.say(f"reloading ({', '.join(changes) or 'requested'})", "cyan")
+        old_emulator, old_worker = self._emulator, self._worker
+        self._worker = None
+        failure = await self._start_app()
+        for retiring in (old_emulator, old_worker):
+            if retiring is not None:
+                task = asyncio.create_task(self._retire(retiring))
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+        if failure is not None:
+            self._report(failure)
+            self._console.say("fix the code and save: holdfast dev reloads it", "yellow")
+        else:
+            self._console.say("reloaded", "green")
+
+    async def _retire(self, part: Emulator | WorkerProcess) -> None:
+        grace = self._options.grace
+        if isinstance(part, WorkerProcess):
+            await part.stop(grace)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(part.wait_idle(), grace)
+        await part.close()
+
+    def _report(self, failure: StartError) -> None:
+        self._console.error(failure.message)
+        for line in failure.details:
+            self._console.say(line, "dim")
+        if failure.hint:
+            self._console.say(f"hint: {failure.hint}", "yellow")
+
+    # -- stop --------------------------------------------------------------------------------
+
+    async def close(self, grace: float | None = None) -> None:
+        """Stop listening; running invocations and tasks get `grace` seconds, then stop."""
+        grace = self._options.grace if grace is None else grace
+        await self._server.close()
+        emulator, worker = self._emulator, self._worker
+        waits: list[Any] = []
+        if emulator is not None:
+            waits.append(asyncio.wait_for(emulator.wait_idle(), grace))
+        if worker is not None:
+            waits.append(worker.stop(grace))
+        await asyncio.gather(*waits, *self._retiring, return_exceptions=True)
+        if emulator is not None:
+            await emulator.close()
+        self._leftovers.close()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def _emulator_config(self, port: int) -> EmulatorConfig:
+        options = self._options
+        return EmulatorConfig(
+            command=[sys.executable, "-m", "holdfast.dev.probe", options.app],
+            host="127.0.0.1",
+            port=port,
+            event_format=options.event_format,
+            timeout=options.timeout,
+            memory=options.memory,
+            concurrency=options.concurrency,
+            invoke_mode=options.invoke_mode,
+            env={**options.env, PROBE_ENV: self._leftovers.path},
+            handler=options.app,
+        )
+
+
+def init_failure(app: str, outcome: str, response: RuntimeResponse) -> StartError:
+    """What to say when the app's init failed: the error, its file and line, a hint."""
+    try:
+        body = json.loads(response.body) if isinstance(response.body, bytes) else {}
+    except ValueError:
+        body = {}
+    error_type = str(body.get("errorType") or response.error_type or "Runtime.Unknown")
+    message = str(body.get("errorMessage") or "")
+    trace = [str(line).rstrip() for line in body.get("stackTrace") or []]
+    module, _, attr = app.partition(":")
+    hints = {
+        "Runtime.ImportModuleError": f"is {module!r} importable from {os.getcwd()}? "
+        "(run holdfast dev from the directory that holds it)",
+        "Runtime.HandlerNotFound": f"check the name after the colon: {attr!r} in {module!r}",
+        "Runtime.MalformedHandlerName": "write it as MODULE:ATTR, e.g. app:app",
+        "Runtime.UserCodeSyntaxError": "fix the syntax error at the line shown",
+    }
+    if outcome == "timeout":
+        hint = "init took longer than Lambda allows (10 s): see `holdfast coldstart`"
+        return StartError(f"the app did not finish init in time ({error_type})", hint, trace)
+    hint = hints.get(error_type, "the traceback above shows where the app failed to start")
+    return StartError(f"the app failed to start: {error_type}: {message}", hint, trace)
+
+
+async def import_trace(app: str) -> list[str]:
+    """Where an import failed: Lambda's ImportModuleError carries no traceback, so the app's
+    module is imported once more in a fresh interpreter to show the file and line."""
+    module = app.partition(":")[0] if ":" in app else app.rpartition(".")[0]
+    code = "import sys; sys.path.insert(0, ''); __import__(sys.argv[1])"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        code,
+        module.replace("/", "."),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await process.communicate()
+    lines = stderr.decode(errors="replace").splitlines()
+    frames = [
+        index
+        for index, line in enumerate(lines)
+        if line.startswith('  File "') and "<frozen " not in line and '"<string>"' not in line
+    ]
+    trace = []
+    for index in frames[-3:]:
+        trace.append(lines[index].strip())
+        if index + 1 < len(lines) and lines[index + 1].startswith("    "):
+            trace.append("  " + lines[index + 1].strip())
+    return trace

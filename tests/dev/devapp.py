@@ -1,0 +1,54 @@
+"""The app the `holdfast dev` tests run (copied into a temporary directory as app.py)."""
+
+import asyncio
+import os
+import threading
+import time
+
+from fastapi import BackgroundTasks, FastAPI
+
+import holdfast
+from holdfast.tasks import TaskQueue
+
+app = FastAPI()
+queue = TaskQueue(os.environ["DEVAPP_QUEUE"])
+app.include_router(queue.router(public=True))
+VERSION = "one"
+
+
+@queue.task(name="devapp.double")
+async def double(n: int, seconds: float = 0.2) -> int:
+    await asyncio.sleep(seconds)
+    return n * 2
+
+
+@app.get("/")
+async def index() -> dict[str, str]:
+    return {"version": VERSION}
+
+
+@app.get("/after")
+async def after(tasks: BackgroundTasks) -> dict[str, bool]:
+    tasks.add_task(asyncio.sleep, 0.3)
+    return {"after": True}
+
+
+@app.get("/leak")
+async def leak() -> dict[str, bool]:
+    threading.Thread(target=time.sleep, args=(30,), name="mailer", daemon=True).start()
+    return {"leak": True}
+
+
+@app.post("/double")
+async def defer(n: int = 21, seconds: float = 0.2) -> dict[str, str]:
+    handle = await double.defer(n, seconds)
+    return {"id": handle.id}
+
+
+@app.get("/slow-after")
+async def slow_after(tasks: BackgroundTasks) -> dict[str, bool]:
+    tasks.add_task(asyncio.sleep, 60)
+    return {"slow": True}
+
+
+handler = holdfast.Adapter(app)

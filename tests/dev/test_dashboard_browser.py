@@ -1,0 +1,88 @@
+"""The dashboard in a real browser: Debian's chromium, driven by Playwright, headless.
+
+Never skipped: without /usr/bin/chromium this test fails (`make test` installs it).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dev_support import Dev
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "build" / "dashboard.png"
+
+
+@pytest.fixture
+def browser_page() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    profile = tempfile.mkdtemp(prefix="holdfast-chromium-")
+    try:
+        with sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                profile,
+                executable_path=CHROMIUM,
+                headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+                viewport={"width": 1400, "height": 900},
+            )
+            try:
+                yield context.new_page()
+            finally:
+                context.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_dashboard_shows_invocations_segments_and_tasks_live(
+    dev: Dev, browser_page: object
+) -> None:
+    from playwright.sync_api import Page, expect
+
+    page = browser_page
+    assert isinstance(page, Page)
+    page.goto(f"{dev.url}/_holdfast")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    # The init row from the start is in the snapshot.
+    expect(page.locator('[data-testid=invocation][data-kind="init"]')).to_have_count(1)
+
+    # Requests made while the page is open arrive through server-sent events.
+    assert dev.json("/") == {"version": "one"}
+    assert dev.json("/after") == {"after": True}
+    task_id = dev.json("/double?n=5", "POST")["id"]  # type: ignore[index]
+    assert dev.json("/leak") == {"leak": True}
+
+    rows = page.locator('[data-testid=invocation][data-kind="http"]')
+    expect(rows).to_have_count(4)
+    after_row = rows.filter(has_text="/after")
+    expect(after_row).to_have_attribute("data-outcome", "frozen")
+    # Two segments: the response, then the work after it (0.3 s of BackgroundTask).
+    expect(after_row.locator(".seg-response")).to_have_count(1)
+    segment = after_row.locator(".seg-after")
+    expect(segment).to_have_count(1)
+    assert "after the response" in (segment.get_attribute("title") or "")
+    # Rows are re-rendered as events arrive: read the widths from the markup, not the layout.
+    response_width, after_width = (
+        float((after_row.locator(s).get_attribute("style") or "").split("width:")[1].rstrip("%"))
+        for s in (".seg-response", ".seg-after")
+    )
+    assert after_width > response_width
+    expect(after_row.locator(".freeze")).to_have_count(1)
+    # Work left running at the freeze is named, with where it started.
+    leak_row = rows.filter(has_text="/leak")
+    expect(leak_row.locator("[data-testid=left-running]")).to_contain_text("app.py:")
+
+    task = page.locator(f'[data-testid=task][data-id="{task_id}"]')
+    expect(task).to_have_attribute("data-state", "succeeded", timeout=30_000)
+    expect(task).to_contain_text(f"/tasks/{task_id}")
+
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert SCREENSHOT.stat().st_size > 10_000
