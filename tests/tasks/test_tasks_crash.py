@@ -30,10 +30,8 @@ def test_sqlite_workers_killed_lose_nothing_and_statuses_agree(tmp_path):
     assert report.mismatches == [], report.summary()
 
 
-def test_sqs_workers_killed_lose_nothing_and_statuses_agree(moto_endpoint, tmp_path):
-    from conftest import AwsResources
-
-    aws = AwsResources(moto_endpoint, max_receive=10)
+def test_sqs_workers_killed_lose_nothing_and_statuses_agree(make_aws, moto_endpoint, tmp_path):
+    aws = make_aws(max_receive=10)
     url = aws.url(wait=1)
     queue = TaskQueue(url, endpoint_url=moto_endpoint, visibility_timeout=2.0)
     run = CrashRun(
