@@ -26,11 +26,10 @@ from asyncio import events
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from holdfast import extension
+from holdfast import config, extension, rewrite
 from holdfast import pending as _pending
 from holdfast._types import ASGIApp, LambdaContext, Receive, Scope, Send
 from holdfast.bridge import AppEnded, BufferedSink, Exchange, StreamSink
-from holdfast.config import normalize_base_path, parse_status_codes, setting
 from holdfast.dispatch import (
     OTHER_SOURCES,
     TASK_MESSAGES,
@@ -85,16 +84,23 @@ class Adapter:
         error_status_codes: str | Iterable[int] | None = None,
         exclude_headers: Iterable[str] | None = None,
         drain_margin: float = DEFAULT_DRAIN_MARGIN,
+        compression: bool | None = None,
+        authorization_source: str | None = None,
+        pass_through_path: str | None = None,
     ) -> None:
         #: The app as it was given (an ASGI app, or the WSGI app passed as ``app`` or ``wsgi``).
         self.given: Any = app if app is not None else wsgi
-        self.app = as_asgi(app, wsgi)
-        self.base_path = normalize_base_path(
-            base_path if base_path is not None else setting("BASE_PATH")
+        self.base_path = config.base_path(base_path)
+        self.error_status_codes = config.error_status_codes(error_status_codes)
+        # Settings that rewrite requests or responses wrap the app (only when one is set).
+        self.app = rewrite.wrap(
+            as_asgi(app, wsgi),
+            authorization_source=authorization_source,
+            compress=compression,
+            keep_statuses=self.error_status_codes,
         )
-        self.error_status_codes = parse_status_codes(
-            error_status_codes if error_status_codes is not None else setting("ERROR_STATUS_CODES")
-        )
+        #: Where events of other sources go when no handler claims them (see holdfast.events).
+        self.pass_through_path = config.pass_through_path(pass_through_path)
         self.exclude_headers = frozenset(name.lower().encode() for name in exclude_headers or ())
         #: Seconds kept free before the invocation deadline when draining after-response work.
         self.drain_margin = drain_margin
@@ -106,6 +112,7 @@ class Adapter:
         self.host: Callable[[Invocation], None] | None = None
         self._codecs = Codecs(frozenset(text_mime_types or ()))
         self._handlers: dict[str, EventHandler] = {}
+        self._predicates: list[tuple[Callable[[Any], bool], EventHandler]] = []
         self._startup: asyncio.Future[None] | None = None
         self._started = False
         self._host_started = False
@@ -192,10 +199,21 @@ class Adapter:
         _watch_for_exit(self)
         return Invocation(self, event, context, streaming=streaming)
 
-    def on(self, kind: str) -> Callable[[H], H]:
+    def on(self, kind: str | Callable[[Any], bool]) -> Callable[[H], H]:
         """Register ``handler(event, context)`` (plain or ``async``) for non-HTTP events of
         ``kind`` (a name from :mod:`holdfast.dispatch`: ``"sqs"``, ``"s3"``, ``"warmer"``,
-        ...). Its return value is the invocation's answer."""
+        ...), or for the non-HTTP events a predicate ``kind(event)`` accepts (checked first, in
+        the order registered: e.g. a warmer ping of your own shape). Its return value is the
+        invocation's answer; :func:`holdfast.events.each_record` adds typed records and partial
+        batch failures."""
+        if callable(kind):
+            predicate = kind
+
+            def register_predicate(handler: H) -> H:
+                self._predicates.append((predicate, handler))
+                return handler
+
+            return register_predicate
         if kind not in OTHER_SOURCES and kind != WARMER:
             names = ", ".join((*OTHER_SOURCES, WARMER))
             raise ValueError(f"unknown event kind {kind!r}: expected one of {names}")
@@ -206,8 +224,11 @@ class Adapter:
 
         return register
 
-    def handler_for(self, kind: EventKind) -> EventHandler | None:
-        """The handler registered with :meth:`on` for ``kind``, if any."""
+    def handler_for(self, kind: EventKind, event: Any = None) -> EventHandler | None:
+        """The handler registered with :meth:`on` for ``event`` of ``kind``, if any."""
+        for predicate, handler in self._predicates:
+            if predicate(event):
+                return handler
         return self._handlers.get(kind.name)
 
     # -- after the response ---------------------------------------------------------------
@@ -328,7 +349,7 @@ class Invocation:
 
     def _start_handler(self) -> None:
         name = self.kind.name
-        handler = self.adapter.handler_for(self.kind)
+        handler = self.adapter.handler_for(self.kind, self.event)
         if handler is None and name in (TASK_MESSAGES, TASK_SCHEDULE):
             from holdfast.tasks import lambda_consumer  # dispatch found it imported
 
@@ -340,6 +361,13 @@ class Invocation:
         if handler is None:
             if name == WARMER:
                 self._outcome = Buffered({})  # warm now: nothing to run
+            elif name in OTHER_SOURCES:
+                # As the Lambda Web Adapter does: POST the event to the app. The answer is a
+                # JSON document, never streamed.
+                from holdfast.events import PassThrough
+
+                self._streaming = False
+                self._start_http(PassThrough(self.adapter.pass_through_path))
             else:
                 self._outcome = Failed.from_exception(InvalidEvent(describe(self.event)))
             return
@@ -447,7 +475,10 @@ class Invocation:
         if adapter.exclude_headers:
             response.headers = _without(response.headers, adapter.exclude_headers)
         assert self._codec is not None
-        result = self._codec.encode(response)
+        try:
+            result = self._codec.encode(response)
+        except InvalidEvent as exc:  # a pass-through POST the app has no route for
+            return Failed.from_exception(exc)
         if self._codec.too_large(result):
             logger.error(
                 "request %s: the response (status %d) exceeds the %d-byte payload limit of %s;"

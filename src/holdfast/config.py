@@ -15,7 +15,6 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Literal
 
 logger = logging.getLogger("holdfast")
@@ -24,12 +23,19 @@ InvokeMode = Literal["buffered", "response_stream"]
 ReadinessProtocol = Literal["http", "tcp"]
 
 
-@dataclass(frozen=True, slots=True)
 class _Names:
-    lwa: str | None = None
-    legacy: str | None = None
-    #: LWA logs a deprecation warning when it falls back to the legacy name (all but ``PORT``).
-    legacy_deprecated: bool = True
+    """A setting's other spellings: LWA's name, and LWA's legacy alias (if any)."""
+
+    # A plain class, not a dataclass: building dataclasses costs cold-start time at import.
+    __slots__ = ("legacy", "legacy_deprecated", "lwa")
+
+    def __init__(
+        self, lwa: str | None = None, legacy: str | None = None, legacy_deprecated: bool = True
+    ) -> None:
+        self.lwa = lwa
+        self.legacy = legacy
+        #: LWA logs a deprecation warning when it falls back to the legacy name (all but PORT).
+        self.legacy_deprecated = legacy_deprecated
 
 
 #: Every setting holdfast reads, by its holdfast name (``HOLDFAST_<NAME>``).
@@ -292,20 +298,44 @@ def pool_idle_timeout(environ: Mapping[str, str] | None = None) -> float:
     return value
 
 
-@dataclass(frozen=True, slots=True)
 class ProxySettings:
     """Where proxy mode finds the app and how it decides the app is ready."""
 
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    readiness_port: int = DEFAULT_PORT
-    readiness_path: str = "/"
-    readiness_protocol: ReadinessProtocol = "http"
-    healthy_status: frozenset[int] = DEFAULT_HEALTHY_STATUS
-    #: Seconds a synchronous init waits for the app; ``None`` waits until Lambda's limit.
-    readiness_timeout: float | None = None
-    async_init: bool = False
-    pool_idle_timeout: float = DEFAULT_POOL_IDLE_TIMEOUT
+    __slots__ = (
+        "async_init",
+        "healthy_status",
+        "host",
+        "pool_idle_timeout",
+        "port",
+        "readiness_path",
+        "readiness_port",
+        "readiness_protocol",
+        "readiness_timeout",
+    )
+
+    def __init__(
+        self,
+        *,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        readiness_port: int = DEFAULT_PORT,
+        readiness_path: str = "/",
+        readiness_protocol: ReadinessProtocol = "http",
+        healthy_status: frozenset[int] = DEFAULT_HEALTHY_STATUS,
+        readiness_timeout: float | None = None,
+        async_init: bool = False,
+        pool_idle_timeout: float = DEFAULT_POOL_IDLE_TIMEOUT,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.readiness_port = readiness_port
+        self.readiness_path = readiness_path
+        self.readiness_protocol = readiness_protocol
+        self.healthy_status = healthy_status
+        #: Seconds a synchronous init waits for the app; ``None`` waits until Lambda's limit.
+        self.readiness_timeout = readiness_timeout
+        self.async_init = async_init
+        self.pool_idle_timeout = pool_idle_timeout
 
 
 def proxy_settings(

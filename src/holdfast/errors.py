@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 __all__ = [
     "ASGIProtocolError",
     "FunctionError",
@@ -48,7 +50,9 @@ class HTTPStatusError(FunctionError):
     def __init__(self, status: int, body: str) -> None:
         self.status_code = status
         self.body = body
-        super().__init__(f"HTTP status {status}: {body}")
+        # The message is the Lambda Web Adapter's: JSON with the status and the body, so what
+        # reads failed invocations (destinations, DLQ consumers) keeps parsing it.
+        super().__init__(json.dumps({"statusCode": status, "body": body}, separators=(",", ":")))
 
 
 _status_error_types: dict[int, type[HTTPStatusError]] = {}

@@ -31,13 +31,13 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, TypeAlias
 from urllib.parse import unquote_plus
 
 from holdfast._types import LambdaContext
 from holdfast.errors import InvalidEvent
 from holdfast.sources import HTTPRequest, HTTPResponse
+from holdfast.sources.platform import platform_headers
 
 logger = logging.getLogger("holdfast")
 
@@ -389,16 +389,30 @@ class PassThrough:
 
     As LWA does: the request carries ``Content-Type: application/json``; the answer is the
     response body parsed as JSON, or ``None`` when it is empty, binary or not JSON. The status is
-    not part of the answer (``error_status_codes`` still turn it into a function error).
+    not part of the answer (``error_status_codes`` still turn it into a function error), with one
+    exception where LWA loses events: an app with no route there (404 or 405) makes the invocation
+    fail with :class:`~holdfast.errors.InvalidEvent`, so an SQS batch is retried instead of
+    counting as processed. One instance serves one invocation.
     """
 
     name = "pass_through"
+    #: Lambda's limit on a synchronous invocation's response payload.
+    max_response_bytes = 6 * 1024 * 1024
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._event: Any = None
 
-    def decode(self, event: Any, base_path: str) -> HTTPRequest:
-        body = json.dumps(event, separators=(",", ":")).encode()
+    def decode(self, event: Any, base_path: str, context: LambdaContext = None) -> HTTPRequest:
+        self._event = event
+        # A payload that was not JSON reaches the runtime as bytes: it is sent as it came.
+        if isinstance(event, bytes):
+            body = event
+        else:
+            body = json.dumps(event, separators=(",", ":")).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        # The invocation context (and tenant) headers, as on HTTP events.
+        headers += platform_headers({}, context)
         return HTTPRequest(
             method="POST",
             scheme="http",
@@ -408,14 +422,18 @@ class PassThrough:
             path=self.path,
             raw_path=self.path.encode(),
             query_string=b"",
-            headers=[
-                (b"content-type", b"application/json"),
-                (b"content-length", b"%d" % len(body)),
-            ],
+            headers=headers,
             body=body,
         )
 
     def encode(self, response: HTTPResponse) -> Any:
+        if response.status in (404, 405):
+            from holdfast.dispatch import describe
+
+            raise InvalidEvent(
+                f"{describe(self._event)}; no handler is registered for it (Adapter.on) and the"
+                f" app has no route for it at POST {self.path} (it answered {response.status})"
+            )
         if response.status >= 400:
             logger.warning(
                 "the app answered the pass-through POST %s with status %d: the answer counts as a"
@@ -429,6 +447,9 @@ class PassThrough:
             return json.loads(response.body.decode("utf-8"))
         except ValueError:
             return None
+
+    def too_large(self, result: Any) -> bool:
+        return len(json.dumps(result).encode("utf-8")) > self.max_response_bytes
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -447,6 +468,8 @@ def _item(attributes: dict[str, Any]) -> dict[str, Any]:
 
 def _value(attribute: dict[str, Any]) -> Any:
     """A DynamoDB attribute value (``{"S": "x"}``, ``{"N": "1"}``, ...) as a Python value."""
+    from decimal import Decimal  # here, not at import: decimal costs cold-start time
+
     if not isinstance(attribute, dict) or len(attribute) != 1:
         raise InvalidEvent(f"not a DynamoDB attribute value: {attribute!r}")
     [(kind, value)] = attribute.items()

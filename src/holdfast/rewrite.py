@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from holdfast import compression, config
+from holdfast import config
 from holdfast._types import ASGIApp, Message, RawHeaders, Receive, Scope, Send
 from holdfast.sources import HTTPResponse
 
@@ -88,6 +88,8 @@ class RewriteMiddleware:
             scope = dict(scope)
             scope["headers"] = move_authorization(list(scope["headers"]), self.authorization_source)
         if self.compress:
+            from holdfast import compression  # only when enabled: gzip costs cold-start time
+
             accept = next((v for k, v in scope["headers"] if k == b"accept-encoding"), None)
             if compression.negotiate(accept) is not None:
                 send = _CompressingSend(send, accept, self.keep_statuses)
@@ -108,6 +110,8 @@ class _CompressingSend:
         self._passthrough = False
 
     async def __call__(self, message: Message) -> None:
+        from holdfast import compression
+
         kind = message["type"]
         if self._passthrough or kind not in ("http.response.start", "http.response.body"):
             await self._send(message)
@@ -125,6 +129,8 @@ class _CompressingSend:
                 await self._flush()
 
     async def _flush(self) -> None:
+        from holdfast import compression
+
         start = self._start
         assert start is not None, "http.response.body before http.response.start"
         response = HTTPResponse(start["status"], start["headers"], b"".join(self._chunks))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from flask import Flask
 from flask import request as flask_request
 
@@ -19,6 +19,15 @@ RUNTIMES = {
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 fastapi_app = FastAPI()
+
+
+@fastapi_app.get("/oversized")
+async def oversized() -> Response:
+    """4.3 MiB of binary body and 300 KB of headers: the body alone would fit Lambda's 6 MB
+    once base64-encoded, the whole response does not."""
+    headers = {f"x-padding-{i}": "p" * 1000 for i in range(300)}
+    body = bytes(range(256)) * (int(4.3 * 1024 * 1024) // 256)
+    return Response(body, media_type="application/octet-stream", headers=headers)
 
 
 @fastapi_app.api_route("/{rest:path}", methods=METHODS)

@@ -4,6 +4,7 @@ with a plain 500 and logged, and events that are not HTTP events refused with In
 from __future__ import annotations
 
 import copy
+import json
 import logging
 
 import pytest
@@ -28,7 +29,7 @@ def test_listed_status_raises_a_function_error_named_after_it(source, status, ma
         handler(SOURCES[source](Request()), None)
     error = caught.value
     assert type(error).__name__ == f"HTTPError.{status}"
-    assert str(error) == f"HTTP status {status}: upstream timed out"
+    assert json.loads(str(error)) == {"statusCode": status, "body": "upstream timed out"}
     assert (error.status_code, error.body) == (status, "upstream timed out")
     assert isinstance(error, FunctionError)
     assert isinstance(error, holdfast.HTTPStatusError)
@@ -62,7 +63,9 @@ def test_error_status_codes_from_the_environment(variable, monkeypatch, make_ada
     monkeypatch.setenv(variable, "500, 502-504")
     handler = make_adapter(failing(503))
     assert handler.error_status_codes == frozenset({500, 502, 503, 504})
-    with pytest.raises(HTTPStatusError, match=r"^HTTP status 503: upstream timed out$"):
+    with pytest.raises(
+        HTTPStatusError, match=r'^\{"statusCode":503,"body":"upstream timed out"\}$'
+    ):
         handler(function_url_event(Request()), None)
 
 
@@ -111,7 +114,9 @@ def test_app_exception_with_500_listed_raises_the_function_error(make_adapter):
             raise RuntimeError("boom")
 
     handler = make_adapter(app, error_status_codes="500")
-    with pytest.raises(HTTPStatusError, match=r"^HTTP status 500: Internal Server Error$"):
+    with pytest.raises(
+        HTTPStatusError, match=r'^\{"statusCode":500,"body":"Internal Server Error"\}$'
+    ):
         handler(function_url_event(Request()), None)
 
 
@@ -206,7 +211,9 @@ def _with(fixture, path, value):
     return event
 
 
-BAD_EVENTS = {
+# Not HTTP events: with no handler for them they are POSTed to the app's pass-through path
+# (holdfast.events.PassThrough); an app with no route there fails the invocation.
+NON_HTTP_EVENTS = {
     "sqs": (load_event("sqs-receive-message"), "not an HTTP event: records from aws:sqs"),
     "eventbridge": (
         load_event("eventbridge-scheduled-event"),
@@ -217,6 +224,20 @@ BAD_EVENTS = {
     "none": (None, "a Lambda HTTP event is a JSON object, got NoneType"),
     "empty": ({}, "not an HTTP event from API Gateway (REST or HTTP API), a Function URL, ALB or"),
     "unknown-keys": ({"foo": 1, "bar": 2}, "found bar, foo"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NON_HTTP_EVENTS))
+def test_non_http_events_without_a_route_raise_invalid_event(name, make_adapter):
+    event, message = NON_HTTP_EVENTS[name]
+    handler = make_adapter(responder(404))
+    with pytest.raises(holdfast.InvalidEvent) as caught:
+        handler(copy.deepcopy(event), None)
+    assert message in str(caught.value)
+    assert "no route for it at POST /events (it answered 404)" in str(caught.value)
+
+
+BAD_EVENTS = {
     "v2-without-method": (_v2_without_method(), "'method' must be a str, it is missing"),
     "v2-http-not-an-object": (
         _with("function-url", ["requestContext", "http"], "POST"),

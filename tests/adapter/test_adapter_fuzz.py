@@ -5,6 +5,8 @@ holdfast built a scope the framework cannot handle. A sample of the same events 
 ``holdfast emulate`` to ``holdfast run`` and to AWS's unmodified awslambdaric: each must keep
 serving, in the one environment it started in.
 
+A property test (hypothesis) adds any text in the headers the scope is derived from.
+
 ``HOLDFAST_FUZZ_EVENTS`` (per app, default 1500) and ``HOLDFAST_FUZZ_SEED`` widen the search.
 """
 
@@ -20,7 +22,10 @@ from pathlib import Path
 
 import pytest
 from adapter_apps import LambdaContext
+from adapter_events import SOURCES, Request
 from echo_apps import RUNTIMES, fastapi_app, flask_app
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mutator import mutated_events
 
 import holdfast
@@ -58,7 +63,9 @@ def outcome(handler, event) -> tuple[str, str | None]:
     return f"{status // 100}xx", None
 
 
-@pytest.mark.parametrize(("name", "app"), [("fastapi", fastapi_app), ("flask", flask_app)])
+@pytest.mark.parametrize(
+    ("name", "app"), [("fastapi", fastapi_app), ("flask", flask_app)], ids=["fastapi", "flask"]
+)
 def test_every_mutated_event_gets_a_response_or_invalid_event(name, app, caplog):
     handler = holdfast.Adapter(app)
     counts: collections.Counter[str] = collections.Counter()
@@ -113,3 +120,31 @@ def test_the_runtime_keeps_serving_through_mutated_events(runtime):
     assert environments == 1
     assert [r.cold for r in records].count(True) == 1
     assert all(r.outcome == "frozen" for r in records)
+
+
+# Any text a client could put in the headers a scope is derived from.
+HEADER_TEXT = st.text(st.characters(max_codepoint=0x2FF, exclude_categories=("Cs",)), max_size=30)
+DERIVED_FROM = ["host", "x-forwarded-port", "x-forwarded-proto", "x-forwarded-for", "cookie"]
+
+
+@pytest.fixture(scope="module")
+def echo_handlers():
+    handlers = {"fastapi": holdfast.Adapter(fastapi_app), "flask": holdfast.Adapter(flask_app)}
+    yield handlers
+    for handler in handlers.values():
+        handler.close()
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    values=st.fixed_dictionaries({}, optional={name: HEADER_TEXT for name in DERIVED_FROM}),
+    source=st.sampled_from(sorted(SOURCES)),
+    app=st.sampled_from(["fastapi", "flask"]),
+)
+def test_no_header_value_makes_a_framework_fail(echo_handlers, values, source, app):
+    event = SOURCES[source](Request(headers=tuple(values.items())))
+    kind, problem = outcome(echo_handlers[app], event)
+    assert problem is None
+    assert kind == "2xx"

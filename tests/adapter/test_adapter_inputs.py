@@ -340,3 +340,27 @@ def test_context_headers_come_from_the_real_invocation(runtime):
     assert (
         json.loads(headers[tenant.request_id]["x-amzn-lambda-context"])["tenant_id"] == "tenant-42"
     )
+
+
+def test_an_absurdly_deep_request_context_still_gets_an_answer(make_adapter, recorder):
+    event = function_url_event(Request())
+    deep: dict = {}
+    for _ in range(20_000):
+        deep = {"d": deep}
+    event["requestContext"]["authorizer"] = deep
+    result = make_adapter(recorder)(event, LambdaContext())
+    assert result["statusCode"] == 200
+    assert header(recorder.scope, b"x-amzn-request-context") == [b"null"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+def test_an_oversized_response_is_a_413_not_a_refused_payload(runtime):
+    command = [sys.executable, *RUNTIMES[runtime]]
+    with ThreadedEmulator(command, cwd=str(HERE), log=lambda line: None) as emulator:
+        result = emulator.invoke(function_url_event(Request(target="/oversized")))
+        after = emulator.invoke(function_url_event(Request(target="/ok")))
+    assert result.ok, result.payload[:300]  # answered, not a function error or a refused payload
+    answer = result.json()
+    assert (answer["statusCode"], answer["body"]) == (413, "Response payload too large")
+    assert after.ok and after.json()["statusCode"] == 200

@@ -358,7 +358,8 @@ def test_http_api_named_stage_is_the_root_path(make_adapter, recorder):
     ("target", "root_path", "path"),
     [
         ("/api/users", "/api", "/api/users"),
-        ("/api", "/api", "/api"),
+        # The base path itself is the app's root, "/" (LWA 1.1), not a redirect to it.
+        ("/api", "/api", "/api/"),
         ("/api/", "/api", "/api/"),
         # Stripped once: the app still routes /api/x.
         ("/api/api/x", "/api", "/api/api/x"),
@@ -455,6 +456,6 @@ def test_every_source_in_one_adapter(make_adapter, recorder):
 def test_invalid_event_for_one_source_does_not_break_the_adapter(make_adapter, recorder):
     handler = make_adapter(recorder)
     with pytest.raises(holdfast.InvalidEvent):
-        handler({}, None)
+        handler({"version": "2.0", "requestContext": {"http": {}}}, None)  # no method
     handler(function_url_event(Request(target="/after")), None)
     assert recorder.scope["path"] == "/after"

@@ -2,8 +2,9 @@
 
 Started through an executable wrapper named `$EXT_NAME`. It listens on 127.0.0.1 (its
 subscription names `sandbox.localdomain`, which the emulator maps there), subscribes with the
-buffering in `$TELEMETRY_BUFFERING` (JSON) to the types in `$TELEMETRY_TYPES`, and appends each
-batch it is sent to `$EXT_LOG` (one JSON array a line). For each INVOKE it holds the invocation
+buffering in `$TELEMETRY_BUFFERING` (JSON) to the types in `$TELEMETRY_TYPES`, over HTTP or
+(`$TELEMETRY_PROTOCOL=TCP`) NDJSON, and appends each batch it is sent to `$EXT_LOG` (one JSON
+array a line; over TCP each event is its own "batch"). For each INVOKE it holds the invocation
 until `platform.runtimeDone` for that request id has arrived, as an extension that ends an
 invocation on runtimeDone does. On SHUTDOWN it waits (briefly) for the last `platform.report`,
 then exits.
@@ -12,6 +13,7 @@ then exits.
 import http.server
 import json
 import os
+import socketserver
 import sys
 import threading
 import time
@@ -23,15 +25,17 @@ received = []
 condition = threading.Condition()
 
 
+def take(batch):
+    with condition:
+        with open(LOG, "a") as log:
+            log.write(json.dumps(batch) + "\n")
+        received.extend(batch)
+        condition.notify_all()
+
+
 class Listener(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        batch = json.loads(body)
-        with condition:
-            with open(LOG, "a") as log:
-                log.write(json.dumps(batch) + "\n")
-            received.extend(batch)
-            condition.notify_all()
+        take(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -53,7 +57,20 @@ def wait_for(kind, request_id, limit):
     return True
 
 
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Listener)
+class LineListener(socketserver.StreamRequestHandler):
+    def handle(self):
+        for line in self.rfile:  # NDJSON: one event a line
+            take([json.loads(line)])
+
+
+PROTOCOL = os.environ.get("TELEMETRY_PROTOCOL", "HTTP")
+if PROTOCOL == "TCP":
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), LineListener)
+    server.daemon_threads = True
+    uri_scheme = ""
+else:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Listener)
+    uri_scheme = "http://"
 threading.Thread(target=server.serve_forever, daemon=True).start()
 port = server.server_address[1]
 
@@ -63,7 +80,10 @@ subscription = {
     "schemaVersion": "2022-12-13",
     "types": json.loads(os.environ.get("TELEMETRY_TYPES", '["platform", "function", "extension"]')),
     "buffering": json.loads(os.environ.get("TELEMETRY_BUFFERING", '{"timeoutMs": 25}')),
-    "destination": {"protocol": "HTTP", "URI": f"http://sandbox.localdomain:{port}/telemetry"},
+    "destination": {
+        "protocol": PROTOCOL,
+        "URI": f"{uri_scheme}sandbox.localdomain:{port}" + ("/telemetry" if uri_scheme else ""),
+    },
 }
 response, body = call(
     "PUT",

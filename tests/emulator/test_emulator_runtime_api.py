@@ -113,7 +113,25 @@ def test_runtime_api_misuse(fake_runtime):
     )
     assert late_register[0] == 403 and error_type(late_register) == "Extension.RegistrationClosed"
 
-    accepted = call(api, "POST", f"{RUNTIME}/invocation/{request_id}/response", b'"answer"')
+    # Lambda-Runtime-Invocation-Id tells attempts of one request id apart: another is refused.
+    invocation_id = headers["Lambda-Runtime-Invocation-Id"]
+    assert uuid.UUID(invocation_id) and invocation_id != request_id
+    other_attempt = call(
+        api,
+        "POST",
+        f"{RUNTIME}/invocation/{request_id}/response",
+        b"1",
+        {"Lambda-Runtime-Invocation-Id": str(uuid.uuid4())},
+    )
+    assert other_attempt[0] == 400 and error_type(other_attempt) == "InvalidRequestID"
+
+    accepted = call(
+        api,
+        "POST",
+        f"{RUNTIME}/invocation/{request_id}/response",
+        b'"answer"',
+        {"Lambda-Runtime-Invocation-Id": invocation_id},
+    )
     assert accepted[0] == 202 and json.loads(accepted[2]) == {"status": "OK"}
     assert future.result(30).json() == "answer"
     again = call(api, "POST", f"{RUNTIME}/invocation/{request_id}/response", b'"again"')

@@ -227,3 +227,17 @@ def _register(address):
     response.read()
     assert response.status == 200
     return response.getheader("Lambda-Extension-Identifier")
+
+
+def test_tcp_destination_gets_ndjson(emulators, telemetry_extension):
+    emu = emulators(ric("shout"), **telemetry_extension(TELEMETRY_PROTOCOL="TCP"))
+    result = emu.invoke({"lines": 2})
+    emu.wait_idle(60)
+    emu.close()
+    batches, holds = telemetry_extension.read()
+    assert holds == [{"held": result.request_id, "runtime_done_arrived": True}]
+    events = _events(batches)
+    start = _index(events, "platform.start", result.request_id)
+    line = _index(events, "function", record=f"line 1 of {result.request_id}")
+    done = _index(events, "platform.runtimeDone", result.request_id)
+    assert start < line < done < _index(events, "platform.report", result.request_id)

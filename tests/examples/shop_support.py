@@ -72,11 +72,18 @@ class Response:
 class ShopFunction:
     """`holdfast emulate [options] -- <host command>` in examples/shop, with its output kept."""
 
-    def __init__(self, command: list[str], env: dict[str, str], *options: str) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        *options: str,
+        holdfast: Path = BIN / "holdfast",
+        cwd: Path = SHOP,
+    ) -> None:
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [str(BIN / "holdfast"), "emulate", "--port", "0", *options, "--", *command],
-            cwd=SHOP,
+            [str(holdfast), "emulate", "--port", "0", *options, "--", *command],
+            cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -15,6 +15,8 @@ _EPILOG = """\
 examples:
   holdfast emulate -- holdfast run app:app
   holdfast emulate --event-format v1 --timeout 10 -- python -m awslambdaric app.handler
+  holdfast emulate --max-concurrency 4 -- python -m awslambdaric app.handler
+  holdfast emulate --snap-start --snapshot-age 5 -- holdfast run app:app
   curl localhost:9000/hello                    # an HTTP request, as a Function URL event
   curl -d '{}' localhost:9000/2015-03-31/functions/function/invocations   # the Invoke API
 """

@@ -309,7 +309,7 @@ class Sandbox:
             )
         if self.concurrent:
             invocation = self._active.get(request_id)
-            if invocation is None:
+            if invocation is None or not _same_attempt(invocation, invocation_id):
                 raise APIError(400, "InvalidRequestID", "Invalid request ID")
             if request_id in self._responding or invocation.result.done():
                 raise _transition_error(_RESPONSE_SENT, _RESPONSE_SENT)
@@ -319,7 +319,7 @@ class Sandbox:
         if self._runtime_state != _RUNNING:
             raise _transition_error(self._runtime_state, _RESPONSE_SENT)
         assert self.current is not None
-        if request_id != self.current.request_id:
+        if request_id != self.current.request_id or not _same_attempt(self.current, invocation_id):
             raise APIError(400, "InvalidRequestID", "Invalid request ID")
         self._runtime_state = _RESPONDING
         self.current.record_response_start()
@@ -489,6 +489,12 @@ class Sandbox:
             waiter.set_result(event)
         else:
             extension._pending.append(event)
+
+
+def _same_attempt(invocation: Invocation, invocation_id: str | None) -> bool:
+    """Whether a post's `Lambda-Runtime-Invocation-Id` (if it sent one) names `invocation`: an
+    async retry keeps the request id, so only this tells a stale attempt's result apart."""
+    return invocation_id is None or invocation_id == invocation.invocation_id
 
 
 def _ignore() -> None:

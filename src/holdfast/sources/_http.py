@@ -17,7 +17,6 @@ import json
 import logging
 import re
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -95,21 +94,29 @@ _REPLACED = PLATFORM_HEADERS | {b"content-length", b"transfer-encoding"}
 
 
 # -- checking the event's fields ------------------------------------------------------------
-@contextmanager
-def malformed(source: str) -> Iterator[None]:
-    """Turn what decoding a malformed event can raise into an :class:`InvalidEvent`.
+#: What decoding a malformed event can raise (an :class:`InvalidEvent` is a ``ValueError``).
+DECODE_ERRORS = (TypeError, AttributeError, KeyError, ValueError, RecursionError)
 
-    The codecs check every field they read; this is the net under them, so that a decode ends
-    in a request or an ``InvalidEvent`` and nothing else.
+
+def as_invalid_event(source: str, exc: Exception) -> InvalidEvent:
+    """``exc``, raised while decoding a ``source`` event, as an :class:`InvalidEvent` naming
+    the source. The codecs check every field they read; this is the net under them, so that a
+    decode ends in a request or an ``InvalidEvent`` and nothing else::
+
+        try:
+            return self._decode(event, ...)
+        except DECODE_ERRORS as exc:
+            raise as_invalid_event(SOURCE, exc)  # noqa: B904 - it sets the cause
     """
-    try:
-        yield
-    except InvalidEvent as exc:
+    if isinstance(exc, InvalidEvent):
         if str(exc).startswith(source):
-            raise
-        raise InvalidEvent(f"{source} event: {exc}") from None
-    except (TypeError, AttributeError, KeyError, ValueError, RecursionError) as exc:
-        raise InvalidEvent(f"{source} event: {_describe(exc)}") from exc
+            return exc
+        error = InvalidEvent(f"{source} event: {exc}")
+        error.__suppress_context__ = True
+        return error
+    error = InvalidEvent(f"{source} event: {_describe(exc)}")
+    error.__cause__ = exc
+    return error
 
 
 def _describe(exc: BaseException) -> str:
@@ -205,9 +212,14 @@ def _value_bytes(value: Any) -> bytes:
 
 def headers_from_single(headers: Any, key: str = "headers") -> RawHeaders:
     """Raw headers from a ``{"Name": "value"}`` mapping (a ``null`` value is no header)."""
+    mapping = _header_map(headers, key)
+    try:  # the common case, at full speed: latin-1 text only
+        return [(header_name(name), value.encode("latin-1")) for name, value in mapping.items()]
+    except (UnicodeEncodeError, AttributeError, TypeError):
+        pass
     return [
         (header_name(name), _value_bytes(value))
-        for name, value in _header_map(headers, key).items()
+        for name, value in mapping.items()
         if value is not None
     ]
 
@@ -294,8 +306,11 @@ def _reframed(headers: RawHeaders, platform: RawHeaders, body: bytes) -> RawHead
             framed = framed or name == b"content-length"
             continue
         if name == b"host":
-            if host_seen or not _valid_host(value):
+            if _parse_host(value) is None:
                 logger.warning("dropping a Host header that is not host[:port]: %.80r", value)
+                continue
+            if host_seen:
+                logger.warning("dropping a second Host header: %.80r", value)
                 continue
             host_seen = True
         kept.append((name, value))
@@ -306,19 +321,27 @@ def _reframed(headers: RawHeaders, platform: RawHeaders, body: bytes) -> RawHead
     return kept
 
 
-def _valid_host(value: bytes) -> bool:
+def _parse_host(value: bytes) -> tuple[str, int | None] | None:
+    """``(host, port or None)`` from a Host header; ``None`` unless it is ``host[:port]``."""
     match = _HOST.fullmatch(value.decode("latin-1"))
     if match is None:
-        return False
-    port, name = match["port"], match["name"]
-    if port and int(port) > 65535:
-        return False
+        return None
+    name, port_text = match["name"], match["port"]
+    port = _port(port_text) if port_text else None
+    if port_text and port is None:
+        return None
     if name.startswith("["):
+        name = name[1:-1]
         try:
-            ipaddress.IPv6Address(name[1:-1])
+            ipaddress.IPv6Address(name)
         except ValueError:
-            return False
-    return True
+            return None
+    return name, port
+
+
+def _port(text: str) -> int | None:
+    # Digits only, ASCII only ("²".isdigit() is true), and at most 65535: what int() may parse.
+    return int(text) if _PORT.fullmatch(text) and int(text) <= 65535 else None
 
 
 def forwarded_scheme(headers: RawHeaders, default: str = "https") -> str:
@@ -333,22 +356,19 @@ def forwarded_scheme(headers: RawHeaders, default: str = "https") -> str:
 
 def server_address(headers: RawHeaders, scheme: str) -> tuple[str, int] | None:
     """``(host, port)`` from the Host header, the port falling back to X-Forwarded-Port and
-    then the scheme's; ``None`` without a valid Host header (one was dropped when decoding)."""
+    then the scheme's; ``None`` without a valid Host header (an invalid one is dropped)."""
     host = find_header(headers, b"host")
-    if host is None:
+    parsed = None if host is None else _parse_host(host)
+    if parsed is None:
         return None
-    match = _HOST.fullmatch(host.decode("latin-1"))
-    if match is None:
-        return None
-    name = match["name"].strip("[]")
-    if match["port"]:
-        return name, int(match["port"])
-    forwarded = find_header(headers, b"x-forwarded-port")
-    if forwarded is not None:
-        port = forwarded.split(b",")[0].strip().decode("latin-1")
-        if _PORT.fullmatch(port) and int(port) <= 65535:
-            return name, int(port)
-    return name, 443 if scheme == "https" else 80
+    name, port = parsed
+    if port is None:
+        forwarded = find_header(headers, b"x-forwarded-port")
+        if forwarded is not None:
+            port = _port(forwarded.split(b",")[0].strip().decode("latin-1"))
+    if port is None:
+        port = 443 if scheme == "https" else 80
+    return name, port
 
 
 def client_address(headers: RawHeaders, source_ip: str | None) -> tuple[str, int] | None:
@@ -459,6 +479,10 @@ def split_path(
         candidate = root_path + prefix
         if prefix and (decoded == candidate or decoded.startswith(candidate + "/")):
             root_path = candidate
+    if base_path and decoded == root_path and decoded.endswith(base_path):
+        # The base path itself is the app's root ("/", as LWA forwards it); an empty path
+        # below the root path would make frameworks redirect instead.
+        decoded, raw = decoded + "/", raw + b"/"
     return decoded, raw, root_path
 
 

@@ -7,14 +7,15 @@ from typing import Any
 from holdfast._types import LambdaContext, LambdaEvent
 from holdfast.sources._http import (
     ALB_RESPONSE_LIMIT,
+    DECODE_ERRORS,
     HTTPRequest,
     HTTPResponse,
+    as_invalid_event,
     build_request,
     encode_body,
     exceeds,
     grouped_headers,
     headers_from_single,
-    malformed,
     merged_headers,
     merged_params,
     method_of,
@@ -55,8 +56,10 @@ class ALB:
     def decode(
         self, event: LambdaEvent, base_path: str, context: LambdaContext = None
     ) -> HTTPRequest:
-        with malformed(_SOURCE):
+        try:
             return self._decode(event, base_path, context)
+        except DECODE_ERRORS as exc:
+            raise as_invalid_event(_SOURCE, exc)  # noqa: B904 - it sets the cause
 
     def _decode(self, event: LambdaEvent, base_path: str, context: LambdaContext) -> HTTPRequest:
         method = method_of(require(event, "httpMethod", str, _SOURCE), _SOURCE)

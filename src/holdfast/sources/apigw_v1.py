@@ -6,14 +6,15 @@ from typing import Any
 
 from holdfast._types import LambdaContext, LambdaEvent
 from holdfast.sources._http import (
+    DECODE_ERRORS,
     LAMBDA_RESPONSE_LIMIT,
     HTTPRequest,
     HTTPResponse,
+    as_invalid_event,
     build_request,
     encode_body,
     exceeds,
     grouped_headers,
-    malformed,
     merged_headers,
     merged_params,
     method_of,
@@ -51,8 +52,10 @@ class APIGatewayV1:
     def decode(
         self, event: LambdaEvent, base_path: str, context: LambdaContext = None
     ) -> HTTPRequest:
-        with malformed(_SOURCE):
+        try:
             return self._decode(event, base_path, context)
+        except DECODE_ERRORS as exc:
+            raise as_invalid_event(_SOURCE, exc)  # noqa: B904 - it sets the cause
 
     def _decode(self, event: LambdaEvent, base_path: str, context: LambdaContext) -> HTTPRequest:
         request_context = require(event, "requestContext", dict, _SOURCE)

@@ -6,16 +6,17 @@ from typing import Any
 
 from holdfast._types import LambdaContext, LambdaEvent
 from holdfast.sources._http import (
+    DECODE_ERRORS,
     LAMBDA_RESPONSE_LIMIT,
     HTTPRequest,
     HTTPResponse,
+    as_invalid_event,
     build_request,
     encode_body,
     exceeds,
     header_text,
     header_value,
     headers_from_single,
-    malformed,
     method_of,
     optional,
     raw_query,
@@ -47,8 +48,10 @@ class APIGatewayV2:
     def decode(
         self, event: LambdaEvent, base_path: str, context: LambdaContext = None
     ) -> HTTPRequest:
-        with malformed(_SOURCE):
+        try:
             return self._decode(event, base_path, context)
+        except DECODE_ERRORS as exc:
+            raise as_invalid_event(_SOURCE, exc)  # noqa: B904 - it sets the cause
 
     def _decode(self, event: LambdaEvent, base_path: str, context: LambdaContext) -> HTTPRequest:
         request_context = require(event, "requestContext", dict, _SOURCE)

@@ -6,15 +6,16 @@ from typing import Any
 
 from holdfast._types import LambdaContext, LambdaEvent
 from holdfast.sources._http import (
+    DECODE_ERRORS,
     LAMBDA_RESPONSE_LIMIT,
     HTTPRequest,
     HTTPResponse,
+    as_invalid_event,
     build_request,
     encode_body,
     exceeds,
     grouped_headers,
     headers_from_multi,
-    malformed,
     method_of,
     query_from_decoded,
     raw_query,
@@ -51,8 +52,10 @@ class VPCLattice:
         self, event: LambdaEvent, base_path: str, context: LambdaContext = None
     ) -> HTTPRequest:
         source = f"VPC Lattice v{self.version}"
-        with malformed(source):
+        try:
             return self._decode(event, base_path, context, source)
+        except DECODE_ERRORS as exc:
+            raise as_invalid_event(source, exc)  # noqa: B904 - it sets the cause
 
     def _decode(
         self, event: LambdaEvent, base_path: str, context: LambdaContext, source: str

@@ -31,6 +31,7 @@ TENANT_ID = b"x-amz-tenant-id"
 #: Every header name holdfast sets from the platform; client copies never reach the app.
 PLATFORM_HEADERS = frozenset({REQUEST_CONTEXT, LAMBDA_CONTEXT, TENANT_ID})
 
+_ENCODER = json.JSONEncoder(ensure_ascii=True, default=str)
 # A header value: visible ASCII and inner spaces or tabs (RFC 9110 field-value, ASCII only).
 _HEADER_SAFE = re.compile(r"[!-~]+(?:[ \t]+[!-~]+)*")
 
@@ -79,7 +80,7 @@ def _json(document: Any) -> bytes:
     # header (the Web Adapter strips control bytes for the same reason). default=str: a context
     # object may hold values JSON has no type for.
     try:
-        return json.dumps(document, ensure_ascii=True, default=str).encode("ascii")
+        return _ENCODER.encode(document).encode("ascii")
     except (ValueError, RecursionError):  # a circular or absurdly deep structure
         return b"null"
 
