@@ -16,9 +16,12 @@ def app_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def dev(app_dir: Path) -> Iterator[Dev]:
-    running = start_dev(app_dir, "app:app")
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
+    """One `holdfast dev` for the tests of a module that only send it requests."""
+    folder = tmp_path_factory.mktemp("dev")
+    shutil.copy(HERE / "devapp.py", folder / "app.py")
+    running = start_dev(folder, "app:app")
     try:
         yield running
     finally:

@@ -36,7 +36,16 @@ async def after(tasks: BackgroundTasks) -> dict[str, bool]:
 @app.get("/leak")
 async def leak() -> dict[str, bool]:
     threading.Thread(target=time.sleep, args=(30,), name="mailer", daemon=True).start()
+    _fire_and_forget.add(asyncio.get_running_loop().create_task(poll_forever()))
     return {"leak": True}
+
+
+_fire_and_forget: set[asyncio.Task[None]] = set()
+
+
+async def poll_forever() -> None:
+    while True:
+        await asyncio.sleep(1)
 
 
 @app.post("/double")

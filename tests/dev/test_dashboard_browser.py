@@ -77,7 +77,11 @@ def test_dashboard_shows_invocations_segments_and_tasks_live(
     expect(after_row.locator(".freeze")).to_have_count(1)
     # Work left running at the freeze is named, with where it started.
     leak_row = rows.filter(has_text="/leak")
-    expect(leak_row.locator("[data-testid=left-running]")).to_contain_text("app.py:")
+    left = leak_row.locator("[data-testid=left-running]")
+    expect(left).to_have_count(2)
+    expect(left.first).to_contain_text("mailer")
+    expect(left.last).to_contain_text("poll_forever")
+    expect(left.last).to_contain_text("app.py:")
 
     task = page.locator(f'[data-testid=task][data-id="{task_id}"]')
     expect(task).to_have_attribute("data-state", "succeeded", timeout=30_000)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -36,13 +38,15 @@ def test_lines_per_invocation_with_response_after_and_freeze(dev: Dev) -> None:
 def test_work_left_running_at_the_freeze_is_named_with_where_it_started(dev: Dev) -> None:
     assert dev.json("/leak") == {"leak": True}
     dev.wait_for("still running at the freeze")
-    named = next(line for line in dev.lines if "still running at the freeze" in line)
-    assert "thread 'mailer'" in named and "app.py:" in named and "in leak" in named
+    dev.wait_for("still running at the freeze", count=2)
+    named = [line for line in dev.lines if "still running at the freeze" in line]
+    assert "thread 'mailer'" in named[0] and "app.py:" in named[0] and "in leak" in named[0]
+    assert "task 'poll_forever'" in named[1] and "in leak" in named[1]
     assert "holdfast.after_response()" in dev.output
     # Work that finished before the freeze is not named.
     dev.json("/after")
     dev.wait_for("GET /after")
-    assert sum("still running at the freeze" in line for line in dev.lines) == 1
+    assert sum("still running at the freeze" in line for line in dev.lines) == 2
 
 
 def test_deadline_cut_of_after_response_work_is_shown(app_dir: Path) -> None:
@@ -129,12 +133,12 @@ def test_a_missing_module_gets_one_line_and_a_hint(app_dir: Path) -> None:
     assert "listening" not in output and "Traceback" not in output
 
 
-def test_a_port_in_use_gets_one_line_and_a_hint(dev: Dev, app_dir: Path) -> None:
+def test_a_port_in_use_gets_one_line_and_a_hint(dev: Dev) -> None:
     result = subprocess.run(
         [HOLDFAST, "dev", "app:app", "--port", str(dev.port)],
         capture_output=True,
         text=True,
-        cwd=app_dir,
+        cwd=dev.folder,
         timeout=60,
     )
     assert result.returncode == 1
@@ -171,6 +175,34 @@ def test_ctrl_c_lets_running_tasks_finish_then_stops(app_dir: Path) -> None:
     queue = TaskQueue(f"sqlite:///{app_dir / 'queue.db'}", register=False)
     status = queue.status_sync(task_id)
     assert status is not None and status.state == "succeeded" and status.result == 6
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """The pids of the processes whose working directory is `folder`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if Path(os.readlink(entry / "cwd")) == folder:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_second_ctrl_c_stops_at_once_and_leaves_no_process(app_dir: Path) -> None:
+    dev = start_dev(app_dir, "app:app", "--no-reload", "--grace", "600")
+    task_id = dev.json("/double?n=3&seconds=600", "POST")["id"]  # type: ignore[index]
+    while dev.json(f"/tasks/{task_id}")["state"] != "running":  # type: ignore[index]
+        time.sleep(0.02)
+    dev.process.send_signal(signal.SIGINT)
+    dev.wait_for("stopping:")
+    dev.process.send_signal(signal.SIGINT)
+    assert dev.process.wait(timeout=120) == 0  # long before the task or the grace would end
+    dev.stop()
+    assert "stopping now" in dev.output
+    # The function's environment (frozen between requests) and the worker are gone too.
+    assert _processes_in(app_dir.resolve()) == []
 
 
 def test_the_demo_is_the_default_app(tmp_path: Path) -> None:

@@ -124,6 +124,20 @@ async def _run(options: object, console: Console) -> int:
     assert isinstance(options, Options)
     console.say(f"starting {options.app} on a local Lambda ...", "dim")
     server = DevServer(options, console)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    presses = 0
+
+    def on_signal() -> None:
+        nonlocal presses
+        presses += 1
+        if presses > 1:
+            console.say("stopping now")
+            server.hurry()  # what still runs is ended, and the environments are shut down
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal)
     try:
         await server.start()
     except StartError as failure:
@@ -133,19 +147,6 @@ async def _run(options: object, console: Console) -> int:
         if failure.hint:
             console.say(f"hint: {failure.hint}", "yellow")
         return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    presses = 0
-
-    def on_signal() -> None:
-        nonlocal presses
-        presses += 1
-        if presses > 1:
-            raise KeyboardInterrupt  # stop now: asyncio.run cancels what is left
-        stop.set()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal)
     queues = "no worker" if not options.worker else "a worker for each TaskQueue it defines"
     console.say(f"{options.app} listening on {server.url}  ({queues})", "green", "bold")
     console.say(f"dashboard: {server.url}/_holdfast   Ctrl-C stops", "green")

@@ -36,8 +36,9 @@ from .timeline import Timeline
 from .worker import FEED_ENV
 
 # What `holdfast dev` invokes once at start (and after each reload) to initialise the app, as a
-# provisioned environment would be: the init is what counts, the answer is not the app's.
-WARM_UP_EVENT = {"holdfast": "warm-up", "source": "holdfast.dev"}
+# provisioned environment would be: a keep-warm ping (holdfast.dispatch answers it without
+# running the app); the init is what counts. A plain handler function gets it as its event.
+WARM_UP_EVENT = {"warmer": True}
 _INVOKE_API = "/2015-03-31/functions/"
 
 
@@ -136,11 +137,20 @@ class WorkerProcess:
         reader = asyncio.create_task(_read_feed(read_fd, timeline))
         return cls(process, reader)
 
-    async def stop(self, grace: float) -> None:
-        """SIGTERM (running tasks finish), SIGKILL after `grace` seconds."""
+    def terminate(self) -> None:
+        """SIGTERM: the worker claims nothing more and stops once its running tasks finish."""
         if self._process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self._process.send_signal(signal.SIGTERM)
+
+    async def wait(self) -> None:
+        """Until the worker has exited."""
+        await self._process.wait()
+
+    async def stop(self, grace: float) -> None:
+        """SIGTERM (running tasks finish), SIGKILL after `grace` seconds."""
+        if self._process.returncode is None:
+            self.terminate()
             try:
                 await asyncio.wait_for(self._process.wait(), grace)
             except TimeoutError:
@@ -190,6 +200,8 @@ class DevServer:
         self._emulator: Emulator | None = None
         self._worker: WorkerProcess | None = None
         self._retiring: set[asyncio.Task[None]] = set()
+        self._old: list[Emulator | WorkerProcess] = []  # replaced by a reload, still finishing
+        self._hurry = asyncio.Event()
         self._generation = 0
 
     @property
@@ -305,6 +317,7 @@ class DevServer:
         failure = await self._start_app()
         for retiring in (old_emulator, old_worker):
             if retiring is not None:
+                self._old.append(retiring)
                 task = asyncio.create_task(self._retire(retiring))
                 self._retiring.add(task)
                 task.add_done_callback(self._retiring.discard)
@@ -318,10 +331,11 @@ class DevServer:
         grace = self._options.grace
         if isinstance(part, WorkerProcess):
             await part.stop(grace)
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(part.wait_idle(), grace)
-        await part.close()
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(part.wait_idle(), grace)
+            await part.close()
+        self._old.remove(part)
 
     def _report(self, failure: StartError) -> None:
         self._console.error(failure.message)
@@ -332,21 +346,45 @@ class DevServer:
 
     # -- stop --------------------------------------------------------------------------------
 
+    def hurry(self) -> None:
+        """Stop waiting for running work (a second Ctrl-C): what still runs is ended now."""
+        self._hurry.set()
+
     async def close(self, grace: float | None = None) -> None:
-        """Stop listening; running invocations and tasks get `grace` seconds, then stop."""
+        """Stop listening; running invocations and tasks get `grace` seconds (or until `hurry`),
+        then every environment and worker is stopped."""
         grace = self._options.grace if grace is None else grace
         await self._server.close()
         emulator, worker = self._emulator, self._worker
-        waits: list[Any] = []
+        waits: list[Any] = [*self._retiring]
         if emulator is not None:
-            waits.append(asyncio.wait_for(emulator.wait_idle(), grace))
+            waits.append(emulator.wait_idle())
         if worker is not None:
-            waits.append(worker.stop(grace))
-        await asyncio.gather(*waits, *self._retiring, return_exceptions=True)
-        if emulator is not None:
-            await emulator.close()
+            worker.terminate()
+            waits.append(worker.wait())
+        await self._bounded(waits, grace)
+        for task in self._retiring:
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+        for part in [*self._old, emulator, worker]:
+            if isinstance(part, WorkerProcess):
+                await part.stop(0.0)
+            elif part is not None:
+                await part.close()
         self._leftovers.close()
         shutil.rmtree(self._workdir, ignore_errors=True)
+
+    async def _bounded(self, waits: list[Any], grace: float) -> None:
+        """Wait for `waits` at most `grace` seconds, and not past `hurry`."""
+        if not waits:
+            return
+        work = asyncio.ensure_future(asyncio.gather(*waits, return_exceptions=True))
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        await asyncio.wait({work, hurry}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        hurry.cancel()
+        if not work.done():
+            work.cancel()
+        await asyncio.gather(work, hurry, return_exceptions=True)
 
     def _emulator_config(self, port: int) -> EmulatorConfig:
         options = self._options
