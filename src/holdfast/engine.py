@@ -54,24 +54,46 @@ class Engine:
             return
         loop = self.loop
         with self._lock:
-            if events._get_running_loop() is not None:
-                raise RuntimeError(
-                    "holdfast.Adapter was called synchronously from inside a running event loop;"
-                    " call it in a thread instead: await asyncio.to_thread(handler, event, context)"
-                )
-            hooks = sys.get_asyncgen_hooks()
-            sys.set_asyncgen_hooks(
-                firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
-                finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
-            )
-            events._set_running_loop(loop)
+            hooks = self._enter(loop)
             try:
                 run_once = loop._run_once  # type: ignore[attr-defined]
                 while not done():
                     run_once()
             finally:
-                events._set_running_loop(None)
-                sys.set_asyncgen_hooks(*hooks)
+                self._leave(hooks)
+
+    def step(self) -> None:
+        """Run what is ready to run now: one pass of the loop that never waits for I/O or timers."""
+        loop = self.loop
+        if not loop._ready:  # type: ignore[attr-defined]
+            return  # a pass would block until the next timer
+        with self._lock:
+            hooks = self._enter(loop)
+            try:
+                loop._run_once()  # type: ignore[attr-defined]
+            finally:
+                self._leave(hooks)
+
+    @staticmethod
+    def _enter(loop: asyncio.AbstractEventLoop) -> Any:
+        """This thread drives ``loop``: set up as ``run_forever`` would (minus the loop)."""
+        if events._get_running_loop() is not None:
+            raise RuntimeError(
+                "holdfast.Adapter was called synchronously from inside a running event loop;"
+                " call it in a thread instead: await asyncio.to_thread(handler, event, context)"
+            )
+        hooks = sys.get_asyncgen_hooks()
+        sys.set_asyncgen_hooks(
+            firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
+            finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
+        )
+        events._set_running_loop(loop)
+        return hooks
+
+    @staticmethod
+    def _leave(hooks: Any) -> None:
+        events._set_running_loop(None)
+        sys.set_asyncgen_hooks(*hooks)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` to completion on the persistent loop and return its result."""
