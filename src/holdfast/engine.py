@@ -64,24 +64,13 @@ class Engine:
         with self._lock:
             with self._waiting_lock:
                 self._waiting -= 1
-            if events._get_running_loop() is not None:
-                raise RuntimeError(
-                    "holdfast.Adapter was called synchronously from inside a running event loop;"
-                    " call it in a thread instead: await asyncio.to_thread(handler, event, context)"
-                )
-            hooks = sys.get_asyncgen_hooks()
-            sys.set_asyncgen_hooks(
-                firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
-                finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
-            )
-            events._set_running_loop(loop)
+            hooks = self._enter(loop)
             try:
                 run_once = loop._run_once  # type: ignore[attr-defined]
                 while not done():
                     run_once()
             finally:
-                events._set_running_loop(None)
-                sys.set_asyncgen_hooks(*hooks)
+                self._leave(hooks)
                 self._turn.notify_all()
 
     def run_in_background(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -99,23 +88,47 @@ class Engine:
             with self._lock:
                 while self._waiting:
                     self._turn.wait()
-                self._step_while_alone(loop, task.done)
+                hooks = self._enter(loop)
+                try:
+                    run_once = loop._run_once  # type: ignore[attr-defined]
+                    while not task.done() and not self._waiting:
+                        run_once()
+                finally:
+                    self._leave(hooks)
         return task.result()
 
-    def _step_while_alone(self, loop: asyncio.AbstractEventLoop, done: Callable[[], bool]) -> None:
+    def step(self) -> None:
+        """Run what is ready to run now: one pass of the loop that never waits for I/O or timers."""
+        loop = self.loop
+        if not loop._ready:  # type: ignore[attr-defined]
+            return  # a pass would block until the next timer
+        with self._lock:
+            hooks = self._enter(loop)
+            try:
+                loop._run_once()  # type: ignore[attr-defined]
+            finally:
+                self._leave(hooks)
+
+    @staticmethod
+    def _enter(loop: asyncio.AbstractEventLoop) -> Any:
+        """This thread drives ``loop``: set up as ``run_forever`` would (minus the loop)."""
+        if events._get_running_loop() is not None:
+            raise RuntimeError(
+                "holdfast.Adapter was called synchronously from inside a running event loop;"
+                " call it in a thread instead: await asyncio.to_thread(handler, event, context)"
+            )
         hooks = sys.get_asyncgen_hooks()
         sys.set_asyncgen_hooks(
             firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
             finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
         )
         events._set_running_loop(loop)
-        try:
-            run_once = loop._run_once  # type: ignore[attr-defined]
-            while not done() and not self._waiting:
-                run_once()
-        finally:
-            events._set_running_loop(None)
-            sys.set_asyncgen_hooks(*hooks)
+        return hooks
+
+    @staticmethod
+    def _leave(hooks: Any) -> None:
+        events._set_running_loop(None)
+        sys.set_asyncgen_hooks(*hooks)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` to completion on the persistent loop and return its result."""

@@ -115,3 +115,50 @@ def test_no_connection_is_reused_across_a_freeze(start):
         emulator.wait_idle(timeout=60)
     assert len(set(ports)) == 3
     assert all(entry.outcome == "frozen" for entry in emulator.freeze_log)
+
+
+def test_wsgi_work_after_the_response_finishes_before_the_freeze(tmp_path):
+    record = tmp_path / "record.txt"
+    record.touch()
+    port = free_port()
+    server = [sys.executable, "wsgi_server.py", str(port)]
+    emulator = ThreadedEmulator(
+        [sys.executable, "-m", "holdfast", "proxy", "--port", str(port), "--", *server],
+        cwd=str(HERE),
+        env={"HOLDFAST_TEST_RECORD": str(record)},
+        timeout=30,
+        log=lambda line: None,
+    )
+    emulator.start()
+    try:
+        request_ids = []
+        for _ in range(2):
+            status, _, body = get(emulator.url, "/work")
+            assert status == 200, body
+            request_ids.append(json.loads(body)["request_id"])
+            emulator.wait_idle(timeout=60)
+        finished = records(record)
+        freezes = {entry.request_id: entry for entry in emulator.freeze_log}
+        for request_id in request_ids:
+            assert finished[("task", request_id)] < freezes[request_id].frozen_at
+    finally:
+        emulator.close()
+
+
+def test_managed_instances_run_concurrent_pollers_on_pooled_connections(start):
+    # One environment, four invocations at once, no freeze (AWS_LAMBDA_MAX_CONCURRENCY=4):
+    # concurrent requests stay isolated, and connections to the app are reused.
+    from concurrent.futures import ThreadPoolExecutor
+
+    emulator, _ = start(server_options=["--no-proxy-headers"], max_concurrency=4)
+    bodies = [f"request {index}".encode() * (index + 1) for index in range(16)]
+
+    def post(body):
+        status, _, data = get(emulator.url, "/echo/x", "POST", body)
+        assert status == 200, data
+        return json.loads(data)
+
+    with ThreadPoolExecutor(4) as pool:
+        documents = list(pool.map(post, bodies))
+    assert [bytes.fromhex(document["body"]) for document in documents] == bodies
+    assert len({document["client_port"] for document in documents}) < len(bodies)
