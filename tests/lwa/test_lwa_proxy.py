@@ -162,3 +162,11 @@ def test_managed_instances_run_concurrent_pollers_on_pooled_connections(start):
         documents = list(pool.map(post, bodies))
     assert [bytes.fromhex(document["body"]) for document in documents] == bodies
     assert len({document["client_port"] for document in documents}) < len(bodies)
+
+
+def test_the_app_shuts_down_gracefully_with_the_environment(start):
+    emulator, record = start()
+    status, _, _ = get(emulator.url, "/echo/x")
+    assert status == 200
+    emulator.close()  # SIGTERM to the runtime (the proxy), which stops the app with SIGTERM
+    assert ("shutdown", "-") in records(record)

@@ -65,7 +65,6 @@ class Environment:
         self._snapshot: asyncio.Task[RuntimeResponse | str | None] | None = None
         self._awaiting_restore = False
         self._snapshotted_at = 0.0
-        self._restore_began = 0.0
 
     @property
     def warm(self) -> bool:
@@ -236,7 +235,6 @@ class Environment:
         # The group stays stopped meanwhile: its wall clock jumps by at least this much.
         await asyncio.sleep(self._snapshotted_at + self._config.snapshot_age - time.monotonic())
         began = time.monotonic()
-        self._restore_began = time.time()
         self._thaw()
         hub = sandbox.telemetry
         hub.emit(
@@ -275,11 +273,7 @@ class Environment:
         if self._runtime_output is not None:
             self._runtime_output.drain()
         if self._sandbox is not None:
-            record = {
-                "status": "success",
-                "spans": [_span("runtimeRestore", self._restore_began, time.time())],
-            }
-            self._sandbox.telemetry.emit("platform.restoreRuntimeDone", record)
+            self._sandbox.telemetry.emit("platform.restoreRuntimeDone", {"status": "success"})
 
     # -- init ---------------------------------------------------------------------------------
 
@@ -535,7 +529,11 @@ class Environment:
                 runtime.kill()
             if window:
                 deadline = time.monotonic() + window
-                targets = sandbox.shutdown(reason, int((time.time() + window) * 1000))
+                deadline_ms = int((time.time() + window) * 1000)
+                # Telemetry still buffered (the last invocation's report) reaches the
+                # subscribers before SHUTDOWN does, inside the same window.
+                await _first(sandbox.telemetry.flush(), deadline, ())
+                targets = sandbox.shutdown(reason, deadline_ms)
                 await _first(self._shutdown_acknowledged(sandbox, targets), deadline, ())
         elif sandbox is not None and sandbox.has_external_extensions:
             # The runtime is gone already; the extensions still get their telemetry.
@@ -602,7 +600,6 @@ class Environment:
             "initializationType": self._init_type,
             "phase": self._init_phase,
             "status": "success",
-            "spans": [_span("runtimeInit", self._init_began, time.time())],
         }
         sandbox.telemetry.emit("platform.initRuntimeDone", record)
 
@@ -625,7 +622,6 @@ class Environment:
             hub.emit("platform.initRuntimeDone", dict(record))
         ended = time.time()
         record["metrics"] = {"durationMs": round((ended - self._init_began) * 1000, 3)}
-        record["spans"] = [_span("runtimeInit", self._init_began, ended)]
         hub.emit("platform.initReport", record)
         hub.init_done()
 
