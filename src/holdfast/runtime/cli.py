@@ -53,7 +53,7 @@ def main(argv: list[str]) -> int:
 
 def _run(spec: str, address: str) -> int:
     # Imported here so `holdfast --help` and usage errors stay cheap.
-    from holdfast.config import setting
+    from holdfast import config
     from holdfast.engine import Engine
     from holdfast.runtime.loader import InitError, load
     from holdfast.runtime.loop import Runtime
@@ -66,7 +66,7 @@ def _run(spec: str, address: str) -> int:
         target,
         address,
         concurrency=_concurrency(os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY")),
-        streaming=_streaming(setting("INVOKE_MODE")),
+        streaming=config.invoke_mode() == "response_stream",
         snapstart=os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
     )
     engine = target.adapter.engine if target.adapter is not None else Engine()
@@ -112,10 +112,3 @@ def _concurrency(value: str | None) -> int:
         logger.warning("ignoring AWS_LAMBDA_MAX_CONCURRENCY=%r: not a positive integer", value)
         return 1
     return concurrency
-
-
-def _streaming(mode: str | None) -> bool:
-    normalized = (mode or "buffered").strip().lower()
-    if normalized not in ("buffered", "response_stream"):
-        logger.warning("unknown invoke mode %r: using buffered", mode)
-    return normalized == "response_stream"
