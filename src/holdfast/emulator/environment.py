@@ -649,8 +649,8 @@ class Environment:
         self, invocation: Invocation, failure: RuntimeResponse, *, timeout: bool
     ) -> None:
         """`platform.runtimeDone` for an invocation the runtime never finished."""
-        if invocation.runtime_finished or self._sandbox is None:
-            return
+        if invocation.runtime_finished or self._sandbox is None or invocation.started_wall is None:
+            return  # done already, or never handed to the runtime
         invocation.runtime_finished = True
         if self._runtime_output is not None:
             self._runtime_output.drain()
