@@ -129,10 +129,7 @@ class AfterResponseExtension:
             )
 
     async def _subscribe(self, client: RuntimeClient) -> None:
-        try:
-            host = socket.gethostbyname(LISTENER_HOST)
-        except OSError:
-            host = "127.0.0.1"  # outside Lambda (the emulator maps the name to loopback)
+        host = _listener_address()
         server = await asyncio.start_server(self._receive_telemetry, host, 0)
         port = server.sockets[0].getsockname()[1]
         destination = {"protocol": "HTTP", "URI": f"http://{LISTENER_HOST}:{port}/telemetry"}
@@ -272,11 +269,12 @@ class ConcurrentHost:
                 self._idle.set()
 
     def _on_sigterm(self) -> None:
-        from holdfast.runtime.sigterm import SHUTDOWN_BUDGET
+        from holdfast.runtime.sigterm import LIFESPAN_SHARE, SHUTDOWN_BUDGET
 
-        # In-flight drains get the budget less lifespan shutdown's share.
-        self._idle.wait(SHUTDOWN_BUDGET * 0.75)
-        _shut_down(self._adapter, [])
+        # In-flight drains get the budget less lifespan shutdown's share; lifespan the rest.
+        began = time.monotonic()
+        self._idle.wait(SHUTDOWN_BUDGET * (1 - LIFESPAN_SHARE))
+        _shut_down(self._adapter, [], SHUTDOWN_BUDGET - (time.monotonic() - began))
 
 
 def _drain(adapter: Adapter, invocation: Invocation, timeout: float | None) -> None:
@@ -288,12 +286,16 @@ def _drain(adapter: Adapter, invocation: Invocation, timeout: float | None) -> N
         logger.exception("request %s: draining after-response work failed", invocation.request_id)
 
 
-def _shut_down(adapter: Adapter, in_flight: list[asyncio.Future[Any]]) -> None:
+def _shut_down(
+    adapter: Adapter, in_flight: list[asyncio.Future[Any]], budget: float | None = None
+) -> None:
     """SIGTERM (in the sigterm thread): finish within the budget, then end the process."""
     from holdfast.runtime import sigterm
 
+    if budget is None:
+        budget = sigterm.SHUTDOWN_BUDGET
     try:
-        adapter.engine.run(sigterm.wind_down(adapter, in_flight))
+        adapter.engine.run(sigterm.wind_down(adapter, in_flight, max(0.0, budget)))
     except Exception:
         logger.exception("shutdown failed")
     finally:
@@ -321,6 +323,18 @@ def _term_with_parent() -> None:
         return
     if os.getppid() != parent:  # the parent died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _listener_address() -> str:
+    """Where the Telemetry API listener binds: the address ``sandbox.localdomain`` has inside a
+    Lambda environment; loopback anywhere else (the emulator delivers there), without a DNS
+    query that could stall the init."""
+    if os.environ.get("AWS_EXECUTION_ENV", "").startswith("AWS_Lambda_"):
+        try:
+            return socket.gethostbyname(LISTENER_HOST)
+        except OSError:
+            pass
+    return "127.0.0.1"
 
 
 def _parse_headers(head: bytes) -> dict[str, str]:
