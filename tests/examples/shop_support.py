@@ -62,7 +62,9 @@ def wait_until(predicate: Callable[[], object], what: str, limit: float = 60.0) 
 
 
 class Response:
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+    """An HTTP answer; `headers` is the case-insensitive message object."""
+
+    def __init__(self, status: int, headers, body: bytes) -> None:
         self.status, self.headers, self.body = status, headers, body
 
     def json(self):
@@ -120,9 +122,9 @@ class ShopFunction:
             request.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
-                return Response(response.status, dict(response.headers), response.read())
+                return Response(response.status, response.headers, response.read())
         except urllib.error.HTTPError as error:
-            return Response(error.code, dict(error.headers), error.read())
+            return Response(error.code, error.headers, error.read())
 
     def invoke(self, event: object) -> Response:
         """The Lambda Invoke API (what an SQS event source mapping or EventBridge calls)."""
@@ -186,3 +188,23 @@ def jwt(secret: str = SECRET, *, scope: str = "reports", ttl: int = 600, sub: st
     signing_input = f"{header}.{b64(json.dumps(claims).encode())}"
     signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64(signature)}"
+
+
+def sqs_event(queue_arn: str, messages: list[tuple[str, str]]) -> dict:
+    """An SQS event as Lambda's poller sends it: (message id, body) pairs from one queue."""
+    return {
+        "Records": [
+            {
+                "messageId": message_id,
+                "receiptHandle": f"handle-{message_id}",
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for message_id, body in messages
+        ]
+    }

@@ -5,6 +5,7 @@ test playing Lambda's SQS poller (event source mapping) and EventBridge."""
 from __future__ import annotations
 
 import email
+import json
 import os
 
 import boto3
@@ -46,9 +47,9 @@ class Poller:
     """What Lambda's SQS event source mapping does: receive a batch, invoke the function with
     it, delete the messages the answer does not list in batchItemFailures."""
 
-    def __init__(self, stack, function: ShopFunction) -> None:
+    def __init__(self, stack, function: ShopFunction, queue: str = "ReportQueue") -> None:
         self.sqs = boto3.client("sqs", region_name=REGION, endpoint_url=stack.endpoint)
-        self.queue_url = stack.physical("ReportQueue")
+        self.queue_url = stack.physical(queue)
         self.queue_arn = self.sqs.get_queue_attributes(
             QueueUrl=self.queue_url, AttributeNames=["QueueArn"]
         )["Attributes"]["QueueArn"]
@@ -144,3 +145,18 @@ def test_a_poison_message_alone_is_reported_for_redelivery(shop, stack):
     ).get("Messages", [])
     # Left in the queue: after maxReceiveCount receipts the redrive policy moves it to the DLQ.
     assert [message["Body"] for message in leftover] == ["{not json"]
+
+
+def test_stock_updates_are_consumed_and_a_bad_one_stays_for_the_redrive(shop, stack):
+    poller = Poller(stack, shop, "StockQueue")
+    poller.sqs.send_message(QueueUrl=poller.queue_url, MessageBody='{"sku": "tea", "quantity": 3}')
+    bad = poller.sqs.send_message(QueueUrl=poller.queue_url, MessageBody='{"sku": ""}')
+    failures: set[str] = set()
+    while True:  # until both were delivered (SQS may split them into two batches)
+        failures |= {item["itemIdentifier"] for item in poller.poll()["batchItemFailures"]}
+        audit = (shop.data / "audit.jsonl").read_text().splitlines()
+        if failures and any('"stock.update"' in line for line in audit):
+            break
+    assert failures == {bad["MessageId"]}
+    [update] = [json.loads(line) for line in audit if '"stock.update"' in line]
+    assert (update["sku"], update["quantity"]) == ("tea", 3)

@@ -7,7 +7,7 @@ import email
 import json
 
 import pytest
-from shop_support import HOSTS, ShopFunction, bearer, jwt, run_worker, shop_env
+from shop_support import HOSTS, ShopFunction, bearer, jwt, run_worker, shop_env, sqs_event
 
 
 @pytest.fixture(scope="module", params=sorted(HOSTS))
@@ -121,3 +121,15 @@ def test_bad_input_gets_a_clear_answer(shop):
     assert answer.status == 422
     assert answer.json()["detail"][0]["loc"] == ["body", "email"]
     assert shop.request("POST", "/reports?month=2026-13", headers=bearer(jwt())).status == 422
+
+
+def test_stock_updates_from_sqs_report_only_the_bad_message(shop):
+    stock_queue = "arn:aws:sqs:us-east-1:123456789012:stock"
+    event = sqs_event(stock_queue, [("m-1", '{"sku": "tea", "quantity": 12}'), ("m-2", "{bad")])
+    answer = shop.invoke(event)
+    assert answer.status == 200 and "X-Amz-Function-Error" not in answer.headers
+    assert answer.json() == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
+    audit = [json.loads(line) for line in (shop.data / "audit.jsonl").read_text().splitlines()]
+    [record] = [entry for entry in audit if entry["action"] == "stock.update"]
+    assert (record["sku"], record["quantity"]) == ("tea", 12)
+    assert record["request_id"] == answer.headers["X-Amzn-RequestId"]

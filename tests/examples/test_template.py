@@ -41,6 +41,7 @@ def test_the_function_is_invoked_through_its_alias(template):
         assert resources[alias]["Type"] == "AWS::Lambda::Alias"
         to_alias = {"Ref": alias}
         assert resources[f"{function}Reports"]["Properties"]["FunctionName"] == to_alias
+        assert resources[f"{function}Stock"]["Properties"]["FunctionName"] == to_alias
         assert resources[f"{function}Url"]["Properties"]["TargetFunctionArn"] == to_alias
         [target] = resources[f"{function}DailyDigest"]["Properties"]["Targets"]
         assert target["Arn"] == to_alias
@@ -105,6 +106,7 @@ def test_the_stack_deploys_with_its_queue_dead_letter_queue_and_table(stack):
     assert stack.outputs == {
         "ReportQueueUrl": stack.physical("ReportQueue"),
         "ReportDeadLetterQueueUrl": stack.physical("ReportDeadLetterQueue"),
+        "StockQueueUrl": stack.physical("StockQueue"),
         "TaskTableName": stack.physical("TaskTable"),
     }
 
@@ -128,17 +130,22 @@ def test_the_function_configuration(stack):
     assert config["Role"].endswith(stack.physical("ShopRole"))
 
 
-def test_the_queue_is_mapped_to_the_function_with_partial_batch_failures(stack):
+@pytest.mark.parametrize("queue, event", [("ReportQueue", "Reports"), ("StockQueue", "Stock")])
+def test_each_queue_is_mapped_to_the_function_with_partial_batch_failures(stack, queue, event):
     stack, packaging = stack
     prefix = "ShopFunction" if packaging == "zip" else "ShopImageFunction"
-    mapping = stack.awslambda.get_event_source_mapping(UUID=stack.physical(f"{prefix}Reports"))
+    mapping = stack.awslambda.get_event_source_mapping(UUID=stack.physical(f"{prefix}{event}"))
     queue_arn = stack.sqs.get_queue_attributes(
-        QueueUrl=stack.physical("ReportQueue"), AttributeNames=["QueueArn"]
+        QueueUrl=stack.physical(queue), AttributeNames=["QueueArn"]
     )["Attributes"]["QueueArn"]
     assert mapping["EventSourceArn"] == queue_arn
     assert mapping["FunctionArn"].endswith(f":function:{stack.physical(prefix)}")
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert (mapping["BatchSize"], mapping["State"]) == (10, "Enabled")
+    attributes = stack.sqs.get_queue_attributes(
+        QueueUrl=stack.physical(queue), AttributeNames=["All"]
+    )["Attributes"]
+    assert "deadLetterTargetArn" in json.loads(attributes["RedrivePolicy"])
 
 
 def test_the_schedule_names_the_periodic_task(stack):
@@ -169,6 +176,11 @@ def test_the_role_allows_only_this_stacks_log_group_queue_and_table(stack):
     granted = {statement["Sid"]: statement for statement in statements}
     assert granted["ReportQueue"]["Resource"] == queue_arn
     assert granted["TaskStatus"]["Resource"] == table_arn
+    stock_arn = stack.sqs.get_queue_attributes(
+        QueueUrl=stack.physical("StockQueue"), AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    assert granted["StockQueue"]["Resource"] == stock_arn
+    assert "sqs:SendMessage" not in granted["StockQueue"]["Action"]  # it only consumes
     assert ":log-group:" in granted["WriteLogs"]["Resource"]
     for statement in statements:
         assert statement["Effect"] == "Allow"

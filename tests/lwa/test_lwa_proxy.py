@@ -115,3 +115,83 @@ def test_no_connection_is_reused_across_a_freeze(start):
         emulator.wait_idle(timeout=60)
     assert len(set(ports)) == 3
     assert all(entry.outcome == "frozen" for entry in emulator.freeze_log)
+
+
+def test_wsgi_work_after_the_response_finishes_before_the_freeze(tmp_path):
+    record = tmp_path / "record.txt"
+    record.touch()
+    port = free_port()
+    server = [sys.executable, "wsgi_server.py", str(port)]
+    emulator = ThreadedEmulator(
+        [sys.executable, "-m", "holdfast", "proxy", "--port", str(port), "--", *server],
+        cwd=str(HERE),
+        env={"HOLDFAST_TEST_RECORD": str(record)},
+        timeout=30,
+        log=lambda line: None,
+    )
+    emulator.start()
+    try:
+        request_ids = []
+        for _ in range(2):
+            status, _, body = get(emulator.url, "/work")
+            assert status == 200, body
+            request_ids.append(json.loads(body)["request_id"])
+            emulator.wait_idle(timeout=60)
+        finished = records(record)
+        freezes = {entry.request_id: entry for entry in emulator.freeze_log}
+        for request_id in request_ids:
+            assert finished[("task", request_id)] < freezes[request_id].frozen_at
+    finally:
+        emulator.close()
+
+
+def test_managed_instances_run_concurrent_pollers_on_pooled_connections(start):
+    # One environment, four invocations at once, no freeze (AWS_LAMBDA_MAX_CONCURRENCY=4):
+    # concurrent requests stay isolated, and connections to the app are reused.
+    from concurrent.futures import ThreadPoolExecutor
+
+    emulator, _ = start(server_options=["--no-proxy-headers"], max_concurrency=4)
+    bodies = [f"request {index}".encode() * (index + 1) for index in range(16)]
+
+    def post(body):
+        status, _, data = get(emulator.url, "/echo/x", "POST", body)
+        assert status == 200, data
+        return json.loads(data)
+
+    with ThreadPoolExecutor(4) as pool:
+        documents = list(pool.map(post, bodies))
+    assert [bytes.fromhex(document["body"]) for document in documents] == bodies
+    assert len({document["client_port"] for document in documents}) < len(bodies)
+
+
+def test_the_app_shuts_down_gracefully_with_the_environment(start):
+    emulator, record = start()
+    status, _, _ = get(emulator.url, "/echo/x")
+    assert status == 200
+    emulator.close()  # SIGTERM to the runtime (the proxy), which stops the app with SIGTERM
+    assert ("shutdown", "-") in records(record)
+
+
+def test_a_crashed_app_ends_its_environment_and_the_next_one_serves(start):
+    emulator, _ = start()
+    status, _, _ = get(emulator.url, "/die")
+    assert status in (500, 502)  # the invocation failed: a runtime exit or the proxy's 502
+    emulator.wait_idle(timeout=60)
+    status, _, body = get(emulator.url, "/echo/x")
+    assert status == 200, body
+    emulator.wait_idle(timeout=60)
+    outcomes = [entry.outcome for entry in emulator.freeze_log]
+    assert outcomes[0] == "exit" and outcomes[-1] == "frozen"
+    assert emulator.freeze_log[-1].cold  # a new environment, with a new app
+
+
+def test_usage():
+    from holdfast.proxy import cli
+
+    assert cli._parse(["--port", "3000", "--", "server", "-x"]) == (3000, ["server", "-x"])
+    assert cli._parse(["--port=3000", "--", "server"]) == (3000, ["server"])
+    assert cli._parse(["--", "server"]) == (None, ["server"])
+    assert cli._parse(["--port", "http"]) == (None, [])
+    assert cli._parse(["--bogus"]) == (None, [])
+    assert cli.main(["--port", "0", "--", "x"]) == 2
+    assert cli.main(["--help"]) == 0

@@ -7,6 +7,9 @@
     POST /checkout                503 while the payment provider is down: a Lambda function error
     GET  /healthz
 
+and, not HTTP: stock updates from the warehouse's SQS queue (`restock`), one message at a time,
+a bad message reported alone in ``batchItemFailures``.
+
 `handler` is the one entry point for every host: the managed Python runtime calls
 ``shop.app.handler``; a custom runtime or container runs ``holdfast run shop.app:handler``.
 """
@@ -27,6 +30,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 import holdfast
+from holdfast.events import SQSRecord, each_record
 
 from . import logs, mail, tracing
 from .auth import Claims, require_reports_scope
@@ -45,6 +49,11 @@ app.include_router(queue.router(dependencies=[Depends(require_reports_scope)]))
 class Signup(BaseModel):
     email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
     name: str
+
+
+class StockUpdate(BaseModel):
+    sku: str = Field(min_length=1)
+    quantity: int = Field(ge=0)
 
 
 class Order(BaseModel):
@@ -124,3 +133,16 @@ def _charge(order: Order) -> Any:
 
 
 handler = holdfast.Adapter(app, error_status_codes="502-504")
+
+
+@handler.on("sqs")
+@each_record
+async def restock(record: SQSRecord, context: Any) -> None:
+    """The warehouse's stock updates. Raising (a malformed message) reports just this message
+    for redelivery; after maxReceiveCount the queue's redrive policy moves it aside."""
+    token = logs.request_id.set(getattr(context, "aws_request_id", None))
+    try:
+        update = StockUpdate.model_validate_json(record.body)
+        write_audit("stock.update", sku=update.sku, quantity=update.quantity)
+    finally:
+        logs.request_id.reset(token)
