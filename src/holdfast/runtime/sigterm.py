@@ -31,8 +31,8 @@ EXTENSION_NAME = "holdfast-shutdown"
 #: Seconds a host may spend after SIGTERM: Lambda kills a runtime with an internal extension
 #: 500 ms after it; the rest is kept for the process to exit and flush its logs.
 SHUTDOWN_BUDGET = 0.4
-# Of the budget, what lifespan shutdown keeps when in-flight work is waited for first.
-_LIFESPAN_SHARE = 0.25
+#: Of the budget, what lifespan shutdown keeps when in-flight work is waited for first.
+LIFESPAN_SHARE = 0.25
 
 
 async def earn(address: str) -> asyncio.Task[None] | None:
@@ -95,7 +95,7 @@ async def wind_down(
     deadline = loop.time() + budget
     running = [future for future in in_flight if not future.done()]
     if running:
-        lifespan_share = budget * _LIFESPAN_SHARE if adapter is not None else 0.0
+        lifespan_share = budget * LIFESPAN_SHARE if adapter is not None else 0.0
         _, late = await asyncio.wait(running, timeout=max(0.0, budget - lifespan_share))
         for future in late:
             future.cancel()
