@@ -372,8 +372,19 @@ def start_for(adapter: Adapter) -> AfterResponseExtension | ConcurrentHost | Non
             host = _host = ConcurrentHost(adapter)
             host.start()
         else:
-            host = _host = AfterResponseExtension(adapter, runtime_api)
-            host.start()
+            extension = AfterResponseExtension(adapter, runtime_api)
+            try:
+                extension.start()
+            except Exception as exc:
+                # The app still answers: its after-response work then drains before the
+                # handler returns (the response waits for it, as under Mangum).
+                logger.warning(
+                    "holdfast: the after-response extension could not register (%s);"
+                    " after-response work delays each response instead",
+                    exc,
+                )
+                return None
+            host = _host = extension
     adapter.host = host.hand_over
     return host
 
