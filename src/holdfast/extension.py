@@ -89,7 +89,8 @@ class AfterResponseExtension:
         from holdfast.runtime import sigterm
 
         # Before the thread starts: it inherits the blocked SIGTERM.
-        sigterm.watch(self._on_sigterm)
+        sigterm.handle(self._on_sigterm)
+        sigterm.watch()
         ready = threading.Event()
         failure: list[BaseException] = []
         thread = threading.Thread(
@@ -251,7 +252,8 @@ class ConcurrentHost:
     def start(self) -> None:
         from holdfast.runtime import sigterm
 
-        sigterm.watch(self._on_sigterm)
+        sigterm.handle(self._on_sigterm)
+        sigterm.watch()
         _term_with_parent()
         threading.Thread(target=self._drain_forever, name="holdfast-drain", daemon=True).start()
 
