@@ -11,8 +11,8 @@ import http.client
 import json
 import os
 import signal
-import subprocess
 import socket
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
