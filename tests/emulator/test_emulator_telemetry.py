@@ -255,3 +255,24 @@ def test_internal_extension_ends_invocations_on_runtime_done(emulators, tmp_path
     assert ended == [{"ended": r.request_id, "runtime_done_arrived": True} for r in results]
     assert [r.outcome for r in emu.freeze_log] == ["frozen"] * 3
     assert [report.status for report in emu.reports] == [None] * 3
+
+
+def test_managed_instances_emit_runtime_done_when_the_result_is_posted(
+    emulators, telemetry_extension
+):
+    emu = emulators(ric("shout"), max_concurrency=2, **telemetry_extension())
+    results = [emu.invoke({"lines": 1}) for _ in range(2)]
+    emu.wait_idle(60)
+    emu.close()
+    batches, holds = telemetry_extension.read()
+    assert holds == [{"held": r.request_id, "runtime_done_arrived": True} for r in results]
+    events = _events(batches)
+    init = events[_index(events, "platform.initStart")]["record"]
+    assert init["initializationType"] == "lambda-managed-instances"
+    for result in results:
+        rid = result.request_id
+        line = _index(events, "function", record=f"line 0 of {rid}")
+        done = _index(events, "platform.runtimeDone", rid)
+        assert _index(events, "platform.start", rid) < line < done
+        assert done < _index(events, "platform.report", rid)
+        assert events[done]["record"]["status"] == "success"

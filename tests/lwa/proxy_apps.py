@@ -89,3 +89,8 @@ async def stream(chunks: int = 3, ms: int = 50) -> StreamingResponse:
 async def events(request: Request) -> Response:
     event = await request.json()
     return Response(json.dumps({"got": event}), media_type="application/json")
+
+
+@app.get("/die")
+async def die() -> None:
+    os._exit(3)  # the server crashes in the middle of a request
