@@ -162,3 +162,36 @@ def test_managed_instances_run_concurrent_pollers_on_pooled_connections(start):
         documents = list(pool.map(post, bodies))
     assert [bytes.fromhex(document["body"]) for document in documents] == bodies
     assert len({document["client_port"] for document in documents}) < len(bodies)
+
+
+def test_the_app_shuts_down_gracefully_with_the_environment(start):
+    emulator, record = start()
+    status, _, _ = get(emulator.url, "/echo/x")
+    assert status == 200
+    emulator.close()  # SIGTERM to the runtime (the proxy), which stops the app with SIGTERM
+    assert ("shutdown", "-") in records(record)
+
+
+def test_a_crashed_app_ends_its_environment_and_the_next_one_serves(start):
+    emulator, _ = start()
+    status, _, _ = get(emulator.url, "/die")
+    assert status in (500, 502)  # the invocation failed: a runtime exit or the proxy's 502
+    emulator.wait_idle(timeout=60)
+    status, _, body = get(emulator.url, "/echo/x")
+    assert status == 200, body
+    emulator.wait_idle(timeout=60)
+    outcomes = [entry.outcome for entry in emulator.freeze_log]
+    assert outcomes[0] == "exit" and outcomes[-1] == "frozen"
+    assert emulator.freeze_log[-1].cold  # a new environment, with a new app
+
+
+def test_usage():
+    from holdfast.proxy import cli
+
+    assert cli._parse(["--port", "3000", "--", "server", "-x"]) == (3000, ["server", "-x"])
+    assert cli._parse(["--port=3000", "--", "server"]) == (3000, ["server"])
+    assert cli._parse(["--", "server"]) == (None, ["server"])
+    assert cli._parse(["--port", "http"]) == (None, [])
+    assert cli._parse(["--bogus"]) == (None, [])
+    assert cli.main(["--port", "0", "--", "x"]) == 2
+    assert cli.main(["--help"]) == 0
