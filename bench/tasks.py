@@ -1,6 +1,11 @@
 """Benchmark: holdfast's SQLite task queue against Huey's SqliteHuey, one worker each.
 
     .venv/bin/python bench/tasks.py [--tasks 3000] [--rounds 5] [--latency-samples 150]
+    .venv/bin/python bench/tasks.py crash [--backend both] [--tasks 500] [--max-receive 10]
+
+`crash` runs the crash harness of tests/tasks/test_tasks_crash.py with more tasks: worker
+processes SIGKILLed about once a second (SQLite, and SQS + DynamoDB on a moto_server it
+starts), then counts lost tasks, status mismatches and at-least-once duplicates.
 
 Each worker runs in its own process, as in production: `holdfast tasks worker` with its
 default concurrency (10), and for reference the same worker at concurrency 1; Huey's consumer
@@ -254,7 +259,78 @@ def _report(clients: list, throughput: dict, latency: dict, args: argparse.Names
     )
 
 
-if __name__ == "__main__":
+def crash_main(argv: list[str]) -> None:
+    """`bench/tasks.py crash`: the crash harness, larger; prints one line of counts per run."""
+    parser = argparse.ArgumentParser(prog="bench/tasks.py crash")
+    parser.add_argument("--backend", choices=["sqlite", "sqs", "both"], default="both")
+    parser.add_argument("--tasks", type=int, default=500)
+    parser.add_argument("--pause", type=float, default=0.05, help="seconds each task sleeps")
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--kill-every", type=float, default=1.0, help="mean seconds")
+    parser.add_argument("--max-receive", type=int, default=10, help="SQS maxReceiveCount")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    tests = Path(__file__).resolve().parent.parent / "tests" / "tasks"
+    sys.path.insert(0, str(tests))
+    from crash_harness import CrashRun
+
+    from holdfast.tasks import TaskQueue
+
+    def options(tmp: Path, lease: float) -> dict:
+        spread = (args.kill_every * 0.5, args.kill_every * 1.5)
+        return dict(
+            workdir=tmp, tasks=args.tasks, pause=args.pause, workers=args.workers,
+            concurrency=args.concurrency, lease=lease, kill_every=spread, seed=args.seed,
+        )  # fmt: skip
+
+    if args.backend in ("sqlite", "both"):
+        with tempfile.TemporaryDirectory(prefix="holdfast-crash-") as tmp:
+            url = f"sqlite:///{tmp}/tasks.db"
+            queue = TaskQueue(url, visibility_timeout=1.0)
+            report = CrashRun(url, **options(Path(tmp), 1.0)).run(queue)
+            print(f"sqlite: {report.summary()}", flush=True)
+            for line in report.mismatches:
+                print(f"  {line}")
+    if args.backend in ("sqs", "both"):
+        _crash_sqs(args, options, CrashRun, TaskQueue)
+
+
+def _crash_sqs(args: argparse.Namespace, options, crash_run, task_queue) -> None:
+    import conftest
+
+    os.environ.update(conftest._AWS_ENV)
+    port = conftest._free_port()
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        conftest._wait_for_http(endpoint, moto)
+        aws = conftest.AwsResources(endpoint, max_receive=args.max_receive)
+        url = aws.url(wait=1)
+        queue = task_queue(url, endpoint_url=endpoint, visibility_timeout=2.0)
+        with tempfile.TemporaryDirectory(prefix="holdfast-crash-") as tmp:
+            run = crash_run(
+                url,
+                env={"AWS_ENDPOINT_URL": endpoint},
+                dead_letter_queue=(aws.sqs, aws.dlq_url),
+                **options(Path(tmp), 2.0),
+            )
+            report = run.run(queue)
+        print(f"sqs (maxReceiveCount {args.max_receive}): {report.summary()}", flush=True)
+        for line in report.mismatches:
+            print(f"  {line}")
+    finally:
+        moto.kill()
+        moto.wait()
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["crash"]:
+    crash_main(sys.argv[2:])
+elif __name__ == "__main__":
     # Run as the module `tasks`, the name the worker processes import it under: Huey
     # registers tasks by module-qualified name.
     sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -47,12 +47,10 @@ from holdfast.pending import DEFAULT_DRAIN_MARGIN, DrainReport, PendingWork, dra
 from holdfast.sources import Codecs, EventCodec, HTTPResponse
 from holdfast.sources._http import find_header
 
-__all__ = ["MAX_RESPONSE_BYTES", "Adapter", "EventHandler", "Invocation"]
+__all__ = ["Adapter", "EventHandler", "Invocation", "as_asgi", "is_wsgi"]
 
 logger = logging.getLogger("holdfast")
 
-#: Lambda's limit on a synchronous invocation's response payload.
-MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 _PLAIN_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 
 #: ``handler(event, context)`` for a kind of non-HTTP event; may be ``async``.
@@ -133,12 +131,16 @@ class Adapter:
         """Handle one invocation synchronously (the managed Python runtime's handler)."""
         self.start()
         invocation = self.begin(event, context)
+        if self.host is None:
+            # Nothing is delivered before this returns, after the drain: the app need not wait
+            # for a hand-over (as under Mangum, its code after the last chunk runs at once).
+            invocation.handed_over()
         self.engine.run_until(invocation.ready)
         outcome = invocation.outcome_nowait()
         invocation.handed_over()
         if self.host is not None:
             self.host(invocation)  # it drains once the runtime has the response
-        elif not invocation.idle:
+        elif not invocation.settle_now():
             # No host drains after the handler returns: finish the work before returning, so
             # nothing is lost (the response waits, as it does under Mangum).
             self.engine.run(invocation.drain(self.drain_timeout(context)))
@@ -418,16 +420,16 @@ class Invocation:
         task = self.task
         assert task is not None
         exchange, sink = self._exchange, self._sink
+        if exchange is None:
+            self._tracked = True  # whatever it raised is the outcome
+            return self._handler_outcome(task)
         if isinstance(sink, StreamSink) and sink.streaming:
             # A failure from here on truncates the stream; the drain logs it.
             return self._streamed(sink.status, sink.headers, self._stream_body())
-        if task.done():
-            self._tracked = True  # whatever it raised is the outcome's business
-        if exchange is None:
-            return self._handler_outcome(task)
         if exchange.complete:
             assert sink is not None
             return self._answer(sink.response())
+        self._tracked = True  # whatever it raised is the outcome
         return self._answer(self._failure_response(task))
 
     def _handler_outcome(self, task: asyncio.Task[Any]) -> Outcome:
@@ -524,6 +526,8 @@ class Invocation:
         code after the last body chunk runs from here on (as after-response work)."""
         if self._exchange is not None:
             self._exchange.hand_over()
+        if isinstance(self._sink, StreamSink):
+            self._sink.release()  # a body the host did not read to its end is not waited for
 
     @property
     def idle(self) -> bool:
@@ -538,21 +542,37 @@ class Invocation:
         self.handed_over()
         report = DrainReport()
         if not self._tracked:
-            self._tracked = True
-            await self._own_app_task(report)
+            if self._app_waits():
+                await asyncio.sleep(0)  # the app's final send returns and runs to its next await
+            self._adopt_app_task(report)
         if self.pending:
             report = _merged(report, await self.pending.drain(timeout))
         self.adapter.record(report)
         return report
 
-    async def _own_app_task(self, report: DrainReport) -> None:
-        """The app's code after its final ``send`` becomes after-response work, unless it ends
-        at once (a plain endpoint does): only real work is counted."""
+    def settle_now(self) -> bool:
+        """For a host that steps the loop itself, once the response is handed over: let the app
+        return from its final send now (one pass of the loop); whether nothing is left to drain."""
+        if not self._tracked:
+            if self._app_waits():
+                self.adapter.engine.step()
+            report = DrainReport()
+            self._adopt_app_task(report)
+            if report.failed:
+                self.adapter.record(report)
+        return self.idle
+
+    def _app_waits(self) -> bool:
+        task = self.task
+        return task is not None and self._exchange is not None and not task.done()
+
+    def _adopt_app_task(self, report: DrainReport) -> None:
+        """The app's code after its final ``send`` becomes after-response work, unless it has
+        ended already (a plain endpoint has): only real work is counted."""
+        self._tracked = True
         task = self.task
         if task is None or self._exchange is None:
             return
-        if not task.done():
-            await asyncio.sleep(0)  # the app's final send returns and runs to its next await
         if self._streaming:
             failure = "the app raised during or after its streamed response"
         else:

@@ -30,6 +30,10 @@ class Engine:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+        # Background stepping (run_in_background) gives way to callers waiting in run_until.
+        self._turn = threading.Condition(self._lock)
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -53,25 +57,78 @@ class Engine:
         if done():
             return
         loop = self.loop
+        with self._waiting_lock:
+            self._waiting += 1
+        if self._lock.locked():
+            loop.call_soon_threadsafe(_nothing)  # wake a background stepper so it gives way
         with self._lock:
-            if events._get_running_loop() is not None:
-                raise RuntimeError(
-                    "holdfast.Adapter was called synchronously from inside a running event loop;"
-                    " call it in a thread instead: await asyncio.to_thread(handler, event, context)"
-                )
-            hooks = sys.get_asyncgen_hooks()
-            sys.set_asyncgen_hooks(
-                firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
-                finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
-            )
-            events._set_running_loop(loop)
+            with self._waiting_lock:
+                self._waiting -= 1
+            hooks = self._enter(loop)
             try:
                 run_once = loop._run_once  # type: ignore[attr-defined]
                 while not done():
                     run_once()
             finally:
-                events._set_running_loop(None)
-                sys.set_asyncgen_hooks(*hooks)
+                self._leave(hooks)
+                self._turn.notify_all()
+
+    def run_in_background(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` to completion from a background thread, stepping the loop only while no
+        other thread waits in :meth:`run_until`.
+
+        For a host that drains after-response work while the next invocation may already be
+        handled (Lambda Managed Instances: no freeze between invocations): the handler never
+        waits for the drain, and whoever steps the loop advances both.
+        """
+        loop = self.loop
+        with self._lock:
+            task = loop.create_task(coro)
+        while not task.done():
+            with self._lock:
+                while self._waiting:
+                    self._turn.wait()
+                hooks = self._enter(loop)
+                try:
+                    run_once = loop._run_once  # type: ignore[attr-defined]
+                    while not task.done() and not self._waiting:
+                        run_once()
+                finally:
+                    self._leave(hooks)
+        return task.result()
+
+    def step(self) -> None:
+        """Run what is ready to run now: one pass of the loop that never waits for I/O or timers."""
+        loop = self.loop
+        if not loop._ready:  # type: ignore[attr-defined]
+            return  # a pass would block until the next timer
+        with self._lock:
+            hooks = self._enter(loop)
+            try:
+                loop._run_once()  # type: ignore[attr-defined]
+            finally:
+                self._leave(hooks)
+
+    @staticmethod
+    def _enter(loop: asyncio.AbstractEventLoop) -> Any:
+        """This thread drives ``loop``: set up as ``run_forever`` would (minus the loop)."""
+        if events._get_running_loop() is not None:
+            raise RuntimeError(
+                "holdfast.Adapter was called synchronously from inside a running event loop;"
+                " call it in a thread instead: await asyncio.to_thread(handler, event, context)"
+            )
+        hooks = sys.get_asyncgen_hooks()
+        sys.set_asyncgen_hooks(
+            firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
+            finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
+        )
+        events._set_running_loop(loop)
+        return hooks
+
+    @staticmethod
+    def _leave(hooks: Any) -> None:
+        events._set_running_loop(None)
+        sys.set_asyncgen_hooks(*hooks)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` to completion on the persistent loop and return its result."""
@@ -82,3 +139,7 @@ class Engine:
     def close(self) -> None:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.close()
+
+
+def _nothing() -> None:
+    pass

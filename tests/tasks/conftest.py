@@ -174,3 +174,9 @@ def aws(moto_endpoint):
 @pytest.fixture
 def aws_with_dlq(moto_endpoint):
     return AwsResources(moto_endpoint, max_receive=2)
+
+
+@pytest.fixture
+def make_aws(moto_endpoint):
+    """`make_aws(max_receive=N)`: fresh SQS queues (with a DLQ if N is given) and a table."""
+    return lambda max_receive=None: AwsResources(moto_endpoint, max_receive=max_receive)

@@ -247,3 +247,28 @@ def test_a_failure_on_the_last_receive_is_dead_not_retrying(aws_with_dlq):
 
 def _body_id(message: dict) -> str:
     return json.loads(message["Body"])["id"]
+
+
+def test_maintenance_marks_tasks_whose_message_was_dead_lettered(aws_with_dlq):
+    aws = aws_with_dlq  # maxReceiveCount 2
+    queue = make_queue(aws)
+    done = queue.tasks["add"].defer_sync(2)
+    [message] = aws.receive(visibility=0)
+    asyncio.run(run_until(queue, [done]))
+    # A success whose message still reached the DLQ (its worker died before deleting it).
+    aws.sqs.send_message(QueueUrl=aws.dlq_url, MessageBody=message["Body"])
+    aws.sqs.send_message(QueueUrl=aws.dlq_url, MessageBody="not a task")
+    handle = queue.tasks["add"].defer_sync(1)
+    for _ in range(2):  # two receives no worker recorded (killed during a long poll)
+        assert aws.receive(visibility=0) != []
+    assert aws.receive() == []  # the third receive moved it to the dead-letter queue
+    assert queue.status_sync(handle.id).state is TaskState.QUEUED
+    queue.backend.reconcile_every = 0  # the worker above looked a moment ago
+    queue.backend.maintain()
+    status = queue.status_sync(handle.id)
+    assert status.state is TaskState.DEAD
+    assert status.error.startswith("DeadLettered: the redrive policy moved the message")
+    assert queue.status_sync(done.id).state is TaskState.SUCCEEDED  # final statuses stay
+    # The dead-letter queue still holds every message, visible to its own consumers.
+    bodies = [m["Body"] for m in aws.receive(queue_url=aws.dlq_url)]
+    assert len(bodies) == 3 and "not a task" in bodies

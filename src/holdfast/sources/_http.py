@@ -226,9 +226,17 @@ def headers_from_single(headers: Any, key: str = "headers") -> RawHeaders:
 
 def headers_from_multi(headers: Any, key: str = "multiValueHeaders") -> RawHeaders:
     """Raw headers from a ``{"Name": ["value", ...]}`` mapping, repeats kept in order."""
+    mapping = _header_map(headers, key)
+    try:  # the common case, at full speed: lists (or single strings) of latin-1 text
+        return [
+            (header_name(name), value.encode("latin-1"))
+            for name, values in mapping.items()
+            for value in (values if values.__class__ is list else (values,))
+        ]
+    except (UnicodeEncodeError, AttributeError, TypeError):
+        pass
     raw: RawHeaders = []
-    append = raw.append
-    for name, values in _header_map(headers, key).items():
+    for name, values in mapping.items():
         name_bytes = header_name(name)
         if values is None:
             continue
@@ -236,9 +244,7 @@ def headers_from_multi(headers: Any, key: str = "multiValueHeaders") -> RawHeade
             values = (values,)
         elif not isinstance(values, list):
             raise wrong_type(f"{key!r}: {name[:40]!r}", "a list of strings", values)
-        for value in values:
-            if value is not None:
-                append((name_bytes, _value_bytes(value)))
+        raw.extend((name_bytes, _value_bytes(value)) for value in values if value is not None)
     return raw
 
 
@@ -249,9 +255,13 @@ def merged_headers(single: Any, multi: Any) -> RawHeaders:
     ``headers`` (a hand-made or edited event) is kept rather than lost.
     """
     raw = headers_from_multi(multi)
-    if single:
+    if single and raw:
         present = {name for name, _ in raw}
-        raw.extend(pair for pair in headers_from_single(single) if pair[0] not in present)
+        single = _header_map(single, "headers")
+        missing = {name: v for name, v in single.items() if header_name(name) not in present}
+        raw.extend(headers_from_single(missing))
+    elif single:
+        raw = headers_from_single(single)
     return raw
 
 
@@ -280,14 +290,14 @@ def build_request(
     copies of them are dropped. ``Content-Length`` is set from the body and a ``Host`` that is
     not ``host[:port]`` is dropped, as a front would refuse it.
     """
-    headers = _reframed(headers, platform or [], body)
-    scheme = forwarded_scheme(headers, default_scheme)
+    headers, host, forwarded = _reframed(headers, platform or [], body)
+    scheme = forwarded_scheme(forwarded.get(b"x-forwarded-proto"), default_scheme)
     decoded, raw, root_path = path
     return HTTPRequest(
         method=method,
         scheme=scheme,
-        server=server_address(headers, scheme),
-        client=client_address(headers, source_ip),
+        server=server_address(host, forwarded.get(b"x-forwarded-port"), scheme),
+        client=client_address(forwarded.get(b"x-forwarded-for"), source_ip),
         root_path=root_path,
         path=decoded,
         raw_path=raw,
@@ -297,28 +307,43 @@ def build_request(
     )
 
 
-def _reframed(headers: RawHeaders, platform: RawHeaders, body: bytes) -> RawHeaders:
+# The headers the scope's scheme, server and client derive from.
+_FORWARDED = frozenset({b"x-forwarded-proto", b"x-forwarded-port", b"x-forwarded-for"})
+
+
+def _reframed(
+    headers: RawHeaders, platform: RawHeaders, body: bytes
+) -> tuple[RawHeaders, tuple[str, int | None] | None, dict[bytes, bytes]]:
+    """``(headers, host, forwarded)``: the headers the app gets, the parsed Host header, and
+    the X-Forwarded-* values the scope derives from (the first Proto and Port, the last For)."""
     kept: RawHeaders = []
+    host: tuple[str, int | None] | None = None
+    forwarded: dict[bytes, bytes] = {}
     framed = bool(body)
-    host_seen = False
     for name, value in headers:
         if name in _REPLACED:
             framed = framed or name == b"content-length"
             continue
         if name == b"host":
-            if _parse_host(value) is None:
+            parsed = _parse_host(value)
+            if parsed is None:
                 logger.warning("dropping a Host header that is not host[:port]: %.80r", value)
                 continue
-            if host_seen:
+            if host is not None:
                 logger.warning("dropping a second Host header: %.80r", value)
                 continue
-            host_seen = True
+            host = parsed
+        elif name in _FORWARDED:
+            if name == b"x-forwarded-for":
+                forwarded[name] = value  # the front appends to the last one
+            else:
+                forwarded.setdefault(name, value)
         kept.append((name, value))
     kept.extend(platform)
     if framed:
         # The event carries the whole body: its length frames it, whatever the client said.
         kept.append((b"content-length", b"%d" % len(body)))
-    return kept
+    return kept, host, forwarded
 
 
 def _parse_host(value: bytes) -> tuple[str, int | None] | None:
@@ -344,9 +369,8 @@ def _port(text: str) -> int | None:
     return int(text) if _PORT.fullmatch(text) and int(text) <= 65535 else None
 
 
-def forwarded_scheme(headers: RawHeaders, default: str = "https") -> str:
+def forwarded_scheme(proto: bytes | None, default: str = "https") -> str:
     """``http`` or ``https`` from X-Forwarded-Proto (set by the front), else ``default``."""
-    proto = find_header(headers, b"x-forwarded-proto")
     if proto:
         scheme = proto.split(b",")[0].strip().decode("latin-1").lower()
         if scheme in _FORWARDED_SCHEMES:
@@ -354,32 +378,29 @@ def forwarded_scheme(headers: RawHeaders, default: str = "https") -> str:
     return default
 
 
-def server_address(headers: RawHeaders, scheme: str) -> tuple[str, int] | None:
+def server_address(
+    host: tuple[str, int | None] | None, forwarded_port: bytes | None, scheme: str
+) -> tuple[str, int] | None:
     """``(host, port)`` from the Host header, the port falling back to X-Forwarded-Port and
     then the scheme's; ``None`` without a valid Host header (an invalid one is dropped)."""
-    host = find_header(headers, b"host")
-    parsed = None if host is None else _parse_host(host)
-    if parsed is None:
+    if host is None:
         return None
-    name, port = parsed
-    if port is None:
-        forwarded = find_header(headers, b"x-forwarded-port")
-        if forwarded is not None:
-            port = _port(forwarded.split(b",")[0].strip().decode("latin-1"))
+    name, port = host
+    if port is None and forwarded_port is not None:
+        port = _port(forwarded_port.split(b",")[0].strip().decode("latin-1"))
     if port is None:
         port = 443 if scheme == "https" else 80
     return name, port
 
 
-def client_address(headers: RawHeaders, source_ip: str | None) -> tuple[str, int] | None:
+def client_address(forwarded_for: bytes | None, source_ip: str | None) -> tuple[str, int] | None:
     """``(address, 0)``: the source IP the front reports, else the last X-Forwarded-For entry
     (the one the front appended; earlier entries are the client's to forge)."""
     if source_ip:
         _utf8(source_ip, "the source IP")
         return source_ip, 0
-    forwarded = find_header(headers, b"x-forwarded-for")
-    if forwarded:
-        address = forwarded.split(b",")[-1].strip().decode("latin-1")
+    if forwarded_for:
+        address = forwarded_for.split(b",")[-1].strip().decode("latin-1")
         if address:
             return address, 0
     return None
@@ -586,28 +607,37 @@ def _case_variants(name: str) -> Iterator[str]:
 
 
 def exceeds(result: Mapping[str, Any], limit: int) -> bool:
-    """Whether ``result`` serialised as the runtime posts it (``json.dumps``, ASCII-escaped:
-    the larger of the runtimes' encodings) is more than ``limit`` bytes.
+    """Whether ``result`` (a response a codec encoded) serialised as the runtime posts it
+    (``json.dumps``, ASCII-escaped: the larger of the runtimes' encodings) is more than
+    ``limit`` bytes.
 
-    Serialising costs a copy of the response; a bound on the escaped size of the body and the
-    headers skips it for every response that is clearly small enough.
+    Serialising costs a copy of the response; a bound on the escaped size skips it for every
+    response that is clearly small enough.
     """
     if _size_bound(result) <= limit:
         return False
     return len(json.dumps(result)) > limit
 
 
-# A character takes at most 12 bytes once escaped (a surrogate pair); base64 needs none.
+# Escaped, a character takes at most 12 bytes (a surrogate pair), an ASCII one 6 (\u00XX).
 _MAX_ESCAPED = 12
+_MAX_ESCAPED_ASCII = 6
+# statusCode, statusDescription, isBase64Encoded, the keys and the JSON punctuation.
+_FRAMING = 512
 
 
-def _size_bound(value: Any) -> int:
-    if isinstance(value, str):
-        if value.isascii() and value.isprintable():  # only quotes and backslashes get escaped
-            return 2 + len(value) + value.count('"') + value.count("\\")
-        return 2 + len(value) * _MAX_ESCAPED
-    if isinstance(value, Mapping):
-        return 2 + sum(_size_bound(k) + _size_bound(v) + 4 for k, v in value.items())
-    if isinstance(value, list):
-        return 2 + sum(_size_bound(item) + 2 for item in value)
-    return 32  # numbers, booleans, null
+def _size_bound(result: Mapping[str, Any]) -> int:
+    body = result.get("body") or ""
+    if result.get("isBase64Encoded"):
+        size = len(body)  # base64 needs no escaping
+    else:
+        size = len(body) * (_MAX_ESCAPED_ASCII if body.isascii() else _MAX_ESCAPED)
+    text = 0  # the characters of the headers and cookies, and their punctuation
+    for key in ("headers", "multiValueHeaders"):
+        for name, values in (result.get(key) or {}).items():
+            if isinstance(values, str):
+                text += len(name) + len(values) + 8
+            else:
+                text += len(name) + sum(len(value) + 4 for value in values) + 8
+    text += sum(len(cookie) + 4 for cookie in result.get("cookies") or ())
+    return _FRAMING + size + text * _MAX_ESCAPED

@@ -207,6 +207,12 @@ async def _fire_scheduled(event: Mapping[str, Any]) -> dict[str, Any]:
     queued = []
     for queue in registered_queues():
         queued += [handle.id for handle in await fire_due(queue, moment)]
+        # No worker runs maintenance on Lambda: the schedule does (it reconciles statuses
+        # with the dead-letter queue on SQS).
+        try:
+            await queue.async_backend.maintain()
+        except Exception:
+            logger.exception("maintenance of task queue %s failed", queue.name)
     if not queued:
         logger.info("scheduled event at %s: no periodic task due", moment.isoformat())
     return {"queued": queued}

@@ -124,7 +124,11 @@ class SQSBackend:
             "endpoint_url": endpoint_url,
         }
         self._listeners = Listeners()
-        self._max_receives: object = _UNKNOWN
+        self._redrive: object = _UNKNOWN  # a _Redrive, or None: no redrive policy
+        self._dead_letter_url: str | None = None
+        self._last_reconcile = -math.inf
+        #: Seconds between two looks into the dead-letter queue by `maintain()`.
+        self.reconcile_every = RECONCILE_EVERY
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -260,23 +264,23 @@ class SQSBackend:
             MessageAttributeNames=["All"],
             AttributeNames=["ApproximateReceiveCount"],
         )
-        deliveries = []
-        for message in response.get("Messages", []):
-            count = message.get("Attributes", {}).get("ApproximateReceiveCount")
-            try:
-                deliveries.append(
-                    self.accept(
-                        message["Body"],
-                        message["ReceiptHandle"],
-                        message["MessageId"],
-                        lease=lease,
-                        receive_count=int(count) if count is not None else None,
-                    )
-                )
-            except Exception:
-                # It comes back when its visibility lapses; the rest of the batch goes on.
-                logger.exception("could not start message %s", message.get("MessageId"))
-        return deliveries
+        accepts = [
+            functools.partial(self._accept_received, message, lease)
+            for message in response.get("Messages", [])
+        ]
+        # A message that could not be started comes back when its visibility lapses; the
+        # rest of the batch goes on.
+        return [d for d in self._in_parallel(accepts) if d is not None]
+
+    def _accept_received(self, message: dict[str, Any], lease: float) -> Delivery:
+        count = message.get("Attributes", {}).get("ApproximateReceiveCount")
+        return self.accept(
+            message["Body"],
+            message["ReceiptHandle"],
+            message["MessageId"],
+            lease=lease,
+            receive_count=int(count) if count is not None else None,
+        )
 
     def exchange(self, outcomes: Sequence[Outcome], limit: int, lease: float) -> list[Delivery]:
         self.settle(outcomes)
@@ -357,7 +361,7 @@ class SQSBackend:
                 ConditionExpression=_STARTABLE,
                 ExpressionAttributeNames={k: _NAMES[k] for k in ("#s", "#k", "#q", "#t", "#l")},
                 ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
+                ReturnValues="UPDATED_NEW",
             )["Attributes"]
         except self._conflict:
             status = self.get(task_id)
@@ -472,12 +476,16 @@ class SQSBackend:
 
     def max_receives(self) -> int | None:
         """The redrive policy's `maxReceiveCount`, or None without a redrive policy."""
-        if self._max_receives is _UNKNOWN:
+        redrive = self._redrive_policy()
+        return None if redrive is None else redrive.max_receives
+
+    def _redrive_policy(self) -> _Redrive | None:
+        if self._redrive is _UNKNOWN:
             attributes = self._sqs.get_queue_attributes(
                 QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy"]
             ).get("Attributes", {})
-            self._max_receives = _max_receive_count(attributes.get("RedrivePolicy"))
-        return self._max_receives  # type: ignore[return-value]
+            self._redrive = _Redrive.parse(attributes.get("RedrivePolicy"))
+        return self._redrive if isinstance(self._redrive, _Redrive) else None
 
     def _in_parallel(self, calls: Sequence[Callable[[], Any]], default: Any = None) -> list[Any]:
         """Run independent AWS calls at once (boto3 clients are thread-safe)."""
@@ -499,7 +507,81 @@ class SQSBackend:
         return list(pool.map(guarded, calls))
 
     def maintain(self) -> None:
-        """Nothing to do: SQS redelivers a message once its visibility timeout lapses."""
+        """Every `reconcile_every` seconds, mark `dead` the tasks whose message the redrive
+        policy moved to the dead-letter queue while their status says otherwise.
+
+        That happens when a message's last allowed receive went to a worker that died before
+        recording the attempt (killed in a long poll, say): nothing else would ever tell.
+        (SQS redelivers everything else by itself once a visibility timeout lapses.)
+        """
+        redrive = self._redrive_policy()
+        if redrive is None or time.monotonic() < self._last_reconcile + self.reconcile_every:
+            return
+        self._last_reconcile = time.monotonic()
+        if self._dead_letter_url is None:
+            self._dead_letter_url = self._sqs.get_queue_url(**redrive.target())["QueueUrl"]
+        self._reconcile(self._dead_letter_url, redrive)
+
+    def _reconcile(self, dead_letter_url: str, redrive: _Redrive) -> None:
+        seen: list[dict[str, Any]] = []
+        try:
+            # Hide what was looked at so the next receive returns other messages; put it all
+            # back at once afterwards. The DLQ's consumers see nothing missing for long.
+            for _ in range(RECONCILE_ROUNDS):
+                batch = self._sqs.receive_message(
+                    QueueUrl=dead_letter_url,
+                    MaxNumberOfMessages=10,
+                    VisibilityTimeout=30,
+                    WaitTimeSeconds=0,
+                ).get("Messages", [])
+                seen += batch
+                if len(batch) < 10:
+                    break
+            marks = [
+                functools.partial(self._mark_dead_lettered, message["Body"], redrive)
+                for message in seen
+            ]
+            self._in_parallel(marks)
+        finally:
+            for start in range(0, len(seen), 10):
+                self._sqs.change_message_visibility_batch(
+                    QueueUrl=dead_letter_url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                        for i, m in enumerate(seen[start : start + 10])
+                    ],
+                )
+
+    def _mark_dead_lettered(self, body: str, redrive: _Redrive) -> None:
+        try:
+            message = _parse_body(body)
+        except ValueError:
+            return  # not ours
+        if message.get("queue") != self.queue:
+            return
+        error = (
+            "DeadLettered: the redrive policy moved the message to the dead-letter queue"
+            f" after {redrive.max_receives} receives"
+        )
+        try:
+            self._ddb.update_item(
+                TableName=self.table,
+                Key={"id": _s(message["id"])},
+                UpdateExpression="SET #s = :dead, #e = :e, finished_at = :now REMOVE lease_until",
+                ConditionExpression="#s IN (:queued, :retrying, :running)",
+                ExpressionAttributeNames={"#s": "state", "#e": "error"},
+                ExpressionAttributeValues={
+                    ":dead": _s(TaskState.DEAD.value),
+                    ":e": _s(error),
+                    ":now": _n(time.time()),
+                    ":queued": _s(TaskState.QUEUED.value),
+                    ":retrying": _s(TaskState.RETRYING.value),
+                    ":running": _s(TaskState.RUNNING.value),
+                },
+            )
+        except self._conflict:
+            return  # final already (or no such task): the status is true
+        logger.warning("task %s: %s", message["id"], error)
 
     def claim_slot(self, name: str, slot: float) -> bool:
         try:
@@ -563,14 +645,36 @@ _UNKNOWN = object()
 LEASE_GRACE = 2.0
 
 
-def _max_receive_count(policy: str | None) -> int | None:
-    if not policy:
-        return None
-    try:
-        return int(json.loads(policy)["maxReceiveCount"])
-    except (ValueError, KeyError, TypeError):
-        logger.warning("unreadable RedrivePolicy %r: treated as none", policy)
-        return None
+#: How often a worker's maintenance looks into the dead-letter queue, and how many batches
+#: of 10 messages it reads each time.
+RECONCILE_EVERY = 5.0
+RECONCILE_ROUNDS = 10
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Redrive:
+    """A queue's redrive policy: the receive limit and the dead-letter queue's ARN."""
+
+    max_receives: int
+    target_arn: str
+
+    @classmethod
+    def parse(cls, policy: str | None) -> _Redrive | None:
+        if not policy:
+            return None
+        try:
+            fields = json.loads(policy)
+            return cls(int(fields["maxReceiveCount"]), str(fields["deadLetterTargetArn"]))
+        except (ValueError, KeyError, TypeError):
+            logger.warning("unreadable RedrivePolicy %r: treated as none", policy)
+            return None
+
+    def target(self) -> dict[str, str]:
+        """`get_queue_url` arguments for the dead-letter queue (arn:aws:sqs:region:account:name)."""
+        parts = self.target_arn.split(":")
+        if len(parts) < 6:
+            return {"QueueName": parts[-1]}
+        return {"QueueName": parts[5], "QueueOwnerAWSAccountId": parts[4]}
 
 
 def _no_retry(outcome: Outcome, delivery: Delivery) -> str:
