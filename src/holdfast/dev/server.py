@@ -193,8 +193,9 @@ class DevServer:
         self.timeline = Timeline(self._leftovers, on_complete=console.invocation)
         self.timeline.app = options.app
         self._switchboard = Switchboard(self.timeline)
-        self._config = self._emulator_config(options.port)
-        self._front = Front(self._config, self._switchboard)
+        # Made once the listener is bound: events carry the port clients reach.
+        self._config: EmulatorConfig | None = None
+        self._front: Front | None = None
         self._dashboard = Dashboard(self.timeline)
         self._server = HTTPServer(self._handle, "127.0.0.1", options.port)
         self._emulator: Emulator | None = None
@@ -216,6 +217,7 @@ class DevServer:
         try:
             await self._server.start()
         except OSError as exc:
+            shutil.rmtree(self._workdir, ignore_errors=True)
             port = self._options.port
             if exc.errno == errno.EADDRINUSE:
                 raise StartError(
@@ -223,7 +225,6 @@ class DevServer:
                     f"stop what listens there, or pick another port: --port {port + 1}",
                 ) from None
             raise StartError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
-        # The front builds events with the port clients reached (X-Forwarded-Port).
         self._config = self._emulator_config(self._server.port)
         self._front = Front(self._config, self._switchboard)
         failure = await self._start_app()
@@ -233,6 +234,7 @@ class DevServer:
 
     async def _start_app(self) -> StartError | None:
         """A new emulator for the current code, initialised; its worker when init succeeded."""
+        assert self._config is not None
         emulator = Emulator(config=self._config, log=self._platform_line, observer=self.timeline)
 
         def pgid_of(environment_id: int) -> int | None:
@@ -277,6 +279,7 @@ class DevServer:
     async def _handle(self, request: Request) -> Response:
         if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
             return await self._dashboard.handle(request)
+        assert self._front is not None  # requests come only once the listener is started
         if request.path.startswith(_INVOKE_API):
             return await self._front.handle(request)
         path = request.path + (f"?{request.query}" if request.query else "")
