@@ -17,7 +17,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,7 +120,13 @@ class WorkerProcess:
         self._reader = reader
 
     @classmethod
-    async def start(cls, app: str, timeline: Timeline, env: dict[str, str]) -> WorkerProcess:
+    async def start(
+        cls,
+        app: str,
+        timeline: Timeline,
+        env: dict[str, str],
+        on_queues: Callable[[list[dict[str, Any]]], None],
+    ) -> WorkerProcess:
         read_fd, write_fd = os.pipe()
         try:
             process = await asyncio.create_subprocess_exec(
@@ -134,7 +140,7 @@ class WorkerProcess:
             )
         finally:
             os.close(write_fd)
-        reader = asyncio.create_task(_read_feed(read_fd, timeline))
+        reader = asyncio.create_task(_read_feed(read_fd, timeline, on_queues))
         return cls(process, reader)
 
     def terminate(self) -> None:
@@ -161,7 +167,9 @@ class WorkerProcess:
         await asyncio.gather(self._reader, return_exceptions=True)
 
 
-async def _read_feed(fd: int, timeline: Timeline) -> None:
+async def _read_feed(
+    fd: int, timeline: Timeline, on_queues: Callable[[list[dict[str, Any]]], None]
+) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 20)
     with os.fdopen(fd, "rb") as pipe:
@@ -178,6 +186,7 @@ async def _read_feed(fd: int, timeline: Timeline) -> None:
                     timeline.task(message["status"])
                 elif message.get("type") == "queues":
                     timeline.set_queues(message["queues"])
+                    on_queues(message["queues"])
         finally:
             transport.close()
 
@@ -246,7 +255,7 @@ class DevServer:
         failure = await self._warm_up(emulator)
         if failure is None and self._options.worker:
             self._worker = await WorkerProcess.start(
-                self._options.app, self.timeline, dict(self._options.env)
+                self._options.app, self.timeline, dict(self._options.env), self._queues_found
             )
         return failure
 
@@ -294,6 +303,12 @@ class DevServer:
             _EXCHANGE.reset(token)
             if exchange.request_id is not None:
                 self.timeline.answered(exchange.request_id, status)
+
+    def _queues_found(self, queues: list[dict[str, Any]]) -> None:
+        if not queues:
+            self._console.say("no TaskQueue in the app: no worker needed", "dim")
+        for queue in queues:
+            self._console.say(f"worker + scheduler for queue {queue['name']!r} ({queue['url']})")
 
     def _platform_line(self, line: str) -> None:
         # START/END/REPORT become the console's own invocation lines; other notes stay.
