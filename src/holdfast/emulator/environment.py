@@ -398,11 +398,15 @@ class Environment:
             return
         sandbox = self._sandbox
         assert sandbox is not None
+        # Dispatched inside the state change that frees a poller: invocations waiting for the
+        # same poller must not all see it idle.
         outcome = await self._until(
-            lambda: sandbox.idle_pollers > 0, invocation.deadline, self._processes()
+            lambda: sandbox.idle_pollers > 0,
+            invocation.deadline,
+            self._processes(),
+            on_done=lambda: self._dispatch(invocation),
         )
         if outcome == "done":
-            self._dispatch(invocation)
             outcome = await self._until(
                 lambda: invocation.runtime_finished, invocation.deadline, self._processes()
             )
