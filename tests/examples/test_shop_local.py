@@ -4,7 +4,9 @@ hosted both ways the SAM template deploys it (managed runtime, `holdfast run`)."
 from __future__ import annotations
 
 import email
+import http.server
 import json
+import threading
 
 import pytest
 from shop_support import HOSTS, ShopFunction, bearer, jwt, run_worker, shop_env, sqs_event
@@ -150,3 +152,35 @@ def test_snapstart_on_the_managed_runtime_restores_and_still_drains_before_the_f
         assert mail["Subject"] == "Welcome to the shop"
     finally:
         function.close()
+
+
+def test_checkout_charges_through_the_payment_provider_when_it_is_up(tmp_path):
+    """The happy path of /checkout: the order goes to SHOP_PAYMENTS_URL (a local server here)."""
+    charged: list[dict] = []
+
+    class Provider(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            charged.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            body = json.dumps({"status": "captured"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    provider = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Provider)
+    threading.Thread(target=provider.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{provider.server_address[1]}/charges"
+    env = shop_env(tmp_path, f"sqlite:///{tmp_path / 'shop.db'}", SHOP_PAYMENTS_URL=url)
+    function = ShopFunction(HOSTS["holdfast-run"], env)
+    try:
+        answer = function.request("POST", "/checkout", {"order_id": "o-9", "amount_cents": 990})
+        assert answer.status == 200, function.output()
+        assert answer.json() == {"order": "o-9", "payment": {"status": "captured"}}
+        assert charged == [{"order_id": "o-9", "amount_cents": 990}]
+    finally:
+        function.close()
+        provider.shutdown()
