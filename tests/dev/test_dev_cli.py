@@ -226,3 +226,28 @@ def test_python_dash_m_holdfast_dev_is_the_same_command() -> None:
     assert by_module.returncode == 0 and "--no-worker" in by_module.stdout
     assert json.dumps  # (keeps the import used when the file is trimmed)
     assert free_port() > 0
+
+
+def test_the_dashboard_api_answers_local_hosts_only(dev: Dev) -> None:
+    import urllib.error
+    import urllib.request
+
+    state = dev.json("/_holdfast/api/state")
+    assert state["app"] == "app:app"  # type: ignore[index]
+    assert state["invocations"][0]["kind"] == "init"  # type: ignore[index]
+    deadline = time.monotonic() + 60
+    while not state["queues"]:  # type: ignore[index]  # the worker reports them once it runs
+        assert time.monotonic() < deadline, "the worker never reported the app's queues"
+        time.sleep(0.05)
+        state = dev.json("/_holdfast/api/state")
+    assert [q["name"] for q in state["queues"]] == ["default"]  # type: ignore[index]
+    forged = urllib.request.Request(
+        f"{dev.url}/_holdfast/api/state", headers={"Host": "attacker.example"}
+    )
+    try:
+        urllib.request.urlopen(forged, timeout=30)
+        raise AssertionError("a request for another host was answered")
+    except urllib.error.HTTPError as error:
+        assert error.code == 403
+    assert dev.get("/_holdfast/static/../../etc/passwd")[0] == 404
+    assert dev.get("/_holdfast/static/dashboard.js")[0] == 200
