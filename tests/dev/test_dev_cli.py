@@ -110,6 +110,26 @@ def test_import_errors_show_file_and_line_and_exit_non_zero(app_dir: Path) -> No
     assert "listening" not in output and "Traceback" not in output
 
 
+def test_a_failing_lifespan_startup_shows_file_and_line(app_dir: Path) -> None:
+    (app_dir / "app.py").write_text(
+        "from contextlib import asynccontextmanager\n"
+        "from fastapi import FastAPI\n"
+        "\n"
+        "\n"
+        "@asynccontextmanager\n"
+        "async def lifespan(app):\n"
+        "    raise ConnectionError('database unreachable')\n"
+        "    yield\n"
+        "\n"
+        "\n"
+        "app = FastAPI(lifespan=lifespan)\n"
+    )
+    code, output = _start_failure(app_dir, "app:app")
+    assert code == 1
+    assert "database unreachable" in output and 'app.py", line 7' in output
+    assert "listening" not in output
+
+
 def test_a_failing_import_inside_the_app_shows_file_and_line(app_dir: Path) -> None:
     (app_dir / "app.py").write_text("import os\nimport not_installed_anywhere\n")
     code, output = _start_failure(app_dir, "app:app")
