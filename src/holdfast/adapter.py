@@ -518,6 +518,8 @@ class Invocation:
         code after the last body chunk runs from here on (as after-response work)."""
         if self._exchange is not None:
             self._exchange.hand_over()
+        if isinstance(self._sink, StreamSink):
+            self._sink.release()  # a body the host did not read to its end is not waited for
 
     @property
     def idle(self) -> bool:

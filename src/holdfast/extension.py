@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from holdfast.adapter import Adapter, Invocation
@@ -67,7 +67,8 @@ class AfterResponseExtension:
     """
 
     def __init__(self, adapter: Adapter, runtime_api: str) -> None:
-        self._adapter = adapter
+        #: Every adapter of the process (a module may build several): one extension serves all.
+        self.adapters = [adapter]
         self._address = runtime_api
         self._loop = asyncio.new_event_loop()
         self._handed_over: dict[str, Invocation] = {}
@@ -177,12 +178,13 @@ class AfterResponseExtension:
             return
         if not invocation.idle:
             timeout = self._drain_timeout(invocation, deadline_ms)
-            await self._loop.run_in_executor(None, _drain, self._adapter, invocation, timeout)
+            await self._loop.run_in_executor(None, _drain, invocation, timeout)
 
     def _drain_timeout(self, invocation: Invocation, deadline_ms: int | None) -> float | None:
-        timeout = self._adapter.drain_timeout(invocation.context)
+        adapter = invocation.adapter
+        timeout = adapter.drain_timeout(invocation.context)
         if timeout is None and deadline_ms:
-            timeout = max(0.0, deadline_ms / 1000 - time.time() - self._adapter.drain_margin)
+            timeout = max(0.0, deadline_ms / 1000 - time.time() - adapter.drain_margin)
         return timeout
 
     # -- the Telemetry API -----------------------------------------------------------------------
@@ -232,7 +234,7 @@ class AfterResponseExtension:
 
     # -- shutdown --------------------------------------------------------------------------------
     def _on_sigterm(self) -> None:
-        _shut_down(self._adapter, [])
+        _shut_down(self.adapters)
 
 
 class ConcurrentHost:
@@ -241,7 +243,7 @@ class ConcurrentHost:
     finishes them (within the shutdown budget) and runs lifespan shutdown."""
 
     def __init__(self, adapter: Adapter) -> None:
-        self._adapter = adapter
+        self.adapters = [adapter]
         self._queue: queue.SimpleQueue[Invocation | None] = queue.SimpleQueue()
         self._idle = threading.Event()
         self._idle.set()
@@ -263,8 +265,7 @@ class ConcurrentHost:
             invocation = self._queue.get()
             if invocation is None:
                 return
-            timeout = self._adapter.drain_timeout(invocation.context)
-            _drain(self._adapter, invocation, timeout)
+            _drain(invocation, invocation.adapter.drain_timeout(invocation.context))
             if self._queue.empty():
                 self._idle.set()
 
@@ -274,10 +275,11 @@ class ConcurrentHost:
         # In-flight drains get the budget less lifespan shutdown's share; lifespan the rest.
         began = time.monotonic()
         self._idle.wait(SHUTDOWN_BUDGET * (1 - LIFESPAN_SHARE))
-        _shut_down(self._adapter, [], SHUTDOWN_BUDGET - (time.monotonic() - began))
+        _shut_down(self.adapters, SHUTDOWN_BUDGET - (time.monotonic() - began))
 
 
-def _drain(adapter: Adapter, invocation: Invocation, timeout: float | None) -> None:
+def _drain(invocation: Invocation, timeout: float | None) -> None:
+    adapter = invocation.adapter
     try:
         # Stepping in the background: a handler called meanwhile (no freeze under Managed
         # Instances) steps the loop itself and never waits for this drain.
@@ -286,16 +288,16 @@ def _drain(adapter: Adapter, invocation: Invocation, timeout: float | None) -> N
         logger.exception("request %s: draining after-response work failed", invocation.request_id)
 
 
-def _shut_down(
-    adapter: Adapter, in_flight: list[asyncio.Future[Any]], budget: float | None = None
-) -> None:
-    """SIGTERM (in the sigterm thread): finish within the budget, then end the process."""
+def _shut_down(adapters: list[Adapter], budget: float | None = None) -> None:
+    """SIGTERM (in the sigterm thread): every adapter's lifespan shutdown within the budget,
+    then end the process."""
     from holdfast.runtime import sigterm
 
-    if budget is None:
-        budget = sigterm.SHUTDOWN_BUDGET
+    deadline = time.monotonic() + (sigterm.SHUTDOWN_BUDGET if budget is None else budget)
     try:
-        adapter.engine.run(sigterm.wind_down(adapter, in_flight, max(0.0, budget)))
+        for adapter in adapters:
+            remaining = max(0.0, deadline - time.monotonic())
+            adapter.engine.run(sigterm.wind_down(adapter, (), remaining))
     except Exception:
         logger.exception("shutdown failed")
     finally:
@@ -357,12 +359,24 @@ def start_for(adapter: Adapter) -> AfterResponseExtension | ConcurrentHost | Non
         return None
     if os.environ.get("HOLDFAST_EXTENSION", "on").lower() in ("off", "0", "false"):
         return None
-    host: AfterResponseExtension | ConcurrentHost
-    if os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY") is not None:
-        # awslambdaric's multi-concurrent mode (it checks the variable's presence the same way).
-        host = ConcurrentHost(adapter)
-    else:
-        host = AfterResponseExtension(adapter, runtime_api)
-    host.start()
+    global _host
+    with _host_lock:
+        host = _host
+        if host is not None:
+            # Another adapter of the same process: one extension (a second registration under
+            # the same name would fail the init) and one SIGTERM path serve them all.
+            host.adapters.append(adapter)
+        elif os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY") is not None:
+            # awslambdaric's multi-concurrent mode (it checks the variable's presence the same
+            # way).
+            host = _host = ConcurrentHost(adapter)
+            host.start()
+        else:
+            host = _host = AfterResponseExtension(adapter, runtime_api)
+            host.start()
     adapter.host = host.hand_over
     return host
+
+
+_host: AfterResponseExtension | ConcurrentHost | None = None
+_host_lock = threading.Lock()

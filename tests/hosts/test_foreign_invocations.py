@@ -79,3 +79,17 @@ def test_a_warmer_is_not_held_until_the_timeout_by_the_extension(tmp_path):
     assert record.outcome == "frozen"
     assert record.frozen_at is not None and record.response_sent_at is not None
     assert record.frozen_at - record.response_sent_at < 5  # a bound, not a timing: timeout 10
+
+
+def test_two_adapters_in_one_module_share_one_extension(tmp_path):
+    command = [sys.executable, "-m", "awslambdaric", "two_apps.handler"]
+    with ThreadedEmulator(
+        command, cwd=str(HERE), timeout=3, log=lambda line: None, env={"MARK_DIR": str(tmp_path)}
+    ) as emu:
+        results = [emu.invoke(http_event(path)) for path in ("/a", "/admin/b", "/c")]
+        emu.wait_idle()
+        records = list(emu.freeze_log)
+    assert [result.json()["body"] for result in results] == ["api", "admin", "api"]
+    assert [record.outcome for record in records] == ["frozen"] * 3
+    # Each adapter's after-response work ran before its freeze.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["admin-admin-b", "api-a", "api-c"]

@@ -12,8 +12,12 @@ import argparse
 import asyncio
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from .console import Console
+
+if TYPE_CHECKING:  # the server (and the emulator) load only once the command runs
+    from .server import Options
 
 DEFAULT_APP = "holdfast.demo:handler"
 
@@ -118,10 +122,9 @@ def main(argv: list[str]) -> int:
         return 130
 
 
-async def _run(options: object, console: Console) -> int:
-    from .server import DevServer, Options, StartError
+async def _run(options: Options, console: Console) -> int:
+    from .server import DevServer, StartError
 
-    assert isinstance(options, Options)
     console.say(f"starting {options.app} on a local Lambda ...", "dim")
     server = DevServer(options, console)
     stop = asyncio.Event()
@@ -147,8 +150,9 @@ async def _run(options: object, console: Console) -> int:
         if failure.hint:
             console.say(f"hint: {failure.hint}", "yellow")
         return 1
-    queues = "no worker" if not options.worker else "a worker for each TaskQueue it defines"
-    console.say(f"{options.app} listening on {server.url}  ({queues})", "green", "bold")
+    console.say(f"{options.app} listening on {server.url}", "green", "bold")
+    if not options.worker:
+        console.say("--no-worker: deferred tasks wait in their queue", "dim")
     console.say(f"dashboard: {server.url}/_holdfast   Ctrl-C stops", "green")
     await server.serve_until(stop)
     console.say(f"stopping: running work has {options.grace:g} s to finish (Ctrl-C again: now)")
