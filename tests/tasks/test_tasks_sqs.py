@@ -285,3 +285,12 @@ def test_a_message_too_large_for_sqs_is_refused_before_anything_is_stored(aws):
         queue.enqueue_sync("blob", ["x" * MAX_MESSAGE_BYTES])
     assert queue.list_sync() == []
     assert aws.receive(visibility=0) == []
+
+
+def test_a_deeply_nested_message_body_is_dead_not_redelivered_forever(aws):
+    queue = make_queue(aws)
+    aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody="[" * 100_000 + "]" * 100_000)
+    handle = queue.tasks["add"].defer_sync(1, b=1)
+    [status] = asyncio.run(run_until(queue, [handle]))
+    assert status.result == 2
+    assert aws.receive(visibility=0) == []  # no redrive policy: deleted, not a loop

@@ -44,7 +44,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .backend import Listeners
-from .errors import BackendError, InvalidArguments
+from .errors import BackendError, InvalidArguments, describe
 from .models import PENDING_STATES, Delivery, Job, Outcome, TaskState, TaskStatus, new_task_id
 
 logger = logging.getLogger("holdfast.tasks")
@@ -697,8 +697,8 @@ def _no_retry(outcome: Outcome, delivery: Delivery) -> str:
 def _parse_body(body: str) -> dict[str, Any]:
     try:
         message = json.loads(body)
-    except ValueError as exc:
-        raise ValueError(f"not JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"not JSON ({describe(exc)})") from None
     if not isinstance(message, dict) or message.get("holdfast") != 1:
         raise ValueError("not a holdfast task message")
     if not isinstance(message.get("id"), str) or not isinstance(message.get("task"), str):
