@@ -47,12 +47,10 @@ from holdfast.pending import DEFAULT_DRAIN_MARGIN, DrainReport, PendingWork, dra
 from holdfast.sources import Codecs, EventCodec, HTTPResponse
 from holdfast.sources._http import find_header
 
-__all__ = ["MAX_RESPONSE_BYTES", "Adapter", "EventHandler", "Invocation"]
+__all__ = ["Adapter", "EventHandler", "Invocation", "as_asgi", "is_wsgi"]
 
 logger = logging.getLogger("holdfast")
 
-#: Lambda's limit on a synchronous invocation's response payload.
-MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 _PLAIN_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 
 #: ``handler(event, context)`` for a kind of non-HTTP event; may be ``async``.
@@ -528,6 +526,8 @@ class Invocation:
         code after the last body chunk runs from here on (as after-response work)."""
         if self._exchange is not None:
             self._exchange.hand_over()
+        if isinstance(self._sink, StreamSink):
+            self._sink.release()  # a body the host did not read to its end is not waited for
 
     @property
     def idle(self) -> bool:

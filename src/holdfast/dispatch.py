@@ -33,6 +33,7 @@ __all__ = [
     "EventKind",
     "describe",
     "dispatch",
+    "source_name",
 ]
 
 HTTP: Final = "http"

@@ -30,6 +30,10 @@ class Engine:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+        # Background stepping (run_in_background) gives way to callers waiting in run_until.
+        self._turn = threading.Condition(self._lock)
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -53,7 +57,13 @@ class Engine:
         if done():
             return
         loop = self.loop
+        with self._waiting_lock:
+            self._waiting += 1
+        if self._lock.locked():
+            loop.call_soon_threadsafe(_nothing)  # wake a background stepper so it gives way
         with self._lock:
+            with self._waiting_lock:
+                self._waiting -= 1
             hooks = self._enter(loop)
             try:
                 run_once = loop._run_once  # type: ignore[attr-defined]
@@ -61,6 +71,31 @@ class Engine:
                     run_once()
             finally:
                 self._leave(hooks)
+                self._turn.notify_all()
+
+    def run_in_background(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` to completion from a background thread, stepping the loop only while no
+        other thread waits in :meth:`run_until`.
+
+        For a host that drains after-response work while the next invocation may already be
+        handled (Lambda Managed Instances: no freeze between invocations): the handler never
+        waits for the drain, and whoever steps the loop advances both.
+        """
+        loop = self.loop
+        with self._lock:
+            task = loop.create_task(coro)
+        while not task.done():
+            with self._lock:
+                while self._waiting:
+                    self._turn.wait()
+                hooks = self._enter(loop)
+                try:
+                    run_once = loop._run_once  # type: ignore[attr-defined]
+                    while not task.done() and not self._waiting:
+                        run_once()
+                finally:
+                    self._leave(hooks)
+        return task.result()
 
     def step(self) -> None:
         """Run what is ready to run now: one pass of the loop that never waits for I/O or timers."""
@@ -104,3 +139,7 @@ class Engine:
     def close(self) -> None:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.close()
+
+
+def _nothing() -> None:
+    pass

@@ -1,169 +1,382 @@
-"""The after-response extension: holds Lambda's freeze until an invocation's work has drained.
+"""The managed-runtime host: after-response work under AWS's Python runtime (awslambdaric).
 
-Under AWS's managed Python runtime (awslambdaric), ``handler = holdfast.Adapter(app)`` returns
-as soon as the response is ready and the runtime posts it at once. Lambda freezes the
-environment only when the runtime *and every extension subscribed to INVOKE* have asked for the
-next event, so an internal extension (a thread of this process) registered during import can
-keep the environment thawed exactly as long as the invocation's pending work needs.
+With ``handler = holdfast.Adapter(app)`` the handler returns as soon as the response is ready and
+awslambdaric posts it at once; the rest of the invocation's work is handed over here.
 
-Registering also earns the process a SIGTERM, 500 ms before it is killed at shutdown: the
-extension uses it to finish running work and run lifespan shutdown.
+**One invocation at a time** (Lambda's default): Lambda freezes the environment only once the
+runtime *and every extension subscribed to INVOKE* have asked for their next event, so an internal
+extension (:class:`AfterResponseExtension`, a thread of this process, registered during init)
+keeps the environment thawed exactly as long as a handed-over invocation's work needs. An
+invocation the adapter never sees (a warmer answered by a wrapper, a second handler, Mangum on
+some routes) gets no hand-over: the extension learns that the runtime is done with it from the
+Telemetry API's ``platform.runtimeDone`` for its request id, and lets it end at once (without
+that, it would be held until the function's timeout and the environment reset).
+
+**Several at once** (Lambda Managed Instances, ``AWS_LAMBDA_MAX_CONCURRENCY`` set): awslambdaric
+forks one worker process per slot, each importing the handler; nothing is frozen between
+invocations and an extension cannot be registered from several workers. :class:`ConcurrentHost`
+drains each handed-over invocation in a thread of the worker instead, and on SIGTERM (sent to the
+worker, or passed on when awslambdaric's parent process dies of it) finishes what is in flight.
+
+Both hosts talk to Lambda through :class:`holdfast.runtime.client.RuntimeClient` and end through
+:mod:`holdfast.runtime.sigterm`, the runtime's one SIGTERM path and shutdown budget.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import queue
 import signal
+import socket
+import sys
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from holdfast.adapter import Adapter, Invocation
+    from holdfast.runtime.client import RuntimeClient
 
 logger = logging.getLogger("holdfast")
 
 EXTENSION_NAME = "holdfast-after-response"
-#: Lambda gives a runtime with internal extensions this long between SIGTERM and SIGKILL.
-SHUTDOWN_WINDOW = 0.5
-
-
-class ExtensionsAPIError(RuntimeError):
-    """The Extensions API refused a call."""
-
-
-class _ExtensionsAPI:
-    """A blocking client for the Extensions API, used from the extension's own thread."""
-
-    def __init__(self, address: str) -> None:
-        import http.client  # here, not at import: hosts without the extension skip its cost
-
-        host, _, port = address.rpartition(":")
-        # No timeout: event/next blocks for as long as the environment stays frozen.
-        self._connection = http.client.HTTPConnection(host, int(port))
-        self.identifier = ""
-
-    def register(self, name: str) -> dict[str, Any]:
-        status, headers, body = self._call(
-            "POST",
-            "/2020-01-01/extension/register",
-            {"Lambda-Extension-Name": name},
-            json.dumps({"events": ["INVOKE"]}).encode(),
-        )
-        if status != 200:
-            raise ExtensionsAPIError(f"extension registration failed ({status}): {body!r}")
-        self.identifier = headers.get("Lambda-Extension-Identifier", "")
-        registration: dict[str, Any] = json.loads(body or b"{}")
-        return registration
-
-    def next_event(self) -> dict[str, Any]:
-        status, _, body = self._call(
-            "GET",
-            "/2020-01-01/extension/event/next",
-            {"Lambda-Extension-Identifier": self.identifier},
-        )
-        if status != 200:
-            raise ExtensionsAPIError(f"extension event/next failed ({status}): {body!r}")
-        event: dict[str, Any] = json.loads(body)
-        return event
-
-    def _call(
-        self, method: str, path: str, headers: dict[str, str], body: bytes | None = None
-    ) -> tuple[int, Any, bytes]:
-        self._connection.request(method, path, body=body, headers=headers)
-        response = self._connection.getresponse()
-        return response.status, response.headers, response.read()
+#: The Telemetry API destination host: Lambda resolves it inside the execution environment.
+LISTENER_HOST = "sandbox.localdomain"
+# Platform events only (no function logs: those would cost a copy of every line), delivered at
+# Lambda's shortest buffering timeout so `platform.runtimeDone` arrives within ~25 ms.
+_SUBSCRIPTION = {
+    "schemaVersion": "2022-12-13",
+    "types": ["platform"],
+    "buffering": {"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 25},
+}
+_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+_CLOSE = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+# How many request ids of `platform.runtimeDone` are remembered for an INVOKE not yet read.
+_DONE_MEMORY = 1024
 
 
 class AfterResponseExtension:
-    """Drains each invocation's pending work before letting Lambda freeze the environment."""
+    """Drains each invocation's pending work before letting Lambda freeze the environment.
+
+    Runs in a thread of its own with its own event loop: the Extensions API long poll, the
+    Telemetry API listener and the hand-overs from the handler all meet there.
+    """
 
     def __init__(self, adapter: Adapter, runtime_api: str) -> None:
-        self._adapter = adapter
-        self._api = _ExtensionsAPI(runtime_api)
+        #: Every adapter of the process (a module may build several): one extension serves all.
+        self.adapters = [adapter]
+        self._address = runtime_api
+        self._loop = asyncio.new_event_loop()
         self._handed_over: dict[str, Invocation] = {}
-        self._condition = threading.Condition()
+        self._runtime_done: OrderedDict[str, str] = OrderedDict()
+        self._waiters: dict[str, asyncio.Future[None]] = {}
+        self._client: RuntimeClient | None = None
+        self._identifier = ""
+        #: Whether the Telemetry API subscription stands (else a foreign invocation is held
+        #: until its timeout).
+        self.subscribed = False
+        #: Invocations that ended on `platform.runtimeDone` without a hand-over.
+        self.foreign = 0
+
+    # -- init ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Register and subscribe (this must happen before the runtime's first ``next``), then
+        serve in the extension's thread. Raises when registration fails."""
+        from holdfast.runtime import sigterm
+
+        # Before the thread starts: it inherits the blocked SIGTERM.
+        sigterm.watch(self._on_sigterm)
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        thread = threading.Thread(
+            target=self._run, args=(ready, failure), name="holdfast-extension", daemon=True
+        )
+        thread.start()
+        ready.wait()
+        if failure:
+            raise failure[0]
+
+    def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._init())
+        except BaseException as exc:
+            failure.append(exc)
+            return
+        finally:
+            ready.set()
+        try:
+            loop.run_until_complete(self._serve())
+        except Exception:
+            logger.exception("the after-response extension lost the Extensions API")
+
+    async def _init(self) -> None:
+        from holdfast.runtime.client import RuntimeClient
+
+        self._client = client = RuntimeClient(self._address)
+        self._identifier = await client.register_extension(EXTENSION_NAME, ["INVOKE"])
+        try:
+            await self._subscribe(client)
+        except Exception as exc:
+            logger.warning(
+                "holdfast: no Telemetry API (%s): an invocation the adapter does not answer"
+                " (a warmer, another handler) is held until the function's timeout",
+                exc,
+            )
+
+    async def _subscribe(self, client: RuntimeClient) -> None:
+        host = _listener_address()
+        server = await asyncio.start_server(self._receive_telemetry, host, 0)
+        port = server.sockets[0].getsockname()[1]
+        destination = {"protocol": "HTTP", "URI": f"http://{LISTENER_HOST}:{port}/telemetry"}
+        try:
+            await client.subscribe_telemetry(
+                self._identifier, {**_SUBSCRIPTION, "destination": destination}
+            )
+        except BaseException:
+            server.close()
+            raise
+        self.subscribed = True
+
+    # -- invocations -----------------------------------------------------------------------------
+    def hand_over(self, invocation: Invocation) -> None:
+        """Called by the handler (in the runtime's thread) when its response is ready: the rest
+        of the invocation is the extension's."""
+        self._loop.call_soon_threadsafe(self._handed, invocation)
+
+    def _handed(self, invocation: Invocation) -> None:
+        self._handed_over[invocation.request_id] = invocation
+        self._wake(invocation.request_id)
+
+    async def _serve(self) -> None:
+        client = self._client
+        assert client is not None
+        while True:
+            event = json.loads(await client.extension_next(self._identifier))
+            if event.get("eventType") == "INVOKE":
+                await self._finish(str(event.get("requestId")), event.get("deadlineMs"))
+
+    async def _finish(self, request_id: str, deadline_ms: int | None) -> None:
+        """Hold the invocation until it is handed over (then drain it) or the runtime is done
+        with it without a hand-over."""
+        if request_id not in self._handed_over and request_id not in self._runtime_done:
+            waiter = self._waiters[request_id] = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiters.pop(request_id, None)
+        self._runtime_done.pop(request_id, None)
+        invocation = self._handed_over.pop(request_id, None)
+        if invocation is None:
+            self.foreign += 1
+            logger.debug("request %s: answered without holdfast; ends now", request_id)
+            return
+        if not invocation.idle:
+            timeout = self._drain_timeout(invocation, deadline_ms)
+            await self._loop.run_in_executor(None, _drain, invocation, timeout)
+
+    def _drain_timeout(self, invocation: Invocation, deadline_ms: int | None) -> float | None:
+        adapter = invocation.adapter
+        timeout = adapter.drain_timeout(invocation.context)
+        if timeout is None and deadline_ms:
+            timeout = max(0.0, deadline_ms / 1000 - time.time() - adapter.drain_margin)
+        return timeout
+
+    # -- the Telemetry API -----------------------------------------------------------------------
+    async def _receive_telemetry(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        from holdfast.runtime.client import read_body
+
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                headers = _parse_headers(head)
+                body = await read_body(reader, headers, 200)
+                closing = headers.get("connection", "").lower() == "close"
+                writer.write(_CLOSE if closing else _OK)
+                self._telemetry(body)
+                if closing:
+                    await writer.drain()
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    def _telemetry(self, body: bytes) -> None:
+        try:
+            batch = json.loads(body)
+        except ValueError:
+            return
+        for item in batch if isinstance(batch, list) else ():
+            if not isinstance(item, dict) or item.get("type") != "platform.runtimeDone":
+                continue
+            record = item.get("record")
+            if not isinstance(record, dict):
+                continue
+            request_id = record.get("requestId")
+            if isinstance(request_id, str):
+                self._runtime_done[request_id] = str(record.get("status", ""))
+                while len(self._runtime_done) > _DONE_MEMORY:
+                    self._runtime_done.popitem(last=False)
+                self._wake(request_id)
+
+    def _wake(self, request_id: str) -> None:
+        waiter = self._waiters.get(request_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- shutdown --------------------------------------------------------------------------------
+    def _on_sigterm(self) -> None:
+        _shut_down(self.adapters)
+
+
+class ConcurrentHost:
+    """Lambda Managed Instances under awslambdaric: one forked worker process per slot, no
+    freeze, no extension. Handed-over invocations drain in a thread of the worker; SIGTERM
+    finishes them (within the shutdown budget) and runs lifespan shutdown."""
+
+    def __init__(self, adapter: Adapter) -> None:
+        self.adapters = [adapter]
+        self._queue: queue.SimpleQueue[Invocation | None] = queue.SimpleQueue()
+        self._idle = threading.Event()
+        self._idle.set()
 
     def start(self) -> None:
-        """Register (this must happen before the runtime's first ``next``) and start."""
-        self._api.register(EXTENSION_NAME)
-        # Block SIGTERM first: threads inherit the mask, and a thread that does not block it
-        # could take the signal and die of its default action instead of shutting down.
-        _watch_sigterm(self._on_sigterm)
-        threading.Thread(target=self._serve, name="holdfast-extension", daemon=True).start()
+        from holdfast.runtime import sigterm
+
+        sigterm.watch(self._on_sigterm)
+        _term_with_parent()
+        threading.Thread(target=self._drain_forever, name="holdfast-drain", daemon=True).start()
 
     def hand_over(self, invocation: Invocation) -> None:
-        """Called by the handler when its response is ready: the rest is the extension's."""
-        with self._condition:
-            self._handed_over[invocation.request_id] = invocation
-            self._condition.notify_all()
+        if not invocation.idle:
+            self._idle.clear()
+            self._queue.put(invocation)
 
-    def _serve(self) -> None:
+    def _drain_forever(self) -> None:
         while True:
-            try:
-                event = self._api.next_event()
-            except Exception:
-                logger.exception("the after-response extension lost the Extensions API")
+            invocation = self._queue.get()
+            if invocation is None:
                 return
-            if event.get("eventType") == "INVOKE":
-                self._finish(str(event.get("requestId")), event.get("deadlineMs"))
-
-    def _finish(self, request_id: str, deadline_ms: int | None) -> None:
-        with self._condition:
-            self._condition.wait_for(lambda: request_id in self._handed_over)
-            invocation = self._handed_over.pop(request_id)
-        if invocation.idle:
-            return
-        timeout = self._adapter.drain_timeout(invocation.context)
-        if timeout is None and deadline_ms:
-            timeout = max(0.0, deadline_ms / 1000 - time.time() - self._adapter.drain_margin)
-        self._adapter.engine.run(invocation.drain(timeout))
+            _drain(invocation, invocation.adapter.drain_timeout(invocation.context))
+            if self._queue.empty():
+                self._idle.set()
 
     def _on_sigterm(self) -> None:
-        adapter = self._adapter
-        try:
-            adapter.engine.run(adapter.shutdown(timeout=SHUTDOWN_WINDOW * 0.8))
-        except Exception:
-            logger.exception("lifespan shutdown failed")
-        finally:
-            logging.shutdown()
-            os._exit(0)
+        from holdfast.runtime.sigterm import LIFESPAN_SHARE, SHUTDOWN_BUDGET
+
+        # In-flight drains get the budget less lifespan shutdown's share; lifespan the rest.
+        began = time.monotonic()
+        self._idle.wait(SHUTDOWN_BUDGET * (1 - LIFESPAN_SHARE))
+        _shut_down(self.adapters, SHUTDOWN_BUDGET - (time.monotonic() - began))
 
 
-def _watch_sigterm(on_sigterm: Callable[[], None]) -> None:
-    """Run ``on_sigterm`` in a thread of its own when SIGTERM arrives.
+def _drain(invocation: Invocation, timeout: float | None) -> None:
+    adapter = invocation.adapter
+    try:
+        # Stepping in the background: a handler called meanwhile (no freeze under Managed
+        # Instances) steps the loop itself and never waits for this drain.
+        adapter.engine.run_in_background(invocation.drain(timeout))
+    except Exception:
+        logger.exception("request %s: draining after-response work failed", invocation.request_id)
 
-    The main thread spends its idle time inside the runtime's C client, where a Python signal
-    handler would never run; blocking the signal there and waiting for it in a thread works
-    whatever the main thread is doing.
+
+def _shut_down(adapters: list[Adapter], budget: float | None = None) -> None:
+    """SIGTERM (in the sigterm thread): every adapter's lifespan shutdown within the budget,
+    then end the process."""
+    from holdfast.runtime import sigterm
+
+    deadline = time.monotonic() + (sigterm.SHUTDOWN_BUDGET if budget is None else budget)
+    try:
+        for adapter in adapters:
+            remaining = max(0.0, deadline - time.monotonic())
+            adapter.engine.run(sigterm.wind_down(adapter, (), remaining))
+    except Exception:
+        logger.exception("shutdown failed")
+    finally:
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
+
+
+def _term_with_parent() -> None:
+    """Have the kernel send this process SIGTERM when its parent dies.
+
+    awslambdaric's multi-concurrent parent only waits for its workers: SIGTERM kills it by its
+    default action and would leave the workers to the SIGKILL that follows. Linux only.
     """
-    if threading.current_thread() is not threading.main_thread():
-        logger.warning("holdfast.Adapter was created off the main thread: no SIGTERM shutdown")
+    if not sys.platform.startswith("linux"):
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    parent = os.getppid()
+    try:
+        import ctypes
 
-    def wait() -> None:
-        signal.sigwait({signal.SIGTERM})
-        on_sigterm()
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
-    threading.Thread(target=wait, name="holdfast-sigterm", daemon=True).start()
+
+def _listener_address() -> str:
+    """Where the Telemetry API listener binds: the address ``sandbox.localdomain`` has inside a
+    Lambda environment; loopback anywhere else (the emulator delivers there), without a DNS
+    query that could stall the init."""
+    if os.environ.get("AWS_EXECUTION_ENV", "").startswith("AWS_Lambda_"):
+        try:
+            return socket.gethostbyname(LISTENER_HOST)
+        except OSError:
+            pass
+    return "127.0.0.1"
 
 
-def start_for(adapter: Adapter) -> AfterResponseExtension | None:
-    """Start the extension when ``adapter`` is the handler of a managed Lambda runtime.
+def _parse_headers(head: bytes) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name:
+            headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def start_for(adapter: Adapter) -> AfterResponseExtension | ConcurrentHost | None:
+    """Start the host when ``adapter`` is the handler of a managed Lambda runtime.
 
     Hosts that drain pending work themselves (``holdfast run``) set ``HOLDFAST_HOST=runtime``;
-    ``HOLDFAST_EXTENSION=off`` turns the extension off.
+    ``HOLDFAST_EXTENSION=off`` turns the host off (work then drains before the handler returns).
     """
     runtime_api = os.environ.get("AWS_LAMBDA_RUNTIME_API")
     if not runtime_api or os.environ.get("HOLDFAST_HOST") == "runtime":
         return None
     if os.environ.get("HOLDFAST_EXTENSION", "on").lower() in ("off", "0", "false"):
         return None
-    extension = AfterResponseExtension(adapter, runtime_api)
-    extension.start()
-    adapter.host = extension.hand_over
-    return extension
+    global _host
+    with _host_lock:
+        host = _host
+        if host is not None:
+            # Another adapter of the same process: one extension (a second registration under
+            # the same name would fail the init) and one SIGTERM path serve them all.
+            host.adapters.append(adapter)
+        elif os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY") is not None:
+            # awslambdaric's multi-concurrent mode (it checks the variable's presence the same
+            # way).
+            host = _host = ConcurrentHost(adapter)
+            host.start()
+        else:
+            host = _host = AfterResponseExtension(adapter, runtime_api)
+            host.start()
+    adapter.host = host.hand_over
+    return host
+
+
+_host: AfterResponseExtension | ConcurrentHost | None = None
+_host_lock = threading.Lock()

@@ -159,6 +159,7 @@ def test_forwarded_headers_as_the_services_add_them(emulators):
         b"5\r\nhelloXX0\r\n\r\n",  # no CRLF after the chunk
         b"ffffffffffffffffffff\r\n",  # absurd size
         b"10\r\nshort",  # connection closed inside the chunk
+        b"1" * (1024 * 1024 + 100),  # a size line longer than any line may be (1 MiB)
     ],
 )
 def test_malformed_chunked_request_gets_400_without_a_traceback(emulators, caplog, body):
@@ -177,3 +178,17 @@ def test_malformed_chunked_request_gets_400_without_a_traceback(emulators, caplo
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert not [r for r in caplog.records if r.exc_info], "no traceback in the emulator's log"
     assert httpx.get(emu.url + "/plain").json() == {"hello": "world"}, "still serving"
+
+
+def test_overlong_request_line_gets_400(emulators, caplog):
+    emu = emulators(ric("http"))
+    host, port = emu.url.removeprefix("http://").split(":")
+    with (
+        caplog.at_level(logging.DEBUG),
+        socket.create_connection((host, int(port))) as connection,
+    ):
+        # Longer than any line may be (1 MiB); sent whole, so the server has read all of it.
+        connection.sendall(b"GET /" + b"a" * (1024 * 1024 + 100))
+        answer = connection.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert not [r for r in caplog.records if r.exc_info]

@@ -241,3 +241,38 @@ def test_tcp_destination_gets_ndjson(emulators, telemetry_extension):
     line = _index(events, "function", record=f"line 1 of {result.request_id}")
     done = _index(events, "platform.runtimeDone", result.request_id)
     assert start < line < done < _index(events, "platform.report", result.request_id)
+
+
+def test_internal_extension_ends_invocations_on_runtime_done(emulators, tmp_path):
+    """An extension inside the runtime process (as holdfast's is) learns from runtimeDone that
+    the runtime is finished with an invocation, so nothing waits for the timeout."""
+    log = tmp_path / "ended.log"
+    emu = emulators(ric("telemetry_internal.handler"), timeout=15, env={"EXT_LOG": str(log)})
+    results = [emu.invoke({}) for _ in range(3)]
+    assert all(result.ok for result in results)
+    emu.wait_idle(60)
+    ended = [json.loads(line) for line in log.read_text().splitlines()]
+    assert ended == [{"ended": r.request_id, "runtime_done_arrived": True} for r in results]
+    assert [r.outcome for r in emu.freeze_log] == ["frozen"] * 3
+    assert [report.status for report in emu.reports] == [None] * 3
+
+
+def test_managed_instances_emit_runtime_done_when_the_result_is_posted(
+    emulators, telemetry_extension
+):
+    emu = emulators(ric("shout"), max_concurrency=2, **telemetry_extension())
+    results = [emu.invoke({"lines": 1}) for _ in range(2)]
+    emu.wait_idle(60)
+    emu.close()
+    batches, holds = telemetry_extension.read()
+    assert holds == [{"held": r.request_id, "runtime_done_arrived": True} for r in results]
+    events = _events(batches)
+    init = events[_index(events, "platform.initStart")]["record"]
+    assert init["initializationType"] == "lambda-managed-instances"
+    for result in results:
+        rid = result.request_id
+        line = _index(events, "function", record=f"line 0 of {rid}")
+        done = _index(events, "platform.runtimeDone", rid)
+        assert _index(events, "platform.start", rid) < line < done
+        assert done < _index(events, "platform.report", rid)
+        assert events[done]["record"]["status"] == "success"

@@ -6,6 +6,7 @@ HOLDFAST_TEST_MIDDLEWARE=1 the app carries holdfast's completion middleware.
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -16,7 +17,14 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 import holdfast
 from holdfast.completion import CompletionMiddleware
 
-app = FastAPI()
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI):
+    yield
+    _record("shutdown", "-")  # the server's graceful shutdown, on the proxy's SIGTERM
+
+
+app = FastAPI(lifespan=lifespan)
 if os.environ.get("HOLDFAST_TEST_MIDDLEWARE") == "1":
     app.add_middleware(CompletionMiddleware)
 
@@ -81,3 +89,8 @@ async def stream(chunks: int = 3, ms: int = 50) -> StreamingResponse:
 async def events(request: Request) -> Response:
     event = await request.json()
     return Response(json.dumps({"got": event}), media_type="application/json")
+
+
+@app.get("/die")
+async def die() -> None:
+    os._exit(3)  # the server crashes in the middle of a request

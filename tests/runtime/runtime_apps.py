@@ -64,6 +64,7 @@ async def context(request: Request):
         "memory_limit_in_mb": ctx.memory_limit_in_mb,
         "remaining_positive": ctx.get_remaining_time_in_millis() > 0,
         "trace_id": os.environ.get("_X_AMZN_TRACE_ID"),
+        "tenant_id": ctx.tenant_id,
     }
 
 

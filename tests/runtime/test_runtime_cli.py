@@ -129,14 +129,9 @@ def test_usage_errors(monkeypatch, capsys):
     assert "usage: holdfast run MODULE:ATTR" in capsys.readouterr().out
 
 
-def test_settings_parsing(caplog):
+def test_settings_parsing():
     assert cli._concurrency(None) == 1
     assert cli._concurrency("8") == 8
     assert cli._concurrency("zero") == 1
     assert cli._concurrency("-3") == 1
-    assert cli._streaming("response_stream") is True
-    assert cli._streaming(" Response_Stream ") is True
-    assert cli._streaming(None) is False
-    assert cli._streaming("buffered") is False
-    assert cli._streaming("sometimes") is False
-    assert "unknown invoke mode" in caplog.text
+    # The invoke mode is holdfast.config's (tests/lwa/test_lwa_config.py).

@@ -12,8 +12,12 @@ import argparse
 import asyncio
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from .console import Console
+
+if TYPE_CHECKING:  # the server (and the emulator) load only once the command runs
+    from .server import Options
 
 DEFAULT_APP = "holdfast.demo:handler"
 
@@ -118,10 +122,9 @@ def main(argv: list[str]) -> int:
         return 130
 
 
-async def _run(options: object, console: Console) -> int:
-    from .server import DevServer, Options, StartError
+async def _run(options: Options, console: Console) -> int:
+    from .server import DevServer, StartError
 
-    assert isinstance(options, Options)
     console.say(f"starting {options.app} on a local Lambda ...", "dim")
     server = DevServer(options, console)
     stop = asyncio.Event()

@@ -149,9 +149,12 @@ def _note_tasks(notes: _Notes) -> None:
 def _note_drains(notes: _Notes) -> None:
     # After-response work the drain had to cut (cancelled, or spilled to the queue) because
     # the invocation's deadline was near: the dashboard shows it as a drain cut by the deadline.
-    from holdfast.pending import PendingWork
+    try:
+        from holdfast.pending import PendingWork
 
-    drain = PendingWork.drain
+        drain = PendingWork.drain
+    except (ImportError, AttributeError):  # noting cut drains is a nicety: never block the app
+        return
 
     async def noted_drain(self: PendingWork, timeout: float | None) -> Any:
         report = await drain(self, timeout)

@@ -174,7 +174,7 @@ class RequestBody:
         # A chunk is read in pieces of at most 64 KiB, so a huge announced size costs nothing
         # until its bytes really arrive.
         if self._chunk_left == 0:
-            line = await self._reader.readline()
+            line = await _readline(self._reader)
             if not line.endswith(b"\n"):
                 raise ProtocolError("connection closed inside a chunked body")
             digits = line.split(b";", 1)[0].strip()
@@ -345,7 +345,7 @@ async def _read_header_block(reader: asyncio.StreamReader) -> Headers:
     headers: list[tuple[str, str]] = []
     total = 0
     while True:
-        line = await reader.readline()
+        line = await _readline(reader)
         total += len(line)
         if total > _MAX_HEADER_BYTES:
             raise ProtocolError("header section too large")
@@ -357,6 +357,14 @@ async def _read_header_block(reader: asyncio.StreamReader) -> Headers:
         if not sep or not name or name != name.strip():
             raise ProtocolError(f"bad header line {line[:60]!r}")
         headers.append((name, value.strip()))
+
+
+async def _readline(reader: asyncio.StreamReader) -> bytes:
+    """One line; a line longer than the reader's limit is broken HTTP, not a server error."""
+    try:
+        return await reader.readline()
+    except ValueError:  # asyncio.LimitOverrunError, re-raised by readline as ValueError
+        raise ProtocolError("line too long") from None
 
 
 def _block_end(buffered: bytearray) -> int | None:
@@ -392,9 +400,9 @@ def _parse_header_lines(block: bytes) -> Headers:
 async def _read_request(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: tuple[str, int]
 ) -> Request | None:
-    line = await reader.readline()
+    line = await _readline(reader)
     while line in (b"\r\n", b"\n"):  # tolerate stray CRLF between requests (RFC 9112 §2.2)
-        line = await reader.readline()
+        line = await _readline(reader)
     if not line:
         return None
     parts = line.decode("latin-1").split()

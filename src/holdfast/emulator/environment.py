@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from . import records
 from .config import ACCOUNT_ID, EmulatorConfig
 from .invocation import FreezeRecord, Invocation, InvokeRequest, ResponseStream, RuntimeResponse
 from .output import ProcessOutput
@@ -27,7 +28,7 @@ from .process import ProcessGroup, describe_exit
 from .report import Journal, Report
 from .sandbox import Extension, FunctionMetadata, Sandbox
 from .server import RuntimeAPIServer
-from .telemetry import TelemetryHub, iso
+from .telemetry import TelemetryHub
 
 INTERNAL_SHUTDOWN_WINDOW = 0.5
 EXTERNAL_SHUTDOWN_WINDOW = 2.0
@@ -65,7 +66,6 @@ class Environment:
         self._snapshot: asyncio.Task[RuntimeResponse | str | None] | None = None
         self._awaiting_restore = False
         self._snapshotted_at = 0.0
-        self._restore_began = 0.0
 
     @property
     def warm(self) -> bool:
@@ -236,7 +236,6 @@ class Environment:
         # The group stays stopped meanwhile: its wall clock jumps by at least this much.
         await asyncio.sleep(self._snapshotted_at + self._config.snapshot_age - time.monotonic())
         began = time.monotonic()
-        self._restore_began = time.time()
         self._thaw()
         hub = sandbox.telemetry
         hub.emit(
@@ -275,11 +274,7 @@ class Environment:
         if self._runtime_output is not None:
             self._runtime_output.drain()
         if self._sandbox is not None:
-            record = {
-                "status": "success",
-                "spans": [_span("runtimeRestore", self._restore_began, time.time())],
-            }
-            self._sandbox.telemetry.emit("platform.restoreRuntimeDone", record)
+            self._sandbox.telemetry.emit("platform.restoreRuntimeDone", {"status": "success"})
 
     # -- init ---------------------------------------------------------------------------------
 
@@ -359,7 +354,7 @@ class Environment:
             {
                 "requestId": invocation.request_id,
                 "version": "$LATEST",
-                "tracing": _tracing(invocation),
+                "tracing": records.tracing(invocation),
             },
         )
         sandbox.dispatch(invocation)
@@ -403,11 +398,15 @@ class Environment:
             return
         sandbox = self._sandbox
         assert sandbox is not None
+        # Dispatched inside the state change that frees a poller: invocations waiting for the
+        # same poller must not all see it idle.
         outcome = await self._until(
-            lambda: sandbox.idle_pollers > 0, invocation.deadline, self._processes()
+            lambda: sandbox.idle_pollers > 0,
+            invocation.deadline,
+            self._processes(),
+            on_done=lambda: self._dispatch(invocation),
         )
         if outcome == "done":
-            self._dispatch(invocation)
             outcome = await self._until(
                 lambda: invocation.runtime_finished, invocation.deadline, self._processes()
             )
@@ -492,7 +491,7 @@ class Environment:
         )
         self._journal.finished(report)
         if self._sandbox is not None:
-            self._sandbox.telemetry.emit("platform.report", _report_record(invocation, report))
+            self._sandbox.telemetry.emit("platform.report", records.report(invocation, report))
 
     def _timed_out(self, invocation: Invocation) -> RuntimeResponse:
         message = (
@@ -535,7 +534,11 @@ class Environment:
                 runtime.kill()
             if window:
                 deadline = time.monotonic() + window
-                targets = sandbox.shutdown(reason, int((time.time() + window) * 1000))
+                deadline_ms = int((time.time() + window) * 1000)
+                # Telemetry still buffered (the last invocation's report) reaches the
+                # subscribers before SHUTDOWN does, inside the same window.
+                await _first(sandbox.telemetry.flush(), deadline, ())
+                targets = sandbox.shutdown(reason, deadline_ms)
                 await _first(self._shutdown_acknowledged(sandbox, targets), deadline, ())
         elif sandbox is not None and sandbox.has_external_extensions:
             # The runtime is gone already; the extensions still get their telemetry.
@@ -602,7 +605,6 @@ class Environment:
             "initializationType": self._init_type,
             "phase": self._init_phase,
             "status": "success",
-            "spans": [_span("runtimeInit", self._init_began, time.time())],
         }
         sandbox.telemetry.emit("platform.initRuntimeDone", record)
 
@@ -625,7 +627,6 @@ class Environment:
             hub.emit("platform.initRuntimeDone", dict(record))
         ended = time.time()
         record["metrics"] = {"durationMs": round((ended - self._init_began) * 1000, 3)}
-        record["spans"] = [_span("runtimeInit", self._init_began, ended)]
         hub.emit("platform.initReport", record)
         hub.init_done()
 
@@ -639,7 +640,7 @@ class Environment:
             self._runtime_output.drain()
         result = invocation.result.result() if invocation.result.done() else None
         failed = result is not None and result.failed
-        record = _runtime_done_record(invocation, "error" if failed else "success")
+        record = records.runtime_done(invocation, "error" if failed else "success")
         if failed and result is not None:
             record["errorType"] = result.error_type or "Runtime.Unknown"
         self._sandbox.telemetry.emit("platform.runtimeDone", record)
@@ -648,12 +649,12 @@ class Environment:
         self, invocation: Invocation, failure: RuntimeResponse, *, timeout: bool
     ) -> None:
         """`platform.runtimeDone` for an invocation the runtime never finished."""
-        if invocation.runtime_finished or self._sandbox is None:
-            return
+        if invocation.runtime_finished or self._sandbox is None or invocation.started_wall is None:
+            return  # done already, or never handed to the runtime
         invocation.runtime_finished = True
         if self._runtime_output is not None:
             self._runtime_output.drain()
-        record = _runtime_done_record(invocation, "timeout" if timeout else "failure")
+        record = records.runtime_done(invocation, "timeout" if timeout else "failure")
         record["errorType"] = failure.error_type or "Runtime.Unknown"
         self._sandbox.telemetry.emit("platform.runtimeDone", record)
 
@@ -774,66 +775,6 @@ class Environment:
             variables["AWS_LAMBDA_INITIALIZATION_TYPE"] = "snap-start"
         variables.update(config.env)
         return variables
-
-
-def _tracing(invocation: Invocation) -> dict[str, str]:
-    parent = invocation.trace_id.partition("Parent=")[2].partition(";")[0]
-    return {"spanId": parent, "type": "X-Amzn-Trace-Id", "value": invocation.trace_id}
-
-
-def _span(name: str, start: float, end: float) -> dict[str, Any]:
-    return {"name": name, "start": iso(start), "durationMs": round((end - start) * 1000, 3)}
-
-
-def _runtime_done_record(invocation: Invocation, status: str) -> dict[str, Any]:
-    """A `platform.runtimeDone` record: durations from the dispatch, in wall-clock time."""
-    now_mono, now_wall = time.monotonic(), time.time()
-
-    def wall(moment: float | None) -> float:
-        return now_wall - (now_mono - moment) if moment is not None else now_wall
-
-    started = invocation.started_wall or now_wall
-    record: dict[str, Any] = {
-        "requestId": invocation.request_id,
-        "status": status,
-        "metrics": {
-            "durationMs": round((now_wall - started) * 1000, 3),
-            "producedBytes": invocation.produced_bytes,
-        },
-        "tracing": _tracing(invocation),
-    }
-    response_start = invocation.response_started_at
-    response_end = invocation.record.response_sent_at
-    if response_start is not None and response_end is not None:
-        record["spans"] = [
-            _span("responseLatency", started, wall(response_start)),
-            _span("responseDuration", wall(response_start), wall(response_end)),
-            _span("runtimeOverhead", wall(response_end), now_wall),
-        ]
-    return record
-
-
-def _report_record(invocation: Invocation, report: Report) -> dict[str, Any]:
-    metrics: dict[str, Any] = {
-        "durationMs": round(report.duration_ms, 3),
-        "billedDurationMs": report.billed_ms,
-        "memorySizeMB": report.memory_size_mb,
-        "maxMemoryUsedMB": report.max_memory_used_mb,
-    }
-    if report.init_duration_ms is not None:
-        metrics["initDurationMs"] = round(report.init_duration_ms, 3)
-    if report.restore_duration_ms is not None:
-        metrics["restoreDurationMs"] = round(report.restore_duration_ms, 3)
-        metrics["billedRestoreDurationMs"] = report.billed_restore_ms
-    record: dict[str, Any] = {
-        "requestId": invocation.request_id,
-        "status": report.status or "success",
-        "metrics": metrics,
-        "tracing": _tracing(invocation),
-    }
-    if report.error_type is not None:
-        record["errorType"] = report.error_type
-    return record
 
 
 def _settle_exit(settle: Callable[[Outcome], None], process: Process, _: object) -> None:

@@ -42,6 +42,8 @@ _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
 #: Seconds the app gets to exit after SIGTERM before it is killed (Lambda allows 500 ms).
 STOP_TIMEOUT = 0.3
 _BAD_GATEWAY = b"Bad Gateway"
+#: Seconds an unreachable app gets to show it has exited, before the client gets a 502.
+_CRASH_GRACE = 0.2
 # Headers the proxy owns in each direction: never taken from the client or passed to it.
 _REQUEST_OWNED = HOP_BY_HOP | {REQUEST_ID_HEADER, b"content-length"}
 _RESPONSE_OWNED = HOP_BY_HOP | {MARK_HEADER}
@@ -174,6 +176,10 @@ class ProxyApp:
             response = await self.upstream.request(scope["method"], _target(scope), headers, body)
         except UpstreamError as exc:
             logger.error("request %s: %s", request_id, exc)
+            if self._exited is not None:
+                # A server that crashed takes the environment with it (see _watch) before
+                # anything is answered, as a crashed runtime would; give its exit a moment.
+                await asyncio.wait({self._exited}, timeout=_CRASH_GRACE)
             await _send_bad_gateway(send)
             return
         marked = any(name == MARK_HEADER for name, _ in response.headers)

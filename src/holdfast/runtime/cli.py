@@ -14,6 +14,7 @@ import io
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 _USAGE = """\
 usage: holdfast run MODULE:ATTR
@@ -25,6 +26,8 @@ handler(event, context) function. MODULE:ATTR defaults to $_HANDLER.
 environment:
   AWS_LAMBDA_RUNTIME_API        host:port of the Runtime API (set by Lambda)
   AWS_LAMBDA_MAX_CONCURRENCY    invocations at once (Lambda Managed Instances), default 1
+  AWS_LAMBDA_LOG_FORMAT         TEXT (default) or JSON: log records as the managed runtime's JSON
+  AWS_LAMBDA_LOG_LEVEL          the root logger's level (TRACE, DEBUG, INFO, WARN, ERROR, FATAL)
   HOLDFAST_INVOKE_MODE          buffered (default) or response_stream (AWS_LWA_INVOKE_MODE too)
 """
 
@@ -53,11 +56,15 @@ def main(argv: list[str]) -> int:
 
 def _run(spec: str, address: str) -> int:
     # Imported here so `holdfast --help` and usage errors stay cheap.
-    from holdfast.config import setting
+    from holdfast import config
     from holdfast.engine import Engine
+    from holdfast.runtime import sigterm
     from holdfast.runtime.loader import InitError, load
     from holdfast.runtime.loop import Runtime
 
+    # Before the app's import: threads it starts inherit the blocked SIGTERM.
+    on_sigterm: list[Callable[[], None]] = []
+    sigterm.watch(lambda: on_sigterm[0]() if on_sigterm else os._exit(0))
     try:
         target = load(spec)
     except InitError as exc:
@@ -66,11 +73,16 @@ def _run(spec: str, address: str) -> int:
         target,
         address,
         concurrency=_concurrency(os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY")),
-        streaming=_streaming(setting("INVOKE_MODE")),
+        streaming=config.invoke_mode() == "response_stream",
         snapstart=os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
     )
     engine = target.adapter.engine if target.adapter is not None else Engine()
+    on_sigterm.append(lambda: _call_soon(engine.loop, runtime.terminate))
     return engine.run(runtime.run())
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    loop.call_soon_threadsafe(callback)
 
 
 def _fail_init(address: str, exc: Exception) -> int:
@@ -99,6 +111,10 @@ def _prepare_process() -> None:
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(line_buffering=True)
+    # Lambda's advanced logging controls, before the app's import logs anything.
+    from holdfast.runtime import logs
+
+    logs.configure(os.environ.get("AWS_LAMBDA_LOG_FORMAT"), os.environ.get("AWS_LAMBDA_LOG_LEVEL"))
 
 
 def _concurrency(value: str | None) -> int:
@@ -112,10 +128,3 @@ def _concurrency(value: str | None) -> int:
         logger.warning("ignoring AWS_LAMBDA_MAX_CONCURRENCY=%r: not a positive integer", value)
         return 1
     return concurrency
-
-
-def _streaming(mode: str | None) -> bool:
-    normalized = (mode or "buffered").strip().lower()
-    if normalized not in ("buffered", "response_stream"):
-        logger.warning("unknown invoke mode %r: using buffered", mode)
-    return normalized == "response_stream"

@@ -18,7 +18,7 @@ import base64
 import json
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from holdfast.runtime.report import ErrorReport
@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 _API = "/2018-06-01/runtime"
 _NEXT = f"{_API}/invocation/next"
 _EXTENSIONS = "/2020-01-01/extension"
+_TELEMETRY = "/2022-07-01/telemetry"
 _ERROR_TYPE = "Lambda-Runtime-Function-Error-Type"
 _ERROR_BODY = "Lambda-Runtime-Function-Error-Body"
+_INVOCATION_ID = "Lambda-Runtime-Invocation-Id"
 _USER_AGENT = "holdfast/{} (Python {}.{}.{})".format("0.1", *sys.version_info[:3])
 # Headers, a whole 6 MB event: the reader buffers at most one of these at a time.
 _READ_LIMIT = 8 * 1024 * 1024
@@ -47,6 +49,11 @@ class RuntimeAPIError(Exception):
         detail = body[:500].decode("utf-8", "replace")
         super().__init__(f"{method} {path} answered {status}: {detail}")
 
+    @property
+    def gone(self) -> bool:
+        """410 Gone: the invocation already ended (it timed out); its result is not wanted."""
+        return self.status == 410
+
 
 class InvocationRequest:
     """One event from ``/next``: the payload and the ``Lambda-Runtime-*`` headers."""
@@ -57,6 +64,7 @@ class InvocationRequest:
         "cognito_identity",
         "content_type",
         "deadline_ms",
+        "invocation_id",
         "invoked_function_arn",
         "request_id",
         "tenant_id",
@@ -70,6 +78,7 @@ class InvocationRequest:
         request_id: str,
         deadline_ms: int,
         invoked_function_arn: str,
+        invocation_id: str | None = None,
         trace_id: str | None,
         client_context: str | None,
         cognito_identity: str | None,
@@ -78,6 +87,9 @@ class InvocationRequest:
         body: bytes,
     ) -> None:
         self.request_id = request_id
+        #: ``Lambda-Runtime-Invocation-Id``: echoed on the invocation's ``/response`` and
+        #: ``/error``, so a late post can never count for another attempt of the request.
+        self.invocation_id = invocation_id
         self.deadline_ms = deadline_ms
         self.invoked_function_arn = invoked_function_arn
         self.trace_id = trace_id
@@ -131,6 +143,7 @@ class RuntimeClient:
             request_id=headers.get("lambda-runtime-aws-request-id", ""),
             deadline_ms=_deadline(headers.get("lambda-runtime-deadline-ms")),
             invoked_function_arn=headers.get("lambda-runtime-invoked-function-arn", ""),
+            invocation_id=headers.get("lambda-runtime-invocation-id") or None,
             trace_id=headers.get("lambda-runtime-trace-id") or None,
             client_context=headers.get("lambda-runtime-client-context") or None,
             cognito_identity=headers.get("lambda-runtime-cognito-identity") or None,
@@ -145,6 +158,7 @@ class RuntimeClient:
         body: bytes,
         content_type: str = "application/json",
         *,
+        invocation_id: str | None = None,
         then_next: bool = False,
     ) -> None:
         """Post a buffered response for ``request_id``.
@@ -153,14 +167,20 @@ class RuntimeClient:
         request goes out in the same write, right behind the response (HTTP/1.1 pipelining; the
         API answers the two in order), and the following :meth:`next` only reads its answer.
         That saves the round trip between the response's 202 and ``/next``.
+
+        ``invocation_id`` (``Lambda-Runtime-Invocation-Id`` from ``/next``) is echoed, so the
+        API can tell a late post for an attempt that timed out (it answers 410 Gone).
         """
         path = f"{_API}/invocation/{request_id}/response"
-        headers = f"Content-Type: {content_type}\r\n"
+        headers = f"Content-Type: {content_type}\r\n{_invocation_header(invocation_id)}"
         await self._call("POST", path, 202, body, headers, then_next=then_next)
 
-    async def error(self, request_id: str, report: ErrorReport) -> None:
+    async def error(
+        self, request_id: str, report: ErrorReport, *, invocation_id: str | None = None
+    ) -> None:
         """Report ``request_id`` failed (a function error)."""
-        await self._post_error(f"{_API}/invocation/{request_id}/error", report)
+        path = f"{_API}/invocation/{request_id}/error"
+        await self._post_error(path, report, _invocation_header(invocation_id))
 
     async def init_error(self, report: ErrorReport) -> None:
         """Report the runtime could not initialise; the process should exit afterwards."""
@@ -188,9 +208,17 @@ class RuntimeClient:
         response = await self._call("GET", f"{_EXTENSIONS}/event/next", 200, headers=headers)
         return response.body
 
-    def stream(self, request_id: str, content_type: str) -> ResponseStream:
+    async def subscribe_telemetry(self, identifier: str, subscription: dict[str, Any]) -> None:
+        """Subscribe the extension ``identifier`` to the Telemetry API (during init)."""
+        headers = f"Lambda-Extension-Identifier: {identifier}\r\nContent-Type: application/json\r\n"
+        body = json.dumps(subscription).encode()
+        await self._call("PUT", _TELEMETRY, 200, body, headers)
+
+    def stream(
+        self, request_id: str, content_type: str, *, invocation_id: str | None = None
+    ) -> ResponseStream:
         """A streamed response for ``request_id``; nothing is sent before its first write."""
-        return ResponseStream(self, request_id, content_type)
+        return ResponseStream(self, request_id, content_type, invocation_id)
 
     async def open(self) -> None:
         """Open the connection ahead of the first call; a failure is left for that call."""
@@ -211,9 +239,9 @@ class RuntimeClient:
                 pass
 
     # -- HTTP/1.1 ------------------------------------------------------------------------------
-    async def _post_error(self, path: str, report: ErrorReport) -> None:
+    async def _post_error(self, path: str, report: ErrorReport, extra: str = "") -> None:
         headers = f"Content-Type: application/json\r\n{_ERROR_TYPE}: {report.category}\r\n"
-        await self._call("POST", path, 202, report.body(), headers)
+        await self._call("POST", path, 202, report.body(), headers + extra)
 
     async def _call(
         self,
@@ -303,7 +331,7 @@ class RuntimeClient:
         for line in lines[1:-2]:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-        body = await _read_body(reader, headers, status)
+        body = await read_body(reader, headers, status)
         if headers.get("connection", "").lower() == "close":
             await self.close()
         return _Response(status, headers, body)
@@ -316,7 +344,13 @@ class ResponseStream:
     normally, :meth:`fail` ends it with the ``Lambda-Runtime-Function-Error-*`` trailers.
     """
 
-    def __init__(self, client: RuntimeClient, request_id: str, content_type: str) -> None:
+    def __init__(
+        self,
+        client: RuntimeClient,
+        request_id: str,
+        content_type: str,
+        invocation_id: str | None = None,
+    ) -> None:
         self._client = client
         self._path = f"{_API}/invocation/{request_id}/response"
         self._headers = (
@@ -324,6 +358,7 @@ class ResponseStream:
             "Transfer-Encoding: chunked\r\n"
             f"Trailer: {_ERROR_TYPE}, {_ERROR_BODY}\r\n"
             f"Content-Type: {content_type}\r\n"
+            f"{_invocation_header(invocation_id)}"
         )
         self._writer: asyncio.StreamWriter | None = None
         self.started = False
@@ -377,7 +412,8 @@ class ResponseStream:
             raise RuntimeAPIError("POST", self._path, response.status, response.body)
 
 
-async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str], status: int) -> bytes:
+async def read_body(reader: asyncio.StreamReader, headers: dict[str, str], status: int) -> bytes:
+    """The body of an HTTP/1.1 message whose head gave ``headers`` (lower-case names)."""
     if "chunked" in headers.get("transfer-encoding", "").lower():
         return await _read_chunked(reader)
     length = headers.get("content-length")
@@ -390,7 +426,7 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str], stat
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    parts = []
+    parts: list[bytes] = []
     while True:
         size_line = await reader.readuntil(b"\r\n")
         size = int(size_line.split(b";", 1)[0], 16)
@@ -399,6 +435,10 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
                 pass  # trailers: the Runtime API sends none we need
             return b"".join(parts)
         parts.append((await reader.readexactly(size + 2))[:-2])
+
+
+def _invocation_header(invocation_id: str | None) -> str:
+    return f"{_INVOCATION_ID}: {invocation_id}\r\n" if invocation_id else ""
 
 
 def _got_response_bytes(exc: BaseException) -> bool:

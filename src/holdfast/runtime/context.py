@@ -3,10 +3,16 @@
 Mirrors ``awslambdaric.lambda_context.LambdaContext`` (names, types and ``None`` defaults), so
 code written against the managed runtime, Mangum, Powertools and friends behaves the same under
 ``holdfast run``. ``memory_limit_in_mb`` is the environment's *string*, exactly as there.
+
+The invocation being handled is also a context variable (:func:`current_request`): with
+``AWS_LAMBDA_MAX_CONCURRENCY`` > 1 several invocations run at once in one process, so the X-Ray
+trace id (:func:`trace_id`), the request id and the tenant id of log lines cannot be
+process-wide.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -18,6 +24,36 @@ from holdfast.runtime.client import InvocationRequest
 
 # ``context.w3c()`` exposes only these string fields of ``clientContext.w3c``.
 _W3C_FIELDS = ("traceparent", "tracestate", "baggage")
+_TRACE_ENV = "_X_AMZN_TRACE_ID"
+
+_current: contextvars.ContextVar[InvocationRequest | None] = contextvars.ContextVar(
+    "holdfast_invocation", default=None
+)
+
+
+def enter_invocation(request: InvocationRequest, *, process_wide: bool) -> None:
+    """Make ``request`` the current invocation of this task (and what it spawns).
+
+    ``process_wide`` (one invocation at a time) also sets ``_X_AMZN_TRACE_ID``, which the X-Ray
+    SDK and Powertools read, as AWS's runtime does; with several at once the variable would name
+    whichever started last, so it is left unset and :func:`trace_id` is the only truth.
+    """
+    _current.set(request)
+    if process_wide and request.trace_id:
+        os.environ[_TRACE_ENV] = request.trace_id
+    else:
+        os.environ.pop(_TRACE_ENV, None)
+
+
+def current_request() -> InvocationRequest | None:
+    """The invocation being handled in this context (``None`` outside ``holdfast run``)."""
+    return _current.get()
+
+
+def trace_id() -> str | None:
+    """The X-Ray trace header (``Root=...;Parent=...;Sampled=...``) of the current invocation."""
+    request = _current.get()
+    return request.trace_id if request is not None else None
 
 
 class FunctionInfo:

@@ -15,10 +15,8 @@ import asyncio
 import contextvars
 import json
 import logging
-import os
-import signal
 from asyncio import events as asyncio_events
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from holdfast import pending as _pending
@@ -26,8 +24,13 @@ from holdfast.adapter import Adapter, Invocation
 from holdfast.outcome import Failed, Outcome, Streamed
 from holdfast.pending import PendingWork, drain_budget
 from holdfast.runtime import sigterm
-from holdfast.runtime.client import InvocationRequest, RuntimeAPIError, RuntimeClient
-from holdfast.runtime.context import ContextError, FunctionInfo, LambdaContext
+from holdfast.runtime.client import (
+    InvocationRequest,
+    ResponseStream,
+    RuntimeAPIError,
+    RuntimeClient,
+)
+from holdfast.runtime.context import ContextError, FunctionInfo, LambdaContext, enter_invocation
 from holdfast.runtime.loader import Target
 from holdfast.runtime.report import ErrorReport, error_category
 
@@ -35,9 +38,6 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
 logger = logging.getLogger("holdfast")
-
-#: Seconds lifespan shutdown may take after SIGTERM (Lambda allows 500 ms with an extension).
-SHUTDOWN_TIMEOUT = 0.4
 
 
 class Runtime:
@@ -65,20 +65,25 @@ class Runtime:
         # Sync handlers with concurrency > 1 run in threads, one per worker.
         self._executor: ThreadPoolExecutor | None = None
         self._workers: list[asyncio.Task[None]] = []
+        # Workers waiting in /next (nothing in flight): SIGTERM cancels them at once.
+        self._idle: set[asyncio.Task[Any]] = set()
+        self._winding_down: asyncio.Task[None] | None = None
 
     async def run(self) -> int:
-        """Serve invocations; returns the process exit status when the runtime must stop."""
+        """Serve invocations; returns the process exit status when the runtime must stop.
+
+        :meth:`terminate` (SIGTERM) ends it: the exit status is then 0.
+        """
         clients = [RuntimeClient(self.address) for _ in range(self.concurrency)]
         loop = asyncio.get_running_loop()
         if self.target.adapter is not None:
             await self.target.adapter.startup()  # at init, if the loader has not run it yet
-        terminated = _on_sigterm(loop, self._terminate)
         # Extensions register during init, before the first /next (or the snapshot); the
         # workers' connections open meanwhile, saving their round trip on the cold start.
         shutdown_extension = None
-        if self._has_shutdown:
+        if self._wants_sigterm:
             opening = asyncio.gather(*(client.open() for client in clients))
-            shutdown_extension = await sigterm.register(self.address)
+            shutdown_extension = await sigterm.earn(self.address)
             await opening
         try:
             if self.snapstart:
@@ -89,6 +94,8 @@ class Runtime:
                     return status
             self._workers = [loop.create_task(self._work(client)) for client in clients]
             await asyncio.wait(self._workers, return_when=asyncio.FIRST_EXCEPTION)
+            if self._winding_down is not None:
+                await self._winding_down
         finally:
             for task in [*self._workers, shutdown_extension]:
                 if task is not None:
@@ -97,21 +104,38 @@ class Runtime:
                 await client.close()
             if self._executor is not None:
                 self._executor.shutdown(wait=False)
-        if terminated.is_set():
-            await self._shutdown()
+        if self._winding_down is not None:
             return 0
         return _exit_status(self._workers)
 
+    def terminate(self) -> None:
+        """SIGTERM: take no more invocations, let those in flight finish (answer and drain),
+        then run lifespan shutdown, within :data:`sigterm.SHUTDOWN_BUDGET`. Call on the loop."""
+        if self._winding_down is not None:
+            return
+        busy: list[asyncio.Future[Any]] = [w for w in self._workers if w not in self._idle]
+        for worker in self._idle:
+            worker.cancel()
+        winding_down = sigterm.wind_down(self.target.adapter, busy)
+        self._winding_down = asyncio.get_running_loop().create_task(winding_down)
+
     @property
-    def _has_shutdown(self) -> bool:
-        """Whether there is lifespan shutdown to run on SIGTERM (so it is worth earning)."""
+    def _wants_sigterm(self) -> bool:
+        """Whether SIGTERM is worth earning: lifespan shutdown to run, or invocations that may
+        be in flight when it comes (with several at once, nothing waits for a freeze)."""
         adapter = self.target.adapter
-        return adapter is not None and adapter.lifespan.supported
+        return self.concurrency > 1 or (adapter is not None and adapter.lifespan.supported)
 
     # -- one worker -----------------------------------------------------------------------------
     async def _work(self, client: RuntimeClient) -> None:
-        while True:
-            request = await client.next()
+        worker = asyncio.current_task()
+        assert worker is not None
+        while self._winding_down is None:
+            self._idle.add(worker)
+            try:
+                request = await client.next()
+            finally:
+                self._idle.discard(worker)
             try:
                 await self._invoke(client, request)
             except RuntimeAPIError:
@@ -124,56 +148,49 @@ class Runtime:
                     continue  # answered already, /next right behind: nothing left to report
                 await client.close()
                 report = ErrorReport.from_exception(exc, "Runtime")
-                await _post(client.error(request.request_id, report))
+                await Reply(client, request).error(report)
 
     async def _invoke(self, client: RuntimeClient, request: InvocationRequest) -> None:
-        _set_trace_id(request.trace_id)
+        enter_invocation(request, process_wide=self.concurrency == 1)
+        reply = Reply(client, request)
         try:
             context = LambdaContext(request, self.function)
             event = _unmarshal(request)
         except ContextError as exc:
-            report = ErrorReport.runtime("LambdaContextUnmarshalError", str(exc))
-            await _post(client.error(request.request_id, report))
+            await reply.error(ErrorReport.runtime("LambdaContextUnmarshalError", str(exc)))
             return
         except ValueError as exc:
-            report = ErrorReport.runtime("UnmarshalError", f"Unable to unmarshal input: {exc}")
-            await _post(client.error(request.request_id, report))
+            message = f"Unable to unmarshal input: {exc}"
+            await reply.error(ErrorReport.runtime("UnmarshalError", message))
             return
         if self.target.adapter is not None:
-            await self._invoke_app(self.target.adapter, client, request.request_id, event, context)
+            await self._invoke_app(self.target.adapter, reply, event, context)
         else:
-            await self._invoke_handler(client, request.request_id, event, context)
+            await self._invoke_handler(reply, event, context)
 
     # -- an ASGI/WSGI app through the adapter -------------------------------------------------
     async def _invoke_app(
-        self,
-        adapter: Adapter,
-        client: RuntimeClient,
-        request_id: str,
-        event: Any,
-        context: LambdaContext,
+        self, adapter: Adapter, reply: Reply, event: Any, context: LambdaContext
     ) -> None:
         invocation = adapter.begin(event, context, streaming=self.streaming)
         outcome = await invocation.outcome()
-        await _post(_deliver(client, request_id, invocation, outcome))
+        await reply.post(_deliver(reply, invocation, outcome))
         invocation.handed_over()  # the app's code after its last body chunk runs from here on
         await invocation.drain(adapter.drain_timeout(context))
 
     # -- a plain handler(event, context) -----------------------------------------------------
-    async def _invoke_handler(
-        self, client: RuntimeClient, request_id: str, event: Any, context: LambdaContext
-    ) -> None:
+    async def _invoke_handler(self, reply: Reply, event: Any, context: LambdaContext) -> None:
+        request_id = reply.request_id
         pending = PendingWork(request_id, asyncio.get_running_loop())
         try:
             result = await self._call_handler(pending, event, context)
             body, content_type = _marshal(result)
         except Exception as exc:
             logger.error("request %s: the handler raised", request_id, exc_info=exc)
-            await _post(client.error(request_id, _handler_error(exc)))
+            await reply.error(_handler_error(exc))
         else:
             # Nothing owed after the response: /next can go out with it.
-            then_next = not pending
-            await _post(client.respond(request_id, body, content_type, then_next=then_next))
+            await reply.respond(body, content_type, then_next=not pending)
         await pending.drain(drain_budget(context))
 
     async def _call_handler(self, pending: PendingWork, event: Any, context: LambdaContext) -> Any:
@@ -197,63 +214,93 @@ class Runtime:
         finally:
             _pending.unbind(token)
 
-    # -- ending ----------------------------------------------------------------------------------
-    def _terminate(self) -> None:
-        logger.info("SIGTERM: shutting down")
-        for worker in self._workers:
-            worker.cancel()
 
-    async def _shutdown(self) -> None:
-        adapter = self.target.adapter
-        if adapter is None:
-            return
-        try:
-            await adapter.shutdown(SHUTDOWN_TIMEOUT)
-        except Exception:
-            logger.exception("lifespan shutdown failed")
+class Reply:
+    """Where one invocation's answer goes: its ``/response`` or ``/error``, with its
+    ``Lambda-Runtime-Invocation-Id`` echoed. Every post goes through :meth:`post`."""
 
+    __slots__ = ("_client", "_request")
 
-async def _deliver(
-    client: RuntimeClient, request_id: str, invocation: Invocation, outcome: Outcome
-) -> None:
-    """Post the outcome: a JSON document, a streamed HTTP response, or a function error."""
-    if isinstance(outcome, Failed):
-        report = (
-            ErrorReport.from_exception(outcome.error)
-            if outcome.error is not None
-            else ErrorReport(
-                outcome.error_type, outcome.message, error_category("Function", outcome.error_type)
+    def __init__(self, client: RuntimeClient, request: InvocationRequest) -> None:
+        self._client = client
+        self._request = request
+
+    @property
+    def request_id(self) -> str:
+        return self._request.request_id
+
+    async def respond(
+        self, body: bytes, content_type: str = "application/json", *, then_next: bool = False
+    ) -> None:
+        request = self._request
+        await self.post(
+            self._client.respond(
+                request.request_id,
+                body,
+                content_type,
+                invocation_id=request.invocation_id,
+                then_next=then_next,
             )
         )
-        logger.error("request %s: %s: %s", request_id, outcome.error_type, outcome.message)
-        await client.error(request_id, report)
-    elif isinstance(outcome, Streamed):
-        from holdfast.runtime.streaming import stream
 
-        await stream(client, request_id, outcome)
+    async def error(self, report: ErrorReport) -> None:
+        request = self._request
+        call = self._client.error(request.request_id, report, invocation_id=request.invocation_id)
+        await self.post(call)
+
+    def stream(self, content_type: str) -> ResponseStream:
+        request = self._request
+        return self._client.stream(
+            request.request_id, content_type, invocation_id=request.invocation_id
+        )
+
+    async def post(self, call: Awaitable[None]) -> None:
+        """Await a post to the Runtime API; only a 5xx (the sandbox is gone) stops the runtime.
+
+        A 410 Gone means the invocation already ended (it timed out, and Lambda answered the
+        caller with the timeout): the result is dropped, never carried into a later invocation.
+        """
+        try:
+            await call
+        except RuntimeAPIError as exc:
+            if exc.status >= 500:
+                raise
+            if exc.gone:
+                logger.warning(
+                    "request %s: the invocation timed out before its result was posted;"
+                    " the result is dropped",
+                    self.request_id,
+                )
+            else:
+                logger.error("request %s: the Runtime API refused a post: %s", self.request_id, exc)
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            # The worker reconnects for its next /next; if the API is gone for good, that fails.
+            logger.error("lost the Runtime API connection while posting: %r", exc)
+
+
+async def _deliver(reply: Reply, invocation: Invocation, outcome: Outcome) -> None:
+    """Post the outcome: a JSON document, a streamed HTTP response, or a function error."""
+    if isinstance(outcome, Failed):
+        if outcome.error is not None:
+            report = ErrorReport.from_exception(outcome.error)
+        else:
+            category = error_category("Function", outcome.error_type)
+            report = ErrorReport(outcome.error_type, outcome.message, category)
+        logger.error("request %s: %s: %s", reply.request_id, outcome.error_type, outcome.message)
+        await reply.error(report)
+    elif isinstance(outcome, Streamed):
+        from holdfast.runtime.streaming import CONTENT_TYPE, stream
+
+        await stream(reply.stream(CONTENT_TYPE), outcome)
     else:
         try:
             body, content_type = _marshal(outcome.payload)
         except _MarshalError as exc:
-            await client.error(request_id, _handler_error(exc))
+            await reply.error(_handler_error(exc))
             return
         # Nothing owed after the response (no app coroutine left, no after-response work, no
         # final callback): /next can go out in the same write.
-        then_next = invocation.idle
-        await client.respond(request_id, body, content_type, then_next=then_next)
-
-
-async def _post(call: Awaitable[None]) -> None:
-    """Await a Runtime API post; only a 5xx (the sandbox is gone) stops the runtime."""
-    try:
-        await call
-    except RuntimeAPIError as exc:
-        if exc.status >= 500:
-            raise
-        logger.error("the Runtime API refused a post: %s", exc)
-    except (ConnectionError, asyncio.IncompleteReadError) as exc:
-        # The worker reconnects for its next /next; if the API is gone for good, that fails.
-        logger.error("lost the Runtime API connection while posting: %r", exc)
+        await reply.respond(body, content_type, then_next=invocation.idle)
 
 
 def _unmarshal(request: InvocationRequest) -> Any:
@@ -261,6 +308,15 @@ def _unmarshal(request: InvocationRequest) -> Any:
     if request.content_type.split(";", 1)[0].strip() != "application/json":
         return request.body
     return json.loads(request.body)
+
+
+async def _post_failure(reply: Reply, exc: Exception, crashed: str | None = None) -> None:
+    """Report ``exc`` as the invocation's function error; ``crashed`` logs its traceback too."""
+    if crashed:
+        logger.error("request %s: %s", reply.request_id, crashed, exc_info=exc)
+    else:
+        logger.error("request %s: %s: %s", reply.request_id, type(exc).__name__, exc)
+    await reply.error(ErrorReport.from_exception(exc))
 
 
 def _marshal(result: Any) -> tuple[bytes, str]:
@@ -305,27 +361,6 @@ def _call_outside_loop(handler: Any, event: Any, context: LambdaContext) -> Any:
         return handler(event, context)
     finally:
         asyncio_events._set_running_loop(running)
-
-
-def _set_trace_id(trace_id: str | None) -> None:
-    if trace_id:
-        os.environ["_X_AMZN_TRACE_ID"] = trace_id
-    else:
-        os.environ.pop("_X_AMZN_TRACE_ID", None)
-
-
-def _on_sigterm(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> asyncio.Event:
-    received = asyncio.Event()
-
-    def handle() -> None:
-        received.set()
-        callback()
-
-    try:
-        loop.add_signal_handler(signal.SIGTERM, handle)
-    except (ValueError, RuntimeError, NotImplementedError):
-        pass  # not the main thread (tests) or no signal support: Lambda then just kills us
-    return received
 
 
 def _exit_status(workers: list[asyncio.Task[None]]) -> int:

@@ -47,10 +47,12 @@ async def snapshot_and_restore(client: RuntimeClient) -> int:
 
 def _registered_hooks() -> tuple[list[Hook], list[Hook]]:
     try:
-        import snapshot_restore_py as hooks
+        import snapshot_restore_py as hooks  # type: ignore[import-untyped]
     except ImportError:
         return [], []  # nobody can have registered any
-    return hooks.get_before_snapshot(), hooks.get_after_restore()  # type: ignore[return-value]
+    before: list[Hook] = hooks.get_before_snapshot()
+    after: list[Hook] = hooks.get_after_restore()
+    return before, after
 
 
 async def _call(hook: Hook) -> None:

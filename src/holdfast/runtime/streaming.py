@@ -11,17 +11,17 @@ from __future__ import annotations
 import json
 
 from holdfast.outcome import Streamed
-from holdfast.runtime.client import RuntimeClient
+from holdfast.runtime.client import ResponseStream
 from holdfast.runtime.report import ErrorReport
 
 CONTENT_TYPE = "application/vnd.awslambda.http-integration-response"
 _SEPARATOR = b"\x00" * 8
 
 
-async def stream(client: RuntimeClient, request_id: str, response: Streamed) -> None:
-    """Stream ``response`` as the invocation's answer: the prelude at once, then each body chunk
-    as the app produces it; an error after the start ends the stream with error trailers."""
-    out = client.stream(request_id, CONTENT_TYPE)
+async def stream(out: ResponseStream, response: Streamed) -> None:
+    """Stream ``response`` as the invocation's answer on ``out`` (opened with
+    :data:`CONTENT_TYPE`): the prelude at once, then each body chunk as the app produces it; an
+    error after the start ends the stream with error trailers."""
     # The prelude goes out at once: clients see the status and headers before the body.
     await out.write(prelude(response) + _SEPARATOR)
     try:
