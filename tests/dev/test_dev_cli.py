@@ -110,6 +110,26 @@ def test_import_errors_show_file_and_line_and_exit_non_zero(app_dir: Path) -> No
     assert "listening" not in output and "Traceback" not in output
 
 
+def test_a_failing_lifespan_startup_shows_file_and_line(app_dir: Path) -> None:
+    (app_dir / "app.py").write_text(
+        "from contextlib import asynccontextmanager\n"
+        "from fastapi import FastAPI\n"
+        "\n"
+        "\n"
+        "@asynccontextmanager\n"
+        "async def lifespan(app):\n"
+        "    raise ConnectionError('database unreachable')\n"
+        "    yield\n"
+        "\n"
+        "\n"
+        "app = FastAPI(lifespan=lifespan)\n"
+    )
+    code, output = _start_failure(app_dir, "app:app")
+    assert code == 1
+    assert "database unreachable" in output and 'app.py", line 7' in output
+    assert "listening" not in output
+
+
 def test_a_failing_import_inside_the_app_shows_file_and_line(app_dir: Path) -> None:
     (app_dir / "app.py").write_text("import os\nimport not_installed_anywhere\n")
     code, output = _start_failure(app_dir, "app:app")
@@ -226,3 +246,28 @@ def test_python_dash_m_holdfast_dev_is_the_same_command() -> None:
     assert by_module.returncode == 0 and "--no-worker" in by_module.stdout
     assert json.dumps  # (keeps the import used when the file is trimmed)
     assert free_port() > 0
+
+
+def test_the_dashboard_api_answers_local_hosts_only(dev: Dev) -> None:
+    import urllib.error
+    import urllib.request
+
+    state = dev.json("/_holdfast/api/state")
+    assert state["app"] == "app:app"  # type: ignore[index]
+    assert state["invocations"][0]["kind"] == "init"  # type: ignore[index]
+    deadline = time.monotonic() + 60
+    while not state["queues"]:  # type: ignore[index]  # the worker reports them once it runs
+        assert time.monotonic() < deadline, "the worker never reported the app's queues"
+        time.sleep(0.05)
+        state = dev.json("/_holdfast/api/state")
+    assert [q["name"] for q in state["queues"]] == ["default"]  # type: ignore[index]
+    forged = urllib.request.Request(
+        f"{dev.url}/_holdfast/api/state", headers={"Host": "attacker.example"}
+    )
+    try:
+        urllib.request.urlopen(forged, timeout=30)
+        raise AssertionError("a request for another host was answered")
+    except urllib.error.HTTPError as error:
+        assert error.code == 403
+    assert dev.get("/_holdfast/static/../../etc/passwd")[0] == 404
+    assert dev.get("/_holdfast/static/dashboard.js")[0] == 200
