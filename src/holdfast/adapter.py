@@ -45,7 +45,6 @@ from holdfast.lifespan import Lifespan, LifespanMode
 from holdfast.outcome import Buffered, Failed, Outcome, Streamed
 from holdfast.pending import DEFAULT_DRAIN_MARGIN, DrainReport, PendingWork, drain_budget
 from holdfast.sources import Codecs, EventCodec, HTTPResponse
-from holdfast.sources._http import find_header
 
 __all__ = ["Adapter", "EventHandler", "Invocation", "as_asgi", "is_wsgi"]
 
@@ -304,16 +303,9 @@ class Invocation:
         adapter = self.adapter
         try:
             request = codec.decode(self.event, adapter.base_path, self.context)
-        except InvalidEvent as exc:
+        except InvalidEvent as exc:  # codecs raise nothing else; Content-Length is set
             self._outcome = Failed.from_exception(exc)
             return
-        except (AttributeError, TypeError) as exc:  # e.g. a list where an object belongs
-            error = InvalidEvent(f"{codec.name} event: a field has the wrong type: {exc}")
-            self._outcome = Failed.from_exception(error)
-            return
-        if request.body and find_header(request.headers, b"content-length") is None:
-            # Sources may drop the header; WSGI apps read exactly Content-Length bytes.
-            request.headers.append((b"content-length", b"%d" % len(request.body)))
         loop = adapter.engine.loop
         sink: BufferedSink | StreamSink = (
             StreamSink(loop, adapter.error_status_codes) if self._streaming else BufferedSink()

@@ -81,6 +81,9 @@ class AfterResponseExtension:
         self.subscribed = False
         #: Invocations that ended on `platform.runtimeDone` without a hand-over.
         self.foreign = 0
+        # Hand-overs reach the loop through a relay thread (see hand_over).
+        self._relay = threading.Condition()
+        self._relayed: list[Invocation] = []
 
     # -- init ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -99,6 +102,7 @@ class AfterResponseExtension:
         ready.wait()
         if failure:
             raise failure[0]
+        threading.Thread(target=self._relay_forever, name="holdfast-relay", daemon=True).start()
 
     def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
         loop = self._loop
@@ -146,8 +150,24 @@ class AfterResponseExtension:
     # -- invocations -----------------------------------------------------------------------------
     def hand_over(self, invocation: Invocation) -> None:
         """Called by the handler (in the runtime's thread) when its response is ready: the rest
-        of the invocation is the extension's."""
-        self._loop.call_soon_threadsafe(self._handed, invocation)
+        of the invocation is the extension's.
+
+        No system call here: waking the extension's loop directly (a socket write) lets another
+        thread take the GIL while the runtime has yet to post the response, and a drain that
+        computes would then hold that post up. The relay thread wakes the loop once this thread
+        lets go of the GIL (at the latest when the runtime blocks in its post).
+        """
+        with self._relay:
+            self._relayed.append(invocation)
+            self._relay.notify()
+
+    def _relay_forever(self) -> None:
+        while True:
+            with self._relay:
+                self._relay.wait_for(lambda: self._relayed)
+                invocations, self._relayed = self._relayed, []
+            for invocation in invocations:
+                self._loop.call_soon_threadsafe(self._handed, invocation)
 
     def _handed(self, invocation: Invocation) -> None:
         self._handed_over[invocation.request_id] = invocation

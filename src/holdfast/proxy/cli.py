@@ -11,6 +11,10 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from holdfast.config import ProxySettings
 
 _USAGE = """\
 usage: holdfast proxy [--port PORT] -- COMMAND [ARGS...]
@@ -82,7 +86,7 @@ def _parse(argv: list[str]) -> tuple[int | None, list[str] | None]:
     return port, args[1:]
 
 
-def _run(command: list[str], settings: object, address: str) -> int:
+def _run(command: list[str], settings: ProxySettings, address: str) -> int:
     from holdfast import config
     from holdfast.adapter import Adapter
     from holdfast.errors import LifespanError
@@ -93,7 +97,6 @@ def _run(command: list[str], settings: object, address: str) -> int:
     from holdfast.runtime.loop import Runtime
     from holdfast.runtime.report import ErrorReport
 
-    assert isinstance(settings, config.ProxySettings)
     concurrency = _concurrency(os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY"))
     initialization = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "")
     async_init = settings.async_init
