@@ -45,7 +45,6 @@ from holdfast.lifespan import Lifespan, LifespanMode
 from holdfast.outcome import Buffered, Failed, Outcome, Streamed
 from holdfast.pending import DEFAULT_DRAIN_MARGIN, DrainReport, PendingWork, drain_budget
 from holdfast.sources import Codecs, EventCodec, HTTPResponse
-from holdfast.sources._http import find_header
 
 __all__ = ["Adapter", "EventHandler", "Invocation", "as_asgi", "is_wsgi"]
 
@@ -257,8 +256,9 @@ class Invocation:
     """One event through the adapter: dispatched once, answered as one :data:`Outcome`, its
     after-response work drained.
 
-    Public interface for hosts: :attr:`request_id`, :attr:`kind`, :meth:`outcome`,
-    :meth:`handed_over`, :meth:`drain`, :attr:`idle`.
+    Public interface for hosts: :attr:`request_id`, :attr:`kind`, :attr:`context`,
+    :meth:`outcome`, :meth:`handed_over`, :meth:`drain`, :attr:`idle`; for a host that steps the
+    loop itself, :meth:`ready`, :meth:`outcome_nowait` and :meth:`settle_now`.
     """
 
     __slots__ = (
@@ -304,16 +304,9 @@ class Invocation:
         adapter = self.adapter
         try:
             request = codec.decode(self.event, adapter.base_path, self.context)
-        except InvalidEvent as exc:
+        except InvalidEvent as exc:  # codecs raise nothing else; Content-Length is set
             self._outcome = Failed.from_exception(exc)
             return
-        except (AttributeError, TypeError) as exc:  # e.g. a list where an object belongs
-            error = InvalidEvent(f"{codec.name} event: a field has the wrong type: {exc}")
-            self._outcome = Failed.from_exception(error)
-            return
-        if request.body and find_header(request.headers, b"content-length") is None:
-            # Sources may drop the header; WSGI apps read exactly Content-Length bytes.
-            request.headers.append((b"content-length", b"%d" % len(request.body)))
         loop = adapter.engine.loop
         sink: BufferedSink | StreamSink = (
             StreamSink(loop, adapter.error_status_codes) if self._streaming else BufferedSink()
@@ -526,6 +519,8 @@ class Invocation:
         code after the last body chunk runs from here on (as after-response work)."""
         if self._exchange is not None:
             self._exchange.hand_over()
+        if isinstance(self._sink, StreamSink):
+            self._sink.release()  # a body the host did not read to its end is not waited for
 
     @property
     def idle(self) -> bool:

@@ -172,6 +172,7 @@ class StreamSink:
         "_closed",
         "_hold",
         "_loop",
+        "_released",
         "_taken",
         "_waiter",
         "headers",
@@ -187,6 +188,7 @@ class StreamSink:
         self._hold = hold
         self._chunks: deque[bytes] = deque()
         self._closed = False
+        self._released = False
         self._waiter: asyncio.Future[None] | None = None  # the host waiting for a chunk
         self._taken: asyncio.Future[None] | None = None  # the app waiting for room
         self.status = 0
@@ -205,6 +207,8 @@ class StreamSink:
         self.wake()
 
     async def write(self, chunk: bytes) -> None:
+        if self._released:
+            return  # the host is done with this response (its client went away)
         self._chunks.append(chunk)
         self.wake()
         if not self.held and len(self._chunks) > self._MAX_QUEUED:
@@ -214,6 +218,14 @@ class StreamSink:
     async def close(self) -> None:
         self._closed = True
         self.wake()
+
+    def release(self) -> None:
+        """The host takes no more chunks (it handed the response over, or could not deliver it):
+        the app's writes from now on go nowhere, and one waiting for room goes on."""
+        self._released = True
+        self._chunks.clear()
+        if self._taken is not None and not self._taken.done():
+            self._taken.set_result(None)
 
     def wake(self) -> None:
         """Wake the host waiting in :meth:`take` (also called when the app's task ends)."""

@@ -81,6 +81,10 @@ class AfterResponseExtension:
         self.subscribed = False
         #: Invocations that ended on `platform.runtimeDone` without a hand-over.
         self.foreign = 0
+        # Hand-overs reach the loop through a relay thread (see hand_over).
+        self._relay = threading.Condition()
+        self._relayed: dict[str, Invocation] = {}  # handed over, not yet seen by the loop
+        self._relay_due = False
 
     # -- init ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -100,6 +104,7 @@ class AfterResponseExtension:
         ready.wait()
         if failure:
             raise failure[0]
+        threading.Thread(target=self._relay_forever, name="holdfast-relay", daemon=True).start()
 
     def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
         loop = self._loop
@@ -147,12 +152,33 @@ class AfterResponseExtension:
     # -- invocations -----------------------------------------------------------------------------
     def hand_over(self, invocation: Invocation) -> None:
         """Called by the handler (in the runtime's thread) when its response is ready: the rest
-        of the invocation is the extension's."""
-        self._loop.call_soon_threadsafe(self._handed, invocation)
+        of the invocation is the extension's.
 
-    def _handed(self, invocation: Invocation) -> None:
-        self._handed_over[invocation.request_id] = invocation
-        self._wake(invocation.request_id)
+        No system call here: waking the extension's loop directly (a socket write) lets another
+        thread take the GIL while the runtime has yet to post the response, and a drain that
+        computes would then hold that post up. The relay thread wakes the loop once this thread
+        lets go of the GIL (at the latest when the runtime blocks in its post).
+        """
+        with self._relay:
+            self._relayed[invocation.request_id] = invocation
+            self._relay_due = True
+            self._relay.notify()
+
+    def _relay_forever(self) -> None:
+        while True:
+            with self._relay:
+                self._relay.wait_for(lambda: self._relay_due)
+                self._relay_due = False
+            self._loop.call_soon_threadsafe(self._take_relayed)
+
+    def _take_relayed(self) -> None:
+        """On the loop: the hand-overs so far become the loop's (they stay visible to it from
+        the moment the handler made them: no runtimeDone can overtake one)."""
+        with self._relay:
+            invocations, self._relayed = self._relayed, {}
+        for request_id, invocation in invocations.items():
+            self._handed_over[request_id] = invocation
+            self._wake(request_id)
 
     async def _serve(self) -> None:
         client = self._client
@@ -165,6 +191,7 @@ class AfterResponseExtension:
     async def _finish(self, request_id: str, deadline_ms: int | None) -> None:
         """Hold the invocation until it is handed over (then drain it) or the runtime is done
         with it without a hand-over."""
+        self._take_relayed()
         if request_id not in self._handed_over and request_id not in self._runtime_done:
             waiter = self._waiters[request_id] = self._loop.create_future()
             try:
@@ -172,6 +199,7 @@ class AfterResponseExtension:
             finally:
                 self._waiters.pop(request_id, None)
         self._runtime_done.pop(request_id, None)
+        self._take_relayed()  # a hand-over still on its way is a hand-over all the same
         invocation = self._handed_over.pop(request_id, None)
         if invocation is None:
             self.foreign += 1

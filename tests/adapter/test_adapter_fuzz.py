@@ -2,8 +2,8 @@
 Flask echo app. Every event must end in a response or an ``InvalidEvent`` — nothing else, no
 hang, no traceback in any body — and the echo apps must never answer 5xx: a 5xx would mean
 holdfast built a scope the framework cannot handle. A sample of the same events goes through
-``holdfast emulate`` to ``holdfast run`` and to AWS's unmodified awslambdaric: each must keep
-serving, in the one environment it started in.
+``holdfast emulate`` to ``holdfast run`` (buffered and streaming) and to AWS's unmodified
+awslambdaric: each must keep serving, in the one environment it started in.
 
 A property test (hypothesis) adds any text in the headers the scope is derived from.
 
@@ -90,30 +90,54 @@ def test_every_mutated_event_gets_a_response_or_invalid_event(name, app, caplog)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
-@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
-def test_the_runtime_keeps_serving_through_mutated_events(runtime):
+#: ``(python arguments, emulator options)`` per host; streaming as a Function URL with
+#: ``InvokeMode: RESPONSE_STREAM`` runs it.
+HOSTS = {
+    **{name: (arguments, {}) for name, arguments in RUNTIMES.items()},
+    "holdfast-run-streaming": (
+        RUNTIMES["holdfast-run"],
+        {"invoke_mode": "response_stream", "env": {"HOLDFAST_INVOKE_MODE": "response_stream"}},
+    ),
+}
+STREAMED = "application/vnd.awslambda.http-integration-response"
+
+
+def answer_of(result) -> tuple[str, str | None]:
+    """``(outcome, problem)`` for what a runtime posted through the emulator."""
+    if result.function_error:
+        error = json.loads(result.payload)
+        kind = error["errorType"]
+        return kind, None if kind == "InvalidEvent" else f"a function error: {error}"
+    if result.content_type == STREAMED:
+        prelude, _, body = result.payload.partition(b"\0" * 8)
+        status = json.loads(prelude)["statusCode"]
+    else:
+        answer = json.loads(result.payload)
+        if not (isinstance(answer, dict) and "statusCode" in answer):
+            return "other answer", None  # a non-HTTP event passed through to the app
+        status, body = answer["statusCode"], body_bytes(answer)
+    if status >= 500 or b"Traceback (most recent" in body:
+        return f"{status}", f"answered {status}"
+    return f"{status // 100}xx", None
+
+
+@pytest.mark.parametrize("host", sorted(HOSTS))
+def test_the_runtime_keeps_serving_through_mutated_events(host):
     sample = list(mutated_events(80, SEED + 1))
-    command = [sys.executable, *RUNTIMES[runtime]]
+    arguments, options = HOSTS[host]
+    command = [sys.executable, *arguments]
     counts: collections.Counter[str] = collections.Counter()
     problems = []
-    with ThreadedEmulator(command, cwd=str(HERE), log=lambda line: None) as emulator:
+    with ThreadedEmulator(command, cwd=str(HERE), log=lambda line: None, **options) as emulator:
         for fixture, event in sample:
-            result = emulator.invoke(event)
-            if result.function_error:
-                error = json.loads(result.payload)
-                counts[error["errorType"]] += 1
-                if error["errorType"] != "InvalidEvent":
-                    problems.append(f"{fixture}: {error}")
-                continue
-            answer = json.loads(result.payload)
-            status = answer.get("statusCode", 0) if isinstance(answer, dict) else 0
-            counts[f"{status // 100}xx"] += 1
-            if status >= 500 or b"Traceback (most recent" in body_bytes(answer):
-                problems.append(f"{fixture}: answered {status}")
+            kind, problem = answer_of(emulator.invoke(event))
+            counts[kind] += 1
+            if problem is not None:
+                problems.append(f"{fixture}: {problem}")
         emulator.wait_idle()
         records = emulator.freeze_log
         environments = len(emulator.environments)
-    print(f"\n{runtime}: {len(sample)} events: {dict(sorted(counts.items()))}")
+    print(f"\n{host}: {len(sample)} events: {dict(sorted(counts.items()))}")
     assert problems == []
     assert counts["InvalidEvent"] > 0 and counts["2xx"] > 0
     # One environment served them all: the runtime never crashed or restarted.

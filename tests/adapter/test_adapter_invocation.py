@@ -318,3 +318,31 @@ def test_background_work_that_computes_before_awaiting_runs_after_the_sync_handl
     report = run(handler, invoke())
     assert order == ["response ready", "handed over", "background", "background awaited"]
     assert report.drained == 1
+
+
+def test_a_stream_the_host_stops_reading_does_not_hold_the_app(make_adapter):
+    # The client went away after the first chunk: once the host hands over, the app's further
+    # writes go nowhere instead of waiting for room until the deadline.
+    sent = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for n in range(100):
+            await send({"type": "http.response.body", "body": b"x", "more_body": True})
+            sent.append(n)
+        await send({"type": "http.response.body", "body": b""})
+
+    handler = make_adapter(app)
+
+    async def invoke():
+        invocation = handler.begin(function_url_event(Request()), None, streaming=True)
+        outcome = await invocation.outcome()
+        assert await outcome.body.__anext__() == b"x"
+        invocation.handed_over()
+        return await invocation.drain(None)
+
+    report = run(handler, invoke())
+    assert sent == list(range(100))
+    assert (report.cancelled, report.failed) == ([], 0)

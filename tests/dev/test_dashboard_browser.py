@@ -48,6 +48,9 @@ def test_dashboard_shows_invocations_segments_and_tasks_live(
 
     page = browser_page
     assert isinstance(page, Page)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
     page.goto(f"{dev.url}/_holdfast")
     expect(page.locator("#live")).to_have_attribute("data-state", "live")
     # The init row from the start is in the snapshot.
@@ -87,6 +90,7 @@ def test_dashboard_shows_invocations_segments_and_tasks_live(
     expect(task).to_have_attribute("data-state", "succeeded", timeout=30_000)
     expect(task).to_contain_text(f"/tasks/{task_id}")
 
+    assert errors == []  # the page's script ran without an error
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert SCREENSHOT.stat().st_size > 10_000

@@ -110,6 +110,26 @@ def test_import_errors_show_file_and_line_and_exit_non_zero(app_dir: Path) -> No
     assert "listening" not in output and "Traceback" not in output
 
 
+def test_a_failing_lifespan_startup_shows_file_and_line(app_dir: Path) -> None:
+    (app_dir / "app.py").write_text(
+        "from contextlib import asynccontextmanager\n"
+        "from fastapi import FastAPI\n"
+        "\n"
+        "\n"
+        "@asynccontextmanager\n"
+        "async def lifespan(app):\n"
+        "    raise ConnectionError('database unreachable')\n"
+        "    yield\n"
+        "\n"
+        "\n"
+        "app = FastAPI(lifespan=lifespan)\n"
+    )
+    code, output = _start_failure(app_dir, "app:app")
+    assert code == 1
+    assert "database unreachable" in output and 'app.py", line 7' in output
+    assert "listening" not in output
+
+
 def test_a_failing_import_inside_the_app_shows_file_and_line(app_dir: Path) -> None:
     (app_dir / "app.py").write_text("import os\nimport not_installed_anywhere\n")
     code, output = _start_failure(app_dir, "app:app")
@@ -165,13 +185,16 @@ def test_cli_mistakes_never_show_a_traceback(tmp_path: Path) -> None:
 
 def test_ctrl_c_lets_running_tasks_finish_then_stops(app_dir: Path) -> None:
     dev = start_dev(app_dir, "app:app", "--no-reload")
-    task_id = dev.json("/double?n=3&seconds=1.5", "POST")["id"]  # type: ignore[index]
-    deadline = time.monotonic() + 60
-    while dev.json(f"/tasks/{task_id}")["state"] != "running":  # type: ignore[index]
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    assert dev.stop() == 0
+    try:
+        task_id = dev.json("/double?n=3&seconds=1.5", "POST")["id"]  # type: ignore[index]
+        deadline = time.monotonic() + 60
+        while dev.json(f"/tasks/{task_id}")["state"] != "running":  # type: ignore[index]
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        assert dev.stop() == 0
     assert "stopped" in dev.output
+    assert _processes_in(app_dir.resolve()) == []  # the environment and the worker are gone
     queue = TaskQueue(f"sqlite:///{app_dir / 'queue.db'}", register=False)
     status = queue.status_sync(task_id)
     assert status is not None and status.state == "succeeded" and status.result == 6
@@ -192,14 +215,16 @@ def _processes_in(folder: Path) -> list[int]:
 
 def test_a_second_ctrl_c_stops_at_once_and_leaves_no_process(app_dir: Path) -> None:
     dev = start_dev(app_dir, "app:app", "--no-reload", "--grace", "600")
-    task_id = dev.json("/double?n=3&seconds=600", "POST")["id"]  # type: ignore[index]
-    while dev.json(f"/tasks/{task_id}")["state"] != "running":  # type: ignore[index]
-        time.sleep(0.02)
-    dev.process.send_signal(signal.SIGINT)
-    dev.wait_for("stopping:")
-    dev.process.send_signal(signal.SIGINT)
-    assert dev.process.wait(timeout=120) == 0  # long before the task or the grace would end
-    dev.stop()
+    try:
+        task_id = dev.json("/double?n=3&seconds=600", "POST")["id"]  # type: ignore[index]
+        while dev.json(f"/tasks/{task_id}")["state"] != "running":  # type: ignore[index]
+            time.sleep(0.02)
+        dev.process.send_signal(signal.SIGINT)
+        dev.wait_for("stopping:")
+        dev.process.send_signal(signal.SIGINT)
+        assert dev.process.wait(timeout=120) == 0  # long before the task or the grace would end
+    finally:
+        dev.stop()
     assert "stopping now" in dev.output
     # The function's environment (frozen between requests) and the worker are gone too.
     assert _processes_in(app_dir.resolve()) == []
@@ -226,3 +251,28 @@ def test_python_dash_m_holdfast_dev_is_the_same_command() -> None:
     assert by_module.returncode == 0 and "--no-worker" in by_module.stdout
     assert json.dumps  # (keeps the import used when the file is trimmed)
     assert free_port() > 0
+
+
+def test_the_dashboard_api_answers_local_hosts_only(dev: Dev) -> None:
+    import urllib.error
+    import urllib.request
+
+    state = dev.json("/_holdfast/api/state")
+    assert state["app"] == "app:app"  # type: ignore[index]
+    assert state["invocations"][0]["kind"] == "init"  # type: ignore[index]
+    deadline = time.monotonic() + 60
+    while not state["queues"]:  # type: ignore[index]  # the worker reports them once it runs
+        assert time.monotonic() < deadline, "the worker never reported the app's queues"
+        time.sleep(0.05)
+        state = dev.json("/_holdfast/api/state")
+    assert [q["name"] for q in state["queues"]] == ["default"]  # type: ignore[index]
+    forged = urllib.request.Request(
+        f"{dev.url}/_holdfast/api/state", headers={"Host": "attacker.example"}
+    )
+    try:
+        urllib.request.urlopen(forged, timeout=30)
+        raise AssertionError("a request for another host was answered")
+    except urllib.error.HTTPError as error:
+        assert error.code == 403
+    assert dev.get("/_holdfast/static/../../etc/passwd")[0] == 404
+    assert dev.get("/_holdfast/static/dashboard.js")[0] == 200

@@ -13,17 +13,17 @@ RUNTIMES = {
 }
 
 
-def _options(tmp_path, **env):
+def _options(tmp_path, age=0.0, **env):
     return {
         "snap_start": True,
-        "snapshot_age": 1.0,
+        "snapshot_age": age,
         "env": {"SNAP_DIR": str(tmp_path), **env},
     }
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES.values(), ids=RUNTIMES.keys())
 def test_snapshot_then_restore_with_hooks_and_a_clock_jump(emulators, tmp_path, runtime):
-    emu = emulators(runtime, **_options(tmp_path))
+    emu = emulators(runtime, **_options(tmp_path, age=1.0))
     # "Publishing": the snapshot is taken before any invocation.
     wait_until(lambda: (tmp_path / "snapshot").exists(), "the before-snapshot hook ran")
     first = emu.invoke({}).json()

@@ -113,8 +113,8 @@ def test_batches_hold_at_most_max_items(emulators, telemetry_extension):
     assert lines == [f"line {n} of {result.request_id}" for n in range(1500)]
 
 
-def test_function_error_and_timeout_statuses(emulators, telemetry_extension):
-    emu = emulators(ric("fail"), timeout=1, **telemetry_extension(TELEMETRY_HOLD="0"))
+def test_function_error_status(emulators, telemetry_extension):
+    emu = emulators(ric("fail"), **telemetry_extension(TELEMETRY_HOLD="0"))
     failed = emu.invoke({})
     assert failed.error_type == "ValueError"
     emu.wait_idle(60)

@@ -11,6 +11,7 @@ import urllib.request
 
 import pytest
 from shop_support import AWS_ENV
+from stack_support import deploy, upload_code
 
 
 def _free_port() -> int:
@@ -58,3 +59,16 @@ def aws_env(moto_endpoint, monkeypatch):
     for key, value in {**AWS_ENV, "AWS_ENDPOINT_URL": moto_endpoint}.items():
         monkeypatch.setenv(key, value)
     return moto_endpoint
+
+
+@pytest.fixture(scope="session")
+def stacks(moto_endpoint):
+    """`stacks("zip")` / `stacks("image")`: template.yaml deployed into moto, once per session."""
+    deployed = {}
+
+    def get(packaging: str):
+        if packaging not in deployed:
+            deployed[packaging] = deploy(moto_endpoint, packaging, upload_code(moto_endpoint))
+        return deployed[packaging]
+
+    return get

@@ -130,6 +130,10 @@ class ShopFunction:
         """The Lambda Invoke API (what an SQS event source mapping or EventBridge calls)."""
         return self.request("POST", "/2015-03-31/functions/function/invocations", event)
 
+    def output(self) -> str:
+        """The emulator's and the function's output so far (for assertion messages)."""
+        return "\n".join(self.lines[-60:])
+
     def report(self, request_id: str) -> str:
         """The REPORT line of `request_id`, once it is written: at the freeze."""
         prefix = f"REPORT RequestId: {request_id}"

@@ -4,7 +4,9 @@ hosted both ways the SAM template deploys it (managed runtime, `holdfast run`)."
 from __future__ import annotations
 
 import email
+import http.server
 import json
+import threading
 
 import pytest
 from shop_support import HOSTS, ShopFunction, bearer, jwt, run_worker, shop_env, sqs_event
@@ -24,8 +26,8 @@ def shop(request, tmp_path_factory):
     function.close()
 
 
-def outbox(shop, to: str) -> list:
-    mails = [email.message_from_bytes(p.read_bytes()) for p in (shop.data / "outbox").iterdir()]
+def outbox(data, to: str) -> list:
+    mails = [email.message_from_bytes(p.read_bytes()) for p in (data / "outbox").iterdir()]
     return [mail for mail in mails if mail["To"] == to]
 
 
@@ -44,7 +46,7 @@ def test_signup_answers_then_audits_mails_and_flushes_spans_before_the_freeze(sh
     [record] = [entry for entry in audit if entry["user_id"] == user_id]
     assert (record["action"], record["request_id"]) == ("user.signup", request_id)
 
-    [mail] = outbox(shop, "ann@example.com")
+    [mail] = outbox(shop.data, "ann@example.com")
     assert mail["Subject"] == "Welcome to the shop"
 
     spans = [json.loads(line) for line in (shop.data / "spans.jsonl").read_text().splitlines()]
@@ -84,7 +86,7 @@ def test_a_report_job_is_queued_and_its_status_needs_a_token(shop):
     done = shop.request("GET", status_path, headers=bearer(jwt())).json()
     assert done["state"] == "succeeded"
     assert done["result"]["month"] == "2026-11"
-    [digest] = outbox(shop, "ops@example.com")
+    [digest] = outbox(shop.data, "ops@example.com")
     assert digest["Subject"] == "Daily digest"
 
 
@@ -133,3 +135,52 @@ def test_stock_updates_from_sqs_report_only_the_bad_message(shop):
     [record] = [entry for entry in audit if entry["action"] == "stock.update"]
     assert (record["sku"], record["quantity"]) == ("tea", 12)
     assert record["request_id"] == answer.headers["X-Amzn-RequestId"]
+
+
+def test_snapstart_on_the_managed_runtime_restores_and_still_drains_before_the_freeze(tmp_path):
+    """template.yaml's zip variant: SnapStart on published versions. The emulator snapshots
+    after init (imports, lifespan, holdfast's extension registered) and restores on the first
+    invocation; after-response work still ends before the freeze."""
+    env = shop_env(tmp_path, f"sqlite:///{tmp_path / 'shop.db'}")
+    function = ShopFunction(HOSTS["awslambdaric"], env, "--snap-start")
+    try:
+        answer = function.request("POST", "/signup", {"email": "di@example.com", "name": "Di"})
+        assert answer.status == 201
+        report = function.report(answer.headers["x-amzn-RequestId"])
+        assert "Restore Duration" in report and "Post-Response Duration" in report
+        [mail] = outbox(tmp_path, "di@example.com")
+        assert mail["Subject"] == "Welcome to the shop"
+    finally:
+        function.close()
+
+
+def test_checkout_charges_through_the_payment_provider_when_it_is_up(tmp_path):
+    """The happy path of /checkout: the order goes to SHOP_PAYMENTS_URL (a local server here)."""
+    charged: list[dict] = []
+
+    class Provider(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            charged.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            body = json.dumps({"status": "captured"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    provider = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Provider)
+    threading.Thread(target=provider.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{provider.server_address[1]}/charges"
+    env = shop_env(tmp_path, f"sqlite:///{tmp_path / 'shop.db'}", SHOP_PAYMENTS_URL=url)
+    function = ShopFunction(HOSTS["holdfast-run"], env)
+    try:
+        answer = function.request("POST", "/checkout", {"order_id": "o-9", "amount_cents": 990})
+        assert answer.status == 200, function.output()
+        assert answer.json() == {"order": "o-9", "payment": {"status": "captured"}}
+        assert charged == [{"order_id": "o-9", "amount_cents": 990}]
+    finally:
+        function.close()
+        provider.shutdown()

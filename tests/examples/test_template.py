@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from shop_support import SECRET
-from stack_support import IMAGE_URI, TEMPLATE, deploy, translated, upload_code
+from stack_support import IMAGE_URI, TEMPLATE, translated
 
 
 def test_cfn_lint_is_clean():
@@ -80,8 +80,8 @@ def test_the_function_urls_and_the_outputs(template):
 
 
 @pytest.fixture(scope="module", params=["zip", "image"])
-def stack(request, moto_endpoint):
-    return deploy(moto_endpoint, request.param, upload_code(moto_endpoint)), request.param
+def stack(request, stacks):
+    return stacks(request.param), request.param
 
 
 def test_the_stack_deploys_with_its_queue_dead_letter_queue_and_table(stack):

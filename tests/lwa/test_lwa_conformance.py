@@ -1,8 +1,10 @@
-"""The Lambda Web Adapter's test-pinned behaviour (lwa-compat.md §11), walked against both of
-holdfast's ways to run an app, each under `holdfast emulate` (a local Lambda that freezes):
+"""The Lambda Web Adapter's test-pinned behaviour (lwa-compat.md §11), walked against each way
+holdfast runs an app, under `holdfast emulate` (a local Lambda that freezes):
 
-* ``run``: ``holdfast run conformance_app:app`` — the app in-process;
-* ``proxy``: ``holdfast proxy -- uvicorn conformance_app:app`` — the app in its own server.
+* ``run``: ``holdfast run conformance_app:app`` — the app in-process, holdfast's runtime;
+* ``proxy``: ``holdfast proxy -- uvicorn conformance_app:app`` — the app in its own server;
+* ``awslambdaric``: ``handler = holdfast.Adapter(app)`` under AWS's unmodified runtime client
+  (buffered only: the managed Python runtime cannot stream).
 
 Settings come from LWA's variables (``AWS_LWA_*``), as a migrated function has them. Parsing
 details (status lists, durations, flags, aliases) are pinned by test_lwa_config.py; here each
@@ -39,6 +41,8 @@ SETTINGS = {
 def command(host: str) -> list[str]:
     if host == "run":
         return [sys.executable, "-m", "holdfast", "run", "conformance_app:app"]
+    if host == "awslambdaric":
+        return [sys.executable, "-m", "awslambdaric", "conformance_handler.handler"]
     # Each execution environment starts its own copy of the command; on Lambda each has its own
     # loopback, here they share one: every copy picks a free port for its app.
     script = (
@@ -60,22 +64,17 @@ def start(host: str, env: dict[str, str] | None = None, **options) -> ThreadedEm
     return emulator
 
 
-@pytest.fixture(scope="module", params=["run", "proxy"])
-def host(request):
-    return request.param
-
-
-@pytest.fixture(scope="module")
-def function(host):
-    emulator = start(host, concurrency=4)
+@pytest.fixture(scope="module", params=["run", "proxy", "awslambdaric"])
+def function(request):
+    emulator = start(request.param, concurrency=4)
     yield emulator
     emulator.close()
 
 
-@pytest.fixture(scope="module")
-def streaming(host):
+@pytest.fixture(scope="module", params=["run", "proxy"])
+def streaming(request):
     emulator = start(
-        host, {"AWS_LWA_INVOKE_MODE": "response_stream"}, invoke_mode="response_stream"
+        request.param, {"AWS_LWA_INVOKE_MODE": "response_stream"}, invoke_mode="response_stream"
     )
     yield emulator
     emulator.close()

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import socket
+import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from holdfast.emulator import ThreadedEmulator
+from holdfast.proxy import cli
 
 HERE = Path(__file__).parent
 
@@ -148,8 +153,6 @@ def test_wsgi_work_after_the_response_finishes_before_the_freeze(tmp_path):
 def test_managed_instances_run_concurrent_pollers_on_pooled_connections(start):
     # One environment, four invocations at once, no freeze (AWS_LAMBDA_MAX_CONCURRENCY=4):
     # concurrent requests stay isolated, and connections to the app are reused.
-    from concurrent.futures import ThreadPoolExecutor
-
     emulator, _ = start(server_options=["--no-proxy-headers"], max_concurrency=4)
     bodies = [f"request {index}".encode() * (index + 1) for index in range(16)]
 
@@ -186,8 +189,6 @@ def test_a_crashed_app_ends_its_environment_and_the_next_one_serves(start):
 
 
 def test_usage():
-    from holdfast.proxy import cli
-
     assert cli._parse(["--port", "3000", "--", "server", "-x"]) == (3000, ["server", "-x"])
     assert cli._parse(["--port=3000", "--", "server"]) == (3000, ["server"])
     assert cli._parse(["--", "server"]) == (None, ["server"])
@@ -195,3 +196,32 @@ def test_usage():
     assert cli._parse(["--bogus"]) == (None, [])
     assert cli.main(["--port", "0", "--", "x"]) == 2
     assert cli.main(["--help"]) == 0
+
+
+def test_the_command_lines_of_the_docs(tmp_path):
+    # `holdfast emulate -- holdfast proxy -- uvicorn ...`, as a user types it.
+    front, app_port = free_port(), free_port()
+    holdfast = [sys.executable, "-m", "holdfast"]
+    server = [sys.executable, "-m", "uvicorn", "proxy_apps:app", "--port", str(app_port)]
+    command = [
+        *(*holdfast, "emulate", "--port", str(front), "--"),
+        *(*holdfast, "proxy", "--port", str(app_port), "--", *server),
+    ]
+    env = {**os.environ, "HOLDFAST_TEST_RECORD": str(tmp_path / "record.txt")}
+    process = subprocess.Popen(
+        command, cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, _, body = get(f"http://127.0.0.1:{front}", "/echo/x")
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "the emulator never listened"
+                time.sleep(0.1)
+        assert status == 200, body
+        assert json.loads(body)["path"] == "/echo/x"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)

@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import http.client
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -18,6 +21,7 @@ from fastapi.testclient import TestClient
 from holdfast import completion, config
 from holdfast.proxy import readiness
 from holdfast.proxy.app import _request_headers, _target
+from holdfast.proxy.process import AppProcess
 from holdfast.proxy.upstream import Upstream, UpstreamError
 
 
@@ -340,3 +344,40 @@ def test_middlewares_do_nothing_outside_proxy_mode(monkeypatch):
     scope = {"type": "http", "headers": [(b"holdfast-request-id", b"x")]}
     run(middleware(scope, None, None))
     assert calls == [scope]
+
+
+# -- the app's process ------------------------------------------------------------------------
+_STOP_UNDER_BLOCKED_SIGTERM = """
+import asyncio, signal
+from holdfast.proxy.process import AppProcess
+
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # as the runtime does
+
+async def main():
+    process = await AppProcess.start(["sleep", "30"], {"PATH": "/usr/bin:/bin"})
+    await process.stop(5)
+    print(process.returncode)
+
+asyncio.run(main())
+"""
+
+
+def test_the_app_gets_sigterm_although_the_runtime_blocks_it():
+    done = subprocess.run(
+        [sys.executable, "-c", _STOP_UNDER_BLOCKED_SIGTERM],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == str(-signal.SIGTERM), done.stderr  # not SIGKILL after 5 s
+
+
+def test_exit_status_and_start_failure():
+    async def scenario():
+        process = await AppProcess.start(["sh", "-c", "exit 7"], dict(os.environ))
+        status = await asyncio.wait_for(process.exited, 10)
+        with pytest.raises(RuntimeError, match="cannot start"):
+            await AppProcess.start(["no-such-command-anywhere"], dict(os.environ))
+        return status
+
+    assert run(scenario()) == 7

@@ -199,3 +199,61 @@ def test_worker_lost_gives_up_at_the_maximum(sqlite_url):
     status = queue.status_sync(handle.id)
     assert status.state is TaskState.DEAD and status.attempts == 3 and ran == []
     assert status.error == "WorkerLost: the worker of attempt 3 stopped"
+
+
+def test_a_table_without_constraints_and_null_columns(tmp_path):
+    # A table made by other software: no NOT NULL anywhere, NULLs where holdfast writes values.
+    path = tmp_path / "foreign.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE holdfast_tasks (seq INTEGER PRIMARY KEY, token, queue, task, payload,"
+            " state, attempts DEFAULT 0, run_at, lease, lease_until, idempotency_key, result,"
+            " error, created_at, started_at, finished_at)"
+        )
+    queue, ran = make_queue(f"sqlite:///{path}")
+    good = queue.tasks["note"].defer_sync(1)
+    nulls = [queue.tasks["note"].defer_sync(n) for n in range(2, 6)]
+    columns = ["payload", "task", "run_at", "attempts"]
+    for handle, column in zip(nulls, columns, strict=True):
+        corrupt(queue, handle.id, **{column: None})
+    for handle in nulls:
+        queue.status_sync(handle.id)  # never raises
+    asyncio.run(drain(queue))
+    assert queue.status_sync(good.id).state is TaskState.SUCCEEDED
+    states = {column: queue.status_sync(h.id) for h, column in zip(nulls, columns, strict=True)}
+    assert states["payload"].state is TaskState.DEAD
+    assert states["task"].state is TaskState.DEAD  # no such task: "None"
+    assert states["run_at"].state is TaskState.DEAD  # could never become due
+    assert states["attempts"].state is TaskState.SUCCEEDED  # counted from 0 again
+    assert sorted(ran) == [1, 5]
+    assert queue.list_sync(state="running") == []
+
+
+def test_results_and_arguments_that_break_the_codecs_do_not_stall_the_worker(sqlite_url):
+    queue = TaskQueue(sqlite_url)
+
+    @queue.task(name="deep_result")
+    async def deep_result() -> list:
+        value: list = []
+        for _ in range(100_000):
+            value = [value]
+        return value
+
+    @queue.task(name="deep_result_sync")
+    def deep_result_sync() -> list:
+        value: list = []
+        for _ in range(100_000):
+            value = [value]
+        return value
+
+    @queue.task(name="typed")
+    def typed(items: list[list[int]]) -> int:
+        return len(items)
+
+    handles = [deep_result.defer_sync(), deep_result_sync.defer_sync()]
+    ok = typed.defer_sync([[1]])
+    asyncio.run(drain(queue))  # returns: nothing is left running
+    for handle in handles:
+        status = queue.status_sync(handle.id)
+        assert status.state is TaskState.FAILED and status.error.startswith("result is not JSON")
+    assert queue.status_sync(ok.id).result == 1

@@ -10,6 +10,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import pytest
 from task_events import SCHEDULED
 
 import holdfast
@@ -64,7 +65,15 @@ def test_other_records_events_are_still_invalid_http_events(aws):
         handler.close()
 
 
-def test_an_sqs_batch_runs_under_the_custom_runtime_in_the_emulator(aws, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "runtime",
+    [
+        ["-m", "holdfast", "run", "tasks_web_app:app"],
+        ["-m", "awslambdaric", "tasks_web_app.handler"],  # the managed runtime's client
+    ],
+    ids=["holdfast-run", "awslambdaric"],
+)
+def test_an_sqs_batch_runs_under_each_host_in_the_emulator(aws, tmp_path, monkeypatch, runtime):
     effects = tmp_path / "effects.db"
     env = {
         "HOLDFAST_TEST_URL": aws.url(),
@@ -80,7 +89,7 @@ def test_an_sqs_batch_runs_under_the_custom_runtime_in_the_emulator(aws, tmp_pat
     monkeypatch.delitem(sys.modules, "tasks_app", raising=False)
     tasks_app = importlib.import_module("tasks_app")  # the producer side, in this process
     handles = [tasks_app.record.defer_sync(n) for n in range(3)]
-    command = [sys.executable, "-m", "holdfast", "run", "tasks_web_app:app"]
+    command = [sys.executable, *runtime]
     with ThreadedEmulator(command, cwd=str(HERE), env=env, timeout=30) as emulator:
         result = emulator.invoke(aws.lambda_event(aws.receive()))
         assert result.ok, result.payload

@@ -6,6 +6,8 @@ import asyncio
 import json
 import time
 
+import pytest
+
 from holdfast.tasks import TaskQueue, TaskState
 from holdfast.tasks.executor import execute
 
@@ -272,3 +274,23 @@ def test_maintenance_marks_tasks_whose_message_was_dead_lettered(aws_with_dlq):
     # The dead-letter queue still holds every message, visible to its own consumers.
     bodies = [m["Body"] for m in aws.receive(queue_url=aws.dlq_url)]
     assert len(bodies) == 3 and "not a task" in bodies
+
+
+def test_a_message_too_large_for_sqs_is_refused_before_anything_is_stored(aws):
+    from holdfast.tasks import InvalidArguments
+    from holdfast.tasks.sqs import MAX_MESSAGE_BYTES
+
+    queue = make_queue(aws)
+    with pytest.raises(InvalidArguments, match="SQS takes at most"):
+        queue.enqueue_sync("blob", ["x" * MAX_MESSAGE_BYTES])
+    assert queue.list_sync() == []
+    assert aws.receive(visibility=0) == []
+
+
+def test_a_deeply_nested_message_body_is_dead_not_redelivered_forever(aws):
+    queue = make_queue(aws)
+    aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody="[" * 100_000 + "]" * 100_000)
+    handle = queue.tasks["add"].defer_sync(1, b=1)
+    [status] = asyncio.run(run_until(queue, [handle]))
+    assert status.result == 2
+    assert aws.receive(visibility=0) == []  # no redrive policy: deleted, not a loop

@@ -150,8 +150,9 @@ async def _run(options: Options, console: Console) -> int:
         if failure.hint:
             console.say(f"hint: {failure.hint}", "yellow")
         return 1
-    queues = "no worker" if not options.worker else "a worker for each TaskQueue it defines"
-    console.say(f"{options.app} listening on {server.url}  ({queues})", "green", "bold")
+    console.say(f"{options.app} listening on {server.url}", "green", "bold")
+    if not options.worker:
+        console.say("--no-worker: deferred tasks wait in their queue", "dim")
     console.say(f"dashboard: {server.url}/_holdfast   Ctrl-C stops", "green")
     await server.serve_until(stop)
     console.say(f"stopping: running work has {options.grace:g} s to finish (Ctrl-C again: now)")

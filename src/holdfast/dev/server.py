@@ -17,7 +17,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,7 +120,13 @@ class WorkerProcess:
         self._reader = reader
 
     @classmethod
-    async def start(cls, app: str, timeline: Timeline, env: dict[str, str]) -> WorkerProcess:
+    async def start(
+        cls,
+        app: str,
+        timeline: Timeline,
+        env: dict[str, str],
+        on_queues: Callable[[list[dict[str, Any]]], None],
+    ) -> WorkerProcess:
         read_fd, write_fd = os.pipe()
         try:
             process = await asyncio.create_subprocess_exec(
@@ -134,7 +140,7 @@ class WorkerProcess:
             )
         finally:
             os.close(write_fd)
-        reader = asyncio.create_task(_read_feed(read_fd, timeline))
+        reader = asyncio.create_task(_read_feed(read_fd, timeline, on_queues))
         return cls(process, reader)
 
     def terminate(self) -> None:
@@ -161,7 +167,9 @@ class WorkerProcess:
         await asyncio.gather(self._reader, return_exceptions=True)
 
 
-async def _read_feed(fd: int, timeline: Timeline) -> None:
+async def _read_feed(
+    fd: int, timeline: Timeline, on_queues: Callable[[list[dict[str, Any]]], None]
+) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 20)
     with os.fdopen(fd, "rb") as pipe:
@@ -178,6 +186,7 @@ async def _read_feed(fd: int, timeline: Timeline) -> None:
                     timeline.task(message["status"])
                 elif message.get("type") == "queues":
                     timeline.set_queues(message["queues"])
+                    on_queues(message["queues"])
         finally:
             transport.close()
 
@@ -193,8 +202,9 @@ class DevServer:
         self.timeline = Timeline(self._leftovers, on_complete=console.invocation)
         self.timeline.app = options.app
         self._switchboard = Switchboard(self.timeline)
-        self._config = self._emulator_config(options.port)
-        self._front = Front(self._config, self._switchboard)
+        # Made once the listener is bound: events carry the port clients reach.
+        self._config: EmulatorConfig | None = None
+        self._front: Front | None = None
         self._dashboard = Dashboard(self.timeline)
         self._server = HTTPServer(self._handle, "127.0.0.1", options.port)
         self._emulator: Emulator | None = None
@@ -216,6 +226,7 @@ class DevServer:
         try:
             await self._server.start()
         except OSError as exc:
+            shutil.rmtree(self._workdir, ignore_errors=True)
             port = self._options.port
             if exc.errno == errno.EADDRINUSE:
                 raise StartError(
@@ -223,7 +234,6 @@ class DevServer:
                     f"stop what listens there, or pick another port: --port {port + 1}",
                 ) from None
             raise StartError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
-        # The front builds events with the port clients reached (X-Forwarded-Port).
         self._config = self._emulator_config(self._server.port)
         self._front = Front(self._config, self._switchboard)
         failure = await self._start_app()
@@ -233,6 +243,7 @@ class DevServer:
 
     async def _start_app(self) -> StartError | None:
         """A new emulator for the current code, initialised; its worker when init succeeded."""
+        assert self._config is not None
         emulator = Emulator(config=self._config, log=self._platform_line, observer=self.timeline)
 
         def pgid_of(environment_id: int) -> int | None:
@@ -244,7 +255,7 @@ class DevServer:
         failure = await self._warm_up(emulator)
         if failure is None and self._options.worker:
             self._worker = await WorkerProcess.start(
-                self._options.app, self.timeline, dict(self._options.env)
+                self._options.app, self.timeline, dict(self._options.env), self._queues_found
             )
         return failure
 
@@ -277,6 +288,7 @@ class DevServer:
     async def _handle(self, request: Request) -> Response:
         if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
             return await self._dashboard.handle(request)
+        assert self._front is not None  # requests come only once the listener is started
         if request.path.startswith(_INVOKE_API):
             return await self._front.handle(request)
         path = request.path + (f"?{request.query}" if request.query else "")
@@ -291,6 +303,12 @@ class DevServer:
             _EXCHANGE.reset(token)
             if exchange.request_id is not None:
                 self.timeline.answered(exchange.request_id, status)
+
+    def _queues_found(self, queues: list[dict[str, Any]]) -> None:
+        if not queues:
+            self._console.say("no TaskQueue in the app: no worker needed", "dim")
+        for queue in queues:
+            self._console.say(f"worker + scheduler for queue {queue['name']!r} ({queue['url']})")
 
     def _platform_line(self, line: str) -> None:
         # START/END/REPORT become the console's own invocation lines; other notes stay.

@@ -17,7 +17,6 @@ import asyncio
 import logging
 import os
 import secrets
-import signal
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
@@ -33,6 +32,7 @@ from holdfast.completion import (
 )
 from holdfast.config import ASYNC_INIT_WAIT, ProxySettings
 from holdfast.proxy import readiness
+from holdfast.proxy.process import AppProcess
 from holdfast.proxy.upstream import HOP_BY_HOP, Upstream, UpstreamError
 
 logger = logging.getLogger("holdfast")
@@ -74,7 +74,7 @@ class ProxyApp:
         )
         self.async_init = settings.async_init if async_init is None else async_init
         self.listener = CompletionListener(secrets.token_hex(16))
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: AppProcess | None = None
         self._env = dict(os.environ if env is None else env)
         self._ready = False
         self._exited: asyncio.Future[int] | None = None
@@ -116,10 +116,7 @@ class ProxyApp:
             ADDRESS_VARIABLE: f"{host}:{port}",
             TOKEN_VARIABLE: self.listener.token.decode(),
         }
-        try:
-            self.process = await asyncio.create_subprocess_exec(*self.command, env=env)
-        except OSError as exc:
-            raise RuntimeError(f"cannot start {self.command[0]!r}: {exc}") from exc
+        self.process = await AppProcess.start(self.command, env)
         self._exited = asyncio.ensure_future(self._watch(self.process))
         timeout = self.settings.readiness_timeout
         if self.async_init:
@@ -133,8 +130,8 @@ class ProxyApp:
             return
         self._ready = True
 
-    async def _watch(self, process: asyncio.subprocess.Process) -> int:
-        status = await process.wait()
+    async def _watch(self, process: AppProcess) -> int:
+        status = await process.exited
         if not self._stopping and self._ready:
             # The function cannot answer any more: end the environment as Lambda ends one whose
             # runtime exits, rather than answering 502 to everything that comes next.
@@ -148,17 +145,8 @@ class ProxyApp:
         self._stopping = True
         self.upstream.close()
         self.listener.close()
-        process = self.process
-        if process is None or process.returncode is not None:
-            return
-        try:
-            process.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-        except ProcessLookupError:
-            pass
+        if self.process is not None:
+            await self.process.stop(STOP_TIMEOUT)
 
     async def _wait_until_ready(self) -> None:
         assert self._exited is not None

@@ -10,6 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from holdfast.config import ProxySettings
 
 _USAGE = """\
 usage: holdfast proxy [--port PORT] -- COMMAND [ARGS...]
@@ -81,23 +86,27 @@ def _parse(argv: list[str]) -> tuple[int | None, list[str] | None]:
     return port, args[1:]
 
 
-def _run(command: list[str], settings: object, address: str) -> int:
+def _run(command: list[str], settings: ProxySettings, address: str) -> int:
     from holdfast import config
     from holdfast.adapter import Adapter
     from holdfast.errors import LifespanError
     from holdfast.proxy.app import ProxyApp
+    from holdfast.runtime import sigterm
     from holdfast.runtime.cli import _concurrency, _fail_init
     from holdfast.runtime.loader import InitError, Target
     from holdfast.runtime.loop import Runtime
     from holdfast.runtime.report import ErrorReport
 
-    assert isinstance(settings, config.ProxySettings)
     concurrency = _concurrency(os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY"))
     initialization = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "")
     async_init = settings.async_init
     if async_init and initialization in _PREINITIALIZED:
         logger.warning("ASYNC_INIT is ignored under %s: init waits for the app", initialization)
         async_init = False
+    # SIGTERM as holdfast run takes it, set up before any thread starts (they inherit the mask;
+    # the app's process is started with a clean one, see holdfast.proxy.process).
+    on_sigterm: list[Callable[[], None]] = []
+    sigterm.watch(lambda: on_sigterm[0]() if on_sigterm else os._exit(0))
     app = ProxyApp(
         command,
         settings,
@@ -119,4 +128,10 @@ def _run(command: list[str], settings: object, address: str) -> int:
         streaming=config.invoke_mode() == "response_stream",
         snapstart=initialization == "snap-start",
     )
+    loop = adapter.engine.loop
+
+    def terminate() -> None:  # in the sigwait thread: hand over to the loop
+        loop.call_soon_threadsafe(runtime.terminate)
+
+    on_sigterm.append(terminate)
     return adapter.engine.run(runtime.run())

@@ -64,6 +64,8 @@ def prepare(tasks: Mapping[str, Task[Any, Any]], delivery: Delivery) -> Call | O
         args, kwargs = task.codec.decode(delivery.args, delivery.kwargs)
     except InvalidArguments as exc:
         return _dead(delivery, describe(exc))
+    except Exception as exc:  # RecursionError on absurd nesting, a validator's own bug...
+        return _dead(delivery, f"InvalidArguments: {describe(exc)}")
     return Call(task, args, kwargs)
 
 
@@ -77,8 +79,8 @@ def conclude(
         return _failure(task, delivery, error)
     try:
         return Outcome(delivery, TaskState.SUCCEEDED, result=encode_result(value))
-    except (TypeError, ValueError) as exc:
-        return Outcome(delivery, TaskState.FAILED, error=f"result is not JSON: {exc}")
+    except Exception as exc:  # TypeError, ValueError, RecursionError: never a stalled worker
+        return Outcome(delivery, TaskState.FAILED, error=f"result is not JSON: {describe(exc)}")
 
 
 async def run(call: Call, delivery: Delivery, threads: ThreadRunner | None = None) -> Outcome:

@@ -147,6 +147,7 @@ async def _accept(queue: TaskQueue, record: dict[str, Any]) -> Delivery | None:
             record["receiptHandle"],
             record["messageId"],
             managed=True,
+            lease=queue.visibility_timeout,
             receive_count=_receive_count(record),
         )
     except Exception:

@@ -120,7 +120,9 @@ SET state = 'retrying', run_at = :now, lease = NULL, lease_until = NULL,
     error = 'WorkerLost: the lease of attempt ' || attempts || ' expired'
 WHERE {_EXPIRED}
 """
-_NEVER_DUE = "queue = :queue AND state IN ('queued', 'retrying') AND run_at >= ''"
+_NEVER_DUE = (
+    "queue = :queue AND state IN ('queued', 'retrying') AND (run_at >= '' OR run_at IS NULL)"
+)
 _PROBE_NEVER_DUE = f"SELECT 1 FROM holdfast_tasks WHERE {_NEVER_DUE} LIMIT 1"
 _BURY_NEVER_DUE = f"""
 UPDATE holdfast_tasks

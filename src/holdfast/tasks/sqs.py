@@ -44,7 +44,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .backend import Listeners
-from .errors import BackendError
+from .errors import BackendError, InvalidArguments, describe
 from .models import PENDING_STATES, Delivery, Job, Outcome, TaskState, TaskStatus, new_task_id
 
 logger = logging.getLogger("holdfast.tasks")
@@ -52,6 +52,8 @@ logger = logging.getLogger("holdfast.tasks")
 #: SQS limits: DelaySeconds <= 15 minutes, visibility timeout <= 12 hours.
 MAX_DELAY = 900
 MAX_VISIBILITY = 43200
+#: The largest SQS message (body and attributes), 1 MiB since August 2025.
+MAX_MESSAGE_BYTES = 1024 * 1024
 MESSAGE_ATTRIBUTE = "holdfast-queue"
 
 _STARTABLE = "attribute_not_exists(#s) OR #s IN (:queued, :retrying, :running)"
@@ -186,6 +188,23 @@ class SQSBackend:
 
     def enqueue(self, job: Job) -> tuple[str, bool]:
         task_id = new_task_id()
+        body = {
+            "holdfast": 1,
+            "queue": self.queue,
+            "task": job.task,
+            "id": task_id,
+            "args": job.args,
+            "kwargs": job.kwargs,
+            "run_at": job.run_at,
+        }
+        text = json.dumps(body, separators=(",", ":"))
+        # Checked before anything is stored: SQS would refuse it after the status was written.
+        size = len(text.encode()) + len(MESSAGE_ATTRIBUTE) + len("String") + len(self.queue)
+        if size > MAX_MESSAGE_BYTES:
+            raise InvalidArguments(
+                f"the task message would be {size} bytes; SQS takes at most {MAX_MESSAGE_BYTES}"
+                " (pass a reference to large data, not the data)"
+            )
         item = {
             "id": _s(task_id),
             "kind": _s("task"),
@@ -203,19 +222,10 @@ class SQSBackend:
             if existing is not None:
                 self._ddb.delete_item(TableName=self.table, Key={"id": _s(task_id)})
                 return existing, False
-        body = {
-            "holdfast": 1,
-            "queue": self.queue,
-            "task": job.task,
-            "id": task_id,
-            "args": job.args,
-            "kwargs": job.kwargs,
-            "run_at": job.run_at,
-        }
         try:
             self._sqs.send_message(
                 QueueUrl=self.queue_url,
-                MessageBody=json.dumps(body, separators=(",", ":")),
+                MessageBody=text,
                 DelaySeconds=max(0, min(MAX_DELAY, math.ceil(job.run_at - time.time()))),
                 MessageAttributes={
                     MESSAGE_ATTRIBUTE: {"DataType": "String", "StringValue": self.queue}
@@ -687,8 +697,8 @@ def _no_retry(outcome: Outcome, delivery: Delivery) -> str:
 def _parse_body(body: str) -> dict[str, Any]:
     try:
         message = json.loads(body)
-    except ValueError as exc:
-        raise ValueError(f"not JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"not JSON ({describe(exc)})") from None
     if not isinstance(message, dict) or message.get("holdfast") != 1:
         raise ValueError("not a holdfast task message")
     if not isinstance(message.get("id"), str) or not isinstance(message.get("task"), str):

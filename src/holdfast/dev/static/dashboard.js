@@ -93,7 +93,7 @@ function badges(inv) {
 function invocationRow(inv, scale) {
   const classes = ["inv", inv.failed ? "failed" : "", inv.outcome === "running" ? "running" : ""].join(" ");
   let html = `<div class="${classes}" data-testid="invocation" data-kind="${esc(inv.kind)}" data-outcome="${esc(inv.outcome)}" data-id="${esc(inv.id)}">
-    <span class="time">${clock(inv.started_at)}</span>
+    <span class="time" title="request id ${esc(inv.id)}${inv.frozen_at ? "\nfrozen at " + clock(inv.frozen_at) : ""}${inv.duration_ms !== null ? "\nduration " + ms(inv.duration_ms) : ""}">${clock(inv.started_at)}</span>
     <span class="req">${request(inv)}</span>
     <span>${status(inv)}</span>
     <div class="bar">${bar(inv, scale)}</div>
