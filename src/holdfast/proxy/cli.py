@@ -103,8 +103,7 @@ def _run(command: list[str], settings: ProxySettings, address: str) -> int:
     if async_init and initialization in _PREINITIALIZED:
         logger.warning("ASYNC_INIT is ignored under %s: init waits for the app", initialization)
         async_init = False
-    # SIGTERM as holdfast run takes it, set up before any thread starts (they inherit the mask;
-    # the app's process is started with a clean one, see holdfast.proxy.process).
+    # SIGTERM as holdfast run takes it (holdfast.runtime.sigterm), set up before the app starts.
     on_sigterm: list[Callable[[], None]] = []
     sigterm.watch(lambda: on_sigterm[0]() if on_sigterm else os._exit(0))
     app = ProxyApp(
@@ -130,7 +129,7 @@ def _run(command: list[str], settings: ProxySettings, address: str) -> int:
     )
     loop = adapter.engine.loop
 
-    def terminate() -> None:  # in the sigwait thread: hand over to the loop
+    def terminate() -> None:  # in the SIGTERM thread: hand over to the loop
         loop.call_soon_threadsafe(runtime.terminate)
 
     on_sigterm.append(terminate)

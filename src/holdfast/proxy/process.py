@@ -1,10 +1,10 @@
 """The app's server process: started, watched, stopped.
 
-The runtime blocks SIGTERM in every thread and takes it in a ``sigwait`` thread (see
-:mod:`holdfast.runtime.sigterm`); a child inherits the blocked mask across ``fork`` and
-``exec``, and a server that cannot receive SIGTERM cannot shut down gracefully. So the server
-is started with ``posix_spawn`` and an empty signal mask, and watched through a pidfd on the
-event loop (no watcher thread, which would itself inherit a mask).
+A child inherits its parent's signal mask across ``fork`` and ``exec``, and a server that
+cannot receive SIGTERM cannot shut down gracefully. The runtime blocks nothing (see
+:mod:`holdfast.runtime.sigterm`), but the server is started with ``posix_spawn`` and an empty
+signal mask all the same, so no mask inherited from whoever started the runtime can keep
+SIGTERM from it; it is watched through a pidfd on the event loop (no watcher thread).
 """
 
 from __future__ import annotations
