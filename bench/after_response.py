@@ -44,6 +44,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from holdfast.emulator import ThreadedEmulator
 
@@ -92,6 +93,7 @@ class Setup:
     latency: dict[str, list[float]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
     task_ids: list[str] = field(default_factory=list)
     compute_ids: list[str] = field(default_factory=list)
+    plain_ids: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -188,6 +190,8 @@ class Setup:
                 self.task_ids.append(request_id)
             elif kind == "compute":
                 self.compute_ids.append(request_id)
+            else:
+                self.plain_ids.append(request_id)
 
     # -- results --------------------------------------------------------------------------------
     def tally(self) -> dict[str, float]:
@@ -220,7 +224,26 @@ class Setup:
             "late": late,
             "never": never,
             "busy": statistics.median(busy) if busy else float("nan"),
+            # In the environment, from the invocation's start to its posted response: the
+            # client's latency without the network and the emulator's front.
+            **{
+                f"in_env_{kind}": _median_in_env(freezes, ids)
+                for kind, ids in (
+                    ("task", self.task_ids),
+                    ("compute", self.compute_ids),
+                    ("plain", self.plain_ids),
+                )
+            },
         }
+
+
+def _median_in_env(freezes: dict[str, Any], request_ids: list[str]) -> float:
+    spans = [
+        freezes[rid].response_sent_at - (freezes[rid].thawed_at or freezes[rid].started_at)
+        for rid in request_ids
+        if freezes[rid].response_sent_at is not None
+    ]
+    return statistics.median(spans) if spans else float("nan")
 
 
 def bench(rounds: int, cycles: int) -> tuple[list[Setup], dict[str, dict[str, float]]]:
@@ -298,6 +321,16 @@ def report(
             f"{setup.name:<32}{task * 1e3:>11.1f}{compute * 1e3:>10.1f}{plain * 1e3:>12.1f}"
             f"{task / plain:>10.2f}x{compute / plain:>13.2f}x"
             f"{finished:>24}{tally['busy'] * 1e3:>15.0f} ms"
+        )
+    print("\nin the environment (invocation start to posted response), medians:")
+    for setup in setups:
+        tally = tallies.get(setup.name)
+        if tally is None:
+            continue
+        task, compute, plain = (tally[f"in_env_{kind}"] for kind in ("task", "compute", "plain"))
+        print(
+            f"{setup.name:<32}/task {task * 1e3:.2f} ms  /compute {compute * 1e3:.2f} ms"
+            f"  /plain {plain * 1e3:.2f} ms  compute/plain {compute / plain:.2f}x"
         )
     print(
         "\nlatencies: medians at the HTTP client; 'busy after resp.': median time from a /task or"

@@ -256,8 +256,9 @@ class Invocation:
     """One event through the adapter: dispatched once, answered as one :data:`Outcome`, its
     after-response work drained.
 
-    Public interface for hosts: :attr:`request_id`, :attr:`kind`, :meth:`outcome`,
-    :meth:`handed_over`, :meth:`drain`, :attr:`idle`.
+    Public interface for hosts: :attr:`request_id`, :attr:`kind`, :attr:`context`,
+    :meth:`outcome`, :meth:`handed_over`, :meth:`drain`, :attr:`idle`; for a host that steps the
+    loop itself, :meth:`ready`, :meth:`outcome_nowait` and :meth:`settle_now`.
     """
 
     __slots__ = (

@@ -103,6 +103,10 @@ class Engine:
         if not loop._ready:  # type: ignore[attr-defined]
             return  # a pass would block until the next timer
         with self._lock:
+            # Checked again under the lock: another thread may have run them meanwhile, and a
+            # pass with nothing ready would wait in select() for I/O that may never come.
+            if not loop._ready:  # type: ignore[attr-defined]
+                return
             hooks = self._enter(loop)
             try:
                 loop._run_once()  # type: ignore[attr-defined]

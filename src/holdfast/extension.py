@@ -83,7 +83,8 @@ class AfterResponseExtension:
         self.foreign = 0
         # Hand-overs reach the loop through a relay thread (see hand_over).
         self._relay = threading.Condition()
-        self._relayed: list[Invocation] = []
+        self._relayed: dict[str, Invocation] = {}  # handed over, not yet seen by the loop
+        self._relay_due = False
 
     # -- init ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -92,7 +93,8 @@ class AfterResponseExtension:
         from holdfast.runtime import sigterm
 
         # Before the thread starts: it inherits the blocked SIGTERM.
-        sigterm.watch(self._on_sigterm)
+        sigterm.handle(self._on_sigterm)
+        sigterm.watch()
         ready = threading.Event()
         failure: list[BaseException] = []
         thread = threading.Thread(
@@ -158,20 +160,25 @@ class AfterResponseExtension:
         lets go of the GIL (at the latest when the runtime blocks in its post).
         """
         with self._relay:
-            self._relayed.append(invocation)
+            self._relayed[invocation.request_id] = invocation
+            self._relay_due = True
             self._relay.notify()
 
     def _relay_forever(self) -> None:
         while True:
             with self._relay:
-                self._relay.wait_for(lambda: self._relayed)
-                invocations, self._relayed = self._relayed, []
-            for invocation in invocations:
-                self._loop.call_soon_threadsafe(self._handed, invocation)
+                self._relay.wait_for(lambda: self._relay_due)
+                self._relay_due = False
+            self._loop.call_soon_threadsafe(self._take_relayed)
 
-    def _handed(self, invocation: Invocation) -> None:
-        self._handed_over[invocation.request_id] = invocation
-        self._wake(invocation.request_id)
+    def _take_relayed(self) -> None:
+        """On the loop: the hand-overs so far become the loop's (they stay visible to it from
+        the moment the handler made them: no runtimeDone can overtake one)."""
+        with self._relay:
+            invocations, self._relayed = self._relayed, {}
+        for request_id, invocation in invocations.items():
+            self._handed_over[request_id] = invocation
+            self._wake(request_id)
 
     async def _serve(self) -> None:
         client = self._client
@@ -184,6 +191,7 @@ class AfterResponseExtension:
     async def _finish(self, request_id: str, deadline_ms: int | None) -> None:
         """Hold the invocation until it is handed over (then drain it) or the runtime is done
         with it without a hand-over."""
+        self._take_relayed()
         if request_id not in self._handed_over and request_id not in self._runtime_done:
             waiter = self._waiters[request_id] = self._loop.create_future()
             try:
@@ -191,6 +199,7 @@ class AfterResponseExtension:
             finally:
                 self._waiters.pop(request_id, None)
         self._runtime_done.pop(request_id, None)
+        self._take_relayed()  # a hand-over still on its way is a hand-over all the same
         invocation = self._handed_over.pop(request_id, None)
         if invocation is None:
             self.foreign += 1
@@ -271,7 +280,8 @@ class ConcurrentHost:
     def start(self) -> None:
         from holdfast.runtime import sigterm
 
-        sigterm.watch(self._on_sigterm)
+        sigterm.handle(self._on_sigterm)
+        sigterm.watch()
         _term_with_parent()
         threading.Thread(target=self._drain_forever, name="holdfast-drain", daemon=True).start()
 
@@ -392,8 +402,19 @@ def start_for(adapter: Adapter) -> AfterResponseExtension | ConcurrentHost | Non
             host = _host = ConcurrentHost(adapter)
             host.start()
         else:
-            host = _host = AfterResponseExtension(adapter, runtime_api)
-            host.start()
+            extension = AfterResponseExtension(adapter, runtime_api)
+            try:
+                extension.start()
+            except Exception as exc:
+                # The app still answers: its after-response work then drains before the
+                # handler returns (the response waits for it, as under Mangum).
+                logger.warning(
+                    "holdfast: the after-response extension could not register (%s);"
+                    " after-response work delays each response instead",
+                    exc,
+                )
+                return None
+            host = _host = extension
     adapter.host = host.hand_over
     return host
 

@@ -185,13 +185,16 @@ def test_cli_mistakes_never_show_a_traceback(tmp_path: Path) -> None:
 
 def test_ctrl_c_lets_running_tasks_finish_then_stops(app_dir: Path) -> None:
     dev = start_dev(app_dir, "app:app", "--no-reload")
-    task_id = dev.json("/double?n=3&seconds=1.5", "POST")["id"]  # type: ignore[index]
-    deadline = time.monotonic() + 60
-    while dev.json(f"/tasks/{task_id}")["state"] != "running":  # type: ignore[index]
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    assert dev.stop() == 0
+    try:
+        task_id = dev.json("/double?n=3&seconds=1.5", "POST")["id"]  # type: ignore[index]
+        deadline = time.monotonic() + 60
+        while dev.json(f"/tasks/{task_id}")["state"] != "running":  # type: ignore[index]
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        assert dev.stop() == 0
     assert "stopped" in dev.output
+    assert _processes_in(app_dir.resolve()) == []  # the environment and the worker are gone
     queue = TaskQueue(f"sqlite:///{app_dir / 'queue.db'}", register=False)
     status = queue.status_sync(task_id)
     assert status is not None and status.state == "succeeded" and status.result == 6
@@ -212,14 +215,16 @@ def _processes_in(folder: Path) -> list[int]:
 
 def test_a_second_ctrl_c_stops_at_once_and_leaves_no_process(app_dir: Path) -> None:
     dev = start_dev(app_dir, "app:app", "--no-reload", "--grace", "600")
-    task_id = dev.json("/double?n=3&seconds=600", "POST")["id"]  # type: ignore[index]
-    while dev.json(f"/tasks/{task_id}")["state"] != "running":  # type: ignore[index]
-        time.sleep(0.02)
-    dev.process.send_signal(signal.SIGINT)
-    dev.wait_for("stopping:")
-    dev.process.send_signal(signal.SIGINT)
-    assert dev.process.wait(timeout=120) == 0  # long before the task or the grace would end
-    dev.stop()
+    try:
+        task_id = dev.json("/double?n=3&seconds=600", "POST")["id"]  # type: ignore[index]
+        while dev.json(f"/tasks/{task_id}")["state"] != "running":  # type: ignore[index]
+            time.sleep(0.02)
+        dev.process.send_signal(signal.SIGINT)
+        dev.wait_for("stopping:")
+        dev.process.send_signal(signal.SIGINT)
+        assert dev.process.wait(timeout=120) == 0  # long before the task or the grace would end
+    finally:
+        dev.stop()
     assert "stopping now" in dev.output
     # The function's environment (frozen between requests) and the worker are gone too.
     assert _processes_in(app_dir.resolve()) == []

@@ -93,3 +93,18 @@ def test_two_adapters_in_one_module_share_one_extension(tmp_path):
     assert [record.outcome for record in records] == ["frozen"] * 3
     # Each adapter's after-response work ran before its freeze.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["admin-admin-b", "api-a", "api-c"]
+
+
+def test_an_adapter_built_after_init_still_answers_and_finishes_its_work(tmp_path):
+    """Registration closes with the init: an Adapter built during an invocation gets no
+    extension; it says so in a warning and drains before its handler returns."""
+    command = [sys.executable, "-m", "awslambdaric", "lazy_app.handler"]
+    with ThreadedEmulator(
+        command, cwd=str(HERE), timeout=3, log=lambda line: None, env={"MARK_DIR": str(tmp_path)}
+    ) as emu:
+        results = [emu.invoke(http_event("/x")) for _ in range(2)]
+        emu.wait_idle()
+        records = list(emu.freeze_log)
+    assert [result.json()["body"] for result in results] == ["lazy", "lazy"]
+    assert [record.outcome for record in records] == ["frozen", "frozen"]
+    assert (tmp_path / "marks").read_text() == "done\ndone\n"

@@ -63,7 +63,7 @@ def test_concurrent_invocations_each_drain_their_work(command, tmp_path):
             if environment._sandbox is not None
             for extension in environment._sandbox.extensions.values()
         ]
-    assert all(result.ok for result in results)
+    assert all(result.ok for result in results), [r.payload for r in results if not r.ok]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
     assert len(environments) == 1
     assert all(record.outcome != "timeout" for record in emu.freeze_log)

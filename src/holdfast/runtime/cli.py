@@ -14,7 +14,6 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Callable
 
 _USAGE = """\
 usage: holdfast run MODULE:ATTR
@@ -58,13 +57,9 @@ def _run(spec: str, address: str) -> int:
     # Imported here so `holdfast --help` and usage errors stay cheap.
     from holdfast import config
     from holdfast.engine import Engine
-    from holdfast.runtime import sigterm
     from holdfast.runtime.loader import InitError, load
     from holdfast.runtime.loop import Runtime
 
-    # Before the app's import: threads it starts inherit the blocked SIGTERM.
-    on_sigterm: list[Callable[[], None]] = []
-    sigterm.watch(lambda: on_sigterm[0]() if on_sigterm else os._exit(0))
     try:
         target = load(spec)
     except InitError as exc:
@@ -77,12 +72,7 @@ def _run(spec: str, address: str) -> int:
         snapstart=os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
     )
     engine = target.adapter.engine if target.adapter is not None else Engine()
-    on_sigterm.append(lambda: _call_soon(engine.loop, runtime.terminate))
     return engine.run(runtime.run())
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
-    loop.call_soon_threadsafe(callback)
 
 
 def _fail_init(address: str, exc: Exception) -> int:
@@ -101,6 +91,10 @@ def _prepare_process() -> None:
     # This process drains pending work itself: an Adapter created while the app is imported must
     # not start the managed runtime's after-response extension (see holdfast.extension).
     os.environ["HOLDFAST_HOST"] = "runtime"
+    # SIGTERM taken by one thread before the app's import: threads it starts inherit the mask.
+    from holdfast.runtime import sigterm
+
+    sigterm.watch()
     # The function's code lives in the task root (the working directory on Lambda), whichever
     # way this process was started.
     for path in (os.getcwd(), os.environ.get("LAMBDA_TASK_ROOT")):

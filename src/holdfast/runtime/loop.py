@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import json
 import logging
 from asyncio import events as asyncio_events
@@ -78,6 +79,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         if self.target.adapter is not None:
             await self.target.adapter.startup()  # at init, if the loader has not run it yet
+        withdraw = sigterm.handle(functools.partial(loop.call_soon_threadsafe, self.terminate))
         # Extensions register during init, before the first /next (or the snapshot); the
         # workers' connections open meanwhile, saving their round trip on the cold start.
         shutdown_extension = None
@@ -97,6 +99,7 @@ class Runtime:
             if self._winding_down is not None:
                 await self._winding_down
         finally:
+            withdraw()
             for task in [*self._workers, shutdown_extension]:
                 if task is not None:
                     task.cancel()

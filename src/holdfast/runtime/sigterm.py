@@ -5,17 +5,19 @@ registered; without one the process is killed outright. ``holdfast run`` earns i
 :func:`earn` (an internal extension subscribed to no events: it never holds up a freeze); the
 managed-runtime host's after-response extension earns it by existing.
 
-:func:`watch` catches it the same way for both hosts: SIGTERM is blocked in the main thread
-(which under awslambdaric idles inside the runtime's C client, where a Python signal handler would
-never run) and taken by a ``sigwait`` thread. :func:`wind_down` then finishes what is in flight
-and runs lifespan shutdown, all within :data:`SHUTDOWN_BUDGET`.
+:func:`watch` catches it the same way for both hosts, in a thread of its own: under awslambdaric
+the main thread idles inside the runtime's C client, where a Python signal handler would never
+run. :func:`wind_down` then finishes what is in flight and runs lifespan shutdown, all within
+:data:`SHUTDOWN_BUDGET`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 import threading
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
@@ -62,25 +64,66 @@ async def _poll(client: RuntimeClient, identifier: str) -> None:
         await client.close()
 
 
-def watch(on_sigterm: Callable[[], None]) -> bool:
-    """Call ``on_sigterm()`` in a thread of its own when SIGTERM arrives; ``False`` (and no
-    watch) when called off the main thread, where the signal mask cannot be set for the process.
+def watch(on_sigterm: Callable[[], object] | None = None) -> bool:
+    """Take SIGTERM in a thread of its own from now on: it calls the callback :func:`handle`
+    registered last (``on_sigterm``, when given, is registered so) or ends the process, status
+    0, when there is none. ``False`` (and no watch) off the main thread, where Python lets no
+    signal handler be installed. Idempotent.
 
-    Threads inherit the mask of the thread that starts them: call this before starting threads,
-    so none of them takes the signal and dies of its default action instead.
+    Python's C-level signal handler writes the signal's number to the wakeup fd the moment the
+    signal arrives, whatever the main thread is doing; a thread waits on the other end. (No
+    signal mask: a blocked SIGTERM would be inherited by every process the app starts.)
     """
+    global _watching
+    if on_sigterm is not None:
+        handle(on_sigterm)
+    if _watching:
+        return True
     if threading.current_thread() is not threading.main_thread():
         logger.warning("holdfast: started off the main thread; no SIGTERM shutdown")
         return False
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-
-    def wait() -> None:
-        signal.sigwait({signal.SIGTERM})
-        logger.info("SIGTERM: shutting down")
-        on_sigterm()
-
-    threading.Thread(target=wait, name="holdfast-sigterm", daemon=True).start()
+    _watching = True
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    signal.signal(signal.SIGTERM, _in_main_thread)
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    threading.Thread(
+        target=_wait, args=(reader, writer), name="holdfast-sigterm", daemon=True
+    ).start()
     return True
+
+
+def handle(callback: Callable[[], object]) -> Callable[[], None]:
+    """Make ``callback`` what SIGTERM runs (in the watch thread); returns a function that
+    withdraws it."""
+    _callbacks.append(callback)
+
+    def withdraw() -> None:
+        if callback in _callbacks:
+            _callbacks.remove(callback)
+
+    return withdraw
+
+
+_watching = False
+_callbacks: list[Callable[[], object]] = []
+
+
+def _in_main_thread(signum: int, frame: object) -> None:
+    """The Python-level handler (the main thread runs it whenever it next runs Python code):
+    nothing to do, the watch thread has it already."""
+
+
+def _wait(reader: socket.socket, writer: socket.socket) -> None:
+    # `writer` stays referenced here: its fd is the process's wakeup fd.
+    while signal.SIGTERM not in reader.recv(64):
+        pass  # another signal with a Python handler (SIGINT) woke us
+    logger.info("SIGTERM: shutting down")
+    if _callbacks:
+        _callbacks[-1]()
+    else:
+        logging.shutdown()
+        os._exit(0)
 
 
 async def wind_down(
