@@ -63,6 +63,7 @@ class CrashRun:
     lease: float = 1.0
     kill_every: tuple[float, float] = (0.5, 1.5)
     seed: int = 7
+    min_kills: int = 0  # also kill at even steps of progress: a fast machine gets kills too
     env: dict[str, str] = field(default_factory=dict)
     dead_letter_queue: Any = None  # (sqs client, DLQ URL) for SQS runs
     stall_limit: float = 60.0  # a safety net, not a performance assertion
@@ -136,6 +137,7 @@ class CrashRun:
     ) -> int:
         kills, progress, last_change = 0, -1, time.monotonic()
         next_kill = time.monotonic() + rng.uniform(*self.kill_every)
+        steps = [len(handles) * 0.9 * (k + 1) / (self.min_kills + 1) for k in range(self.min_kills)]
         while True:
             # Progress is read from the side effects (cheap); statuses only once all ran.
             ran = self._completed()
@@ -146,14 +148,15 @@ class CrashRun:
                 progress, last_change = done, time.monotonic()
             elif time.monotonic() - last_change > self.stall_limit:
                 return kills  # what is missing is counted as lost below
-            if time.monotonic() >= next_kill and ran < len(handles) * 0.9:
+            due = time.monotonic() >= next_kill or (kills < len(steps) and ran >= steps[kills])
+            if due and ran < len(handles) * 0.9:
                 victim = workers.pop(rng.randrange(len(workers)))
                 victim.send_signal(signal.SIGKILL)
                 victim.wait()
                 kills += 1
                 workers.append(self._spawn())
                 next_kill = time.monotonic() + rng.uniform(*self.kill_every)
-            time.sleep(0.1 if ran < len(handles) else 0.5)
+            time.sleep(0.02 if ran < len(handles) else 0.5)
 
     def _completed(self) -> int:
         with sqlite3.connect(self.effects, timeout=30) as conn:

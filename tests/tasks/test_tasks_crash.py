@@ -22,7 +22,7 @@ from holdfast.tasks import TaskQueue, TaskState
 def test_sqlite_workers_killed_lose_nothing_and_statuses_agree(tmp_path):
     url = f"sqlite:///{tmp_path / 'tasks.db'}"
     queue = TaskQueue(url, visibility_timeout=1.0)
-    run = CrashRun(url, tmp_path, tasks=240, pause=0.05, kill_every=(0.3, 0.9))
+    run = CrashRun(url, tmp_path, tasks=240, pause=0.15, kill_every=(0.3, 0.9), min_kills=4)
     report = run.run(queue)
     print(report.summary())
     assert report.kills >= 3, report.summary()
@@ -41,6 +41,7 @@ def test_sqs_workers_killed_lose_nothing_and_statuses_agree(make_aws, moto_endpo
         pause=0.05,
         lease=2.0,
         kill_every=(0.6, 1.4),
+        min_kills=4,
         env={"AWS_ENDPOINT_URL": moto_endpoint},
         dead_letter_queue=(aws.sqs, aws.dlq_url),
     )
