@@ -92,7 +92,17 @@ def test_null_headers_and_values_are_absent(make_adapter, recorder):
 
 
 @pytest.mark.parametrize(
-    "host", ["example.com:-1", "example.com:\u00b2", "example.com:99999", "a b", "[nope]:80", ""]
+    "host",
+    [
+        "example.com:-1",
+        "example.com:\u00b2",
+        "example.com:99999",
+        "a b",
+        "[nope]:80",
+        "",
+        ".",
+        "a..b",
+    ],
 )
 @pytest.mark.parametrize("source", ALL)
 def test_an_invalid_host_header_is_dropped(source, host, make_adapter, recorder, caplog):

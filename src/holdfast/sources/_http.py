@@ -361,6 +361,9 @@ def _parse_host(value: bytes) -> tuple[str, int | None] | None:
             ipaddress.IPv6Address(name)
         except ValueError:
             return None
+    elif "" in name.split(".")[:-1]:
+        # An empty label (".", ".a", "a..b") is no DNS name: IDNA, and so Werkzeug, refuse it.
+        return None
     return name, port
 
 

@@ -23,6 +23,8 @@ from .schedule import Cron, Periodic
 from .task import Task
 
 if TYPE_CHECKING:
+    from starlette.responses import JSONResponse
+
     from .worker import Worker
 
 P = ParamSpec("P")
@@ -329,7 +331,7 @@ class TaskQueue:
             self, dependencies=dependencies, prefix=prefix, public=public, starlette=starlette
         )
 
-    def accepted(self, handle: TaskHandle, request: Any = None) -> Any:
+    def accepted(self, handle: TaskHandle, request: Any = None) -> JSONResponse:
         """A `202 Accepted` response whose `Location` is the task's status URL."""
         from .router import accepted
 

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from .models import TaskState
 
 if TYPE_CHECKING:
+    from starlette.responses import JSONResponse
+
     from .queue import TaskHandle, TaskQueue
 
 MAX_LIMIT = 1000
@@ -120,7 +122,7 @@ async def _listing(
     return {"tasks": [status.to_dict() for status in statuses]}
 
 
-def accepted(queue: TaskQueue, handle: TaskHandle, request: Any = None) -> Any:
+def accepted(queue: TaskQueue, handle: TaskHandle, request: Any = None) -> JSONResponse:
     """`202 Accepted`, `Location:` the task's status URL, body `{"id", "status_url"}`.
 
     With the request, the URL is absolute when the status router is mounted in that app;
