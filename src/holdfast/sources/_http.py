@@ -22,7 +22,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
 
-from holdfast._types import RawHeaders
+from holdfast._types import LambdaContext, LambdaEvent, RawHeaders
 from holdfast.errors import InvalidEvent
 from holdfast.sources.platform import PLATFORM_HEADERS
 
@@ -93,6 +93,35 @@ _FORWARDED_SCHEMES = frozenset({"http", "https"})
 _REPLACED = PLATFORM_HEADERS | {b"content-length", b"transfer-encoding"}
 
 
+class HTTPCodec:
+    """What the codecs of HTTP sources share: the text media types, the net under decoding
+    (see :func:`as_invalid_event`) and the size check. A codec sets ``name``, ``source`` (how
+    errors name its events) and ``max_response_bytes``, and implements ``_decode`` and
+    ``encode``."""
+
+    name: str
+    source: str
+    max_response_bytes: int
+
+    def __init__(self, text_mime_types: frozenset[str] = frozenset()) -> None:
+        self.text_mime_types = text_mime_types
+
+    def decode(
+        self, event: LambdaEvent, base_path: str, context: LambdaContext = None
+    ) -> HTTPRequest:
+        try:
+            return self._decode(event, base_path, context)
+        except DECODE_ERRORS as exc:
+            raise as_invalid_event(self.source, exc)  # noqa: B904 - it sets the cause
+
+    def _decode(self, event: LambdaEvent, base_path: str, context: LambdaContext) -> HTTPRequest:
+        raise NotImplementedError
+
+    def too_large(self, result: dict[str, Any]) -> bool:
+        """Whether the source would refuse ``result`` (an encoded response) for its size."""
+        return exceeds(result, self.max_response_bytes)
+
+
 # -- checking the event's fields ------------------------------------------------------------
 #: What decoding a malformed event can raise (an :class:`InvalidEvent` is a ``ValueError``).
 DECODE_ERRORS = (TypeError, AttributeError, KeyError, ValueError, RecursionError)
@@ -100,13 +129,9 @@ DECODE_ERRORS = (TypeError, AttributeError, KeyError, ValueError, RecursionError
 
 def as_invalid_event(source: str, exc: Exception) -> InvalidEvent:
     """``exc``, raised while decoding a ``source`` event, as an :class:`InvalidEvent` naming
-    the source. The codecs check every field they read; this is the net under them, so that a
-    decode ends in a request or an ``InvalidEvent`` and nothing else::
-
-        try:
-            return self._decode(event, ...)
-        except DECODE_ERRORS as exc:
-            raise as_invalid_event(SOURCE, exc)  # noqa: B904 - it sets the cause
+    the source. The codecs check every field they read; this is the net under them
+    (:meth:`HTTPCodec.decode`), so that a decode ends in a request or an ``InvalidEvent`` and
+    nothing else.
     """
     if isinstance(exc, InvalidEvent):
         if str(exc).startswith(source):

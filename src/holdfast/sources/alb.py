@@ -7,13 +7,11 @@ from typing import Any
 from holdfast._types import LambdaContext, LambdaEvent
 from holdfast.sources._http import (
     ALB_RESPONSE_LIMIT,
-    DECODE_ERRORS,
+    HTTPCodec,
     HTTPRequest,
     HTTPResponse,
-    as_invalid_event,
     build_request,
     encode_body,
-    exceeds,
     grouped_headers,
     headers_from_single,
     merged_headers,
@@ -32,16 +30,17 @@ from holdfast.sources.platform import platform_headers
 _SOURCE = "ALB"
 
 
-class ALB:
+class ALB(HTTPCodec):
     """ALB answers in the mode the request came in: with ``lambda.multi_value_headers.enabled``
     both requests and responses use ``multiValueHeaders``; otherwise single values only."""
 
     name = "alb"
+    source = _SOURCE
     #: "The maximum size of the response JSON that the Lambda function can send is 1 MB."
     max_response_bytes = ALB_RESPONSE_LIMIT
 
     def __init__(self, text_mime_types: frozenset[str] = frozenset(), *, multi_value: bool) -> None:
-        self.text_mime_types = text_mime_types
+        super().__init__(text_mime_types)
         self.multi_value = multi_value
 
     @staticmethod
@@ -52,14 +51,6 @@ class ALB:
     @staticmethod
     def is_multi_value(event: LambdaEvent) -> bool:
         return "multiValueHeaders" in event
-
-    def decode(
-        self, event: LambdaEvent, base_path: str, context: LambdaContext = None
-    ) -> HTTPRequest:
-        try:
-            return self._decode(event, base_path, context)
-        except DECODE_ERRORS as exc:
-            raise as_invalid_event(_SOURCE, exc)  # noqa: B904 - it sets the cause
 
     def _decode(self, event: LambdaEvent, base_path: str, context: LambdaContext) -> HTTPRequest:
         method = method_of(require(event, "httpMethod", str, _SOURCE), _SOURCE)
@@ -100,7 +91,3 @@ class ALB:
         else:
             result["headers"] = single_value_headers(grouped)
         return result
-
-    def too_large(self, result: dict[str, Any]) -> bool:
-        """Whether the load balancer would refuse ``result`` (an encoded response) for its size."""
-        return exceeds(result, self.max_response_bytes)

@@ -6,14 +6,12 @@ from typing import Any
 
 from holdfast._types import LambdaContext, LambdaEvent
 from holdfast.sources._http import (
-    DECODE_ERRORS,
     LAMBDA_RESPONSE_LIMIT,
+    HTTPCodec,
     HTTPRequest,
     HTTPResponse,
-    as_invalid_event,
     build_request,
     encode_body,
-    exceeds,
     grouped_headers,
     merged_headers,
     merged_params,
@@ -29,15 +27,13 @@ from holdfast.sources.platform import platform_headers
 _SOURCE = "REST API v1"
 
 
-class APIGatewayV1:
+class APIGatewayV1(HTTPCodec):
     """Payload 1.0: single and multi-value headers and query parameters, stage outside ``path``."""
 
     name = "apigw_v1"
+    source = _SOURCE
     #: Lambda's limit; API Gateway accepts more than Lambda returns.
     max_response_bytes = LAMBDA_RESPONSE_LIMIT
-
-    def __init__(self, text_mime_types: frozenset[str] = frozenset()) -> None:
-        self.text_mime_types = text_mime_types
 
     @staticmethod
     def matches(event: LambdaEvent) -> bool:
@@ -48,14 +44,6 @@ class APIGatewayV1:
             and "elb" not in context
             and event.get("version", "1.0") == "1.0"
         )
-
-    def decode(
-        self, event: LambdaEvent, base_path: str, context: LambdaContext = None
-    ) -> HTTPRequest:
-        try:
-            return self._decode(event, base_path, context)
-        except DECODE_ERRORS as exc:
-            raise as_invalid_event(_SOURCE, exc)  # noqa: B904 - it sets the cause
 
     def _decode(self, event: LambdaEvent, base_path: str, context: LambdaContext) -> HTTPRequest:
         request_context = require(event, "requestContext", dict, _SOURCE)
@@ -89,10 +77,6 @@ class APIGatewayV1:
             "body": body,
             "isBase64Encoded": is_base64,
         }
-
-    def too_large(self, result: dict[str, Any]) -> bool:
-        """Whether Lambda would refuse ``result`` (an encoded response) for its size."""
-        return exceeds(result, self.max_response_bytes)
 
 
 def _encodes_path(event: LambdaEvent) -> bool:

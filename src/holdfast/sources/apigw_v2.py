@@ -6,14 +6,12 @@ from typing import Any
 
 from holdfast._types import LambdaContext, LambdaEvent
 from holdfast.sources._http import (
-    DECODE_ERRORS,
     LAMBDA_RESPONSE_LIMIT,
+    HTTPCodec,
     HTTPRequest,
     HTTPResponse,
-    as_invalid_event,
     build_request,
     encode_body,
-    exceeds,
     header_text,
     header_value,
     headers_from_single,
@@ -30,28 +28,18 @@ from holdfast.sources.platform import platform_headers
 _SOURCE = "HTTP API v2"
 
 
-class APIGatewayV2:
+class APIGatewayV2(HTTPCodec):
     """Payload 2.0: comma-joined headers, a ``cookies`` array, ``rawQueryString`` as sent."""
 
     name = "apigw_v2"
+    source = _SOURCE
     #: Lambda's limit; API Gateway and Function URLs accept more than Lambda returns.
     max_response_bytes = LAMBDA_RESPONSE_LIMIT
-
-    def __init__(self, text_mime_types: frozenset[str] = frozenset()) -> None:
-        self.text_mime_types = text_mime_types
 
     @staticmethod
     def matches(event: LambdaEvent) -> bool:
         context = event.get("requestContext")
         return event.get("version") == "2.0" and isinstance(context, dict) and "http" in context
-
-    def decode(
-        self, event: LambdaEvent, base_path: str, context: LambdaContext = None
-    ) -> HTTPRequest:
-        try:
-            return self._decode(event, base_path, context)
-        except DECODE_ERRORS as exc:
-            raise as_invalid_event(_SOURCE, exc)  # noqa: B904 - it sets the cause
 
     def _decode(self, event: LambdaEvent, base_path: str, context: LambdaContext) -> HTTPRequest:
         request_context = require(event, "requestContext", dict, _SOURCE)
@@ -103,10 +91,6 @@ class APIGatewayV2:
         if cookies:
             result["cookies"] = cookies
         return result
-
-    def too_large(self, result: dict[str, Any]) -> bool:
-        """Whether Lambda would refuse ``result`` (an encoded response) for its size."""
-        return exceeds(result, self.max_response_bytes)
 
 
 def _add_cookies(headers: list[tuple[bytes, bytes]], cookies: Any) -> None:

@@ -6,14 +6,12 @@ from typing import Any
 
 from holdfast._types import LambdaContext, LambdaEvent
 from holdfast.sources._http import (
-    DECODE_ERRORS,
     LAMBDA_RESPONSE_LIMIT,
+    HTTPCodec,
     HTTPRequest,
     HTTPResponse,
-    as_invalid_event,
     build_request,
     encode_body,
-    exceeds,
     grouped_headers,
     headers_from_multi,
     method_of,
@@ -28,7 +26,7 @@ from holdfast.sources._http import (
 from holdfast.sources.platform import platform_headers
 
 
-class VPCLattice:
+class VPCLattice(HTTPCodec):
     """Version 1 uses snake_case keys and ``raw_path``; version 2 camelCase, a ``requestContext``
     and list-valued headers and query parameters. Both answer ALB-style single-value headers."""
 
@@ -36,8 +34,9 @@ class VPCLattice:
     max_response_bytes = LAMBDA_RESPONSE_LIMIT
 
     def __init__(self, text_mime_types: frozenset[str] = frozenset(), *, version: int) -> None:
-        self.text_mime_types = text_mime_types
+        super().__init__(text_mime_types)
         self.version = version
+        self.source = f"VPC Lattice v{version}"
 
     @staticmethod
     def detect_version(event: LambdaEvent) -> int | None:
@@ -48,18 +47,8 @@ class VPCLattice:
             return 2
         return None
 
-    def decode(
-        self, event: LambdaEvent, base_path: str, context: LambdaContext = None
-    ) -> HTTPRequest:
-        source = f"VPC Lattice v{self.version}"
-        try:
-            return self._decode(event, base_path, context, source)
-        except DECODE_ERRORS as exc:
-            raise as_invalid_event(source, exc)  # noqa: B904 - it sets the cause
-
-    def _decode(
-        self, event: LambdaEvent, base_path: str, context: LambdaContext, source: str
-    ) -> HTTPRequest:
+    def _decode(self, event: LambdaEvent, base_path: str, context: LambdaContext) -> HTTPRequest:
+        source = self.source
         method = method_of(require(event, "method", str, source), source)
         headers = headers_from_multi(event.get("headers"), "headers")
         if self.version == 1:
@@ -93,7 +82,3 @@ class VPCLattice:
             "body": body,
             "isBase64Encoded": is_base64,
         }
-
-    def too_large(self, result: dict[str, Any]) -> bool:
-        """Whether Lambda would refuse ``result`` (an encoded response) for its size."""
-        return exceeds(result, self.max_response_bytes)
