@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from runtime_fake import ThreadedFake
 
-from holdfast.runtime import cli
+from holdfast.runtime import bootstrap, cli
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -130,8 +130,8 @@ def test_usage_errors(monkeypatch, capsys):
 
 
 def test_settings_parsing():
-    assert cli._concurrency(None) == 1
-    assert cli._concurrency("8") == 8
-    assert cli._concurrency("zero") == 1
-    assert cli._concurrency("-3") == 1
+    assert bootstrap.max_concurrency({}) == 1
+    assert bootstrap.max_concurrency({"AWS_LAMBDA_MAX_CONCURRENCY": "8"}) == 8
+    assert bootstrap.max_concurrency({"AWS_LAMBDA_MAX_CONCURRENCY": "zero"}) == 1
+    assert bootstrap.max_concurrency({"AWS_LAMBDA_MAX_CONCURRENCY": "-3"}) == 1
     # The invoke mode is holdfast.config's (tests/lwa/test_lwa_config.py).

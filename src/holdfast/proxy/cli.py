@@ -59,9 +59,9 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"holdfast proxy: {exc}", file=sys.stderr)
         return 2
-    from holdfast.runtime.cli import _prepare_process
+    from holdfast.runtime.bootstrap import prepare_process
 
-    _prepare_process()
+    prepare_process()
     return _run(command, settings, address)
 
 
@@ -92,12 +92,12 @@ def _run(command: list[str], settings: ProxySettings, address: str) -> int:
     from holdfast.errors import LifespanError
     from holdfast.proxy.app import ProxyApp
     from holdfast.runtime import sigterm
-    from holdfast.runtime.cli import _concurrency, _fail_init
-    from holdfast.runtime.loader import InitError, Target
+    from holdfast.runtime.bootstrap import fail_init, max_concurrency
+    from holdfast.runtime.loader import Target
     from holdfast.runtime.loop import Runtime
     from holdfast.runtime.report import ErrorReport
 
-    concurrency = _concurrency(os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY"))
+    concurrency = max_concurrency()
     initialization = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "")
     async_init = settings.async_init
     if async_init and initialization in _PREINITIALIZED:
@@ -119,7 +119,7 @@ def _run(command: list[str], settings: ProxySettings, address: str) -> int:
         report = ErrorReport.runtime(
             "ProxyAppNotReady", str(exc).removeprefix("lifespan startup failed: ")
         )
-        return _fail_init(address, InitError(report))
+        return fail_init(address, report)
     runtime = Runtime(
         Target(adapter=adapter),
         address,

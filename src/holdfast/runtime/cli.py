@@ -9,9 +9,6 @@ usage error, 64/65 for SnapStart hook failures.
 
 from __future__ import annotations
 
-import asyncio
-import io
-import logging
 import os
 import sys
 
@@ -30,8 +27,6 @@ environment:
   HOLDFAST_INVOKE_MODE          buffered (default) or response_stream (AWS_LWA_INVOKE_MODE too)
 """
 
-logger = logging.getLogger("holdfast")
-
 
 def main(argv: list[str]) -> int:
     """Run the custom runtime; returns the process exit status."""
@@ -49,7 +44,9 @@ def main(argv: list[str]) -> int:
         )
         print(f"  hint: to run it locally: holdfast dev {spec}", file=sys.stderr)
         return 2
-    _prepare_process()
+    from holdfast.runtime.bootstrap import prepare_process
+
+    prepare_process()
     return _run(spec, address)
 
 
@@ -57,68 +54,20 @@ def _run(spec: str, address: str) -> int:
     # Imported here so `holdfast --help` and usage errors stay cheap.
     from holdfast import config
     from holdfast.engine import Engine
+    from holdfast.runtime.bootstrap import fail_init, max_concurrency
     from holdfast.runtime.loader import InitError, load
     from holdfast.runtime.loop import Runtime
 
     try:
         target = load(spec)
     except InitError as exc:
-        return _fail_init(address, exc)
+        return fail_init(address, exc.report)
     runtime = Runtime(
         target,
         address,
-        concurrency=_concurrency(os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY")),
+        concurrency=max_concurrency(),
         streaming=config.invoke_mode() == "response_stream",
         snapstart=os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
     )
     engine = target.adapter.engine if target.adapter is not None else Engine()
     return engine.run(runtime.run())
-
-
-def _fail_init(address: str, exc: Exception) -> int:
-    from holdfast.runtime.client import RuntimeClient
-
-    report = exc.report  # type: ignore[attr-defined]
-    logger.error("init failed: %s: %s", report.error_type, report.message)
-    try:
-        asyncio.run(RuntimeClient(address).init_error(report))
-    except Exception as post_error:
-        logger.error("could not report the init error to the Runtime API: %s", post_error)
-    return 1
-
-
-def _prepare_process() -> None:
-    # This process drains pending work itself: an Adapter created while the app is imported must
-    # not start the managed runtime's after-response extension (see holdfast.extension).
-    os.environ["HOLDFAST_HOST"] = "runtime"
-    # SIGTERM taken by one thread before the app's import: threads it starts inherit the mask.
-    from holdfast.runtime import sigterm
-
-    sigterm.watch()
-    # The function's code lives in the task root (the working directory on Lambda), whichever
-    # way this process was started.
-    for path in (os.getcwd(), os.environ.get("LAMBDA_TASK_ROOT")):
-        if path and path not in sys.path:
-            sys.path.insert(0, path)
-    # Lambda may freeze or kill the process at any moment: buffered log lines would be late or
-    # lost, so write each line as it is complete.
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper):
-            stream.reconfigure(line_buffering=True)
-    # Lambda's advanced logging controls, before the app's import logs anything.
-    from holdfast.runtime import logs
-
-    logs.configure(os.environ.get("AWS_LAMBDA_LOG_FORMAT"), os.environ.get("AWS_LAMBDA_LOG_LEVEL"))
-
-
-def _concurrency(value: str | None) -> int:
-    if not value:
-        return 1
-    try:
-        concurrency = int(value)
-    except ValueError:
-        concurrency = 0
-    if concurrency < 1:
-        logger.warning("ignoring AWS_LAMBDA_MAX_CONCURRENCY=%r: not a positive integer", value)
-        return 1
-    return concurrency
