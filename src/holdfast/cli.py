@@ -1,11 +1,13 @@
 """The `holdfast` command: one entry point, subcommands dispatched to their own modules.
 
 Each subcommand lives beside the code it drives and exposes `main(argv) -> int`; this module
-only routes, so `holdfast --help` stays cheap (nothing heavy is imported until a command runs).
+only routes (and holds the argument types subcommands share), so `holdfast --help` stays cheap
+(nothing heavy is imported until a command runs).
 """
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import importlib
 import sys
@@ -51,3 +53,11 @@ def main(argv: list[str] | None = None) -> int:
 def _suggestion(word: str) -> str:
     close = difflib.get_close_matches(word, list(_COMMANDS), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def env_variable(value: str) -> tuple[str, str]:
+    """The argparse type of ``--env NAME=VALUE``."""
+    name, sep, content = value.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {value!r}")
+    return name, content

@@ -14,6 +14,8 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
+from holdfast.cli import env_variable
+
 from .console import Console
 
 if TYPE_CHECKING:  # the server (and the emulator) load only once the command runs
@@ -34,13 +36,6 @@ examples:
   holdfast dev app:app --port 9000 --timeout 5
   holdfast dev                           # the demo: curl -X POST localhost:8000/work
 """
-
-
-def _variable(value: str) -> tuple[str, str]:
-    name, sep, content = value.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {value!r}")
-    return name, content
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         default="buffered",
         help="function URL invoke mode (default buffered)",
     )
-    add("--env", type=_variable, action="append", default=[], metavar="NAME=VALUE")
+    add("--env", type=env_variable, action="append", default=[], metavar="NAME=VALUE")
     add(
         "--grace",
         type=float,

@@ -8,6 +8,8 @@ import shlex
 import signal
 import sys
 
+from holdfast.cli import env_variable
+
 from .config import EVENT_FORMATS, INVOKE_MODES, EmulatorConfig
 from .service import Emulator
 
@@ -97,13 +99,6 @@ def _delays(value: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected seconds like 1,2 — got {value!r}") from None
 
 
-def _variable(value: str) -> tuple[str, str]:
-    name, sep, content = value.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {value!r}")
-    return name, content
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="holdfast emulate",
@@ -154,6 +149,6 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="SnapStart: keep the snapshot frozen at least this long before a restore",
     )
-    add("--env", type=_variable, action="append", default=[], metavar="NAME=VALUE")
+    add("--env", type=env_variable, action="append", default=[], metavar="NAME=VALUE")
     add("--handler", help="value of _HANDLER (default: the command's last word)")
     return parser
