@@ -3,7 +3,6 @@ differences it describes are what Mangum and holdfast actually do with the same 
 
 from __future__ import annotations
 
-import copy
 import inspect
 import json
 from pathlib import Path
@@ -13,10 +12,10 @@ from fastapi import FastAPI, Request
 from mangum import Mangum
 
 import holdfast
+from lambda_events import http_event
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "docs" / "migrating-from-mangum.md").read_text()
-EVENT = json.loads((ROOT / "tests" / "fixtures" / "events" / "function-url.json").read_text())
 
 
 class Context:
@@ -26,14 +25,6 @@ class Context:
 
     def get_remaining_time_in_millis(self) -> int:
         return 30_000
-
-
-def event_for(path: str) -> dict:
-    event = copy.deepcopy(EVENT)
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["requestContext"]["http"]["method"] = "GET"
-    event.update(body=None, isBase64Encoded=False, rawQueryString="")
-    return event
 
 
 def counting_app():
@@ -64,14 +55,14 @@ def test_lifespan_runs_around_every_invocation_under_mangum_and_once_under_holdf
     app, startups = counting_app()
     mangum = Mangum(app, lifespan="auto")
     for _ in range(3):
-        assert mangum(event_for("/x"), Context())["statusCode"] == 200
+        assert mangum(http_event("/x"), Context())["statusCode"] == 200
     assert len(startups) == 3
 
     app, startups = counting_app()
     handler = holdfast.Adapter(app, lifespan="auto")
     try:
         for _ in range(3):
-            assert handler(event_for("/x"), Context())["statusCode"] == 200
+            assert handler(http_event("/x"), Context())["statusCode"] == 200
         assert len(startups) == 1
     finally:
         handler.close()
@@ -85,7 +76,7 @@ def test_a_base_path_is_stripped_by_mangum_and_becomes_root_path_under_holdfast(
     else:
         handler = holdfast.Adapter(app, lifespan="off", base_path="/api")
     try:
-        seen = json.loads(handler(event_for("/api/items"), Context())["body"])
+        seen = json.loads(handler(http_event("/api/items"), Context())["body"])
     finally:
         if adapter == "holdfast":
             handler.close()

@@ -5,30 +5,20 @@ after-response extension learns it from the Telemetry API's `platform.runtimeDon
 
 from __future__ import annotations
 
-import copy
-import json
 import sys
 from pathlib import Path
 
 import pytest
 
 from holdfast.emulator import ThreadedEmulator
+from lambda_events import http_event
 
 pytestmark = pytest.mark.timeout(120)
 
 HERE = Path(__file__).parent
-EVENT = json.loads((HERE.parent / "fixtures" / "events" / "function-url.json").read_text())
 
 AWSLAMBDARIC = [sys.executable, "-m", "awslambdaric", "host_apps.handler"]
 HOLDFAST_RUN = [sys.executable, "-m", "holdfast", "run", "host_apps:handler"]
-
-
-def http_event(path: str) -> dict:
-    event = copy.deepcopy(EVENT)
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["requestContext"]["http"]["method"] = "GET"
-    event["rawQueryString"], event["body"] = "", None
-    return event
 
 
 def mixed_requests(count: int) -> list[dict]:

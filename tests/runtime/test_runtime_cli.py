@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import signal
@@ -14,19 +13,11 @@ import pytest
 from runtime_fake import ThreadedFake
 
 from holdfast.runtime import bootstrap, cli
+from lambda_events import http_event
 
 pytestmark = pytest.mark.timeout(60)
 
 HERE = Path(__file__).parent
-EVENT = json.loads((HERE.parent / "fixtures" / "events" / "function-url.json").read_text())
-
-
-def hello_event() -> dict:
-    event = copy.deepcopy(EVENT)
-    event["rawPath"] = event["requestContext"]["http"]["path"] = "/hello"
-    event["requestContext"]["http"]["method"] = "GET"
-    event["rawQueryString"], event["body"] = "", None
-    return event
 
 
 def start(fake: ThreadedFake, *args: str, **env: str) -> subprocess.Popen:
@@ -51,7 +42,7 @@ def test_serves_an_app_and_shuts_its_lifespan_down_on_sigterm(tmp_path):
     with ThreadedFake() as fake:
         process = start(fake, "runtime_apps:app", GATE_DIR=str(tmp_path))
         try:
-            request_id = fake.call(fake.api.add_event, hello_event())
+            request_id = fake.call(fake.api.add_event, http_event("/hello"))
             result = fake.call(fake.api.wait_result, request_id)
             fake.call(fake.api.wait_for, lambda: fake.api.nexts() == 2)
         finally:
@@ -107,7 +98,7 @@ def test_invoke_mode_from_the_environment_streams(env):
     with ThreadedFake() as fake:
         process = start(fake, "runtime_apps:app", **env)
         try:
-            request_id = fake.call(fake.api.add_event, hello_event())
+            request_id = fake.call(fake.api.add_event, http_event("/hello"))
             result = fake.call(fake.api.wait_result, request_id)
         finally:
             process.send_signal(signal.SIGTERM)

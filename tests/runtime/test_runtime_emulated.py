@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
 from pathlib import Path
@@ -11,19 +10,11 @@ import httpx
 import pytest
 
 from holdfast.emulator import ThreadedEmulator
+from lambda_events import http_event
 
 pytestmark = pytest.mark.timeout(60)
 
 HERE = Path(__file__).parent
-EVENT = json.loads((HERE.parent / "fixtures" / "events" / "function-url.json").read_text())
-
-
-def http_event(path: str) -> dict:
-    event = copy.deepcopy(EVENT)
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["requestContext"]["http"]["method"] = "GET"
-    event["rawQueryString"], event["body"] = "", None
-    return event
 
 
 def holdfast_run(spec: str) -> list[str]:

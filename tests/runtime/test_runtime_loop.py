@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import json
 import os
 import time
@@ -16,21 +15,12 @@ import runtime_apps
 
 import holdfast
 from holdfast.runtime.loader import Target
+from lambda_events import http_event
 
 pytestmark = pytest.mark.timeout(30)
 
 EVENTS = Path(__file__).parent.parent / "fixtures" / "events"
-FUNCTION_URL = json.loads((EVENTS / "function-url.json").read_text())
 SQS = json.loads((EVENTS / "sqs-receive-message.json").read_text())
-
-
-def http_event(path: str, method: str = "GET") -> dict:
-    event = copy.deepcopy(FUNCTION_URL)
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["requestContext"]["http"]["method"] = method
-    event["rawQueryString"] = ""
-    event["body"] = None
-    return event
 
 
 def app_target(app=runtime_apps.app, **options) -> Target:

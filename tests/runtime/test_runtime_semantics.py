@@ -11,12 +11,13 @@ import logging
 
 import pytest
 import runtime_apps
-from test_runtime_loop import app_target, http_event
+from test_runtime_loop import app_target
 
 from holdfast.runtime import logs
 from holdfast.runtime.client import InvocationRequest
 from holdfast.runtime.context import enter_invocation, trace_id
 from holdfast.runtime.loader import Target
+from lambda_events import http_event
 
 pytestmark = pytest.mark.timeout(30)
 
