@@ -271,8 +271,8 @@ def crash_main(argv: list[str]) -> None:
     parser.add_argument("--max-receive", type=int, default=10, help="SQS maxReceiveCount")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
-    tests = Path(__file__).resolve().parent.parent / "tests" / "tasks"
-    sys.path.insert(0, str(tests))
+    tests = Path(__file__).resolve().parent.parent / "tests"
+    sys.path[:0] = [str(tests / "tasks"), str(tests)]
     from crash_harness import CrashRun
 
     from holdfast.tasks import TaskQueue
@@ -298,17 +298,9 @@ def crash_main(argv: list[str]) -> None:
 
 def _crash_sqs(args: argparse.Namespace, options, crash_run, task_queue) -> None:
     import conftest
+    from moto_support import moto_server
 
-    os.environ.update(conftest._AWS_ENV)
-    port = conftest._free_port()
-    moto = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        conftest._wait_for_http(endpoint, moto)
+    with moto_server() as endpoint:
         aws = conftest.AwsResources(endpoint, max_receive=args.max_receive)
         url = aws.url(wait=1)
         queue = task_queue(url, endpoint_url=endpoint, visibility_timeout=2.0)
@@ -323,9 +315,6 @@ def _crash_sqs(args: argparse.Namespace, options, crash_run, task_queue) -> None
         print(f"sqs (maxReceiveCount {args.max_receive}): {report.summary()}", flush=True)
         for line in report.mismatches:
             print(f"  {line}")
-    finally:
-        moto.kill()
-        moto.wait()
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["crash"]:

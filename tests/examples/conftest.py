@@ -2,55 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-
 import pytest
 from shop_support import AWS_ENV
 from stack_support import deploy, upload_code
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from moto_support import moto_server
 
 
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """`moto_server` on a free 127.0.0.1 port (SQS, DynamoDB, CloudFormation, Lambda, ...)."""
-    saved = {key: os.environ.get(key) for key in AWS_ENV}
-    os.environ.update(AWS_ENV)  # boto3 here and in the function's processes: dummy credentials
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, "moto server exited"
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "moto server did not start"
-                time.sleep(0.1)
+    # boto3 here and in the function's processes: dummy credentials
+    with moto_server(AWS_ENV) as endpoint:
         yield endpoint
-    finally:
-        process.kill()
-        process.wait()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture

@@ -17,20 +17,14 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import moto_support
+
 ROOT = Path(__file__).resolve().parents[2]
 SHOP = ROOT / "examples" / "shop"
 BIN = Path(sys.executable).parent
 SECRET = "test-secret-0123456789"
 REGION = "us-east-1"
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-    "AWS_CONFIG_FILE": "/nonexistent",
-    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-}
+AWS_ENV = {**moto_support.AWS_ENV, "AWS_REGION": REGION}
 
 #: The two ways the template runs the function: the managed Python runtime calls
 #: `shop.app.handler` through awslambdaric; the container image runs `holdfast run`.

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
 from holdfast.tasks import queue as queue_module
+from moto_support import REGION, moto_server
 
 HERE = Path(__file__).resolve().parent
-REGION = "us-east-1"
 
 
 @pytest.fixture(autouse=True)
@@ -45,58 +39,11 @@ def any_url(request, tmp_path):
     return f"sqlite:///{tmp_path / 'tasks.db'}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """A `moto` server process on a free 127.0.0.1 port, with dummy AWS credentials."""
-    saved = {key: os.environ.get(key) for key in _AWS_ENV}
-    os.environ.update(_AWS_ENV)
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for_http(endpoint, process)
+    with moto_server() as endpoint:
         yield endpoint
-    finally:
-        process.kill()
-        process.wait()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_CONFIG_FILE": "/nonexistent",
-    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-}
-
-
-def _wait_for_http(endpoint: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("moto server exited")
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("moto server did not start")
 
 
 class AwsResources:
