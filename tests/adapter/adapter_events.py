@@ -45,6 +45,16 @@ def load_event(name: str) -> dict[str, Any]:
     return json.loads(_fixture(name))
 
 
+def event_with(fixture: str, path: list[str], value: Any) -> dict[str, Any]:
+    """Fixture ``fixture`` with the field at ``path`` (keys from the top) set to ``value``."""
+    event = load_event(fixture)
+    target = event
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return event
+
+
 @dataclass(frozen=True)
 class Request:
     """An HTTP request as a client puts it on the wire."""

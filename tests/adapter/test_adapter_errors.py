@@ -9,7 +9,7 @@ import logging
 
 import pytest
 from adapter_apps import responder
-from adapter_events import SOURCES, Request, function_url_event, load_event, rest_event
+from adapter_events import SOURCES, Request, event_with, function_url_event, load_event, rest_event
 
 import holdfast
 from holdfast.errors import FunctionError, HTTPStatusError
@@ -202,15 +202,6 @@ def _v2_without_method():
     return event
 
 
-def _with(fixture, path, value):
-    event = load_event(fixture)
-    target = event
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = value
-    return event
-
-
 # Not HTTP events: with no handler for them they are POSTed to the app's pass-through path
 # (holdfast.events.PassThrough); an app with no route there fails the invocation.
 NON_HTTP_EVENTS = {
@@ -240,34 +231,37 @@ def test_non_http_events_without_a_route_raise_invalid_event(name, make_adapter)
 BAD_EVENTS = {
     "v2-without-method": (_v2_without_method(), "'method' must be a str, it is missing"),
     "v2-http-not-an-object": (
-        _with("function-url", ["requestContext", "http"], "POST"),
+        event_with("function-url", ["requestContext", "http"], "POST"),
         "'http' has the wrong type: it must be a dict, it is a str",
     ),
     "v1-method-not-a-string": (
-        _with("apigateway-aws-proxy", ["httpMethod"], 7),
+        event_with("apigateway-aws-proxy", ["httpMethod"], 7),
         "'httpMethod' has the wrong type: it must be a str, it is a int",
     ),
     "lattice-v1-raw-path-not-a-string": (
-        _with("lattice-v1", ["raw_path"], ["/x"]),
+        event_with("lattice-v1", ["raw_path"], ["/x"]),
         "'raw_path' has the wrong type: it must be a str, it is a list",
     ),
     "bad-base64-v2": (
-        _with("function-url", ["isBase64Encoded"], True),
+        event_with("function-url", ["isBase64Encoded"], True),
         "'body' is flagged base64 but is not valid base64",
     ),
     "bad-base64-v1": (
-        _with("apigateway-aws-proxy", ["body"], "not base64!"),
+        event_with("apigateway-aws-proxy", ["body"], "not base64!"),
         "'body' is flagged base64 but is not valid base64",
     ),
     "bad-base64-alb": (
-        _with("alb-request", ["body"], "@@@@"),
+        event_with("alb-request", ["body"], "@@@@"),
         "'body' is flagged base64 but is not valid base64",
     ),
     "bad-base64-lattice": (
-        _with("lattice-v1", ["body"], "eyJ0ZXN0Ijoi=Ym9keSJ9"),
+        event_with("lattice-v1", ["body"], "eyJ0ZXN0Ijoi=Ym9keSJ9"),
         "'body' is flagged base64 but is not valid base64",
     ),
-    "body-not-a-string": (_with("alb-request", ["body"], {"a": 1}), "'body' has the wrong type"),
+    "body-not-a-string": (
+        event_with("alb-request", ["body"], {"a": 1}),
+        "'body' has the wrong type",
+    ),
 }
 
 
@@ -298,7 +292,7 @@ WRONG_TYPES = {
 def test_fields_of_the_wrong_type_raise_invalid_event(name, make_adapter, recorder):
     fixture, path, value = WRONG_TYPES[name]
     with pytest.raises(holdfast.InvalidEvent, match="wrong type"):
-        make_adapter(recorder)(_with(fixture, path, value), None)
+        make_adapter(recorder)(event_with(fixture, path, value), None)
     assert recorder.requests == []
 
 

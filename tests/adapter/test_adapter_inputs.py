@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 from adapter_apps import LambdaContext, client_headers
-from adapter_events import SOURCES, Request, function_url_event, load_event
+from adapter_events import SOURCES, Request, event_with, function_url_event, load_event
 from echo_apps import RUNTIMES, fastapi_app, flask_app
 
 import holdfast
@@ -24,15 +24,6 @@ HERE = Path(__file__).parent
 ALL = sorted(SOURCES)
 
 
-def _with(fixture, path, value):
-    event = load_event(fixture)
-    target = event
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = value
-    return event
-
-
 def header(scope, name: bytes) -> list[bytes]:
     return [value for key, value in scope["headers"] if key == name]
 
@@ -40,35 +31,47 @@ def header(scope, name: bytes) -> list[bytes]:
 # -- malformed fields: InvalidEvent ---------------------------------------------------------------
 
 MALFORMED = {
-    "v2-body-lone-surrogate": (_with("function-url", ["body"], "\ud800"), "lone surrogate"),
-    "v2-path-lone-surrogate": (_with("apigateway-http-api", ["rawPath"], "/\udfff"), "surrogate"),
-    "v2-query-lone-surrogate": (_with("function-url", ["rawQueryString"], "a=\ud800"), "surrogate"),
-    "v2-header-lone-surrogate": (_with("function-url", ["headers", "x"], "\ud800"), "surrogate"),
-    "v1-query-lone-surrogate": (
-        _with("apigateway-aws-proxy", ["multiValueQueryStringParameters", "q"], ["\ud800"]),
+    "v2-body-lone-surrogate": (event_with("function-url", ["body"], "\ud800"), "lone surrogate"),
+    "v2-path-lone-surrogate": (
+        event_with("apigateway-http-api", ["rawPath"], "/\udfff"),
         "surrogate",
     ),
-    "alb-path-lone-surrogate": (_with("alb-request", ["path"], "/a\ud800"), "surrogate"),
+    "v2-query-lone-surrogate": (
+        event_with("function-url", ["rawQueryString"], "a=\ud800"),
+        "surrogate",
+    ),
+    "v2-header-lone-surrogate": (
+        event_with("function-url", ["headers", "x"], "\ud800"),
+        "surrogate",
+    ),
+    "v1-query-lone-surrogate": (
+        event_with("apigateway-aws-proxy", ["multiValueQueryStringParameters", "q"], ["\ud800"]),
+        "surrogate",
+    ),
+    "alb-path-lone-surrogate": (event_with("alb-request", ["path"], "/a\ud800"), "surrogate"),
     "v2-header-name-not-latin-1": (
-        _with("function-url", ["headers", "h\u00e9\u2603"], "x"),
+        event_with("function-url", ["headers", "h\u00e9\u2603"], "x"),
         "not latin-1",
     ),
-    "v2-header-value-null-list": (_with("function-url", ["headers", "x"], [1]), "wrong type"),
-    "v2-header-value-number": (_with("function-url", ["headers", "x"], 5), "wrong type"),
-    "v2-cookies-not-strings": (_with("function-url", ["cookies"], [1, 2]), "wrong type"),
-    "v2-raw-path-number": (_with("function-url", ["rawPath"], 12), "wrong type"),
+    "v2-header-value-null-list": (event_with("function-url", ["headers", "x"], [1]), "wrong type"),
+    "v2-header-value-number": (event_with("function-url", ["headers", "x"], 5), "wrong type"),
+    "v2-cookies-not-strings": (event_with("function-url", ["cookies"], [1, 2]), "wrong type"),
+    "v2-raw-path-number": (event_with("function-url", ["rawPath"], 12), "wrong type"),
     "v2-source-ip-list": (
-        _with("function-url", ["requestContext", "http", "sourceIp"], ["1.2.3.4"]),
+        event_with("function-url", ["requestContext", "http", "sourceIp"], ["1.2.3.4"]),
         "wrong type",
     ),
-    "v1-path-object": (_with("apigateway-aws-proxy", ["path"], {"a": 1}), "wrong type"),
+    "v1-path-object": (event_with("apigateway-aws-proxy", ["path"], {"a": 1}), "wrong type"),
     "alb-query-value-number": (
-        _with("alb-request", ["queryStringParameters", "a"], 1),
+        event_with("alb-request", ["queryStringParameters", "a"], 1),
         "wrong type",
     ),
-    "v1-method-with-space": (_with("apigateway-aws-proxy", ["httpMethod"], "GE T"), "token"),
-    "v2-method-empty": (_with("function-url", ["requestContext", "http", "method"], ""), "token"),
-    "lattice-v2-headers-list": (_with("lattice-v2", ["headers"], ["x"]), "wrong type"),
+    "v1-method-with-space": (event_with("apigateway-aws-proxy", ["httpMethod"], "GE T"), "token"),
+    "v2-method-empty": (
+        event_with("function-url", ["requestContext", "http", "method"], ""),
+        "token",
+    ),
+    "lattice-v2-headers-list": (event_with("lattice-v2", ["headers"], ["x"]), "wrong type"),
 }
 
 

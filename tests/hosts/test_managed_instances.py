@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from test_foreign_invocations import http_event
 
 from holdfast.emulator import ThreadedEmulator
+from lambda_events import http_event
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,6 +36,23 @@ def wait_for(predicate, what: str, limit: float = 30.0) -> None:
         time.sleep(0.02)
 
 
+def managed(command: list[str], marks: Path, max_concurrency: int, **options) -> ThreadedEmulator:
+    """A Managed Instances environment of ``command``; the app writes its marks in ``marks``."""
+    return ThreadedEmulator(
+        command,
+        cwd=str(HERE),
+        max_concurrency=max_concurrency,
+        log=lambda line: None,
+        env={"MARK_DIR": str(marks)},
+        **options,
+    )
+
+
+def worker_pid(result) -> int:
+    """The pid of the process that answered (host_apps puts it at the end of the body)."""
+    return int(result.json()["body"].split('"pid":')[1].rstrip("}"))
+
+
 def invoke_together(emu: ThreadedEmulator, events: list[dict]) -> list:
     async def all_at_once():
         return await asyncio.gather(*(emu.emulator.invoke(event) for event in events))
@@ -46,13 +63,7 @@ def invoke_together(emu: ThreadedEmulator, events: list[dict]) -> list:
 @HOSTS
 def test_concurrent_invocations_each_drain_their_work(command, tmp_path):
     names = [f"job{i}" for i in range(6)]
-    with ThreadedEmulator(
-        command,
-        cwd=str(HERE),
-        max_concurrency=3,
-        log=lambda line: None,
-        env={"MARK_DIR": str(tmp_path)},
-    ) as emu:
+    with managed(command, tmp_path, 3) as emu:
         assert emu.invoke(http_event("/hello")).ok  # init
         results = invoke_together(emu, [http_event(f"/slow/{name}") for name in names])
         wait_for(lambda: len(list(tmp_path.iterdir())) == len(names), "every drain")
@@ -69,20 +80,14 @@ def test_concurrent_invocations_each_drain_their_work(command, tmp_path):
     assert all(record.outcome != "timeout" for record in emu.freeze_log)
     if command is AWSLAMBDARIC:
         assert extensions == []  # no forked worker registered an extension
-        pids = {int(result.json()["body"].split('"pid":')[1].rstrip("}")) for result in results}
+        pids = {worker_pid(result) for result in results}
         assert len(pids) > 1  # forked workers answered
     else:
         assert extensions == ["holdfast-shutdown"]  # one process: it earns its SIGTERM
 
 
 def test_sigterm_lets_work_in_flight_finish_under_holdfast_run(tmp_path):
-    with ThreadedEmulator(
-        HOLDFAST_RUN,
-        cwd=str(HERE),
-        max_concurrency=2,
-        log=lambda line: None,
-        env={"MARK_DIR": str(tmp_path)},
-    ) as emu:
+    with managed(HOLDFAST_RUN, tmp_path, 2) as emu:
         assert emu.invoke(http_event("/work/last")).ok
         # Shut down at once: the 0.3 s background task is still running.
     assert (tmp_path / "last").exists()
@@ -93,18 +98,12 @@ def test_a_signalled_awslambdaric_worker_finishes_work_in_flight(tmp_path):
     of it): a worker finishes its in-flight work when the platform signals the process group,
     as here, or when the parent's death reaches it (PR_SET_PDEATHSIG), within the time the
     platform leaves before SIGKILL."""
-    with ThreadedEmulator(
-        AWSLAMBDARIC,
-        cwd=str(HERE),
-        max_concurrency=2,
-        log=lambda line: None,
-        env={"MARK_DIR": str(tmp_path)},
-    ) as emu:
+    with managed(AWSLAMBDARIC, tmp_path, 2) as emu:
         result = emu.invoke(http_event("/work/last"))
-        worker = result.json()["body"].split('"pid":')[1].rstrip("}")
-        os.killpg(os.getpgid(int(worker)), signal.SIGTERM)
+        worker = worker_pid(result)
+        os.killpg(os.getpgid(worker), signal.SIGTERM)
         wait_for(lambda: (tmp_path / "last").exists(), "the in-flight drain")
-    assert (tmp_path / "last").read_text().strip() == worker
+    assert (tmp_path / "last").read_text().strip() == str(worker)
 
 
 def test_the_next_request_never_waits_for_the_last_ones_drain(tmp_path):
@@ -112,14 +111,7 @@ def test_the_next_request_never_waits_for_the_last_ones_drain(tmp_path):
     both requests, and the second answer comes while the first request's after-response work
     still waits for its gate (the drain thread gives the loop way to the handler). (Under
     `holdfast run` a slot is busy until its drain is done, by design: back-pressure.)"""
-    with ThreadedEmulator(
-        AWSLAMBDARIC,
-        cwd=str(HERE),
-        max_concurrency=1,
-        timeout=10,
-        log=lambda line: None,
-        env={"MARK_DIR": str(tmp_path)},
-    ) as emu:
+    with managed(AWSLAMBDARIC, tmp_path, 1, timeout=10) as emu:
         assert emu.invoke(http_event("/gated/first")).ok
         second = emu.invoke(http_event("/hello"))
         assert second.ok and not (tmp_path / "first").exists()
@@ -130,15 +122,9 @@ def test_the_next_request_never_waits_for_the_last_ones_drain(tmp_path):
 def test_an_awslambdaric_worker_finishes_its_work_when_its_parent_dies_of_sigterm(tmp_path):
     """A platform that signals only the runtime's main process: awslambdaric's parent dies of
     SIGTERM, and its death reaches the worker as SIGTERM (PR_SET_PDEATHSIG)."""
-    with ThreadedEmulator(
-        AWSLAMBDARIC,
-        cwd=str(HERE),
-        max_concurrency=2,
-        log=lambda line: None,
-        env={"MARK_DIR": str(tmp_path)},
-    ) as emu:
+    with managed(AWSLAMBDARIC, tmp_path, 2) as emu:
         result = emu.invoke(http_event("/work/orphan"))
-        worker = int(result.json()["body"].split('"pid":')[1].rstrip("}"))
+        worker = worker_pid(result)
         parent = int(Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[1])
         os.kill(parent, signal.SIGTERM)
         wait_for(lambda: (tmp_path / "orphan").exists(), "the orphaned worker's drain")
