@@ -8,16 +8,10 @@ AWS_LAMBDA_MAX_CONCURRENCY, and against a runtime played by hand for the protoco
 import concurrent.futures
 import http.client
 import json
-import sys
 import uuid
 
-from emulator_support import mini, ric, wait_until
+from emulator_support import mini, reporter, ric, wait_until
 
-REPORTER = (
-    "import os, sys, time;"
-    "open(sys.argv[1], 'w').write(os.environ['AWS_LAMBDA_RUNTIME_API']);"
-    "time.sleep(600)"
-)
 NEXT = "/2018-06-01/runtime/invocation/next"
 
 
@@ -60,9 +54,7 @@ def test_a_timeout_fails_the_invocation_not_the_environment(emulators):
 
 def test_a_result_posted_after_the_timeout_gets_410(emulators, tmp_path):
     address_file = tmp_path / "address"
-    emu = emulators(
-        [sys.executable, "-c", REPORTER, str(address_file)], max_concurrency=2, timeout=1
-    )
+    emu = emulators(reporter(address_file), max_concurrency=2, timeout=1)
     result = emu.submit(emu.emulator.invoke({"n": 1}, tenant_id="tenant-7"))
     wait_until(lambda: address_file.exists() and address_file.read_text(), "the runtime started")
     address = address_file.read_text()

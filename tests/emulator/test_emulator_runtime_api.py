@@ -4,32 +4,17 @@ The "runtime" the emulator starts only reports its AWS_LAMBDA_RUNTIME_API and sl
 plays the runtime (and the extensions) itself over http.client.
 """
 
-import http.client
 import json
 import re
-import sys
 import threading
 import time
 import uuid
 
 import pytest
+from emulator_support import call, reporter
 
 RUNTIME = "/2018-06-01/runtime"
 EXTENSION = "/2020-01-01/extension"
-REPORTER = (
-    "import os, sys, time;"
-    "open(sys.argv[1], 'w').write(os.environ['AWS_LAMBDA_RUNTIME_API']);"
-    "time.sleep(600)"
-)
-
-
-def call(address, method, path, body=None, headers=None):
-    connection = http.client.HTTPConnection(address)
-    connection.request(method, path, body=body, headers=headers or {})
-    response = connection.getresponse()
-    payload = response.read()
-    connection.close()
-    return response.status, dict(response.getheaders()), payload
 
 
 def error_type(result):
@@ -62,7 +47,7 @@ def wait_for(box):
 def fake_runtime(emulators, tmp_path):
     """An emulator whose runtime the test plays; yields (emulator, Runtime API address)."""
     address_file = tmp_path / "address"
-    emu = emulators([sys.executable, "-c", REPORTER, str(address_file)])
+    emu = emulators(reporter(address_file))
 
     def start_invocation(event):
         future = emu.submit(emu.emulator.invoke(event))

@@ -7,10 +7,9 @@ so the environment can only freeze if the event was delivered while the extensio
 
 import http.client
 import json
-import sys
 
 import pytest
-from emulator_support import ric, wait_until
+from emulator_support import call, reporter, ric, wait_until
 
 
 def _events(batches):
@@ -142,21 +141,6 @@ def test_timeout_is_reported_before_the_reset(emulators, telemetry_extension):
 
 # -- subscription requests answered as Lambda answers them ---------------------------------------
 
-REPORTER = (
-    "import os, sys, time;"
-    "open(sys.argv[1], 'w').write(os.environ['AWS_LAMBDA_RUNTIME_API']);"
-    "time.sleep(600)"
-)
-
-
-def _call(address, method, path, body=None, headers=None):
-    connection = http.client.HTTPConnection(address)
-    connection.request(method, path, body=body, headers=headers or {})
-    response = connection.getresponse()
-    payload = response.read()
-    connection.close()
-    return response.status, payload
-
 
 GOOD = {
     "schemaVersion": "2022-12-13",
@@ -185,7 +169,7 @@ GOOD = {
 def test_bad_subscriptions_get_validation_errors(emulators, tmp_path, change):
     address = _manual_environment(emulators, tmp_path)
     identifier = _register(address)
-    status, body = _call(
+    status, _, body = call(
         address,
         "PUT",
         "/2022-07-01/telemetry",
@@ -198,18 +182,18 @@ def test_bad_subscriptions_get_validation_errors(emulators, tmp_path, change):
 
 def test_only_registered_extensions_may_subscribe(emulators, tmp_path):
     address = _manual_environment(emulators, tmp_path)
-    status, body = _call(address, "PUT", "/2022-07-01/telemetry", json.dumps(GOOD))
+    status, _, body = call(address, "PUT", "/2022-07-01/telemetry", json.dumps(GOOD))
     assert (status, json.loads(body)["errorType"]) == (403, "Extension.MissingExtensionIdentifier")
     identifier = _register(address)
     headers = {"Lambda-Extension-Identifier": identifier}
-    status, body = _call(address, "PUT", "/2022-07-01/telemetry", json.dumps(GOOD), headers)
+    status, _, body = call(address, "PUT", "/2022-07-01/telemetry", json.dumps(GOOD), headers)
     assert (status, json.loads(body)) == (200, "OK")
 
 
 def _manual_environment(emulators, tmp_path):
     """An environment whose "runtime" only reports its Runtime API address (the test plays it)."""
     address_file = tmp_path / "address"
-    emu = emulators([sys.executable, "-c", REPORTER, str(address_file)], init_timeout=30)
+    emu = emulators(reporter(address_file), init_timeout=30)
     emu.submit(emu.emulator.invoke({}))  # starts the environment; never answered
     wait_until(lambda: address_file.exists() and address_file.read_text(), "the runtime started")
     return address_file.read_text()
