@@ -1,5 +1,6 @@
 """A real moto_server for the tests (and bench/tasks.py) that need SQS, DynamoDB or
-CloudFormation: on a free 127.0.0.1 port, with dummy credentials in the environment.
+CloudFormation: on a free 127.0.0.1 port, with dummy credentials in the environment; and the
+SQS event Lambda's poller would build from messages received there.
 
 Importable by name from every test directory (see tests/conftest.py).
 """
@@ -57,6 +58,30 @@ def moto_server(env: Mapping[str, str] = AWS_ENV) -> Iterator[str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def sqs_event(messages: list[dict], queue_arn: str) -> dict:
+    """The event Lambda's SQS poller would send for ``messages`` (as ``receive_message`` returned
+    them, with ``AttributeNames`` and ``MessageAttributeNames`` ``["All"]``)."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {
+                    name: {"stringValue": value.get("StringValue"), "dataType": "String"}
+                    for name, value in m.get("MessageAttributes", {}).items()
+                },
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+    }
 
 
 def _wait_until_up(endpoint: str, process: subprocess.Popen) -> None:

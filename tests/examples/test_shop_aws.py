@@ -12,6 +12,8 @@ import boto3
 import pytest
 from shop_support import HOSTS, REGION, ShopFunction, bearer, jwt
 
+from moto_support import sqs_event
+
 #: Each host runs with the environment of the template's variant for it: the managed runtime is
 #: the zip package, `holdfast run` the container image (which streams). A stack each also means
 #: a table each: periodic slots run once per table, whichever function asks.
@@ -78,7 +80,7 @@ class Poller:
             MessageAttributeNames=["All"],
         ).get("Messages", [])
         assert messages, "nothing in the queue"
-        answer = self.function.invoke(self.event(messages))
+        answer = self.function.invoke(sqs_event(messages, self.queue_arn))
         assert answer.status == 200 and "X-Amz-Function-Error" not in answer.headers, answer.body
         result = answer.json()
         failed = {item["itemIdentifier"] for item in result["batchItemFailures"]}
@@ -88,27 +90,6 @@ class Poller:
                     QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
                 )
         return result
-
-    def event(self, messages: list[dict]) -> dict:
-        return {
-            "Records": [
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": m.get("Attributes", {}),
-                    "messageAttributes": {
-                        name: {"stringValue": value.get("StringValue"), "dataType": "String"}
-                        for name, value in m.get("MessageAttributes", {}).items()
-                    },
-                    "md5OfBody": m["MD5OfBody"],
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": self.queue_arn,
-                    "awsRegion": REGION,
-                }
-                for m in messages
-            ]
-        }
 
 
 def test_a_report_job_runs_through_sqs_and_its_status_is_in_dynamodb(shop, stack):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from holdfast.tasks import queue as queue_module
-from moto_support import REGION, moto_server
+from moto_support import REGION, moto_server, sqs_event
 
 HERE = Path(__file__).resolve().parent
 
@@ -92,25 +92,7 @@ class AwsResources:
 
     def lambda_event(self, messages: list[dict]) -> dict:
         """The event Lambda's SQS poller would send for these received messages."""
-        return {
-            "Records": [
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": m.get("Attributes", {}),
-                    "messageAttributes": {
-                        name: {"stringValue": value.get("StringValue"), "dataType": "String"}
-                        for name, value in m.get("MessageAttributes", {}).items()
-                    },
-                    "md5OfBody": m.get("MD5OfBody", ""),
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": self.queue_arn,
-                    "awsRegion": REGION,
-                }
-                for m in messages
-            ]
-        }
+        return sqs_event(messages, self.queue_arn)
 
 
 @pytest.fixture
