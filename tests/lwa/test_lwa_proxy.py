@@ -32,9 +32,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def proxy_command(port: int, *server_options: str) -> list[str]:
+def uvicorn(port: int, *server_options: str) -> list[str]:
     server = [sys.executable, "-m", "uvicorn", "proxy_apps:app", "--port", str(port)]
-    server += ["--log-level", "warning", *server_options]
+    return [*server, "--log-level", "warning", *server_options]
+
+
+def proxy_command(port: int, server: list[str]) -> list[str]:
     return [sys.executable, "-m", "holdfast", "proxy", "--port", str(port), "--", *server]
 
 
@@ -44,12 +47,14 @@ def start(tmp_path):
     record.touch()
     started = []
 
-    def start(env=None, server_options=(), **options):
+    def start(env=None, server_options=(), server=None, **options):
+        """The proxy in an emulator, in front of ``server(port)`` (default: uvicorn serving
+        proxy_apps, with ``server_options``)."""
         options.setdefault("timeout", 30)
         options.setdefault("log", lambda line: None)
         port = free_port()
         emulator = ThreadedEmulator(
-            proxy_command(port, *server_options),
+            proxy_command(port, (server or uvicorn)(port, *server_options)),
             cwd=str(HERE),
             env={"HOLDFAST_TEST_RECORD": str(record), **(env or {})},
             **options,
@@ -122,32 +127,18 @@ def test_no_connection_is_reused_across_a_freeze(start):
     assert all(entry.outcome == "frozen" for entry in emulator.freeze_log)
 
 
-def test_wsgi_work_after_the_response_finishes_before_the_freeze(tmp_path):
-    record = tmp_path / "record.txt"
-    record.touch()
-    port = free_port()
-    server = [sys.executable, "wsgi_server.py", str(port)]
-    emulator = ThreadedEmulator(
-        [sys.executable, "-m", "holdfast", "proxy", "--port", str(port), "--", *server],
-        cwd=str(HERE),
-        env={"HOLDFAST_TEST_RECORD": str(record)},
-        timeout=30,
-        log=lambda line: None,
-    )
-    emulator.start()
-    try:
-        request_ids = []
-        for _ in range(2):
-            status, _, body = get(emulator.url, "/work")
-            assert status == 200, body
-            request_ids.append(json.loads(body)["request_id"])
-            emulator.wait_idle(timeout=60)
-        finished = records(record)
-        freezes = {entry.request_id: entry for entry in emulator.freeze_log}
-        for request_id in request_ids:
-            assert finished[("task", request_id)] < freezes[request_id].frozen_at
-    finally:
-        emulator.close()
+def test_wsgi_work_after_the_response_finishes_before_the_freeze(start):
+    emulator, record = start(server=lambda port: [sys.executable, "wsgi_server.py", str(port)])
+    request_ids = []
+    for _ in range(2):
+        status, _, body = get(emulator.url, "/work")
+        assert status == 200, body
+        request_ids.append(json.loads(body)["request_id"])
+        emulator.wait_idle(timeout=60)
+    finished = records(record)
+    freezes = {entry.request_id: entry for entry in emulator.freeze_log}
+    for request_id in request_ids:
+        assert finished[("task", request_id)] < freezes[request_id].frozen_at
 
 
 def test_managed_instances_run_concurrent_pollers_on_pooled_connections(start):
