@@ -120,7 +120,7 @@ class SQSBackend:
         keep_seconds: int = DEFAULT_KEEP_SECONDS,
     ) -> None:
         if importlib.util.find_spec("boto3") is None:  # pragma: no cover - the `aws` extra
-            raise BackendError("the SQS backend needs boto3: pip install holdfast[aws]")
+            raise BackendError("the SQS backend needs boto3: pip install boto3")
         self.queue_url = queue_url
         self.table = table
         self.queue = queue
