@@ -1,4 +1,4 @@
-"""Per-invocation time of ``holdfast.Adapter`` against Mangum, both with default options.
+"""Per-invocation time of ``holdfast.Adapter`` against Mangum: its default and its fastest setting.
 
     .venv/bin/python bench/adapter.py
 
@@ -10,7 +10,9 @@ Lambda Python runtime calls it.
 The machine is shared and noisy, so the measurements are interleaved: every round times a short
 batch of each (app, event, adapter) combination, in a new random order each round; a batch's
 mean is one sample, and the table shows the median of those per-round means. Ratios are
-holdfast / Mangum (lower is faster); "overall" compares the sums over the three events.
+holdfast / Mangum (lower is faster); "overall" compares the sums over the three events. Mangum
+runs twice: with its defaults, and with ``lifespan="off"`` (its fastest fair setting: no lifespan
+cycle per call); the goals are checked against the faster of the two.
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ APPS: dict[str, Callable[[], Any]] = {
 ADAPTERS: dict[str, Callable[[Any], Handler]] = {
     "holdfast": lambda app: holdfast.Adapter(app),
     "mangum": lambda app: Mangum(app),
+    "mangum-off": lambda app: Mangum(app, lifespan="off"),
 }
 
 
@@ -200,25 +203,31 @@ def report(
         f"holdfast.Adapter vs Mangum: median of {rounds} interleaved rounds ({elapsed:.0f} s),"
         f" microseconds per invocation; Python {sys.version.split()[0]}"
     )
+    print('"mangum" = Mangum(app) (defaults), "off" = Mangum(app, lifespan="off") (its fastest)')
     print()
-    header = f"{'app':<10} {'event':<8} {'holdfast':>10} {'mangum':>10} {'ratio':>7}"
+    header = (
+        f"{'app':<10} {'event':<8} {'holdfast':>9} {'mangum':>9} {'off':>9}"
+        f" {'vs mangum':>10} {'vs off':>7}"
+    )
     print(header)
     print("-" * len(header))
     overall = {}
     for app in APPS:
-        for event in events:
-            ours, theirs = medians[app, event, "holdfast"], medians[app, event, "mangum"]
-            print(f"{app:<10} {event:<8} {ours:>10.1f} {theirs:>10.1f} {ours / theirs:>6.2f}x")
-        ours = sum(medians[app, event, "holdfast"] for event in events)
-        theirs = sum(medians[app, event, "mangum"] for event in events)
-        overall[app] = ours / theirs
-        print(
-            f"{app:<10} {'overall':<8} {ours / 3:>10.1f} {theirs / 3:>10.1f} {overall[app]:>6.2f}x"
-        )
+        rows = [(event, [medians[app, event, a] for a in ADAPTERS]) for event in events]
+        totals = [sum(row[1][i] for row in rows) for i in range(len(ADAPTERS))]
+        for event, (ours, theirs, off) in [*rows, ("overall", [t / 3 for t in totals])]:
+            print(
+                f"{app:<10} {event:<8} {ours:>9.1f} {theirs:>9.1f} {off:>9.1f}"
+                f" {ours / theirs:>9.2f}x {ours / off:>6.2f}x"
+            )
+        overall[app] = totals[0] / min(totals[1:])
         print()
     for app, goal in GOALS.items():
         verdict = "met" if overall[app] <= goal else "MISSED"
-        print(f"goal {app}: <= {goal:.2f}x Mangum's time: {overall[app]:.2f}x, {verdict}")
+        print(
+            f"goal {app}: <= {goal:.2f}x Mangum's time at its fastest: {overall[app]:.2f}x,"
+            f" {verdict}"
+        )
 
 
 if __name__ == "__main__":

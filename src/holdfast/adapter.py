@@ -710,7 +710,7 @@ def as_asgi(app: Any, wsgi: Any) -> ASGIApp:
     try:
         from a2wsgi import WSGIMiddleware
     except ImportError:  # pragma: no cover - depends on the installation
-        raise ImportError("WSGI apps need a2wsgi: pip install 'holdfast[wsgi]'") from None
+        raise ImportError("WSGI apps need a2wsgi: pip install a2wsgi") from None
     return WSGIMiddleware(wsgi if wsgi is not None else app)  # type: ignore[return-value]
 
 

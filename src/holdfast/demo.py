@@ -17,7 +17,7 @@ from typing import Any
 try:
     from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Request, Response
 except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError("the demo app needs FastAPI: pip install 'holdfast[dev]'") from exc
+    raise ImportError("the demo app needs FastAPI: pip install fastapi") from exc
 
 import holdfast
 from holdfast.tasks import TaskQueue

@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import parse_qsl
 
 import pytest
@@ -377,3 +378,40 @@ def test_an_oversized_response_is_a_413_not_a_refused_payload(runtime):
     answer = result.json()
     assert (answer["statusCode"], answer["body"]) == (413, "Response payload too large")
     assert after.ok and after.json()["statusCode"] == 200
+
+
+@pytest.mark.parametrize("trace", ["", "Root=1-%s;Parent=%d"])
+@pytest.mark.parametrize(
+    "context",
+    [
+        SimpleNamespace(
+            aws_request_id="r%s1",
+            invoked_function_arn="arn:%d:\u00e9",
+            function_name="f%",
+            memory_limit_in_mb="128",
+            function_version="$LATEST",
+            log_stream_name="s",
+            log_group_name="g",
+            tenant_id="t1",
+            client_context=None,
+            identity=None,
+            _epoch_deadline_time_in_ms=5,
+        ),
+        SimpleNamespace(
+            aws_request_id="x",
+            _deadline_ms=7,
+            identity=SimpleNamespace(cognito_identity_id="i%s", cognito_identity_pool_id=None),
+            client_context=SimpleNamespace(
+                client=SimpleNamespace(installation_id="a"), custom={"k": "%s"}, env={"e": 1}
+            ),
+        ),
+        SimpleNamespace(),
+    ],
+)
+def test_the_lambda_context_header_is_the_json_of_its_document(context, trace, monkeypatch):
+    # The header is assembled from a per-environment template for speed; it must stay the plain
+    # JSON of lambda_context(), whatever '%' or non-ASCII text the context holds.
+    from holdfast.sources.platform import _json, _lambda_context_json, lambda_context
+
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", trace)
+    assert _lambda_context_json(context) == _json(lambda_context(context))

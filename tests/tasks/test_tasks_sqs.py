@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 
+import boto3
 import pytest
 
 from holdfast.tasks import TaskQueue, TaskState
@@ -294,3 +295,24 @@ def test_a_deeply_nested_message_body_is_dead_not_redelivered_forever(aws):
     [status] = asyncio.run(run_until(queue, [handle]))
     assert status.result == 2
     assert aws.receive(visibility=0) == []  # no redrive policy: deleted, not a loop
+
+
+def test_a_finished_status_expires_by_the_tables_ttl_after_the_kept_time(aws):
+    # The template's table has TTL on `expires_at`: a finished task's record must carry it
+    # (`keep` seconds past its finish), and one still in flight must not, or TTL would delete
+    # the status of a task that has yet to run.
+    queue = TaskQueue(aws.url() + "&keep=3600", endpoint_url=aws.endpoint)
+
+    @queue.task(name="add")
+    def add(a: int, b: int = 0) -> int:
+        return a + b
+
+    handle = queue.tasks["add"].defer_sync(1, b=2)
+    ddb = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=aws.endpoint)
+    item = ddb.get_item(TableName=aws.table, Key={"id": {"S": handle.id}})["Item"]
+    assert "expires_at" not in item
+    [done] = asyncio.run(run_until(queue, [handle]))
+    assert done.state is TaskState.SUCCEEDED
+    item = ddb.get_item(TableName=aws.table, Key={"id": {"S": handle.id}})["Item"]
+    expires_at = int(item["expires_at"]["N"])
+    assert abs(expires_at - (done.finished_at.timestamp() + 3600)) <= 2

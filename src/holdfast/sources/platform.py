@@ -14,6 +14,7 @@ drops them and adds these, so an app can trust what it reads there.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -48,7 +49,7 @@ def platform_headers(event: LambdaEvent, context: LambdaContext) -> RawHeaders:
     if isinstance(request_context, dict):
         headers.append((REQUEST_CONTEXT, _json(request_context)))
     if context is not None:
-        headers.append((LAMBDA_CONTEXT, _json(lambda_context(context))))
+        headers.append((LAMBDA_CONTEXT, _lambda_context_json(context)))
         tenant = _tenant_id(context)
         if tenant is not None:
             headers.append((TENANT_ID, tenant))
@@ -73,6 +74,66 @@ def lambda_context(context: LambdaContext) -> dict[str, Any]:
         },
         "tenant_id": _text(context, "tenant_id"),
     }
+
+
+def _lambda_context_json(context: LambdaContext) -> bytes:
+    """``_json(lambda_context(context))``, byte for byte, at a fraction of the cost.
+
+    It runs on every request: the parts that are the same for every invocation of an
+    environment (the function's ARN and ``env_config``) are encoded once.
+    """
+    client_context = getattr(context, "client_context", None)
+    identity = _identity(getattr(context, "identity", None))
+    tenant = _text(context, "tenant_id")
+    return b"".join(
+        (
+            b'{"request_id": ',
+            _string(_text(context, "aws_request_id") or ""),
+            b', "deadline": %d, "invoked_function_arn": ' % _deadline_ms(context),
+            _environment_json(
+                _text(context, "invoked_function_arn") or "",
+                _text(context, "function_name") or "",
+                _memory(getattr(context, "memory_limit_in_mb", None)),
+                _text(context, "function_version") or "",
+                _text(context, "log_stream_name") or "",
+                _text(context, "log_group_name") or "",
+            )
+            % (
+                _string(os.environ.get("_X_AMZN_TRACE_ID", "")),
+                b"null" if client_context is None else _json(_client_context(client_context)),
+                b"null" if identity is None else _json(identity),
+            ),
+            b', "tenant_id": ',
+            b"null" if tenant is None else _string(tenant),
+            b"}",
+        )
+    )
+
+
+def _string(text: str) -> bytes:
+    return _ENCODER.encode(text).encode("ascii")
+
+
+@functools.lru_cache(maxsize=16)
+def _environment_json(
+    arn: str, function_name: str, memory: int, version: str, log_stream: str, log_group: str
+) -> bytes:
+    # The function's ARN, then slots (%s) for the trace id, client context and identity, then
+    # env_config: one template per environment.
+    env_config = {
+        "function_name": function_name,
+        "memory": memory,
+        "version": version,
+        "log_stream": log_stream,
+        "log_group": log_group,
+    }
+    return b"".join(
+        (
+            _string(arn).replace(b"%", b"%%"),
+            b', "xray_trace_id": %s, "client_context": %s, "identity": %s, "env_config": ',
+            _json(env_config).replace(b"%", b"%%"),
+        )
+    )
 
 
 def _json(document: Any) -> bytes:

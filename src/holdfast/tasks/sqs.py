@@ -99,6 +99,10 @@ def _region(queue_url: str) -> str | None:
     return None
 
 
+#: A finished task's status is kept a week before DynamoDB's TTL may delete it.
+DEFAULT_KEEP_SECONDS = 7 * 24 * 3600
+
+
 class SQSBackend:
     """One holdfast queue on one SQS queue plus a DynamoDB status table."""
 
@@ -113,14 +117,18 @@ class SQSBackend:
         endpoint_url: str | None = None,
         region: str | None = None,
         wait_seconds: int = 5,
+        keep_seconds: int = DEFAULT_KEEP_SECONDS,
     ) -> None:
         if importlib.util.find_spec("boto3") is None:  # pragma: no cover - the `aws` extra
-            raise BackendError("the SQS backend needs boto3: pip install holdfast[aws]")
+            raise BackendError("the SQS backend needs boto3: pip install boto3")
         self.queue_url = queue_url
         self.table = table
         self.queue = queue
         self.sqs_queue_name = queue_url.rstrip("/").rsplit("/", 1)[-1]
         self.wait_seconds = max(0, min(int(wait_seconds), 20))
+        #: How long a finished task's status stays readable: its `expires_at` (epoch seconds,
+        #: the table's TTL attribute) is set this far past the moment it finished.
+        self.keep_seconds = max(0, int(keep_seconds))
         self._client_options = {
             "region_name": region or _region(queue_url),
             "endpoint_url": endpoint_url,
@@ -155,7 +163,7 @@ class SQSBackend:
 
     @classmethod
     def from_url(cls, rest: str, *, queue: str, endpoint_url: str | None = None) -> SQSBackend:
-        """From the part of `sqs://<queue-url>?table=T[&region=R][&wait=S]` after `sqs://`."""
+        """From the part of `sqs://<queue-url>?table=T[&region=R][&wait=S][&keep=S]`."""
         queue_url, _, query = rest.partition("?")
         options = {key: values[-1] for key, values in parse_qs(query).items()}
         if "table" not in options:
@@ -169,6 +177,7 @@ class SQSBackend:
             endpoint_url=endpoint_url,
             region=options.get("region"),
             wait_seconds=int(options.get("wait", 5)),
+            keep_seconds=int(options.get("keep", DEFAULT_KEEP_SECONDS)),
         )
 
     def close(self) -> None:
@@ -453,6 +462,9 @@ class SQSBackend:
         }
         when = "finished_at" if state.is_final else "run_at"
         update = f"SET #s = :s, #e = :e, #r = :r, {when} = :t REMOVE lease_until"
+        if state.is_final:  # DynamoDB's TTL deletes the record once its status has been kept
+            update = update.replace(" REMOVE", ", expires_at = :x REMOVE")
+            values[":x"] = _n(int(now) + self.keep_seconds)
         if not outcome.counted:
             update = update.replace(" REMOVE", ", attempts = attempts - :one REMOVE")
             values[":one"] = _n(1)
@@ -577,13 +589,17 @@ class SQSBackend:
             self._ddb.update_item(
                 TableName=self.table,
                 Key={"id": _s(message["id"])},
-                UpdateExpression="SET #s = :dead, #e = :e, finished_at = :now REMOVE lease_until",
+                UpdateExpression=(
+                    "SET #s = :dead, #e = :e, finished_at = :now, expires_at = :x"
+                    " REMOVE lease_until"
+                ),
                 ConditionExpression="#s IN (:queued, :retrying, :running)",
                 ExpressionAttributeNames={"#s": "state", "#e": "error"},
                 ExpressionAttributeValues={
                     ":dead": _s(TaskState.DEAD.value),
                     ":e": _s(error),
                     ":now": _n(time.time()),
+                    ":x": _n(int(time.time()) + self.keep_seconds),
                     ":queued": _s(TaskState.QUEUED.value),
                     ":retrying": _s(TaskState.RETRYING.value),
                     ":running": _s(TaskState.RUNNING.value),
