@@ -353,9 +353,10 @@ class SQLiteBackend:
         now = time.time()
 
         def op(conn: sqlite3.Connection) -> int:
-            if conn.execute(_PROBE_EXPIRED, (self.queue, now)).fetchone() is None:
+            params = {"queue": self.queue, "now": now}  # named: Python 3.14 refuses a tuple
+            if conn.execute(_PROBE_EXPIRED, params).fetchone() is None:
                 return 0
-            return conn.execute(_RECOVER, {"queue": self.queue, "now": now}).rowcount
+            return conn.execute(_RECOVER, params).rowcount
 
         recovered = self._run(op)
         if recovered:
