@@ -40,7 +40,12 @@ def test_holdfast_errors_share_one_base():
             assert issubclass(value, holdfast.HoldfastError), item
 
 
-def test_the_runtime_init_error_is_a_holdfast_error():
+def test_the_errors_a_user_can_meet_are_holdfast_errors():
+    from holdfast.coldstart import ColdStartError
+    from holdfast.runtime.client import RuntimeAPIError
+    from holdfast.runtime.context import ContextError
     from holdfast.runtime.loader import InitError
+    from holdfast.tasks.errors import TaskError
 
-    assert issubclass(InitError, holdfast.HoldfastError)
+    for error in (InitError, RuntimeAPIError, ContextError, ColdStartError, TaskError):
+        assert issubclass(error, holdfast.HoldfastError), error

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from holdfast.errors import HoldfastError
+
 CATEGORIES = ("holdfast", "stdlib", "libraries", "app")
 _LABELS = {
     "holdfast": "holdfast",
@@ -89,7 +91,7 @@ class Profile:
         )
 
 
-class ColdStartError(Exception):
+class ColdStartError(HoldfastError):
     """The app could not be loaded; the message says why."""
 
 

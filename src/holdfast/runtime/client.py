@@ -20,6 +20,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from holdfast.errors import HoldfastError
+
 if TYPE_CHECKING:
     from holdfast.runtime.report import ErrorReport
 
@@ -40,7 +42,7 @@ _COALESCE_BYTES = 64 * 1024
 _RECV_SIZE = 64 * 1024
 
 
-class RuntimeAPIError(Exception):
+class RuntimeAPIError(HoldfastError):
     """The Runtime API refused a call (an unexpected status); ``status`` 5xx means exit."""
 
     def __init__(self, method: str, path: str, status: int, body: bytes) -> None:

@@ -20,6 +20,7 @@ import sys
 import time
 from typing import Any
 
+from holdfast.errors import HoldfastError
 from holdfast.runtime.client import InvocationRequest
 
 # ``context.w3c()`` exposes only these string fields of ``clientContext.w3c``.
@@ -204,7 +205,7 @@ class LambdaContext:
         )
 
 
-class ContextError(ValueError):
+class ContextError(HoldfastError, ValueError):
     """A ``Lambda-Runtime-*`` header that should carry JSON does not."""
 
 
