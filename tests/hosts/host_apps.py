@@ -45,7 +45,7 @@ async def _after_gate(name: str) -> None:
 @app.get("/gated/{name}")
 async def gated(name: str, tasks: BackgroundTasks):
     tasks.add_task(_after_gate, name)
-    return {"name": name}
+    return {"name": name, "pid": os.getpid()}
 
 
 @app.get("/slow/{name}")

@@ -99,9 +99,13 @@ def test_a_signalled_awslambdaric_worker_finishes_work_in_flight(tmp_path):
     as here, or when the parent's death reaches it (PR_SET_PDEATHSIG), within the time the
     platform leaves before SIGKILL."""
     with managed(AWSLAMBDARIC, tmp_path, 2) as emu:
-        result = emu.invoke(http_event("/work/last"))
+        # The work waits on a gate, so it is surely in flight at the signal; opened right after,
+        # it ends well inside the shutdown budget even on a loaded machine.
+        result = emu.invoke(http_event("/gated/last"))
         worker = worker_pid(result)
         os.killpg(os.getpgid(worker), signal.SIGTERM)
+        assert not (tmp_path / "last").exists()
+        (tmp_path / "open-last").touch()
         wait_for(lambda: (tmp_path / "last").exists(), "the in-flight drain")
     assert (tmp_path / "last").read_text().strip() == str(worker)
 
@@ -123,9 +127,11 @@ def test_an_awslambdaric_worker_finishes_its_work_when_its_parent_dies_of_sigter
     """A platform that signals only the runtime's main process: awslambdaric's parent dies of
     SIGTERM, and its death reaches the worker as SIGTERM (PR_SET_PDEATHSIG)."""
     with managed(AWSLAMBDARIC, tmp_path, 2) as emu:
-        result = emu.invoke(http_event("/work/orphan"))
+        result = emu.invoke(http_event("/gated/orphan"))
         worker = worker_pid(result)
         parent = int(Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[1])
         os.kill(parent, signal.SIGTERM)
+        assert not (tmp_path / "orphan").exists()
+        (tmp_path / "open-orphan").touch()
         wait_for(lambda: (tmp_path / "orphan").exists(), "the orphaned worker's drain")
     assert (tmp_path / "orphan").read_text().strip() == str(worker)
