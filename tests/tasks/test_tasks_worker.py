@@ -214,15 +214,16 @@ def test_sync_tasks_run_in_threads_with_the_context(any_url):
 
 
 def test_long_task_keeps_its_lease(sqlite_url):
-    # Lease 1 s, task 2 s, two workers: renewals (every third of the lease) keep the other
-    # worker off it. (A shorter lease makes the test depend on the machine's load.)
-    queue = TaskQueue(sqlite_url, visibility_timeout=1.0)
+    # Lease 2 s, task 3 s, two workers: renewals (every third of the lease) keep the other
+    # worker off it. (A shorter lease makes the test depend on the machine's load: the suite
+    # runs on several xdist workers.)
+    queue = TaskQueue(sqlite_url, visibility_timeout=2.0)
     runs = []
 
     @queue.task(name="long")
     async def long() -> str:
         runs.append(1)
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(3.0)
         return "done"
 
     async def main():
