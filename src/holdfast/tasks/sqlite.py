@@ -350,29 +350,26 @@ class SQLiteBackend:
         self._run(lambda conn: conn.execute("PRAGMA wal_checkpoint(PASSIVE)"))
 
     def _recover(self) -> None:
-        now = time.time()
-
-        def op(conn: sqlite3.Connection) -> int:
-            params = {"queue": self.queue, "now": now}  # named: Python 3.14 refuses a tuple
-            if conn.execute(_PROBE_EXPIRED, params).fetchone() is None:
-                return 0
-            return conn.execute(_RECOVER, params).rowcount
-
-        recovered = self._run(op)
+        recovered = self._update_if_any(_PROBE_EXPIRED, _RECOVER)
         if recovered:
             logger.warning("%d task(s) re-queued: their worker stopped renewing", recovered)
 
     def _bury_never_due(self) -> None:
+        buried = self._update_if_any(_PROBE_NEVER_DUE, _BURY_NEVER_DUE)
+        if buried:
+            logger.error("%d task(s) made dead: their run_at is not a time", buried)
+
+    def _update_if_any(self, probe: str, update: str) -> int:
+        """Run `update` only when the read-only `probe` finds a row (an UPDATE takes the write
+        lock even when it matches nothing); both bind `:queue` and `:now` by name."""
         params = {"queue": self.queue, "now": time.time()}
 
         def op(conn: sqlite3.Connection) -> int:
-            if conn.execute(_PROBE_NEVER_DUE, params).fetchone() is None:
+            if conn.execute(probe, params).fetchone() is None:
                 return 0
-            return conn.execute(_BURY_NEVER_DUE, params).rowcount
+            return int(conn.execute(update, params).rowcount)
 
-        buried = self._run(op)
-        if buried:
-            logger.error("%d task(s) made dead: their run_at is not a time", buried)
+        return self._run(op)
 
     def claim_slot(self, name: str, slot: float) -> bool:
         cursor = self._run(lambda conn: conn.execute(_CLAIM_SLOT, (self.queue, name, slot)))
