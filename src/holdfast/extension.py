@@ -92,7 +92,6 @@ class AfterResponseExtension:
         serve in the extension's thread. Raises when registration fails."""
         from holdfast.runtime import sigterm
 
-        # Before the thread starts: it inherits the blocked SIGTERM.
         sigterm.handle(self._on_sigterm)
         sigterm.watch()
         ready = threading.Event()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -91,7 +90,6 @@ def _run(command: list[str], settings: ProxySettings, address: str) -> int:
     from holdfast.adapter import Adapter
     from holdfast.errors import LifespanError
     from holdfast.proxy.app import ProxyApp
-    from holdfast.runtime import sigterm
     from holdfast.runtime.bootstrap import fail_init, max_concurrency
     from holdfast.runtime.loader import Target
     from holdfast.runtime.loop import Runtime
@@ -103,9 +101,6 @@ def _run(command: list[str], settings: ProxySettings, address: str) -> int:
     if async_init and initialization in _PREINITIALIZED:
         logger.warning("ASYNC_INIT is ignored under %s: init waits for the app", initialization)
         async_init = False
-    # SIGTERM as holdfast run takes it (holdfast.runtime.sigterm), set up before the app starts.
-    on_sigterm: list[Callable[[], None]] = []
-    sigterm.watch(lambda: on_sigterm[0]() if on_sigterm else os._exit(0))
     app = ProxyApp(
         command,
         settings,
@@ -127,10 +122,6 @@ def _run(command: list[str], settings: ProxySettings, address: str) -> int:
         streaming=config.invoke_mode() == "response_stream",
         snapstart=initialization == "snap-start",
     )
-    loop = adapter.engine.loop
-
-    def terminate() -> None:  # in the SIGTERM thread: hand over to the loop
-        loop.call_soon_threadsafe(runtime.terminate)
-
-    on_sigterm.append(terminate)
+    # SIGTERM: before Runtime.run takes it over, holdfast.runtime.sigterm ends the process (the
+    # watch started by prepare_process); from then on the runtime winds down as holdfast run's.
     return adapter.engine.run(runtime.run())

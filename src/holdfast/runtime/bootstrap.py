@@ -25,7 +25,7 @@ def prepare_process() -> None:
     # This process drains pending work itself: an Adapter created while the app is imported must
     # not start the managed runtime's after-response extension (see holdfast.extension).
     os.environ["HOLDFAST_HOST"] = "runtime"
-    # SIGTERM taken by one thread before the app's import: threads it starts inherit the mask.
+    # SIGTERM watched before the app's import, so a SIGTERM during a slow import still ends us.
     from holdfast.runtime import sigterm
 
     sigterm.watch()

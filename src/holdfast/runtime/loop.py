@@ -313,15 +313,6 @@ def _unmarshal(request: InvocationRequest) -> Any:
     return json.loads(request.body)
 
 
-async def _post_failure(reply: Reply, exc: Exception, crashed: str | None = None) -> None:
-    """Report ``exc`` as the invocation's function error; ``crashed`` logs its traceback too."""
-    if crashed:
-        logger.error("request %s: %s", reply.request_id, crashed, exc_info=exc)
-    else:
-        logger.error("request %s: %s: %s", reply.request_id, type(exc).__name__, exc)
-    await reply.error(ErrorReport.from_exception(exc))
-
-
 def _marshal(result: Any) -> tuple[bytes, str]:
     if isinstance(result, bytes):
         return result, "application/unknown"

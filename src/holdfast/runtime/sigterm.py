@@ -64,19 +64,16 @@ async def _poll(client: RuntimeClient, identifier: str) -> None:
         await client.close()
 
 
-def watch(on_sigterm: Callable[[], object] | None = None) -> bool:
+def watch() -> bool:
     """Take SIGTERM in a thread of its own from now on: it calls the callback :func:`handle`
-    registered last (``on_sigterm``, when given, is registered so) or ends the process, status
-    0, when there is none. ``False`` (and no watch) off the main thread, where Python lets no
-    signal handler be installed. Idempotent.
+    registered last, or ends the process, status 0, when there is none. ``False`` (and no
+    watch) off the main thread, where Python lets no signal handler be installed. Idempotent.
 
     Python's C-level signal handler writes the signal's number to the wakeup fd the moment the
     signal arrives, whatever the main thread is doing; a thread waits on the other end. (No
     signal mask: a blocked SIGTERM would be inherited by every process the app starts.)
     """
     global _watching
-    if on_sigterm is not None:
-        handle(on_sigterm)
     if _watching:
         return True
     if threading.current_thread() is not threading.main_thread():
