@@ -13,6 +13,7 @@ import logging
 from holdfast import config
 from holdfast._types import ASGIApp, Message, RawHeaders, Receive, Scope, Send
 from holdfast.sources import HTTPResponse
+from holdfast.sources._http import find_header
 
 logger = logging.getLogger("holdfast")
 
@@ -25,7 +26,7 @@ def move_authorization(headers: RawHeaders, source: bytes) -> RawHeaders:
     value replaces any ``authorization``; when it is missing the headers are left as they are —
     no ``Authorization`` is invented — and a warning is logged.
     """
-    value = next((v for k, v in headers if k == source), None)
+    value = find_header(headers, source)
     if value is None:
         logger.warning(
             "authorization source header %r is missing from the request", source.decode()
@@ -90,7 +91,7 @@ class RewriteMiddleware:
         if self.compress:
             from holdfast import compression  # only when enabled: gzip costs cold-start time
 
-            accept = next((v for k, v in scope["headers"] if k == b"accept-encoding"), None)
+            accept = find_header(scope["headers"], b"accept-encoding")
             if compression.negotiate(accept) is not None:
                 send = _CompressingSend(send, accept, self.keep_statuses)
         await self.app(scope, receive, send)

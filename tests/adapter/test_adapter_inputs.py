@@ -5,6 +5,7 @@ source would, and the platform context headers cannot be forged."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,16 @@ from echo_apps import RUNTIMES, fastapi_app, flask_app
 
 import holdfast
 from holdfast.emulator import ThreadedEmulator
-from holdfast.sources.platform import lambda_context, platform_headers
+from holdfast.sources.platform import (
+    _client_context,
+    _deadline_ms,
+    _identity,
+    _json,
+    _lambda_context_json,
+    _memory,
+    _text,
+    platform_headers,
+)
 
 HERE = Path(__file__).parent
 
@@ -271,7 +281,7 @@ def test_a_tenant_id_that_is_not_a_header_value_is_not_forwarded(tenant, make_ad
 
 def test_the_lambda_context_header_has_the_web_adapters_keys():
     before = int(time.time() * 1000)
-    document = lambda_context(TenantContext("t1"))
+    document = json.loads(_lambda_context_json(TenantContext("t1")))
     assert set(document) == {
         "request_id",
         "deadline",
@@ -410,8 +420,26 @@ def test_an_oversized_response_is_a_413_not_a_refused_payload(runtime):
 )
 def test_the_lambda_context_header_is_the_json_of_its_document(context, trace, monkeypatch):
     # The header is assembled from a per-environment template for speed; it must stay the plain
-    # JSON of lambda_context(), whatever '%' or non-ASCII text the context holds.
-    from holdfast.sources.platform import _json, _lambda_context_json, lambda_context
-
+    # JSON of the document it stands for, whatever '%' or non-ASCII text the context holds.
     monkeypatch.setenv("_X_AMZN_TRACE_ID", trace)
     assert _lambda_context_json(context) == _json(lambda_context(context))
+
+
+def lambda_context(context) -> dict:
+    """The x-amzn-lambda-context document, written out plainly: the oracle for the template."""
+    return {
+        "request_id": _text(context, "aws_request_id") or "",
+        "deadline": _deadline_ms(context),
+        "invoked_function_arn": _text(context, "invoked_function_arn") or "",
+        "xray_trace_id": os.environ.get("_X_AMZN_TRACE_ID", ""),
+        "client_context": _client_context(getattr(context, "client_context", None)),
+        "identity": _identity(getattr(context, "identity", None)),
+        "env_config": {
+            "function_name": _text(context, "function_name") or "",
+            "memory": _memory(getattr(context, "memory_limit_in_mb", None)),
+            "version": _text(context, "function_version") or "",
+            "log_stream": _text(context, "log_stream_name") or "",
+            "log_group": _text(context, "log_group_name") or "",
+        },
+        "tenant_id": _text(context, "tenant_id"),
+    }

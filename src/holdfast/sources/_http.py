@@ -157,9 +157,7 @@ def require(event: Mapping[str, Any], key: str, kind: type, source: str) -> Any:
     value = event.get(key)
     if value is None:
         raise InvalidEvent(f"{source} event: {key!r} must be a {kind.__name__}, it is missing")
-    if not isinstance(value, kind):
-        raise wrong_type(f"{source} event: {key!r}", f"a {kind.__name__}", value)
-    return value
+    return _checked(value, key, kind, source)
 
 
 def wrong_type(what: str, expected: str, value: Any) -> InvalidEvent:
@@ -171,9 +169,13 @@ def wrong_type(what: str, expected: str, value: Any) -> InvalidEvent:
 def optional(event: Mapping[str, Any], key: str, kind: type, source: str) -> Any:
     """``event[key]`` if present and not null, checked to be a ``kind``; else ``None``."""
     value = event.get(key)
-    if value is None:
-        return None
-    return require(event, key, kind, source)
+    return None if value is None else _checked(value, key, kind, source)
+
+
+def _checked(value: Any, key: str, kind: type, source: str) -> Any:
+    if not isinstance(value, kind):
+        raise wrong_type(f"{source} event: {key!r}", f"a {kind.__name__}", value)
+    return value
 
 
 def method_of(value: str, source: str) -> str:
@@ -228,10 +230,7 @@ def _header_map(headers: Any, key: str) -> Mapping[str, Any]:
 
 def _value_bytes(value: Any) -> bytes:
     if type(value) is str:
-        try:
-            return value.encode("latin-1")
-        except UnicodeEncodeError:
-            return header_value(value)
+        return header_value(value)
     raise wrong_type("a header value", "a str", value)
 
 

@@ -56,31 +56,11 @@ def platform_headers(event: LambdaEvent, context: LambdaContext) -> RawHeaders:
     return headers
 
 
-def lambda_context(context: LambdaContext) -> dict[str, Any]:
-    """The invocation context in the Web Adapter's (lambda_runtime's) JSON shape."""
-    return {
-        "request_id": _text(context, "aws_request_id") or "",
-        "deadline": _deadline_ms(context),
-        "invoked_function_arn": _text(context, "invoked_function_arn") or "",
-        "xray_trace_id": os.environ.get("_X_AMZN_TRACE_ID", ""),
-        "client_context": _client_context(getattr(context, "client_context", None)),
-        "identity": _identity(getattr(context, "identity", None)),
-        "env_config": {
-            "function_name": _text(context, "function_name") or "",
-            "memory": _memory(getattr(context, "memory_limit_in_mb", None)),
-            "version": _text(context, "function_version") or "",
-            "log_stream": _text(context, "log_stream_name") or "",
-            "log_group": _text(context, "log_group_name") or "",
-        },
-        "tenant_id": _text(context, "tenant_id"),
-    }
-
-
 def _lambda_context_json(context: LambdaContext) -> bytes:
-    """``_json(lambda_context(context))``, byte for byte, at a fraction of the cost.
+    """The invocation context as JSON in the Web Adapter's (lambda_runtime's) shape.
 
     It runs on every request: the parts that are the same for every invocation of an
-    environment (the function's ARN and ``env_config``) are encoded once.
+    environment (the function's ARN and ``env_config``) are encoded once, into a template.
     """
     client_context = getattr(context, "client_context", None)
     identity = _identity(getattr(context, "identity", None))

@@ -460,14 +460,19 @@ class SQSBackend:
             ":t": _n(now if state.is_final else (outcome.run_at or now)),
             ":succeeded": _s(TaskState.SUCCEEDED.value),
         }
-        when = "finished_at" if state.is_final else "run_at"
-        update = f"SET #s = :s, #e = :e, #r = :r, {when} = :t REMOVE lease_until"
+        sets = [
+            "#s = :s",
+            "#e = :e",
+            "#r = :r",
+            "finished_at = :t" if state.is_final else "run_at = :t",
+        ]
         if state.is_final:  # DynamoDB's TTL deletes the record once its status has been kept
-            update = update.replace(" REMOVE", ", expires_at = :x REMOVE")
+            sets.append("expires_at = :x")
             values[":x"] = _n(int(now) + self.keep_seconds)
         if not outcome.counted:
-            update = update.replace(" REMOVE", ", attempts = attempts - :one REMOVE")
+            sets.append("attempts = attempts - :one")
             values[":one"] = _n(1)
+        update = f"SET {', '.join(sets)} REMOVE lease_until"
         if state is TaskState.SUCCEEDED:
             # It ran and succeeded: true whichever attempt holds the lease now.
             condition = "attribute_not_exists(#s) OR #s <> :succeeded"
