@@ -36,6 +36,7 @@ from holdfast.dispatch import (
     TASK_SCHEDULE,
     WARMER,
     EventKind,
+    call,
     describe,
     dispatch,
 )
@@ -362,7 +363,7 @@ class Invocation:
             else:
                 self._outcome = Failed.from_exception(InvalidEvent(describe(self.event)))
             return
-        self._create_task(_call(handler, self.event, self.context))
+        self._create_task(call(handler, self.event, self.context))
 
     def _create_task(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         # The task copies the current context: bind the pending-work set just around its creation.
@@ -505,14 +506,6 @@ class Invocation:
                 return
             yield chunk
 
-    def _own_task(self, failure: str) -> None:
-        """From here on, the app's remaining coroutine is after-response work."""
-        task = self.task
-        if task is not None and not self._tracked:
-            self._tracked = True
-            if not task.done():
-                self.pending.track(task, "the app after its response", failure=failure)
-
     # -- after the response ---------------------------------------------------------------------
     def handed_over(self) -> None:
         """The host has delivered the response: the app's final ``send`` may now return, so its
@@ -591,13 +584,6 @@ async def _start_then_serve(adapter: Adapter, scope: Scope, receive: Receive, se
     await adapter.startup()
     scope["state"] = adapter.lifespan.state.copy()
     await adapter.app(scope, receive, send)
-
-
-async def _call(handler: EventHandler, event: Any, context: LambdaContext) -> Any:
-    result = handler(event, context)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
 
 
 async def _one_chunk(body: bytes) -> AsyncIterator[bytes]:

@@ -18,7 +18,9 @@ The task queue is consulted only when the app imported it (``holdfast.tasks`` in
 
 from __future__ import annotations
 
+import inspect
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -26,13 +28,16 @@ from holdfast.sources import Codecs, EventCodec
 
 __all__ = [
     "HTTP",
+    "KAFKA_SOURCES",
     "OTHER_SOURCES",
     "TASK_MESSAGES",
     "TASK_SCHEDULE",
     "WARMER",
     "EventKind",
+    "call",
     "describe",
     "dispatch",
+    "record_source",
     "source_name",
 ]
 
@@ -61,7 +66,7 @@ _RECORD_SOURCES: Final = {
     "aws:dynamodb": "dynamodb",
     "aws:kinesis": "kinesis",
 }
-_KAFKA_SOURCES: Final = frozenset({"aws:kafka", "SelfManagedKafka"})
+KAFKA_SOURCES: Final = frozenset({"aws:kafka", "SelfManagedKafka"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,14 +106,25 @@ def dispatch(event: Any, codecs: Codecs) -> EventKind:
     return _OTHER[source]
 
 
+def record_source(record: dict[str, Any]) -> Any:
+    """A record's ``eventSource`` (SNS spells it ``EventSource``)."""
+    return record.get("eventSource") or record.get("EventSource")
+
+
+async def call(handler: Callable[[Any, Any], Any], event: Any, context: Any) -> Any:
+    """``handler(event, context)``, awaited when it returns an awaitable (async handlers)."""
+    result = handler(event, context)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
 def source_name(event: dict[str, Any]) -> str:
     """The name of a non-HTTP event's source, from its documented shape."""
     records = event.get("Records")
     if isinstance(records, list) and records and isinstance(records[0], dict):
-        first = records[0]
-        origin = first.get("eventSource") or first.get("EventSource")
-        return _RECORD_SOURCES.get(str(origin), "custom")
-    if event.get("eventSource") in _KAFKA_SOURCES:
+        return _RECORD_SOURCES.get(str(record_source(records[0])), "custom")
+    if event.get("eventSource") in KAFKA_SOURCES:
         return "kafka"
     if "detail-type" in event and "source" in event:
         scheduled = event.get("source") == "aws.events" and (
@@ -125,7 +141,7 @@ def describe(event: Any) -> str:
         return f"a Lambda HTTP event is a JSON object, got {type(event).__name__}"
     records = event.get("Records")
     if isinstance(records, list) and records and isinstance(records[0], dict):
-        source = records[0].get("eventSource") or records[0].get("EventSource") or "unknown"
+        source = record_source(records[0]) or "unknown"
         return f"not an HTTP event: records from {source}"
     if "detail-type" in event:
         return f"not an HTTP event: an EventBridge {event.get('detail-type')!r} event"

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -35,8 +34,10 @@ from typing import Any, TypeAlias
 from urllib.parse import unquote_plus
 
 from holdfast._types import LambdaContext
+from holdfast.dispatch import KAFKA_SOURCES, call, record_source
 from holdfast.errors import InvalidEvent
 from holdfast.sources import HTTPRequest, HTTPResponse
+from holdfast.sources._http import LAMBDA_RESPONSE_LIMIT
 from holdfast.sources.platform import platform_headers
 
 logger = logging.getLogger("holdfast")
@@ -296,7 +297,6 @@ _RECORD_TYPES: dict[str, Callable[[dict[str, Any]], Record]] = {
     "aws:kinesis": KinesisRecord.from_record,
     "aws:dynamodb": DynamoDBRecord.from_record,
 }
-_KAFKA_SOURCES = frozenset({"aws:kafka", "SelfManagedKafka"})
 
 
 def records(event: Any) -> list[Record]:
@@ -304,7 +304,7 @@ def records(event: Any) -> list[Record]:
     :class:`~holdfast.errors.InvalidEvent` for a payload of no known record source."""
     if not isinstance(event, dict):
         raise InvalidEvent(f"expected an event object, got {type(event).__name__}")
-    if event.get("eventSource") in _KAFKA_SOURCES:
+    if event.get("eventSource") in KAFKA_SOURCES:
         batches = event.get("records") or {}
         return [KafkaRecord.from_record(r) for batch in batches.values() for r in batch]
     if "detail-type" in event and "source" in event:
@@ -314,11 +314,7 @@ def records(event: Any) -> list[Record]:
         raise InvalidEvent("the event has no records from a known source")
     typed: list[Record] = []
     for record in raw:
-        source = (
-            record.get("eventSource") or record.get("EventSource")
-            if isinstance(record, dict)
-            else None
-        )
+        source = record_source(record) if isinstance(record, dict) else None
         parse = _RECORD_TYPES.get(str(source))
         if parse is None:
             raise InvalidEvent(f"a record from an unknown source: {source!r}")
@@ -343,7 +339,7 @@ def each_record(fn: RecordHandler) -> Callable[[Any, LambdaContext], Awaitable[A
         typed = records(event)
         if not typed or not hasattr(typed[0], "item_identifier"):
             for record in typed:
-                await _call(fn, record, context)
+                await call(fn, record, context)
             return None
         return {"batchItemFailures": await _batch(fn, typed, context)}
 
@@ -358,7 +354,7 @@ async def _batch(
     for index, record in enumerate(typed):
         identifier = str(getattr(record, "item_identifier", ""))
         try:
-            await _call(fn, record, context)
+            await call(fn, record, context)
         except Exception:
             logger.exception("record %s failed", identifier)
             failures.append({"itemIdentifier": identifier})
@@ -376,13 +372,6 @@ def _is_fifo(record: SQSRecord) -> bool:
     return record.event_source_arn.endswith(".fifo")
 
 
-async def _call(fn: RecordHandler, record: Record, context: LambdaContext) -> Any:
-    result = fn(record, context)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
-
-
 # -- pass-through ---------------------------------------------------------------------------------
 class PassThrough:
     """The codec of events no handler claims: ``POST {path}`` with the raw event as JSON.
@@ -397,7 +386,7 @@ class PassThrough:
 
     name = "pass_through"
     #: Lambda's limit on a synchronous invocation's response payload.
-    max_response_bytes = 6 * 1024 * 1024
+    max_response_bytes = LAMBDA_RESPONSE_LIMIT
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -449,7 +438,8 @@ class PassThrough:
             return None
 
     def too_large(self, result: Any) -> bool:
-        return len(json.dumps(result).encode("utf-8")) > self.max_response_bytes
+        # json.dumps escapes to ASCII: its length is the byte count.
+        return len(json.dumps(result)) > self.max_response_bytes
 
 
 # -- helpers ---------------------------------------------------------------------------------
