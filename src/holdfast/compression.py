@@ -36,9 +36,12 @@ def _load_brotli() -> ModuleType | None:
 _brotli = _load_brotli()
 
 
+_AVAILABLE = ("br", "gzip") if _brotli is not None else ("gzip",)
+
+
 def available() -> tuple[str, ...]:
     """The encodings this installation can produce, most preferred first."""
-    return ("br", "gzip") if _brotli is not None else ("gzip",)
+    return _AVAILABLE
 
 
 def negotiate(accept_encoding: bytes | None) -> str | None:
@@ -92,7 +95,13 @@ def compressible(response: HTTPResponse) -> bool:
 def compress(response: HTTPResponse, accept_encoding: bytes | None) -> HTTPResponse:
     """``response`` compressed for a client sending ``accept_encoding``, when that applies."""
     encoding = negotiate(accept_encoding)
-    if encoding is None or not compressible(response):
+    return response if encoding is None else compress_as(response, encoding)
+
+
+def compress_as(response: HTTPResponse, encoding: str) -> HTTPResponse:
+    """``response`` compressed with ``encoding`` (one :func:`negotiate` chose), when LWA's
+    predicate allows it."""
+    if not compressible(response):
         return response
     if encoding == "br":
         assert _brotli is not None

@@ -91,20 +91,20 @@ class RewriteMiddleware:
         if self.compress:
             from holdfast import compression  # only when enabled: gzip costs cold-start time
 
-            accept = find_header(scope["headers"], b"accept-encoding")
-            if compression.negotiate(accept) is not None:
-                send = _CompressingSend(send, accept, self.keep_statuses)
+            encoding = compression.negotiate(find_header(scope["headers"], b"accept-encoding"))
+            if encoding is not None:
+                send = _CompressingSend(send, encoding, self.keep_statuses)
         await self.app(scope, receive, send)
 
 
 class _CompressingSend:
     """``send`` that holds the response until its last body chunk, then compresses it."""
 
-    __slots__ = ("_accept", "_chunks", "_keep", "_passthrough", "_send", "_start")
+    __slots__ = ("_chunks", "_encoding", "_keep", "_passthrough", "_send", "_start")
 
-    def __init__(self, send: Send, accept: bytes | None, keep: frozenset[int]) -> None:
+    def __init__(self, send: Send, encoding: str, keep: frozenset[int]) -> None:
         self._send = send
-        self._accept = accept
+        self._encoding = encoding
         self._keep = keep
         self._start: Message | None = None
         self._chunks: list[bytes] = []
@@ -136,7 +136,7 @@ class _CompressingSend:
         assert start is not None, "http.response.body before http.response.start"
         response = HTTPResponse(start["status"], start["headers"], b"".join(self._chunks))
         self._chunks = []
-        response = compression.compress(response, self._accept)
+        response = compression.compress_as(response, self._encoding)
         await self._send({**start, "headers": response.headers})
         await self._send({"type": "http.response.body", "body": response.body, "more_body": False})
 
