@@ -147,10 +147,6 @@ class Timeline:
         """The invocation with this request id, if kept."""
         return self._entries.get(request_id)
 
-    def entries(self) -> list[Entry]:
-        """The invocations kept, oldest first."""
-        return list(self._entries.values())
-
     def _publish(self, kind: str, data: dict[str, Any]) -> None:
         for subscriber in list(self._subscribers):
             subscriber(kind, data)
@@ -250,7 +246,8 @@ class Timeline:
         return entry
 
     def _changed(self, entry: Entry) -> None:
-        self._publish("invocation", entry.to_dict())
+        if self._subscribers:  # no dashboard open: nothing to serialise
+            self._publish("invocation", entry.to_dict())
         ready = entry.finished and (entry.kind != "http" or entry.announced)
         if ready and not entry.reported:
             entry.reported = True

@@ -113,7 +113,7 @@ class Sandbox:
         self.telemetry = telemetry or TelemetryHub()
         # Told when the runtime is done with an invocation (`platform.runtimeDone`) and when it
         # first asks for work (`platform.initRuntimeDone`).
-        self.on_runtime_done: Callable[[Invocation], None] = _ignore_invocation
+        self.on_runtime_done: Callable[[Invocation], None] = _ignore
         self.on_runtime_ready: Callable[[], None] = _ignore
         # SnapStart: init ends with the runtime in `/runtime/restore/next`; the snapshot is taken
         # there, and `restore()` answers that call. A `/runtime/restore/error` fails the restore.
@@ -151,11 +151,6 @@ class Sandbox:
         if not self.concurrent:
             return 1 if self.runtime_waiting else 0
         return sum(1 for poller in self._pollers if not poller.done())
-
-    @property
-    def active(self) -> int:
-        """Invocations handed to the runtime and not yet answered (Managed Instances)."""
-        return len(self._active)
 
     @property
     def initialized(self) -> bool:
@@ -497,11 +492,7 @@ def _same_attempt(invocation: Invocation, invocation_id: str | None) -> bool:
     return invocation_id is None or invocation_id == invocation.invocation_id
 
 
-def _ignore() -> None:
-    pass
-
-
-def _ignore_invocation(_: Invocation) -> None:
+def _ignore(*_: object) -> None:
     pass
 
 
