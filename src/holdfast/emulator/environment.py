@@ -215,13 +215,7 @@ class Environment:
         restore_failure = await self._restore(invocation)
         invocation.arm(self._config.timeout)
         if restore_failure is not None:
-            record = invocation.record
-            record.outcome = "restore_error"
-            record.started_at = began
-            self._journal.started(record)
-            invocation.respond(restore_failure)
-            await self._finish(invocation, init_ms=None, response=restore_failure)
-            await self._shutdown("failure")
+            await self._fail_start(invocation, restore_failure, "restore_error", began, None)
             return
         self._awaiting_restore = False
         self._dispatch(invocation)
@@ -271,8 +265,7 @@ class Environment:
 
     def _restored(self) -> None:
         """The runtime called `next` after its after-restore hooks."""
-        if self._runtime_output is not None:
-            self._runtime_output.drain()
+        self._drain_runtime_output()
         if self._sandbox is not None:
             self._sandbox.telemetry.emit("platform.restoreRuntimeDone", {"status": "success"})
 
@@ -378,17 +371,20 @@ class Environment:
             record.outcome = "frozen"
             await self._finish(invocation, init_ms=init_ms, response=invocation.result.result())
             return
-        failure = (
-            self._timed_out(invocation)
-            if outcome == "timeout"
-            else self._exit_error(invocation, outcome)
-        )
-        record.outcome = "timeout" if outcome == "timeout" else "exit"
-        self._runtime_failed(invocation, failure, timeout=outcome == "timeout")
+        await self._answer_lost(invocation, outcome, init_ms)
+        await self._shutdown("timeout" if outcome == "timeout" else "failure")
+
+    async def _answer_lost(
+        self, invocation: Invocation, outcome: Outcome, init_ms: float | None
+    ) -> None:
+        """Answer `invocation` with its timeout or the runtime's exit (`outcome`)."""
+        timeout = outcome == "timeout"
+        failure = self._timed_out(invocation) if timeout else self._exit_error(invocation, outcome)
+        invocation.record.outcome = "timeout" if timeout else "exit"
+        self._runtime_failed(invocation, failure, timeout=timeout)
         _abandon_stream(invocation, failure)
         invocation.respond(failure)
         await self._finish(invocation, init_ms=init_ms, response=failure)
-        await self._shutdown("timeout" if outcome == "timeout" else "failure")
 
     async def _concurrent_invoke(self, invocation: Invocation) -> None:
         """One invocation among many in a Managed Instances environment: never frozen, and a
@@ -416,18 +412,12 @@ class Environment:
             response = await invocation.result
             await self._finish(invocation, init_ms=init_ms or None, response=response)
             return
-        timeout = outcome == "timeout"
-        failure = self._timed_out(invocation) if timeout else self._exit_error(invocation, outcome)
-        record.outcome = "timeout" if timeout else "exit"
         if not record.started_at:
             record.started_at = time.monotonic()
             self._journal.started(record)
         sandbox.expire(invocation)
-        self._runtime_failed(invocation, failure, timeout=timeout)
-        _abandon_stream(invocation, failure)
-        invocation.respond(failure)
-        await self._finish(invocation, init_ms=init_ms or None, response=failure)
-        if not timeout:  # the runtime process is gone: so is the environment
+        await self._answer_lost(invocation, outcome, init_ms or None)
+        if outcome != "timeout":  # the runtime process is gone: so is the environment
             await self._shutdown("failure")
 
     async def _ensure_initialized(self, invocation: Invocation) -> float | None:
@@ -455,12 +445,30 @@ class Environment:
         init_ms: float,
     ) -> None:
         """Answer `invocation` with the init's failure ("timeout" or the error), then reset."""
-        record = invocation.record
         if isinstance(failure, str):
-            response, record.outcome = self._timed_out(invocation), "timeout"
+            response, outcome = self._timed_out(invocation), "timeout"
         else:
-            response, record.outcome = failure, "init_error"
+            response, outcome = failure, "init_error"
         self._init_ended("timeout" if isinstance(failure, str) else "error", response.error_type)
+        await self._fail_start(invocation, response, outcome, began, init_ms)
+
+    def _drain_runtime_output(self) -> None:
+        # What the runtime printed so far is passed on, its lines as telemetry `function` events.
+        if self._runtime_output is not None:
+            self._runtime_output.drain()
+
+    async def _fail_start(
+        self,
+        invocation: Invocation,
+        response: RuntimeResponse,
+        outcome: str,
+        began: float,
+        init_ms: float | None,
+    ) -> None:
+        """Answer `invocation` with a failure of the environment's start (init or restore),
+        then reset."""
+        record = invocation.record
+        record.outcome = outcome
         record.started_at = began
         self._journal.started(record)
         invocation.respond(response)
@@ -563,8 +571,7 @@ class Environment:
         """The runtime has exited and the extensions took SHUTDOWN and called `next` (or exited)."""
         if self._runtime is not None:
             await self._runtime.wait()
-        if self._runtime_output is not None:
-            self._runtime_output.drain()
+        self._drain_runtime_output()
         # What the runtime left in the buffers reaches the subscribers inside the window.
         await sandbox.telemetry.flush()
         if not targets:
@@ -599,8 +606,7 @@ class Environment:
         """The runtime asked for its first event: its part of init is done."""
         sandbox = self._sandbox
         assert sandbox is not None
-        if self._runtime_output is not None:
-            self._runtime_output.drain()
+        self._drain_runtime_output()
         record = {
             "initializationType": self._init_type,
             "phase": self._init_phase,
@@ -613,8 +619,7 @@ class Environment:
         sandbox = self._sandbox
         if sandbox is None:
             return
-        if self._runtime_output is not None:
-            self._runtime_output.drain()
+        self._drain_runtime_output()
         hub = sandbox.telemetry
         record: dict[str, Any] = {
             "initializationType": self._init_type,
@@ -636,8 +641,7 @@ class Environment:
         if invocation.runtime_finished or self._sandbox is None:
             return
         invocation.runtime_finished = True
-        if self._runtime_output is not None:
-            self._runtime_output.drain()
+        self._drain_runtime_output()
         result = invocation.result.result() if invocation.result.done() else None
         failed = result is not None and result.failed
         record = records.runtime_done(invocation, "error" if failed else "success")
@@ -652,8 +656,7 @@ class Environment:
         if invocation.runtime_finished or self._sandbox is None or invocation.started_wall is None:
             return  # done already, or never handed to the runtime
         invocation.runtime_finished = True
-        if self._runtime_output is not None:
-            self._runtime_output.drain()
+        self._drain_runtime_output()
         record = records.runtime_done(invocation, "timeout" if timeout else "failure")
         record["errorType"] = failure.error_type or "Runtime.Unknown"
         self._sandbox.telemetry.emit("platform.runtimeDone", record)
