@@ -103,11 +103,11 @@ _CHILD = """
 import time
 began = time.perf_counter()
 import sys
-from holdfast.runtime.loader import InitError, load
+from holdfast.runtime.loader import InitError, load, split_spec
 spec = sys.argv[1]
-module = spec.partition(":")[0] if ":" in spec else spec.rpartition(".")[0]
 try:
-    __import__(module.replace("/", "."))  # the import statement: -X importtime logs it
+    module, _ = split_spec(spec)
+    __import__(module)  # the import statement: -X importtime logs it
     imported = time.perf_counter()
     load(spec)
     loaded = time.perf_counter()

@@ -447,13 +447,15 @@ def init_failure(app: str, outcome: str, response: RuntimeResponse) -> StartErro
 async def import_trace(app: str) -> list[str]:
     """Where an import failed: Lambda's ImportModuleError carries no traceback, so the app's
     module is imported once more in a fresh interpreter to show the file and line."""
-    module = app.partition(":")[0] if ":" in app else app.rpartition(".")[0]
+    from holdfast.runtime.loader import split_spec
+
+    module, _ = split_spec(app)  # well formed: the runtime's loader got as far as the import
     code = "import sys; sys.path.insert(0, ''); __import__(sys.argv[1])"
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         code,
-        module.replace("/", "."),
+        module,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -24,7 +24,7 @@ from holdfast.adapter import Adapter
 from holdfast.errors import HoldfastError
 from holdfast.runtime.report import ErrorReport
 
-__all__ = ["HandlerFunction", "InitError", "Target", "load", "resolve"]
+__all__ = ["HandlerFunction", "InitError", "Target", "load", "resolve", "split_spec"]
 
 HandlerFunction = Callable[[Any, Any], Any]
 # Parameter names that give a two-argument callable away as a WSGI app, not a Lambda handler.
@@ -72,7 +72,7 @@ def resolve(spec: str) -> Any:
 
 
 def _resolve(spec: str) -> tuple[Any, Any]:
-    module_name, attr = _split(spec)
+    module_name, attr = split_spec(spec)
     module = _import(module_name)
     obj: Any = module
     for part in attr.split("."):
@@ -87,7 +87,9 @@ def _resolve(spec: str) -> tuple[Any, Any]:
     return module, obj
 
 
-def _split(spec: str) -> tuple[str, str]:
+def split_spec(spec: str) -> tuple[str, str]:
+    """``(module, attribute)`` of ``MODULE:ATTR`` (or the managed runtime's ``module.function``),
+    the module dotted; :class:`InitError` (``Runtime.MalformedHandlerName``) when malformed."""
     module_name, sep, attr = spec.partition(":")
     if not sep:
         # The managed runtime's "module.function" spelling (what _HANDLER usually holds).
