@@ -219,12 +219,12 @@ class AfterResponseExtension:
     async def _receive_telemetry(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        from holdfast.runtime.client import read_body
+        from holdfast.runtime.client import parse_headers, read_body
 
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                headers = _parse_headers(head)
+                headers = parse_headers(head.decode("latin-1").split("\r\n")[1:])
                 body = await read_body(reader, headers, 200)
                 closing = headers.get("connection", "").lower() == "close"
                 writer.write(_CLOSE if closing else _OK)
@@ -366,15 +366,6 @@ def _listener_address() -> str:
         except OSError:
             pass
     return "127.0.0.1"
-
-
-def _parse_headers(head: bytes) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for line in head.decode("latin-1").split("\r\n")[1:]:
-        name, _, value = line.partition(":")
-        if name:
-            headers[name.strip().lower()] = value.strip()
-    return headers
 
 
 def start_for(adapter: Adapter) -> AfterResponseExtension | ConcurrentHost | None:

@@ -18,6 +18,7 @@ import base64
 import json
 import sys
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from holdfast.errors import HoldfastError
@@ -329,10 +330,7 @@ class RuntimeClient:
         except (IndexError, ValueError):
             message = f"malformed status line from the Runtime API: {lines[0]!r}"
             raise ConnectionError(message) from None
-        headers: dict[str, str] = {}
-        for line in lines[1:-2]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
+        headers = parse_headers(lines[1:])
         body = await read_body(reader, headers, status)
         if headers.get("connection", "").lower() == "close":
             await self.close()
@@ -412,6 +410,16 @@ class ResponseStream:
             raise
         if response.status != 202:
             raise RuntimeAPIError("POST", self._path, response.status, response.body)
+
+
+def parse_headers(lines: Iterable[str]) -> dict[str, str]:
+    """The header lines of an HTTP head (after its start line), by lower-case name."""
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name:  # the blank lines that end the head
+            headers[name.strip().lower()] = value.strip()
+    return headers
 
 
 async def read_body(reader: asyncio.StreamReader, headers: dict[str, str], status: int) -> bytes:
