@@ -526,13 +526,13 @@ class Invocation:
         """Finish the after-response work, at most ``timeout`` seconds (see
         :meth:`Adapter.drain_timeout`), cancel what is left over; counted in ``adapter.counts``."""
         self.handed_over()
-        report = DrainReport()
+        failed = 0
         if not self._tracked:
             if self._app_waits():
                 await asyncio.sleep(0)  # the app's final send returns and runs to its next await
-            self._adopt_app_task(report)
-        if self.pending:
-            report = _merged(report, await self.pending.drain(timeout))
+            failed = self._adopt_app_task()
+        report = await self.pending.drain(timeout) if self.pending else DrainReport()
+        report.failed += failed
         self.adapter.record(report)
         return report
 
@@ -542,23 +542,23 @@ class Invocation:
         if not self._tracked:
             if self._app_waits():
                 self.adapter.engine.step()
-            report = DrainReport()
-            self._adopt_app_task(report)
-            if report.failed:
-                self.adapter.record(report)
+            failed = self._adopt_app_task()
+            if failed:
+                self.adapter.record(DrainReport(failed=failed))
         return self.idle
 
     def _app_waits(self) -> bool:
         task = self.task
         return task is not None and self._exchange is not None and not task.done()
 
-    def _adopt_app_task(self, report: DrainReport) -> None:
+    def _adopt_app_task(self) -> int:
         """The app's code after its final ``send`` becomes after-response work, unless it has
-        ended already (a plain endpoint has): only real work is counted."""
+        ended already (a plain endpoint has): only real work is counted. Returns 1 when the app
+        had already failed after its response, else 0."""
         self._tracked = True
         task = self.task
         if task is None or self._exchange is None:
-            return
+            return 0
         if self._streaming:
             failure = "the app raised during or after its streamed response"
         else:
@@ -566,17 +566,9 @@ class Invocation:
         if not task.done():
             self.pending.track(task, "the app after its response", failure=failure)
         elif not task.cancelled() and task.exception() is not None:
-            report.failed += 1
             logger.error("request %s: %s", self.request_id, failure, exc_info=task.exception())
-
-
-def _merged(first: DrainReport, second: DrainReport) -> DrainReport:
-    return DrainReport(
-        first.drained + second.drained,
-        first.failed + second.failed,
-        first.spilled + second.spilled,
-        first.cancelled + second.cancelled,
-    )
+            return 1
+        return 0
 
 
 async def _start_then_serve(adapter: Adapter, scope: Scope, receive: Receive, send: Send) -> None:

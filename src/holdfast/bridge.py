@@ -249,8 +249,7 @@ class StreamSink:
                 return None
             if app.done():
                 raise AppEnded
-            self._waiter = self._loop.create_future()
-            await self._waiter
+            await self.wait()
         chunk = self._chunks.popleft()
         if self._taken is not None and not self._taken.done():
             self._taken.set_result(None)
