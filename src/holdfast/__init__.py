@@ -2,6 +2,12 @@
 response before Lambda freezes the environment.
 
 The public API is imported lazily, so ``import holdfast`` stays cheap at cold start.
+
+``holdfast.Adapter`` is where the hosts plug into the core: the first time the name is looked up,
+:func:`holdfast.hosts.attach` is registered as the adapter-created hook
+(:func:`holdfast.adapter.on_created`), so an adapter a function's module builds under AWS's
+managed runtime starts the after-response host and lifespan startup in the init phase. The core
+itself never imports a host.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ __all__ = [
     "HTTPStatusError",
     "HoldfastError",
     "InvalidEvent",
+    "LambdaContext",
     "LifespanError",
     "Outcome",
     "Streamed",
@@ -33,6 +40,7 @@ _EXPORTS = {
     "HTTPStatusError": "holdfast.errors",
     "HoldfastError": "holdfast.errors",
     "InvalidEvent": "holdfast.errors",
+    "LambdaContext": "holdfast._types",
     "LifespanError": "holdfast.errors",
     "Outcome": "holdfast.outcome",
     "Streamed": "holdfast.outcome",
@@ -41,6 +49,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
+    from holdfast._types import LambdaContext
     from holdfast.adapter import Adapter
     from holdfast.errors import (
         ASGIProtocolError,
@@ -61,6 +70,11 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     value = getattr(importlib.import_module(module), name)
+    if name == "Adapter":
+        from holdfast import hosts
+        from holdfast.adapter import on_created
+
+        on_created(hosts.attach)
     globals()[name] = value
     return value
 

@@ -26,5 +26,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 RawHeaders = list[tuple[bytes, bytes]]
 
 LambdaEvent = dict[str, Any]
-#: The context object Lambda passes to handlers (awslambdaric's, or holdfast's own).
+#: The ``context`` a handler receives (``holdfast.LambdaContext``, for annotations): awslambdaric's
+#: ``LambdaContext``, ``holdfast run``'s :class:`holdfast.runtime.context.RuntimeContext` (the same
+#: attributes and methods) or a test's stand-in; any of them may come, hence ``Any``.
 LambdaContext = Any

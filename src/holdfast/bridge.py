@@ -4,7 +4,8 @@ The exchange plays the server's part for a single request: ``receive`` hands ove
 body, then reports a disconnect once the response is complete (as uvicorn does); ``send``
 validates the response messages and passes them to a :class:`ResponseSink`: a
 :class:`BufferedSink` for an ordinary Lambda response, a :class:`StreamSink` for one the host
-streams.
+streams. Both sinks answer the invocation the same way (``streaming``, ``wait``, ``take``,
+``release``, ``response``), so :class:`holdfast.invocation.Invocation` never asks which it has.
 
 The app's final ``send`` returns only once the host has handed the response over
 (:meth:`Exchange.hand_over`): whatever the app does after its last body chunk (Starlette's
@@ -28,7 +29,7 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 
 
 class ResponseSink(Protocol):
-    """Where a response goes as the app produces it."""
+    """Where a response goes as the app produces it (the exchange's side of a sink)."""
 
     async def start(self, status: int, headers: RawHeaders) -> None: ...
 
@@ -40,9 +41,15 @@ class ResponseSink(Protocol):
 class BufferedSink:
     """Collects the whole response, for hosts that hand Lambda one JSON document."""
 
-    __slots__ = ("chunks", "headers", "status")
+    __slots__ = ("_app", "_loop", "_waiter", "chunks", "headers", "status")
 
-    def __init__(self) -> None:
+    #: A buffered response never streams: its outcome waits for the whole of it.
+    streaming = False
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._app: asyncio.Future[Any] | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self.status = 0
         self.headers: RawHeaders = []
         self.chunks: list[bytes] = []
@@ -55,10 +62,36 @@ class BufferedSink:
         self.chunks.append(chunk)
 
     async def close(self) -> None:
-        pass
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def follow(self, app: asyncio.Future[Any]) -> None:
+        """The app's task: :meth:`wait` ends when it does (with no complete response)."""
+        self._app = app
+
+    async def wait(self) -> None:
+        """Wait until the response is complete or the app's task has ended."""
+        self._waiter = waiter = self._loop.create_future()
+        app = self._app
+        if app is None:
+            await waiter
+        else:
+            await asyncio.wait((waiter, app), return_when=asyncio.FIRST_COMPLETED)
+
+    def release(self) -> None:
+        """Nothing to release: the whole response is in hand before the host delivers it."""
 
     def response(self) -> HTTPResponse:
         return HTTPResponse(self.status, self.headers, b"".join(self.chunks))
+
+    async def take(self, app: asyncio.Future[Any]) -> bytes | None:
+        """The whole body as one chunk, then ``None``."""
+        if not self.chunks:
+            return None
+        body = b"".join(self.chunks)
+        self.chunks = []
+        return body
 
 
 class Exchange:
@@ -107,14 +140,6 @@ class Exchange:
                 self._disconnected = self._loop.create_future()
             await self._disconnected
         return {"type": "http.disconnect"}
-
-    def completion(self) -> asyncio.Future[None]:
-        """A future resolved when the response is complete."""
-        if self._disconnected is None:
-            self._disconnected = self._loop.create_future()
-            if self.complete:
-                self._disconnected.set_result(None)
-        return self._disconnected
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -226,6 +251,13 @@ class StreamSink:
         self._chunks.clear()
         if self._taken is not None and not self._taken.done():
             self._taken.set_result(None)
+
+    def follow(self, app: asyncio.Future[Any]) -> None:
+        """The app's task: its end wakes the host waiting in :meth:`wait` or :meth:`take`."""
+        app.add_done_callback(self._woken)
+
+    def _woken(self, _: asyncio.Future[Any]) -> None:
+        self.wake()
 
     def wake(self) -> None:
         """Wake the host waiting in :meth:`take` (also called when the app's task ends)."""

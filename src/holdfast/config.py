@@ -7,6 +7,12 @@ for ``PORT``), so a function moving from LWA keeps its configuration. Empty valu
 
 Values are parsed as LWA parses them: a value LWA would not accept falls back to LWA's default,
 with a warning naming the variable, instead of failing the function.
+
+What Lambda itself tells the process (the Runtime API address, Managed Instances' concurrency,
+the initialization type, the handler, the log format) is read here too, into one
+:class:`LambdaSettings`: the hosts decide from it, and no other module reads ``os.environ`` for a
+setting. (:class:`holdfast.runtime.context.FunctionInfo` reads the function's own facts, its name
+and memory, which are not settings: they only travel into each invocation's context.)
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ SETTINGS: dict[str, _Names] = {
     "PASS_THROUGH_PATH": _Names("AWS_LWA_PASS_THROUGH_PATH"),
     # Proxy mode (`holdfast proxy`): where the app listens and how to tell it is ready.
     "PORT": _Names("AWS_LWA_PORT", "PORT", legacy_deprecated=False),
-    # HOLDFAST_HOST names the process's Lambda host (holdfast run sets it): a different name.
+    # The app's host name in proxy mode (LWA's HOST).
     "APP_HOST": _Names("AWS_LWA_HOST", "HOST"),
     "READINESS_CHECK_PORT": _Names("AWS_LWA_READINESS_CHECK_PORT", "READINESS_CHECK_PORT"),
     "READINESS_CHECK_PATH": _Names("AWS_LWA_READINESS_CHECK_PATH", "READINESS_CHECK_PATH"),
@@ -415,8 +421,85 @@ def _healthy_status(environ: Mapping[str, str] | None) -> frozenset[int]:
 
 
 def runtime_api(environ: Mapping[str, str] | None = None) -> str | None:
-    """The Runtime API address the runtime loop talks to: ``AWS_LWA_LAMBDA_RUNTIME_API_PROXY``
-    when set (another extension intercepts the runtime's calls), else ``AWS_LAMBDA_RUNTIME_API``.
-    Extension registration always uses the real address."""
-    env = os.environ if environ is None else environ
-    return setting("LAMBDA_RUNTIME_API_PROXY", environ) or env.get("AWS_LAMBDA_RUNTIME_API")
+    """The Runtime API address the runtime loop talks to (see
+    :attr:`LambdaSettings.runtime_loop_api`)."""
+    return LambdaSettings(environ).runtime_loop_api
+
+
+def max_concurrency(environ: Mapping[str, str] | None = None) -> int:
+    """``AWS_LAMBDA_MAX_CONCURRENCY`` (Lambda Managed Instances): invocations at once, 1 when it
+    is unset or not a positive integer (with a warning)."""
+    value = (os.environ if environ is None else environ).get("AWS_LAMBDA_MAX_CONCURRENCY")
+    if not value:
+        return 1
+    try:
+        concurrency = int(value)
+    except ValueError:
+        concurrency = 0
+    if concurrency < 1:
+        _warn_once(
+            "AWS_LAMBDA_MAX_CONCURRENCY",
+            value,
+            "ignoring AWS_LAMBDA_MAX_CONCURRENCY=%r: not a positive integer",
+            value,
+        )
+        return 1
+    return concurrency
+
+
+_OFF = ("off", "0", "false")
+
+
+class LambdaSettings:
+    """What the Lambda environment tells this process, read once (uvicorn's ``Config`` is the
+    model): every host decides from one of these, never from ``os.environ`` itself."""
+
+    __slots__ = (
+        "execution_env",
+        "extension",
+        "handler",
+        "initialization_type",
+        "log_format",
+        "log_level",
+        "managed_instances",
+        "max_concurrency",
+        "runtime_api",
+        "runtime_api_proxy",
+        "task_root",
+    )
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        #: ``AWS_LAMBDA_RUNTIME_API``: set only inside a Lambda execution environment.
+        self.runtime_api: str | None = env.get("AWS_LAMBDA_RUNTIME_API") or None
+        #: Where the runtime loop sends its calls (``AWS_LWA_LAMBDA_RUNTIME_API_PROXY``), if not
+        #: to the Runtime API itself.
+        self.runtime_api_proxy: str | None = setting("LAMBDA_RUNTIME_API_PROXY", env)
+        #: Lambda Managed Instances: ``AWS_LAMBDA_MAX_CONCURRENCY`` is present (awslambdaric
+        #: checks presence the same way).
+        self.managed_instances = env.get("AWS_LAMBDA_MAX_CONCURRENCY") is not None
+        self.max_concurrency = max_concurrency(env)
+        #: ``on-demand``, ``provisioned-concurrency``, ``snap-start`` (or empty outside Lambda).
+        self.initialization_type = env.get("AWS_LAMBDA_INITIALIZATION_TYPE", "")
+        #: ``HOLDFAST_EXTENSION=off`` turns the managed runtime's after-response host off.
+        self.extension = env.get("HOLDFAST_EXTENSION", "on").lower() not in _OFF
+        self.handler: str | None = env.get("_HANDLER") or None
+        self.task_root: str | None = env.get("LAMBDA_TASK_ROOT") or None
+        self.log_format: str | None = env.get("AWS_LAMBDA_LOG_FORMAT")
+        self.log_level: str | None = env.get("AWS_LAMBDA_LOG_LEVEL")
+        self.execution_env = env.get("AWS_EXECUTION_ENV", "")
+
+    @property
+    def on_lambda(self) -> bool:
+        """Whether this process runs in a Lambda execution environment."""
+        return self.runtime_api is not None
+
+    @property
+    def snapstart(self) -> bool:
+        return self.initialization_type == "snap-start"
+
+    @property
+    def runtime_loop_api(self) -> str | None:
+        """The address the runtime loop talks to: the proxy when one intercepts the runtime's
+        calls, else the Runtime API. Extension registration always uses the real address."""
+        return self.runtime_api_proxy or self.runtime_api

@@ -12,14 +12,14 @@ Every host hands the event to :meth:`holdfast.Adapter.begin`, which asks :func:`
   scheduled event nothing in holdfast claims), ``dynamodb``, ``kinesis``, ``kafka``, else
   ``custom`` (any other payload, including one that is not a JSON object).
 
-The task queue is consulted only when the app imported it (``holdfast.tasks`` in
-``sys.modules``), so HTTP events pay nothing for it and the core needs only the standard library.
+The task queue plugs in through :func:`claim` (``holdfast.tasks`` registers its two kinds when
+it is imported): the core never imports it, HTTP events pay nothing for it, and the core needs
+only the standard library.
 """
 
 from __future__ import annotations
 
 import inspect
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -33,8 +33,10 @@ __all__ = [
     "TASK_MESSAGES",
     "TASK_SCHEDULE",
     "WARMER",
+    "EventHandler",
     "EventKind",
     "call",
+    "claim",
     "describe",
     "dispatch",
     "record_source",
@@ -69,20 +71,25 @@ _RECORD_SOURCES: Final = {
 KAFKA_SOURCES: Final = frozenset({"aws:kafka", "SelfManagedKafka"})
 
 
+#: ``handler(event, context)`` for a kind of non-HTTP event; may be ``async``.
+EventHandler = Callable[[Any, Any], Any]
+
+
 @dataclass(frozen=True, slots=True)
 class EventKind:
-    """An event's kind: ``name`` (see the module docs) and, for ``http``, its ``codec``."""
+    """An event's kind: ``name`` (see the module docs); for ``http``, its ``codec``; for a kind
+    a component claimed (:func:`claim`), the ``handler`` that answers it unless the app
+    registered its own."""
 
     name: str
     codec: EventCodec | None = None
+    handler: EventHandler | None = None
 
     @property
     def is_http(self) -> bool:
         return self.codec is not None
 
 
-_TASK_MESSAGES = EventKind(TASK_MESSAGES)
-_TASK_SCHEDULE = EventKind(TASK_SCHEDULE)
 _WARMER = EventKind(WARMER)
 _OTHER = {name: EventKind(name) for name in OTHER_SOURCES}
 
@@ -95,15 +102,28 @@ def dispatch(event: Any, codecs: Codecs) -> EventKind:
     if codec is not None:
         return EventKind(HTTP, codec)
     source = source_name(event)
-    tasks = _task_consumer()
-    if tasks is not None:
-        if source == "sqs" and tasks.is_task_batch(event):
-            return _TASK_MESSAGES
-        if source in ("schedule", "custom") and tasks.is_task_schedule(event):
-            return _TASK_SCHEDULE
+    for sources, accepts, kind in _claims:
+        if source in sources and accepts(event):
+            return kind
     if source == "custom" and _is_warmer(event):
         return _WARMER
     return _OTHER[source]
+
+
+_claims: list[tuple[frozenset[str], Callable[[Any], bool], EventKind]] = []
+
+
+def claim(
+    name: str, sources: tuple[str, ...], accepts: Callable[[Any], bool], handler: EventHandler
+) -> None:
+    """Name the events of ``sources`` that ``accepts(event)`` holds for ``name``, answered by
+    ``handler`` (the registration hook through which ``holdfast.tasks`` plugs in its kinds).
+
+    Claims are asked in the order made, after the HTTP codecs and before the warmer check;
+    ``accepts`` must be cheap and never raise. Claiming a name again replaces its claim.
+    """
+    _claims[:] = [entry for entry in _claims if entry[2].name != name]
+    _claims.append((frozenset(sources), accepts, EventKind(name, handler=handler)))
 
 
 def record_source(record: dict[str, Any]) -> Any:
@@ -158,12 +178,3 @@ def _is_warmer(event: dict[str, Any]) -> bool:
         or bool(event.get("warmup"))
         or event.get("source") == "serverless-plugin-warmup"
     )
-
-
-def _task_consumer() -> Any:
-    """``holdfast.tasks.lambda_consumer`` when the app uses the task queue, else ``None``."""
-    if "holdfast.tasks" not in sys.modules:
-        return None
-    from holdfast.tasks import lambda_consumer
-
-    return lambda_consumer

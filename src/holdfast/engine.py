@@ -15,13 +15,17 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-from asyncio import events
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "running_loop"]
+
+#: The loop running in this thread, if any (asyncio's own fast check; ``get_running_loop``
+#: raises instead of answering ``None``).
+running_loop = asyncio._get_running_loop
+_set_running_loop = asyncio._set_running_loop
 
 
 class Engine:
@@ -116,7 +120,7 @@ class Engine:
     @staticmethod
     def _enter(loop: asyncio.AbstractEventLoop) -> Any:
         """This thread drives ``loop``: set up as ``run_forever`` would (minus the loop)."""
-        if events._get_running_loop() is not None:
+        if running_loop() is not None:
             raise RuntimeError(
                 "holdfast.Adapter was called synchronously from inside a running event loop;"
                 " call it in a thread instead: await asyncio.to_thread(handler, event, context)"
@@ -126,12 +130,12 @@ class Engine:
             firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
             finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
         )
-        events._set_running_loop(loop)
+        _set_running_loop(loop)
         return hooks
 
     @staticmethod
     def _leave(hooks: Any) -> None:
-        events._set_running_loop(None)
+        _set_running_loop(None)
         sys.set_asyncgen_hooks(*hooks)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:

@@ -14,7 +14,6 @@ import contextvars
 import functools
 import inspect
 import logging
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +30,7 @@ __all__ = [
     "current",
     "drain_budget",
     "on_response_sent",
+    "spill_with",
     "unbind",
 ]
 
@@ -243,14 +243,31 @@ def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
     )
 
 
+#: How deferred work can be re-enqueued durably (``holdfast.tasks`` registers its own).
+Spiller = Callable[
+    [Callable[..., Any], tuple[Any, ...], dict[str, Any]], Callable[[], Awaitable[Any]] | None
+]
+_spillers: list[Spiller] = []
+
+
+def spill_with(spiller: Spiller) -> None:
+    """Register ``spiller(fn, args, kwargs)``: for work it knows how to re-enqueue durably (a
+    holdfast task) it returns the coroutine function that does so, else ``None``. The drain calls
+    it for work the deadline cuts off (the registration hook through which ``holdfast.tasks``
+    plugs in: the core never imports it). Registering the same spiller again is a no-op."""
+    if spiller not in _spillers:
+        _spillers.append(spiller)
+
+
 def _spill_for(
     fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Callable[[], Awaitable[Any]] | None:
-    """How to re-enqueue ``fn(*args, **kwargs)`` durably, when ``fn`` is a holdfast task."""
-    tasks = sys.modules.get("holdfast.tasks.task")  # only loaded when the app defines a queue
-    if tasks is None or not isinstance(fn, tasks.Task):
-        return None
-    return functools.partial(fn.defer, *args, **kwargs)
+    """How to re-enqueue ``fn(*args, **kwargs)`` durably, if a registered spiller knows."""
+    for spiller in _spillers:
+        spill = spiller(fn, args, kwargs)
+        if spill is not None:
+            return spill
+    return None
 
 
 #: Seconds kept free before the invocation deadline when draining: spilling needs a moment.

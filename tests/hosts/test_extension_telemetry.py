@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from holdfast.extension import AfterResponseExtension
+from holdfast.config import LambdaSettings
+from holdfast.hosts.managed import AfterResponseExtension
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -28,7 +29,9 @@ def runtime_done(request_id: object, status: str = "success") -> dict:
 
 @pytest.fixture
 def extension():
-    ext = AfterResponseExtension(_NoAdapter(), "127.0.0.1:9")  # type: ignore[arg-type]
+    ext = AfterResponseExtension(
+        _NoAdapter(), LambdaSettings({"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9"})
+    )  # type: ignore[arg-type]
     yield ext
     ext._loop.close()
 

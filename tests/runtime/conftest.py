@@ -10,9 +10,9 @@ import runtime_apps
 from runtime_fake import FakeRuntimeAPI
 
 from holdfast.engine import Engine
+from holdfast.hosts.custom import CustomRuntime as Runtime
 from holdfast.runtime.context import FunctionInfo
 from holdfast.runtime.loader import Target
-from holdfast.runtime.loop import Runtime
 
 FUNCTION = FunctionInfo("my-function", "$LATEST", "512", "/aws/lambda/my-function", "stream")
 

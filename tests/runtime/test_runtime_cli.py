@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from runtime_fake import ThreadedFake
 
-from holdfast.runtime import bootstrap, cli
+from holdfast import config
+from holdfast.runtime import cli
 from lambda_events import http_event
 
 pytestmark = pytest.mark.timeout(60)
@@ -121,8 +122,8 @@ def test_usage_errors(monkeypatch, capsys):
 
 
 def test_settings_parsing():
-    assert bootstrap.max_concurrency({}) == 1
-    assert bootstrap.max_concurrency({"AWS_LAMBDA_MAX_CONCURRENCY": "8"}) == 8
-    assert bootstrap.max_concurrency({"AWS_LAMBDA_MAX_CONCURRENCY": "zero"}) == 1
-    assert bootstrap.max_concurrency({"AWS_LAMBDA_MAX_CONCURRENCY": "-3"}) == 1
+    assert config.max_concurrency({}) == 1
+    assert config.max_concurrency({"AWS_LAMBDA_MAX_CONCURRENCY": "8"}) == 8
+    assert config.max_concurrency({"AWS_LAMBDA_MAX_CONCURRENCY": "zero"}) == 1
+    assert config.max_concurrency({"AWS_LAMBDA_MAX_CONCURRENCY": "-3"}) == 1
     # The invoke mode is holdfast.config's (tests/lwa/test_lwa_config.py).

@@ -9,7 +9,7 @@ import pytest
 from awslambdaric.lambda_context import LambdaContext as AWSContext
 
 from holdfast.runtime.client import InvocationRequest
-from holdfast.runtime.context import ContextError, FunctionInfo, LambdaContext
+from holdfast.runtime.context import ContextError, FunctionInfo, RuntimeContext
 
 CLIENT_CONTEXT = {
     "client": {
@@ -53,7 +53,7 @@ def both(monkeypatch, client_context=None, cognito=None):
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
     req = request(client_context, cognito)
-    ours = LambdaContext(req, FunctionInfo.from_environ())
+    ours = RuntimeContext(req, FunctionInfo.from_environ())
     theirs = AWSContext(
         req.request_id,
         json.loads(json.dumps(client_context)) if client_context is not None else None,
@@ -108,16 +108,18 @@ def test_w3c_fields_are_filtered_and_removed_from_client_context(monkeypatch):
 
 
 def test_remaining_time_never_goes_negative():
-    ctx = LambdaContext(request(deadline_ms=1000), FunctionInfo(None, None, None, None, None))
+    ctx = RuntimeContext(request(deadline_ms=1000), FunctionInfo(None, None, None, None, None))
     assert ctx.get_remaining_time_in_millis() == 0
 
 
 def test_malformed_identity_json_is_a_context_error():
     with pytest.raises(ContextError, match="Cognito Identity"):
-        LambdaContext(request(cognito_identity="{nope"), FunctionInfo(None, None, None, None, None))
+        RuntimeContext(
+            request(cognito_identity="{nope"), FunctionInfo(None, None, None, None, None)
+        )
 
 
 def test_log_writes_to_stdout(capsys):
-    ctx = LambdaContext(request(), FunctionInfo(None, None, None, None, None))
+    ctx = RuntimeContext(request(), FunctionInfo(None, None, None, None, None))
     ctx.log("hello log")
     assert capsys.readouterr().out == "hello log"

@@ -373,7 +373,7 @@ def test_concurrent_sync_handlers_run_in_threads(serve):
 
 
 def test_invalid_concurrency_is_refused():
-    from holdfast.runtime.loop import Runtime
+    from holdfast.hosts.custom import CustomRuntime as Runtime
 
     with pytest.raises(ValueError):
         Runtime(Target(handler=runtime_apps.handler), "127.0.0.1:1", concurrency=0)
@@ -419,12 +419,12 @@ def test_no_extension_without_a_lifespan_to_shut_down(serve):
 
 
 def test_a_failure_inside_the_runtime_is_reported_and_the_runtime_goes_on(serve, monkeypatch):
-    from holdfast.runtime import loop
+    from holdfast.hosts import custom as loop
 
     def broken_context(request, function):
         raise TypeError("a runtime bug")
 
-    monkeypatch.setattr(loop, "LambdaContext", broken_context)
+    monkeypatch.setattr(loop, "RuntimeContext", broken_context)
 
     async def scenario(fake, task):
         result = await fake.wait_result(fake.add_event({}))
@@ -439,7 +439,7 @@ def test_a_failure_inside_the_runtime_is_reported_and_the_runtime_goes_on(serve,
 def test_decimals_in_handler_results_become_numbers():
     from decimal import Decimal
 
-    from holdfast.runtime.loop import _marshal
+    from holdfast.hosts.custom import _marshal
 
     body, content_type = _marshal({"count": Decimal("3"), "price": Decimal("9.5")})
     assert json.loads(body) == {"count": 3, "price": 9.5}

@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-EventFormat = Literal["v2", "v1", "alb"]
-InvokeMode = Literal["buffered", "response_stream"]
+from holdfast.config import InvokeMode as InvokeMode
 
+EventFormat = Literal["v2", "v1", "alb"]
 EVENT_FORMATS: tuple[EventFormat, ...] = ("v2", "v1", "alb")
 INVOKE_MODES: tuple[InvokeMode, ...] = ("buffered", "response_stream")
 

@@ -1,4 +1,4 @@
-"""The custom runtime's main loop: ``next → handle → post response → drain pending work → next``.
+"""``holdfast run``'s host, the custom runtime: ``next → handle → post response → drain → next``.
 
 Each worker owns one :class:`RuntimeClient` (one kept-alive connection) and handles one
 invocation at a time; ``AWS_LAMBDA_MAX_CONCURRENCY`` workers share the environment's one event
@@ -16,22 +16,23 @@ import contextvars
 import functools
 import json
 import logging
-from asyncio import events as asyncio_events
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from holdfast import pending as _pending
-from holdfast.adapter import Adapter, Invocation
+from holdfast.adapter import Adapter
+from holdfast.engine import running_loop
+from holdfast.hosts import shutdown
+from holdfast.invocation import Invocation
 from holdfast.outcome import Failed, Outcome, Streamed
 from holdfast.pending import PendingWork, drain_budget
-from holdfast.runtime import sigterm
 from holdfast.runtime.client import (
     InvocationRequest,
     ResponseStream,
     RuntimeAPIError,
     RuntimeClient,
 )
-from holdfast.runtime.context import ContextError, FunctionInfo, LambdaContext, enter_invocation
+from holdfast.runtime.context import ContextError, FunctionInfo, RuntimeContext, enter_invocation
 from holdfast.runtime.loader import Target
 from holdfast.runtime.report import ErrorReport, error_category
 
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("holdfast")
 
 
-class Runtime:
+class CustomRuntime:
     """Runs ``target`` against the Runtime API at ``address`` until the process ends."""
 
     def __init__(
@@ -79,13 +80,13 @@ class Runtime:
         loop = asyncio.get_running_loop()
         if self.target.adapter is not None:
             await self.target.adapter.startup()  # at init, if the loader has not run it yet
-        withdraw = sigterm.handle(functools.partial(loop.call_soon_threadsafe, self.terminate))
+        withdraw = shutdown.handle(functools.partial(loop.call_soon_threadsafe, self.terminate))
         # Extensions register during init, before the first /next (or the snapshot); the
         # workers' connections open meanwhile, saving their round trip on the cold start.
         shutdown_extension = None
         if self._wants_sigterm:
             opening = asyncio.gather(*(client.open() for client in clients))
-            shutdown_extension = await sigterm.earn(self.address)
+            shutdown_extension = await shutdown.earn(self.address)
             await opening
         try:
             if self.snapstart:
@@ -113,13 +114,15 @@ class Runtime:
 
     def terminate(self) -> None:
         """SIGTERM: take no more invocations, let those in flight finish (answer and drain),
-        then run lifespan shutdown, within :data:`sigterm.SHUTDOWN_BUDGET`. Call on the loop."""
+        then run lifespan shutdown, within the one shutdown budget. Call on the loop."""
         if self._winding_down is not None:
             return
         busy: list[asyncio.Future[Any]] = [w for w in self._workers if w not in self._idle]
         for worker in self._idle:
             worker.cancel()
-        winding_down = sigterm.wind_down(self.target.adapter, busy)
+        adapter = self.target.adapter
+        budget = shutdown.Budget(lifespan=adapter is not None)
+        winding_down = shutdown.wind_down(adapter, budget, busy)
         self._winding_down = asyncio.get_running_loop().create_task(winding_down)
 
     @property
@@ -157,7 +160,7 @@ class Runtime:
         enter_invocation(request, process_wide=self.concurrency == 1)
         reply = Reply(client, request)
         try:
-            context = LambdaContext(request, self.function)
+            context = RuntimeContext(request, self.function)
             event = _unmarshal(request)
         except ContextError as exc:
             await reply.error(ErrorReport.runtime("LambdaContextUnmarshalError", str(exc)))
@@ -173,7 +176,7 @@ class Runtime:
 
     # -- an ASGI/WSGI app through the adapter -------------------------------------------------
     async def _invoke_app(
-        self, adapter: Adapter, reply: Reply, event: Any, context: LambdaContext
+        self, adapter: Adapter, reply: Reply, event: Any, context: RuntimeContext
     ) -> None:
         invocation = adapter.begin(event, context, streaming=self.streaming)
         outcome = await invocation.outcome()
@@ -182,7 +185,7 @@ class Runtime:
         await invocation.drain(adapter.drain_timeout(context))
 
     # -- a plain handler(event, context) -----------------------------------------------------
-    async def _invoke_handler(self, reply: Reply, event: Any, context: LambdaContext) -> None:
+    async def _invoke_handler(self, reply: Reply, event: Any, context: RuntimeContext) -> None:
         request_id = reply.request_id
         pending = PendingWork(request_id, asyncio.get_running_loop())
         try:
@@ -196,7 +199,7 @@ class Runtime:
             await reply.respond(body, content_type, then_next=not pending)
         await pending.drain(drain_budget(context))
 
-    async def _call_handler(self, pending: PendingWork, event: Any, context: LambdaContext) -> Any:
+    async def _call_handler(self, pending: PendingWork, event: Any, context: RuntimeContext) -> Any:
         handler = self.target.handler
         assert handler is not None
         token = _pending.bind(pending)  # after_response() works in plain handlers too
@@ -342,19 +345,19 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def _call_outside_loop(handler: Any, event: Any, context: LambdaContext) -> Any:
+def _call_outside_loop(handler: Any, event: Any, context: RuntimeContext) -> Any:
     """Call a sync handler in this thread as if no loop were running.
 
     Sync handlers often drive asyncio themselves (``asyncio.run``, Mangum), which a running loop
     forbids. With one worker nothing else may run meanwhile anyway (the managed runtime blocks the
     same way), and calling in place saves the thread hop.
     """
-    running = asyncio_events._get_running_loop()
-    asyncio_events._set_running_loop(None)
+    running = running_loop()
+    asyncio._set_running_loop(None)
     try:
         return handler(event, context)
     finally:
-        asyncio_events._set_running_loop(running)
+        asyncio._set_running_loop(running)
 
 
 def _exit_status(workers: list[asyncio.Task[None]]) -> int:

@@ -1,5 +1,10 @@
 """The managed-runtime host: after-response work under AWS's Python runtime (awslambdaric).
 
+Threads of this host (see docs/architecture.md for the drawing): awslambdaric's main thread
+calls the handler; ``holdfast-extension`` runs the extension's own loop (Extensions API long
+poll, Telemetry listener); ``holdfast-relay`` carries hand-overs to that loop; a thread of that
+loop's default executor steps the adapter's loop to drain; ``holdfast-sigterm`` winds down.
+
 With ``handler = holdfast.Adapter(app)`` the handler returns as soon as the response is ready and
 awslambdaric posts it at once; the rest of the invocation's work is handed over here.
 
@@ -12,14 +17,9 @@ some routes) gets no hand-over: the extension learns that the runtime is done wi
 Telemetry API's ``platform.runtimeDone`` for its request id, and lets it end at once (without
 that, it would be held until the function's timeout and the environment reset).
 
-**Several at once** (Lambda Managed Instances, ``AWS_LAMBDA_MAX_CONCURRENCY`` set): awslambdaric
-forks one worker process per slot, each importing the handler; nothing is frozen between
-invocations and an extension cannot be registered from several workers. :class:`ConcurrentHost`
-drains each handed-over invocation in a thread of the worker instead, and on SIGTERM (sent to the
-worker, or passed on when awslambdaric's parent process dies of it) finishes what is in flight.
-
-Both hosts talk to Lambda through :class:`holdfast.runtime.client.RuntimeClient` and end through
-:mod:`holdfast.runtime.sigterm`, the runtime's one SIGTERM path and shutdown budget.
+Several at once (Lambda Managed Instances) is :mod:`holdfast.hosts.instances`. The extension
+talks to Lambda through :class:`holdfast.runtime.client.RuntimeClient` and ends through
+:mod:`holdfast.hosts.shutdown`, the one SIGTERM path and shutdown budget.
 """
 
 from __future__ import annotations
@@ -27,18 +27,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import queue
-import signal
 import socket
-import sys
 import threading
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from holdfast.hosts import shutdown
+
 if TYPE_CHECKING:
-    from holdfast.adapter import Adapter, Invocation
+    from holdfast.adapter import Adapter
+    from holdfast.config import LambdaSettings
+    from holdfast.invocation import Invocation
     from holdfast.runtime.client import RuntimeClient
 
 logger = logging.getLogger("holdfast")
@@ -66,10 +66,12 @@ class AfterResponseExtension:
     Telemetry API listener and the hand-overs from the handler all meet there.
     """
 
-    def __init__(self, adapter: Adapter, runtime_api: str) -> None:
+    def __init__(self, adapter: Adapter, settings: LambdaSettings) -> None:
+        assert settings.runtime_api is not None
         #: Every adapter of the process (a module may build several): one extension serves all.
         self.adapters = [adapter]
-        self._address = runtime_api
+        self._settings = settings
+        self._address = settings.runtime_api
         self._loop = asyncio.new_event_loop()
         self._handed_over: dict[str, Invocation] = {}
         self._runtime_done: OrderedDict[str, str] = OrderedDict()
@@ -90,10 +92,8 @@ class AfterResponseExtension:
     def start(self) -> None:
         """Register and subscribe (this must happen before the runtime's first ``next``), then
         serve in the extension's thread. Raises when registration fails."""
-        from holdfast.runtime import sigterm
-
-        sigterm.handle(self._on_sigterm)
-        sigterm.watch()
+        shutdown.handle(self.terminate)
+        shutdown.watch()
         ready = threading.Event()
         failure: list[BaseException] = []
         thread = threading.Thread(
@@ -135,7 +135,7 @@ class AfterResponseExtension:
             )
 
     async def _subscribe(self, client: RuntimeClient) -> None:
-        host = _listener_address()
+        host = _listener_address(self._settings)
         server = await asyncio.start_server(self._receive_telemetry, host, 0)
         port = server.sockets[0].getsockname()[1]
         destination = {"protocol": "HTTP", "URI": f"http://{LISTENER_HOST}:{port}/telemetry"}
@@ -206,7 +206,7 @@ class AfterResponseExtension:
             return
         if not invocation.idle:
             timeout = self._drain_timeout(invocation, deadline_ms)
-            await self._loop.run_in_executor(None, _drain, invocation, timeout)
+            await self._loop.run_in_executor(None, drain_in_background, invocation, timeout)
 
     def _drain_timeout(self, invocation: Invocation, deadline_ms: int | None) -> float | None:
         adapter = invocation.adapter
@@ -261,53 +261,13 @@ class AfterResponseExtension:
             waiter.set_result(None)
 
     # -- shutdown --------------------------------------------------------------------------------
-    def _on_sigterm(self) -> None:
-        _shut_down(self.adapters)
+    def terminate(self) -> None:
+        """SIGTERM (in the watch thread): lifespan shutdown of every adapter, then exit. Nothing
+        is in flight to wait for: the extension holds the freeze until each drain is done."""
+        shutdown.shut_down(self.adapters, shutdown.Budget())
 
 
-class ConcurrentHost:
-    """Lambda Managed Instances under awslambdaric: one forked worker process per slot, no
-    freeze, no extension. Handed-over invocations drain in a thread of the worker; SIGTERM
-    finishes them (within the shutdown budget) and runs lifespan shutdown."""
-
-    def __init__(self, adapter: Adapter) -> None:
-        self.adapters = [adapter]
-        self._queue: queue.SimpleQueue[Invocation | None] = queue.SimpleQueue()
-        self._idle = threading.Event()
-        self._idle.set()
-
-    def start(self) -> None:
-        from holdfast.runtime import sigterm
-
-        sigterm.handle(self._on_sigterm)
-        sigterm.watch()
-        _term_with_parent()
-        threading.Thread(target=self._drain_forever, name="holdfast-drain", daemon=True).start()
-
-    def hand_over(self, invocation: Invocation) -> None:
-        if not invocation.idle:
-            self._idle.clear()
-            self._queue.put(invocation)
-
-    def _drain_forever(self) -> None:
-        while True:
-            invocation = self._queue.get()
-            if invocation is None:
-                return
-            _drain(invocation, invocation.adapter.drain_timeout(invocation.context))
-            if self._queue.empty():
-                self._idle.set()
-
-    def _on_sigterm(self) -> None:
-        from holdfast.runtime.sigterm import LIFESPAN_SHARE, SHUTDOWN_BUDGET
-
-        # In-flight drains get the budget less lifespan shutdown's share; lifespan the rest.
-        began = time.monotonic()
-        self._idle.wait(SHUTDOWN_BUDGET * (1 - LIFESPAN_SHARE))
-        _shut_down(self.adapters, SHUTDOWN_BUDGET - (time.monotonic() - began))
-
-
-def _drain(invocation: Invocation, timeout: float | None) -> None:
+def drain_in_background(invocation: Invocation, timeout: float | None) -> None:
     adapter = invocation.adapter
     try:
         # Stepping in the background: a handler called meanwhile (no freeze under Managed
@@ -317,97 +277,13 @@ def _drain(invocation: Invocation, timeout: float | None) -> None:
         logger.exception("request %s: draining after-response work failed", invocation.request_id)
 
 
-def _shut_down(adapters: list[Adapter], budget: float | None = None) -> None:
-    """SIGTERM (in the sigterm thread): every adapter's lifespan shutdown within the budget,
-    then end the process."""
-    from holdfast.runtime import sigterm
-
-    deadline = time.monotonic() + (sigterm.SHUTDOWN_BUDGET if budget is None else budget)
-    try:
-        for adapter in adapters:
-            remaining = max(0.0, deadline - time.monotonic())
-            adapter.engine.run(sigterm.wind_down(adapter, (), remaining))
-    except Exception:
-        logger.exception("shutdown failed")
-    finally:
-        logging.shutdown()
-        sys.stdout.flush()
-        os._exit(0)
-
-
-def _term_with_parent() -> None:
-    """Have the kernel send this process SIGTERM when its parent dies.
-
-    awslambdaric's multi-concurrent parent only waits for its workers: SIGTERM kills it by its
-    default action and would leave the workers to the SIGKILL that follows. Linux only.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    parent = os.getppid()
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _listener_address() -> str:
+def _listener_address(settings: LambdaSettings) -> str:
     """Where the Telemetry API listener binds: the address ``sandbox.localdomain`` has inside a
     Lambda environment; loopback anywhere else (the emulator delivers there), without a DNS
     query that could stall the init."""
-    if os.environ.get("AWS_EXECUTION_ENV", "").startswith("AWS_Lambda_"):
+    if settings.execution_env.startswith("AWS_Lambda_"):
         try:
             return socket.gethostbyname(LISTENER_HOST)
         except OSError:
             pass
     return "127.0.0.1"
-
-
-def start_for(adapter: Adapter) -> AfterResponseExtension | ConcurrentHost | None:
-    """Start the host when ``adapter`` is the handler of a managed Lambda runtime.
-
-    Hosts that drain pending work themselves (``holdfast run``) set ``HOLDFAST_HOST=runtime``;
-    ``HOLDFAST_EXTENSION=off`` turns the host off (work then drains before the handler returns).
-    """
-    runtime_api = os.environ.get("AWS_LAMBDA_RUNTIME_API")
-    if not runtime_api or os.environ.get("HOLDFAST_HOST") == "runtime":
-        return None
-    if os.environ.get("HOLDFAST_EXTENSION", "on").lower() in ("off", "0", "false"):
-        return None
-    global _host
-    with _host_lock:
-        host = _host
-        if host is not None:
-            # Another adapter of the same process: one extension (a second registration under
-            # the same name would fail the init) and one SIGTERM path serve them all.
-            host.adapters.append(adapter)
-        elif os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY") is not None:
-            # awslambdaric's multi-concurrent mode (it checks the variable's presence the same
-            # way).
-            host = _host = ConcurrentHost(adapter)
-            host.start()
-        else:
-            extension = AfterResponseExtension(adapter, runtime_api)
-            try:
-                extension.start()
-            except Exception as exc:
-                # The app still answers: its after-response work then drains before the
-                # handler returns (the response waits for it, as under Mangum).
-                logger.warning(
-                    "holdfast: the after-response extension could not register (%s);"
-                    " after-response work delays each response instead",
-                    exc,
-                )
-                return None
-            host = _host = extension
-    adapter.host = host.hand_over
-    return host
-
-
-_host: AfterResponseExtension | ConcurrentHost | None = None
-_host_lock = threading.Lock()

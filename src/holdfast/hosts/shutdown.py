@@ -7,8 +7,10 @@ managed-runtime host's after-response extension earns it by existing.
 
 :func:`watch` catches it the same way for both hosts, in a thread of its own: under awslambdaric
 the main thread idles inside the runtime's C client, where a Python signal handler would never
-run. :func:`wind_down` then finishes what is in flight and runs lifespan shutdown, all within
-:data:`SHUTDOWN_BUDGET`.
+run. Every host then winds down the same way: :class:`Budget` is the one split of
+:data:`SHUTDOWN_BUDGET` (in-flight work first, lifespan shutdown the rest), :func:`wind_down` the
+one coroutine that spends it on an adapter's loop, and :func:`shut_down` the end of a process
+whose main thread is not its own (awslambdaric's): every adapter wound down, then exit.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
-from collections.abc import Callable, Collection
+import time
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from holdfast.runtime.client import RuntimeClient
@@ -123,28 +127,58 @@ def _wait(reader: socket.socket, writer: socket.socket) -> None:
         os._exit(0)
 
 
+class Budget:
+    """The one split of the shutdown budget: in-flight work may take all of it but
+    :data:`LIFESPAN_SHARE` (all of it when there is no lifespan to shut down), lifespan shutdown
+    whatever is left."""
+
+    __slots__ = ("_deadline", "_in_flight_until")
+
+    def __init__(self, total: float = SHUTDOWN_BUDGET, *, lifespan: bool = True) -> None:
+        now = time.monotonic()
+        self._deadline = now + total
+        self._in_flight_until = now + (total * (1 - LIFESPAN_SHARE) if lifespan else total)
+
+    def for_in_flight(self) -> float:
+        """Seconds in-flight work may still take."""
+        return max(0.0, self._in_flight_until - time.monotonic())
+
+    def remaining(self) -> float:
+        """Seconds left of the whole budget."""
+        return max(0.0, self._deadline - time.monotonic())
+
+
 async def wind_down(
-    adapter: Adapter | None,
-    in_flight: Collection[asyncio.Future[Any]] = (),
-    budget: float = SHUTDOWN_BUDGET,
+    adapter: Adapter | None, budget: Budget, in_flight: Collection[asyncio.Future[Any]] = ()
 ) -> None:
-    """Let ``in_flight`` work (invocations still answering or draining) finish, then run the
-    adapter's lifespan shutdown; all of it within ``budget`` seconds. What is still running
-    when its share is spent is cancelled (and reported by its own drain)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + budget
+    """On ``adapter``'s loop: let ``in_flight`` work (invocations still answering or draining)
+    finish within its share of ``budget``, cancel what is still running then (its own drain
+    reports it), and run the adapter's lifespan shutdown with what is left."""
     running = [future for future in in_flight if not future.done()]
     if running:
-        lifespan_share = budget * LIFESPAN_SHARE if adapter is not None else 0.0
-        _, late = await asyncio.wait(running, timeout=max(0.0, budget - lifespan_share))
+        _, late = await asyncio.wait(running, timeout=budget.for_in_flight())
         for future in late:
             future.cancel()
         if late:
             logger.error("SIGTERM: %d invocation(s) still running were cancelled", len(late))
-            await asyncio.wait(late, timeout=max(0.0, deadline - loop.time()))
+            await asyncio.wait(late, timeout=budget.remaining())
     if adapter is None:
         return
     try:
-        await adapter.shutdown(max(0.0, deadline - loop.time()))
+        await adapter.shutdown(budget.remaining())
     except Exception:
         logger.exception("lifespan shutdown failed")
+
+
+def shut_down(adapters: Sequence[Adapter], budget: Budget) -> None:
+    """SIGTERM under awslambdaric (in the watch thread): wind every adapter down on its own loop
+    within what is left of ``budget``, then end the process, status 0."""
+    try:
+        for adapter in adapters:
+            adapter.engine.run(wind_down(adapter, budget))
+    except Exception:
+        logger.exception("shutdown failed")
+    finally:
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)

@@ -7,13 +7,7 @@ Lambda as an init error), 2 for a usage error.
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from holdfast.config import ProxySettings
 
 _USAGE = """\
 usage: holdfast proxy [--port PORT] -- COMMAND [ARGS...]
@@ -32,12 +26,6 @@ environment (HOLDFAST_<NAME>, or the Lambda Web Adapter's AWS_LWA_<NAME>):
   (see docs/migrating-from-lwa.md)
 """
 
-logger = logging.getLogger("holdfast")
-
-# Under SnapStart and provisioned concurrency, init is not on the request path: async init is
-# pointless there and ignored, as LWA 1.1 does.
-_PREINITIALIZED = ("snap-start", "provisioned-concurrency")
-
 
 def main(argv: list[str]) -> int:
     """Run the proxy; returns the process exit status."""
@@ -49,7 +37,8 @@ def main(argv: list[str]) -> int:
         return 2
     from holdfast import config
 
-    address = config.runtime_api()
+    lambda_settings = config.LambdaSettings()
+    address = lambda_settings.runtime_loop_api
     if not address:
         print("holdfast proxy: AWS_LAMBDA_RUNTIME_API is not set", file=sys.stderr)
         return 2
@@ -58,10 +47,11 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"holdfast proxy: {exc}", file=sys.stderr)
         return 2
+    from holdfast.hosts.proxy import serve
     from holdfast.runtime.bootstrap import prepare_process
 
-    prepare_process()
-    return _run(command, settings, address)
+    prepare_process(lambda_settings)
+    return serve(command, settings, lambda_settings, address)
 
 
 def _parse(argv: list[str]) -> tuple[int | None, list[str] | None]:
@@ -83,45 +73,3 @@ def _parse(argv: list[str]) -> tuple[int | None, list[str] | None]:
             return None, []
         port = int(value)
     return port, args[1:]
-
-
-def _run(command: list[str], settings: ProxySettings, address: str) -> int:
-    from holdfast import config
-    from holdfast.adapter import Adapter
-    from holdfast.errors import LifespanError
-    from holdfast.proxy.app import ProxyApp
-    from holdfast.runtime.bootstrap import fail_init, max_concurrency
-    from holdfast.runtime.loader import Target
-    from holdfast.runtime.loop import Runtime
-    from holdfast.runtime.report import ErrorReport
-
-    concurrency = max_concurrency()
-    initialization = os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE", "")
-    async_init = settings.async_init
-    if async_init and initialization in _PREINITIALIZED:
-        logger.warning("ASYNC_INIT is ignored under %s: init waits for the app", initialization)
-        async_init = False
-    app = ProxyApp(
-        command,
-        settings,
-        # Several invocations at once means Lambda Managed Instances: no freeze, pooling is safe.
-        reuse=concurrency > 1 and initialization != "snap-start",
-        async_init=async_init,
-    )
-    try:
-        adapter = Adapter(app, lifespan="on")
-    except LifespanError as exc:
-        report = ErrorReport.runtime(
-            "ProxyAppNotReady", str(exc).removeprefix("lifespan startup failed: ")
-        )
-        return fail_init(address, report)
-    runtime = Runtime(
-        Target(adapter=adapter),
-        address,
-        concurrency=concurrency,
-        streaming=config.invoke_mode() == "response_stream",
-        snapstart=initialization == "snap-start",
-    )
-    # SIGTERM: before Runtime.run takes it over, holdfast.runtime.sigterm ends the process (the
-    # watch started by prepare_process); from then on the runtime winds down as holdfast run's.
-    return adapter.engine.run(runtime.run())

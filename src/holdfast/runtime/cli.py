@@ -9,8 +9,11 @@ usage error, 64/65 for SnapStart hook failures.
 
 from __future__ import annotations
 
-import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from holdfast.config import LambdaSettings
 
 _USAGE = """\
 usage: holdfast run MODULE:ATTR
@@ -33,8 +36,11 @@ def main(argv: list[str]) -> int:
     if argv[:1] in (["-h"], ["--help"]):
         print(_USAGE, end="")
         return 0
-    spec = argv[0] if argv else os.environ.get("_HANDLER")
-    address = os.environ.get("AWS_LAMBDA_RUNTIME_API")
+    from holdfast.config import LambdaSettings
+
+    settings = LambdaSettings()
+    spec = argv[0] if argv else settings.handler
+    address = settings.runtime_api
     if len(argv) > 1 or not spec:
         print(_USAGE, end="", file=sys.stderr)
         return 2
@@ -46,28 +52,28 @@ def main(argv: list[str]) -> int:
         return 2
     from holdfast.runtime.bootstrap import prepare_process
 
-    prepare_process()
-    return _run(spec, address)
+    prepare_process(settings)
+    return _run(spec, address, settings)
 
 
-def _run(spec: str, address: str) -> int:
+def _run(spec: str, address: str, settings: LambdaSettings) -> int:
     # Imported here so `holdfast --help` and usage errors stay cheap.
     from holdfast import config
     from holdfast.engine import Engine
-    from holdfast.runtime.bootstrap import fail_init, max_concurrency
+    from holdfast.hosts.custom import CustomRuntime
+    from holdfast.runtime.bootstrap import fail_init
     from holdfast.runtime.loader import InitError, load
-    from holdfast.runtime.loop import Runtime
 
     try:
         target = load(spec)
     except InitError as exc:
         return fail_init(address, exc.report)
-    runtime = Runtime(
+    runtime = CustomRuntime(
         target,
         address,
-        concurrency=max_concurrency(),
+        concurrency=settings.max_concurrency,
         streaming=config.invoke_mode() == "response_stream",
-        snapstart=os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
+        snapstart=settings.snapstart,
     )
     engine = target.adapter.engine if target.adapter is not None else Engine()
     return engine.run(runtime.run())

@@ -155,7 +155,7 @@ class ClientContext:
         return f"ClientContext([custom={self.custom},env={self.env},client={self.client}])"
 
 
-class LambdaContext:
+class RuntimeContext:
     """The context object of one invocation."""
 
     def __init__(self, request: InvocationRequest, function: FunctionInfo) -> None:

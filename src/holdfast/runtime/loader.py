@@ -20,15 +20,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from holdfast.adapter import Adapter
+from holdfast.adapter import Adapter, app_kind
 from holdfast.errors import HoldfastError
 from holdfast.runtime.report import ErrorReport
 
 __all__ = ["HandlerFunction", "InitError", "Target", "load", "resolve", "split_spec"]
 
 HandlerFunction = Callable[[Any, Any], Any]
-# Parameter names that give a two-argument callable away as a WSGI app, not a Lambda handler.
-_WSGI_NAMES = frozenset({"environ", "env", "start_response"})
 
 
 class InitError(HoldfastError):
@@ -127,7 +125,7 @@ def _target(obj: Any, spec: str, module: Any) -> Target:
         raise InitError(ErrorReport.runtime("HandlerNotFound", message))
     adapter = obj if isinstance(obj, Adapter) else _adapter_around(obj, module)
     if adapter is None:
-        if _is_handler(obj):
+        if app_kind(obj, handlers=True) == "handler":
             return Target(handler=obj)
         try:
             adapter = Adapter(obj)  # ASGI, or WSGI as the adapter recognises it
@@ -146,20 +144,3 @@ def _adapter_around(app: Any, module: Any) -> Adapter | None:
         if isinstance(value, Adapter) and value.given is app:
             return value
     return None
-
-
-def _is_handler(obj: Any) -> bool:
-    """Whether ``obj`` is a Lambda ``handler(event, context)`` rather than an ASGI/WSGI app."""
-    try:
-        parameters = list(inspect.signature(obj).parameters.values())
-    except (TypeError, ValueError):
-        return False  # a C-level callable: ASGI apps are the likelier kind
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in parameters):
-        return False
-    call = obj if inspect.isroutine(obj) else getattr(obj, "__call__", obj)  # noqa: B004
-    if inspect.iscoroutinefunction(call):
-        return True
-    # Two positional parameters: a WSGI app gives itself away by its names (or Flask's attribute).
-    names = {p.name for p in positional}
-    return not (names & _WSGI_NAMES or hasattr(obj, "wsgi_app"))

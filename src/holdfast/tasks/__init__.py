@@ -20,11 +20,14 @@ from .errors import (
     TaskTimeout,
     UnknownTask,
 )
+from .integration import register as _register
 from .models import TaskState, TaskStatus
 from .queue import TaskHandle, TaskQueue, get_queue, registered_queues
 from .schedule import Cron
 from .task import Task, TaskOptions
 from .worker import Worker
+
+_register()  # the task queue's event kinds and spill, plugged into holdfast's core
 
 __all__ = [
     "BackendError",
