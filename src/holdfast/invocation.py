@@ -181,9 +181,12 @@ class Invocation:
         A synchronous caller steps the loop until :meth:`ready` instead; this then returns at
         once (``adapter.engine.run(invocation.outcome())`` would cost a task)."""
         if not self.ready():
-            sink = self._sink
-            assert sink is not None  # only an app's exchange may keep the outcome waiting
+            sink, task = self._sink, self.task
+            if sink is None:  # an event handler: its task's end is the outcome
+                assert task is not None
+                await asyncio.wait((task,))
             while not self.ready():
+                assert sink is not None  # only an app's response keeps it waiting now
                 await sink.wait()
         return self.decided()
 
