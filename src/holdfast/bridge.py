@@ -41,14 +41,13 @@ class ResponseSink(Protocol):
 class BufferedSink:
     """Collects the whole response, for hosts that hand Lambda one JSON document."""
 
-    __slots__ = ("_app", "_loop", "_waiter", "chunks", "headers", "status")
+    __slots__ = ("_loop", "_waiter", "chunks", "headers", "status")
 
     #: A buffered response never streams: its outcome waits for the whole of it.
     streaming = False
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._app: asyncio.Future[Any] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self.status = 0
         self.headers: RawHeaders = []
@@ -66,18 +65,10 @@ class BufferedSink:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def follow(self, app: asyncio.Future[Any]) -> None:
-        """The app's task: :meth:`wait` ends when it does (with no complete response)."""
-        self._app = app
-
-    async def wait(self) -> None:
+    async def wait(self, app: asyncio.Future[Any]) -> None:
         """Wait until the response is complete or the app's task has ended."""
         self._waiter = waiter = self._loop.create_future()
-        app = self._app
-        if app is None:
-            await waiter
-        else:
-            await asyncio.wait((waiter, app), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((waiter, app), return_when=asyncio.FIRST_COMPLETED)
 
     def release(self) -> None:
         """Nothing to release: the whole response is in hand before the host delivers it."""
@@ -195,6 +186,7 @@ class StreamSink:
     __slots__ = (
         "_chunks",
         "_closed",
+        "_following",
         "_hold",
         "_loop",
         "_released",
@@ -213,6 +205,7 @@ class StreamSink:
         self._hold = hold
         self._chunks: deque[bytes] = deque()
         self._closed = False
+        self._following = False
         self._released = False
         self._waiter: asyncio.Future[None] | None = None  # the host waiting for a chunk
         self._taken: asyncio.Future[None] | None = None  # the app waiting for room
@@ -252,9 +245,11 @@ class StreamSink:
         if self._taken is not None and not self._taken.done():
             self._taken.set_result(None)
 
-    def follow(self, app: asyncio.Future[Any]) -> None:
+    def _follow(self, app: asyncio.Future[Any]) -> None:
         """The app's task: its end wakes the host waiting in :meth:`wait` or :meth:`take`."""
-        app.add_done_callback(self._woken)
+        if not self._following:
+            self._following = True
+            app.add_done_callback(self._woken)
 
     def _woken(self, _: asyncio.Future[Any]) -> None:
         self.wake()
@@ -264,8 +259,9 @@ class StreamSink:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def wait(self) -> None:
+    async def wait(self, app: asyncio.Future[Any]) -> None:
         """Wait for the next change: the head, a chunk, the end, or the app's task ending."""
+        self._follow(app)
         self._waiter = self._loop.create_future()
         await self._waiter
 
@@ -281,7 +277,7 @@ class StreamSink:
                 return None
             if app.done():
                 raise AppEnded
-            await self.wait()
+            await self.wait(app)
         chunk = self._chunks.popleft()
         if self._taken is not None and not self._taken.done():
             self._taken.set_result(None)

@@ -130,7 +130,7 @@ class Invocation:
             coro = adapter.app(scope, exchange.receive, exchange.send)
         else:
             coro = _start_then_serve(adapter, scope, exchange.receive, exchange.send)
-        sink.follow(self._create_task(coro))
+        self._create_task(coro)
 
     def _start_handler(self) -> None:
         name = self.kind.name
@@ -186,8 +186,8 @@ class Invocation:
                 assert task is not None
                 await asyncio.wait((task,))
             while not self.ready():
-                assert sink is not None  # only an app's response keeps it waiting now
-                await sink.wait()
+                assert sink is not None and task is not None  # an app's response keeps it
+                await sink.wait(task)
         return self.decided()
 
     def decided(self) -> Outcome:
