@@ -25,19 +25,6 @@ async def _slow_task(request_id: str, ms: int) -> None:
     _record("task", request_id)
 
 
-def _blocking_task(request_id: str, ms: int) -> None:
-    time.sleep(ms / 1000)
-    _record("after", request_id)
-
-
-@app.get("/work")
-async def work(request: Request, tasks: BackgroundTasks, ms: int = 100) -> dict:
-    request_id = request.scope["aws.context"].aws_request_id
-    tasks.add_task(_slow_task, request_id, ms)
-    holdfast.after_response(_blocking_task, request_id, ms)
-    return {"request_id": request_id}
-
-
 async def _compute_first(request_id: str, ms: int) -> None:
     # CPU work before the first await: if it ran before the response went out, it would hold
     # up the response by its whole length.

@@ -64,14 +64,27 @@ def _records(record: Path) -> dict[tuple[str, str], float]:
 
 def test_every_background_task_finishes_before_the_freeze(start):
     emulator, record = start(concurrency=2)
+
+    def answer_then_release(_: int) -> tuple[int, bytes, float]:
+        answer = _get(emulator.url, "/gated")
+        # Only now may the request's after-response work finish (see after_apps.gated).
+        request_id = json.loads(answer[1])["request_id"]
+        Path(f"{record}.release-{request_id}").touch()
+        return answer
+
     with ThreadPoolExecutor(2) as clients:
-        results = list(clients.map(lambda _: _get(emulator.url, "/work?ms=100"), range(200)))
+        results = list(clients.map(answer_then_release, range(200)))
     results = [(status, json.loads(body), at) for status, body, at in results]
     emulator.wait_idle(timeout=60)
 
     assert all(status == 200 for status, _, _ in results)
     finished = _records(record)
+    assert not [key for key in finished if key[0] == "unreleased"]  # no answer waited for work
     freezes = {entry.request_id: entry for entry in emulator.freeze_log}
+    # Every comparison below is an order of causes, read on one system-wide monotonic clock:
+    # the emulator takes `response_sent_at` before it hands the caller the response, the client
+    # `answered_at` before it releases the work, the work its finishing time once released, and
+    # the emulator `frozen_at` once every process of the environment is stopped.
     for _, body, answered_at in results:
         request_id = body["request_id"]
         freeze = freezes[request_id]
