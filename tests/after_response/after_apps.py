@@ -25,6 +25,45 @@ async def _slow_task(request_id: str, ms: int) -> None:
     _record("task", request_id)
 
 
+# The test releases each request's work once its client has the response (a file named after
+# the request): the work then finishes after the answer by construction, never by a race
+# between two clocks. Work the host held the response for could never be released: it records
+# "unreleased" instead, after GATE_DEADLINE seconds.
+GATE_DEADLINE = 30.0
+
+
+def _released(request_id: str) -> bool:
+    return os.path.exists(f"{os.environ['HOLDFAST_TEST_RECORD']}.release-{request_id}")
+
+
+async def _gated_task(request_id: str) -> None:
+    until = time.monotonic() + GATE_DEADLINE
+    while not _released(request_id):
+        if time.monotonic() > until:
+            _record("unreleased", request_id)
+            return
+        await asyncio.sleep(0.005)
+    _record("task", request_id)
+
+
+def _gated_blocking_task(request_id: str) -> None:
+    until = time.monotonic() + GATE_DEADLINE
+    while not _released(request_id):
+        if time.monotonic() > until:
+            _record("unreleased", request_id)
+            return
+        time.sleep(0.005)
+    _record("after", request_id)
+
+
+@app.get("/gated")
+async def gated(request: Request, tasks: BackgroundTasks) -> dict:
+    request_id = request.scope["aws.context"].aws_request_id
+    tasks.add_task(_gated_task, request_id)
+    holdfast.after_response(_gated_blocking_task, request_id)
+    return {"request_id": request_id}
+
+
 async def _compute_first(request_id: str, ms: int) -> None:
     # CPU work before the first await: if it ran before the response went out, it would hold
     # up the response by its whole length.
