@@ -49,3 +49,50 @@ def test_the_errors_a_user_can_meet_are_holdfast_errors():
 
     for error in (InitError, RuntimeAPIError, ContextError, ColdStartError, TaskError):
         assert issubclass(error, holdfast.HoldfastError), error
+
+
+def test_the_package_exports_are_pinned():
+    # Adding or removing a public name is an API change: it is made here, on purpose.
+    assert sorted(holdfast.__all__) == [
+        "ASGIProtocolError",
+        "Adapter",
+        "Buffered",
+        "Failed",
+        "FunctionError",
+        "HTTPStatusError",
+        "HoldfastError",
+        "InvalidEvent",
+        "LambdaContext",
+        "LifespanError",
+        "Outcome",
+        "Streamed",
+        "after_response",
+        "on_response_sent",
+    ]
+
+
+def test_the_lambda_context_type_is_public():
+    from holdfast._types import LambdaContext
+
+    # What handlers annotate `context` with: awslambdaric's object, holdfast run's
+    # RuntimeContext or a test's stand-in may come, so it is the alias every module uses.
+    assert holdfast.LambdaContext is LambdaContext
+    assert "LambdaContext" in dir(holdfast)
+
+
+def test_importing_holdfast_imports_no_host_and_the_adapter_plugs_the_hosts_in():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, holdfast\n"
+        "before = 'holdfast.hosts' in sys.modules\n"
+        "from holdfast import Adapter\n"
+        "from holdfast import adapter, hosts\n"
+        "print(before, hosts.attach in adapter._created_hooks)\n"
+    )
+    env = {"PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.stdout.split() == ["False", "True"], done.stderr
