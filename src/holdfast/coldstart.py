@@ -103,7 +103,9 @@ _CHILD = """
 import time
 began = time.perf_counter()
 import sys
+from holdfast import hosts
 from holdfast.runtime.loader import InitError, load, split_spec
+hosts.install("custom")  # holdfast run's host: an Adapter made at import starts no extension
 spec = sys.argv[1]
 try:
     module, _ = split_spec(spec)
@@ -139,9 +141,9 @@ def measure(spec: str, *, no_pyc: bool = False) -> Profile:
     """One cold start of `spec` in a fresh interpreter."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), *sys.path[1:]])}
     # As in Lambda's init (an Adapter runs lifespan startup there), under `holdfast run`'s host
-    # (no managed-runtime extension); nothing listens at the address, and nothing calls it.
+    # (the child installs it: no managed-runtime extension); nothing listens at the address, and
+    # nothing calls it.
     env["AWS_LAMBDA_RUNTIME_API"] = "127.0.0.1:9"
-    env["HOLDFAST_HOST"] = "runtime"
     with tempfile.TemporaryDirectory(prefix="holdfast-coldstart-") as cache:
         flags = ["-X", "importtime"]
         if no_pyc:  # as a package deployed without compiled bytecode: everything compiles
