@@ -127,17 +127,15 @@ class Adapter:
             # Nothing is delivered before this returns, after the drain: the app need not wait
             # for a hand-over (as under Mangum, its code after the last chunk runs at once).
             invocation.handed_over()
-            self.engine.run_until(invocation.ready)
-            outcome = invocation.decided()
-            if not invocation.settle():
-                # Finish the work before returning, so nothing is lost (the response waits, as
-                # it does under Mangum).
-                self.engine.run(invocation.drain(self.drain_timeout(context)))
-        else:
-            self.engine.run_until(invocation.ready)
-            outcome = invocation.decided()
+        self.engine.run_until(invocation.ready)
+        outcome = invocation.decided()
+        if drainer is not None:
             invocation.handed_over()
             drainer(invocation)  # it drains once the runtime has the response
+        elif not invocation.settle():
+            # Finish the work before returning, so nothing is lost (the response waits, as it
+            # does under Mangum).
+            self.engine.run(invocation.drain(self.drain_timeout(context)))
         if isinstance(outcome, Failed):
             raise outcome.error if outcome.error is not None else InvalidEvent(outcome.message)
         assert isinstance(outcome, Buffered)  # begin() without streaming never streams
