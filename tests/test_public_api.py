@@ -68,6 +68,7 @@ def test_the_package_exports_are_pinned():
         "Streamed",
         "after_response",
         "on_response_sent",
+        "trace_id",
     ]
 
 
@@ -78,6 +79,14 @@ def test_the_lambda_context_type_is_public():
     # RuntimeContext or a test's stand-in may come, so it is the alias every module uses.
     assert holdfast.LambdaContext is LambdaContext
     assert "LambdaContext" in dir(holdfast)
+
+
+def test_the_current_invocations_trace_id_is_public():
+    from holdfast.runtime.context import trace_id
+
+    # Per invocation under holdfast run (several at once share no process-wide variable).
+    assert holdfast.trace_id is trace_id
+    assert holdfast.trace_id() is None  # outside an invocation
 
 
 def test_importing_holdfast_imports_no_host_and_the_adapter_plugs_the_hosts_in():

@@ -29,6 +29,7 @@ __all__ = [
     "Streamed",
     "after_response",
     "on_response_sent",
+    "trace_id",
 ]
 
 _EXPORTS = {
@@ -46,6 +47,7 @@ _EXPORTS = {
     "Streamed": "holdfast.outcome",
     "after_response": "holdfast.pending",
     "on_response_sent": "holdfast.pending",
+    "trace_id": "holdfast.runtime.context",
 }
 
 if TYPE_CHECKING:
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
     )
     from holdfast.outcome import Buffered, Failed, Outcome, Streamed
     from holdfast.pending import after_response, on_response_sent
+    from holdfast.runtime.context import trace_id
 
 
 def __getattr__(name: str) -> Any:

@@ -52,7 +52,9 @@ def current_request() -> InvocationRequest | None:
 
 
 def trace_id() -> str | None:
-    """The X-Ray trace header (``Root=...;Parent=...;Sampled=...``) of the current invocation."""
+    """The X-Ray trace header (``Root=...;Parent=...;Sampled=...``) of the current invocation
+    (``holdfast.trace_id``): ``None`` outside ``holdfast run``'s invocations (under AWS's own
+    runtime, ``_X_AMZN_TRACE_ID`` holds it)."""
     request = _current.get()
     return request.trace_id if request is not None else None
 
