@@ -47,9 +47,10 @@ ABOVE = (
     "holdfast.coldstart",
     "holdfast.telemetry",
 )
-# holdfast/__init__.py registers the hosts' hook when `holdfast.Adapter` is first looked up: the
-# one sanctioned edge from the package's entry point up to the hosts.
-ENTRY_POINT_EDGES = {("holdfast", "holdfast.hosts")}
+# The package's entry point (holdfast/__init__.py) is where the public API meets the hosts: it
+# registers the hosts' hook when `holdfast.Adapter` is first looked up, and re-exports the one
+# host-level name users need (`holdfast.trace_id`). No other edge goes up.
+ENTRY_POINT_EDGES = {("holdfast", "holdfast.hosts"), ("holdfast", "holdfast.runtime.context")}
 
 
 def _module_name(path: Path) -> str:
