@@ -48,7 +48,7 @@ def test_the_drain_budget_is_the_remaining_time_less_the_margin(remaining_ms, ma
 def test_no_deadline_no_budget():
     assert drain_budget(None) is None
     assert drain_budget(object(), 0.5) is None
-    assert drain_budget(Context(1500)) == pytest.approx(1.5 - pending.DEFAULT_DRAIN_MARGIN)
+    assert drain_budget(Context(1500)) == pytest.approx(1.0)  # the default margin: 0.5 s
 
 
 # -- the drain -----------------------------------------------------------------------------------
@@ -223,3 +223,85 @@ def test_a_buffered_wait_ends_with_the_response_or_the_app():
         return waiting.done(), waiting_for_end.done()
 
     assert asyncio.run(main()) == (True, True)
+
+
+# -- final callbacks, handles, the current set -----------------------------------------------------
+def test_final_callbacks_run_once_after_everything_else_and_are_counted():
+    order: list[str] = []
+
+    async def work() -> None:
+        await asyncio.sleep(0)
+        order.append("work")
+
+    def flush() -> None:
+        order.append("flush")
+
+    async def main() -> pending.DrainReport:
+        loop = asyncio.get_running_loop()
+        pending_work = PendingWork("r", loop)
+        pending_work.finally_(flush)
+        pending_work.finally_(flush)  # registered once
+        pending_work.defer(work)
+        assert pending_work  # a final callback alone is work owed
+        report = await asyncio.wait_for(pending_work.drain(DEADLINE), DEADLINE)
+        assert not pending_work
+        return report
+
+    report = asyncio.run(main())
+    assert order == ["work", "flush"]
+    assert (report.drained, report.failed, report.cancelled) == (2, 0, [])
+
+
+def test_a_work_handle_tells_its_state():
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        work = PendingWork("r", loop)
+        token = pending.bind(work)
+        try:
+            assert pending.current() is work
+            release = asyncio.Event()
+            handle = pending.after_response(release.wait)
+        finally:
+            pending.unbind(token)
+        assert pending.current() is None
+        states = [repr(handle), str(handle.done())]
+        work.response_sent()
+        await asyncio.sleep(0)
+        states += [repr(handle), str(handle.done())]
+        release.set()
+        await asyncio.wait_for(work.drain(DEADLINE), DEADLINE)
+        states += [repr(handle), str(handle.done())]
+        return states
+
+    states = asyncio.run(main())
+    assert [state.rsplit(" ", 1)[-1] for state in states[0::2]] == [
+        "response>",
+        "running>",
+        "done>",
+    ]
+    assert states[0].endswith("waiting for response>")
+    assert states[1::2] == ["False", "False", "True"]
+
+
+def test_a_failing_spill_falls_back_to_cancelling_and_says_so(monkeypatch, caplog):
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    def spiller(fn: Any, args: Any, kwargs: Any) -> Any:
+        async def spill() -> None:
+            raise ConnectionError("the queue is down")
+
+        return spill
+
+    monkeypatch.setattr(pending, "_spillers", [spiller])
+
+    async def main() -> pending.DrainReport:
+        work = PendingWork("req-7", asyncio.get_running_loop())
+        work.defer(forever)
+        return await asyncio.wait_for(work.drain(0.01), DEADLINE)
+
+    with caplog.at_level(logging.WARNING, "holdfast"):
+        report = asyncio.run(main())
+    assert (report.spilled, len(report.cancelled)) == (0, 1)
+    assert "req-7: could not spill" in caplog.text
+    assert "was cancelled" in caplog.text
