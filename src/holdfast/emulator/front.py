@@ -16,8 +16,18 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
+from holdfast.http11.server import (
+    BODY_TIMEOUT,
+    HEAD_TIMEOUT,
+    BodyTooLarge,
+    HTTPServer,
+    Request,
+    Response,
+    StreamAborted,
+    json_response,
+)
+
 from . import eventstream
-from ._http import BodyTooLarge, HTTPServer, Request, Response, StreamAborted, json_response
 from .config import EmulatorConfig
 from .events import (
     HTTP_INTEGRATION_CONTENT_TYPE,
@@ -78,7 +88,13 @@ class Front:
     def __init__(self, config: EmulatorConfig, dispatcher: Dispatcher) -> None:
         self._config = config
         self._dispatcher = dispatcher
-        self._server = HTTPServer(self.handle, config.host, config.port)
+        self._server = HTTPServer(
+            self.handle,
+            config.host,
+            config.port,
+            head_timeout=HEAD_TIMEOUT,
+            body_timeout=BODY_TIMEOUT,
+        )
 
     @property
     def port(self) -> int:

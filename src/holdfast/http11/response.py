@@ -1,0 +1,140 @@
+"""Reading an HTTP/1.1 response from an asyncio stream: one reader for every client here.
+
+The Runtime API client (`runtime.client`) reads whole answers with :func:`read_response`; the
+proxy (`proxy.upstream`) reads the head with :func:`read_head` and streams the body with
+:func:`body_chunks`. Both get the same strict syntax (`grammar`): broken HTTP is
+`ProtocolError`, a `ConnectionError`, so a client treats it as the lost connection it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from .grammar import (
+    MAX_HEAD_BYTES,
+    Fields,
+    ProtocolError,
+    body_framing,
+    chunk_size,
+    parse_fields,
+    parse_status_line,
+    split_head,
+)
+
+__all__ = ["Fields", "ProtocolError", "ResponseHead", "body_chunks", "read_head", "read_response"]
+
+_CHUNK = 64 * 1024
+
+
+class ResponseHead:
+    """A response's status, fields (lower-case names) and how its body is framed."""
+
+    __slots__ = ("chunked", "fields", "keep_alive", "length", "status")
+
+    def __init__(
+        self, status: int, fields: Fields, length: int | None, chunked: bool, keep_alive: bool
+    ) -> None:
+        self.status = status
+        self.fields = fields
+        #: The body's length; None with `chunked`, or when the body runs to the connection's end
+        #: (then `keep_alive` is False).
+        self.length = length
+        self.chunked = chunked
+        self.keep_alive = keep_alive
+
+    def get(self, name: bytes, default: bytes = b"") -> bytes:
+        """The first value of the field `name` (lower-case)."""
+        for key, value in self.fields:
+            if key == name:
+                return value
+        return default
+
+
+async def read_head(reader: asyncio.StreamReader, *, to_head_request: bool = False) -> ResponseHead:
+    """The next response head on `reader` (1xx interim responses are passed over, except 101)."""
+    while True:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            raise ProtocolError("header section too large") from None
+        if len(head) > MAX_HEAD_BYTES:
+            raise ProtocolError("header section too large")
+        line, block = split_head(head)
+        status, http11 = parse_status_line(line)
+        fields = parse_fields(block)
+        if status >= 200 or status == 101:
+            return _head(status, http11, fields, to_head_request)
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[ResponseHead, bytes]:
+    """The next whole response on `reader`: its head and its body."""
+    head = await read_head(reader)
+    if head.length is not None:
+        return head, await reader.readexactly(head.length)
+    if not head.chunked:
+        return head, await reader.read()
+    return head, b"".join([chunk async for chunk in body_chunks(reader, head)])
+
+
+async def body_chunks(reader: asyncio.StreamReader, head: ResponseHead) -> AsyncIterator[bytes]:
+    """The body of the response `head` began, piece by piece as it arrives.
+
+    A body cut short raises `asyncio.IncompleteReadError`; broken chunk framing `ProtocolError`.
+    """
+    if head.chunked:
+        async for chunk in _chunked(reader):
+            yield chunk
+    elif head.length is not None:
+        remaining = head.length
+        while remaining:
+            chunk = await reader.read(min(remaining, _CHUNK))
+            if not chunk:
+                raise asyncio.IncompleteReadError(b"", remaining)
+            remaining -= len(chunk)
+            yield chunk
+    else:
+        while chunk := await reader.read(_CHUNK):
+            yield chunk
+
+
+async def _chunked(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    while True:
+        try:
+            size = chunk_size(await reader.readuntil(b"\n"))
+        except asyncio.LimitOverrunError:
+            raise ProtocolError("chunk size line too long") from None
+        if size == 0:
+            # Trailers: nothing here has a use for them, but they must be well formed.
+            trailers = b""
+            while (line := await reader.readuntil(b"\n")) not in (b"\r\n", b"\n"):
+                trailers += line
+                if len(trailers) > MAX_HEAD_BYTES:
+                    raise ProtocolError("trailer section too large")
+            parse_fields(trailers)
+            return
+        remaining = size
+        while remaining:
+            chunk = await reader.read(min(remaining, _CHUNK))
+            if not chunk:
+                raise asyncio.IncompleteReadError(b"", remaining)
+            remaining -= len(chunk)
+            yield chunk
+        if await reader.readexactly(2) != b"\r\n":
+            raise ProtocolError("chunk not followed by CRLF")
+
+
+def _head(status: int, http11: bool, fields: Fields, to_head_request: bool) -> ResponseHead:
+    length, chunked = body_framing(fields)
+    connection = b""
+    for name, value in fields:
+        if name == b"connection":
+            connection += value.lower()
+    keep_alive = b"keep-alive" in connection if not http11 else b"close" not in connection
+    if to_head_request or status in (204, 304) or status < 200:
+        return ResponseHead(status, fields, 0, False, keep_alive)
+    if chunked:
+        return ResponseHead(status, fields, None, True, keep_alive)
+    if length is None:
+        keep_alive = False  # the body runs to the end of the connection
+    return ResponseHead(status, fields, length, False, keep_alive)
