@@ -18,37 +18,38 @@ from .grammar import (
     body_framing,
     chunk_size,
     parse_fields,
-    parse_status_line,
-    split_head,
+    parse_response_head,
 )
 
 __all__ = ["Fields", "ProtocolError", "ResponseHead", "body_chunks", "read_head", "read_response"]
 
 _CHUNK = 64 * 1024
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
 
 
 class ResponseHead:
     """A response's status, fields (lower-case names) and how its body is framed."""
 
-    __slots__ = ("chunked", "fields", "keep_alive", "length", "status")
+    __slots__ = ("chunked", "fields", "index", "keep_alive", "length", "status")
 
     def __init__(
-        self, status: int, fields: Fields, length: int | None, chunked: bool, keep_alive: bool
+        self,
+        status: int,
+        fields: Fields,
+        index: dict[str, str],
+        length: int | None,
+        chunked: bool,
+        keep_alive: bool,
     ) -> None:
         self.status = status
         self.fields = fields
+        #: The fields by name; the last value where a name came more than once.
+        self.index = index
         #: The body's length; None with `chunked`, or when the body runs to the connection's end
         #: (then `keep_alive` is False).
         self.length = length
         self.chunked = chunked
         self.keep_alive = keep_alive
-
-    def get(self, name: bytes, default: bytes = b"") -> bytes:
-        """The first value of the field `name` (lower-case)."""
-        for key, value in self.fields:
-            if key == name:
-                return value
-        return default
 
 
 async def read_head(reader: asyncio.StreamReader, *, to_head_request: bool = False) -> ResponseHead:
@@ -58,11 +59,7 @@ async def read_head(reader: asyncio.StreamReader, *, to_head_request: bool = Fal
             head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
             raise ProtocolError("header section too large") from None
-        if len(head) > MAX_HEAD_BYTES:
-            raise ProtocolError("header section too large")
-        line, block = split_head(head)
-        status, http11 = parse_status_line(line)
-        fields = parse_fields(block)
+        status, http11, fields = parse_response_head(head)
         if status >= 200 or status == 101:
             return _head(status, http11, fields, to_head_request)
 
@@ -125,16 +122,18 @@ async def _chunked(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
 
 
 def _head(status: int, http11: bool, fields: Fields, to_head_request: bool) -> ResponseHead:
-    length, chunked = body_framing(fields)
-    connection = b""
-    for name, value in fields:
-        if name == b"connection":
-            connection += value.lower()
-    keep_alive = b"keep-alive" in connection if not http11 else b"close" not in connection
+    index = dict(fields)
+    if len(index) == len(fields):  # no name twice (the usual case): look the three up
+        framing = [(name, index[name]) for name in _FRAMING if name in index]
+    else:
+        framing = [field for field in fields if field[0] in _FRAMING]
+    length, chunked = body_framing(framing) if framing else (None, False)
+    connection = " ".join([value for name, value in framing if name == "connection"]).lower()
+    keep_alive = "keep-alive" in connection if not http11 else "close" not in connection
     if to_head_request or status in (204, 304) or status < 200:
-        return ResponseHead(status, fields, 0, False, keep_alive)
+        return ResponseHead(status, fields, index, 0, False, keep_alive)
     if chunked:
-        return ResponseHead(status, fields, None, True, keep_alive)
+        return ResponseHead(status, fields, index, None, True, keep_alive)
     if length is None:
         keep_alive = False  # the body runs to the end of the connection
-    return ResponseHead(status, fields, length, False, keep_alive)
+    return ResponseHead(status, fields, index, length, False, keep_alive)

@@ -28,10 +28,11 @@ from typing import Any, TypeVar
 
 from .grammar import (
     MAX_HEAD_BYTES,
+    Fields,
     ProtocolError,
-    bad_field,
     body_framing,
     chunk_size,
+    forbidden_field,
     parse_fields,
     parse_request_line,
 )
@@ -50,6 +51,7 @@ __all__ = [
 
 _log = logging.getLogger("holdfast.http")
 _T = TypeVar("_T")
+_FRAMING = frozenset({"content-length", "transfer-encoding"})
 
 _READ_LIMIT = 1024 * 1024
 # Bodies of known length up to this size are read in one call.
@@ -215,7 +217,7 @@ class RequestBody:
                 raise ProtocolError("connection closed inside a chunked body")
             size = chunk_size(line)
             if size == 0:
-                self.trailers = await self._timed(_read_fields(self._reader))
+                self.trailers, _ = await self._timed(_read_fields(self._reader))
                 self._done = True
                 return b""
             self._chunk_left = size
@@ -465,32 +467,40 @@ _TOO_MANY_CONNECTIONS = (
 )
 
 
-async def _read_fields(reader: asyncio.StreamReader) -> Headers:
-    """A field block through the blank line that ends it (a head's fields, or trailers)."""
+async def _read_fields(reader: asyncio.StreamReader) -> tuple[Headers, Fields]:
+    """A field block through the blank line that ends it (a head's fields, or trailers), and
+    its framing fields (`Content-Length`, `Transfer-Encoding`) for `body_framing`."""
     # Usually the whole block has arrived with the request line: take it in one piece.
     buffered = getattr(reader, "_buffer", None)
     if isinstance(buffered, bytearray) and (end := _block_end(buffered)) is not None:
         block = await reader.readexactly(end)
     else:
-        lines: list[bytes] = []
-        total = 0
-        while True:
-            line = await _readline(reader)
-            total += len(line)
-            if total > MAX_HEAD_BYTES:
-                raise ProtocolError("header section too large")
-            if not line.endswith(b"\n"):
-                raise asyncio.IncompleteReadError(line, None)
-            lines.append(line)
-            if line in (b"\r\n", b"\n"):
-                break
-        block = b"".join(lines)
+        block = await _read_block(reader)
     block = block[:-2] if block.endswith(b"\r\n") else block[:-1]
-    raw = [
-        (name.decode("latin-1"), value.decode("latin-1"))
-        for name, value in parse_fields(block, keep_case=True)
-    ]
-    return Headers(raw)
+    raw = parse_fields(block, lower=False)
+    # The first value of each name wins: written last.
+    first = {name.lower(): value for name, value in reversed(raw)}
+    framing: Fields = []
+    if "content-length" in first or "transfer-encoding" in first:
+        for name, value in raw:
+            if (lowered := name.lower()) in _FRAMING:
+                framing.append((lowered, value))
+    return Headers(raw, first), framing
+
+
+async def _read_block(reader: asyncio.StreamReader) -> bytes:
+    lines: list[bytes] = []
+    total = 0
+    while True:
+        line = await _readline(reader)
+        total += len(line)
+        if total > MAX_HEAD_BYTES:
+            raise ProtocolError("header section too large")
+        if not line.endswith(b"\n"):
+            raise asyncio.IncompleteReadError(line, None)
+        lines.append(line)
+        if line in (b"\r\n", b"\n"):
+            return b"".join(lines)
 
 
 async def _readline(reader: asyncio.StreamReader) -> bytes:
@@ -533,7 +543,7 @@ async def _read_request(
             raise ProtocolError("request line too long")
         raise asyncio.IncompleteReadError(line, None)
     method, target, version = parse_request_line(line)
-    headers = await _read_fields(reader)
+    headers, framing = await _read_fields(reader)
     path, _, query = target.partition("?")
     return Request(
         method=method,
@@ -542,7 +552,7 @@ async def _read_request(
         query=query,
         version=version,
         headers=headers,
-        body=_make_body(reader, writer, headers, body_timeout),
+        body=_make_body(reader, writer, headers, framing, body_timeout),
         client=peer,
     )
 
@@ -551,14 +561,10 @@ def _make_body(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     headers: Headers,
+    framing: Fields,
     timeout: float | None,
 ) -> RequestBody:
-    fields = [
-        (name.lower().encode("latin-1"), value.encode("latin-1"))
-        for name, value in headers.items()
-        if name.lower() in ("content-length", "transfer-encoding")
-    ]
-    length, chunked = body_framing(fields)
+    length, chunked = body_framing(framing)
     expects_continue = (headers.get("Expect") or "").lower() == "100-continue"
 
     async def send_continue() -> None:
@@ -578,18 +584,18 @@ def _make_body(
 
 def _refuse_forbidden_fields(request: Request, response: Response) -> Response:
     """`response`, or a 500 in its place if one of its headers would split the message."""
-    for name, value in response.headers:
-        if bad_field(name, value):
-            _log.error(
-                "refused the response to %s %s: header %r: %r is not valid HTTP (a control "
-                "character such as CR, LF or NUL, or a name that is not a token); answered 500",
-                request.method,
-                request.path,
-                name[:60],
-                value[:60],
-            )
-            return Response(500, [("Content-Type", "text/plain")], b"internal error")
-    return response
+    bad = forbidden_field(response.headers)
+    if bad is None:
+        return response
+    _log.error(
+        "refused the response to %s %s: header %r: %r is not valid HTTP (a control character "
+        "such as CR, LF or NUL, or a name that is not a token); answered 500 instead",
+        request.method,
+        request.path[:200],
+        bad[0][:60],
+        bad[1][:60],
+    )
+    return Response(500, [("Content-Type", "text/plain")], b"internal error")
 
 
 def _wants_keep_alive(request: Request) -> bool:

@@ -62,7 +62,9 @@ class UpstreamResponse:
 
     def __init__(self, pool: Upstream, connection: _Connection, head: ResponseHead) -> None:
         self.status = head.status
-        self.headers: RawHeaders = head.fields
+        self.headers: RawHeaders = [
+            (name.encode("latin-1"), value.encode("latin-1")) for name, value in head.fields
+        ]
         self._pool = pool
         self._connection: _Connection | None = connection
         self._head = head

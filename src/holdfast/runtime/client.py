@@ -326,7 +326,7 @@ class RuntimeClient:
         reader = self._reader
         assert reader is not None
         head, body = await read_response(reader)
-        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in head.fields}
+        headers = head.index
         if not head.keep_alive:
             await self.close()
         return _Response(head.status, headers, body)
@@ -411,15 +411,15 @@ def parse_headers(lines: Iterable[str]) -> dict[str, str]:
     """The header lines of an HTTP head (after its start line), by lower-case name; strict
     (`http11.grammar`): a line HTTP forbids raises `ProtocolError`."""
     block = "".join(f"{line}\r\n" for line in lines if line).encode("latin-1")
-    return {name.decode("latin-1"): value.decode("latin-1") for name, value in parse_fields(block)}
+    return dict(parse_fields(block))
 
 
 async def read_body(reader: asyncio.StreamReader, headers: dict[str, str], status: int) -> bytes:
     """The body of an HTTP/1.1 message whose head gave ``headers`` (from `parse_headers`)."""
-    fields = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+    fields = list(headers.items())
     length, chunked = body_framing(fields)
     if chunked:
-        head = ResponseHead(status, fields, None, True, True)
+        head = ResponseHead(status, fields, headers, None, True, True)
         return b"".join([chunk async for chunk in body_chunks(reader, head)])
     if length is not None:
         return await reader.readexactly(length)
