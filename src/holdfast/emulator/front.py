@@ -12,10 +12,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
+from holdfast.http11.grammar import forbidden_field
 from holdfast.http11.server import (
     BODY_TIMEOUT,
     HEAD_TIMEOUT,
@@ -47,6 +49,8 @@ from .invocation import (
     StreamError,
     new_request_id,
 )
+
+_log = logging.getLogger("holdfast.emulator")
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 1024 * 1024
@@ -194,7 +198,7 @@ class Front:
         extra = [("x-amzn-RequestId", request_id)]
         if config.invoke_mode == "response_stream" and isinstance(response.body, ResponseStream):
             return _relay(await self._open_stream(response.body), extra)
-        return _relay(await self._buffered(response), extra)
+        return _relay(self._sendable(await self._buffered(response)), extra)
 
     async def _buffered(self, response: RuntimeResponse) -> HttpResponse:
         response = await response.buffered()
@@ -230,7 +234,23 @@ class Front:
                 head, rest = parsed
         except (StreamError, StopAsyncIteration, MalformedResponse):
             return error_response(self._config.event_format)
+        if self._sendable(head) is not head:
+            return error_response(self._config.event_format)
         return Response(head.status, _clean(head.headers), _relay_stream(rest, chunks))
+
+    def _sendable(self, response: HttpResponse) -> HttpResponse:
+        """`response`, or the integration's 502 if a header of it would split the HTTP answer
+        (CR/LF in a value: response splitting), as API Gateway refuses such a response."""
+        bad = forbidden_field(response.headers)
+        if bad is None:
+            return response
+        _log.error(
+            "the function's response header %r: %r is not valid HTTP (a control character "
+            "such as CR, LF or NUL, or a name that is not a token): answered 502 instead",
+            bad[0][:60],
+            bad[1][:60],
+        )
+        return error_response(self._config.event_format)
 
 
 async def _invoke_request(request: Request, allowed: tuple[str, ...]) -> InvokeRequest | Response:
