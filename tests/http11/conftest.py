@@ -30,3 +30,16 @@ def complaints() -> Iterator[Complaints]:
     root.addHandler(handler)
     yield handler
     root.removeHandler(handler)
+
+
+@pytest.fixture(scope="module")
+def served_once() -> Iterator[tuple[Served, Complaints]]:
+    """One server for a whole module (a hypothesis test sends it many requests), with what it
+    logged as a problem."""
+    handler = Complaints()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    served = Served(echo, head_timeout=10, body_timeout=10)
+    yield served, handler
+    served.close()
+    root.removeHandler(handler)
