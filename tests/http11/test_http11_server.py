@@ -111,13 +111,24 @@ def test_a_response_header_http_forbids_is_never_written(serve, complaints, head
 
 
 def test_a_partial_head_is_timed_out(serve, complaints):
-    served = serve(head_timeout=0.2)
+    served = serve(idle_timeout=30, head_timeout=0.2)
     with served.connect() as connection:
         connection.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finished
         assert read_to_close(connection) == b"", "closed by the server, not by the test"
-    with served.connect() as connection:  # an idle keep-alive connection alike
+    assert complaints.records == []
+
+
+def test_an_idle_keep_alive_connection_is_timed_out(serve, complaints):
+    served = serve(idle_timeout=0.2, head_timeout=30)
+    with served.connect() as connection:
         connection.sendall(OK_HEAD + b"\r\n")
-        assert read_to_close(connection).startswith(b"HTTP/1.1 200 ")
+        answer = b""
+        while not answer.endswith(b"GET / HTTP/1.1\n"):  # the echo handler's whole body
+            answer += connection.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        assert read_to_close(connection) == b"", "closed by the server once idle"
+    with served.connect() as connection:  # a request line that never comes, alike
+        assert read_to_close(connection) == b""
     assert complaints.records == []
 
 

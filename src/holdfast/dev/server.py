@@ -26,7 +26,14 @@ from holdfast.emulator.config import EmulatorConfig, EventFormat, InvokeMode
 from holdfast.emulator.front import Front
 from holdfast.emulator.invocation import InvokeRequest, RuntimeResponse
 from holdfast.emulator.service import Emulator
-from holdfast.http11.server import BODY_TIMEOUT, HEAD_TIMEOUT, HTTPServer, Request, Response
+from holdfast.http11.server import (
+    BODY_TIMEOUT,
+    HEAD_TIMEOUT,
+    IDLE_TIMEOUT,
+    HTTPServer,
+    Request,
+    Response,
+)
 
 from .console import Console
 from .dashboard import PREFIX, Dashboard
@@ -210,6 +217,7 @@ class DevServer:
             self._handle,
             "127.0.0.1",
             options.port,
+            idle_timeout=IDLE_TIMEOUT,
             head_timeout=HEAD_TIMEOUT,
             body_timeout=BODY_TIMEOUT,
         )

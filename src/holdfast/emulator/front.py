@@ -21,6 +21,7 @@ from holdfast.http11.grammar import forbidden_field
 from holdfast.http11.server import (
     BODY_TIMEOUT,
     HEAD_TIMEOUT,
+    IDLE_TIMEOUT,
     BodyTooLarge,
     HTTPServer,
     Request,
@@ -96,6 +97,7 @@ class Front:
             self.handle,
             config.host,
             config.port,
+            idle_timeout=IDLE_TIMEOUT,
             head_timeout=HEAD_TIMEOUT,
             body_timeout=BODY_TIMEOUT,
         )

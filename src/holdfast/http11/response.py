@@ -83,12 +83,7 @@ async def body_chunks(reader: asyncio.StreamReader, head: ResponseHead) -> Async
         async for chunk in _chunked(reader):
             yield chunk
     elif head.length is not None:
-        remaining = head.length
-        while remaining:
-            chunk = await reader.read(min(remaining, _CHUNK))
-            if not chunk:
-                raise asyncio.IncompleteReadError(b"", remaining)
-            remaining -= len(chunk)
+        async for chunk in _exactly(reader, head.length):
             yield chunk
     else:
         while chunk := await reader.read(_CHUNK):
@@ -110,15 +105,22 @@ async def _chunked(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
                     raise ProtocolError("trailer section too large")
             parse_fields(trailers)
             return
-        remaining = size
-        while remaining:
-            chunk = await reader.read(min(remaining, _CHUNK))
-            if not chunk:
-                raise asyncio.IncompleteReadError(b"", remaining)
-            remaining -= len(chunk)
+        async for chunk in _exactly(reader, size):
             yield chunk
         if await reader.readexactly(2) != b"\r\n":
             raise ProtocolError("chunk not followed by CRLF")
+
+
+async def _exactly(reader: asyncio.StreamReader, size: int) -> AsyncIterator[bytes]:
+    """`size` bytes, piece by piece as they arrive (a huge announced size costs nothing until
+    its bytes really come)."""
+    remaining = size
+    while remaining:
+        chunk = await reader.read(min(remaining, _CHUNK))
+        if not chunk:
+            raise asyncio.IncompleteReadError(b"", remaining)
+        remaining -= len(chunk)
+        yield chunk
 
 
 def _head(status: int, http11: bool, fields: Fields, to_head_request: bool) -> ResponseHead:

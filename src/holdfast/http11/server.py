@@ -6,10 +6,11 @@ request bodies (with trailers, which streamed Lambda responses use to report lat
 and chunked responses written as their chunks are produced.
 
 And it holds against hostile peers: requests are parsed strictly (`grammar`; broken HTTP is
-answered 400 and closed, never logged as an error), a request head and each body read may take
-at most `head_timeout` / `body_timeout` seconds, and at most `max_connections` are open: at the
-cap, a new connection closes the one waiting longest for a request head, or is answered 503 when
-every connection is busy. A response header HTTP forbids is never written (500, logged).
+answered 400 and closed, never logged as an error), keep-alive idling, a request head and each
+body read may take at most `idle_timeout` / `head_timeout` / `body_timeout` seconds, and at
+most `max_connections` are open: at the cap, a new connection closes the one waiting longest
+for a request head, or is answered 503 when every connection is busy. A response header HTTP
+forbids is never written (500, logged).
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ _READ_LIMIT = 1024 * 1024
 _SMALL_BODY = 64 * 1024
 # What one read from a socket asks for (see `small_reads`).
 _READ_SIZE = 64 * 1024
-#: The limits of a listener open to any client (the front, `holdfast dev`): a request head,
-#: keep-alive idling included, and each wait for body bytes.
+#: The limits of a listener open to any client (the front, `holdfast dev`): keep-alive idling
+#: (as nginx's), the rest of a request head, each wait for request body bytes.
+IDLE_TIMEOUT = 75.0
 HEAD_TIMEOUT = 15.0
 BODY_TIMEOUT = 30.0
 
@@ -294,10 +296,11 @@ def small_reads(transport: asyncio.BaseTransport) -> None:
 class HTTPServer:
     """Serves `handler` on host:port (port 0 picks a free one) with HTTP/1.1 keep-alive.
 
-    `head_timeout` bounds the wait for each request head, keep-alive idling included (None: no
-    bound, for the Runtime API, whose clients are frozen with connections open); `body_timeout`
-    each wait for request body bytes; `max_connections` the open connections (default: what the
-    descriptor limit leaves room for).
+    `idle_timeout` bounds the wait for a request line (keep-alive idling), `head_timeout` the
+    rest of the head once it began (None: no bound, for the Runtime API, whose clients are
+    frozen with connections open); `body_timeout` each wait for request body bytes;
+    `max_connections` the open connections (default: what the descriptor limit leaves room
+    for).
     """
 
     def __init__(
@@ -306,6 +309,7 @@ class HTTPServer:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
+        idle_timeout: float | None = None,
         head_timeout: float | None = None,
         body_timeout: float | None = None,
         max_connections: int | None = None,
@@ -313,6 +317,7 @@ class HTTPServer:
         self._handler = handler
         self._host = host
         self._port = port
+        self._idle_timeout = idle_timeout
         self._head_timeout = head_timeout
         self._body_timeout = body_timeout
         self._max_connections = max_connections or default_max_connections()
@@ -407,11 +412,10 @@ class HTTPServer:
     ) -> bool:
         self._waiting[task] = writer
         try:
-            if self._head_timeout is None:
+            if self._idle_timeout is None and self._head_timeout is None:
                 request = await _read_request(reader, writer, peer, self._body_timeout)
             else:
-                async with asyncio.timeout(self._head_timeout):
-                    request = await _read_request(reader, writer, peer, self._body_timeout)
+                request = await self._read_request_in_time(reader, writer, peer)
         finally:
             self._waiting.pop(task, None)
         if request is None:
@@ -430,6 +434,19 @@ class HTTPServer:
             writer, response, keep_alive=keep_alive, head=request.method == "HEAD"
         )
         return keep_alive
+
+    async def _read_request_in_time(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: tuple[str, int]
+    ) -> Request | None:
+        """`_read_request` within `idle_timeout` for the request line, then `head_timeout`."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self._idle_timeout) as deadline:
+
+            def line_read() -> None:
+                if self._head_timeout is not None:
+                    deadline.reschedule(loop.time() + self._head_timeout)
+
+            return await _read_request(reader, writer, peer, self._body_timeout, line_read)
 
 
 def default_max_connections() -> int:
@@ -532,12 +549,15 @@ async def _read_request(
     writer: asyncio.StreamWriter,
     peer: tuple[str, int],
     body_timeout: float | None,
+    line_read: Callable[[], None] | None = None,
 ) -> Request | None:
     line = await _readline(reader)
     while line in (b"\r\n", b"\n"):  # tolerate stray CRLF between requests (RFC 9112 §2.2)
         line = await _readline(reader)
     if not line:
         return None
+    if line_read is not None:
+        line_read()
     if not line.endswith(b"\n"):
         if len(line) > MAX_HEAD_BYTES:
             raise ProtocolError("request line too long")
