@@ -24,7 +24,7 @@ from .grammar import (
 __all__ = ["Fields", "ProtocolError", "ResponseHead", "body_chunks", "read_head", "read_response"]
 
 _CHUNK = 64 * 1024
-_FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
+_FRAMING = frozenset({"content-length", "transfer-encoding"})
 
 
 class ResponseHead:
@@ -125,13 +125,22 @@ async def _exactly(reader: asyncio.StreamReader, size: int) -> AsyncIterator[byt
 
 def _head(status: int, http11: bool, fields: Fields, to_head_request: bool) -> ResponseHead:
     index = dict(fields)
-    if len(index) == len(fields):  # no name twice (the usual case): look the three up
-        framing = [(name, index[name]) for name in _FRAMING if name in index]
+    length: int | None
+    chunked = False
+    text = index.get("content-length")
+    if len(index) != len(fields) or "transfer-encoding" in index or text is None:
+        length, chunked = body_framing([field for field in fields if field[0] in _FRAMING])
+    elif text.isdigit() and text.isascii() and len(text) <= 18:
+        length = int(text)  # the usual case: one plain Content-Length
     else:
-        framing = [field for field in fields if field[0] in _FRAMING]
-    length, chunked = body_framing(framing) if framing else (None, False)
-    connection = " ".join([value for name, value in framing if name == "connection"]).lower()
-    keep_alive = "keep-alive" in connection if not http11 else "close" not in connection
+        length, _ = body_framing([("content-length", text)])
+    connection = index.get("connection")
+    if connection is None:
+        keep_alive = http11
+    elif len(index) == len(fields):
+        keep_alive = _keep_alive(http11, connection)
+    else:
+        keep_alive = _keep_alive(http11, ",".join([v for n, v in fields if n == "connection"]))
     if to_head_request or status in (204, 304) or status < 200:
         return ResponseHead(status, fields, index, 0, False, keep_alive)
     if chunked:
@@ -139,3 +148,8 @@ def _head(status: int, http11: bool, fields: Fields, to_head_request: bool) -> R
     if length is None:
         keep_alive = False  # the body runs to the end of the connection
     return ResponseHead(status, fields, index, length, False, keep_alive)
+
+
+def _keep_alive(http11: bool, connection: str) -> bool:
+    connection = connection.lower()
+    return "close" not in connection if http11 else "keep-alive" in connection
