@@ -8,8 +8,10 @@ invocations; concurrency 1; Function URL v2 events):
 
 * **in-process**: ``holdfast run px_app:app`` — the adapter calls the app on its own loop;
 * **proxy**: ``holdfast proxy -- uvicorn px_app:app`` — the same adapter and runtime, but each
-  request goes over loopback HTTP to uvicorn (a new connection per invocation: see
-  holdfast/proxy/upstream.py for why a connection never outlives a freeze).
+  request goes over loopback HTTP to uvicorn (back-to-back invocations share a kept-alive
+  connection: see holdfast/proxy/upstream.py for why none idle through a pause is used);
+* **proxy, new connection each** (buffered only): the same with
+  ``HOLDFAST_POOL_IDLE_TIMEOUT_SECONDS=0``, a loopback connect per invocation, for comparison.
 
 Measured at an HTTP client of the emulator's front, waiting for the environment to freeze again
 after each request, so every request meets a warm, idle environment:
@@ -58,7 +60,7 @@ def _command(mode: str) -> list[str]:
 
 @dataclass
 class Setup:
-    mode: str  # "in-process" or "proxy"
+    mode: str  # "in-process", "proxy" or "proxy-fresh"
     invoke_mode: str  # "buffered" or "response_stream"
     log: Path
     emulator: ThreadedEmulator | None = None
@@ -71,10 +73,13 @@ class Setup:
         return f"{self.mode} ({self.invoke_mode})"
 
     def start(self) -> None:
+        env = {"HOLDFAST_BENCH_LOG": str(self.log), "HOLDFAST_INVOKE_MODE": self.invoke_mode}
+        if self.mode == "proxy-fresh":
+            env["HOLDFAST_POOL_IDLE_TIMEOUT_SECONDS"] = "0"
         self.emulator = ThreadedEmulator(
             [*_WRAP, *_command(self.mode)],
             cwd=str(APPS),
-            env={"HOLDFAST_BENCH_LOG": str(self.log), "HOLDFAST_INVOKE_MODE": self.invoke_mode},
+            env=env,
             timeout=30,
             concurrency=1,
             event_format="v2",
@@ -124,6 +129,7 @@ def bench(requests: int, cycles: int) -> list[Setup]:
             for invoke_mode in ("buffered", "response_stream")
             for mode in ("in-process", "proxy")
         ]
+        setups.append(Setup("proxy-fresh", "buffered", Path(tmp, "proxy-fresh-buffered.log")))
         try:
             for setup in setups:
                 print(f"starting {setup.name} ...", file=sys.stderr)
@@ -147,6 +153,7 @@ def report(setups: list[Setup], requests: int, cycles: int) -> None:
     )
     plain_in = statistics.median(by_name["in-process (buffered)"].totals)
     plain_px = statistics.median(by_name["proxy (buffered)"].totals)
+    plain_fresh = statistics.median(by_name["proxy-fresh (buffered)"].totals)
     ttfb_in = statistics.median(by_name["in-process (response_stream)"].samples)
     ttfb_px = statistics.median(by_name["proxy (response_stream)"].samples)
     end_in = statistics.median(by_name["in-process (response_stream)"].totals)
@@ -156,13 +163,15 @@ def report(setups: list[Setup], requests: int, cycles: int) -> None:
     print("-" * len(header))
     rows = [
         ("GET /plain, buffered: latency (ms)", plain_in, plain_px),
+        ("GET /plain, buffered, new connection each (ms)", plain_in, plain_fresh),
         ("GET /stream, response_stream: first byte (ms)", ttfb_in, ttfb_px),
         ("GET /stream, response_stream: last byte (ms)", end_in, end_px),
     ]
     for label, inproc, proxy in rows:
         print(f"{label:<44}{inproc * 1e3:>12.2f}{proxy * 1e3:>12.2f}{proxy / inproc:>17.2f}x")
     print(
-        f"\nproxy cost per invocation (buffered): {(plain_px - plain_in) * 1e3:+.2f} ms;"
+        f"\nproxy cost per invocation (buffered): {(plain_px - plain_in) * 1e3:+.2f} ms"
+        f" (a new connection each: {(plain_fresh - plain_in) * 1e3:+.2f} ms);"
         f" streaming first byte: {(ttfb_px - ttfb_in) * 1e3:+.2f} ms"
     )
 

@@ -110,6 +110,8 @@ def http(event, context):
         return {"hello": "world"}
     if path == "/malformed":
         return {"statusCode": "not a number"}
+    if path == "/split":  # a route reflecting a query value into a header: response splitting
+        return {"statusCode": 200, "headers": {"x-q": "a\r\nSet-Cookie: evil=1"}, "body": "x"}
     if path == "/binary":
         body = base64.b64encode(b"\x00\x01\xfe\xff").decode()
         return {

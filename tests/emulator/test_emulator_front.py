@@ -192,3 +192,44 @@ def test_overlong_request_line_gets_400(emulators, caplog):
         answer = connection.recv(65536)
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.parametrize("event_format", ["v2", "v1", "alb"])
+def test_a_response_header_that_would_split_the_answer_is_refused(emulators, caplog, event_format):
+    emu = emulators(ric("http"), event_format=event_format)
+    with caplog.at_level(logging.INFO):
+        response = httpx.get(emu.url + "/split")
+    assert response.status_code == 502
+    assert "set-cookie" not in response.headers and "x-q" not in response.headers
+    [refusal] = [r for r in caplog.records if "is not valid HTTP" in r.getMessage()]
+    assert "x-q" in refusal.getMessage() and not refusal.exc_info
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"POST /upload HTTP/1.1\r\nContent-Length: \xb2\r\n\r\nab",  # a digit to isdigit()
+        b"POST /upload HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"GET /plain HTTP/1.1\r\nX-A: a\x00b\r\n\r\n",
+        b"GET /plain HTTP/1.1\r\nX-A: a\rb\r\n\r\n",
+        b"G\x01ET /plain HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /plain HTTP/1.1\r\nX-A: a\r\n folded\r\n\r\n",
+        b"GET /plain HTTP/1.1\r\nX-A: " + b"a" * 70_000 + b"\r\n\r\n",
+    ],
+    ids=["unicode-digit", "two-lengths", "nul", "bare-cr", "control-method", "obs-fold", "huge"],
+)
+def test_broken_http_at_the_front_gets_400_and_no_traceback(emulators, caplog, raw):
+    emu = emulators(ric("http"))
+    host, port = emu.url.removeprefix("http://").split(":")
+    with (
+        caplog.at_level(logging.DEBUG),
+        socket.create_connection((host, int(port))) as connection,
+    ):
+        connection.sendall(raw)
+        connection.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert httpx.get(emu.url + "/plain").json() == {"hello": "world"}, "still serving"

@@ -22,7 +22,7 @@ from holdfast import completion, config
 from holdfast.proxy import readiness
 from holdfast.proxy.app import _request_headers, _target
 from holdfast.proxy.process import AppProcess
-from holdfast.proxy.upstream import Upstream, UpstreamError
+from holdfast.proxy.upstream import FREEZE_SAFE_IDLE, Upstream, UpstreamError
 
 
 class RawServer:
@@ -95,11 +95,29 @@ def test_content_length_chunked_and_read_to_close_bodies():
     assert connections == 1  # reused while allowed
 
 
-def test_no_reuse_means_a_connection_per_request():
+def test_where_it_can_freeze_only_back_to_back_requests_share_a_connection(monkeypatch):
+    async def scenario():
+        answers = [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"] * 3
+        async with RawServer(answers) as server:
+            upstream = Upstream("127.0.0.1", server.port, reuse=False, idle_timeout=4)
+            now = time.time()
+            monkeypatch.setattr(time, "time", lambda: now)  # however slow the machine
+            await fetch(upstream)
+            await fetch(upstream)  # at once: the same connection
+            together = server.connections
+            # Idle longer than a freeze may safely be: e.g. frozen between invocations.
+            monkeypatch.setattr(time, "time", lambda: now + FREEZE_SAFE_IDLE + 0.01)
+            await fetch(upstream)
+            return together, server.connections
+
+    assert run(scenario()) == (1, 2)
+
+
+def test_a_pool_idle_timeout_of_zero_never_reuses():
     async def scenario():
         answers = [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"] * 2
         async with RawServer(answers) as server:
-            upstream = Upstream("127.0.0.1", server.port, reuse=False, idle_timeout=4)
+            upstream = Upstream("127.0.0.1", server.port, reuse=False, idle_timeout=0)
             await fetch(upstream)
             await fetch(upstream)
             return server.connections

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
-from holdfast.emulator._http import Request, Response, json_response
+from holdfast.http11.server import Request, Response, json_response
 
 from .timeline import Timeline
 

@@ -22,11 +22,18 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from holdfast.emulator._http import HTTPServer, Request, Response
 from holdfast.emulator.config import EmulatorConfig, EventFormat, InvokeMode
 from holdfast.emulator.front import Front
 from holdfast.emulator.invocation import InvokeRequest, RuntimeResponse
 from holdfast.emulator.service import Emulator
+from holdfast.http11.server import (
+    BODY_TIMEOUT,
+    HEAD_TIMEOUT,
+    IDLE_TIMEOUT,
+    HTTPServer,
+    Request,
+    Response,
+)
 
 from .console import Console
 from .dashboard import PREFIX, Dashboard
@@ -206,7 +213,14 @@ class DevServer:
         self._config: EmulatorConfig | None = None
         self._front: Front | None = None
         self._dashboard = Dashboard(self.timeline)
-        self._server = HTTPServer(self._handle, "127.0.0.1", options.port)
+        self._server = HTTPServer(
+            self._handle,
+            "127.0.0.1",
+            options.port,
+            idle_timeout=IDLE_TIMEOUT,
+            head_timeout=HEAD_TIMEOUT,
+            body_timeout=BODY_TIMEOUT,
+        )
         self._emulator: Emulator | None = None
         self._worker: WorkerProcess | None = None
         self._retiring: set[asyncio.Task[None]] = set()

@@ -12,12 +12,25 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
+from holdfast.http11.grammar import forbidden_field
+from holdfast.http11.server import (
+    BODY_TIMEOUT,
+    HEAD_TIMEOUT,
+    IDLE_TIMEOUT,
+    BodyTooLarge,
+    HTTPServer,
+    Request,
+    Response,
+    StreamAborted,
+    json_response,
+)
+
 from . import eventstream
-from ._http import BodyTooLarge, HTTPServer, Request, Response, StreamAborted, json_response
 from .config import EmulatorConfig
 from .events import (
     HTTP_INTEGRATION_CONTENT_TYPE,
@@ -37,6 +50,8 @@ from .invocation import (
     StreamError,
     new_request_id,
 )
+
+_log = logging.getLogger("holdfast.emulator")
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 1024 * 1024
@@ -78,7 +93,14 @@ class Front:
     def __init__(self, config: EmulatorConfig, dispatcher: Dispatcher) -> None:
         self._config = config
         self._dispatcher = dispatcher
-        self._server = HTTPServer(self.handle, config.host, config.port)
+        self._server = HTTPServer(
+            self.handle,
+            config.host,
+            config.port,
+            idle_timeout=IDLE_TIMEOUT,
+            head_timeout=HEAD_TIMEOUT,
+            body_timeout=BODY_TIMEOUT,
+        )
 
     @property
     def port(self) -> int:
@@ -178,7 +200,7 @@ class Front:
         extra = [("x-amzn-RequestId", request_id)]
         if config.invoke_mode == "response_stream" and isinstance(response.body, ResponseStream):
             return _relay(await self._open_stream(response.body), extra)
-        return _relay(await self._buffered(response), extra)
+        return _relay(self._sendable(await self._buffered(response)), extra)
 
     async def _buffered(self, response: RuntimeResponse) -> HttpResponse:
         response = await response.buffered()
@@ -214,7 +236,23 @@ class Front:
                 head, rest = parsed
         except (StreamError, StopAsyncIteration, MalformedResponse):
             return error_response(self._config.event_format)
+        if self._sendable(head) is not head:
+            return error_response(self._config.event_format)
         return Response(head.status, _clean(head.headers), _relay_stream(rest, chunks))
+
+    def _sendable(self, response: HttpResponse) -> HttpResponse:
+        """`response`, or the integration's 502 if a header of it would split the HTTP answer
+        (CR/LF in a value: response splitting), as API Gateway refuses such a response."""
+        bad = forbidden_field(response.headers)
+        if bad is None:
+            return response
+        _log.error(
+            "the function's response header %r: %r is not valid HTTP (a control character "
+            "such as CR, LF or NUL, or a name that is not a token): answered 502 instead",
+            bad[0][:60],
+            bad[1][:60],
+        )
+        return error_response(self._config.event_format)
 
 
 async def _invoke_request(request: Request, allowed: tuple[str, ...]) -> InvokeRequest | Response:

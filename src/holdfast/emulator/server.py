@@ -14,7 +14,15 @@ import time
 import uuid
 from typing import Any
 
-from ._http import BodyTooLarge, HTTPServer, ProtocolError, Request, Response, json_response
+from holdfast.http11.server import (
+    BodyTooLarge,
+    HTTPServer,
+    ProtocolError,
+    Request,
+    Response,
+    json_response,
+)
+
 from .invocation import Invocation, ResponseStream, RuntimeResponse, error_payload
 from .sandbox import APIError, Sandbox, normalize_error_type
 from .telemetry import InvalidSubscription, parse_subscription

@@ -52,8 +52,9 @@ _RESPONSE_OWNED = HOP_BY_HOP | {MARK_HEADER}
 class ProxyApp:
     """Forward HTTP requests to ``command``'s server, described by ``settings``.
 
-    ``reuse`` allows keeping idle connections to the app between invocations: only safe when the
-    environment does not freeze between them (see :mod:`holdfast.proxy.upstream`).
+    ``reuse`` allows keeping idle connections to the app for the pool idle timeout: only safe
+    when the environment does not freeze between invocations; otherwise an idle connection is
+    kept only for back-to-back invocations (see :mod:`holdfast.proxy.upstream`).
     """
 
     def __init__(

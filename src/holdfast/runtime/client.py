@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from holdfast.errors import HoldfastError
+from holdfast.http11.grammar import ProtocolError, body_framing, parse_fields
+from holdfast.http11.response import ResponseHead, body_chunks, read_response
 
 if TYPE_CHECKING:
     from holdfast.runtime.report import ErrorReport
@@ -323,18 +325,11 @@ class RuntimeClient:
     async def _read_response(self) -> _Response:
         reader = self._reader
         assert reader is not None
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        try:
-            status = int(lines[0].split(" ", 2)[1])
-        except (IndexError, ValueError):
-            message = f"malformed status line from the Runtime API: {lines[0]!r}"
-            raise ConnectionError(message) from None
-        headers = parse_headers(lines[1:])
-        body = await read_body(reader, headers, status)
-        if headers.get("connection", "").lower() == "close":
+        head, body = await read_response(reader)
+        headers = head.index
+        if not head.keep_alive:
             await self.close()
-        return _Response(status, headers, body)
+        return _Response(head.status, headers, body)
 
 
 class ResponseStream:
@@ -413,38 +408,25 @@ class ResponseStream:
 
 
 def parse_headers(lines: Iterable[str]) -> dict[str, str]:
-    """The header lines of an HTTP head (after its start line), by lower-case name."""
-    headers: dict[str, str] = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        if name:  # the blank lines that end the head
-            headers[name.strip().lower()] = value.strip()
-    return headers
+    """The header lines of an HTTP head (after its start line), by lower-case name; strict
+    (`http11.grammar`): a line HTTP forbids raises `ProtocolError`."""
+    block = "".join(f"{line}\r\n" for line in lines if line).encode("latin-1")
+    return dict(parse_fields(block))
 
 
 async def read_body(reader: asyncio.StreamReader, headers: dict[str, str], status: int) -> bytes:
-    """The body of an HTTP/1.1 message whose head gave ``headers`` (lower-case names)."""
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        return await _read_chunked(reader)
-    length = headers.get("content-length")
+    """The body of an HTTP/1.1 message whose head gave ``headers`` (from `parse_headers`)."""
+    fields = list(headers.items())
+    length, chunked = body_framing(fields)
+    if chunked:
+        head = ResponseHead(status, fields, headers, None, True, True)
+        return b"".join([chunk async for chunk in body_chunks(reader, head)])
     if length is not None:
-        return await reader.readexactly(int(length))
+        return await reader.readexactly(length)
     if status in (204, 304) or 100 <= status < 200:
         return b""
     headers["connection"] = "close"  # the body runs to the end of the connection
     return await reader.read()
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    parts: list[bytes] = []
-    while True:
-        size_line = await reader.readuntil(b"\r\n")
-        size = int(size_line.split(b";", 1)[0], 16)
-        if size == 0:
-            while await reader.readuntil(b"\r\n") != b"\r\n":
-                pass  # trailers: the Runtime API sends none we need
-            return b"".join(parts)
-        parts.append((await reader.readexactly(size + 2))[:-2])
 
 
 def _invocation_header(invocation_id: str | None) -> str:
@@ -452,7 +434,9 @@ def _invocation_header(invocation_id: str | None) -> str:
 
 
 def _got_response_bytes(exc: BaseException) -> bool:
-    return isinstance(exc, asyncio.IncompleteReadError) and bool(exc.partial)
+    # Broken HTTP came from a server that did answer: retrying would not mend it.
+    partial = isinstance(exc, asyncio.IncompleteReadError) and bool(exc.partial)
+    return partial or isinstance(exc, ProtocolError)
 
 
 def _deadline(value: str | None) -> int:

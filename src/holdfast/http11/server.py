@@ -1,9 +1,16 @@
-"""A small HTTP/1.1 server on asyncio streams, shared by the Runtime API and the front.
+"""A small HTTP/1.1 server on asyncio streams: the emulator's front and Runtime API, `holdfast dev`.
 
-Only what the emulator needs, but all of that properly: keep-alive, `Content-Length` and chunked
+Only what those need, but all of that properly: keep-alive, `Content-Length` and chunked
 request bodies (with trailers, which streamed Lambda responses use to report late errors),
 `Expect: 100-continue` (libcurl sends it for large bodies), request bodies read incrementally,
 and chunked responses written as their chunks are produced.
+
+And it holds against hostile peers: requests are parsed strictly (`grammar`; broken HTTP is
+answered 400 and closed, never logged as an error), keep-alive idling, a request head and each
+body read may take at most `idle_timeout` / `head_timeout` / `body_timeout` seconds, and at
+most `max_connections` are open: at the cap, a new connection closes the one waiting longest
+for a request head, or is answered 503 when every connection is busy. A response header HTTP
+forbids is never written (500, logged).
 """
 
 from __future__ import annotations
@@ -13,19 +20,50 @@ import contextlib
 import functools
 import json
 import logging
+import resource
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
-_log = logging.getLogger("holdfast.emulator")
+from .grammar import (
+    MAX_HEAD_BYTES,
+    Fields,
+    ProtocolError,
+    body_framing,
+    chunk_size,
+    forbidden_field,
+    parse_fields,
+    parse_request_line,
+)
 
-_MAX_HEADER_BYTES = 64 * 1024
+__all__ = [
+    "BodyTooLarge",
+    "HTTPServer",
+    "Headers",
+    "ProtocolError",
+    "Request",
+    "RequestBody",
+    "Response",
+    "StreamAborted",
+    "json_response",
+]
+
+_log = logging.getLogger("holdfast.http")
+_T = TypeVar("_T")
+_FRAMING = frozenset({"content-length", "transfer-encoding"})
+
 _READ_LIMIT = 1024 * 1024
 # Bodies of known length up to this size are read in one call.
 _SMALL_BODY = 64 * 1024
 # What one read from a socket asks for (see `small_reads`).
 _READ_SIZE = 64 * 1024
+#: The limits of a listener open to any client (the front, `holdfast dev`): keep-alive idling
+#: (as nginx's), the rest of a request head, each wait for request body bytes.
+IDLE_TIMEOUT = 75.0
+HEAD_TIMEOUT = 15.0
+BODY_TIMEOUT = 30.0
 
 
 class Headers:
@@ -66,8 +104,8 @@ class Headers:
         return f"Headers({self._raw!r})"
 
 
-class ProtocolError(Exception):
-    """The peer spoke broken HTTP; the connection is answered 400 and closed."""
+class RequestTimeout(ProtocolError):
+    """The peer took too long to send its request's body; answered 408 and closed."""
 
 
 class BodyTooLarge(Exception):
@@ -93,8 +131,10 @@ class RequestBody:
         chunked: bool,
         on_first_read: Callable[[], Awaitable[None]] | None,
         expects_continue: bool = False,
+        timeout: float | None = None,
     ) -> None:
         self._reader = reader
+        self._timeout = timeout
         self._expects_continue = expects_continue
         self._remaining = length or 0
         self._chunked = chunked
@@ -155,7 +195,7 @@ class RequestBody:
         if self._done:
             return b""
         try:
-            data = await self._reader.readexactly(self._remaining)
+            data = await self._timed(self._reader.readexactly(self._remaining))
         except asyncio.IncompleteReadError:
             raise ProtocolError("connection closed inside the request body") from None
         self._remaining = 0
@@ -163,7 +203,7 @@ class RequestBody:
         return data
 
     async def _read_fixed(self) -> bytes:
-        data = await self._reader.read(min(self._remaining, 64 * 1024))
+        data = await self._timed(self._reader.read(min(self._remaining, _READ_SIZE)))
         if not data:
             raise ProtocolError("connection closed inside the request body")
         self._remaining -= len(data)
@@ -174,19 +214,16 @@ class RequestBody:
         # A chunk is read in pieces of at most 64 KiB, so a huge announced size costs nothing
         # until its bytes really arrive.
         if self._chunk_left == 0:
-            line = await _readline(self._reader)
+            line = await self._timed(_readline(self._reader))
             if not line.endswith(b"\n"):
                 raise ProtocolError("connection closed inside a chunked body")
-            digits = line.split(b";", 1)[0].strip()
-            if not digits or len(digits) > 16 or digits.strip(b"0123456789abcdefABCDEF"):
-                raise ProtocolError(f"bad chunk size line {line[:40]!r}")
-            size = int(digits, 16)
+            size = chunk_size(line)
             if size == 0:
-                self.trailers = await _read_header_block(self._reader)
+                self.trailers, _ = await self._timed(_read_fields(self._reader))
                 self._done = True
                 return b""
             self._chunk_left = size
-        data = await self._reader.read(min(self._chunk_left, _READ_SIZE))
+        data = await self._timed(self._reader.read(min(self._chunk_left, _READ_SIZE)))
         if not data:
             raise ProtocolError("connection closed inside a chunked body")
         self._chunk_left -= len(data)
@@ -196,9 +233,18 @@ class RequestBody:
 
     async def _read_crlf(self) -> bytes:
         try:
-            return await self._reader.readexactly(2)
+            return await self._timed(self._reader.readexactly(2))
         except asyncio.IncompleteReadError:
             raise ProtocolError("connection closed inside a chunked body") from None
+
+    async def _timed(self, read: Awaitable[_T]) -> _T:
+        if self._timeout is None:
+            return await read
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await read
+        except TimeoutError:
+            raise RequestTimeout(f"no request body byte for {self._timeout:g} s") from None
 
 
 @dataclass
@@ -248,14 +294,39 @@ def small_reads(transport: asyncio.BaseTransport) -> None:
 
 
 class HTTPServer:
-    """Serves `handler` on host:port (port 0 picks a free one) with HTTP/1.1 keep-alive."""
+    """Serves `handler` on host:port (port 0 picks a free one) with HTTP/1.1 keep-alive.
 
-    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0) -> None:
+    `idle_timeout` bounds the wait for a request line (keep-alive idling), `head_timeout` the
+    rest of the head once it began (None: no bound, for the Runtime API, whose clients are
+    frozen with connections open); `body_timeout` each wait for request body bytes;
+    `max_connections` the open connections (default: what the descriptor limit leaves room
+    for).
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        idle_timeout: float | None = None,
+        head_timeout: float | None = None,
+        body_timeout: float | None = None,
+        max_connections: int | None = None,
+    ) -> None:
         self._handler = handler
         self._host = host
         self._port = port
+        self._idle_timeout = idle_timeout
+        self._head_timeout = head_timeout
+        self._body_timeout = body_timeout
+        self._max_connections = max_connections or default_max_connections()
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        # Connections between requests (waiting for a head), oldest first: the ones to close
+        # when the cap is reached.
+        self._waiting: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._refusals = _Refusals()
 
     @property
     def port(self) -> int:
@@ -297,29 +368,56 @@ class HTTPServer:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._connections) >= self._max_connections and not self._make_room():
+            self._refusals.note(self._max_connections)
+            writer.write(_TOO_MANY_CONNECTIONS)
+            writer.close()
+            return
         self._connections[task] = writer
         small_reads(writer.transport)
         peer = writer.get_extra_info("peername") or ("", 0)
         try:
-            while await self._serve_one(reader, writer, (str(peer[0]), int(peer[1]))):
+            while await self._serve_one(task, reader, writer, (str(peer[0]), int(peer[1]))):
                 pass
-        except (ConnectionError, asyncio.IncompleteReadError, StreamAborted):
+        except ProtocolError as exc:
+            with contextlib.suppress(ConnectionError):
+                await _write_response(writer, _refusal(exc), keep_alive=False)
+        except (ConnectionError, asyncio.IncompleteReadError, StreamAborted, TimeoutError):
             pass
         except asyncio.CancelledError:
             # Dropped by abort_connections(). Ending normally rather than as cancelled keeps
             # asyncio's stream callback from logging the cancellation as an error.
             pass
-        except ProtocolError as exc:
-            with contextlib.suppress(ConnectionError):
-                await _write_response(writer, _bad_request(str(exc)), keep_alive=False)
         finally:
             self._connections.pop(task, None)
+            self._waiting.pop(task, None)
             writer.close()
 
+    def _make_room(self) -> bool:
+        """Close the connection idle longest (waiting for a request head), if there is one."""
+        oldest = next(iter(self._waiting), None)
+        if oldest is None:
+            return False
+        writer = self._waiting.pop(oldest)
+        del self._connections[oldest]
+        writer.transport.abort()
+        return True
+
     async def _serve_one(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: tuple[str, int]
+        self,
+        task: asyncio.Task[None],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: tuple[str, int],
     ) -> bool:
-        request = await _read_request(reader, writer, peer)
+        self._waiting[task] = writer
+        try:
+            if self._idle_timeout is None and self._head_timeout is None:
+                request = await _read_request(reader, writer, peer, self._body_timeout)
+            else:
+                request = await self._read_request_in_time(reader, writer, peer)
+        finally:
+            self._waiting.pop(task, None)
         if request is None:
             return False
         try:
@@ -329,6 +427,7 @@ class HTTPServer:
         except Exception:
             _log.exception("unhandled error serving %s %s", request.method, request.path)
             response = Response(500, [("Content-Type", "text/plain")], b"internal error")
+        response = _refuse_forbidden_fields(request, response)
         # A body the handler left unread cannot be skipped safely: close instead.
         keep_alive = _wants_keep_alive(request) and request.body.complete
         await _write_response(
@@ -336,27 +435,89 @@ class HTTPServer:
         )
         return keep_alive
 
+    async def _read_request_in_time(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: tuple[str, int]
+    ) -> Request | None:
+        """`_read_request` within `idle_timeout` for the request line, then `head_timeout`."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self._idle_timeout) as deadline:
 
-async def _read_header_block(reader: asyncio.StreamReader) -> Headers:
+            def line_read() -> None:
+                if self._head_timeout is not None:
+                    deadline.reschedule(loop.time() + self._head_timeout)
+
+            return await _read_request(reader, writer, peer, self._body_timeout, line_read)
+
+
+def default_max_connections() -> int:
+    """Half of what the descriptor limit leaves after a reserve (two servers share a process),
+    at most 1,000: well short of the limit, so `accept` never fails for want of descriptors."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1000
+    return max(8, min(1000, (soft - 128) // 2))
+
+
+class _Refusals:
+    """Counts connections refused at the cap; says so at most once every 10 s (no log flood)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._said_at = -1e9
+
+    def note(self, cap: int) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now - self._said_at >= 10:
+            _log.warning(
+                "%d connection(s) refused with 503: %d open, every one busy with a request",
+                self._count,
+                cap,
+            )
+            self._count = 0
+            self._said_at = now
+
+
+_TOO_MANY_CONNECTIONS = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 21\r\nConnection: close\r\n\r\ntoo many connections\n"
+)
+
+
+async def _read_fields(reader: asyncio.StreamReader) -> tuple[Headers, Fields]:
+    """A field block through the blank line that ends it (a head's fields, or trailers), and
+    its framing fields (`Content-Length`, `Transfer-Encoding`) for `body_framing`."""
     # Usually the whole block has arrived with the request line: take it in one piece.
     buffered = getattr(reader, "_buffer", None)
     if isinstance(buffered, bytearray) and (end := _block_end(buffered)) is not None:
-        return _parse_header_lines(await reader.readexactly(end))
-    headers: list[tuple[str, str]] = []
+        block = await reader.readexactly(end)
+    else:
+        block = await _read_block(reader)
+    block = block[:-2] if block.endswith(b"\r\n") else block[:-1]
+    raw = parse_fields(block, lower=False)
+    # The first value of each name wins: written last.
+    first = {name.lower(): value for name, value in reversed(raw)}
+    framing: Fields = []
+    if "content-length" in first or "transfer-encoding" in first:
+        for name, value in raw:
+            if (lowered := name.lower()) in _FRAMING:
+                framing.append((lowered, value))
+    return Headers(raw, first), framing
+
+
+async def _read_block(reader: asyncio.StreamReader) -> bytes:
+    lines: list[bytes] = []
     total = 0
     while True:
         line = await _readline(reader)
         total += len(line)
-        if total > _MAX_HEADER_BYTES:
+        if total > MAX_HEAD_BYTES:
             raise ProtocolError("header section too large")
         if not line.endswith(b"\n"):
             raise asyncio.IncompleteReadError(line, None)
+        lines.append(line)
         if line in (b"\r\n", b"\n"):
-            return Headers(headers)
-        name, sep, value = line.decode("latin-1").partition(":")
-        if not sep or not name or name != name.strip():
-            raise ProtocolError(f"bad header line {line[:60]!r}")
-        headers.append((name, value.strip()))
+            return b"".join(lines)
 
 
 async def _readline(reader: asyncio.StreamReader) -> bytes:
@@ -374,42 +535,35 @@ def _block_end(buffered: bytearray) -> int | None:
         return 1
     if buffered[:2] == b"\r\n":
         return 2
-    limit = _MAX_HEADER_BYTES + 1
+    limit = MAX_HEAD_BYTES + 1
     crlf = buffered.find(b"\n\r\n", 0, limit)
     lf = buffered.find(b"\n\n", 0, limit)
     if crlf < 0 and lf < 0:
         return None
     end = lf + 2 if crlf < 0 or 0 <= lf < crlf else crlf + 3
-    return end if end <= _MAX_HEADER_BYTES else None
-
-
-def _parse_header_lines(block: bytes) -> Headers:
-    raw: list[tuple[str, str]] = []
-    first: dict[str, str] = {}
-    for line in block.split(b"\n")[:-2]:  # the last two: the blank line and what follows it
-        name, sep, value = line.decode("latin-1").partition(":")
-        if not sep or not name or name != name.strip():
-            shown = (line + b"\n")[:60]  # as read line by line: with its line end
-            raise ProtocolError(f"bad header line {shown!r}")
-        value = value.strip()
-        raw.append((name, value))
-        first.setdefault(name.lower(), value)
-    return Headers(raw, first)
+    return end if end <= MAX_HEAD_BYTES else None
 
 
 async def _read_request(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: tuple[str, int]
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    peer: tuple[str, int],
+    body_timeout: float | None,
+    line_read: Callable[[], None] | None = None,
 ) -> Request | None:
     line = await _readline(reader)
     while line in (b"\r\n", b"\n"):  # tolerate stray CRLF between requests (RFC 9112 §2.2)
         line = await _readline(reader)
     if not line:
         return None
-    parts = line.decode("latin-1").split()
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise ProtocolError(f"bad request line {line[:60]!r}")
-    method, target, version = parts
-    headers = await _read_header_block(reader)
+    if line_read is not None:
+        line_read()
+    if not line.endswith(b"\n"):
+        if len(line) > MAX_HEAD_BYTES:
+            raise ProtocolError("request line too long")
+        raise asyncio.IncompleteReadError(line, None)
+    method, target, version = parse_request_line(line)
+    headers, framing = await _read_fields(reader)
     path, _, query = target.partition("?")
     return Request(
         method=method,
@@ -418,20 +572,19 @@ async def _read_request(
         query=query,
         version=version,
         headers=headers,
-        body=_make_body(reader, writer, headers),
+        body=_make_body(reader, writer, headers, framing, body_timeout),
         client=peer,
     )
 
 
 def _make_body(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, headers: Headers
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    headers: Headers,
+    framing: Fields,
+    timeout: float | None,
 ) -> RequestBody:
-    chunked = "chunked" in (headers.get("Transfer-Encoding") or "").lower()
-    length: int | None = None
-    if not chunked and (raw := headers.get("Content-Length")) is not None:
-        if not raw.isdigit():
-            raise ProtocolError(f"bad Content-Length {raw!r}")
-        length = int(raw)
+    length, chunked = body_framing(framing)
     expects_continue = (headers.get("Expect") or "").lower() == "100-continue"
 
     async def send_continue() -> None:
@@ -445,7 +598,24 @@ def _make_body(
         # Nothing to do before the first read unless the client waits for 100 Continue.
         on_first_read=send_continue if expects_continue else None,
         expects_continue=expects_continue,
+        timeout=timeout,
     )
+
+
+def _refuse_forbidden_fields(request: Request, response: Response) -> Response:
+    """`response`, or a 500 in its place if one of its headers would split the message."""
+    bad = forbidden_field(response.headers)
+    if bad is None:
+        return response
+    _log.error(
+        "refused the response to %s %s: header %r: %r is not valid HTTP (a control character "
+        "such as CR, LF or NUL, or a name that is not a token); answered 500 instead",
+        request.method,
+        request.path[:200],
+        bad[0][:60],
+        bad[1][:60],
+    )
+    return Response(500, [("Content-Type", "text/plain")], b"internal error")
 
 
 def _wants_keep_alive(request: Request) -> bool:
@@ -507,5 +677,6 @@ def _status_line(status: int) -> str:
     return f"HTTP/1.1 {status} {_reason(status)}"
 
 
-def _bad_request(message: str) -> Response:
-    return Response(400, [("Content-Type", "text/plain")], message.encode())
+def _refusal(exc: ProtocolError) -> Response:
+    status = 408 if isinstance(exc, RequestTimeout) else 400
+    return Response(status, [("Content-Type", "text/plain")], str(exc).encode("latin-1", "replace"))
