@@ -3,8 +3,9 @@
 `holdfast emulate -- COMMAND` from the shell; `Emulator` / `ThreadedEmulator` from Python.
 """
 
+from .attempt import FreezeRecord
 from .config import EmulatorConfig
-from .invocation import FreezeRecord, InvokeResult
+from .invoke import InvokeResult
 from .report import Report
 from .service import Emulator, ThreadedEmulator
 

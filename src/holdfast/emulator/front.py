@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from . import eventstream
 from ._http import BodyTooLarge, HTTPServer, Request, Response, StreamAborted, json_response
 from .config import EmulatorConfig
-from .events import (
+from .integrations import (
     HTTP_INTEGRATION_CONTENT_TYPE,
     HttpRequest,
     HttpResponse,
@@ -29,7 +29,7 @@ from .events import (
     error_response,
     split_prelude,
 )
-from .invocation import (
+from .invoke import (
     FUNCTION_ERROR_UNHANDLED,
     InvokeRequest,
     ResponseStream,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
+from .attempt import Attempt
 from .config import EmulatorConfig
 from .environment import Environment
-from .invocation import Invocation, InvokeRequest
+from .invoke import InvokeRequest
 from .report import Journal
 
 
@@ -25,7 +26,7 @@ class Pool:
         # An environment with a free slot appears here once per free slot (Managed Instances
         # environments have `max_concurrency` slots, the others one).
         self._idle: list[Environment] = []
-        self._waiters: deque[tuple[InvokeRequest, asyncio.Future[Invocation]]] = deque()
+        self._waiters: deque[tuple[InvokeRequest, asyncio.Future[Attempt]]] = deque()
         self._in_flight: set[asyncio.Future[None]] = set()
         self._closed = False
 
@@ -34,7 +35,7 @@ class Pool:
         """Every environment created so far."""
         return list(self._environments)
 
-    async def submit(self, request: InvokeRequest) -> Invocation:
+    async def submit(self, request: InvokeRequest) -> Attempt:
         """Start `request` in an environment (waiting for one if all are busy)."""
         if self._closed:
             raise RuntimeError("the emulator is shut down")
@@ -47,14 +48,14 @@ class Pool:
             environment = Environment(len(self._environments) + 1, self._config, self._journal)
             self._environments.append(environment)
             await environment.start()
-            invocation = self._start(environment, request)
+            attempt = self._start(environment, request)
             # Its other slots are free once its Runtime API listens: requests that queued
             # meanwhile take them.
             for _ in range((self._config.max_concurrency or 1) - 1):
                 self._offer(environment)
-            return invocation
+            return attempt
         # All busy: the request starts in the first environment released, the moment it is.
-        waiter: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Attempt] = asyncio.get_running_loop().create_future()
         self._waiters.append((request, waiter))
         return await waiter
 
@@ -81,10 +82,10 @@ class Pool:
             waiter.cancel()
         await asyncio.gather(*(e.close() for e in self._environments))
 
-    def _start(self, environment: Environment, request: InvokeRequest) -> Invocation:
-        invocation = environment.submit(request, on_finished=self._release)
-        self._in_flight.add(invocation.finished)
-        return invocation
+    def _start(self, environment: Environment, request: InvokeRequest) -> Attempt:
+        attempt = environment.submit(request, on_finished=self._release)
+        self._in_flight.add(attempt.finished)
+        return attempt
 
     def _release(self, environment: Environment, finished: asyncio.Future[None]) -> None:
         # Called as the invocation ends: the next request waiting starts at once, in this

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from .invocation import FreezeRecord
+from .attempt import FreezeRecord
 
 
 def start_line(request_id: str, version: str = "$LATEST") -> str:

@@ -19,16 +19,11 @@ from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from .attempt import FreezeRecord
 from .config import EmulatorConfig
 from .environment import Environment
 from .front import Front
-from .invocation import (
-    FUNCTION_ERROR_UNHANDLED,
-    FreezeRecord,
-    InvokeRequest,
-    InvokeResult,
-    RuntimeResponse,
-)
+from .invoke import FUNCTION_ERROR_UNHANDLED, InvokeRequest, InvokeResult, RuntimeResponse
 from .pool import Pool
 from .report import Journal, Observer, Report
 
@@ -82,7 +77,7 @@ class Emulator:
 
     @property
     def reports(self) -> list[Report]:
-        """One `Report` per finished invocation, in completion order."""
+        """One `Report` per finished attempt, in completion order."""
         return self.journal.reports
 
     @property
@@ -161,9 +156,9 @@ class Emulator:
 
     async def call(self, request: InvokeRequest) -> RuntimeResponse:
         """Run `request`; the response (possibly a stream) as soon as the runtime posts it."""
-        invocation = await self._pool.submit(request)
+        attempt = await self._pool.submit(request)
         # A caller giving up must not cancel the invocation itself: Lambda would not.
-        return await invocation.response()
+        return await attempt.response()
 
     def call_async(self, request: InvokeRequest) -> None:
         """Run `request` in the background with async-invoke retries."""
