@@ -105,6 +105,12 @@ class Sandbox:
     ) -> None:
         self.metadata = metadata
         self.external_names = frozenset(external_names)
+        # How many extension processes were started: init waits for as many registrations.
+        self.expected_externals = len(external_names)
+        # Before the runtime starts only extension processes run: whoever registers then is
+        # external, whatever its name (run locally, AWS's samples register under the name of
+        # their directory, not of the file the emulator started).
+        self.runtime_started = False
         self.extensions: dict[str, Extension] = {}
         self.current: Attempt | None = None
         self.init_failure: RuntimeResponse | None = None
@@ -387,7 +393,7 @@ class Sandbox:
         if not name:
             raise APIError(403, "Extension.InvalidExtensionName", "Empty extension name")
         events = _parse_events(body)
-        external = name in self.external_names
+        external = name in self.external_names or not self.runtime_started
         for event in events:
             if event not in (INVOKE, SHUTDOWN) or (event == SHUTDOWN and not external):
                 reason = "not allowed for an internal extension" if event == SHUTDOWN else "unknown"

@@ -127,9 +127,9 @@ class RuntimeAPIServer:
         if path.startswith(_EXTENSION):
             return await _extension_route(sandbox, request)
         if path.rstrip("/") == _TELEMETRY and method == "PUT":
-            return await _subscribe(sandbox, request)
+            return await _subscribe(sandbox, request, "telemetry")
         if path.rstrip("/") == _LOGS and method == "PUT":
-            return _logs_stub()
+            return await _subscribe(sandbox, request, "logs")
         raise APIError(404, "NotFound", f"no route for {method} {path}")
 
 
@@ -245,23 +245,17 @@ async def _read_limited(request: Request, limit: int) -> bytes:
         raise _too_large(limit) from None
 
 
-async def _subscribe(sandbox: Sandbox, request: Request) -> Response:
-    """PUT /2022-07-01/telemetry: a registered extension subscribes to telemetry streams."""
+async def _subscribe(sandbox: Sandbox, request: Request, api: str) -> Response:
+    """PUT /2022-07-01/telemetry (or the Logs API's PUT /2020-08-15/logs): a registered
+    extension subscribes to telemetry streams."""
     extension = sandbox.extension(request.headers.get(_EXTENSION_ID_HEADER))
     body = await _read_limited(request, 64 * 1024)
     try:
-        subscription = parse_subscription(body)
+        subscription = parse_subscription(body, api)
     except InvalidSubscription as exc:
         raise APIError(400, "ValidationError", str(exc)) from None
     sandbox.telemetry.subscribe(extension.name, subscription)
     return json_response(200, "OK")
-
-
-def _logs_stub() -> Response:
-    # The Logs API is superseded by the Telemetry API; RIE answers it 202 with this body, which
-    # runtimes treat as non-fatal.
-    payload = {"errorType": "Logs.NotSupported", "errorMessage": "Logs API is not supported"}
-    return json_response(202, payload)
 
 
 _ACCEPTED_BODY = json_response(202, _ACCEPTED).body

@@ -122,6 +122,8 @@ class Attempts(Init):
         )
         self._journal.finished(report)
         if self._sandbox is not None:
+            # `platform.end` is the Logs API's alone; Telemetry API subscribers never see it.
+            self._sandbox.telemetry.emit("platform.end", {"requestId": attempt.request_id})
             self._sandbox.telemetry.emit(
                 "platform.report", telemetry_records.report(attempt, report)
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping, Sequence
 
 from ..attempt import Attempt
 from ..invoke import RuntimeResponse
@@ -57,8 +58,12 @@ class Init(Shutdown):
             )
             if registered == "done" and sandbox.init_failure is None:
                 self._runtime_output = self._output("function")
+                sandbox.runtime_started = True
                 self._runtime = await self._group.spawn(
-                    config.command, env=env, cwd=config.cwd, output=self._runtime_output
+                    runtime_command(config.command, env),
+                    env=env,
+                    cwd=config.cwd,
+                    output=self._runtime_output,
                 )
                 registered = await self._until(
                     lambda: ready() or sandbox.init_failure is not None,
@@ -80,5 +85,15 @@ class Init(Shutdown):
 
 
 def _externals_registered(sandbox: Sandbox) -> bool:
-    registered = {e.name for e in sandbox.extensions.values() if e.external}
-    return sandbox.init_failure is not None or registered >= sandbox.external_names
+    registered = sum(1 for e in sandbox.extensions.values() if e.external)
+    return sandbox.init_failure is not None or registered >= sandbox.expected_externals
+
+
+def runtime_command(command: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """The runtime's command, behind the `AWS_LAMBDA_EXEC_WRAPPER` script if one is set.
+
+    Lambda's managed runtimes start `WRAPPER INTERPRETER ARGS...` instead of the interpreter; the
+    wrapper decides how (and whether) to start it. The emulator does the same for any command.
+    """
+    wrapper = env.get("AWS_LAMBDA_EXEC_WRAPPER")
+    return [wrapper, *command] if wrapper else list(command)
