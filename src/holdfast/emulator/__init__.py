@@ -5,7 +5,7 @@
 
 from .attempt import FreezeRecord
 from .config import EmulatorConfig
-from .invoke import InvokeResult
+from .invoke import InvokeResult, TooManyRequests
 from .report import Report
 from .service import Emulator, ThreadedEmulator
 
@@ -16,4 +16,5 @@ __all__ = [
     "InvokeResult",
     "Report",
     "ThreadedEmulator",
+    "TooManyRequests",
 ]

@@ -10,7 +10,7 @@ import sys
 
 from holdfast.cli import env_variable
 
-from .config import EVENT_FORMATS, INVOKE_MODES, EmulatorConfig
+from .config import DEFAULT_CONCURRENCY, EVENT_FORMATS, INVOKE_MODES, EmulatorConfig
 from .service import Emulator
 
 _EPILOG = """\
@@ -113,7 +113,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--event-format", choices=EVENT_FORMATS, default="v2", help="HTTP event shape")
     add("--timeout", type=float, default=30.0, help="function timeout in seconds (default 30)")
     add("--memory", type=int, default=512, help="memory size in MB (default 512)")
-    add("--concurrency", type=int, default=1, help="max execution environments (default 1)")
+    add(
+        "--concurrency",
+        type=int,
+        help=f"max execution environments; past them a request gets 429 "
+        f"(default {DEFAULT_CONCURRENCY}, 1 with --max-concurrency)",
+    )
     add(
         "--max-concurrency",
         type=int,

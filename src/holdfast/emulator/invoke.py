@@ -26,6 +26,15 @@ def error_payload(error_type: str, message: str) -> bytes:
     return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
 
 
+class TooManyRequests(Exception):
+    """Every execution environment is busy and no other may start: Lambda's 429
+    `TooManyRequestsException` (`ReservedFunctionConcurrentInvocationLimitExceeded`)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Rate Exceeded: all {limit} execution environments are busy")
+        self.limit = limit
+
+
 @dataclass(frozen=True)
 class InvokeRequest:
     """What a caller asks of the function: the raw event and the optional identity headers."""

@@ -1,4 +1,5 @@
-"""Up to N execution environments: created on demand, reused warm, waited for when all are busy."""
+"""Up to N execution environments: created on demand, reused warm; when all are busy a
+synchronous request is refused (429, as Lambda throttles) and an asynchronous one waits."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections import deque
 from .attempt import Attempt
 from .config import EmulatorConfig
 from .environment import Environment
-from .invoke import InvokeRequest
+from .invoke import InvokeRequest, TooManyRequests
 from .report import Journal
 
 
@@ -16,7 +17,10 @@ class Pool:
     """Hands each invocation to an idle environment, preferring one that is already warm.
 
     An environment is busy from the dispatch until its freeze (or reset), not merely until the
-    response: the work after the response still occupies it, as it does on Lambda.
+    response: the work after the response still occupies it, as it does on Lambda. A request
+    that finds every environment busy gets a new one, up to `concurrency`; past that a
+    synchronous request raises `TooManyRequests`, as Lambda's Invoke API answers 429, and an
+    asynchronous one (Lambda queues those) waits for the first environment released.
     """
 
     def __init__(self, config: EmulatorConfig, journal: Journal) -> None:
@@ -27,6 +31,8 @@ class Pool:
         # environments have `max_concurrency` slots, the others one).
         self._idle: list[Environment] = []
         self._waiters: deque[tuple[InvokeRequest, asyncio.Future[Attempt]]] = deque()
+        # Managed Instances: slots of an environment still starting, promised to whoever waits.
+        self._promised = 0
         self._in_flight: set[asyncio.Future[None]] = set()
         self._closed = False
 
@@ -35,8 +41,9 @@ class Pool:
         """Every environment created so far."""
         return list(self._environments)
 
-    async def submit(self, request: InvokeRequest) -> Attempt:
-        """Start `request` in an environment (waiting for one if all are busy)."""
+    async def submit(self, request: InvokeRequest, *, queue: bool = False) -> Attempt:
+        """Start `request` in an environment; when all are busy and no other may start, raise
+        `TooManyRequests`, or with `queue` wait for the first one released."""
         if self._closed:
             raise RuntimeError("the emulator is shut down")
         if self._idle:
@@ -44,17 +51,24 @@ class Pool:
             environment = (warm or self._idle)[-1]
             self._idle.remove(environment)
             return self._start(environment, request)
-        if len(self._environments) < self._config.concurrency:
+        if len(self._environments) < self._config.environments:
             environment = Environment(len(self._environments) + 1, self._config, self._journal)
             self._environments.append(environment)
-            await environment.start()
+            extra_slots = (self._config.max_concurrency or 1) - 1
+            self._promised += extra_slots
+            try:
+                await environment.start()
+            finally:
+                self._promised -= extra_slots
             attempt = self._start(environment, request)
             # Its other slots are free once its Runtime API listens: requests that queued
             # meanwhile take them.
-            for _ in range((self._config.max_concurrency or 1) - 1):
+            for _ in range(extra_slots):
                 self._offer(environment)
             return attempt
-        # All busy: the request starts in the first environment released, the moment it is.
+        if not queue and self._promised <= len(self._waiters):
+            raise TooManyRequests(self._config.environments)
+        # The request starts in the first environment released, the moment it is.
         waiter: asyncio.Future[Attempt] = asyncio.get_running_loop().create_future()
         self._waiters.append((request, waiter))
         return await waiter

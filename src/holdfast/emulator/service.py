@@ -124,10 +124,12 @@ class Emulator:
 
         `event` is JSON-encoded unless `payload` (raw bytes) is given; `tenant_id` reaches the
         runtime as `Lambda-Runtime-Aws-Tenant-Id`. The environment may still be running
-        after-response work when this returns; see `wait_idle`.
+        after-response work when this returns; see `wait_idle`. Unlike the Invoke API over HTTP
+        (429 `TooManyRequestsException` when every environment is busy and no other may start),
+        this waits for an environment: a test's invocations never race for one.
         """
         request = _request(event, payload, client_context, cognito_identity, tenant_id)
-        response = await (await self.call(request)).buffered()
+        response = await (await self.call(request, queue=True)).buffered()
         assert isinstance(response.body, bytes)
         return InvokeResult(
             request_id=request.request_id,
@@ -154,9 +156,13 @@ class Emulator:
 
     # -- the Dispatcher the front uses -------------------------------------------------------
 
-    async def call(self, request: InvokeRequest) -> RuntimeResponse:
-        """Run `request`; the response (possibly a stream) as soon as the runtime posts it."""
-        attempt = await self._pool.submit(request)
+    async def call(self, request: InvokeRequest, *, queue: bool = False) -> RuntimeResponse:
+        """Run `request`; the response (possibly a stream) as soon as the runtime posts it.
+
+        Raises `TooManyRequests` when every environment is busy and no other may start, unless
+        `queue` (an async invoke, which Lambda queues) says to wait for one.
+        """
+        attempt = await self._pool.submit(request, queue=queue)
         # A caller giving up must not cancel the invocation itself: Lambda would not.
         return await attempt.response()
 
@@ -169,7 +175,7 @@ class Emulator:
     async def _call_with_retries(self, request: InvokeRequest) -> None:
         delays = list(self.config.async_retry_delays)
         for attempt in range(len(delays) + 1):
-            response = await (await self.call(request)).buffered()
+            response = await (await self.call(request, queue=True)).buffered()
             if not response.is_error:
                 return
             if attempt == len(delays):

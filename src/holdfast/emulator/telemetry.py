@@ -243,8 +243,8 @@ class Subscriber:
         self._tcp: asyncio.StreamWriter | None = None
 
     def add(self, encoded: bytes) -> None:
-        """Buffer one encoded event; the batch is due when full, after `timeoutMs`, or at once
-        while the environment shuts down. A full buffer drops the event (and counts it)."""
+        """Buffer one encoded event; the batch is due when full, or after `timeoutMs`. A full
+        buffer drops the event (and counts it)."""
         if self._size + len(encoded) > self._limit:
             self._dropped += 1
             self._dropped_bytes += len(encoded)
@@ -279,11 +279,7 @@ class Subscriber:
 
     def _schedule(self) -> None:
         buffering = self.subscription.buffering
-        if (
-            self._hub.shutting_down
-            or len(self._buffer) >= buffering.max_items
-            or self._size >= buffering.max_bytes
-        ):
+        if len(self._buffer) >= buffering.max_items or self._size >= buffering.max_bytes:
             self._make_due()
         elif self._timer is None and not self._due.is_set():
             loop = asyncio.get_running_loop()
@@ -412,8 +408,6 @@ class TelemetryHub:
         self.thawed = asyncio.Event()
         self.thawed.set()
         self.in_init = True
-        # Set at shutdown: from then on every event is delivered at once, not after `timeoutMs`.
-        self.shutting_down = False
         self._init_backlog: list[tuple[str, bytes]] = []
 
     def subscribe(self, extension_name: str, subscription: Subscription) -> None:
@@ -470,10 +464,6 @@ class TelemetryHub:
         log lines are events) cannot hold the caller up batch after batch."""
         self.thaw()
         await asyncio.gather(*(s.flush() for s in self.subscribers.values()))
-
-    def shut_down(self) -> None:
-        """The environment is shutting down: every event is delivered at once from now on."""
-        self.shutting_down = True
 
     async def close(self) -> None:
         """Stop every delivery."""

@@ -41,16 +41,15 @@ class Shutdown(PlatformTelemetry):
                 deadline = time.monotonic() + window
                 deadline_ms = int((time.time() + window) * 1000)
                 # Telemetry still buffered (the last invocation's report) reaches the
-                # subscribers before SHUTDOWN does, inside the same window; what comes after
-                # goes out at once, so SHUTDOWN is not held up batch after batch.
-                sandbox.telemetry.shut_down()
+                # subscribers before SHUTDOWN does, inside the same window. Only what is
+                # buffered now is waited for: a listener whose own log lines are telemetry
+                # would otherwise hold SHUTDOWN back batch after batch.
                 await first(sandbox.telemetry.flush(), deadline, ())
                 targets = sandbox.shutdown(reason, deadline_ms)
                 await first(self._shutdown_acknowledged(sandbox, targets), deadline, ())
         elif sandbox is not None and sandbox.has_external_extensions:
             # The runtime is gone already; the extensions still get their telemetry.
             self._thaw()
-            sandbox.telemetry.shut_down()
             await first(sandbox.telemetry.flush(), time.monotonic() + EXTERNAL_SHUTDOWN_WINDOW, ())
         await self._group.kill()
         for output in self._outputs:
