@@ -8,7 +8,7 @@ from emulator_support import ric
 
 
 def test_echo_cold_then_warm(emulators):
-    emu = emulators(ric("echo"), function_name="echo-fn", memory=256, timeout=7, concurrency=1)
+    emu = emulators(ric("echo"), function_name="echo-fn", memory=256, timeout=7)
     first = emu.invoke({"n": 1}, client_context={"custom": {"k": "v"}})
     second = emu.invoke({"n": 2})
     emu.wait_idle()
@@ -39,7 +39,7 @@ def test_echo_cold_then_warm(emulators):
 
 
 def test_report_lines(emulators):
-    emu = emulators(ric("echo"), memory=256, concurrency=1)
+    emu = emulators(ric("echo"), memory=256)
     first = emu.invoke({})
     second = emu.invoke({})
     emu.wait_idle()

@@ -1,10 +1,13 @@
 """Environments: created on demand up to the concurrency, reused warm; past the limit a request
-is throttled (429) over HTTP, queued when asynchronous, and waited for by the Python API."""
+waits, or (`throttle`, as `holdfast emulate` runs) is refused with 429 over HTTP, queued when
+asynchronous, and still waited for by the Python API."""
 
 import json
 from urllib.parse import urlsplit
 
 from emulator_support import call, ric, wait_until
+
+from holdfast.emulator.config import DEFAULT_CONCURRENCY
 
 INVOKE = "/2015-03-31/functions/function/invocations"
 
@@ -24,7 +27,7 @@ def test_concurrent_invocations_run_in_separate_environments(emulators, tmp_path
 
 
 def test_past_the_limit_a_request_is_throttled_as_lambda_does(emulators, tmp_path):
-    emu = emulators(ric("gate"), concurrency=2)
+    emu = emulators(ric("gate"), concurrency=2, throttle=True)
     address = urlsplit(emu.url).netloc
     gate = tmp_path / "gate"
     started = [tmp_path / name for name in ("a", "b", "queued")]
@@ -79,9 +82,10 @@ def test_the_python_api_waits_for_a_busy_environment(emulators, tmp_path):
 
 
 def test_back_to_back_requests_do_not_wait_for_after_response_work(emulators, tmp_path):
-    """The default concurrency: a request arriving while the last one's after-response work
+    """`holdfast emulate`'s default: a request arriving while the last one's after-response work
     still runs gets another environment, as on Lambda, instead of waiting for it."""
-    emu = emulators(ric("gate"))
+    # `holdfast emulate`'s settings.
+    emu = emulators(ric("gate"), concurrency=DEFAULT_CONCURRENCY, throttle=True)
     address = urlsplit(emu.url).netloc
     gate = tmp_path / "gate"
     first = emu.submit(emu.emulator.invoke({"started": str(tmp_path / "a"), "gate": str(gate)}))

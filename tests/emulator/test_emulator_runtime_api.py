@@ -47,7 +47,7 @@ def wait_for(box):
 def fake_runtime(emulators, tmp_path):
     """An emulator whose runtime the test plays; yields (emulator, Runtime API address)."""
     address_file = tmp_path / "address"
-    emu = emulators(reporter(address_file), concurrency=1)
+    emu = emulators(reporter(address_file))
 
     def start_invocation(event):
         future = emu.submit(emu.emulator.invoke(event))

@@ -29,7 +29,7 @@ def _index(events, kind, request_id=None, record=None):
 
 
 def test_extension_receives_lambda_events_in_order(emulators, telemetry_extension):
-    emu = emulators(ric("shout"), concurrency=1, **telemetry_extension())
+    emu = emulators(ric("shout"), **telemetry_extension())
     first = emu.invoke({"lines": 3})
     second = emu.invoke({"lines": 2})
     assert first.ok and second.ok

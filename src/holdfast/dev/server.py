@@ -98,9 +98,7 @@ class Switchboard:
         else:
             self._expect(request, "invoke", None, None)
         assert self.emulator is not None
-        # One environment by default, which a browser's parallel requests share in turn: they
-        # wait for it rather than meet the 429 `holdfast emulate` answers, as on Lambda.
-        return await self.emulator.call(request, queue=True)
+        return await self.emulator.call(request)
 
     def call_async(self, request: InvokeRequest) -> None:
         self._expect(request, "invoke", None, None)

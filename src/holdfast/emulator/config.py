@@ -13,7 +13,7 @@ EVENT_FORMATS: tuple[EventFormat, ...] = ("v2", "v1", "alb")
 INVOKE_MODES: tuple[InvokeMode, ...] = ("buffered", "response_stream")
 
 ACCOUNT_ID = "000000000000"
-# Execution environments at most, unless told otherwise. Lambda would start more (an account has
+# `holdfast emulate`'s execution environments at most. Lambda would start more (an account has
 # 1,000 by default); ten answer a browser's parallel requests and back-to-back requests that
 # arrive while the last one's after-response work runs, without filling a laptop's memory.
 DEFAULT_CONCURRENCY = 10
@@ -25,8 +25,11 @@ class EmulatorConfig:
 
     `command` is the runtime (what Lambda would start as `bootstrap`); `extensions` are the
     commands of external extensions (what Lambda would find in /opt/extensions), started before
-    the runtime in the same process group. Times are in seconds. `concurrency` (environments
-    at most) defaults to `DEFAULT_CONCURRENCY`, or 1 with `max_concurrency` (Managed Instances).
+    the runtime in the same process group. Times are in seconds. `concurrency` is how many
+    environments may run at once; a synchronous request that finds them all busy waits for one,
+    or with `throttle` is refused with 429 as Lambda refuses it (`holdfast emulate` throttles,
+    with `DEFAULT_CONCURRENCY` environments; the Python API's default keeps tests deterministic:
+    one environment, reused in turn).
     """
 
     command: Sequence[str]
@@ -35,7 +38,8 @@ class EmulatorConfig:
     event_format: EventFormat = "v2"
     timeout: float = 30.0
     memory: int = 512
-    concurrency: int | None = None
+    concurrency: int = 1
+    throttle: bool = False
     invoke_mode: InvokeMode = "buffered"
     function_name: str = "function"
     region: str = "us-east-1"
@@ -59,28 +63,19 @@ class EmulatorConfig:
             raise ValueError(f"invoke_mode must be one of {INVOKE_MODES}")
         if self.timeout <= 0 or self.init_timeout <= 0:
             raise ValueError("timeouts must be positive")
-        if self.concurrency is None:
-            default = 1 if self.max_concurrency is not None else DEFAULT_CONCURRENCY
-            object.__setattr__(self, "concurrency", default)
-        if self.environments < 1:
+        if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if self.memory < 128:
             raise ValueError("memory must be at least 128 MB")
         if self.max_concurrency is not None:
             if self.max_concurrency < 1:
                 raise ValueError("max_concurrency must be at least 1")
-            if self.environments != 1:
+            if self.concurrency != 1:
                 raise ValueError("max_concurrency emulates one environment: leave concurrency at 1")
             if self.snap_start:
                 raise ValueError("SnapStart and Managed Instances do not go together")
         if self.snapshot_age < 0:
             raise ValueError("snapshot_age must not be negative")
-
-    @property
-    def environments(self) -> int:
-        """How many execution environments may run at once (`concurrency`, resolved)."""
-        assert self.concurrency is not None  # resolved in __post_init__
-        return self.concurrency
 
     @property
     def function_arn(self) -> str:

@@ -18,9 +18,10 @@ class Pool:
 
     An environment is busy from the dispatch until its freeze (or reset), not merely until the
     response: the work after the response still occupies it, as it does on Lambda. A request
-    that finds every environment busy gets a new one, up to `concurrency`; past that a
-    synchronous request raises `TooManyRequests`, as Lambda's Invoke API answers 429, and an
-    asynchronous one (Lambda queues those) waits for the first environment released.
+    that finds every environment busy gets a new one, up to `concurrency`; past that it waits
+    for the first environment released, or with `throttle` a synchronous request raises
+    `TooManyRequests`, as Lambda's Invoke API answers 429 (asynchronous ones, which Lambda
+    queues, still wait).
     """
 
     def __init__(self, config: EmulatorConfig, journal: Journal) -> None:
@@ -42,8 +43,9 @@ class Pool:
         return list(self._environments)
 
     async def submit(self, request: InvokeRequest, *, queue: bool = False) -> Attempt:
-        """Start `request` in an environment; when all are busy and no other may start, raise
-        `TooManyRequests`, or with `queue` wait for the first one released."""
+        """Start `request` in an environment; when all are busy and no other may start, wait
+        for the first one released, or (`config.throttle`, unless `queue`) raise
+        `TooManyRequests`."""
         if self._closed:
             raise RuntimeError("the emulator is shut down")
         if self._idle:
@@ -51,7 +53,7 @@ class Pool:
             environment = (warm or self._idle)[-1]
             self._idle.remove(environment)
             return self._start(environment, request)
-        if len(self._environments) < self._config.environments:
+        if len(self._environments) < self._config.concurrency:
             environment = Environment(len(self._environments) + 1, self._config, self._journal)
             self._environments.append(environment)
             extra_slots = (self._config.max_concurrency or 1) - 1
@@ -66,8 +68,8 @@ class Pool:
             for _ in range(extra_slots):
                 self._offer(environment)
             return attempt
-        if not queue and self._promised <= len(self._waiters):
-            raise TooManyRequests(self._config.environments)
+        if self._config.throttle and not queue and self._promised <= len(self._waiters):
+            raise TooManyRequests(self._config.concurrency)
         # The request starts in the first environment released, the moment it is.
         waiter: asyncio.Future[Attempt] = asyncio.get_running_loop().create_future()
         self._waiters.append((request, waiter))

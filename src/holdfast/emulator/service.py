@@ -125,8 +125,8 @@ class Emulator:
         `event` is JSON-encoded unless `payload` (raw bytes) is given; `tenant_id` reaches the
         runtime as `Lambda-Runtime-Aws-Tenant-Id`. The environment may still be running
         after-response work when this returns; see `wait_idle`. Unlike the Invoke API over HTTP
-        (429 `TooManyRequestsException` when every environment is busy and no other may start),
-        this waits for an environment: a test's invocations never race for one.
+        with `throttle` (429 `TooManyRequestsException` when every environment is busy and no
+        other may start), this waits for an environment: a test's invocations never race.
         """
         request = _request(event, payload, client_context, cognito_identity, tenant_id)
         response = await (await self.call(request, queue=True)).buffered()
@@ -159,8 +159,8 @@ class Emulator:
     async def call(self, request: InvokeRequest, *, queue: bool = False) -> RuntimeResponse:
         """Run `request`; the response (possibly a stream) as soon as the runtime posts it.
 
-        Raises `TooManyRequests` when every environment is busy and no other may start, unless
-        `queue` (an async invoke, which Lambda queues) says to wait for one.
+        With `config.throttle`, raises `TooManyRequests` when every environment is busy and no
+        other may start, unless `queue` (an async invoke, which Lambda queues) says to wait.
         """
         attempt = await self._pool.submit(request, queue=queue)
         # A caller giving up must not cancel the invocation itself: Lambda would not.
