@@ -29,7 +29,8 @@ class EmulatorConfig:
     environments may run at once; a synchronous request that finds them all busy waits for one,
     or with `throttle` is refused with 429 as Lambda refuses it (`holdfast emulate` throttles,
     with `DEFAULT_CONCURRENCY` environments; the Python API's default keeps tests deterministic:
-    one environment, reused in turn).
+    one environment, reused in turn). `keep_records` bounds the freeze records and reports
+    kept for the Python API (the last ones).
     """
 
     command: Sequence[str]
@@ -53,6 +54,7 @@ class EmulatorConfig:
     max_concurrency: int | None = None
     snap_start: bool = False
     snapshot_age: float = 0.0
+    keep_records: int = 1000
 
     def __post_init__(self) -> None:
         if not self.command:
@@ -74,6 +76,8 @@ class EmulatorConfig:
                 raise ValueError("max_concurrency emulates one environment: leave concurrency at 1")
             if self.snap_start:
                 raise ValueError("SnapStart and Managed Instances do not go together")
+        if self.keep_records < 1:
+            raise ValueError("keep_records must be at least 1")
         if self.snapshot_age < 0:
             raise ValueError("snapshot_age must not be negative")
 

@@ -55,7 +55,7 @@ class Emulator:
         elif command is not None or options:
             raise TypeError("pass either a config or a command and options, not both")
         self.config = config
-        self.journal = Journal(log, observer)
+        self.journal = Journal(log, observer, keep=config.keep_records)
         self._pool = Pool(config, self.journal)
         self._front = Front(config, self)
         self._background: set[asyncio.Task[None]] = set()
@@ -72,13 +72,15 @@ class Emulator:
 
     @property
     def freeze_log(self) -> list[FreezeRecord]:
-        """One `FreezeRecord` per invocation dispatched, in dispatch order."""
-        return self.journal.freeze_log
+        """One `FreezeRecord` per invocation dispatched, in dispatch order (the last
+        `config.keep_records`)."""
+        return list(self.journal.freeze_log)
 
     @property
     def reports(self) -> list[Report]:
-        """One `Report` per finished attempt, in completion order."""
-        return self.journal.reports
+        """One `Report` per finished invocation, in completion order (the last
+        `config.keep_records`)."""
+        return list(self.journal.reports)
 
     @property
     def environments(self) -> list[Environment]:
