@@ -61,6 +61,15 @@ def test_basic_extension_gets_each_invoke_then_shutdown(emulators, tmp_path):
     assert [r.outcome for r in emu.freeze_log] == ["frozen", "frozen"]
     emu.close()
 
+    # Where `sandbox.localdomain` does not resolve, the user is told how to make it.
+    try:
+        socket.getaddrinfo("sandbox.localdomain", None)
+        resolvable = True
+    except OSError:
+        resolvable = False
+    hinted = any("sandbox.localdomain does not resolve" in line for line in emulators.lines)
+    assert hinted is not resolvable
+
     entries = read_log(log)
     # It registered under its directory's name, not the file's, and still counts as external.
     assert entries[0] == {"registered": "basic_extension"}

@@ -29,6 +29,26 @@ from .report import Journal, Observer, Report
 
 T = TypeVar("T")
 
+# The name an extension's telemetry listener binds and subscribes with on Lambda, where
+# /etc/hosts maps it to the environment itself.
+SANDBOX_HOST = "sandbox.localdomain"
+SANDBOX_HOST_HINT = (
+    f"note: {SANDBOX_HOST} does not resolve on this machine, and extensions that listen on it "
+    "(as AWS's samples do) will fail to start. Add `127.0.0.1 sandbox.localdomain sandbox` to "
+    "/etc/hosts, or run them in AWS SAM's local mode (--env AWS_SAM_LOCAL=true: they listen on "
+    "0.0.0.0, which the emulator accepts as a destination)."
+)
+
+
+async def resolves(hostname: str) -> bool:
+    """Whether `hostname` resolves here (within a second: a slow resolver counts as no)."""
+    loop = asyncio.get_running_loop()
+    try:
+        await asyncio.wait_for(loop.getaddrinfo(hostname, None), 1.0)
+    except (OSError, TimeoutError):
+        return False
+    return True
+
 
 class Emulator:
     """A local Lambda function: a pool of environments behind the front listener.
@@ -91,6 +111,8 @@ class Emulator:
         """Start listening (environments start on demand, with the first invocations; with
         SnapStart the first one takes its snapshot right away)."""
         await self._front.start()
+        if self.config.extensions and not await resolves(SANDBOX_HOST):
+            self.journal.note(SANDBOX_HOST_HINT)
         await self._pool.prepare()
 
     async def close(self) -> None:
