@@ -33,10 +33,10 @@ T = TypeVar("T")
 # /etc/hosts maps it to the environment itself.
 SANDBOX_HOST = "sandbox.localdomain"
 SANDBOX_HOST_HINT = (
-    f"note: {SANDBOX_HOST} does not resolve on this machine, and extensions that listen on it "
-    "(as AWS's samples do) will fail to start. Add `127.0.0.1 sandbox.localdomain sandbox` to "
-    "/etc/hosts, or run them in AWS SAM's local mode (--env AWS_SAM_LOCAL=true: they listen on "
-    "0.0.0.0, which the emulator accepts as a destination)."
+    f"note: {SANDBOX_HOST} does not resolve on this machine: an extension that listens on it "
+    "(as AWS's samples do outside AWS SAM's local mode) cannot start. Add `127.0.0.1 "
+    "sandbox.localdomain sandbox` to /etc/hosts, or run it in SAM's local mode (--env "
+    "AWS_SAM_LOCAL=true: it listens on 0.0.0.0, which the emulator accepts as a destination)."
 )
 
 
