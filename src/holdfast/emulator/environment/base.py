@@ -28,7 +28,7 @@ WaitEnd = str | Process
 
 
 class EnvironmentBase:
-    """One execution environment's shared state (see the package docstring for its lifecycle)."""
+    """One execution environment's shared state (its lifecycle: see `environment.py`)."""
 
     def __init__(self, env_id: int, config: EmulatorConfig, journal: Journal) -> None:
         self.id = env_id
