@@ -124,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
         "--concurrency",
         type=int,
         help=f"max execution environments; past them a request gets 429 as on Lambda "
-        f"(default {DEFAULT_CONCURRENCY}; 1 with --max-concurrency)",
+        f"(default {DEFAULT_CONCURRENCY}, or 1 for Managed Instances)",
     )
     add(
         "--max-concurrency",
