@@ -8,7 +8,7 @@ from typing import Any
 
 from holdfast.dev.leftovers import LeftOvers
 from holdfast.dev.timeline import Timeline
-from holdfast.emulator.invocation import FreezeRecord
+from holdfast.emulator.attempt import FreezeRecord
 from holdfast.emulator.report import Report
 
 

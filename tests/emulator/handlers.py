@@ -7,6 +7,7 @@ Each is a plain `def handler(event, context)`; they coordinate with the tests th
 import base64
 import json
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -193,3 +194,8 @@ def environment(event, context):
         "pid": os.getpid(),
         "request_id": context.aws_request_id,
     }
+
+
+def xoptions(event, context):
+    """The interpreter's `-X` options (a wrapper script may have added some)."""
+    return {"xoptions": sorted(sys._xoptions)}

@@ -10,7 +10,8 @@ import httpx
 import pytest
 from emulator_support import HERE
 
-from holdfast.emulator.cli import main
+from holdfast.emulator.cli import main, parse_config
+from holdfast.emulator.config import DEFAULT_CONCURRENCY
 
 
 def test_emulate_command_end_to_end():
@@ -63,3 +64,11 @@ def test_bad_option_values_are_refused(capsys):
     with pytest.raises(SystemExit):
         main(["--concurrency", "0", "--", "true"])
     assert "concurrency must be at least 1" in capsys.readouterr().err
+
+
+def test_emulate_defaults_to_lambda_like_concurrency():
+    config = parse_config(["--", "true"])
+    assert (config.concurrency, config.throttle) == (DEFAULT_CONCURRENCY, True)
+    assert parse_config(["--concurrency", "3", "--", "true"]).concurrency == 3
+    # Managed Instances: one environment, which takes the concurrent invocations itself.
+    assert parse_config(["--max-concurrency", "4", "--", "true"]).concurrency == 1

@@ -83,3 +83,12 @@ def test_every_freeze_finds_the_members_added_since_the_last_one():
         await group.kill()
 
     asyncio.run(main())
+
+
+def test_only_the_last_records_are_kept(emulators):
+    """A long-running emulator keeps a bounded journal: the last `keep_records` of each."""
+    emu = emulators(ric("echo"), keep_records=2)
+    results = [emu.invoke({"n": n}) for n in range(3)]
+    emu.wait_idle(60)
+    assert [r.request_id for r in emu.freeze_log] == [r.request_id for r in results[1:]]
+    assert [r.request_id for r in emu.reports] == [r.request_id for r in results[1:]]

@@ -123,8 +123,9 @@ def test_runtime_api_misuse(fake_runtime):
     assert again[0] == 403 and error_type(again) == "InvalidStateTransition"
 
     assert call(api, "GET", "/2018-06-01/nowhere")[0] == 404
+    # The Logs API is served (as the Telemetry API is): only for a registered extension.
     logs = call(api, "PUT", "/2020-08-15/logs", b"{}")
-    assert logs[0] == 202 and error_type(logs) == "Logs.NotSupported"
+    assert logs[0] == 403 and error_type(logs) == "Extension.MissingExtensionIdentifier"
 
     # Next invocation: a response over 6 MiB + 100 bytes is refused and the caller told so.
     poll = in_background(call, api, "GET", f"{RUNTIME}/invocation/next")

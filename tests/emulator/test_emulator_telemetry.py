@@ -5,8 +5,11 @@ what a user would write; it holds each invocation until `platform.runtimeDone` f
 so the environment can only freeze if the event was delivered while the extension held it.
 """
 
+import asyncio
 import http.client
 import json
+import re
+import socket
 
 import pytest
 from emulator_support import call, reporter, ric, wait_until
@@ -260,3 +263,60 @@ def test_managed_instances_emit_runtime_done_when_the_result_is_posted(
         assert _index(events, "platform.start", rid) < line < done
         assert done < _index(events, "platform.report", rid)
         assert events[done]["record"]["status"] == "success"
+
+
+def test_a_full_buffer_drops_events_and_says_so_with_logs_dropped():
+    """A listener that is away: the subscriber's buffer stops at its bound, later events are
+    counted, not kept, and once deliveries resume `platform.logsDropped` says how many."""
+    from holdfast.emulator.telemetry import BACKLOG_BATCHES, TelemetryHub, parse_subscription
+
+    async def main():
+        received = []
+        got_drop_notice = asyncio.Event()
+
+        async def listener(reader, writer):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"Content-Length: (\d+)", head)[1])
+            batch = json.loads(await reader.readexactly(length))
+            received.extend(batch)
+            if any(e["type"] == "platform.logsDropped" for e in batch):
+                got_drop_notice.set()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        subscription = parse_subscription(
+            json.dumps(
+                {
+                    "schemaVersion": "2022-12-13",
+                    "types": ["platform", "function"],
+                    "buffering": {"maxItems": 10000, "maxBytes": 262144, "timeoutMs": 25},
+                    "destination": {"protocol": "HTTP", "URI": f"http://0.0.0.0:{port}/"},
+                }
+            ).encode()
+        )
+        hub = TelemetryHub()
+        hub.init_done()
+        hub.subscribe("ext", subscription)
+        line = "x" * 1000
+        total = BACKLOG_BATCHES * 262144 // 1000 + 500  # more than the buffer holds
+        for _ in range(total):
+            hub.emit("function", line)
+        # Nobody listens yet: deliveries fail and are retried; the listener comes up.
+        server = await asyncio.start_server(listener, "127.0.0.1", port)
+        try:
+            await asyncio.wait_for(got_drop_notice.wait(), 60)
+            await asyncio.wait_for(hub.flush(), 60)
+        finally:
+            server.close()
+            await hub.close()
+        lines = [e for e in received if e["type"] == "function"]
+        notice = next(e for e in received if e["type"] == "platform.logsDropped")["record"]
+        assert 0 < len(lines) < total
+        assert notice["droppedRecords"] == total - len(lines)
+        assert notice["droppedBytes"] > 0 and "slower" in notice["reason"]
+
+    asyncio.run(main())

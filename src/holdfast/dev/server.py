@@ -24,7 +24,7 @@ from typing import Any
 
 from holdfast.emulator.config import EmulatorConfig, EventFormat, InvokeMode
 from holdfast.emulator.front import Front
-from holdfast.emulator.invocation import InvokeRequest, RuntimeResponse
+from holdfast.emulator.invoke import InvokeRequest, RuntimeResponse
 from holdfast.emulator.service import Emulator
 from holdfast.http11.server import (
     BODY_TIMEOUT,
@@ -78,7 +78,7 @@ class Options:
 
 
 @dataclass
-class _Exchange:
+class _ServedRequest:
     """One HTTP request on its way through the front: what the timeline needs to know of it."""
 
     method: str
@@ -86,7 +86,7 @@ class _Exchange:
     request_id: str | None = None
 
 
-_EXCHANGE: ContextVar[_Exchange | None] = ContextVar("holdfast_dev_exchange", default=None)
+_SERVED: ContextVar[_ServedRequest | None] = ContextVar("holdfast_dev_served_request", default=None)
 
 
 class Switchboard:
@@ -98,10 +98,10 @@ class Switchboard:
         self.emulator: Emulator | None = None
 
     async def call(self, request: InvokeRequest) -> RuntimeResponse:
-        exchange = _EXCHANGE.get()
-        if exchange is not None:
-            exchange.request_id = request.request_id
-            self._expect(request, "http", exchange.method, exchange.path)
+        served = _SERVED.get()
+        if served is not None:
+            served.request_id = request.request_id
+            self._expect(request, "http", served.method, served.path)
         else:
             self._expect(request, "invoke", None, None)
         assert self.emulator is not None
@@ -306,17 +306,17 @@ class DevServer:
         if request.path.startswith(_INVOKE_API):
             return await self._front.handle(request)
         path = request.path + (f"?{request.query}" if request.query else "")
-        exchange = _Exchange(request.method, path)
-        token = _EXCHANGE.set(exchange)
+        served = _ServedRequest(request.method, path)
+        token = _SERVED.set(served)
         status: int | None = None
         try:
             response = await self._front.handle(request)
             status = response.status
             return response
         finally:
-            _EXCHANGE.reset(token)
-            if exchange.request_id is not None:
-                self.timeline.answered(exchange.request_id, status)
+            _SERVED.reset(token)
+            if served.request_id is not None:
+                self.timeline.answered(served.request_id, status)
 
     def _queues_found(self, queues: list[dict[str, Any]]) -> None:
         if not queues:

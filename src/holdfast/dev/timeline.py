@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from holdfast.emulator.invocation import FreezeRecord
+from holdfast.emulator.attempt import FreezeRecord
 from holdfast.emulator.report import Report
 
 from .leftovers import LeftOver, LeftOvers

@@ -3,8 +3,9 @@
 `holdfast emulate -- COMMAND` from the shell; `Emulator` / `ThreadedEmulator` from Python.
 """
 
+from .attempt import FreezeRecord
 from .config import EmulatorConfig
-from .invocation import FreezeRecord, InvokeResult
+from .invoke import InvokeResult, TooManyRequests
 from .report import Report
 from .service import Emulator, ThreadedEmulator
 
@@ -15,4 +16,5 @@ __all__ = [
     "InvokeResult",
     "Report",
     "ThreadedEmulator",
+    "TooManyRequests",
 ]

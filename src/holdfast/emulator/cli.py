@@ -10,7 +10,7 @@ import sys
 
 from holdfast.cli import env_variable
 
-from .config import EVENT_FORMATS, INVOKE_MODES, EmulatorConfig
+from .config import DEFAULT_CONCURRENCY, EVENT_FORMATS, INVOKE_MODES, EmulatorConfig
 from .service import Emulator
 
 _EPILOG = """\
@@ -24,8 +24,8 @@ examples:
 """
 
 
-def main(argv: list[str]) -> int:
-    """Run the emulator until Ctrl-C or SIGTERM; returns the exit status."""
+def parse_config(argv: list[str]) -> EmulatorConfig:
+    """The settings `argv` asks for; a usage error exits with status 2 and a one-line message."""
     parser = _parser()
     options, command = _split(argv)
     args = parser.parse_args(options)
@@ -39,7 +39,8 @@ def main(argv: list[str]) -> int:
             event_format=args.event_format,
             timeout=args.timeout,
             memory=args.memory,
-            concurrency=args.concurrency,
+            concurrency=_concurrency(args),
+            throttle=True,
             invoke_mode=args.invoke_mode,
             function_name=args.function_name,
             alb_multi_value=args.alb_multi_value,
@@ -54,6 +55,12 @@ def main(argv: list[str]) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
+    return config
+
+
+def main(argv: list[str]) -> int:
+    """Run the emulator until Ctrl-C or SIGTERM; returns the exit status."""
+    config = parse_config(argv)
     try:
         asyncio.run(_serve(config))
     except OSError as exc:
@@ -113,7 +120,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--event-format", choices=EVENT_FORMATS, default="v2", help="HTTP event shape")
     add("--timeout", type=float, default=30.0, help="function timeout in seconds (default 30)")
     add("--memory", type=int, default=512, help="memory size in MB (default 512)")
-    add("--concurrency", type=int, default=1, help="max execution environments (default 1)")
+    add(
+        "--concurrency",
+        type=int,
+        help=f"max execution environments; past them a request gets 429 as on Lambda "
+        f"(default {DEFAULT_CONCURRENCY}, or 1 for Managed Instances)",
+    )
     add(
         "--max-concurrency",
         type=int,
@@ -152,3 +164,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--env", type=env_variable, action="append", default=[], metavar="NAME=VALUE")
     add("--handler", help="value of _HANDLER (default: the command's last word)")
     return parser
+
+
+def _concurrency(args: argparse.Namespace) -> int:
+    if args.concurrency is not None:
+        return int(args.concurrency)
+    return 1 if args.max_concurrency is not None else DEFAULT_CONCURRENCY

@@ -13,6 +13,10 @@ EVENT_FORMATS: tuple[EventFormat, ...] = ("v2", "v1", "alb")
 INVOKE_MODES: tuple[InvokeMode, ...] = ("buffered", "response_stream")
 
 ACCOUNT_ID = "000000000000"
+# `holdfast emulate`'s execution environments at most. Lambda would start more (an account has
+# 1,000 by default); ten answer a browser's parallel requests and back-to-back requests that
+# arrive while the last one's after-response work runs, without filling a laptop's memory.
+DEFAULT_CONCURRENCY = 10
 
 
 @dataclass(frozen=True)
@@ -21,7 +25,12 @@ class EmulatorConfig:
 
     `command` is the runtime (what Lambda would start as `bootstrap`); `extensions` are the
     commands of external extensions (what Lambda would find in /opt/extensions), started before
-    the runtime in the same process group. Times are in seconds.
+    the runtime in the same process group. Times are in seconds. `concurrency` is how many
+    environments may run at once; a synchronous request that finds them all busy waits for one,
+    or with `throttle` is refused with 429 as Lambda refuses it (`holdfast emulate` throttles,
+    with `DEFAULT_CONCURRENCY` environments; the Python API's default keeps tests deterministic:
+    one environment, reused in turn). `keep_records` bounds the freeze records and reports
+    kept for the Python API (the last ones).
     """
 
     command: Sequence[str]
@@ -31,6 +40,7 @@ class EmulatorConfig:
     timeout: float = 30.0
     memory: int = 512
     concurrency: int = 1
+    throttle: bool = False
     invoke_mode: InvokeMode = "buffered"
     function_name: str = "function"
     region: str = "us-east-1"
@@ -44,6 +54,7 @@ class EmulatorConfig:
     max_concurrency: int | None = None
     snap_start: bool = False
     snapshot_age: float = 0.0
+    keep_records: int = 1000
 
     def __post_init__(self) -> None:
         if not self.command:
@@ -65,6 +76,8 @@ class EmulatorConfig:
                 raise ValueError("max_concurrency emulates one environment: leave concurrency at 1")
             if self.snap_start:
                 raise ValueError("SnapStart and Managed Instances do not go together")
+        if self.keep_records < 1:
+            raise ValueError("keep_records must be at least 1")
         if self.snapshot_age < 0:
             raise ValueError("snapshot_age must not be negative")
 

@@ -32,7 +32,7 @@ from holdfast.http11.server import (
 
 from . import eventstream
 from .config import EmulatorConfig
-from .events import (
+from .integrations import (
     HTTP_INTEGRATION_CONTENT_TYPE,
     HttpRequest,
     HttpResponse,
@@ -42,12 +42,13 @@ from .events import (
     error_response,
     split_prelude,
 )
-from .invocation import (
+from .invoke import (
     FUNCTION_ERROR_UNHANDLED,
     InvokeRequest,
     ResponseStream,
     RuntimeResponse,
     StreamError,
+    TooManyRequests,
     new_request_id,
 )
 
@@ -117,12 +118,17 @@ class Front:
 
     async def handle(self, request: Request) -> Response:
         """Answer one request (what the listener does; `holdfast dev` mounts it in its own)."""
-        if request.method == "POST":
+        invoke_api = request.method == "POST" and (
+            _INVOKE_PATH.fullmatch(request.path) or _STREAMING_INVOKE_PATH.fullmatch(request.path)
+        )
+        try:
+            if not invoke_api:
+                return await self._http(request)
             if _INVOKE_PATH.fullmatch(request.path):
                 return await self._invoke(request)
-            if _STREAMING_INVOKE_PATH.fullmatch(request.path):
-                return await self._invoke_streaming(request)
-        return await self._http(request)
+            return await self._invoke_streaming(request)
+        except TooManyRequests:
+            return _throttled(bool(invoke_api))
 
     # -- the Invoke API -----------------------------------------------------------------------
 
@@ -360,6 +366,19 @@ def _client_context(header: str | None) -> str | None:
     except (binascii.Error, ValueError):
         raise ValueError(message) from None
     return decoded.decode()
+
+
+def _throttled(invoke_api: bool) -> Response:
+    """Lambda's throttle: the Invoke API's 429 `TooManyRequestsException`, or the 429 a
+    function URL answers an HTTP client."""
+    if not invoke_api:
+        return json_response(429, {"Message": "Rate Exceeded."})
+    body = {
+        "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+        "Type": "User",
+        "message": "Rate Exceeded.",
+    }
+    return json_response(429, body, [("X-Amzn-ErrorType", "TooManyRequestsException")])
 
 
 def _api_error(status: int, error_type: str, message: str) -> Response:

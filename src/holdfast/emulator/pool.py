@@ -1,13 +1,15 @@
-"""Up to N execution environments: created on demand, reused warm, waited for when all are busy."""
+"""Up to N execution environments: created on demand, reused warm; when all are busy a
+synchronous request is refused (429, as Lambda throttles) and an asynchronous one waits."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
 
+from .attempt import Attempt
 from .config import EmulatorConfig
 from .environment import Environment
-from .invocation import Invocation, InvokeRequest
+from .invoke import InvokeRequest, TooManyRequests
 from .report import Journal
 
 
@@ -15,7 +17,11 @@ class Pool:
     """Hands each invocation to an idle environment, preferring one that is already warm.
 
     An environment is busy from the dispatch until its freeze (or reset), not merely until the
-    response: the work after the response still occupies it, as it does on Lambda.
+    response: the work after the response still occupies it, as it does on Lambda. A request
+    that finds every environment busy gets a new one, up to `concurrency`; past that it waits
+    for the first environment released, or with `throttle` a synchronous request raises
+    `TooManyRequests`, as Lambda's Invoke API answers 429 (asynchronous ones, which Lambda
+    queues, still wait).
     """
 
     def __init__(self, config: EmulatorConfig, journal: Journal) -> None:
@@ -25,7 +31,9 @@ class Pool:
         # An environment with a free slot appears here once per free slot (Managed Instances
         # environments have `max_concurrency` slots, the others one).
         self._idle: list[Environment] = []
-        self._waiters: deque[tuple[InvokeRequest, asyncio.Future[Invocation]]] = deque()
+        self._waiters: deque[tuple[InvokeRequest, asyncio.Future[Attempt]]] = deque()
+        # Managed Instances: slots of an environment still starting, promised to whoever waits.
+        self._promised = 0
         self._in_flight: set[asyncio.Future[None]] = set()
         self._closed = False
 
@@ -34,8 +42,10 @@ class Pool:
         """Every environment created so far."""
         return list(self._environments)
 
-    async def submit(self, request: InvokeRequest) -> Invocation:
-        """Start `request` in an environment (waiting for one if all are busy)."""
+    async def submit(self, request: InvokeRequest, *, queue: bool = False) -> Attempt:
+        """Start `request` in an environment; when all are busy and no other may start, wait
+        for the first one released, or (`config.throttle`, unless `queue`) raise
+        `TooManyRequests`."""
         if self._closed:
             raise RuntimeError("the emulator is shut down")
         if self._idle:
@@ -46,15 +56,22 @@ class Pool:
         if len(self._environments) < self._config.concurrency:
             environment = Environment(len(self._environments) + 1, self._config, self._journal)
             self._environments.append(environment)
-            await environment.start()
-            invocation = self._start(environment, request)
+            extra_slots = (self._config.max_concurrency or 1) - 1
+            self._promised += extra_slots
+            try:
+                await environment.start()
+            finally:
+                self._promised -= extra_slots
+            attempt = self._start(environment, request)
             # Its other slots are free once its Runtime API listens: requests that queued
             # meanwhile take them.
-            for _ in range((self._config.max_concurrency or 1) - 1):
+            for _ in range(extra_slots):
                 self._offer(environment)
-            return invocation
-        # All busy: the request starts in the first environment released, the moment it is.
-        waiter: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
+            return attempt
+        if self._config.throttle and not queue and self._promised <= len(self._waiters):
+            raise TooManyRequests(self._config.concurrency)
+        # The request starts in the first environment released, the moment it is.
+        waiter: asyncio.Future[Attempt] = asyncio.get_running_loop().create_future()
         self._waiters.append((request, waiter))
         return await waiter
 
@@ -81,10 +98,10 @@ class Pool:
             waiter.cancel()
         await asyncio.gather(*(e.close() for e in self._environments))
 
-    def _start(self, environment: Environment, request: InvokeRequest) -> Invocation:
-        invocation = environment.submit(request, on_finished=self._release)
-        self._in_flight.add(invocation.finished)
-        return invocation
+    def _start(self, environment: Environment, request: InvokeRequest) -> Attempt:
+        attempt = environment.submit(request, on_finished=self._release)
+        self._in_flight.add(attempt.finished)
+        return attempt
 
     def _release(self, environment: Environment, finished: asyncio.Future[None]) -> None:
         # Called as the invocation ends: the next request waiting starts at once, in this

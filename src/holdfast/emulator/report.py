@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from .invocation import FreezeRecord
+from .attempt import FreezeRecord
 
 
 def start_line(request_id: str, version: str = "$LATEST") -> str:
@@ -93,14 +94,19 @@ class Journal:
 
     `sink` receives each log line (START, END, REPORT and platform notes); by default they go to
     stdout, where Lambda's would be interleaved with the function's own output. `observer`, if
-    given, is told of each invocation as it starts and ends.
+    given, is told of each invocation as it starts and ends. Only the last `keep` freeze records
+    and reports are kept: an emulator left running for days must not grow with every invocation.
     """
 
     def __init__(
-        self, sink: Callable[[str], None] | None = None, observer: Observer | None = None
+        self,
+        sink: Callable[[str], None] | None = None,
+        observer: Observer | None = None,
+        *,
+        keep: int = 1000,
     ) -> None:
-        self.freeze_log: list[FreezeRecord] = []
-        self.reports: list[Report] = []
+        self.freeze_log: deque[FreezeRecord] = deque(maxlen=keep)
+        self.reports: deque[Report] = deque(maxlen=keep)
         self._sink = sink or _print
         self._observer = observer
 

@@ -19,7 +19,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from .invocation import Invocation, RuntimeResponse
+from .attempt import Attempt
+from .invoke import RuntimeResponse
 from .telemetry import TelemetryHub
 
 MAX_EXTENSIONS = 10
@@ -104,8 +105,14 @@ class Sandbox:
     ) -> None:
         self.metadata = metadata
         self.external_names = frozenset(external_names)
+        # How many extension processes were started: init waits for as many registrations.
+        self.expected_externals = len(external_names)
+        # Before the runtime starts only extension processes run: whoever registers then is
+        # external, whatever its name (run locally, AWS's samples register under the name of
+        # their directory, not of the file the emulator started).
+        self.runtime_started = False
         self.extensions: dict[str, Extension] = {}
-        self.current: Invocation | None = None
+        self.current: Attempt | None = None
         self.init_failure: RuntimeResponse | None = None
         self.registration_open = True
         # Managed Instances: many invocations at once, each answered by whichever poller took it.
@@ -113,7 +120,7 @@ class Sandbox:
         self.telemetry = telemetry or TelemetryHub()
         # Told when the runtime is done with an invocation (`platform.runtimeDone`) and when it
         # first asks for work (`platform.initRuntimeDone`).
-        self.on_runtime_done: Callable[[Invocation], None] = _ignore
+        self.on_runtime_done: Callable[[Attempt], None] = _ignore
         self.on_runtime_ready: Callable[[], None] = _ignore
         # SnapStart: init ends with the runtime in `/runtime/restore/next`; the snapshot is taken
         # there, and `restore()` answers that call. A `/runtime/restore/error` fails the restore.
@@ -122,9 +129,9 @@ class Sandbox:
         self.on_restored: Callable[[], None] = _ignore
         self._restore_waiter: asyncio.Future[None] | None = None
         self._runtime_state = _STARTED
-        self._runtime_waiter: asyncio.Future[Invocation] | None = None
-        self._pollers: deque[asyncio.Future[Invocation]] = deque()
-        self._active: dict[str, Invocation] = {}
+        self._runtime_waiter: asyncio.Future[Attempt] | None = None
+        self._pollers: deque[asyncio.Future[Attempt]] = deque()
+        self._active: dict[str, Attempt] = {}
         self._responding: set[str] = set()
         self._expired_requests: set[str] = set()
         self._expired_invocations: set[str] = set()
@@ -166,7 +173,7 @@ class Sandbox:
 
     @property
     def quiescent(self) -> bool:
-        """The invocation is over: the runtime and every INVOKE extension are back in `next`."""
+        """The attempt is over: the runtime and every INVOKE extension are back in `next`."""
         return self.runtime_waiting and all(
             e.waiting for e in self.extensions.values() if INVOKE in e.events
         )
@@ -222,24 +229,24 @@ class Sandbox:
 
     # -- driven by the environment ------------------------------------------------------------
 
-    def dispatch(self, invocation: Invocation) -> None:
+    def dispatch(self, attempt: Attempt) -> None:
         """Hand `invocation` to the waiting runtime and its INVOKE event to the extensions."""
         if self.concurrent:
             while self._pollers and self._pollers[0].done():
                 self._pollers.popleft()
             if not self._pollers:
                 raise RuntimeError("dispatch while no runtime poller waits in /next")
-            self._active[invocation.request_id] = invocation
-            self._pollers.popleft().set_result(invocation)
+            self._active[attempt.request_id] = attempt
+            self._pollers.popleft().set_result(attempt)
         else:
             if self._runtime_waiter is None or self._runtime_waiter.done():
                 raise RuntimeError("dispatch while the runtime is not waiting in /next")
-            self.current = invocation
+            self.current = attempt
             self._runtime_state = _RUNNING
-            self._runtime_waiter.set_result(invocation)
+            self._runtime_waiter.set_result(attempt)
         for extension in self.extensions.values():
             if INVOKE in extension.events:
-                self._deliver(extension, invocation.extension_event())
+                self._deliver(extension, attempt.extension_event())
         self._changed()
 
     def shutdown(self, reason: str, deadline_ms: int) -> list[Extension]:
@@ -253,7 +260,7 @@ class Sandbox:
 
     # -- Runtime API --------------------------------------------------------------------------
 
-    async def runtime_next(self) -> Invocation:
+    async def runtime_next(self) -> Attempt:
         """Long-poll for the next invocation (GET /runtime/invocation/next)."""
         if self.concurrent:
             return await self._poll()
@@ -274,10 +281,10 @@ class Sandbox:
         self._changed()
         return await self._runtime_waiter
 
-    async def _poll(self) -> Invocation:
+    async def _poll(self) -> Attempt:
         first = self.registration_open
         self.registration_open = False
-        poller: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
+        poller: asyncio.Future[Attempt] = asyncio.get_running_loop().create_future()
         self._pollers.append(poller)
         if first:
             self.on_runtime_ready()
@@ -290,7 +297,7 @@ class Sandbox:
                     self._pollers.remove(poller)
                 self._changed()
 
-    def begin_response(self, request_id: str, invocation_id: str | None = None) -> Invocation:
+    def begin_response(self, request_id: str, invocation_id: str | None = None) -> Attempt:
         """Accept a `/response` or `/error` for `request_id`, or refuse it as RAPID does.
 
         A post for an invocation that already timed out (named by its request id or by the
@@ -299,18 +306,16 @@ class Sandbox:
         if invocation_id in self._expired_invocations or (
             request_id in self._expired_requests and request_id not in self._active
         ):
-            raise APIError(
-                410, "InvocationTimedOut", f"Invocation {request_id} has already timed out"
-            )
+            raise APIError(410, "InvocationTimedOut", f"Attempt {request_id} has already timed out")
         if self.concurrent:
-            invocation = self._active.get(request_id)
-            if invocation is None or not _same_attempt(invocation, invocation_id):
+            attempt = self._active.get(request_id)
+            if attempt is None or not _same_attempt(attempt, invocation_id):
                 raise APIError(400, "InvalidRequestID", "Invalid request ID")
-            if request_id in self._responding or invocation.result.done():
+            if request_id in self._responding or attempt.result.done():
                 raise _transition_error(_RESPONSE_SENT, _RESPONSE_SENT)
             self._responding.add(request_id)
-            invocation.record_response_start()
-            return invocation
+            attempt.record_response_start()
+            return attempt
         if self._runtime_state != _RUNNING:
             raise _transition_error(self._runtime_state, _RESPONSE_SENT)
         assert self.current is not None
@@ -320,29 +325,29 @@ class Sandbox:
         self.current.record_response_start()
         return self.current
 
-    def end_response(self, invocation: Invocation) -> None:
+    def end_response(self, attempt: Attempt) -> None:
         """The `/response` or `/error` body has been read: the runtime may call `/next` again.
 
         When concurrent, no poller can be told apart from another, so the runtime counts as done
         with the invocation here (`platform.runtimeDone`), not at its next `/next`.
         """
         if self.concurrent:
-            if invocation.request_id in self._responding:
-                self._responding.discard(invocation.request_id)
-                self._active.pop(invocation.request_id, None)
-                self.on_runtime_done(invocation)
+            if attempt.request_id in self._responding:
+                self._responding.discard(attempt.request_id)
+                self._active.pop(attempt.request_id, None)
+                self.on_runtime_done(attempt)
                 self._changed()
             return
         if self._runtime_state == _RESPONDING:
             self._runtime_state = _RESPONSE_SENT
             self._changed()
 
-    def expire(self, invocation: Invocation) -> None:
+    def expire(self, attempt: Attempt) -> None:
         """`invocation` timed out: a result posted for it from now on is answered 410 Gone."""
-        self._expired_requests.add(invocation.request_id)
-        self._expired_invocations.add(invocation.invocation_id)
-        self._active.pop(invocation.request_id, None)
-        self._responding.discard(invocation.request_id)
+        self._expired_requests.add(attempt.request_id)
+        self._expired_invocations.add(attempt.invocation_id)
+        self._active.pop(attempt.request_id, None)
+        self._responding.discard(attempt.request_id)
         self._changed()
 
     async def restore_next(self) -> None:
@@ -388,7 +393,7 @@ class Sandbox:
         if not name:
             raise APIError(403, "Extension.InvalidExtensionName", "Empty extension name")
         events = _parse_events(body)
-        external = name in self.external_names
+        external = name in self.external_names or not self.runtime_started
         for event in events:
             if event not in (INVOKE, SHUTDOWN) or (event == SHUTDOWN and not external):
                 reason = "not allowed for an internal extension" if event == SHUTDOWN else "unknown"
@@ -486,10 +491,10 @@ class Sandbox:
             extension._pending.append(event)
 
 
-def _same_attempt(invocation: Invocation, invocation_id: str | None) -> bool:
+def _same_attempt(attempt: Attempt, invocation_id: str | None) -> bool:
     """Whether a post's `Lambda-Runtime-Invocation-Id` (if it sent one) names `invocation`: an
     async retry keeps the request id, so only this tells a stale attempt's result apart."""
-    return invocation_id is None or invocation_id == invocation.invocation_id
+    return invocation_id is None or invocation_id == attempt.invocation_id
 
 
 def _ignore(*_: object) -> None:

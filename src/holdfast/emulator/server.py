@@ -23,7 +23,8 @@ from holdfast.http11.server import (
     json_response,
 )
 
-from .invocation import Invocation, ResponseStream, RuntimeResponse, error_payload
+from .attempt import Attempt
+from .invoke import ResponseStream, RuntimeResponse, error_payload
 from .sandbox import APIError, Sandbox, normalize_error_type
 from .telemetry import InvalidSubscription, parse_subscription
 
@@ -57,10 +58,10 @@ def _response_too_large(limit: int) -> dict[str, str]:
     return {"errorType": "Function.ResponseSizeTooLarge", "errorMessage": message}
 
 
-async def _refuse_oversized(invocation: Invocation, request: Request) -> APIError:
+async def _refuse_oversized(attempt: Attempt, request: Request) -> APIError:
     # The caller gets a function error, the runtime a 413; the invocation counts as answered.
     error = _response_too_large(MAX_RESPONSE_BYTES)
-    invocation.respond(RuntimeResponse.platform_error(error["errorType"], error["errorMessage"]))
+    attempt.respond(RuntimeResponse.platform_error(error["errorType"], error["errorMessage"]))
     await request.body.discard(MAX_STREAM_BYTES)
     return _too_large(MAX_RESPONSE_BYTES)
 
@@ -110,14 +111,14 @@ class RuntimeAPIServer:
         if (match := _INVOCATION.fullmatch(path)) and method == "POST":
             if match["kind"] == "response":
                 _check_response_mode(request)
-            invocation = sandbox.begin_response(
+            attempt = sandbox.begin_response(
                 match["id"], request.headers.get(_INVOCATION_ID_HEADER)
             )
             post = _post_response if match["kind"] == "response" else _post_error
             try:
-                return await post(invocation, request)
+                return await post(attempt, request)
             finally:
-                sandbox.end_response(invocation)
+                sandbox.end_response(attempt)
         if path == _INIT_ERROR_PATH and method == "POST":
             body = await _read_limited(request, MAX_RESPONSE_BYTES)
             sandbox.init_error(request.headers.get(_ERROR_TYPE_HEADER), body)
@@ -134,9 +135,9 @@ class RuntimeAPIServer:
         if path.startswith(_EXTENSION):
             return await _extension_route(sandbox, request)
         if path.rstrip("/") == _TELEMETRY and method == "PUT":
-            return await _subscribe(sandbox, request)
+            return await _subscribe(sandbox, request, "telemetry")
         if path.rstrip("/") == _LOGS and method == "PUT":
-            return _logs_stub()
+            return await _subscribe(sandbox, request, "logs")
         raise APIError(404, "NotFound", f"no route for {method} {path}")
 
 
@@ -167,9 +168,9 @@ async def _extension_route(sandbox: Sandbox, request: Request) -> Response:
     raise APIError(404, "NotFound", f"no route for {method} {path}")
 
 
-def _next_response(invocation: Invocation) -> Response:
-    headers = [("Content-Type", "application/json"), *invocation.runtime_headers()]
-    return Response(200, headers, invocation.request.payload)
+def _next_response(attempt: Attempt) -> Response:
+    headers = [("Content-Type", "application/json"), *attempt.runtime_headers()]
+    return Response(200, headers, attempt.request.payload)
 
 
 def _check_response_mode(request: Request) -> None:
@@ -182,22 +183,22 @@ def _check_response_mode(request: Request) -> None:
         )
 
 
-async def _post_response(invocation: Invocation, request: Request) -> Response:
+async def _post_response(attempt: Attempt, request: Request) -> Response:
     content_type = request.headers.get("Content-Type") or "application/json"
     if request.headers.get(_RESPONSE_MODE_HEADER) is not None:
-        return await _stream_response(invocation, content_type, request)
+        return await _stream_response(attempt, content_type, request)
     try:
         body = await request.body.read(limit=MAX_RESPONSE_BYTES)
     except BodyTooLarge:
-        raise await _refuse_oversized(invocation, request) from None
-    invocation.produced_bytes = len(body)
-    invocation.respond(RuntimeResponse(body, content_type))
+        raise await _refuse_oversized(attempt, request) from None
+    attempt.produced_bytes = len(body)
+    attempt.respond(RuntimeResponse(body, content_type))
     return _accepted()
 
 
-async def _stream_response(invocation: Invocation, content_type: str, request: Request) -> Response:
+async def _stream_response(attempt: Attempt, content_type: str, request: Request) -> Response:
     stream = ResponseStream(content_type)
-    invocation.respond(RuntimeResponse(stream, content_type))
+    attempt.respond(RuntimeResponse(stream, content_type))
     size = 0
     try:
         async for chunk in request.body.chunks():
@@ -206,13 +207,13 @@ async def _stream_response(invocation: Invocation, content_type: str, request: R
                 stream.finish(_response_too_large(MAX_STREAM_BYTES))
                 raise _too_large(MAX_STREAM_BYTES)
             stream.feed(chunk)
-            invocation.produced_bytes = size
+            attempt.produced_bytes = size
     except (ProtocolError, ConnectionError, EOFError):
         stream.finish({"errorType": "Runtime.TruncatedResponse", "errorMessage": "truncated"})
         raise
     error = _trailer_error(request)
     stream.finish(error)
-    invocation.record.response_sent_at = time.monotonic()
+    attempt.record.response_sent_at = time.monotonic()
     return json_response(202, _ACCEPTED)
 
 
@@ -232,15 +233,15 @@ def _trailer_error(request: Request) -> dict[str, Any] | None:
     return error
 
 
-async def _post_error(invocation: Invocation, request: Request) -> Response:
+async def _post_error(attempt: Attempt, request: Request) -> Response:
     error_type = normalize_error_type(request.headers.get(_ERROR_TYPE_HEADER))
     try:
         body = await request.body.read(limit=MAX_RESPONSE_BYTES)
     except BodyTooLarge:
-        raise await _refuse_oversized(invocation, request) from None
+        raise await _refuse_oversized(attempt, request) from None
     if not body:
         body = error_payload(error_type, "")
-    invocation.respond(RuntimeResponse(body, "application/json", error_type=error_type))
+    attempt.respond(RuntimeResponse(body, "application/json", error_type=error_type))
     return json_response(202, _ACCEPTED)
 
 
@@ -252,23 +253,17 @@ async def _read_limited(request: Request, limit: int) -> bytes:
         raise _too_large(limit) from None
 
 
-async def _subscribe(sandbox: Sandbox, request: Request) -> Response:
-    """PUT /2022-07-01/telemetry: a registered extension subscribes to telemetry streams."""
+async def _subscribe(sandbox: Sandbox, request: Request, api: str) -> Response:
+    """PUT /2022-07-01/telemetry (or the Logs API's PUT /2020-08-15/logs): a registered
+    extension subscribes to telemetry streams."""
     extension = sandbox.extension(request.headers.get(_EXTENSION_ID_HEADER))
     body = await _read_limited(request, 64 * 1024)
     try:
-        subscription = parse_subscription(body)
+        subscription = parse_subscription(body, api)
     except InvalidSubscription as exc:
         raise APIError(400, "ValidationError", str(exc)) from None
     sandbox.telemetry.subscribe(extension.name, subscription)
     return json_response(200, "OK")
-
-
-def _logs_stub() -> Response:
-    # The Logs API is superseded by the Telemetry API; RIE answers it 202 with this body, which
-    # runtimes treat as non-fatal.
-    payload = {"errorType": "Logs.NotSupported", "errorMessage": "Logs API is not supported"}
-    return json_response(202, payload)
 
 
 _ACCEPTED_BODY = json_response(202, _ACCEPTED).body

@@ -19,20 +19,35 @@ from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from .attempt import FreezeRecord
 from .config import EmulatorConfig
 from .environment import Environment
 from .front import Front
-from .invocation import (
-    FUNCTION_ERROR_UNHANDLED,
-    FreezeRecord,
-    InvokeRequest,
-    InvokeResult,
-    RuntimeResponse,
-)
+from .invoke import FUNCTION_ERROR_UNHANDLED, InvokeRequest, InvokeResult, RuntimeResponse
 from .pool import Pool
 from .report import Journal, Observer, Report
 
 T = TypeVar("T")
+
+# The name an extension's telemetry listener binds and subscribes with on Lambda, where
+# /etc/hosts maps it to the environment itself.
+SANDBOX_HOST = "sandbox.localdomain"
+SANDBOX_HOST_HINT = (
+    f"note: {SANDBOX_HOST} does not resolve on this machine: an extension that listens on it "
+    "(as AWS's samples do outside AWS SAM's local mode) cannot start. Add `127.0.0.1 "
+    "sandbox.localdomain sandbox` to /etc/hosts, or run it in SAM's local mode (--env "
+    "AWS_SAM_LOCAL=true: it listens on 0.0.0.0, which the emulator accepts as a destination)."
+)
+
+
+async def resolves(hostname: str) -> bool:
+    """Whether `hostname` resolves here (within a second: a slow resolver counts as no)."""
+    loop = asyncio.get_running_loop()
+    try:
+        await asyncio.wait_for(loop.getaddrinfo(hostname, None), 1.0)
+    except (OSError, TimeoutError):
+        return False
+    return True
 
 
 class Emulator:
@@ -60,7 +75,7 @@ class Emulator:
         elif command is not None or options:
             raise TypeError("pass either a config or a command and options, not both")
         self.config = config
-        self.journal = Journal(log, observer)
+        self.journal = Journal(log, observer, keep=config.keep_records)
         self._pool = Pool(config, self.journal)
         self._front = Front(config, self)
         self._background: set[asyncio.Task[None]] = set()
@@ -77,13 +92,15 @@ class Emulator:
 
     @property
     def freeze_log(self) -> list[FreezeRecord]:
-        """One `FreezeRecord` per invocation dispatched, in dispatch order."""
-        return self.journal.freeze_log
+        """One `FreezeRecord` per invocation dispatched, in dispatch order (the last
+        `config.keep_records`)."""
+        return list(self.journal.freeze_log)
 
     @property
     def reports(self) -> list[Report]:
-        """One `Report` per finished invocation, in completion order."""
-        return self.journal.reports
+        """One `Report` per finished invocation, in completion order (the last
+        `config.keep_records`)."""
+        return list(self.journal.reports)
 
     @property
     def environments(self) -> list[Environment]:
@@ -94,6 +111,8 @@ class Emulator:
         """Start listening (environments start on demand, with the first invocations; with
         SnapStart the first one takes its snapshot right away)."""
         await self._front.start()
+        if self.config.extensions and not await resolves(SANDBOX_HOST):
+            self.journal.note(SANDBOX_HOST_HINT)
         await self._pool.prepare()
 
     async def close(self) -> None:
@@ -129,10 +148,12 @@ class Emulator:
 
         `event` is JSON-encoded unless `payload` (raw bytes) is given; `tenant_id` reaches the
         runtime as `Lambda-Runtime-Aws-Tenant-Id`. The environment may still be running
-        after-response work when this returns; see `wait_idle`.
+        after-response work when this returns; see `wait_idle`. Unlike the Invoke API over HTTP
+        with `throttle` (429 `TooManyRequestsException` when every environment is busy and no
+        other may start), this waits for an environment: a test's invocations never race.
         """
         request = _request(event, payload, client_context, cognito_identity, tenant_id)
-        response = await (await self.call(request)).buffered()
+        response = await (await self.call(request, queue=True)).buffered()
         assert isinstance(response.body, bytes)
         return InvokeResult(
             request_id=request.request_id,
@@ -159,11 +180,15 @@ class Emulator:
 
     # -- the Dispatcher the front uses -------------------------------------------------------
 
-    async def call(self, request: InvokeRequest) -> RuntimeResponse:
-        """Run `request`; the response (possibly a stream) as soon as the runtime posts it."""
-        invocation = await self._pool.submit(request)
+    async def call(self, request: InvokeRequest, *, queue: bool = False) -> RuntimeResponse:
+        """Run `request`; the response (possibly a stream) as soon as the runtime posts it.
+
+        With `config.throttle`, raises `TooManyRequests` when every environment is busy and no
+        other may start, unless `queue` (an async invoke, which Lambda queues) says to wait.
+        """
+        attempt = await self._pool.submit(request, queue=queue)
         # A caller giving up must not cancel the invocation itself: Lambda would not.
-        return await invocation.response()
+        return await attempt.response()
 
     def call_async(self, request: InvokeRequest) -> None:
         """Run `request` in the background with async-invoke retries."""
@@ -174,7 +199,7 @@ class Emulator:
     async def _call_with_retries(self, request: InvokeRequest) -> None:
         delays = list(self.config.async_retry_delays)
         for attempt in range(len(delays) + 1):
-            response = await (await self.call(request)).buffered()
+            response = await (await self.call(request, queue=True)).buffered()
             if not response.is_error:
                 return
             if attempt == len(delays):

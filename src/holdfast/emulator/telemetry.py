@@ -23,16 +23,37 @@ from typing import Any
 from urllib.parse import urlsplit
 
 SCHEMA_VERSIONS = ("2022-07-01", "2022-12-13", "2025-01-29")
+# The Logs API (2020-08-15), which the Telemetry API superseded: the same subscriptions and
+# delivery, its own schema versions (optional) and its own set of platform events.
+LOGS_SCHEMA_VERSIONS = ("2020-08-15", "2021-03-18")
+LOGS_PLATFORM_EVENTS = frozenset(
+    {
+        "platform.start",
+        "platform.end",
+        "platform.report",
+        "platform.extension",
+        "platform.logsSubscription",
+        "platform.logsDropped",
+        "platform.fault",
+        "platform.runtimeDone",
+    }
+)
+# Platform events only the Logs API has.
+LOGS_ONLY_EVENTS = frozenset({"platform.end", "platform.logsSubscription"})
 TYPES = ("platform", "function", "extension")
 PROTOCOLS = ("HTTP", "TCP")
-# The hosts that name the execution environment itself; Lambda delivers nowhere else.
-LOCAL_HOSTS = ("sandbox.localdomain", "localhost", "127.0.0.1")
+# The hosts that name the execution environment itself; Lambda delivers nowhere else. `0.0.0.0`
+# is what a listener bound to every interface subscribes with under AWS SAM's local mode;
+# `sandbox` is the Logs API's older spelling.
+LOCAL_HOSTS = ("sandbox.localdomain", "sandbox", "localhost", "127.0.0.1", "0.0.0.0")
 RESERVED_PORT = 9001
 
 # (default, minimum, maximum) of each buffering setting, as AWS documents them.
 MAX_ITEMS = (1000, 1000, 10000)
 MAX_BYTES = (262144, 262144, 1048576)
 TIMEOUT_MS = (1000, 25, 30000)
+# A subscriber's buffer holds this many batches of `maxBytes` before events are dropped.
+BACKLOG_BATCHES = 4
 
 # Backoff between delivery attempts to a listener that is not there (yet) or answered an error.
 _RETRY_FIRST = 0.05
@@ -83,14 +104,28 @@ class Subscription:
     buffering: Buffering
     destination: Destination
     schema_version: str
+    # "telemetry" (PUT /2022-07-01/telemetry) or "logs" (PUT /2020-08-15/logs).
+    api: str = "telemetry"
+
+    def wants(self, event_type: str) -> bool:
+        """Whether events of `event_type` go to this subscriber."""
+        kind = category(event_type)
+        if kind not in self.types:
+            return False
+        if kind != "platform":
+            return True
+        if self.api == "logs":
+            return event_type in LOGS_PLATFORM_EVENTS
+        return event_type not in LOGS_ONLY_EVENTS
 
 
 class InvalidSubscription(ValueError):
     """A subscription request Lambda refuses with 400 `ValidationError`."""
 
 
-def parse_subscription(body: bytes) -> Subscription:
-    """Validate a subscription request; a bad one raises `InvalidSubscription`."""
+def parse_subscription(body: bytes, api: str = "telemetry") -> Subscription:
+    """Validate a Telemetry API (or, `api="logs"`, a Logs API) subscription request; a bad one
+    raises `InvalidSubscription`."""
     try:
         document = json.loads(body or b"null")
     except ValueError:
@@ -99,8 +134,13 @@ def parse_subscription(body: bytes) -> Subscription:
         raise _invalid("the request body must be a JSON object")
     problems: list[str] = []
     schema = document.get("schemaVersion")
-    if schema not in SCHEMA_VERSIONS:
-        problems.append(f"schemaVersion must be one of {', '.join(SCHEMA_VERSIONS)}")
+    if api == "logs":
+        schema = LOGS_SCHEMA_VERSIONS[0] if schema is None else schema
+        versions: tuple[str, ...] = LOGS_SCHEMA_VERSIONS
+    else:
+        versions = SCHEMA_VERSIONS
+    if schema not in versions:
+        problems.append(f"schemaVersion must be one of {', '.join(versions)}")
     types = document.get("types")
     if not isinstance(types, list) or not types:
         problems.append("types should not be empty")
@@ -111,7 +151,7 @@ def parse_subscription(body: bytes) -> Subscription:
     if problems or buffering is None or destination is None:
         raise _invalid("; ".join(problems))
     assert isinstance(types, list) and isinstance(schema, str)
-    return Subscription(frozenset(types), buffering, destination, schema)
+    return Subscription(frozenset(types), buffering, destination, schema, api)
 
 
 def _invalid(message: str) -> InvalidSubscription:
@@ -176,7 +216,12 @@ def event(event_type: str, record: Any, time: str | None = None) -> dict[str, An
 
 
 class Subscriber:
-    """One extension's subscription: its buffer and the task that delivers it."""
+    """One extension's subscription: its bounded buffer and the task that delivers it.
+
+    The buffer holds at most `BACKLOG_BATCHES` batches' worth of bytes while the listener is
+    slow, frozen or away; events beyond that are dropped and counted, and the subscriber is told
+    with a `platform.logsDropped` event once there is room again, as Lambda tells it.
+    """
 
     def __init__(self, name: str, subscription: Subscription, hub: TelemetryHub) -> None:
         self.name = name
@@ -184,33 +229,41 @@ class Subscriber:
         self._hub = hub
         self._buffer: list[bytes] = []
         self._size = 0
+        self._limit = BACKLOG_BATCHES * subscription.buffering.max_bytes
+        self._dropped = 0
+        self._dropped_bytes = 0
+        # Events taken into the buffer and events delivered, counted since the subscription:
+        # a flush waits for the delivered count to reach the taken count of its moment.
+        self._taken = 0
+        self._delivered = 0
+        self._flushes: list[tuple[int, asyncio.Future[None]]] = []
         self._due = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._task = asyncio.create_task(self._deliver(), name=f"telemetry-{name}")
         self._tcp: asyncio.StreamWriter | None = None
 
     def add(self, encoded: bytes) -> None:
-        """Buffer one encoded event; the batch is due when full, or after `timeoutMs`."""
+        """Buffer one encoded event; the batch is due when full, or after `timeoutMs`. A full
+        buffer drops the event (and counts it)."""
+        if self._size + len(encoded) > self._limit:
+            self._dropped += 1
+            self._dropped_bytes += len(encoded)
+            return
         self._buffer.append(encoded)
         self._size += len(encoded)
-        self._idle.clear()
-        buffering = self.subscription.buffering
-        if len(self._buffer) >= buffering.max_items or self._size >= buffering.max_bytes:
-            self._make_due()
-        elif self._timer is None and not self._due.is_set():
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(buffering.timeout_ms / 1000, self._make_due)
+        self._taken += 1
+        self._schedule()
 
-    def flush(self) -> None:
-        """Make whatever is buffered due now (used at shutdown)."""
-        if self._buffer:
-            self._make_due()
-
-    async def drained(self) -> None:
-        """Return once every event buffered so far has been delivered."""
-        await self._idle.wait()
+    def flush(self) -> asyncio.Future[None]:
+        """Make whatever is buffered due now; the future resolves once it has been delivered
+        (events added later do not hold it up)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._delivered >= self._taken:
+            done.set_result(None)
+            return done
+        self._flushes.append((self._taken, done))
+        self._make_due()
+        return done
 
     async def close(self) -> None:
         """Stop delivering (what is left is dropped, as when the environment goes away)."""
@@ -219,8 +272,18 @@ class Subscriber:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        for _, done in self._flushes:
+            done.cancel()
         if self._tcp is not None:
             self._tcp.close()
+
+    def _schedule(self) -> None:
+        buffering = self.subscription.buffering
+        if len(self._buffer) >= buffering.max_items or self._size >= buffering.max_bytes:
+            self._make_due()
+        elif self._timer is None and not self._due.is_set():
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(buffering.timeout_ms / 1000, self._make_due)
 
     def _make_due(self) -> None:
         if self._timer is not None:
@@ -231,8 +294,25 @@ class Subscriber:
     def _take_batch(self) -> list[bytes]:
         limit = self.subscription.buffering.max_items
         batch, self._buffer = self._buffer[:limit], self._buffer[limit:]
-        self._size = sum(len(e) for e in self._buffer)
+        self._size -= sum(len(e) for e in batch)
         return batch
+
+    def _report_drops(self) -> None:
+        """Tell the subscriber how much was dropped, now that its buffer has room."""
+        if not self._dropped:
+            return
+        record = {
+            "reason": "Some logs were dropped because the downstream consumer is slower "
+            "than the logs production rate",
+            "droppedRecords": self._dropped,
+            "droppedBytes": self._dropped_bytes,
+        }
+        self._dropped = self._dropped_bytes = 0
+        if "platform" in self.subscription.types:
+            encoded = _encode(event("platform.logsDropped", record))
+            self._buffer.append(encoded)
+            self._size += len(encoded)
+            self._taken += 1
 
     async def _deliver(self) -> None:
         while True:
@@ -242,15 +322,23 @@ class Subscriber:
             batch = self._take_batch()
             if batch:
                 await self._send_until_taken(batch)
+                self._delivered += len(batch)
+                self._settle_flushes()
+            self._report_drops()
             if self._buffer:
-                buffering = self.subscription.buffering
-                if len(self._buffer) >= buffering.max_items or self._size >= buffering.max_bytes:
-                    self._make_due()
-                elif self._timer is None:
-                    loop = asyncio.get_running_loop()
-                    self._timer = loop.call_later(buffering.timeout_ms / 1000, self._make_due)
+                self._schedule()
+
+    def _settle_flushes(self) -> None:
+        waiting = []
+        for target, done in self._flushes:
+            if self._delivered >= target:
+                if not done.done():
+                    done.set_result(None)
             else:
-                self._idle.set()
+                waiting.append((target, done))
+        self._flushes = waiting
+        if waiting:
+            self._make_due()
 
     async def _send_until_taken(self, batch: list[bytes]) -> None:
         delay = _RETRY_FIRST
@@ -275,6 +363,10 @@ class Subscriber:
             await self._tcp.drain()
             return True
         return await post_json(destination, b"[" + b",".join(batch) + b"]")
+
+
+def _encode(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 async def post_json(destination: Destination, body: bytes) -> bool:
@@ -326,26 +418,26 @@ class TelemetryHub:
         subscriber = Subscriber(extension_name, subscription, self)
         self.subscribers[extension_name] = subscriber
         if self.in_init:
-            for kind, encoded in self._init_backlog:
-                if kind in subscription.types:
+            for event_type, encoded in self._init_backlog:
+                if subscription.wants(event_type):
                     subscriber.add(encoded)
         record = {
             "name": extension_name,
             "state": "Subscribed",
             "types": sorted(subscription.types),
         }
-        self.emit("platform.telemetrySubscription", record)
+        kind = "logs" if subscription.api == "logs" else "telemetry"
+        self.emit(f"platform.{kind}Subscription", record)
 
     def emit(self, event_type: str, record: Any, time: str | None = None) -> None:
         """Record an event and buffer it for every subscriber of its type."""
         if not self.subscribers and not self.in_init:
             return
-        kind = category(event_type)
-        encoded = json.dumps(event(event_type, record, time), separators=(",", ":")).encode()
+        encoded = _encode(event(event_type, record, time))
         if self.in_init:
-            self._init_backlog.append((kind, encoded))
+            self._init_backlog.append((event_type, encoded))
         for subscriber in self.subscribers.values():
-            if kind in subscriber.subscription.types:
+            if subscriber.subscription.wants(event_type):
                 subscriber.add(encoded)
 
     def emit_lines(self, kind: str, lines: Iterable[str]) -> None:
@@ -367,11 +459,11 @@ class TelemetryHub:
         self.thawed.set()
 
     async def flush(self) -> None:
-        """Deliver everything buffered (the environment must be thawed)."""
+        """Deliver everything buffered so far (thawing the environment); events emitted
+        meanwhile go out as they come but are not waited for, so a chatty listener (its own
+        log lines are events) cannot hold the caller up batch after batch."""
         self.thaw()
-        for subscriber in self.subscribers.values():
-            subscriber.flush()
-        await asyncio.gather(*(s.drained() for s in self.subscribers.values()))
+        await asyncio.gather(*(s.flush() for s in self.subscribers.values()))
 
     async def close(self) -> None:
         """Stop every delivery."""

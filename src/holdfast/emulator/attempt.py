@@ -1,22 +1,20 @@
-"""One invocation as it travels from a caller through an execution environment and back."""
+"""One attempt at an invoke request inside an execution environment, and its freeze record.
+
+Lambda counts each attempt as an invocation of its own (an async retry keeps the request id but
+gets a new invocation id); the emulator calls it an `Attempt` so that "invocation" keeps meaning
+holdfast's core `Invocation`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-FUNCTION_ERROR_UNHANDLED = "Unhandled"
-
-
-def new_request_id() -> str:
-    """A request id in the shape Lambda uses (a UUID4)."""
-    return str(uuid.uuid4())
+from .invoke import InvokeRequest, ResponseStream, RuntimeResponse
 
 
 def new_trace_id() -> str:
@@ -26,106 +24,15 @@ def new_trace_id() -> str:
     return f"Root={root};Parent={random.getrandbits(64):016x};Sampled=1"
 
 
-def error_payload(error_type: str, message: str) -> bytes:
-    """The JSON body Lambda returns for an error raised by the platform, not the function."""
-    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
-
-
-@dataclass(frozen=True)
-class InvokeRequest:
-    """What a caller asks of the function: the raw event and the optional identity headers."""
-
-    payload: bytes
-    request_id: str = field(default_factory=new_request_id)
-    client_context: str | None = None
-    cognito_identity: str | None = None
-    tenant_id: str | None = None
-
-
-class StreamError(Exception):
-    """A streamed response ended with an error after its first byte."""
-
-    def __init__(self, error: dict[str, Any]) -> None:
-        super().__init__(error.get("errorMessage", "stream failed"))
-        self.error = error
-
-
-class ResponseStream:
-    """The body of a streamed response: fed by the Runtime API, read by the caller as it comes."""
-
-    def __init__(self, content_type: str) -> None:
-        self.content_type = content_type
-        self.error: dict[str, Any] | None = None
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._closed = False
-
-    def feed(self, chunk: bytes) -> None:
-        """Append a piece of the body."""
-        if not self._closed:
-            self._queue.put_nowait(chunk)
-
-    def finish(self, error: dict[str, Any] | None = None) -> None:
-        """End the body; `error` (from the error trailers) makes the reader raise `StreamError`."""
-        if not self._closed:
-            self._closed = True
-            self.error = error
-            self._queue.put_nowait(None)
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        while (chunk := await self._queue.get()) is not None:
-            yield chunk
-        if self.error is not None:
-            raise StreamError(self.error)
-
-    async def read(self) -> bytes:
-        """The whole body; raises `StreamError` if the stream ended with an error."""
-        return b"".join([chunk async for chunk in self])
-
-
-@dataclass
-class RuntimeResponse:
-    """What came back for an invocation: a payload, a stream, or an error (`error_type` set)."""
-
-    body: bytes | ResponseStream
-    content_type: str = "application/json"
-    error_type: str | None = None
-
-    @property
-    def is_error(self) -> bool:
-        """True for a function error (reported by the runtime, or a timeout or crash)."""
-        return self.error_type is not None
-
-    @property
-    def failed(self) -> bool:
-        """True for a function error, including one reported after a stream started."""
-        return self.is_error or (isinstance(self.body, ResponseStream) and bool(self.body.error))
-
-    async def buffered(self) -> RuntimeResponse:
-        """This response with a streamed body read in full; a late stream error becomes the body."""
-        if not isinstance(self.body, ResponseStream):
-            return self
-        try:
-            body = await self.body.read()
-        except StreamError as exc:
-            error_type = str(exc.error.get("errorType", "Runtime.Unknown"))
-            return RuntimeResponse(json.dumps(exc.error).encode(), error_type=error_type)
-        return RuntimeResponse(body, self.content_type)
-
-    @classmethod
-    def platform_error(cls, error_type: str, message: str) -> RuntimeResponse:
-        """An error raised by the platform on the function's behalf (timeout, crash, ...)."""
-        return cls(error_payload(error_type, message), error_type=error_type)
-
-
 @dataclass
 class FreezeRecord:
-    """The life of one invocation in its environment, in `time.monotonic()` seconds.
+    """The life of one attempt in its environment, in `time.monotonic()` seconds.
 
     `response_sent_at` is when the runtime finished posting its response (or error) and it was
     handed to the caller; `frozen_at` is when the environment's process group was stopped after
     the runtime and every INVOKE extension had called `next` again. `frozen_at` stays None when
     the invocation ended otherwise: `outcome` is "frozen", "timeout", "exit" (the runtime or an
-    extension died), "init_error" or "shutdown" (the emulator stopped mid-invocation).
+    extension died), "init_error" or "shutdown" (the emulator stopped mid-attempt).
     `frozen_at` is taken once /proc shows every process of the group stopped, so from that
     moment on nothing in the environment can make progress.
     """
@@ -147,7 +54,7 @@ class FreezeRecord:
         return self.frozen_at - self.response_sent_at
 
 
-class Invocation:
+class Attempt:
     """An invocation inside an environment: its Lambda metadata and its two outcomes.
 
     `result` resolves as soon as the runtime posts a response (the caller is answered then);
@@ -230,33 +137,3 @@ class Invocation:
             "invokedFunctionArn": self.function_arn,
             "tracing": {"type": "X-Amzn-Trace-Id", "value": self.trace_id},
         }
-
-
-@dataclass(frozen=True)
-class InvokeResult:
-    """The answer to an invocation, as the Invoke API gives it (the payload fully read)."""
-
-    request_id: str
-    payload: bytes
-    function_error: str | None = None
-    content_type: str = "application/json"
-
-    @property
-    def ok(self) -> bool:
-        """True unless the invocation ended in a function error."""
-        return self.function_error is None
-
-    def json(self) -> Any:
-        """The payload decoded as JSON."""
-        return json.loads(self.payload)
-
-    @property
-    def error_type(self) -> str | None:
-        """The `errorType` of a function error, if any."""
-        if self.ok:
-            return None
-        try:
-            error_type = self.json().get("errorType")
-        except (ValueError, AttributeError):
-            return None
-        return error_type if isinstance(error_type, str) else None

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from holdfast.emulator.events import (
+from holdfast.emulator.integrations import (
     HttpRequest,
     MalformedResponse,
     build_event,

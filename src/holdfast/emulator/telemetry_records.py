@@ -10,15 +10,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .invocation import Invocation
+from .attempt import Attempt
 from .report import Report
 from .telemetry import iso
 
 
-def tracing(invocation: Invocation) -> dict[str, str]:
+def tracing(attempt: Attempt) -> dict[str, str]:
     """The `tracing` object: the X-Ray trace header and its parent segment as `spanId`."""
-    parent = invocation.trace_id.partition("Parent=")[2].partition(";")[0]
-    return {"spanId": parent, "type": "X-Amzn-Trace-Id", "value": invocation.trace_id}
+    parent = attempt.trace_id.partition("Parent=")[2].partition(";")[0]
+    return {"spanId": parent, "type": "X-Amzn-Trace-Id", "value": attempt.trace_id}
 
 
 def span(name: str, start: float, end: float) -> dict[str, Any]:
@@ -26,25 +26,25 @@ def span(name: str, start: float, end: float) -> dict[str, Any]:
     return {"name": name, "start": iso(start), "durationMs": round((end - start) * 1000, 3)}
 
 
-def runtime_done(invocation: Invocation, status: str) -> dict[str, Any]:
+def runtime_done(attempt: Attempt, status: str) -> dict[str, Any]:
     """A `platform.runtimeDone` record: durations from the dispatch, in wall-clock time."""
     now_mono, now_wall = time.monotonic(), time.time()
 
     def wall(moment: float | None) -> float:
         return now_wall - (now_mono - moment) if moment is not None else now_wall
 
-    started = invocation.started_wall or now_wall
+    started = attempt.started_wall or now_wall
     record: dict[str, Any] = {
-        "requestId": invocation.request_id,
+        "requestId": attempt.request_id,
         "status": status,
         "metrics": {
             "durationMs": round((now_wall - started) * 1000, 3),
-            "producedBytes": invocation.produced_bytes,
+            "producedBytes": attempt.produced_bytes,
         },
-        "tracing": tracing(invocation),
+        "tracing": tracing(attempt),
     }
-    response_start = invocation.response_started_at
-    response_end = invocation.record.response_sent_at
+    response_start = attempt.response_started_at
+    response_end = attempt.record.response_sent_at
     if response_start is not None and response_end is not None:
         record["spans"] = [
             span("responseLatency", started, wall(response_start)),
@@ -54,7 +54,7 @@ def runtime_done(invocation: Invocation, status: str) -> dict[str, Any]:
     return record
 
 
-def report(invocation: Invocation, report: Report) -> dict[str, Any]:
+def report(attempt: Attempt, report: Report) -> dict[str, Any]:
     """A `platform.report` record from the invocation's REPORT line."""
     metrics: dict[str, Any] = {
         "durationMs": round(report.duration_ms, 3),
@@ -68,10 +68,10 @@ def report(invocation: Invocation, report: Report) -> dict[str, Any]:
         metrics["restoreDurationMs"] = round(report.restore_duration_ms, 3)
         metrics["billedRestoreDurationMs"] = report.billed_restore_ms
     record: dict[str, Any] = {
-        "requestId": invocation.request_id,
+        "requestId": attempt.request_id,
         "status": report.status or "success",
         "metrics": metrics,
-        "tracing": tracing(invocation),
+        "tracing": tracing(attempt),
     }
     if report.error_type is not None:
         record["errorType"] = report.error_type

@@ -1,0 +1,129 @@
+"""One attempt in a started environment: dispatch, wait for the freeze (or the loss), report."""
+
+from __future__ import annotations
+
+import time
+
+from .. import telemetry_records
+from ..attempt import Attempt
+from ..invoke import RuntimeResponse
+from ..report import Report
+from .base import WaitEnd, abandon_stream
+from .init import Init
+
+
+class Attempts(Init):
+    """Runs attempts in an initialized environment and answers failed starts."""
+
+    def _dispatch(self, attempt: Attempt) -> None:
+        sandbox = self._sandbox
+        assert sandbox is not None
+        record = attempt.record
+        record.started_at = time.monotonic()
+        attempt.started_wall = time.time()
+        self._journal.started(record)
+        sandbox.telemetry.emit(
+            "platform.start",
+            {
+                "requestId": attempt.request_id,
+                "version": "$LATEST",
+                "tracing": telemetry_records.tracing(attempt),
+            },
+        )
+        sandbox.dispatch(attempt)
+
+    async def _complete(self, attempt: Attempt, *, init_ms: float | None) -> None:
+        """Wait for the dispatched invocation to end, then freeze (or reset) the environment."""
+        sandbox = self._sandbox
+        assert sandbox is not None
+        record = attempt.record
+        # The group is stopped the moment the runtime and the extensions are all back in
+        # `next`; the freeze below waits until the stop shows.
+        outcome = await self._until(
+            lambda: sandbox.quiescent,
+            attempt.deadline,
+            self._processes(),
+            on_done=self._stop,
+        )
+        if outcome == "done":
+            await self._group.freeze()
+            record.frozen_at = time.monotonic()
+            record.outcome = "frozen"
+            await self._finish(attempt, init_ms=init_ms, response=attempt.result.result())
+            return
+        await self._answer_lost(attempt, outcome, init_ms)
+        await self._shutdown("timeout" if outcome == "timeout" else "failure")
+
+    async def _answer_lost(self, attempt: Attempt, outcome: WaitEnd, init_ms: float | None) -> None:
+        """Answer `invocation` with its timeout or the runtime's exit (`outcome`)."""
+        timeout = outcome == "timeout"
+        failure = self._timed_out(attempt) if timeout else self._exit_error(attempt, outcome)
+        attempt.record.outcome = "timeout" if timeout else "exit"
+        self._runtime_failed(attempt, failure, timeout=timeout)
+        abandon_stream(attempt, failure)
+        attempt.respond(failure)
+        await self._finish(attempt, init_ms=init_ms, response=failure)
+
+    async def _fail_init(
+        self,
+        attempt: Attempt,
+        failure: RuntimeResponse | str,
+        *,
+        began: float,
+        init_ms: float,
+    ) -> None:
+        """Answer `invocation` with the init's failure ("timeout" or the error), then reset."""
+        if isinstance(failure, str):
+            response, outcome = self._timed_out(attempt), "timeout"
+        else:
+            response, outcome = failure, "init_error"
+        self._init_ended("timeout" if isinstance(failure, str) else "error", response.error_type)
+        await self._fail_start(attempt, response, outcome, began, init_ms)
+
+    async def _fail_start(
+        self,
+        attempt: Attempt,
+        response: RuntimeResponse,
+        outcome: str,
+        began: float,
+        init_ms: float | None,
+    ) -> None:
+        """Answer `invocation` with a failure of the environment's start (init or restore),
+        then reset."""
+        record = attempt.record
+        record.outcome = outcome
+        record.started_at = began
+        self._journal.started(record)
+        attempt.respond(response)
+        await self._finish(attempt, init_ms=init_ms, response=response)
+        await self._shutdown("failure")
+
+    async def _finish(
+        self, attempt: Attempt, *, init_ms: float | None, response: RuntimeResponse
+    ) -> None:
+        record = attempt.record
+        ended = record.frozen_at or time.monotonic()
+        post = record.post_response
+        status, error_type = None, None
+        if record.outcome == "timeout":
+            status = "timeout"
+        elif response.failed:
+            status, error_type = "error", response.error_type
+        report = Report(
+            request_id=attempt.request_id,
+            duration_ms=(ended - record.started_at) * 1000,
+            memory_size_mb=self._config.memory,
+            max_memory_used_mb=self._group.peak_memory_mb(),
+            init_duration_ms=init_ms,
+            restore_duration_ms=attempt.restore_ms,
+            post_response_ms=None if post is None else post * 1000,
+            status=status,
+            error_type=error_type,
+        )
+        self._journal.finished(report)
+        if self._sandbox is not None:
+            # `platform.end` is the Logs API's alone; Telemetry API subscribers never see it.
+            self._sandbox.telemetry.emit("platform.end", {"requestId": attempt.request_id})
+            self._sandbox.telemetry.emit(
+                "platform.report", telemetry_records.report(attempt, report)
+            )

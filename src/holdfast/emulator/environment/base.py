@@ -1,0 +1,206 @@
+"""The state of one execution environment and the waits its lifecycle is made of.
+
+`EnvironmentBase` holds what every phase shares (the process group, the Runtime API endpoint,
+the current `Sandbox`, the processes and their output) and the primitives the phases use: wait for
+a sandbox condition, a process exit or a deadline (`_until`, `first`), freeze and thaw, and the
+errors a lost attempt is answered with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from ..attempt import Attempt
+from ..config import EmulatorConfig
+from ..invoke import ResponseStream, RuntimeResponse
+from ..output import ProcessOutput
+from ..process import ProcessGroup, describe_exit
+from ..report import Journal
+from ..sandbox import Sandbox
+from ..server import RuntimeAPIServer
+
+Process = asyncio.subprocess.Process
+# What ended a wait: the awaited condition ("done"), the deadline ("timeout"), or a process exit.
+WaitEnd = str | Process
+
+
+class EnvironmentBase:
+    """One execution environment's shared state (its lifecycle: see `environment.py`)."""
+
+    def __init__(self, env_id: int, config: EmulatorConfig, journal: Journal) -> None:
+        self.id = env_id
+        self._config = config
+        self._journal = journal
+        self._api = RuntimeAPIServer()
+        self._group = ProcessGroup()
+        self._sandbox: Sandbox | None = None
+        self._runtime: Process | None = None
+        self._extensions: list[Process] = []
+        self._outputs: list[ProcessOutput] = []
+        self._runtime_output: ProcessOutput | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Managed Instances: invocations share the environment, and its one init.
+        self._init_lock = asyncio.Lock()
+        self._init_began = 0.0
+        self._init_type = "on-demand"
+        self._init_phase = "init"
+        # SnapStart: the snapshot being taken (or taken), and whether it still awaits a restore.
+        self._snapshot: asyncio.Task[RuntimeResponse | str | None] | None = None
+        self._awaiting_restore = False
+        self._snapshotted_at = 0.0
+
+    @property
+    def warm(self) -> bool:
+        """Whether a runtime is initialized here (the next attempt is not a cold start)."""
+        return self._sandbox is not None and not self._awaiting_restore
+
+    @property
+    def pgid(self) -> int | None:
+        """The process group of the environment's processes, while they run."""
+        return self._group.pgid
+
+    @property
+    def runtime_api(self) -> str:
+        """The `AWS_LAMBDA_RUNTIME_API` address of this environment."""
+        return self._api.address
+
+    async def start(self) -> None:
+        """Open the environment's Runtime API endpoint (no process is started yet)."""
+        await self._api.start()
+
+    async def _until(
+        self,
+        predicate: Callable[[], bool],
+        deadline: float,
+        processes: Sequence[Process],
+        on_done: Callable[[], None] | None = None,
+    ) -> WaitEnd:
+        """Wait for `predicate()` to hold, the exit of any of `processes`, or `deadline`.
+
+        When the condition and an exit are both there by the time the wait ends, the condition
+        wins: a runtime that posted its init error and then exited failed its init, it did not
+        crash. No task is started: the sandbox checks the condition as its state changes, and
+        each process has one exit future for its whole life. `on_done` runs the moment the
+        condition holds, inside the state change that made it hold.
+        """
+        sandbox = self._sandbox
+        assert sandbox is not None
+        loop = asyncio.get_running_loop()
+        wakeup: asyncio.Future[None] = loop.create_future()
+        outcome: list[WaitEnd] = []
+
+        def settle(value: WaitEnd) -> None:
+            if value == "done" or not outcome:
+                outcome[:] = [value]
+            if not wakeup.done():
+                wakeup.set_result(None)
+
+        def done() -> None:
+            if not outcome and on_done is not None:
+                on_done()
+            settle("done")
+
+        unwatch = sandbox.watch(predicate, done)
+        if outcome:
+            return "done"
+        timer = loop.call_later(max(0.0, deadline - time.monotonic()), settle, "timeout")
+        exits = [(self._group.exit_of(process), process) for process in processes]
+        callbacks = []
+        for exit_future, process in exits:
+            callback = functools.partial(_settle_exit, settle, process)
+            exit_future.add_done_callback(callback)
+            callbacks.append((exit_future, callback))
+        try:
+            await wakeup
+        finally:
+            unwatch()
+            timer.cancel()
+            for exit_future, callback in callbacks:
+                exit_future.remove_done_callback(callback)
+        return outcome[0]
+
+    def _processes(self) -> list[Process]:
+        return [*self._extensions, *([self._runtime] if self._runtime else [])]
+
+    def _output(self, kind: str) -> ProcessOutput:
+        """Pipes for a process whose lines are `kind` events (function or extension)."""
+
+        def emit(lines: list[str]) -> None:
+            if self._sandbox is not None:
+                self._sandbox.telemetry.emit_lines(kind, lines)
+
+        output = ProcessOutput(emit)
+        self._outputs.append(output)
+        return output
+
+    def _drain_runtime_output(self) -> None:
+        # What the runtime printed so far is passed on, its lines as telemetry `function` events.
+        if self._runtime_output is not None:
+            self._runtime_output.drain()
+
+    def _stop(self) -> None:
+        """Freeze: SIGSTOP the group, and hold telemetry until the thaw."""
+        self._group.stop()
+        if self._sandbox is not None:
+            self._sandbox.telemetry.freeze()
+
+    def _thaw(self) -> None:
+        self._group.thaw()
+        if self._sandbox is not None:
+            self._sandbox.telemetry.thaw()
+
+    def _timed_out(self, attempt: Attempt) -> RuntimeResponse:
+        message = (
+            f"RequestId: {attempt.request_id} Error: "
+            f"Task timed out after {self._config.timeout:.2f} seconds"
+        )
+        return RuntimeResponse.platform_error("Sandbox.Timedout", message)
+
+    def _exit_error(self, attempt: Attempt | None, process: WaitEnd) -> RuntimeResponse:
+        assert isinstance(process, Process) and process.returncode is not None
+        prefix = "Error: " if attempt is None else f"RequestId: {attempt.request_id} Error: "
+        if process is not self._runtime:
+            reason = describe_exit(process.returncode)
+            return RuntimeResponse.platform_error("Extension.Crash", f"{prefix}{reason}")
+        if process.returncode == 0:
+            message = "Runtime exited without providing a reason"
+        else:
+            message = f"Runtime exited with error: {describe_exit(process.returncode)}"
+        return RuntimeResponse.platform_error("Runtime.ExitError", prefix + message)
+
+
+def _settle_exit(settle: Callable[[WaitEnd], None], process: Process, _: object) -> None:
+    settle(process)
+
+
+def abandon_stream(attempt: Attempt, failure: RuntimeResponse) -> None:
+    """End a response still streaming when the invocation failed, so its reader stops."""
+    if attempt.result.done() and not attempt.result.cancelled():
+        body = attempt.result.result().body
+        if isinstance(body, ResponseStream):
+            body.finish({"errorType": failure.error_type, "errorMessage": "invocation failed"})
+
+
+async def first(target: Awaitable[None], deadline: float, processes: Sequence[Process]) -> WaitEnd:
+    """Wait for `target`, the exit of any of `processes`, or `deadline`: whichever is first.
+
+    When `target` and an exit are both ready, `target` wins: a runtime that posted its init
+    error and then exited failed its init, it did not crash.
+    """
+    waits: dict[asyncio.Future[object], WaitEnd] = {asyncio.ensure_future(target): "done"}
+    for process in processes:
+        waits[asyncio.ensure_future(process.wait())] = process
+    try:
+        timeout = max(0.0, deadline - time.monotonic())
+        done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for future in waits:
+            future.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+    if not done:
+        return "timeout"
+    outcomes = [waits[future] for future in done]
+    return "done" if "done" in outcomes else outcomes[0]

@@ -1,0 +1,117 @@
+"""One execution environment: a process group, its Runtime API, and the Lambda lifecycle.
+
+Cold: start the external extensions, wait for them to register, start the runtime, wait until
+the runtime and every extension have called `next` (init, 10 s by default; an overrun is retried
+once within the invocation's own timeout, as Lambda's "suppressed init" does). Invoke: thaw,
+dispatch, answer the caller as soon as the runtime posts, then wait until the runtime and every
+INVOKE extension are back in `next` and freeze the whole group with SIGSTOP. A timeout, a crash
+or a failed init resets the environment: processes killed, next invocation cold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from ..attempt import Attempt, FreezeRecord
+from ..invoke import InvokeRequest, RuntimeResponse
+from .managed_instances import ManagedInstances
+from .snapstart import SnapStart
+
+
+class Environment(SnapStart, ManagedInstances):
+    """One execution environment; see the module docstring for its lifecycle."""
+
+    def submit(
+        self,
+        request: InvokeRequest,
+        on_finished: Callable[[Environment, asyncio.Future[None]], None] | None = None,
+    ) -> Attempt:
+        """Run `request` here; the environment stays busy until `attempt.finished`.
+
+        `on_finished(self, attempt.finished)` is called as the invocation ends, before the
+        future's own callbacks run (they run one round of the event loop later).
+        """
+        record = FreezeRecord(self.id, request.request_id, cold=not self.warm, started_at=0.0)
+        attempt = Attempt(request, function_arn=self._config.function_arn, record=record)
+        # A warm environment is thawed and handed the event right away, not one round of the
+        # event loop later in the task (which then only waits for the invocation to end).
+        started: bool | Exception = False
+        if self.warm and self._config.max_concurrency is None:
+            try:
+                self._thaw()
+                record.thawed_at = time.monotonic()
+                attempt.arm(self._config.timeout)
+                self._dispatch(attempt)
+                started = True
+            except Exception as exc:  # answered by the task, as any failure inside it
+                started = exc
+        task = asyncio.create_task(self._run(attempt, started, on_finished))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return attempt
+
+    async def close(self) -> None:
+        """Shut down for good: SIGTERM and the shutdown window, then SIGKILL; close the API."""
+        if self._snapshot is not None and not self._snapshot.done():
+            self._snapshot.cancel()
+            await asyncio.gather(self._snapshot, return_exceptions=True)
+        tasks = [task for task in self._tasks if not task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._shutdown("spindown")
+        await self._api.close()
+
+    async def _run(
+        self,
+        attempt: Attempt,
+        started: bool | Exception,
+        on_finished: Callable[[Environment, asyncio.Future[None]], None] | None,
+    ) -> None:
+        try:
+            if isinstance(started, Exception):
+                raise started
+            if self._config.max_concurrency is not None:
+                await self._concurrent_invoke(attempt)
+            elif started:
+                await self._complete(attempt, init_ms=None)
+            else:
+                await self._cold_invoke(attempt)
+        except asyncio.CancelledError:
+            attempt.record.outcome = "shutdown"
+            attempt.respond(
+                RuntimeResponse.platform_error("Sandbox.Shutdown", "the emulator is shutting down")
+            )
+            raise
+        finally:
+            if not attempt.result.done():  # a bug above must not leave a caller hanging
+                attempt.respond(RuntimeResponse.platform_error("Runtime.Unknown", "emulator"))
+            if not attempt.finished.done():
+                attempt.finished.set_result(None)
+                if on_finished is not None:
+                    on_finished(self, attempt.finished)
+
+    async def _cold_invoke(self, attempt: Attempt) -> None:
+        if self._config.snap_start:
+            await self._restore_invoke(attempt)
+            return
+        began = time.monotonic()
+        failure = await self._init(began + self._config.init_timeout, attempt)
+        if failure == "timeout":
+            limit = self._config.init_timeout
+            self._journal.note(f"INIT_REPORT Init Duration: {limit * 1000:.2f} ms\tStatus: timeout")
+            self._init_ended("timeout", "Sandbox.Timedout")
+            await self._shutdown("timeout")
+            attempt.arm(self._config.timeout)  # the retried init runs on the invocation's clock
+            self._init_phase = "invoke"  # a suppressed init, inside the invocation
+            failure = await self._init(attempt.deadline, attempt)
+        else:
+            attempt.arm(self._config.timeout)
+        init_ms = (time.monotonic() - began) * 1000
+        if failure is None:
+            self._dispatch(attempt)
+            await self._complete(attempt, init_ms=init_ms)
+            return
+        await self._fail_init(attempt, failure, began=began, init_ms=init_ms)
