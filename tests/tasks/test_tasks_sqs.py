@@ -143,8 +143,8 @@ def test_delay_beyond_the_sqs_maximum(aws):
     [message] = aws.receive()
     delivery = queue.backend.accept(message["Body"], message["ReceiptHandle"], "m1")
     assert delivery.not_before == body["run_at"]
-    outcome = asyncio.run(execute(queue.tasks, delivery))
-    assert queue.backend.settle([outcome]) == [False]  # released, not consumed
+    settlement = asyncio.run(execute(queue.tasks, delivery))
+    assert queue.backend.settle([settlement]) == [False]  # released, not consumed
     status = queue.status_sync(later.id)
     assert status.state is TaskState.QUEUED and status.attempts == 0  # not an attempt
 
@@ -183,7 +183,7 @@ def _delivered(queue: TaskQueue, aws, lease: float = 30):
 
 
 def test_a_superseded_attempts_failure_is_dropped_but_its_success_wins(aws):
-    from holdfast.tasks.models import Outcome
+    from holdfast.tasks.models import Settlement
 
     queue = make_queue(aws)
     handle = queue.tasks["add"].defer_sync(1)
@@ -191,24 +191,24 @@ def test_a_superseded_attempts_failure_is_dropped_but_its_success_wins(aws):
     time.sleep(1.1)  # its visibility lapses: SQS delivers the message again
     second = _delivered(queue, aws)
     assert (first.attempt, second.attempt) == (1, 2)
-    queue.backend.settle([Outcome(first, TaskState.RETRYING, error="stale", run_at=0)])
+    queue.backend.settle([Settlement(first, TaskState.RETRYING, error="stale", run_at=0)])
     status = queue.status_sync(handle.id)
     assert status.state is TaskState.RUNNING and status.error is None  # second still owns it
-    queue.backend.settle([Outcome(first, TaskState.SUCCEEDED, result="1")])
-    queue.backend.settle([Outcome(second, TaskState.DEAD, error="late")])
+    queue.backend.settle([Settlement(first, TaskState.SUCCEEDED, result="1")])
+    queue.backend.settle([Settlement(second, TaskState.DEAD, error="late")])
     status = queue.status_sync(handle.id)
     assert status.state is TaskState.SUCCEEDED and status.result == 1  # it did run and succeed
 
 
 def test_settling_twice_is_idempotent(aws):
-    from holdfast.tasks.models import Outcome
+    from holdfast.tasks.models import Settlement
 
     queue = make_queue(aws)
     handle = queue.tasks["add"].defer_sync(1)
     delivery = _delivered(queue, aws)
-    outcome = Outcome(delivery, TaskState.RETRYING, error="E: once", run_at=time.time() + 60)
-    assert queue.backend.settle([outcome]) == [False]
-    assert queue.backend.settle([outcome]) == [False]
+    settlement = Settlement(delivery, TaskState.RETRYING, error="E: once", run_at=time.time() + 60)
+    assert queue.backend.settle([settlement]) == [False]
+    assert queue.backend.settle([settlement]) == [False]
     status = queue.status_sync(handle.id)
     assert status.state is TaskState.RETRYING and status.error == "E: once"
 

@@ -259,10 +259,10 @@ def test_expired_lease_is_claimed_again(any_url):
     drain(queue)
     status = queue.status_sync(handle.id)
     assert status.state is TaskState.SUCCEEDED and status.attempts == 2
-    # The vanished worker's late outcome is ignored: its lease is gone.
-    from holdfast.tasks.models import Outcome
+    # The vanished worker's late settlement is ignored: its lease is gone.
+    from holdfast.tasks.models import Settlement
 
-    queue.backend.settle([Outcome(lost[0], TaskState.DEAD, error="late")])
+    queue.backend.settle([Settlement(lost[0], TaskState.DEAD, error="late")])
     assert queue.status_sync(handle.id).state is TaskState.SUCCEEDED
 
 

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar, runtime_checkable
 
-from .models import Delivery, Job, Outcome, TaskState, TaskStatus
+from .models import Delivery, Job, Settlement, TaskState, TaskStatus
 
 
 @runtime_checkable
@@ -37,9 +37,9 @@ class Backend(Protocol):
         ...
 
     def exchange(
-        self, outcomes: Sequence[Outcome], limit: int, lease: float
+        self, settlements: Sequence[Settlement], limit: int, lease: float
     ) -> builtins.list[Delivery]:
-        """`settle(outcomes)`, then `claim(limit, lease)`: local backends do both in one
+        """`settle(settlements)`, then `claim(limit, lease)`: local backends do both in one
         transaction (one commit per round of a busy worker)."""
         ...
 
@@ -47,8 +47,8 @@ class Backend(Protocol):
         """Push the lease of running attempts `lease` seconds into the future."""
         ...
 
-    def settle(self, outcomes: Sequence[Outcome]) -> builtins.list[bool]:
-        """Record outcomes; returns, per outcome, whether the delivery is consumed.
+    def settle(self, settlements: Sequence[Settlement]) -> builtins.list[bool]:
+        """Record settlements; returns, per settlement, whether the delivery is consumed.
 
         A delivery that is not consumed comes back later (a retry, or an SQS message left for
         the dead-letter redrive); a Lambda consumer reports those as batch item failures.
@@ -108,15 +108,15 @@ class AsyncBackend:
         return await self._run(self.backend.claim, limit, lease)
 
     async def exchange(
-        self, outcomes: Sequence[Outcome], limit: int, lease: float
+        self, settlements: Sequence[Settlement], limit: int, lease: float
     ) -> list[Delivery]:
-        return await self._run(self.backend.exchange, outcomes, limit, lease)
+        return await self._run(self.backend.exchange, settlements, limit, lease)
 
     async def extend(self, deliveries: Sequence[Delivery], lease: float) -> None:
         await self._run(self.backend.extend, deliveries, lease)
 
-    async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        return await self._run(self.backend.settle, outcomes)
+    async def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
+        return await self._run(self.backend.settle, settlements)
 
     async def maintain(self) -> None:
         await self._run(self.backend.maintain)

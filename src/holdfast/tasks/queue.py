@@ -263,8 +263,8 @@ class TaskQueue:
         if task is not None:
             json_args, json_kwargs = task.codec.encode(tuple(args), dict(kwargs or {}))
         else:
-            json_args = check_json(list(args), "args")
-            json_kwargs = check_json(dict(kwargs or {}), "kwargs")
+            json_args = check_json(list(args), "args", outer=1)
+            json_kwargs = check_json(dict(kwargs or {}), "kwargs", outer=1)
         now = time.time()
         return Job(
             queue=self.name,
