@@ -8,10 +8,16 @@
     handle = await send_email.defer("a@example.com")
     status = await queue.status(handle.id)
 
-Run the work with `holdfast tasks worker app:queue`, or on Lambda through
-`holdfast.tasks.lambda_consumer`.
+Run the work with `holdfast tasks worker app:queue`; on Lambda the Adapter consumes the
+queue's SQS batches and schedules itself. `create_table` makes the DynamoDB status table of
+an `sqs://` queue; `Backend` is the protocol a storage backend implements.
+
+Everything a user imports is here; the submodules are internal.
 """
 
+from typing import TYPE_CHECKING, Any
+
+from .backend import Backend
 from .errors import (
     BackendError,
     InvalidArguments,
@@ -26,7 +32,11 @@ from .schedule import Cron
 from .task import Task, TaskOptions
 from .worker import Worker
 
+if TYPE_CHECKING:
+    from .sqs import create_table
+
 __all__ = [
+    "Backend",
     "BackendError",
     "Cron",
     "InvalidArguments",
@@ -41,6 +51,16 @@ __all__ = [
     "TaskTimeout",
     "UnknownTask",
     "Worker",
+    "create_table",
     "get_queue",
     "registered_queues",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The SQS modules load on first use: an SQLite queue's cold start does not pay for them.
+    if name == "create_table":
+        from .sqs import create_table
+
+        return create_table
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
