@@ -6,9 +6,9 @@ import asyncio
 import contextvars
 import sqlite3
 import threading
-import time
 
 import pytest
+from waiting import eventually
 
 from holdfast.tasks import TaskFailed, TaskQueue, TaskState
 from holdfast.tasks.executor import retry_delay
@@ -240,6 +240,13 @@ def test_long_task_keeps_its_lease(sqlite_url):
     assert status.state is TaskState.SUCCEEDED and status.attempts == 1 and runs == [1]
 
 
+def recovered(queue: TaskQueue, task_id: str):
+    """The task's status once maintenance found its lease lapsed, else None."""
+    queue.backend.maintain()
+    status = queue.status_sync(task_id)
+    return None if status.state is TaskState.RUNNING else status
+
+
 def test_expired_lease_is_claimed_again(any_url):
     # A worker that claimed and vanished: its task comes back once the lease lapses.
     queue = TaskQueue(any_url, visibility_timeout=0.2)
@@ -252,9 +259,7 @@ def test_expired_lease_is_claimed_again(any_url):
     lost = queue.backend.claim(1, 0.2)
     assert [d.id for d in lost] == [handle.id]
     assert queue.backend.claim(1, 0.2) == []  # still leased
-    while queue.status_sync(handle.id).state is TaskState.RUNNING:
-        time.sleep(0.05)
-        queue.backend.maintain()
+    eventually(lambda: recovered(queue, handle.id), "the lapsed lease is recovered")
     assert queue.status_sync(handle.id).error.startswith("WorkerLost")
     drain(queue)
     status = queue.status_sync(handle.id)
@@ -276,9 +281,7 @@ def test_lost_attempts_count_towards_the_limit(any_url):
     handle = crashy.defer_sync()
     for _ in range(2):  # two workers die mid-task
         assert queue.backend.claim(1, 0.05)
-        while queue.status_sync(handle.id).state is TaskState.RUNNING:
-            time.sleep(0.02)
-            queue.backend.maintain()
+        eventually(lambda: recovered(queue, handle.id), "the lapsed lease is recovered")
     drain(queue)
     status = queue.status_sync(handle.id)
     assert status.state is TaskState.DEAD and status.attempts == 2  # never past the maximum
@@ -330,9 +333,8 @@ def test_forced_stop_cancels_and_the_task_comes_back(sqlite_url):
 
     status = asyncio.run(main())
     assert status.state is TaskState.RUNNING  # nothing recorded: the lease will lapse
-    time.sleep(0.3)
-    queue.backend.maintain()
-    assert queue.status_sync(status.id).state is TaskState.RETRYING
+    recovered_status = eventually(lambda: recovered(queue, status.id), "the lease lapses")
+    assert recovered_status.state is TaskState.RETRYING
 
 
 def test_same_process_defer_wakes_an_idle_worker(any_url):
