@@ -16,11 +16,13 @@ import argparse
 import ast
 import copy
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,52 +93,63 @@ def main() -> None:
     parser.add_argument("module", help="the module to mutate, e.g. src/holdfast/tasks/executor.py")
     parser.add_argument("tests", nargs="+")
     parser.add_argument("--per-test-timeout", type=float, default=20.0)
-    parser.add_argument("--mutant-timeout", type=float, default=240.0)
+    parser.add_argument("--mutant-timeout", type=float, default=120.0)
+    parser.add_argument("--jobs", type=int, default=1, help="mutants tested at once")
     args = parser.parse_args()
 
     module = Path(args.module).resolve()
     relative = module.relative_to(ROOT / "src")
     tree = ast.parse(module.read_text())
     points = list(_points(tree))
-    caught, survivors = 0, []
+    command = [
+        sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+        f"--timeout={args.per_test_timeout}", "--timeout-method=thread", *args.tests,
+    ]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="holdfast-mutants-") as tmp:
-        shutil.copytree(ROOT / "src", Path(tmp) / "src")
-        target = Path(tmp) / "src" / relative
-        env = {
-            **os.environ,
-            "PYTHONPATH": f"{tmp}/src{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-        }
-        command = [
-            sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-            "-p", "no:randomly", f"--timeout={args.per_test_timeout}", *args.tests,
-        ]  # fmt: skip
-        check = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-        if check.returncode != 0:
-            sys.exit(f"the tests fail without any mutation:\n{check.stdout[-3000:]}")
-        for number, (kind, index, position) in enumerate(points, 1):
-            mutant, what = _mutate(tree, kind, index, position)
+        copies: queue.SimpleQueue[Path] = queue.SimpleQueue()
+        for job in range(args.jobs):
+            shutil.copytree(ROOT / "src", Path(tmp) / str(job) / "src")
+            copies.put(Path(tmp) / str(job) / "src")
+
+        def run(source: str | None) -> bool:
+            """True when the tests fail (or hang) with `source` as the module."""
+            copy = copies.get()
+            target = copy / relative
+            pythonpath = f"{copy}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
             try:
-                target.write_text(ast.unparse(mutant))
+                if source is not None:
+                    target.write_text(source)
                 result = subprocess.run(
-                    command, cwd=ROOT, env=env, capture_output=True, timeout=args.mutant_timeout
+                    command,
+                    cwd=ROOT,
+                    env={**os.environ, "PYTHONPATH": pythonpath},
+                    capture_output=True,
+                    timeout=args.mutant_timeout,
                 )
-                killed = result.returncode != 0
+                return result.returncode != 0
             except subprocess.TimeoutExpired:
-                killed = True
+                return True
             finally:
                 target.write_text(module.read_text())
-            caught += killed
-            if not killed:
-                survivors.append(what)
-            print(
-                f"[{number}/{len(points)}] {'caught ' if killed else 'SURVIVED'} {what}", flush=True
-            )
+                copies.put(copy)
+
+        if run(None):
+            sys.exit("the tests fail without any mutation")
+        mutants = [_mutate(tree, kind, index, position) for kind, index, position in points]
+        caught, survivors = 0, []
+        with ThreadPoolExecutor(args.jobs) as pool:
+            killed_each = pool.map(lambda m: run(ast.unparse(m[0])), mutants)
+            for number, ((_, what), killed) in enumerate(zip(mutants, killed_each, strict=True), 1):
+                caught += killed
+                if not killed:
+                    survivors.append(what)
+                verdict = "caught " if killed else "SURVIVED"
+                print(f"[{number}/{len(points)}] {verdict} {what}", flush=True)
     print("\nsurvivors:")
     for what in survivors:
         print(f"  {what}")
-    print(
-        f"\n{relative}: {caught}/{len(points)} mutants caught ({100 * caught / len(points):.0f} %)"
-    )
+    score = 100 * caught / len(points)
+    print(f"\n{relative}: {caught}/{len(points)} mutants caught ({score:.0f} %)")
 
 
 if __name__ == "__main__":
