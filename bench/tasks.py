@@ -254,13 +254,14 @@ def _report(clients: list, throughput: dict, latency: dict, args: argparse.Names
             f"{client.name} / huey: throughput {ratio:.2f}x "
             f"(per round: {', '.join(f'{r:.2f}' for r in per_round)}), latency p50 {p50:.3f}x"
         )
-    default = clients[0].name
+    default, single = clients[0].name, clients[-1].name
     p50 = _percentile(latency[default], 0.5) * 1000
-    ratio = statistics.median(throughput[default]) / statistics.median(throughput[huey_name])
+    huey_rate = statistics.median(throughput[huey_name])
+    ratio = statistics.median(throughput[single]) / huey_rate
     print(
-        f"\ngoal, {default}: throughput >= 2x huey -> {ratio:.2f}x "
-        f"{'met' if ratio >= 2 else 'NOT met'}; defer-to-start p50 <= 10 ms -> {p50:.2f} ms "
-        f"{'met' if p50 <= 10 else 'NOT met'}"
+        f"\ngoal (issue 17), {single}: throughput >= 2x huey -> {ratio:.2f}x "
+        f"{'met' if ratio >= 2 else 'NOT met'}; {default}: defer-to-start p50 <= 10 ms -> "
+        f"{p50:.2f} ms {'met' if p50 <= 10 else 'NOT met'}"
     )
 
 

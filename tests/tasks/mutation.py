@@ -99,7 +99,8 @@ def main() -> None:
 
     module = Path(args.module).resolve()
     relative = module.relative_to(ROOT / "src")
-    tree = ast.parse(module.read_text())
+    original = module.read_text()  # read once: the worktree may change while mutants run
+    tree = ast.parse(original)
     points = list(_points(tree))
     command = [
         sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
@@ -130,7 +131,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 return True
             finally:
-                target.write_text(module.read_text())
+                target.write_text(original)
                 copies.put(copy)
 
         if run(None):

@@ -16,7 +16,7 @@ from typing import Any
 
 from .backend import AsyncBackend
 from .codec import encode_result
-from .errors import InvalidArguments, TaskFailed, TaskTimeout, describe
+from .errors import InvalidArguments, TaskFailed, TaskTimeout, error_text
 from .models import Delivery, Settlement, TaskState
 from .task import Task
 from .threads import ThreadRunner
@@ -65,9 +65,9 @@ def prepare(tasks: Mapping[str, Task[Any, Any]], delivery: Delivery) -> Call | S
     try:
         args, kwargs = task.codec.decode(delivery.args, delivery.kwargs)
     except InvalidArguments as exc:
-        return _dead(delivery, describe(exc))
+        return _dead(delivery, error_text(exc))
     except Exception as exc:  # RecursionError on absurd nesting, a validator's own bug...
-        return _dead(delivery, f"InvalidArguments: {describe(exc)}")
+        return _dead(delivery, f"InvalidArguments: {error_text(exc)}")
     return Call(task, args, kwargs)
 
 
@@ -76,13 +76,15 @@ def conclude(
 ) -> Settlement:
     """The settlement of an attempt that returned `value` or raised `error`."""
     if isinstance(error, TaskFailed):
-        return Settlement(delivery, TaskState.FAILED, error=describe(error))
+        return Settlement(delivery, TaskState.FAILED, error=error_text(error))
     if error is not None:  # SystemExit from a sync task's thread counts as a failure too
         return _failure(task, delivery, error)
     try:
         return Settlement(delivery, TaskState.SUCCEEDED, result=encode_result(value))
     except Exception as exc:  # TypeError, ValueError, RecursionError: never a stalled worker
-        return Settlement(delivery, TaskState.FAILED, error=f"result is not JSON: {describe(exc)}")
+        return Settlement(
+            delivery, TaskState.FAILED, error=f"result is not JSON: {error_text(exc)}"
+        )
 
 
 #: Called on the event loop once a started delivery ends: with its settlement, or with None
@@ -199,7 +201,7 @@ def timeout_error(task: Task[Any, Any]) -> TaskTimeout:
 
 
 def _failure(task: Task[Any, Any], delivery: Delivery, exc: BaseException) -> Settlement:
-    error = describe(exc)
+    error = error_text(exc)
     if delivery.attempt >= task.max_attempts:
         logger.error("task %s (%s) failed its last attempt", delivery.id, task.name, exc_info=exc)
         return Settlement(delivery, TaskState.DEAD, error=error)

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from .backend import Listeners
 from .codec import dump_payload, load_payload
-from .errors import describe
+from .errors import error_text
 from .models import Delivery, Job, Settlement, TaskState, TaskStatus
 
 logger = logging.getLogger("holdfast.tasks")
@@ -509,6 +509,6 @@ def _delivery(row: Sequence[Any], lease_id: str) -> Delivery:
             raise TypeError(f"a payload must be text, not {type(payload).__name__}")
         args, kwargs = load_payload(payload.decode())
     except Exception as exc:  # RecursionError, MemoryError, UnicodeDecodeError, ValueError...
-        error = f"CorruptRecord: payload: {describe(exc)}"
+        error = f"CorruptRecord: payload: {error_text(exc)}"
         return Delivery(task_id, task, [], {}, attempt, lease, error=error)
     return Delivery(task_id, task, args, kwargs, attempt, lease)

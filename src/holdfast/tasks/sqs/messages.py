@@ -11,7 +11,7 @@ import math
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import InvalidArguments, describe
+from ..errors import InvalidArguments, error_text
 from ..models import Job
 
 #: SQS limits: DelaySeconds <= 15 minutes, visibility timeout <= 12 hours.
@@ -53,7 +53,7 @@ def parse_message(body: str) -> dict[str, Any]:
     try:
         message = json.loads(body)
     except (ValueError, RecursionError) as exc:
-        raise ValueError(f"not JSON ({describe(exc)})") from None
+        raise ValueError(f"not JSON ({error_text(exc)})") from None
     if not isinstance(message, dict) or message.get("holdfast") != 1:
         raise ValueError("not a holdfast task message")
     if not isinstance(message.get("id"), str) or not isinstance(message.get("task"), str):
