@@ -268,7 +268,8 @@ def test_start_an_async_task_within_its_timeout():
     assert [(s.state, s.result) for s in seen] == [(TaskState.SUCCEEDED, '"ok"')]
 
 
-def test_a_cancelled_async_task_is_abandoned():
+def waits_forever():
+    """A queue whose task "forever" waits until cancelled, and the event it sets on entry."""
     queue = TaskQueue("memory://", name="a")
     entered = asyncio.Event()
 
@@ -276,6 +277,13 @@ def test_a_cancelled_async_task_is_abandoned():
     async def forever() -> None:
         entered.set()
         await asyncio.Event().wait()
+
+    return queue, entered
+
+
+def test_a_cancelled_async_task_is_abandoned():
+    queue, entered = waits_forever()
+    forever = queue.tasks["forever"]
 
     async def main():
         seen = []
@@ -422,13 +430,7 @@ def test_execute_cancelled_from_outside_cancels_the_task():
 
 
 def test_execute_raises_when_its_coroutine_is_cancelled_by_someone_else():
-    queue = TaskQueue("memory://", name="a")
-    entered = asyncio.Event()
-
-    @queue.task(name="forever")
-    async def forever() -> None:
-        entered.set()
-        await asyncio.Event().wait()
+    queue, entered = waits_forever()
 
     async def main():
         running = asyncio.create_task(execute(queue.tasks, delivery("forever")))
