@@ -69,7 +69,7 @@ class Worker:
         self._threads = ThreadRunner()  # a fresh pool per run()
         # Local backends record settlements and claim more in one transaction; remote ones
         # settle on their own loop, so that a long poll never holds results back.
-        self._exchange = not queue.backend.blocking
+        self._local = not queue.backend.blocking
 
     # -- control ----------------------------------------------------------------------------
 
@@ -153,7 +153,7 @@ class Worker:
 
     async def _claim(self, limit: int) -> list[Delivery] | None:
         lease = self.queue.visibility_timeout
-        if not self._exchange:
+        if not self._local:
             return await self._guard(self._backend.claim(limit, lease), None)
         batch, self._settlements = self._settlements, []
         found = await self._guard(self._backend.exchange(batch, limit, lease), None)
@@ -190,7 +190,7 @@ class Worker:
             self._finish(delivery, plan)
             return
         self._keeper.add(delivery)
-        if self._exchange and _chainable(plan):
+        if self._local and _chainable(plan):
             self._threads.submit(self._chain, (plan, delivery), {}, self._chain_ended)
             return
         coroutine = start(plan, delivery, self._threads, functools.partial(self._finish, delivery))
@@ -238,7 +238,7 @@ class Worker:
         self._active -= 1
         if settlement is not None:
             self._settlements.append(settlement)
-            if not self._exchange or self._stopping:
+            if not self._local or self._stopping:
                 self._settle_wake.set()
         if not self._active:
             self._idle.set()
