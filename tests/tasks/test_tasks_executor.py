@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from waiting import eventually_async
+from waiting import eventually, eventually_async
 
 from holdfast.tasks import InvalidArguments, TaskFailed, TaskQueue, TaskState
 from holdfast.tasks.executor import (
@@ -175,12 +175,14 @@ def test_conclude_task_failed_is_final():
     assert (settlement.state, settlement.error) == (TaskState.FAILED, "TaskFailed: no")
 
 
-def test_conclude_a_failure_retries_with_backoff(monkeypatch):
+def test_conclude_a_failure_retries_with_backoff(monkeypatch, caplog):
     monkeypatch.setattr(random, "uniform", lambda low, high: high)
     task = make_queue().tasks["add"]  # 3 attempts, backoff 4
     before = time.time()
-    settlement = conclude(task, delivery(attempt=2), error=ValueError("x"))
+    with caplog.at_level(logging.WARNING, logger="holdfast.tasks"):
+        settlement = conclude(task, delivery(attempt=2), error=ValueError("x"))
     after = time.time()
+    assert "task t1 (add) attempt 2 failed, retrying in 8.0s" in caplog.text
     assert (settlement.state, settlement.error) == (TaskState.RETRYING, "ValueError: x")
     assert before + 8.0 <= settlement.run_at <= after + 8.0  # 4 * 2**(2-1)
 
@@ -255,6 +257,17 @@ def test_start_an_async_task_past_its_timeout():
     assert [(s.state, s.error) for s in seen] == [
         (TaskState.DEAD, "TaskTimeout: attempt exceeded 0.05s")
     ]
+
+
+def test_an_untimed_async_tasks_own_timeout_error_is_its_failure():
+    queue = TaskQueue("memory://", name="a")
+
+    @queue.task(name="own", retries=0)
+    async def own() -> None:
+        raise TimeoutError("upstream")
+
+    _, seen = started(Call(own, (), {}), delivery("own"), ThreadRunner())
+    assert [(s.state, s.error) for s in seen] == [(TaskState.DEAD, "TimeoutError: upstream")]
 
 
 def test_start_an_async_task_within_its_timeout():
@@ -399,9 +412,22 @@ def test_execute_runs_sync_and_async_tasks_and_short_circuits_the_rest():
     assert bounded(execute(queue.tasks, delivery("hello", "x"))).result == '"hi x"'
     threads = ThreadRunner()
     assert bounded(execute(queue.tasks, delivery("add", 1), threads=threads)).result == "1"
+    assert bounded(execute(queue.tasks, delivery("add", 2), threads=threads)).result == "2"
     threads.shutdown()
     dead = bounded(execute(queue.tasks, delivery("missing")))
     assert dead.state is TaskState.DEAD and dead.error.startswith("UnknownTask")
+
+
+def test_execute_shuts_down_the_pool_it_made():
+    queue = make_queue()
+
+    def task_threads() -> int:
+        return sum(t.name == "holdfast-task" and t.is_alive() for t in threading.enumerate())
+
+    before = task_threads()
+    assert bounded(execute(queue.tasks, delivery("add", 2, 5))).result == "7"
+    # The pool's thread exits once told to (it was not waited for).
+    eventually(lambda: task_threads() <= before, "the pool's thread exits", DEADLINE)
 
 
 def test_execute_cancelled_from_outside_cancels_the_task():
@@ -420,10 +446,14 @@ def test_execute_cancelled_from_outside_cancels_the_task():
     async def main():
         running = asyncio.create_task(execute(queue.tasks, delivery("forever")))
         await entered.wait()
+        inner = asyncio.all_tasks() - {running, asyncio.current_task()}
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
             await running
         await eventually_async(lambda: cancelled, "the task itself is cancelled", DEADLINE)
+        # The task's coroutine ends cancelled too, not with an error of its own.
+        ended = await asyncio.gather(*inner, return_exceptions=True)
+        assert [type(e) for e in ended] == [asyncio.CancelledError]
 
     bounded(main())
     assert cancelled == [True]
