@@ -452,7 +452,7 @@ def test_sync_tasks_chained_on_a_thread_hand_over_to_the_loop(sqlite_url):
         assert (status.state, status.result, status.attempts) == (TaskState.SUCCEEDED, n, 1)
 
 
-def test_chained_sync_tasks_keep_the_concurrency_bound(sqlite_url):
+def test_sync_tasks_keep_the_concurrency_bound(sqlite_url):
     queue = TaskQueue(sqlite_url)
     lock, running, peak = threading.Lock(), [0], [0]
 

@@ -3,7 +3,9 @@
 Async tasks run as coroutines on the worker's event loop, sync ones on its threads. Claims
 use short adaptive polling, and a producer in the same process wakes the worker at once. On
 SQLite the settlements of finished tasks are written in the same transaction that claims the
-next ones; remote backends settle on a loop of their own. The leases of running tasks are
+next ones (at concurrency 1 an untimed sync task does that itself, from its thread, and runs
+the next such task there: no thread hop per task); remote backends settle on a loop of their
+own. The leases of running tasks are
 renewed every third of the visibility timeout. `stop()` lets running tasks finish;
 `stop(force=True)` abandons them, and their leases lapse so another worker runs them again.
 """
@@ -70,6 +72,9 @@ class Worker:
         # Local backends record settlements and claim more in one transaction; remote ones
         # settle on their own loop, so that a long poll never holds results back.
         self._local = not queue.backend.blocking
+        # One slot: its sync tasks chain on their thread. Several: the loop settles many at
+        # once in one transaction, cheaper than each thread committing its own.
+        self._chain_sync = self._local and concurrency == 1
 
     # -- control ----------------------------------------------------------------------------
 
@@ -190,7 +195,7 @@ class Worker:
             self._finish(delivery, plan)
             return
         self._keeper.add(delivery)
-        if self._local and _chainable(plan):
+        if self._chain_sync and _chainable(plan):
             self._threads.submit(self._chain, (plan, delivery), {}, self._chain_ended)
             return
         coroutine = start(plan, delivery, self._threads, functools.partial(self._finish, delivery))
