@@ -52,7 +52,7 @@ class AwsResources:
     def __init__(self, endpoint: str, *, max_receive: int | None = None) -> None:
         import boto3
 
-        from holdfast.tasks.sqs import create_table
+        from holdfast.tasks import create_table
 
         suffix = uuid.uuid4().hex[:10]
         self.endpoint = endpoint

@@ -30,6 +30,21 @@ def test_sqlite_workers_killed_lose_nothing_and_statuses_agree(tmp_path):
     assert report.mismatches == [], report.summary()
 
 
+def test_single_slot_sqlite_workers_killed_lose_nothing(tmp_path):
+    # At concurrency 1 sync tasks chain on their thread (settle + claim from there): the same
+    # guarantees must hold when the worker dies anywhere in a chain.
+    url = f"sqlite:///{tmp_path / 'tasks.db'}"
+    queue = TaskQueue(url, visibility_timeout=1.0)
+    run = CrashRun(
+        url, tmp_path, tasks=200, pause=0.02, kill_every=(0.3, 0.9), min_kills=4, concurrency=1
+    )
+    report = run.run(queue)
+    print(report.summary())
+    assert report.kills >= 3, report.summary()
+    assert report.lost == 0, report.summary()
+    assert report.mismatches == [], report.summary()
+
+
 def test_sqs_workers_killed_lose_nothing_and_statuses_agree(make_aws, moto_endpoint, tmp_path):
     aws = make_aws(max_receive=10)
     url = aws.url(wait=1)

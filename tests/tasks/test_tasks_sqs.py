@@ -8,9 +8,11 @@ import time
 
 import boto3
 import pytest
+from waiting import eventually, eventually_async
 
 from holdfast.tasks import TaskQueue, TaskState
 from holdfast.tasks.executor import execute
+from moto_support import REGION
 
 
 def make_queue(aws, **kwargs) -> TaskQueue:
@@ -90,8 +92,10 @@ def test_dead_messages_go_to_the_dead_letter_queue(aws_with_dlq):
         running = asyncio.create_task(worker.run())
         status = await handle.wait(timeout=60)
         # The message was handed back for the redrive policy: the next receive moves it.
-        while not aws.receive(queue_url=aws.dlq_url, visibility=0):
-            await asyncio.sleep(0.1)
+        await eventually_async(
+            lambda: aws.receive(queue_url=aws.dlq_url, visibility=0),
+            "the redrive policy moves the message to the dead-letter queue",
+        )
         worker.stop()
         await running
         return status
@@ -143,22 +147,33 @@ def test_delay_beyond_the_sqs_maximum(aws):
     [message] = aws.receive()
     delivery = queue.backend.accept(message["Body"], message["ReceiptHandle"], "m1")
     assert delivery.not_before == body["run_at"]
-    outcome = asyncio.run(execute(queue.tasks, delivery))
-    assert queue.backend.settle([outcome]) == [False]  # released, not consumed
+    settlement = asyncio.run(execute(queue.tasks, delivery))
+    assert queue.backend.settle([settlement]) == [False]  # released, not consumed
     status = queue.status_sync(later.id)
     assert status.state is TaskState.QUEUED and status.attempts == 0  # not an attempt
 
 
 def test_long_task_extends_its_visibility(aws):
     queue = TaskQueue(aws.url(), endpoint_url=aws.endpoint, visibility_timeout=2)
+    ddb = boto3.client("dynamodb", region_name=REGION, endpoint_url=aws.endpoint)
+
+    def lease_until() -> float:
+        items = ddb.scan(TableName=aws.table, ConsistentRead=True)["Items"]
+        [item] = [item for item in items if "lease_until" in item]  # the running task
+        return float(item["lease_until"]["N"])
 
     @queue.task(name="long")
     async def long() -> str:
-        await asyncio.sleep(3)
+        # Run until renewals pushed the lease on and the first visibility (2 s) is over:
+        # without the renewals SQS would have delivered the message again by then.
+        first = lease_until()
+        await eventually_async(
+            lambda: time.time() > first + 1 and lease_until() > first + 1,
+            "the lease is renewed past the first visibility timeout",
+        )
         return "done"
 
     [status] = asyncio.run(run_until(queue, [long.defer_sync()]))
-    # Without renewals the message would reappear after 2 s and run a second time.
     assert status.state is TaskState.SUCCEEDED and status.attempts == 1
 
 
@@ -177,38 +192,43 @@ def test_endpoint_from_environment(aws, monkeypatch):
     assert queue.status_sync(handle.id).state is TaskState.QUEUED
 
 
+def not_running(queue: TaskQueue, task_id: str):
+    status = queue.status_sync(task_id)
+    return None if status.state is TaskState.RUNNING else status
+
+
 def _delivered(queue: TaskQueue, aws, lease: float = 30):
     [delivery] = queue.backend.claim(1, lease)
     return delivery
 
 
 def test_a_superseded_attempts_failure_is_dropped_but_its_success_wins(aws):
-    from holdfast.tasks.models import Outcome
+    from holdfast.tasks.models import Settlement
 
     queue = make_queue(aws)
     handle = queue.tasks["add"].defer_sync(1)
     first = _delivered(queue, aws, lease=1)
-    time.sleep(1.1)  # its visibility lapses: SQS delivers the message again
-    second = _delivered(queue, aws)
+    # Its visibility lapses: SQS delivers the message again.
+    [second] = eventually(lambda: queue.backend.claim(1, 30), "the message is delivered again")
     assert (first.attempt, second.attempt) == (1, 2)
-    queue.backend.settle([Outcome(first, TaskState.RETRYING, error="stale", run_at=0)])
+    queue.backend.settle([Settlement(first, TaskState.RETRYING, error="stale", run_at=0)])
     status = queue.status_sync(handle.id)
     assert status.state is TaskState.RUNNING and status.error is None  # second still owns it
-    queue.backend.settle([Outcome(first, TaskState.SUCCEEDED, result="1")])
-    queue.backend.settle([Outcome(second, TaskState.DEAD, error="late")])
+    queue.backend.settle([Settlement(first, TaskState.SUCCEEDED, result="1")])
+    queue.backend.settle([Settlement(second, TaskState.DEAD, error="late")])
     status = queue.status_sync(handle.id)
     assert status.state is TaskState.SUCCEEDED and status.result == 1  # it did run and succeed
 
 
 def test_settling_twice_is_idempotent(aws):
-    from holdfast.tasks.models import Outcome
+    from holdfast.tasks.models import Settlement
 
     queue = make_queue(aws)
     handle = queue.tasks["add"].defer_sync(1)
     delivery = _delivered(queue, aws)
-    outcome = Outcome(delivery, TaskState.RETRYING, error="E: once", run_at=time.time() + 60)
-    assert queue.backend.settle([outcome]) == [False]
-    assert queue.backend.settle([outcome]) == [False]
+    settlement = Settlement(delivery, TaskState.RETRYING, error="E: once", run_at=time.time() + 60)
+    assert queue.backend.settle([settlement]) == [False]
+    assert queue.backend.settle([settlement]) == [False]
     status = queue.status_sync(handle.id)
     assert status.state is TaskState.RETRYING and status.error == "E: once"
 
@@ -220,15 +240,15 @@ def test_a_lost_worker_reads_as_retrying_then_dead_on_the_last_receive(aws_with_
     first = _delivered(queue, aws, lease=1)  # its worker is "killed": nothing settles it
     assert first.receives == 1
     assert queue.status_sync(handle.id).state is TaskState.RUNNING
-    time.sleep(1 + 2.1)  # the lease and the grace period lapse
-    status = queue.status_sync(handle.id)
+    status = eventually(  # once the lease and the grace period lapse
+        lambda: not_running(queue, handle.id), "the lapsed lease reads as lost"
+    )
     assert status.state is TaskState.RETRYING
     assert status.error == "WorkerLost: the lease of attempt 1 expired"
     assert [s.id for s in queue.list_sync(state="retrying")] == [handle.id]
     second = _delivered(queue, aws, lease=1)  # the last receive the redrive policy allows
     assert second.receives == 2
-    time.sleep(1 + 2.1)
-    status = queue.status_sync(handle.id)
+    status = eventually(lambda: not_running(queue, handle.id), "the last lease reads as lost")
     assert status.state is TaskState.DEAD and "last allowed receive" in status.error
     assert aws.receive() == []  # SQS moved it to the dead-letter queue on this receive
     assert [_body_id(m) for m in aws.receive(queue_url=aws.dlq_url)] == [handle.id]

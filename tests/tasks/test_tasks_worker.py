@@ -6,9 +6,9 @@ import asyncio
 import contextvars
 import sqlite3
 import threading
-import time
 
 import pytest
+from waiting import eventually, eventually_async
 
 from holdfast.tasks import TaskFailed, TaskQueue, TaskState
 from holdfast.tasks.executor import retry_delay
@@ -240,6 +240,13 @@ def test_long_task_keeps_its_lease(sqlite_url):
     assert status.state is TaskState.SUCCEEDED and status.attempts == 1 and runs == [1]
 
 
+def recovered(queue: TaskQueue, task_id: str):
+    """The task's status once maintenance found its lease lapsed, else None."""
+    queue.backend.maintain()
+    status = queue.status_sync(task_id)
+    return None if status.state is TaskState.RUNNING else status
+
+
 def test_expired_lease_is_claimed_again(any_url):
     # A worker that claimed and vanished: its task comes back once the lease lapses.
     queue = TaskQueue(any_url, visibility_timeout=0.2)
@@ -252,17 +259,15 @@ def test_expired_lease_is_claimed_again(any_url):
     lost = queue.backend.claim(1, 0.2)
     assert [d.id for d in lost] == [handle.id]
     assert queue.backend.claim(1, 0.2) == []  # still leased
-    while queue.status_sync(handle.id).state is TaskState.RUNNING:
-        time.sleep(0.05)
-        queue.backend.maintain()
+    eventually(lambda: recovered(queue, handle.id), "the lapsed lease is recovered")
     assert queue.status_sync(handle.id).error.startswith("WorkerLost")
     drain(queue)
     status = queue.status_sync(handle.id)
     assert status.state is TaskState.SUCCEEDED and status.attempts == 2
-    # The vanished worker's late outcome is ignored: its lease is gone.
-    from holdfast.tasks.models import Outcome
+    # The vanished worker's late settlement is ignored: its lease is gone.
+    from holdfast.tasks.models import Settlement
 
-    queue.backend.settle([Outcome(lost[0], TaskState.DEAD, error="late")])
+    queue.backend.settle([Settlement(lost[0], TaskState.DEAD, error="late")])
     assert queue.status_sync(handle.id).state is TaskState.SUCCEEDED
 
 
@@ -276,9 +281,7 @@ def test_lost_attempts_count_towards_the_limit(any_url):
     handle = crashy.defer_sync()
     for _ in range(2):  # two workers die mid-task
         assert queue.backend.claim(1, 0.05)
-        while queue.status_sync(handle.id).state is TaskState.RUNNING:
-            time.sleep(0.02)
-            queue.backend.maintain()
+        eventually(lambda: recovered(queue, handle.id), "the lapsed lease is recovered")
     drain(queue)
     status = queue.status_sync(handle.id)
     assert status.state is TaskState.DEAD and status.attempts == 2  # never past the maximum
@@ -330,9 +333,8 @@ def test_forced_stop_cancels_and_the_task_comes_back(sqlite_url):
 
     status = asyncio.run(main())
     assert status.state is TaskState.RUNNING  # nothing recorded: the lease will lapse
-    time.sleep(0.3)
-    queue.backend.maintain()
-    assert queue.status_sync(status.id).state is TaskState.RETRYING
+    recovered_status = eventually(lambda: recovered(queue, status.id), "the lease lapses")
+    assert recovered_status.state is TaskState.RETRYING
 
 
 def test_same_process_defer_wakes_an_idle_worker(any_url):
@@ -417,3 +419,85 @@ def test_a_hung_sync_task_does_not_hold_up_the_next(any_url):
         release.set()
     assert queue.status_sync(stuck.id).state is TaskState.DEAD
     assert queue.status_sync(after.id).result == "quick"
+
+
+def test_sync_tasks_chained_on_a_thread_hand_over_to_the_loop(sqlite_url):
+    # Untimed sync tasks run back to back on their thread; an async or a timed task that the
+    # chain claims is started by the loop instead. All of them run, once each, in order.
+    queue = TaskQueue(sqlite_url)
+    ran = []
+
+    @queue.task(name="plain")
+    def plain(n: int) -> int:
+        ran.append(("plain", n, threading.current_thread() is threading.main_thread()))
+        return n
+
+    @queue.task(name="timed", timeout=30)
+    def timed(n: int) -> int:
+        ran.append(("timed", n, threading.current_thread() is threading.main_thread()))
+        return n
+
+    @queue.task(name="coro")
+    async def coro(n: int) -> int:
+        ran.append(("coro", n, threading.current_thread() is threading.main_thread()))
+        return n
+
+    kinds = ["plain", "plain", "coro", "plain", "timed", "plain", "plain", "coro", "timed"]
+    handles = [queue.enqueue_sync(kind, [n]) for n, kind in enumerate(kinds)]
+    drain(queue, concurrency=1)
+    assert [(kind, n) for kind, n, _ in ran] == list(zip(kinds, range(len(kinds)), strict=True))
+    assert all(on_main == (kind == "coro") for kind, _, on_main in ran)
+    for n, handle in enumerate(handles):
+        status = queue.status_sync(handle.id)
+        assert (status.state, status.result, status.attempts) == (TaskState.SUCCEEDED, n, 1)
+
+
+def test_sync_tasks_keep_the_concurrency_bound(sqlite_url):
+    queue = TaskQueue(sqlite_url)
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    @queue.task(name="track")
+    def track() -> None:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        threading.Event().wait(0.002)  # overlap with the other slot's task
+        with lock:
+            running[0] -= 1
+
+    for _ in range(40):
+        track.defer_sync()
+    drain(queue, concurrency=2)
+    assert peak[0] == 2
+    assert len(queue.list_sync(state="succeeded", limit=100)) == 40
+
+
+def test_stop_ends_a_chain_after_its_running_task(sqlite_url):
+    queue = TaskQueue(sqlite_url)
+    entered, release = threading.Event(), threading.Event()
+
+    @queue.task(name="first")
+    def first() -> str:
+        entered.set()
+        release.wait(30)
+        return "finished"
+
+    @queue.task(name="later")
+    def later() -> str:
+        return "must not run"
+
+    async def main():
+        handle = await first.defer()
+        waiting = [await later.defer() for _ in range(3)]
+        worker = queue.worker(concurrency=1)
+        running = asyncio.create_task(worker.run())
+        await eventually_async(entered.is_set, "the first task runs", 30)
+        worker.stop()
+        release.set()
+        async with asyncio.timeout(30):
+            await running
+        return await handle.status(), [await h.status() for h in waiting]
+
+    finished, waiting = asyncio.run(main())
+    assert finished.state is TaskState.SUCCEEDED and finished.result == "finished"
+    assert [s.state for s in waiting] == [TaskState.QUEUED] * 3

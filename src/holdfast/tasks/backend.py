@@ -12,9 +12,9 @@ import asyncio
 import builtins
 import threading
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from .models import Delivery, Job, Outcome, TaskState, TaskStatus
+from .models import Delivery, Job, Settlement, TaskState, TaskStatus
 
 
 @runtime_checkable
@@ -37,9 +37,9 @@ class Backend(Protocol):
         ...
 
     def exchange(
-        self, outcomes: Sequence[Outcome], limit: int, lease: float
+        self, settlements: Sequence[Settlement], limit: int, lease: float
     ) -> builtins.list[Delivery]:
-        """`settle(outcomes)`, then `claim(limit, lease)`: local backends do both in one
+        """`settle(settlements)`, then `claim(limit, lease)`: local backends do both in one
         transaction (one commit per round of a busy worker)."""
         ...
 
@@ -47,8 +47,8 @@ class Backend(Protocol):
         """Push the lease of running attempts `lease` seconds into the future."""
         ...
 
-    def settle(self, outcomes: Sequence[Outcome]) -> builtins.list[bool]:
-        """Record outcomes; returns, per outcome, whether the delivery is consumed.
+    def settle(self, settlements: Sequence[Settlement]) -> builtins.list[bool]:
+        """Record settlements; returns, per settlement, whether the delivery is consumed.
 
         A delivery that is not consumed comes back later (a retry, or an SQS message left for
         the dead-letter redrive); a Lambda consumer reports those as batch item failures.
@@ -96,42 +96,43 @@ class AsyncBackend:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
 
-    async def _run(self, fn: Callable[..., _T], /, *args: object) -> _T:
+    async def call(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+        """`fn(*args, **kwargs)`, on a thread when the backend is blocking: how every async
+        method of the task queue runs its one (synchronous) implementation."""
         if self.backend.blocking:
-            return await asyncio.to_thread(fn, *args)
-        return fn(*args)
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        return fn(*args, **kwargs)
 
     async def enqueue(self, job: Job) -> tuple[str, bool]:
-        return await self._run(self.backend.enqueue, job)
+        return await self.call(self.backend.enqueue, job)
 
     async def claim(self, limit: int, lease: float) -> list[Delivery]:
-        return await self._run(self.backend.claim, limit, lease)
+        return await self.call(self.backend.claim, limit, lease)
 
     async def exchange(
-        self, outcomes: Sequence[Outcome], limit: int, lease: float
+        self, settlements: Sequence[Settlement], limit: int, lease: float
     ) -> list[Delivery]:
-        return await self._run(self.backend.exchange, outcomes, limit, lease)
+        return await self.call(self.backend.exchange, settlements, limit, lease)
 
     async def extend(self, deliveries: Sequence[Delivery], lease: float) -> None:
-        await self._run(self.backend.extend, deliveries, lease)
+        await self.call(self.backend.extend, deliveries, lease)
 
-    async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        return await self._run(self.backend.settle, outcomes)
+    async def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
+        return await self.call(self.backend.settle, settlements)
 
     async def maintain(self) -> None:
-        await self._run(self.backend.maintain)
+        await self.call(self.backend.maintain)
 
     async def get(self, task_id: str) -> TaskStatus | None:
-        return await self._run(self.backend.get, task_id)
+        return await self.call(self.backend.get, task_id)
 
     async def list(
         self, *, state: TaskState | None = None, task: str | None = None, limit: int = 50
     ) -> builtins.list[TaskStatus]:
-        backend = self.backend
-        return await self._run(lambda: backend.list(state=state, task=task, limit=limit))
+        return await self.call(self.backend.list, state=state, task=task, limit=limit)
 
     async def claim_slot(self, name: str, slot: float) -> bool:
-        return await self._run(self.backend.claim_slot, name, slot)
+        return await self.call(self.backend.claim_slot, name, slot)
 
 
 class Listeners:

@@ -65,11 +65,37 @@ def load_payload(text: str) -> tuple[list[Any], dict[str, Any]]:
     return args, kwargs
 
 
-def check_json(value: Any, what: str) -> Any:
+#: The deepest nesting of lists and objects an argument may have. Far below the interpreter's
+#: recursion limit, so encoding never depends on how deep the caller's stack happens to be.
+MAX_DEPTH = 200
+
+
+def check_depth(value: Any, what: str, *, outer: int = 0) -> None:
+    """Raise InvalidArguments when lists, tuples and dicts nest deeper than `MAX_DEPTH`
+    (not counting the `outer` levels that only wrap the arguments, such as the args list).
+
+    Iterative: a value nested far past the recursion limit is refused, not a RecursionError.
+    """
+    pending = [(value, 1 - outer)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            raise InvalidArguments(f"{what} is nested deeper than {MAX_DEPTH} levels")
+        pending.extend((child, depth + 1) for child in children)
+
+
+def check_json(value: Any, what: str, *, outer: int = 0) -> Any:
     """Return `value` if it survives a JSON round trip unchanged, else raise InvalidArguments."""
+    check_depth(value, what, outer=outer)
     try:
         same = json.loads(dumps(value)) == value
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidArguments(f"{what} is not JSON: {exc}") from None
     if not same:
         raise InvalidArguments(f"{what} changes in a JSON round trip ({type(value).__name__})")
@@ -124,10 +150,13 @@ class _Param:
         what = f"argument {self.name!r}"
         if self.adapter is None:
             return check_json(value, what)
+        check_depth(value, what)
         try:
             jsonable = self.adapter.dump_python(self.adapter.validate_python(value), mode="json")
         except _validation_error() as exc:
             raise InvalidArguments(f"{what}: {_first_error(exc)}") from None
+        except (ValueError, RecursionError) as exc:  # pydantic's "depth exceeded" and the like
+            raise InvalidArguments(f"{what} cannot be encoded: {exc}") from None
         # dump_python(mode="json") can still yield NaN; the final dumps() must not fail later.
         return check_json(jsonable, what)
 

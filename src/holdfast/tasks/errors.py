@@ -39,8 +39,12 @@ class BackendError(TaskError):
 _MAX_DESCRIPTION = 2000
 
 
-def describe(exc: BaseException) -> str:
+def error_text(exc: BaseException) -> str:
     """`Type: message` for storage and HTTP; tracebacks stay in the log."""
     message = str(exc)
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return text[:_MAX_DESCRIPTION]
+
+
+#: The former name, kept only while backends written against it (Azure Queue Storage) land.
+describe = error_text

@@ -1,5 +1,6 @@
-"""Running one delivery: find the task, call it under its timeout, turn what happened into an
-Outcome. Shared by the local worker and the Lambda consumer, so both retry and fail alike.
+"""Running one delivery: find the task, call it under its timeout, turn what happened into a
+Settlement. The one place a delivery runs, for the local worker and the Lambda consumer alike,
+so both time, retry and fail alike.
 """
 
 from __future__ import annotations
@@ -7,15 +8,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .backend import AsyncBackend
 from .codec import encode_result
-from .errors import InvalidArguments, TaskFailed, TaskTimeout, describe
-from .models import Delivery, Outcome, TaskState
+from .errors import InvalidArguments, TaskFailed, TaskTimeout, error_text
+from .models import Delivery, Settlement, TaskState
 from .task import Task
 from .threads import ThreadRunner
 
@@ -31,9 +33,9 @@ def retry_delay(backoff: float, attempt: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def _dead(delivery: Delivery, error: str, *, counted: bool = True) -> Outcome:
+def _dead(delivery: Delivery, error: str, *, counted: bool = True) -> Settlement:
     logger.error("task %s (%s) is dead: %s", delivery.id, delivery.task, error)
-    return Outcome(delivery, TaskState.DEAD, error=error, counted=counted)
+    return Settlement(delivery, TaskState.DEAD, error=error, counted=counted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +47,12 @@ class Call:
     kwargs: dict[str, Any]
 
 
-def prepare(tasks: Mapping[str, Task[Any, Any]], delivery: Delivery) -> Call | Outcome:
-    """The call to make for `delivery`, or at once its outcome when it must not run."""
+def prepare(tasks: Mapping[str, Task[Any, Any]], delivery: Delivery) -> Call | Settlement:
+    """The call to make for `delivery`, or at once its settlement when it must not run."""
     if delivery.settled is not None:  # a duplicate of a task that already finished
-        return Outcome(delivery, delivery.settled, write=False)
+        return Settlement(delivery, delivery.settled, write=False)
     if delivery.not_before is not None:  # released until its delay is over
-        return Outcome(delivery, TaskState.QUEUED, run_at=delivery.not_before, write=False)
+        return Settlement(delivery, TaskState.QUEUED, run_at=delivery.not_before, write=False)
     if delivery.error is not None:
         return _dead(delivery, delivery.error)
     task = tasks.get(delivery.task)
@@ -63,33 +65,97 @@ def prepare(tasks: Mapping[str, Task[Any, Any]], delivery: Delivery) -> Call | O
     try:
         args, kwargs = task.codec.decode(delivery.args, delivery.kwargs)
     except InvalidArguments as exc:
-        return _dead(delivery, describe(exc))
+        return _dead(delivery, error_text(exc))
     except Exception as exc:  # RecursionError on absurd nesting, a validator's own bug...
-        return _dead(delivery, f"InvalidArguments: {describe(exc)}")
+        return _dead(delivery, f"InvalidArguments: {error_text(exc)}")
     return Call(task, args, kwargs)
 
 
 def conclude(
     task: Task[Any, Any], delivery: Delivery, value: Any = None, error: BaseException | None = None
-) -> Outcome:
-    """The outcome of an attempt that returned `value` or raised `error`."""
+) -> Settlement:
+    """The settlement of an attempt that returned `value` or raised `error`."""
     if isinstance(error, TaskFailed):
-        return Outcome(delivery, TaskState.FAILED, error=describe(error))
+        return Settlement(delivery, TaskState.FAILED, error=error_text(error))
     if error is not None:  # SystemExit from a sync task's thread counts as a failure too
         return _failure(task, delivery, error)
     try:
-        return Outcome(delivery, TaskState.SUCCEEDED, result=encode_result(value))
+        return Settlement(delivery, TaskState.SUCCEEDED, result=encode_result(value))
     except Exception as exc:  # TypeError, ValueError, RecursionError: never a stalled worker
-        return Outcome(delivery, TaskState.FAILED, error=f"result is not JSON: {describe(exc)}")
+        return Settlement(
+            delivery, TaskState.FAILED, error=f"result is not JSON: {error_text(exc)}"
+        )
 
 
-async def run(call: Call, delivery: Delivery, threads: ThreadRunner | None = None) -> Outcome:
-    """Make the call (async on this loop, sync on a thread) under the task's timeout."""
+#: Called on the event loop once a started delivery ends: with its settlement, or with None
+#: when it was abandoned (a forced stop cancelled it; its lease lapses and it runs again).
+Done = Callable[[Settlement | None], None]
+
+
+def start(
+    call: Call, delivery: Delivery, threads: ThreadRunner, done: Done
+) -> asyncio.Task[None] | None:
+    """Start the call under the task's timeout: an async task as a coroutine on this loop (the
+    asyncio.Task is returned, to be cancelled on a forced stop), a sync one on `threads`.
+
+    `done` is called exactly once. A sync task that overruns its timeout is settled as timed
+    out at once; its thread cannot be stopped, and its late result is dropped.
+    """
+    if call.task.is_async:
+        return asyncio.create_task(_run_coroutine(call, delivery, done))
+    _start_in_thread(call, delivery, threads, done)
+    return None
+
+
+async def _run_coroutine(call: Call, delivery: Delivery, done: Done) -> None:
     try:
-        value = await _call(call, threads)
+        value = await _timed(call)
     except asyncio.CancelledError:
+        done(None)
         raise
     except Exception as exc:
+        done(conclude(call.task, delivery, error=exc))
+    else:
+        done(conclude(call.task, delivery, value))
+
+
+async def _timed(call: Call) -> Any:
+    task = call.task
+    if task.timeout is None:
+        return await task.fn(*call.args, **call.kwargs)
+    try:
+        async with asyncio.timeout(task.timeout):
+            return await task.fn(*call.args, **call.kwargs)
+    except TimeoutError:
+        raise timeout_error(task) from None
+
+
+def _start_in_thread(call: Call, delivery: Delivery, threads: ThreadRunner, done: Done) -> None:
+    # No coroutine per sync task: the thread's completion callback (or the timer) concludes it.
+    finished = False
+
+    def conclude_once(value: Any, error: BaseException | None) -> None:
+        nonlocal finished
+        if finished:  # the timeout concluded it already; the late result is dropped
+            return
+        finished = True
+        if timer is not None:
+            timer.cancel()
+        done(conclude(call.task, delivery, value, error))
+
+    timeout, timer = call.task.timeout, None
+    if timeout is not None:
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(timeout, conclude_once, None, timeout_error(call.task))
+    threads.submit(call.task.fn, call.args, call.kwargs, conclude_once)
+
+
+def run_here(call: Call, delivery: Delivery) -> Settlement:
+    """Make a sync call on this thread, untimed: for a thread that already belongs to the
+    delivery (the worker chains untimed sync tasks on one thread)."""
+    try:
+        value = call.task.fn(*call.args, **call.kwargs)
+    except BaseException as exc:  # SystemExit from a sync task fails it, as on a pool thread
         return conclude(call.task, delivery, error=exc)
     return conclude(call.task, delivery, value)
 
@@ -99,21 +165,46 @@ async def execute(
     delivery: Delivery,
     *,
     threads: ThreadRunner | None = None,
-) -> Outcome:
-    """Run `delivery` once and say how it ended; never raises except on cancellation."""
+) -> Settlement:
+    """Run `delivery` once and say how it ended; never raises except on cancellation.
+
+    Sync tasks run on `threads` (a pool of their own when None).
+    """
     plan = prepare(tasks, delivery)
-    return plan if isinstance(plan, Outcome) else await run(plan, delivery, threads)
+    if isinstance(plan, Settlement):
+        return plan
+    own = threads is None
+    pool = ThreadRunner() if threads is None else threads
+    ended: asyncio.Future[Settlement | None] = asyncio.get_running_loop().create_future()
+
+    def done(settlement: Settlement | None) -> None:
+        if not ended.done():
+            ended.set_result(settlement)
+
+    coroutine = start(plan, delivery, pool, done)
+    try:
+        settlement = await ended
+    except asyncio.CancelledError:
+        if coroutine is not None:
+            coroutine.cancel()
+        raise
+    finally:
+        if own:
+            pool.shutdown()
+    if settlement is None:  # its coroutine was cancelled from outside
+        raise asyncio.CancelledError
+    return settlement
 
 
 def timeout_error(task: Task[Any, Any]) -> TaskTimeout:
     return TaskTimeout(f"attempt exceeded {task.timeout}s")
 
 
-def _failure(task: Task[Any, Any], delivery: Delivery, exc: BaseException) -> Outcome:
-    error = describe(exc)
+def _failure(task: Task[Any, Any], delivery: Delivery, exc: BaseException) -> Settlement:
+    error = error_text(exc)
     if delivery.attempt >= task.max_attempts:
         logger.error("task %s (%s) failed its last attempt", delivery.id, task.name, exc_info=exc)
-        return Outcome(delivery, TaskState.DEAD, error=error)
+        return Settlement(delivery, TaskState.DEAD, error=error)
     delay = retry_delay(task.backoff, delivery.attempt)
     logger.warning(
         "task %s (%s) attempt %d failed, retrying in %.1fs",
@@ -123,26 +214,7 @@ def _failure(task: Task[Any, Any], delivery: Delivery, exc: BaseException) -> Ou
         delay,
         exc_info=exc,
     )
-    return Outcome(delivery, TaskState.RETRYING, error=error, run_at=time.time() + delay)
-
-
-async def _call(call: Call, threads: ThreadRunner | None) -> Any:
-    task = call.task
-    if task.is_async:
-        pending: Awaitable[Any] = task.fn(*call.args, **call.kwargs)
-    elif threads is not None:
-        pending = threads.run(task.fn, *call.args, **call.kwargs)
-    else:
-        # contextvars set by the caller (request ids, logging) reach the thread.
-        pending = asyncio.to_thread(task.fn, *call.args, **call.kwargs)
-    if task.timeout is None:
-        return await pending
-    try:
-        async with asyncio.timeout(task.timeout):
-            return await pending
-    except TimeoutError:
-        # A thread cannot be stopped: a sync task keeps its thread until it returns.
-        raise timeout_error(task) from None
+    return Settlement(delivery, TaskState.RETRYING, error=error, run_at=time.time() + delay)
 
 
 class LeaseKeeper:
@@ -152,18 +224,23 @@ class LeaseKeeper:
         self._backend = backend
         self._lease = lease
         self._running: set[Delivery] = set()
+        self._lock = threading.Lock()  # a worker's task thread adds and discards too
 
     def add(self, delivery: Delivery) -> None:
-        self._running.add(delivery)
+        with self._lock:
+            self._running.add(delivery)
 
     def discard(self, delivery: Delivery) -> None:
-        self._running.discard(delivery)
+        with self._lock:
+            self._running.discard(delivery)
 
     async def run(self) -> None:
         """Renew every third of the lease until cancelled."""
         while True:
             await asyncio.sleep(self._lease / 3)
-            await self.renew(list(self._running))
+            with self._lock:
+                running = list(self._running)
+            await self.renew(running)
 
     async def renew(self, deliveries: Sequence[Delivery]) -> None:
         if not deliveries:

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .executor import LeaseKeeper, execute
-from .models import Delivery, Outcome
+from .models import Delivery, Settlement
 from .queue import TaskQueue, registered_queues
 from .schedule import fire, fire_due
 from .sqs import MESSAGE_ATTRIBUTE, SQSBackend
@@ -119,20 +119,20 @@ async def _consume(queue: TaskQueue, records: list[dict[str, Any]]) -> list[str]
     deliveries = [d for d in accepted if d is not None]
     if not deliveries:
         return failures
-    outcomes = await _run_all(queue, deliveries)
-    settled = await asyncio.gather(*(_settle(queue, outcome) for outcome in outcomes))
-    for outcome, consumed in zip(outcomes, settled, strict=True):
+    settlements = await _run_all(queue, deliveries)
+    settled = await asyncio.gather(*(_settle(queue, settlement) for settlement in settlements))
+    for settlement, consumed in zip(settlements, settled, strict=True):
         if not consumed:  # Lambda will deliver it again: a retry, or one for the redrive
-            failures.append(outcome.delivery.message_id or "")
+            failures.append(settlement.delivery.message_id or "")
     return failures
 
 
-async def _settle(queue: TaskQueue, outcome: Outcome) -> bool:
+async def _settle(queue: TaskQueue, settlement: Settlement) -> bool:
     # One at a time per thread, all at once: each is a few round trips to AWS.
     try:
-        [consumed] = await queue.async_backend.settle([outcome])
+        [consumed] = await queue.async_backend.settle([settlement])
     except Exception:
-        logger.exception("could not settle task %s", outcome.delivery.id)
+        logger.exception("could not settle task %s", settlement.delivery.id)
         return False
     return consumed
 
@@ -155,12 +155,12 @@ async def _accept(queue: TaskQueue, record: dict[str, Any]) -> Delivery | None:
         return None
 
 
-async def _run_all(queue: TaskQueue, deliveries: list[Delivery]) -> list[Outcome]:
+async def _run_all(queue: TaskQueue, deliveries: list[Delivery]) -> list[Settlement]:
     keeper = LeaseKeeper(queue.async_backend, queue.visibility_timeout)
     threads = ThreadRunner()
     slots = asyncio.Semaphore(CONCURRENCY)
 
-    async def run(delivery: Delivery) -> Outcome:
+    async def run(delivery: Delivery) -> Settlement:
         try:
             async with slots:
                 return await execute(queue.tasks, delivery, threads=threads)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .backend import Listeners
 from .codec import dump_payload, load_payload
-from .models import PENDING_STATES, Delivery, Job, Outcome, TaskState, TaskStatus, new_task_id
+from .models import PENDING_STATES, Delivery, Job, Settlement, TaskState, TaskStatus, new_task_id
 
 
 @dataclass(slots=True)
@@ -98,8 +98,10 @@ class MemoryBackend:
                 claimed.append(self._delivery(record, token))
         return claimed
 
-    def exchange(self, outcomes: Sequence[Outcome], limit: int, lease: float) -> list[Delivery]:
-        self.settle(outcomes)
+    def exchange(
+        self, settlements: Sequence[Settlement], limit: int, lease: float
+    ) -> list[Delivery]:
+        self.settle(settlements)
         return self.claim(limit, lease) if limit else []
 
     @staticmethod
@@ -115,26 +117,26 @@ class MemoryBackend:
                 if record is not None:
                     record.lease_until = until
 
-    def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
+    def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
         now = time.time()
         with self._lock:
-            for outcome in outcomes:
-                record = self._owned(outcome.delivery) if outcome.write else None
+            for settlement in settlements:
+                record = self._owned(settlement.delivery) if settlement.write else None
                 if record is None:
                     continue
                 record.state, record.result, record.error = (
-                    outcome.state,
-                    outcome.result,
-                    outcome.error,
+                    settlement.state,
+                    settlement.result,
+                    settlement.error,
                 )
                 record.lease = record.lease_until = None
-                if not outcome.counted:
+                if not settlement.counted:
                     record.attempts -= 1
-                if outcome.state.is_final:
+                if settlement.state.is_final:
                     record.finished_at = now
                 else:
-                    self._requeue(record, outcome.run_at or now)
-        return [True] * len(outcomes)
+                    self._requeue(record, settlement.run_at or now)
+        return [True] * len(settlements)
 
     def maintain(self) -> None:
         now = time.time()

@@ -1,4 +1,6 @@
-"""The data that moves through the queue: states, status snapshots, jobs, deliveries, outcomes."""
+"""The data that moves through the queue: states, status snapshots, jobs, deliveries and
+how each delivery ended (settlements).
+"""
 
 from __future__ import annotations
 
@@ -241,8 +243,10 @@ class Delivery:
 
 
 @dataclass(slots=True)
-class Outcome:
-    """What happened to a delivery, to be written back by `Backend.settle`.
+class Settlement:
+    """How a delivery ended, to be written back by `Backend.settle`.
+
+    (Named apart from `holdfast.outcome.Outcome`, the core's result of one invocation.)
 
     `result` is JSON text. `write` is False when the status must stay untouched (a duplicate
     of a finished task, or a message released until its delay is over). `counted` is False
@@ -257,3 +261,8 @@ class Outcome:
     run_at: float | None = None
     write: bool = True
     counted: bool = True
+
+
+#: The former name, kept only while backends written against it (Azure Queue Storage) land;
+#: new code says `Settlement`.
+Outcome = Settlement

@@ -229,9 +229,14 @@ class TaskQueue:
         When the task is registered here its signature and type hints validate the
         arguments; otherwise they only have to be JSON (the worker validates them).
         """
-        job = self._job(task_name, args, kwargs, idempotency_key, delay)
-        task_id, created = await self.async_backend.enqueue(job)
-        return TaskHandle(self, task_id, created)
+        return await self.async_backend.call(
+            self.enqueue_sync,
+            task_name,
+            args,
+            kwargs,
+            idempotency_key=idempotency_key,
+            delay=delay,
+        )
 
     def enqueue_sync(
         self,
@@ -242,7 +247,8 @@ class TaskQueue:
         idempotency_key: str | None = None,
         delay: float | timedelta | None = None,
     ) -> TaskHandle:
-        """`enqueue` for synchronous code."""
+        """`enqueue` for synchronous code (the one implementation; `enqueue` runs it off the
+        event loop when the backend does network I/O)."""
         job = self._job(task_name, args, kwargs, idempotency_key, delay)
         task_id, created = self.backend.enqueue(job)
         return TaskHandle(self, task_id, created)
@@ -263,8 +269,8 @@ class TaskQueue:
         if task is not None:
             json_args, json_kwargs = task.codec.encode(tuple(args), dict(kwargs or {}))
         else:
-            json_args = check_json(list(args), "args")
-            json_kwargs = check_json(dict(kwargs or {}), "kwargs")
+            json_args = check_json(list(args), "args", outer=1)
+            json_kwargs = check_json(dict(kwargs or {}), "kwargs", outer=1)
         now = time.time()
         return Job(
             queue=self.name,
@@ -280,7 +286,7 @@ class TaskQueue:
 
     async def status(self, task_id: str) -> TaskStatus | None:
         """The status of a task of this queue, or None if unknown."""
-        return await self.async_backend.get(task_id)
+        return await self.async_backend.call(self.status_sync, task_id)
 
     def status_sync(self, task_id: str) -> TaskStatus | None:
         """`status` for synchronous code."""
@@ -294,8 +300,7 @@ class TaskQueue:
         limit: int = 50,
     ) -> builtins.list[TaskStatus]:
         """Statuses newest first, filtered by state and task name."""
-        state = None if state is None else TaskState(state)
-        return await self.async_backend.list(state=state, task=task, limit=limit)
+        return await self.async_backend.call(self.list_sync, state=state, task=task, limit=limit)
 
     def list_sync(
         self,
@@ -338,7 +343,7 @@ class TaskQueue:
         return accepted(self, handle, request)
 
     def worker(self, **options: Any) -> Worker:
-        """A `Worker` for this queue (see `holdfast.tasks.worker.Worker` for options)."""
+        """A `Worker` for this queue (see `holdfast.tasks.Worker` for options)."""
         from .worker import Worker
 
         return Worker(self, **options)

@@ -30,8 +30,8 @@ from typing import Any, TypeVar
 
 from .backend import Listeners
 from .codec import dump_payload, load_payload
-from .errors import describe
-from .models import Delivery, Job, Outcome, TaskState, TaskStatus
+from .errors import error_text
+from .models import Delivery, Job, Settlement, TaskState, TaskStatus
 
 logger = logging.getLogger("holdfast.tasks")
 
@@ -310,13 +310,15 @@ class SQLiteBackend:
     def claim(self, limit: int, lease: float) -> list[Delivery]:
         return self.exchange((), limit, lease)
 
-    def exchange(self, outcomes: Sequence[Outcome], limit: int, lease: float) -> list[Delivery]:
-        """`settle(outcomes)` then `claim(limit, lease)`, in one transaction (one commit)."""
+    def exchange(
+        self, settlements: Sequence[Settlement], limit: int, lease: float
+    ) -> list[Delivery]:
+        """`settle(settlements)` then `claim(limit, lease)`, in one transaction (one commit)."""
         now = time.time()
         lease_id = f"{self._lease_prefix}-{next(self._leases)}"
         params = {"queue": self.queue, "now": now, "until": now + lease, "lease": lease_id}
         params["limit"] = limit
-        rows = _settle_rows(outcomes, now)
+        rows = _settle_rows(settlements, now)
 
         def op(conn: sqlite3.Connection) -> tuple[int, list[Any]]:
             if rows:
@@ -338,9 +340,9 @@ class SQLiteBackend:
         if rows:
             self._run(lambda conn: _in_transaction(conn, _EXTEND, rows))
 
-    def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        self.exchange(outcomes, 0, 0.0)
-        return [True] * len(outcomes)
+    def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
+        self.exchange(settlements, 0, 0.0)
+        return [True] * len(settlements)
 
     def maintain(self) -> None:
         self._recover()
@@ -437,7 +439,7 @@ def _in_transaction(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ..
         return conn.executemany(sql, rows).rowcount
 
 
-def _settle_rows(outcomes: Sequence[Outcome], now: float) -> list[tuple[Any, ...]]:
+def _settle_rows(settlements: Sequence[Settlement], now: float) -> list[tuple[Any, ...]]:
     return [
         (
             o.state.value,
@@ -448,7 +450,7 @@ def _settle_rows(outcomes: Sequence[Outcome], now: float) -> list[tuple[Any, ...
             0 if o.counted else 1,
             *o.delivery.token,
         )
-        for o in outcomes
+        for o in settlements
         if o.write
     ]
 
@@ -456,7 +458,7 @@ def _settle_rows(outcomes: Sequence[Outcome], now: float) -> list[tuple[Any, ...
 def _warn_lost(count: int) -> None:
     if count > 0:
         # Another worker re-claimed them after their lease ran out: its result wins.
-        logger.warning("%d outcome(s) dropped: lease lost", count)
+        logger.warning("%d settlement(s) dropped: lease lost", count)
 
 
 def _task_id(seq: int, token: Any) -> str:
@@ -507,6 +509,6 @@ def _delivery(row: Sequence[Any], lease_id: str) -> Delivery:
             raise TypeError(f"a payload must be text, not {type(payload).__name__}")
         args, kwargs = load_payload(payload.decode())
     except Exception as exc:  # RecursionError, MemoryError, UnicodeDecodeError, ValueError...
-        error = f"CorruptRecord: payload: {describe(exc)}"
+        error = f"CorruptRecord: payload: {error_text(exc)}"
         return Delivery(task_id, task, [], {}, attempt, lease, error=error)
     return Delivery(task_id, task, args, kwargs, attempt, lease)

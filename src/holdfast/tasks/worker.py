@@ -1,9 +1,11 @@
-"""The local worker: claims due tasks, runs them concurrently, records their outcomes.
+"""The local worker: claims due tasks, runs them concurrently, records their settlements.
 
 Async tasks run as coroutines on the worker's event loop, sync ones on its threads. Claims
 use short adaptive polling, and a producer in the same process wakes the worker at once. On
-SQLite the outcomes of finished tasks are written in the same transaction that claims the
-next ones; remote backends settle on a loop of their own. The leases of running tasks are
+SQLite the settlements of finished tasks are written in the same transaction that claims the
+next ones (at concurrency 1 an untimed sync task does that itself, from its thread, and runs
+the next such task there: no thread hop per task); remote backends settle on a loop of their
+own. The leases of running tasks are
 renewed every third of the visibility timeout. `stop()` lets running tasks finish;
 `stop(force=True)` abandons them, and their leases lapse so another worker runs them again.
 """
@@ -11,13 +13,15 @@ renewed every third of the visibility timeout. `stop()` lets running tasks finis
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
 
-from .executor import Call, LeaseKeeper, conclude, prepare, run, timeout_error
-from .models import Delivery, Outcome
+from .executor import Call, LeaseKeeper, prepare, run_here, start
+from .models import Delivery, Settlement
 from .schedule import Scheduler
 from .threads import ThreadRunner
 
@@ -55,7 +59,7 @@ class Worker:
         self.scheduler = scheduler
         self._active = 0  # deliveries started and not finished
         self._coroutines: set[asyncio.Task[None]] = set()
-        self._outcomes: list[Outcome] = []
+        self._settlements: list[Settlement] = []
         self._stopping = self._forced = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Future[None] | None = None
@@ -65,9 +69,12 @@ class Worker:
         self._backend = queue.async_backend
         self._keeper = LeaseKeeper(self._backend, queue.visibility_timeout)
         self._threads = ThreadRunner()  # a fresh pool per run()
-        # Local backends record outcomes and claim more in one transaction; remote ones
+        # Local backends record settlements and claim more in one transaction; remote ones
         # settle on their own loop, so that a long poll never holds results back.
-        self._exchange = not queue.backend.blocking
+        self._local = not queue.backend.blocking
+        # One slot: its sync tasks chain on their thread. Several: the loop settles many at
+        # once in one transaction, cheaper than each thread committing its own.
+        self._chain_sync = self._local and concurrency == 1
 
     # -- control ----------------------------------------------------------------------------
 
@@ -141,7 +148,7 @@ class Worker:
                 delay = _MIN_POLL
                 continue
             if burst and not self._active:
-                if not self._outcomes and not self._settle_lock.locked():
+                if not self._settlements and not self._settle_lock.locked():
                     return
                 await self._flush()  # a retry may become due once it is recorded
                 continue
@@ -151,12 +158,12 @@ class Worker:
 
     async def _claim(self, limit: int) -> list[Delivery] | None:
         lease = self.queue.visibility_timeout
-        if not self._exchange:
+        if not self._local:
             return await self._guard(self._backend.claim(limit, lease), None)
-        batch, self._outcomes = self._outcomes, []
+        batch, self._settlements = self._settlements, []
         found = await self._guard(self._backend.exchange(batch, limit, lease), None)
         if found is None:
-            self._outcomes[:0] = batch  # rolled back: record them next time
+            self._settlements[:0] = batch  # rolled back: record them next time
         return found
 
     async def _guard(self, call: Awaitable[_T], default: _T) -> _T:
@@ -184,50 +191,59 @@ class Worker:
         self._active += 1
         self._idle.clear()
         plan = prepare(self.queue.tasks, delivery)
-        if isinstance(plan, Outcome):
+        if isinstance(plan, Settlement):
             self._finish(delivery, plan)
             return
         self._keeper.add(delivery)
-        if plan.task.is_async:
-            coroutine = asyncio.create_task(self._run_coroutine(delivery, plan))
+        if self._chain_sync and _chainable(plan):
+            self._threads.submit(self._chain, (plan, delivery), {}, self._chain_ended)
+            return
+        coroutine = start(plan, delivery, self._threads, functools.partial(self._finish, delivery))
+        if coroutine is not None:
             self._coroutines.add(coroutine)
             coroutine.add_done_callback(self._coroutines.discard)
-        else:
-            self._run_in_thread(delivery, plan)
 
-    async def _run_coroutine(self, delivery: Delivery, call: Call) -> None:
-        try:
-            outcome = await run(call, delivery)
-        except asyncio.CancelledError:
-            self._finish(delivery, None)  # abandoned: its lease lapses, it runs again
-            raise
-        self._finish(delivery, outcome)
+    def _chain(self, call: Call, delivery: Delivery) -> _ChainEnd:
+        """On a task thread: run untimed sync tasks back to back, each settled and the next
+        claimed in one transaction from this thread, as long as the next is of the same kind.
 
-    def _run_in_thread(self, delivery: Delivery, call: Call) -> None:
-        # No coroutine per sync task: the thread's completion callback concludes it.
-        finished = False
+        The slot stays taken throughout, so concurrency holds; the event loop hears only of
+        the chain's end. Each settlement is recorded (and the next attempt counted) before the
+        next task runs, exactly as on the loop: a crash loses nothing more.
+        """
+        backend, lease = self.queue.backend, self.queue.visibility_timeout
+        while True:
+            settlement = run_here(call, delivery)
+            if self._stopping:
+                return _ChainEnd(delivery, settlement)
+            try:
+                claimed = backend.exchange([settlement], 1, lease)
+            except Exception:
+                logger.exception("task backend call failed; retrying")
+                return _ChainEnd(delivery, settlement)  # the loop records it
+            self._keeper.discard(delivery)
+            plan = prepare(self.queue.tasks, claimed[0]) if claimed else None
+            if not isinstance(plan, Call) or not _chainable(plan):
+                return _ChainEnd(delivery, None, claimed)
+            call, delivery = plan, claimed[0]
+            self._keeper.add(delivery)
 
-        def done(value: Any, error: BaseException | None) -> None:
-            nonlocal finished
-            if finished:  # the timeout concluded it already; the late result is dropped
-                return
-            finished = True
-            if timer is not None:
-                timer.cancel()
-            self._finish(delivery, conclude(call.task, delivery, value, error))
+    def _chain_ended(self, end: _ChainEnd | None, error: BaseException | None) -> None:
+        if end is None:  # a bug of the chain itself: the lease lapses and the task runs again
+            logger.error("a task thread failed", exc_info=error)
+            return
+        self._finish(end.delivery, end.settlement)
+        for delivery in end.claimed:
+            self._start(delivery)
 
-        timeout, timer = call.task.timeout, None
-        if timeout is not None:
-            loop = asyncio.get_running_loop()
-            timer = loop.call_later(timeout, done, None, timeout_error(call.task))
-        self._threads.submit(call.task.fn, call.args, call.kwargs, done)
-
-    def _finish(self, delivery: Delivery, outcome: Outcome | None) -> None:
+    def _finish(self, delivery: Delivery, settlement: Settlement | None) -> None:
+        """`delivery` has ended; `settlement` is to be recorded (None: recorded already, or
+        abandoned)."""
         self._keeper.discard(delivery)
         self._active -= 1
-        if outcome is not None:
-            self._outcomes.append(outcome)
-            if not self._exchange or self._stopping:
+        if settlement is not None:
+            self._settlements.append(settlement)
+            if not self._local or self._stopping:
                 self._settle_wake.set()
         if not self._active:
             self._idle.set()
@@ -243,19 +259,34 @@ class Worker:
 
     async def _flush(self) -> None:
         async with self._settle_lock:
-            while self._outcomes:
+            while self._settlements:
                 # Everything that finished since the last write goes in one transaction.
-                batch, self._outcomes = self._outcomes, []
+                batch, self._settlements = self._settlements, []
                 try:
                     await self._backend.settle(batch)
                 except Exception:
                     # Not recorded: the leases lapse and the tasks run again (at least once).
-                    logger.exception("could not record %d outcome(s)", len(batch))
+                    logger.exception("could not record %d settlement(s)", len(batch))
 
     async def _drain(self) -> None:
         if self._active and not self._forced:
             await self._idle.wait()
         await asyncio.gather(*self._coroutines, return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _ChainEnd:
+    """How a chain of sync tasks on a thread ended: its last delivery (with the settlement
+    still to record, or None), and deliveries claimed that the loop must start."""
+
+    delivery: Delivery
+    settlement: Settlement | None
+    claimed: list[Delivery] = field(default_factory=list)
+
+
+def _chainable(call: Call) -> bool:
+    # A timed task needs the loop's timer; an async one the loop itself.
+    return not call.task.is_async and call.task.timeout is None
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

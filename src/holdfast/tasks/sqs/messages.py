@@ -1,0 +1,83 @@
+"""The task message on SQS: its JSON body, its message attribute and the service's limits.
+
+A body is `{"holdfast": 1, "queue", "task", "id", "args", "kwargs", "run_at"}`; the
+`holdfast-queue` message attribute names the holdfast queue (several may share an SQS queue).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import InvalidArguments, error_text
+from ..models import Job
+
+#: SQS limits: DelaySeconds <= 15 minutes, visibility timeout <= 12 hours.
+MAX_DELAY = 900
+MAX_VISIBILITY = 43200
+#: The largest SQS message (body and attributes), 1 MiB since August 2025.
+MAX_MESSAGE_BYTES = 1024 * 1024
+MESSAGE_ATTRIBUTE = "holdfast-queue"
+
+
+def encode_message(queue: str, task_id: str, job: Job) -> str:
+    """The message body of `job`; raises InvalidArguments when SQS would refuse its size."""
+    body = {
+        "holdfast": 1,
+        "queue": queue,
+        "task": job.task,
+        "id": task_id,
+        "args": job.args,
+        "kwargs": job.kwargs,
+        "run_at": job.run_at,
+    }
+    text = json.dumps(body, separators=(",", ":"))
+    # Checked before anything is stored: SQS would refuse it after the status was written.
+    size = len(text.encode()) + len(MESSAGE_ATTRIBUTE) + len("String") + len(queue)
+    if size > MAX_MESSAGE_BYTES:
+        raise InvalidArguments(
+            f"the task message would be {size} bytes; SQS takes at most {MAX_MESSAGE_BYTES}"
+            " (pass a reference to large data, not the data)"
+        )
+    return text
+
+
+def message_attributes(queue: str) -> dict[str, Any]:
+    return {MESSAGE_ATTRIBUTE: {"DataType": "String", "StringValue": queue}}
+
+
+def parse_message(body: str) -> dict[str, Any]:
+    """The fields of a holdfast message body; raises ValueError for anything else."""
+    try:
+        message = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"not JSON ({error_text(exc)})") from None
+    if not isinstance(message, dict) or message.get("holdfast") != 1:
+        raise ValueError("not a holdfast task message")
+    if not isinstance(message.get("id"), str) or not isinstance(message.get("task"), str):
+        raise ValueError("id and task must be strings")
+    if not isinstance(message.get("args"), list) or not isinstance(message.get("kwargs"), dict):
+        raise ValueError("args must be a list and kwargs an object")
+    return message
+
+
+def delay_seconds(seconds: float) -> int:
+    """An SQS DelaySeconds for a wait of `seconds` (a longer one is caught up on receipt)."""
+    return max(0, min(MAX_DELAY, math.ceil(seconds)))
+
+
+def visibility(seconds: float) -> int:
+    """An SQS VisibilityTimeout for `seconds`."""
+    return max(0, min(math.ceil(seconds), MAX_VISIBILITY))
+
+
+def region_of(queue_url: str) -> str | None:
+    """The AWS region in an SQS queue URL, if it names one."""
+    host = urlsplit(queue_url).hostname or ""
+    parts = host.split(".")
+    # sqs.<region>.amazonaws.com (or <region>.queue.amazonaws.com, the legacy form)
+    if len(parts) >= 4 and parts[-2] == "amazonaws":
+        return parts[1] if parts[0] == "sqs" else parts[0]
+    return None
