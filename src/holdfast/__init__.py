@@ -20,7 +20,9 @@ __all__ = [
     "LifespanError",
     "Outcome",
     "Streamed",
+    "adopt",
     "after_response",
+    "detach",
     "on_response_sent",
 ]
 
@@ -36,12 +38,15 @@ _EXPORTS = {
     "LifespanError": "holdfast.errors",
     "Outcome": "holdfast.outcome",
     "Streamed": "holdfast.outcome",
+    "adopt": "holdfast.adoption",
     "after_response": "holdfast.pending",
+    "detach": "holdfast.adoption",
     "on_response_sent": "holdfast.pending",
 }
 
 if TYPE_CHECKING:
     from holdfast.adapter import Adapter
+    from holdfast.adoption import adopt, detach
     from holdfast.errors import (
         ASGIProtocolError,
         FunctionError,

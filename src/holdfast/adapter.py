@@ -26,7 +26,7 @@ from asyncio import events
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from holdfast import config, extension, rewrite
+from holdfast import config, extension, rewrite, telemetry
 from holdfast import pending as _pending
 from holdfast._types import ASGIApp, LambdaContext, Receive, Scope, Send
 from holdfast.bridge import AppEnded, BufferedSink, Exchange, StreamSink
@@ -85,6 +85,8 @@ class Adapter:
         compression: bool | None = None,
         authorization_source: str | None = None,
         pass_through_path: str | None = None,
+        adopt_tasks: bool | None = None,
+        flush_telemetry: bool | None = None,
     ) -> None:
         #: The app as it was given (an ASGI app, or the WSGI app passed as ``app`` or ``wsgi``).
         self.given: Any = app if app is not None else wsgi
@@ -102,9 +104,15 @@ class Adapter:
         self.exclude_headers = frozenset(name.lower().encode() for name in exclude_headers or ())
         #: Seconds kept free before the invocation deadline when draining after-response work.
         self.drain_margin = drain_margin
+        #: Whether asyncio tasks the app's code starts during a request are waited for after
+        #: the response (holdfast.adoption).
+        self.adopt_tasks = config.flag("ADOPT_TASKS", adopt_tasks, default=True)
+        #: Whether the buffers of the telemetry libraries in use are flushed after every
+        #: invocation (holdfast.telemetry).
+        self.flush_telemetry = config.flag("FLUSH_TELEMETRY", flush_telemetry, default=True)
         self.engine = Engine()
         self.lifespan = Lifespan(self.app, lifespan)
-        self.counts = {"drained": 0, "failed": 0, "spilled": 0, "cancelled": 0}
+        self.counts = {"drained": 0, "failed": 0, "spilled": 0, "cancelled": 0, "overrun": 0}
         #: Set by a host that drains invocations itself (the after-response extension): the sync
         #: handler hands each invocation to it once the response is ready.
         self.host: Callable[[Invocation], None] | None = None
@@ -238,6 +246,7 @@ class Adapter:
         self.counts["failed"] += report.failed
         self.counts["spilled"] += report.spilled
         self.counts["cancelled"] += len(report.cancelled)
+        self.counts["overrun"] += len(report.overrun)
 
     async def shutdown(self, timeout: float | None = None) -> None:
         """Run lifespan shutdown (hosts call this when the environment ends)."""
@@ -286,7 +295,14 @@ class Invocation:
         self.context = context
         self.kind = dispatch(event, adapter._codecs)
         self.request_id = _request_id(event, context)
-        self.pending = PendingWork(self.request_id, adapter.engine.loop)
+        self.pending = PendingWork(
+            self.request_id,
+            adapter.engine.loop,
+            adopts=adapter.adopt_tasks,
+            margin=adapter.drain_margin,
+        )
+        if adapter.flush_telemetry:
+            telemetry.flush_in_use(self.pending)
         #: The app's (or the event handler's) task; ``None`` when the answer needed none.
         self.task: asyncio.Task[Any] | None = None
         self._streaming = streaming

@@ -22,6 +22,7 @@ from typing import Any
 logger = logging.getLogger("holdfast")
 
 __all__ = [
+    "CURRENT",
     "DEFAULT_DRAIN_MARGIN",
     "DrainReport",
     "PendingWork",
@@ -37,6 +38,8 @@ __all__ = [
 _current: contextvars.ContextVar[PendingWork | None] = contextvars.ContextVar(
     "holdfast_pending_work", default=None
 )
+#: The context variable holding the invocation's pending work (for :mod:`holdfast.adoption`).
+CURRENT = _current
 
 
 @dataclass(slots=True)
@@ -47,6 +50,9 @@ class DrainReport:
     failed: int = 0
     spilled: int = 0
     cancelled: list[str] = field(default_factory=list)
+    #: Work in threads still running at the deadline: a thread cannot be cancelled, so it runs
+    #: on past its invocation (named in the log).
+    overrun: list[str] = field(default_factory=list)
 
 
 class WorkHandle:
@@ -56,7 +62,16 @@ class WorkHandle:
     deadline cuts it off; ``spilled_as`` then holds the queued task's handle.
     """
 
-    __slots__ = ("_start", "description", "failure", "future", "spill", "spilled_as")
+    __slots__ = (
+        "_start",
+        "description",
+        "detached",
+        "failure",
+        "future",
+        "in_thread",
+        "spill",
+        "spilled_as",
+    )
 
     def __init__(
         self,
@@ -72,6 +87,11 @@ class WorkHandle:
         self.future: asyncio.Future[Any] | None = None
         self.spill = spill
         self.spilled_as: Any = None
+        #: Runs in a thread (cannot be cancelled: past the deadline it is an overrun).
+        self.in_thread = False
+        #: Taken out of the invocation's work (:func:`holdfast.detach`): neither waited for
+        #: nor cancelled.
+        self.detached = False
 
     @property
     def started(self) -> bool:
@@ -90,14 +110,32 @@ class WorkHandle:
 
 
 class PendingWork:
-    """The after-response work of one invocation."""
+    """The after-response work of one invocation.
 
-    def __init__(self, request_id: str, loop: asyncio.AbstractEventLoop) -> None:
+    ``adopts``: whether asyncio tasks the app's code creates while the invocation is handled
+    join it (:mod:`holdfast.adoption`). ``margin``: what the drain's timeout keeps free before
+    the invocation's real deadline (:func:`drain_budget`); work in a thread, which cannot be
+    cancelled, is waited for into it, until just before that deadline.
+    """
+
+    def __init__(
+        self,
+        request_id: str,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        adopts: bool = True,
+        margin: float | None = None,
+    ) -> None:
         self.request_id = request_id
+        self.adopts = adopts
+        margin = DEFAULT_DRAIN_MARGIN if margin is None else margin
+        self.overrun_grace = max(0.0, margin - _NEXT_SLACK)
         self._loop = loop
         self._handles: list[WorkHandle] = []
         self._final: list[Callable[[], Any]] = []
         self._response_sent = False
+        # Adopted tasks still running, each with its description; ended ones drop out.
+        self._adopted: dict[asyncio.Task[Any], str] = {}
 
     # -- collecting work -------------------------------------------------------------------
     def track(
@@ -110,10 +148,37 @@ class PendingWork:
         self._handles.append(handle)
         return handle
 
+    def adopt(self, task: asyncio.Task[Any], description: str) -> None:
+        """Make a running task part of this work (see :mod:`holdfast.adoption`): if it still
+        runs when the response has gone out, the drain waits for it."""
+        if task.done() or task in self._adopted:
+            return
+        self._adopted[task] = description
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._adopted.pop(task, None)
+
+    def detach(self, task: asyncio.Task[Any]) -> None:
+        """Take ``task`` out of this work: it runs on, neither waited for nor cancelled."""
+        self._adopted.pop(task, None)
+        for handle in self._handles:
+            if handle.future is task:
+                handle.detached = True
+
+    def _take_adopted(self) -> None:
+        """Adopted tasks still running become tracked work (the drain waits for them)."""
+        adopted, self._adopted = self._adopted, {}
+        for task, description in adopted.items():
+            task.remove_done_callback(self._forget)
+            if not task.done():
+                self.track(task, description)
+
     def defer(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> WorkHandle:
         """Run ``fn(*args, **kwargs)`` once the response has been sent."""
         start = functools.partial(self._start, fn, args, kwargs, contextvars.copy_context())
         handle = WorkHandle(_describe(fn), start, _spill_for(fn, args, kwargs))
+        handle.in_thread = not _is_coroutine_function(fn)
         self._handles.append(handle)
         if self._response_sent:
             handle.start()
@@ -145,7 +210,11 @@ class PendingWork:
 
     # -- draining ---------------------------------------------------------------------------
     def __bool__(self) -> bool:
-        return bool(self._final) or any(not handle.done() for handle in self._handles)
+        return (
+            bool(self._final)
+            or any(not handle.done() for handle in self._handles)
+            or any(not task.done() for task in self._adopted)
+        )
 
     async def drain(self, timeout: float | None) -> DrainReport:
         """Wait for every unit of work, at most ``timeout`` seconds; cancel what is left over.
@@ -159,21 +228,45 @@ class PendingWork:
             self.response_sent()
         report = DrainReport()
         settled = 0
-        while settled < len(self._handles):
+        while True:
+            self._take_adopted()
+            if settled >= len(self._handles):
+                break
             batch = self._handles[settled:]
-            futures = [h.future for h in batch if h.future is not None]
+            futures = [h.future for h in batch if h.future is not None and not h.detached]
             if futures:
                 await asyncio.wait(futures, timeout=_remaining(loop, deadline))
+            # Async work is cancelled at the deadline; threads get until the real deadline.
             for handle in batch:
-                await self._settle(handle, report)
+                if not handle.in_thread:
+                    await self._settle(handle, report)
+            await self._wait_for_threads(batch, deadline)
+            for handle in batch:
+                if handle.in_thread:
+                    await self._settle(handle, report)
             settled += len(batch)
             if deadline is not None and loop.time() >= deadline:
                 break
+        self._take_adopted()
         for handle in self._handles[settled:]:
             await self._settle(handle, report)
         self._handles.clear()
         await self._run_final(report, deadline)
         return report
+
+    async def _wait_for_threads(self, batch: list[WorkHandle], deadline: float | None) -> None:
+        """Work in threads cannot be cancelled: past the drain's deadline it is still waited
+        for, until the invocation's real deadline (``overrun_grace`` later), so the environment
+        is not reported idle while it runs."""
+        if deadline is None or self.overrun_grace <= 0:
+            return
+        running = [
+            h.future
+            for h in batch
+            if h.in_thread and h.future is not None and not h.future.done() and not h.detached
+        ]
+        if running:
+            await asyncio.wait(running, timeout=_remaining(self._loop, deadline + self.overrun_grace))
 
     async def _run_final(self, report: DrainReport, deadline: float | None) -> None:
         final, self._final = self._final, []
@@ -189,6 +282,18 @@ class PendingWork:
 
     async def _settle(self, handle: WorkHandle, report: DrainReport) -> None:
         future = handle.future
+        if handle.detached:
+            return
+        if handle.in_thread and future is not None and not future.done():
+            report.overrun.append(handle.description)
+            logger.error(
+                "request %s: after-response work %s is still running in its thread at the "
+                "invocation's deadline (a thread cannot be cancelled): it overruns, and goes on "
+                "when the environment is next thawed",
+                self.request_id,
+                handle.description,
+            )
+            return
         if future is None or not future.done():
             if future is not None:
                 future.cancel()
@@ -198,9 +303,10 @@ class PendingWork:
             report.cancelled.append(handle.description)
             logger.error(
                 "request %s: after-response work %s did not finish before the deadline "
-                "and was cancelled",
+                "and was cancelled%s",
                 self.request_id,
                 handle.description,
+                _DETACH_HINT if handle.description.startswith("task ") else "",
             )
         elif future.cancelled():
             report.cancelled.append(handle.description)
@@ -233,6 +339,12 @@ class PendingWork:
         return True
 
 
+_DETACH_HINT = (
+    " (a task the app started during the request is waited for as its work; one that should"
+    " outlive the request: holdfast.detach(task))"
+)
+
+
 def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
     # Wrappers (holdfast tasks, functools.wraps decorators) and objects with an async __call__
     # return coroutines too: they belong on the loop, not in a thread.
@@ -255,6 +367,9 @@ def _spill_for(
 
 #: Seconds kept free before the invocation deadline when draining: spilling needs a moment.
 DEFAULT_DRAIN_MARGIN = 0.5
+#: Of the margin, what an overrunning thread leaves the host to report the invocation done
+#: before the real deadline.
+_NEXT_SLACK = 0.1
 
 
 def drain_budget(context: Any, margin: float = DEFAULT_DRAIN_MARGIN) -> float | None:

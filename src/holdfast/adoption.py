@@ -1,0 +1,176 @@
+"""Tasks a request starts are part of its after-response work: the rule, and the task factory.
+
+While an invocation is handled, its :class:`~holdfast.pending.PendingWork` is bound in a context
+variable, and every asyncio task created in that context (by the app, its ``BackgroundTasks``,
+after-response work, tasks those create) goes through the loop's task factory installed here.
+
+**The rule.** A task is adopted when the code that asked for it — the first frame outside
+asyncio itself — is the app's own code: not the standard library, not an installed distribution
+(site-packages, or a ``*.dist-info`` beside it, as ``pip install -t`` leaves in a Lambda
+package), not holdfast. ``asyncio.create_task(job())`` in a route is adopted; the keep-alive
+task a websocket client or a connection pool starts lazily during the first request is not (it
+lives as long as the environment and would hold every invocation to its deadline). Both ways can
+be overridden per task: :func:`adopt` and :func:`detach`.
+
+Adopted tasks that end before the response cost nothing more; those still running when the
+response has gone out are waited for by the drain, bounded by the deadline, and cancelled and
+reported with where they began when it cuts them off. Tasks created during init or lifespan
+startup are never adopted: no invocation is bound then. With no invocation bound the factory
+costs one context-variable read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import sysconfig
+from collections.abc import Coroutine, Generator
+from types import FrameType
+from typing import Any
+
+from holdfast import pending as _pending
+
+__all__ = ["adopt", "app_origin", "detach", "install", "is_app_file"]
+
+_ASYNCIO_DIR = os.path.dirname(os.path.realpath(asyncio.__file__)) + os.sep
+_HOLDFAST_ROOT = os.path.dirname(os.path.realpath(__file__))
+# The demo lives inside holdfast's package but is an app like any other.
+_APP_FILES_IN_HOLDFAST = frozenset({os.path.join(_HOLDFAST_ROOT, "demo.py")})
+_LIBRARY_ROOTS = (
+    _HOLDFAST_ROOT,
+    *{
+        os.path.realpath(path)
+        for key, path in sysconfig.get_paths().items()
+        if key in ("stdlib", "platstdlib", "purelib", "platlib")
+    },
+)
+_app_file: dict[str, bool] = {}
+_installed_names: dict[str, frozenset[str]] = {}  # sys.path directory -> its distributions' names
+
+
+def install(loop: asyncio.AbstractEventLoop) -> None:
+    """Create ``loop``'s tasks through the adopting factory (idempotent). A factory the app
+    sets later replaces it, and adoption is then off."""
+    if loop.get_task_factory() is not _create_task:
+        loop.set_task_factory(_create_task)
+
+
+def _create_task(
+    loop: asyncio.AbstractEventLoop,
+    coro: Generator[Any, None, Any] | Coroutine[Any, Any, Any],
+    **options: Any,
+) -> asyncio.Task[Any]:
+    # asyncio.tasks.Task looked up at each call, as the loop does (holdfast dev's probe
+    # replaces it).
+    task: asyncio.Task[Any] = asyncio.tasks.Task(coro, loop=loop, **options)
+    context = options.get("context")
+    work = _pending.current() if context is None else context.get(_pending.CURRENT)
+    if work is not None and work.adopts:
+        origin = app_origin(sys._getframe(1))
+        if origin is not None:
+            work.adopt(task, f"task {_task_name(coro, task)} started at {origin}")
+    return task
+
+
+def app_origin(frame: FrameType | None) -> str | None:
+    """``file:line`` of the frame that asked for a task, skipping asyncio's own frames, when it
+    is the app's own code; ``None`` for a library's (or holdfast's) request."""
+    while frame is not None and frame.f_code.co_filename.startswith(_ASYNCIO_DIR):
+        frame = frame.f_back
+    if frame is None or not is_app_file(frame.f_code.co_filename):
+        return None
+    return f"{os.path.relpath(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+def is_app_file(filename: str) -> bool:
+    """Whether ``filename`` is the app's own code: a real file that belongs to neither the
+    standard library, nor an installed distribution, nor holdfast (its demo excepted)."""
+    known = _app_file.get(filename)
+    if known is None:
+        known = _is_app_file(filename)
+        _app_file[filename] = known
+    return known
+
+
+def _is_app_file(filename: str) -> bool:
+    if not filename.startswith("/"):
+        return False  # <frozen ...>, <string>: generated, never the app's file on disk
+    path = os.path.realpath(filename)
+    if path in _APP_FILES_IN_HOLDFAST:
+        return True
+    if any(path.startswith(root + os.sep) for root in _LIBRARY_ROOTS):
+        return False
+    parts = path.split(os.sep)
+    if "site-packages" in parts or "dist-packages" in parts:
+        return False
+    return not _installed_beside(path)
+
+
+def _installed_beside(path: str) -> bool:
+    """Whether ``path`` belongs to a distribution installed into a plain directory on
+    ``sys.path`` (``pip install -t``: a Lambda package's libraries sit beside the app)."""
+    for entry in sys.path:
+        root = os.path.realpath(entry or ".")
+        if not path.startswith(root + os.sep):
+            continue
+        top = path[len(root) + 1 :].split(os.sep, 1)[0]
+        name = top.removesuffix(".py")
+        if name in _distribution_names(root):
+            return True
+    return False
+
+
+def _distribution_names(root: str) -> frozenset[str]:
+    names = _installed_names.get(root)
+    if names is None:
+        found: set[str] = set()
+        try:
+            entries = os.listdir(root)
+        except OSError:
+            entries = []
+        for entry in entries:
+            if entry.endswith((".dist-info", ".egg-info")):
+                found.update(_top_level(os.path.join(root, entry)))
+        names = _installed_names[root] = frozenset(found)
+    return names
+
+
+def _top_level(info: str) -> set[str]:
+    try:
+        with open(os.path.join(info, "top_level.txt")) as file:
+            return {line.strip() for line in file if line.strip()}
+    except OSError:
+        pass
+    try:
+        with open(os.path.join(info, "RECORD")) as file:
+            tops = {line.split(",", 1)[0].split("/", 1)[0] for line in file}
+    except OSError:
+        return set()
+    return {top.removesuffix(".py") for top in tops if not top.endswith("-info") and top}
+
+
+def _task_name(coro: object, task: asyncio.Task[Any]) -> str:
+    name = getattr(coro, "__qualname__", None)
+    return str(name) if name else task.get_name()
+
+
+def adopt(task: asyncio.Task[Any]) -> asyncio.Task[Any]:
+    """Make ``task`` part of the current invocation's after-response work, whoever created it
+    (a library's task the rule leaves alone); returns it."""
+    work = _pending.current()
+    if work is None:
+        raise RuntimeError("adopt() was called outside a request handled by holdfast")
+    origin = app_origin(sys._getframe(1)) or "an explicit adopt()"
+    work.adopt(task, f"task {_task_name(task.get_coro(), task)} adopted at {origin}")
+    return task
+
+
+def detach(task: asyncio.Task[Any]) -> asyncio.Task[Any]:
+    """Keep ``task`` out of the current invocation's after-response work: a task of the app's
+    that should outlive the request (a listener, a poller) runs on, unwaited and uncancelled;
+    returns it. Outside a request it does nothing."""
+    work = _pending.current()
+    if work is not None:
+        work.detach(task)
+    return task
