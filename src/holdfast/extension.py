@@ -37,6 +37,8 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from holdfast import pending
+
 if TYPE_CHECKING:
     from holdfast.adapter import Adapter, Invocation
     from holdfast.runtime.client import RuntimeClient
@@ -330,6 +332,7 @@ def _shut_down(adapters: list[Adapter], budget: float | None = None) -> None:
     except Exception:
         logger.exception("shutdown failed")
     finally:
+        pending.name_cut_threads("SIGTERM")
         logging.shutdown()
         sys.stdout.flush()
         os._exit(0)

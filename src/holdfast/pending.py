@@ -31,6 +31,7 @@ __all__ = [
     "bind",
     "current",
     "drain_budget",
+    "name_cut_threads",
     "on_response_sent",
     "unbind",
 ]
@@ -194,7 +195,8 @@ class PendingWork:
         if _is_coroutine_function(fn):
             return self._loop.create_task(fn(*args, **kwargs), context=context)
         call = functools.partial(context.run, fn, *args, **kwargs)
-        return self._loop.run_in_executor(None, call)
+        where = f"request {self.request_id}: {_describe(fn)}"
+        return self._loop.run_in_executor(None, _in_thread, call, where)
 
     def finally_(self, fn: Callable[[], Any]) -> None:
         """Run ``fn()`` once all other work has drained: the place for telemetry flushes, which
@@ -217,7 +219,9 @@ class PendingWork:
         )
 
     async def drain(self, timeout: float | None) -> DrainReport:
-        """Wait for every unit of work, at most ``timeout`` seconds; cancel what is left over.
+        """Wait for every unit of work, at most ``timeout`` seconds; cancel the async work left
+        over. Work in a thread cannot be cancelled: it is waited for until just before the real
+        deadline (the margin later), then reported as an *overrun* and left running.
 
         Work may add more work while it runs (``after_response`` inside after-response work):
         that is waited for too. The final callbacks (:meth:`finally_`) run last.
@@ -226,6 +230,29 @@ class PendingWork:
         deadline = None if timeout is None else loop.time() + timeout
         if not self._response_sent:
             self.response_sent()
+        try:
+            return await self._drain(deadline)
+        except asyncio.CancelledError:
+            self._name_cut()
+            raise
+
+    def _name_cut(self) -> None:
+        """The drain itself was cancelled (a shutdown): cancel the async work it was waiting
+        for and name it. (Work in threads runs on: :func:`name_cut_threads` names it.)"""
+        self._take_adopted()
+        for handle in self._handles:
+            future = handle.future
+            if handle.detached or handle.in_thread or future is None or future.done():
+                continue
+            future.cancel()
+            logger.error(
+                "request %s: after-response work %s was cut short by the shutdown",
+                self.request_id,
+                handle.description,
+            )
+
+    async def _drain(self, deadline: float | None) -> DrainReport:
+        loop = self._loop
         report = DrainReport()
         settled = 0
         while True:
@@ -266,7 +293,9 @@ class PendingWork:
             if h.in_thread and h.future is not None and not h.future.done() and not h.detached
         ]
         if running:
-            await asyncio.wait(running, timeout=_remaining(self._loop, deadline + self.overrun_grace))
+            await asyncio.wait(
+                running, timeout=_remaining(self._loop, deadline + self.overrun_grace)
+            )
 
     async def _run_final(self, report: DrainReport, deadline: float | None) -> None:
         final, self._final = self._final, []
@@ -275,6 +304,7 @@ class PendingWork:
                 _describe(fn),
                 functools.partial(self._start, fn, (), {}, contextvars.copy_context()),
             )
+            handle.in_thread = not _is_coroutine_function(fn)
             handle.start()
             assert handle.future is not None
             await asyncio.wait([handle.future], timeout=_remaining(self._loop, deadline))
@@ -288,7 +318,7 @@ class PendingWork:
             report.overrun.append(handle.description)
             logger.error(
                 "request %s: after-response work %s is still running in its thread at the "
-                "invocation's deadline (a thread cannot be cancelled): it overruns, and goes on "
+                "invocation's deadline (a thread cannot be stopped): it overruns, and goes on "
                 "when the environment is next thawed",
                 self.request_id,
                 handle.description,
@@ -345,6 +375,29 @@ _DETACH_HINT = (
 )
 
 
+# Work running in threads now, by a key of its own: what a shutdown must name when it ends the
+# process under it (a thread cannot be cancelled).
+_threads_running: dict[object, str] = {}
+
+
+def _in_thread(call: Callable[[], Any], where: str) -> Any:
+    key = object()
+    _threads_running[key] = where
+    try:
+        return call()
+    finally:
+        del _threads_running[key]
+
+
+def name_cut_threads(why: str) -> bool:
+    """Log the after-response work still running in threads as cut short by ``why`` (the
+    process is about to end under it); whether there was any."""
+    running = list(_threads_running.values())
+    for where in running:
+        logger.error("%s: after-response work still running in its thread is cut: %s", why, where)
+    return bool(running)
+
+
 def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
     # Wrappers (holdfast tasks, functools.wraps decorators) and objects with an async __call__
     # return coroutines too: they belong on the loop, not in a thread.
@@ -369,7 +422,7 @@ def _spill_for(
 DEFAULT_DRAIN_MARGIN = 0.5
 #: Of the margin, what an overrunning thread leaves the host to report the invocation done
 #: before the real deadline.
-_NEXT_SLACK = 0.1
+_NEXT_SLACK = 0.2
 
 
 def drain_budget(context: Any, margin: float = DEFAULT_DRAIN_MARGIN) -> float | None:

@@ -73,3 +73,24 @@ async def fails_after(request: Request) -> dict:
 
 
 handler = holdfast.Adapter(app)
+
+
+def _gated(request_id: str) -> None:
+    # Sync work that runs until the test opens its gate (a file): past any deadline if need be.
+    _record("gated-start", request_id)
+    gate = os.path.join(os.path.dirname(os.environ["HOLDFAST_TEST_RECORD"]), "gate")
+    while not os.path.exists(gate):
+        time.sleep(0.02)
+    _record("gated-done", request_id)
+
+
+@app.get("/gated")
+async def gated(request: Request) -> dict:
+    request_id = request.scope["aws.context"].aws_request_id
+    holdfast.after_response(_gated, request_id)
+    return {"request_id": request_id, "pid": os.getpid()}
+
+
+@app.get("/hello")
+async def hello() -> dict:
+    return {"hello": "world"}

@@ -7,6 +7,8 @@ custom runtime, which posts the response, drains, then asks for the next event.
 
 import http.client
 import json
+import os
+import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -150,3 +152,64 @@ def test_managed_runtime_runs_lifespan_shutdown_at_sigterm(tmp_path):
     finally:
         emulator.close()
     assert record.read_text().startswith("shutdown ")
+
+
+def test_sync_work_past_the_deadline_is_an_overrun_not_a_cancellation(start, capfd):
+    # A thread cannot be cancelled: the work is reported as an overrun, the environment freezes
+    # before the real deadline (no timeout), and the work goes on when it is next thawed.
+    emulator, record = start(timeout=3)
+    status, body, _ = _get(emulator.url, "/gated")
+    emulator.wait_idle(timeout=30)
+    request_id = json.loads(body)["request_id"]
+    first = next(e for e in emulator.freeze_log if e.request_id == request_id)
+    output = capfd.readouterr()
+    lines = [line for line in (output.out + output.err).splitlines() if request_id in line]
+
+    assert status == 200
+    assert first.outcome == "frozen"
+    reported = [line for line in lines if "_gated" in line]
+    assert reported and "overrun" in reported[0], lines
+    assert not any("cancelled" in line for line in reported)
+    assert ("gated-done", request_id) not in _records(record)
+
+    (record.parent / "gate").touch()
+    assert _get(emulator.url, "/hello")[0] == 200
+    emulator.wait_idle(timeout=30)
+    # It ran on in the next invocation's thaw, as the log said it would.
+    assert _records(record)[("gated-done", request_id)] > first.frozen_at
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def _wait_for(predicate, what: str, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit  # only stops a broken test from hanging
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.02)
+
+
+def test_sigterm_during_a_sync_drain_ends_the_process_and_names_the_cut_work(start, capfd):
+    # Lambda Managed Instances (no freeze): the drain is running when SIGTERM comes. The work
+    # would run forever (its gate stays shut): the process must still end on its own, inside
+    # the shutdown budget, naming the work it cut.
+    emulator, record = start(max_concurrency=2)
+    status, body, _ = _get(emulator.url, "/gated")
+    answer = json.loads(body)
+    _wait_for(lambda: ("gated-start", answer["request_id"]) in _records(record), "the work")
+
+    os.killpg(os.getpgid(answer["pid"]), signal.SIGTERM)
+    _wait_for(lambda: not _alive(answer["pid"]), "the process's exit")
+
+    output = capfd.readouterr()
+    cut = [line for line in (output.out + output.err).splitlines() if "is cut" in line]
+    assert status == 200
+    assert cut and answer["request_id"] in cut[0] and "_gated" in cut[0], cut
+    assert ("gated-done", answer["request_id"]) not in _records(record)
+    (record.parent / "gate").touch()

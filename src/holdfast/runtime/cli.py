@@ -9,6 +9,7 @@ usage error, 64/65 for SnapStart hook failures.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -52,7 +53,7 @@ def main(argv: list[str]) -> int:
 
 def _run(spec: str, address: str) -> int:
     # Imported here so `holdfast --help` and usage errors stay cheap.
-    from holdfast import config
+    from holdfast import config, pending
     from holdfast.engine import Engine
     from holdfast.runtime.bootstrap import fail_init, max_concurrency
     from holdfast.runtime.loader import InitError, load
@@ -70,4 +71,9 @@ def _run(spec: str, address: str) -> int:
         snapstart=os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
     )
     engine = target.adapter.engine if target.adapter is not None else Engine()
-    return engine.run(runtime.run())
+    status = engine.run(runtime.run())
+    if pending.name_cut_threads("shutdown"):
+        # The interpreter would join those threads at exit, past the shutdown budget.
+        logging.shutdown()
+        os._exit(status)
+    return status
