@@ -97,8 +97,12 @@ def flush_in_use(work: pending.PendingWork) -> None:
         work.finally_(_OPENTELEMETRY)
     if "ddtrace" in modules and _ddtrace_tracer() is not None:
         work.finally_(ddtrace_flush)
-    if "sentry_sdk" in modules and _sentry_client() is not None:
-        work.finally_(sentry_flush)
+    if "sentry_sdk" in modules:
+        client = _sentry_client()
+        if client is not None:
+            # An async transport (sentry_sdk's AsyncHttpTransport) flushes on the loop.
+            is_async = getattr(client, "_has_async_transport", None)
+            work.finally_(sentry_flush_async if is_async and is_async() else sentry_flush)
 
 
 _OPENTELEMETRY = opentelemetry_flush()
@@ -116,6 +120,13 @@ def sentry_flush(timeout: float = 2.0) -> None:
     client = _sentry_client()
     if client is not None:
         client.flush(timeout=timeout)
+
+
+async def sentry_flush_async(timeout: float = 2.0) -> None:
+    """:func:`sentry_flush` for a client with an async transport."""
+    client = _sentry_client()
+    if client is not None:
+        await client.flush_async(timeout=timeout)
 
 
 def _ddtrace_tracer() -> Any:
