@@ -47,6 +47,9 @@ SETTINGS: dict[str, _Names] = {
     "ENABLE_COMPRESSION": _Names("AWS_LWA_ENABLE_COMPRESSION"),
     "AUTHORIZATION_SOURCE": _Names("AWS_LWA_AUTHORIZATION_SOURCE"),
     "PASS_THROUGH_PATH": _Names("AWS_LWA_PASS_THROUGH_PATH"),
+    # In-process only (no LWA counterpart): what the after-response drain takes in.
+    "ADOPT_TASKS": _Names(),
+    "FLUSH_TELEMETRY": _Names(),
     # Proxy mode (`holdfast proxy`): where the app listens and how to tell it is ready.
     "PORT": _Names("AWS_LWA_PORT", "PORT", legacy_deprecated=False),
     # HOLDFAST_HOST names the process's Lambda host (holdfast run sets it): a different name.

@@ -72,6 +72,32 @@ async def fails_after(request: Request) -> dict:
     return {"ok": True}
 
 
+class AfterResponse:
+    """The pure-ASGI middleware docs/adapter.md shows: it acts after the last body chunk."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/middleware":
+            return await self.app(scope, receive, send)
+
+        async def send_then_act(message) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                await asyncio.sleep(0.2)  # after the response, before the freeze
+                _record("middleware", scope["aws.context"].aws_request_id)
+
+        await self.app(scope, receive, send_then_act)
+
+
+@app.get("/middleware")
+async def middleware(request: Request) -> dict:
+    return {"request_id": request.scope["aws.context"].aws_request_id}
+
+
+app.add_middleware(AfterResponse)
+
 handler = holdfast.Adapter(app)
 
 
@@ -94,3 +120,13 @@ async def gated(request: Request) -> dict:
 @app.get("/hello")
 async def hello() -> dict:
     return {"hello": "world"}
+
+
+@app.get("/when-done/{request_id}")
+async def when_done(request_id: str) -> dict:
+    # Keeps this invocation (the environment thawed) until an earlier one's gated work is done.
+    with open(os.environ["HOLDFAST_TEST_RECORD"]) as record:
+        while f"gated-done {request_id} " not in record.read():
+            await asyncio.sleep(0.02)
+            record.seek(0)
+    return {"done": request_id}

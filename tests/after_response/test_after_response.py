@@ -173,7 +173,7 @@ def test_sync_work_past_the_deadline_is_an_overrun_not_a_cancellation(start, cap
     assert ("gated-done", request_id) not in _records(record)
 
     (record.parent / "gate").touch()
-    assert _get(emulator.url, "/hello")[0] == 200
+    assert _get(emulator.url, f"/when-done/{request_id}")[0] == 200
     emulator.wait_idle(timeout=30)
     # It ran on in the next invocation's thaw, as the log said it would.
     assert _records(record)[("gated-done", request_id)] > first.frozen_at
@@ -213,3 +213,15 @@ def test_sigterm_during_a_sync_drain_ends_the_process_and_names_the_cut_work(sta
     assert cut and answer["request_id"] in cut[0] and "_gated" in cut[0], cut
     assert ("gated-done", answer["request_id"]) not in _records(record)
     (record.parent / "gate").touch()
+
+
+def test_a_pure_asgi_middleware_acts_after_the_response_and_before_the_freeze(start):
+    # docs/adapter.md's alternative to code after `await call_next()`: wrap send, act after the
+    # last body chunk.
+    emulator, record = start()
+    status, body, answered_at = _get(emulator.url, "/middleware")
+    emulator.wait_idle(timeout=30)
+    request_id = json.loads(body)["request_id"]
+    freeze = next(e for e in emulator.freeze_log if e.request_id == request_id)
+    assert status == 200
+    assert answered_at < _records(record)[("middleware", request_id)] < freeze.frozen_at
