@@ -547,7 +547,11 @@ class Invocation:
             if self._app_waits():
                 await asyncio.sleep(0)  # the app's final send returns and runs to its next await
             failed = self._adopt_app_task()
-        report = await self.pending.drain(timeout) if self.pending else DrainReport()
+        if self.pending:
+            report = await self.pending.drain(timeout)
+        else:
+            report = DrainReport()
+            self.pending.name_threads_left()
         report.failed += failed
         self.adapter.record(report)
         return report

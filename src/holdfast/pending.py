@@ -14,10 +14,14 @@ import contextvars
 import functools
 import inspect
 import logging
+import os
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from holdfast.appcode import is_app_file
 
 logger = logging.getLogger("holdfast")
 
@@ -137,6 +141,9 @@ class PendingWork:
         self._response_sent = False
         # Adopted tasks still running, each with its description; ended ones drop out.
         self._adopted: dict[asyncio.Task[Any], str] = {}
+        # The threads alive before the invocation began: any other one alive at its end was
+        # started meanwhile (a thread is never adopted, but it is named).
+        self._threads_before = frozenset(threading._active)  # type: ignore[attr-defined]
 
     # -- collecting work -------------------------------------------------------------------
     def track(
@@ -279,7 +286,30 @@ class PendingWork:
             await self._settle(handle, report)
         self._handles.clear()
         await self._run_final(report, deadline)
+        self.name_threads_left()
         return report
+
+    def name_threads_left(self) -> list[str]:
+        """Log the threads the app's code started during the invocation that still run as it
+        ends: holdfast does not wait for them, so they freeze mid-work. Returns their names."""
+        threads = threading._active  # type: ignore[attr-defined]
+        if threads.keys() <= self._threads_before:
+            return []
+        named = []
+        for ident, thread in list(threads.items()):
+            where = None if ident in self._threads_before else _thread_origin(thread)
+            if where is not None:
+                named.append(thread.name)
+                logger.warning(
+                    "request %s: thread %r (%s) started during the request is still running as "
+                    "the invocation ends: threads are not waited for and freeze with the "
+                    "environment; pass the work to holdfast.after_response(), or await it with "
+                    "loop.run_in_executor()",
+                    self.request_id,
+                    thread.name,
+                    where,
+                )
+        return named
 
     async def _wait_for_threads(self, batch: list[WorkHandle], deadline: float | None) -> None:
         """Work in threads cannot be cancelled: past the drain's deadline it is still waited
@@ -387,6 +417,18 @@ def _in_thread(call: Callable[[], Any], where: str) -> Any:
         return call()
     finally:
         del _threads_running[key]
+
+
+def _thread_origin(thread: threading.Thread) -> str | None:
+    """Where the app's own code a thread runs is (its target, or the ``run`` of a Thread
+    subclass of the app's), as ``file:line in function``; ``None`` for a library's thread."""
+    target = getattr(thread, "_target", None)
+    if target is None and type(thread).run is not threading.Thread.run:
+        target = type(thread).run
+    code = getattr(inspect.unwrap(target), "__code__", None) if target is not None else None
+    if code is None or not is_app_file(code.co_filename):
+        return None
+    return f"{os.path.relpath(code.co_filename)}:{code.co_firstlineno} in {code.co_name}"
 
 
 def name_cut_threads(why: str) -> bool:

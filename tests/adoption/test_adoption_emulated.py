@@ -157,3 +157,18 @@ def test_an_adopted_task_past_the_deadline_is_cancelled_and_named(start, capfd):
     assert "cancelled" in reported[0]
     assert "adopt_apps.py:" in reported[0]
     assert "holdfast.detach" in reported[0]
+
+
+def test_a_thread_the_request_starts_is_named_in_the_log_not_waited_for(start, capfd):
+    emulator, record = start()
+    status, body, _ = get(emulator.url, "/thread?ms=5000")
+    emulator.wait_idle(timeout=30)
+
+    request_id = body["request_id"]
+    assert status == 200
+    assert freeze_of(emulator, request_id).outcome == "frozen"
+    assert ("blocking", request_id) not in records(record)  # frozen mid-work: not waited for
+    output = capfd.readouterr()
+    named = [line for line in (output.out + output.err).splitlines() if "'app-thread'" in line]
+    assert named and request_id in named[0], named
+    assert "adopt_apps.py:" in named[0] and "after_response" in named[0]

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 import holdfast
-from holdfast import adoption
+from holdfast import adoption, appcode
 from holdfast.pending import PendingWork
 
 EVENT = {
@@ -76,28 +76,28 @@ def lambda_package(tmp_path, monkeypatch):
     (info / "RECORD").write_text("lazylib/__init__.py,,\nlazylib-1.0.dist-info/RECORD,,\n")
     (tmp_path / "lambda_app.py").write_text("def here():\n    return 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    adoption._installed_names.clear()
-    adoption._app_file.clear()
+    appcode._installed_names.clear()
+    appcode._app_file.clear()
     yield tmp_path
     sys.modules.pop("lazylib", None)
-    adoption._installed_names.clear()
-    adoption._app_file.clear()
+    appcode._installed_names.clear()
+    appcode._app_file.clear()
 
 
 def test_the_app_s_files_are_its_own_code(lambda_package):
-    assert adoption.is_app_file(__file__)
-    assert adoption.is_app_file(str(lambda_package / "lambda_app.py"))
+    assert appcode.is_app_file(__file__)
+    assert appcode.is_app_file(str(lambda_package / "lambda_app.py"))
 
 
 def test_libraries_the_standard_library_and_holdfast_are_not(lambda_package):
-    assert not adoption.is_app_file(asyncio.__file__)
-    assert not adoption.is_app_file(json.__file__)
-    assert not adoption.is_app_file(pytest.__file__)  # site-packages
-    assert not adoption.is_app_file(adoption.__file__)
-    assert not adoption.is_app_file("<frozen importlib._bootstrap>")
-    assert not adoption.is_app_file("<string>")
+    assert not appcode.is_app_file(asyncio.__file__)
+    assert not appcode.is_app_file(json.__file__)
+    assert not appcode.is_app_file(pytest.__file__)  # site-packages
+    assert not appcode.is_app_file(adoption.__file__)
+    assert not appcode.is_app_file("<frozen importlib._bootstrap>")
+    assert not appcode.is_app_file("<string>")
     # Installed beside the app, as in a Lambda package: its RECORD names it.
-    assert not adoption.is_app_file(str(lambda_package / "lazylib" / "__init__.py"))
+    assert not appcode.is_app_file(str(lambda_package / "lazylib" / "__init__.py"))
 
 
 def test_top_level_txt_names_a_distribution_s_packages_too(tmp_path, monkeypatch):
@@ -107,14 +107,14 @@ def test_top_level_txt_names_a_distribution_s_packages_too(tmp_path, monkeypatch
     info.mkdir()
     (info / "top_level.txt").write_text("vendored\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    adoption._installed_names.clear()
-    assert not adoption._is_app_file(str(tmp_path / "vendored" / "core.py"))
-    assert adoption._is_app_file(str(tmp_path / "mine.py"))
+    appcode._installed_names.clear()
+    assert not appcode._is_app_file(str(tmp_path / "vendored" / "core.py"))
+    assert appcode._is_app_file(str(tmp_path / "mine.py"))
 
 
 def test_holdfast_s_demo_is_an_app(lambda_package):
-    demo = os.path.join(os.path.dirname(adoption.__file__), "demo.py")
-    assert adoption.is_app_file(demo)
+    demo = os.path.join(os.path.dirname(appcode.__file__), "demo.py")
+    assert appcode.is_app_file(demo)
     assert os.path.realpath(sysconfig.get_paths()["purelib"]) != os.path.dirname(demo)
 
 
@@ -325,4 +325,36 @@ def test_sync_work_past_the_real_deadline_is_an_overrun(caplog):
         assert "overruns" in caplog.text and "r-over" in caplog.text
     finally:
         release.set()
+        loop.close()
+
+
+def test_threads_the_app_started_are_named_library_threads_are_not(caplog):
+    loop = asyncio.new_event_loop()
+    stop = threading.Event()
+    before = threading.Thread(target=lambda: stop.wait(), name="before")
+    before.start()
+    work = PendingWork("r-threads", loop)
+
+    def app_worker():
+        stop.wait()
+
+    class AppThread(threading.Thread):
+        def run(self):
+            stop.wait()
+
+    started = [
+        threading.Thread(target=app_worker, name="app-target"),
+        AppThread(name="app-subclass"),
+        threading.Thread(target=stop.wait, name="library-target"),  # threading's own code
+    ]
+    for thread in started:
+        thread.start()
+    try:
+        assert sorted(work.name_threads_left()) == ["app-subclass", "app-target"]
+        assert "r-threads" in caplog.text and "test_adoption_rule.py:" in caplog.text
+    finally:
+        stop.set()
+        for thread in [before, *started]:
+            thread.join()
+        assert PendingWork("r-none", loop).name_threads_left() == []  # all ended
         loop.close()

@@ -8,7 +8,7 @@ Each start and each end is one JSON line appended with a single ``write(2)`` on 
 before the freeze is in the file once the process is stopped, so ``holdfast dev`` reads it
 after the freeze without asking the frozen process anything. Only threads and tasks created
 with a frame of the app's own code on the stack are noted (the rule of
-:func:`holdfast.adoption.is_app_file`: not the standard library's, an installed library's or
+:func:`holdfast.appcode.is_app_file`: not the standard library's, an installed library's or
 holdfast's), so a framework's internal tasks stay out of it.
 """
 
@@ -24,7 +24,7 @@ from collections.abc import Coroutine, Generator
 from types import FrameType
 from typing import Any
 
-from holdfast.adoption import is_app_file
+from holdfast.appcode import is_app_file
 
 PROBE_ENV = "HOLDFAST_DEV_PROBE"
 
