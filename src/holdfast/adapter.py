@@ -298,7 +298,7 @@ class Invocation:
         self.pending = PendingWork(
             self.request_id,
             adapter.engine.loop,
-            adopts=adapter.adopt_tasks,
+            adopts=False,  # the app's own task is not adopted: set once it is created
             margin=adapter.drain_margin,
         )
         if adapter.flush_telemetry:
@@ -389,6 +389,7 @@ class Invocation:
             task: asyncio.Task[Any] = self.adapter.engine.loop.create_task(coro)  # type: ignore[arg-type]
         finally:
             _pending.unbind(token)
+        self.pending.adopts = self.adapter.adopt_tasks  # what the app starts from now on
         self.task = task
         return task
 

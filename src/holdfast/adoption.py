@@ -22,6 +22,7 @@ costs one context-variable read.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sys
 from collections.abc import Coroutine, Generator
@@ -54,20 +55,37 @@ def _create_task(
     context = options.get("context")
     work = _pending.current() if context is None else context.get(_pending.CURRENT)
     if work is not None and work.adopts:
-        origin = app_origin(sys._getframe(1))
-        if origin is not None:
-            work.adopt(task, f"task {_task_name(coro, task)} started at {origin}")
+        frame = _creator(sys._getframe(1))
+        if frame is not None and is_app_file(frame.f_code.co_filename):
+            # Described only if it is still running at the drain (most tasks end before).
+            where = (frame.f_code.co_filename, frame.f_lineno)
+            work.adopt(task, functools.partial(_describe, task, "started", where))
     return task
+
+
+def _creator(frame: FrameType | None) -> FrameType | None:
+    """The frame that asked for a task: the first outside asyncio's own."""
+    while frame is not None and frame.f_code.co_filename.startswith(_ASYNCIO_DIR):
+        frame = frame.f_back
+    return frame
 
 
 def app_origin(frame: FrameType | None) -> str | None:
     """``file:line`` of the frame that asked for a task, skipping asyncio's own frames, when it
     is the app's own code; ``None`` for a library's (or holdfast's) request."""
-    while frame is not None and frame.f_code.co_filename.startswith(_ASYNCIO_DIR):
-        frame = frame.f_back
+    frame = _creator(frame)
     if frame is None or not is_app_file(frame.f_code.co_filename):
         return None
-    return f"{os.path.relpath(frame.f_code.co_filename)}:{frame.f_lineno}"
+    return _where((frame.f_code.co_filename, frame.f_lineno))
+
+
+def _where(where: tuple[str, int]) -> str:
+    return f"{os.path.relpath(where[0])}:{where[1]}"
+
+
+def _describe(task: asyncio.Task[Any], how: str, where: tuple[str, int] | str) -> str:
+    place = where if isinstance(where, str) else _where(where)
+    return f"task {_task_name(task.get_coro(), task)} {how} at {place}"
 
 
 def _task_name(coro: object, task: asyncio.Task[Any]) -> str:
@@ -82,7 +100,7 @@ def adopt(task: asyncio.Task[Any]) -> asyncio.Task[Any]:
     if work is None:
         raise RuntimeError("adopt() was called outside a request handled by holdfast")
     origin = app_origin(sys._getframe(1)) or "an explicit adopt()"
-    work.adopt(task, f"task {_task_name(task.get_coro(), task)} adopted at {origin}")
+    work.adopt(task, functools.partial(_describe, task, "adopted", origin))
     return task
 
 

@@ -140,7 +140,7 @@ class PendingWork:
         self._final: list[Callable[[], Any]] = []
         self._response_sent = False
         # Adopted tasks still running, each with its description; ended ones drop out.
-        self._adopted: dict[asyncio.Task[Any], str] = {}
+        self._adopted: dict[asyncio.Task[Any], Callable[[], str]] = {}
         # The threads alive before the invocation began: any other one alive at its end was
         # started meanwhile (a thread is never adopted, but it is named).
         self._threads_before = frozenset(threading._active)  # type: ignore[attr-defined]
@@ -156,12 +156,13 @@ class PendingWork:
         self._handles.append(handle)
         return handle
 
-    def adopt(self, task: asyncio.Task[Any], description: str) -> None:
+    def adopt(self, task: asyncio.Task[Any], describe: Callable[[], str]) -> None:
         """Make a running task part of this work (see :mod:`holdfast.adoption`): if it still
-        runs when the response has gone out, the drain waits for it."""
+        runs when the response has gone out, the drain waits for it. ``describe()`` says what
+        it is (asked only then)."""
         if task.done() or task in self._adopted:
             return
-        self._adopted[task] = description
+        self._adopted[task] = describe
         task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task[Any]) -> None:
@@ -177,10 +178,10 @@ class PendingWork:
     def _take_adopted(self) -> None:
         """Adopted tasks still running become tracked work (the drain waits for them)."""
         adopted, self._adopted = self._adopted, {}
-        for task, description in adopted.items():
+        for task, describe in adopted.items():
             task.remove_done_callback(self._forget)
             if not task.done():
-                self.track(task, description)
+                self.track(task, describe())
 
     def defer(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> WorkHandle:
         """Run ``fn(*args, **kwargs)`` once the response has been sent."""
