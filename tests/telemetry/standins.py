@@ -105,3 +105,29 @@ class Collector(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
         self._thread.join(timeout=10)
+
+
+#: The environment each library's traced app needs (``{collector}``: the stand-in's URL). An agent
+#: at a URL (a sidecar, or the agent extension) makes ddtrace buffer its traces and send them from
+#: a background worker, as off Lambda; nothing else of ddtrace's talks.
+LIBRARY_ENV: dict[str, dict[str, str]] = {
+    "opentelemetry": {},
+    "ddtrace": {
+        "DD_TRACE_AGENT_URL": "{collector}",
+        "DD_INSTRUMENTATION_TELEMETRY_ENABLED": "false",
+        "DD_REMOTE_CONFIGURATION_ENABLED": "false",
+        "DD_TRACE_STARTUP_LOGS": "false",
+        "DD_DATA_STREAMS_ENABLED": "false",
+        "DD_TRACE_STATS_COMPUTATION_ENABLED": "false",
+    },
+    "sentry": {},
+}
+
+
+def library_env(library: str, collector: Collector) -> dict[str, str]:
+    """The environment of tests/telemetry/traced_apps.py for ``library``, sending to
+    ``collector``."""
+    env = {"HOLDFAST_TEST_TELEMETRY": library, "HOLDFAST_TEST_COLLECTOR": collector.url}
+    return env | {
+        name: value.format(collector=collector.url) for name, value in LIBRARY_ENV[library].items()
+    }

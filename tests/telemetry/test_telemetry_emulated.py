@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from standins import Collector
+from standins import LIBRARY_ENV, Collector, library_env
 
 from holdfast.emulator import ThreadedEmulator
 
@@ -16,20 +16,6 @@ HERE = Path(__file__).parent
 HOSTS = {
     "awslambdaric": [sys.executable, "-m", "awslambdaric", "traced_apps.handler"],
     "holdfast-run": [sys.executable, "-m", "holdfast", "run", "traced_apps:app"],
-}
-LIBRARIES = {
-    "opentelemetry": {},
-    # An agent at a URL (a sidecar, or the agent extension): ddtrace then buffers its traces
-    # and sends them from a background worker, as off Lambda. Nothing else of ddtrace's talks.
-    "ddtrace": {
-        "DD_TRACE_AGENT_URL": "{collector}",
-        "DD_INSTRUMENTATION_TELEMETRY_ENABLED": "false",
-        "DD_REMOTE_CONFIGURATION_ENABLED": "false",
-        "DD_TRACE_STARTUP_LOGS": "false",
-        "DD_DATA_STREAMS_ENABLED": "false",
-        "DD_TRACE_STATS_COMPUTATION_ENABLED": "false",
-    },
-    "sentry": {},
 }
 # Sentry's transport sends from its worker thread as soon as it can (the flush waits for that
 # queue to empty); the others export on a timer, so what arrives comes from the flush.
@@ -47,15 +33,11 @@ def get(url: str, path: str) -> tuple[int, dict]:
         connection.close()
 
 
-@pytest.mark.parametrize("library", sorted(LIBRARIES))
+@pytest.mark.parametrize("library", sorted(LIBRARY_ENV))
 @pytest.mark.parametrize("host", sorted(HOSTS))
 def test_every_request_s_telemetry_arrives_before_its_freeze(host, library):
     with Collector() as collector:
-        env = {"HOLDFAST_TEST_TELEMETRY": library, "HOLDFAST_TEST_COLLECTOR": collector.url}
-        env |= {
-            name: value.format(collector=collector.url)
-            for name, value in LIBRARIES[library].items()
-        }
+        env = library_env(library, collector)
         emulator = ThreadedEmulator(HOSTS[host], cwd=str(HERE), env=env, timeout=30)
         emulator.start()
         try:
