@@ -4,23 +4,19 @@ Under the emulator's real SIGSTOP freeze, on both hosts: unmodified awslambdaric
 `handler = holdfast.Adapter(app)`, and `holdfast run`.
 """
 
-import http.client
 import json
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from websockets.sync.server import serve
 
+from freeze_support import emulators, host_commands, records
+from freeze_support import get as get_bytes
 from holdfast.emulator import ThreadedEmulator
 
 HERE = Path(__file__).parent
-HOSTS = {
-    "awslambdaric": [sys.executable, "-m", "awslambdaric", "adopt_apps.handler"],
-    "holdfast-run": [sys.executable, "-m", "holdfast", "run", "adopt_apps:app"],
-}
+HOSTS = host_commands("adopt_apps")
 
 
 @pytest.fixture(scope="module")
@@ -42,37 +38,14 @@ def echo_server():
 
 @pytest.fixture(params=sorted(HOSTS))
 def start(request, tmp_path, echo_server):
-    record = tmp_path / "record.txt"
-    record.touch()
-    started = []
-
-    def start(**options) -> tuple[ThreadedEmulator, Path]:
-        options.setdefault("timeout", 30)
-        env = {"HOLDFAST_TEST_RECORD": str(record), "HOLDFAST_TEST_WS": echo_server}
-        emulator = ThreadedEmulator(HOSTS[request.param], cwd=str(HERE), env=env, **options)
-        emulator.start()
-        started.append(emulator)
-        return emulator, record
-
-    yield start
-    for emulator in started:
-        emulator.close()
+    env = {"HOLDFAST_TEST_WS": echo_server}
+    with emulators(HOSTS[request.param], HERE, tmp_path, env) as start:
+        yield start
 
 
 def get(url: str, path: str) -> tuple[int, dict, float]:
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=60)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, json.loads(response.read()), time.monotonic()
-    finally:
-        connection.close()
-
-
-def records(record: Path) -> dict[tuple[str, str], float]:
-    rows = (line.split() for line in record.read_text().splitlines())
-    return {(kind, request_id): float(at) for kind, request_id, at in rows}
+    status, body, answered_at = get_bytes(url, path)
+    return status, json.loads(body), answered_at
 
 
 def freeze_of(emulator: ThreadedEmulator, request_id: str):

@@ -14,14 +14,9 @@ import pytest
 import holdfast
 from holdfast import adoption, appcode
 from holdfast.pending import PendingWork
+from lambda_events import http_event
 
-EVENT = {
-    "version": "2.0",
-    "rawPath": "/",
-    "rawQueryString": "",
-    "headers": {"host": "example.lambda-url.us-east-1.on.aws"},
-    "requestContext": {"http": {"method": "GET", "sourceIp": "192.0.2.1"}, "requestId": "r-1"},
-}
+EVENT = http_event("/")
 
 
 def respond(send):
