@@ -162,8 +162,16 @@ def test_sigterm_during_a_sync_drain_ends_the_process_and_names_the_cut_work(sta
     os.killpg(os.getpgid(answer["pid"]), signal.SIGTERM)
     wait_for(lambda: not _alive(answer["pid"]), "the process's exit")
 
-    output = capfd.readouterr()
-    cut = [line for line in (output.out + output.err).splitlines() if "is cut" in line]
+    lines: list[str] = []
+
+    def cut_lines() -> list[str]:
+        # The emulator relays the runtime's last lines a moment after it exited.
+        output = capfd.readouterr()
+        lines.extend((output.out + output.err).splitlines())
+        return [line for line in lines if "is cut" in line]
+
+    wait_for(lambda: bool(cut_lines()), "the cut work in the log")
+    cut = cut_lines()
     assert status == 200
     assert cut and answer["request_id"] in cut[0] and "_gated" in cut[0], cut
     assert ("gated-done", answer["request_id"]) not in records(record)
