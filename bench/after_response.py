@@ -1,6 +1,6 @@
 """After-response work on Lambda: client latency, and whether the work finishes before the freeze.
 
-    .venv/bin/python bench/after_response.py [--rounds N] [--cycles N]
+    .venv/bin/python bench/after_response.py [--rounds N] [--cycles N] [--telemetry N]
 
 One FastAPI app (bench/after_response_apps/ar_app.py): ``GET /task`` answers at once and leaves a
 BackgroundTasks task that sleeps 300 ms, then records its finish time (time.monotonic(), one clock
@@ -28,6 +28,14 @@ idle environment (with concurrency 1, a request sent while the environment still
 queue behind it). The setups run one after another, never at once (2 shared cores), and the whole
 cycle over the setups is repeated (in reverse order the second time) so drift touches them all.
 
+Then, for each telemetry library holdfast flushes with no code (the OpenTelemetry SDK with an
+OTLP/HTTP exporter, ddtrace with an agent at a URL, sentry_sdk), ``holdfast run`` serves
+tests/telemetry/traced_apps.py (each request makes a span or event carrying its request id)
+against the tests' stand-in back end on 127.0.0.1, once with the flush and once with
+``HOLDFAST_FLUSH_TELEMETRY=false``: the flush's cost is the difference of the median
+post-response time (response posted to freeze), and every request's trace must have arrived
+before its own freeze.
+
 A task counts as *finished before the freeze* when its recorded finish time is earlier than its
 own invocation's ``frozen_at`` in the emulator's freeze log; a task that finished on a later thaw,
 or never, does not count.
@@ -49,6 +57,8 @@ from typing import Any
 from holdfast.emulator import ThreadedEmulator
 
 APPS = Path(__file__).resolve().parent / "after_response_apps"
+# The traced app and the stand-in back end are the telemetry tests' own.
+TELEMETRY = Path(__file__).resolve().parent.parent / "tests" / "telemetry"
 PYTHON = sys.executable
 
 # name -> (command, _HANDLER)
@@ -70,9 +80,10 @@ SETUPS: dict[str, tuple[list[str], str]] = {
 GOAL_SETUPS = ("holdfast custom runtime", "holdfast Adapter + awslambdaric")
 GOAL_RATIO = 1.1
 GOAL_FINISHED = 100.0
+GOAL_FLUSH_MS = 5.0
 
 WARMUP_ROUNDS = 5
-KINDS = ("task", "compute", "plain")
+KINDS = ("task", "fire", "compute", "plain")
 # The runtime's stdout/stderr go to a file (shown when a setup fails), not into the table.
 _WRAP = ["/bin/sh", "-c", 'exec "$@" >>"$HOLDFAST_BENCH_LOG" 2>&1', "sh"]
 
@@ -91,9 +102,7 @@ class Setup:
     connection: http.client.HTTPConnection | None = None
     unavailable: str | None = None
     latency: dict[str, list[float]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
-    task_ids: list[str] = field(default_factory=list)
-    compute_ids: list[str] = field(default_factory=list)
-    plain_ids: list[str] = field(default_factory=list)
+    ids: dict[str, list[str]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -186,12 +195,7 @@ class Setup:
         for kind in KINDS if task_first else KINDS[::-1]:
             elapsed, request_id = self.get(f"/{kind}")
             self.latency[kind].append(elapsed)
-            if kind == "task":
-                self.task_ids.append(request_id)
-            elif kind == "compute":
-                self.compute_ids.append(request_id)
-            else:
-                self.plain_ids.append(request_id)
+            self.ids[kind].append(request_id)
 
     # -- results --------------------------------------------------------------------------------
     def tally(self) -> dict[str, float]:
@@ -202,38 +206,31 @@ class Setup:
             _, request_id, at = line.split()
             finished[request_id] = float(at)
         freezes = {entry.request_id: entry for entry in self.emulator.freeze_log}
-        before = late = never = 0
+        counts = {"before": 0, "late": 0, "never": 0, "fire_before": 0}
         busy = []
-        for request_id in self.task_ids + self.compute_ids:
-            freeze = freezes[request_id]
-            if freeze.post_response is not None:
-                busy.append(freeze.post_response)
-            done_at = finished.get(request_id)
-            if done_at is None:
-                never += 1
-            elif (
-                freeze.outcome == "frozen"
-                and freeze.frozen_at is not None
-                and done_at < freeze.frozen_at
-            ):
-                before += 1
-            else:
-                late += 1
+        for kind in ("task", "compute", "fire"):
+            for request_id in self.ids[kind]:
+                freeze = freezes[request_id]
+                if freeze.post_response is not None:
+                    busy.append(freeze.post_response)
+                done_at = finished.get(request_id)
+                if done_at is None:
+                    counts["never"] += 1
+                elif (
+                    freeze.outcome == "frozen"
+                    and freeze.frozen_at is not None
+                    and done_at < freeze.frozen_at
+                ):
+                    counts["before"] += 1
+                    counts["fire_before"] += kind == "fire"
+                else:
+                    counts["late"] += 1
         return {
-            "before": before,
-            "late": late,
-            "never": never,
+            **counts,
             "busy": statistics.median(busy) if busy else float("nan"),
             # In the environment, from the invocation's start to its posted response: the
             # client's latency without the network and the emulator's front.
-            **{
-                f"in_env_{kind}": _median_in_env(freezes, ids)
-                for kind, ids in (
-                    ("task", self.task_ids),
-                    ("compute", self.compute_ids),
-                    ("plain", self.plain_ids),
-                )
-            },
+            **{f"in_env_{kind}": _median_in_env(freezes, ids) for kind, ids in self.ids.items()},
         }
 
 
@@ -290,47 +287,56 @@ def report(
     setups: list[Setup], tallies: dict[str, dict[str, float]], rounds: int, cycles: int
 ) -> None:
     print(
-        "FastAPI endpoint with a 300 ms BackgroundTasks task (/task), with one computing 800 ms"
-        "\nbefore its first await (/compute), and with none (/plain), under the holdfast emulator"
-        f"\n(real SIGSTOP freeze, concurrency 1); {cycles} cycles x {rounds} rounds of /task +"
-        " /compute + /plain per setup\n"
+        "FastAPI endpoint with a 300 ms BackgroundTasks task (/task), with the same job started"
+        "\nby a plain asyncio.create_task (/fire), with one computing 800 ms before its first"
+        "\nawait (/compute), and with none (/plain), under the holdfast emulator (real SIGSTOP"
+        f"\nfreeze, concurrency 1); {cycles} cycles x {rounds} rounds of each per setup\n"
     )
     header = (
-        f"{'setup':<32}{'/task (ms)':>11}{'/compute':>10}{'/plain (ms)':>12}{'task/plain':>11}"
-        f"{'compute/plain':>14}{'finished before freeze':>24}{'busy after resp.':>18}"
+        f"{'setup':<32}{'/task (ms)':>11}{'/fire':>8}{'/compute':>10}{'/plain (ms)':>12}"
+        f"{'task/plain':>11}{'fire/plain':>11}{'compute/plain':>14}"
+        f"{'finished before freeze':>24}{'/fire finished':>16}{'busy after resp.':>18}"
     )
     print(header)
     print("-" * len(header))
     ratios: dict[str, float] = {}
+    fire_ratios: dict[str, float] = {}
     compute_ratios: dict[str, float] = {}
     shares: dict[str, float] = {}
+    fire_shares: dict[str, float] = {}
     for setup in setups:
         if setup.unavailable:
             print(f"{setup.name:<32}not available: {setup.unavailable}")
             continue
         task = statistics.median(setup.latency["task"])
+        fire = statistics.median(setup.latency["fire"])
         compute = statistics.median(setup.latency["compute"])
         plain = statistics.median(setup.latency["plain"])
         tally = tallies[setup.name]
-        total = len(setup.task_ids) + len(setup.compute_ids)
+        total = sum(len(setup.ids[kind]) for kind in ("task", "compute", "fire"))
+        fires = len(setup.ids["fire"])
         ratios[setup.name] = task / plain
+        fire_ratios[setup.name] = fire / plain
         compute_ratios[setup.name] = compute / plain
         shares[setup.name] = 100.0 * tally["before"] / total
+        fire_shares[setup.name] = 100.0 * tally["fire_before"] / fires
         finished = f"{shares[setup.name]:.0f} % ({tally['before']:.0f}/{total})"
+        fired = f"{fire_shares[setup.name]:.0f} % ({tally['fire_before']:.0f}/{fires})"
         print(
-            f"{setup.name:<32}{task * 1e3:>11.1f}{compute * 1e3:>10.1f}{plain * 1e3:>12.1f}"
-            f"{task / plain:>10.2f}x{compute / plain:>13.2f}x"
-            f"{finished:>24}{tally['busy'] * 1e3:>15.0f} ms"
+            f"{setup.name:<32}{task * 1e3:>11.1f}{fire * 1e3:>8.1f}{compute * 1e3:>10.1f}"
+            f"{plain * 1e3:>12.1f}{task / plain:>10.2f}x{fire / plain:>10.2f}x"
+            f"{compute / plain:>13.2f}x{finished:>24}{fired:>16}{tally['busy'] * 1e3:>15.0f} ms"
         )
     print("\nin the environment (invocation start to posted response), medians:")
     for setup in setups:
         tally = tallies.get(setup.name)
         if tally is None:
             continue
-        task, compute, plain = (tally[f"in_env_{kind}"] for kind in ("task", "compute", "plain"))
+        task, fire, compute, plain = (tally[f"in_env_{kind}"] for kind in KINDS)
         print(
-            f"{setup.name:<32}/task {task * 1e3:.2f} ms  /compute {compute * 1e3:.2f} ms"
-            f"  /plain {plain * 1e3:.2f} ms  compute/plain {compute / plain:.2f}x"
+            f"{setup.name:<32}/task {task * 1e3:.2f} ms  /fire {fire * 1e3:.2f} ms"
+            f"  /compute {compute * 1e3:.2f} ms  /plain {plain * 1e3:.2f} ms"
+            f"  compute/plain {compute / plain:.2f}x"
         )
     print(
         "\nlatencies: medians at the HTTP client; 'busy after resp.': median time from a /task or"
@@ -351,13 +357,108 @@ def report(
             print(f"goal {name}: MISSED (not available: {setup.unavailable})")
             continue
         ratio, compute_ratio, share = ratios[name], compute_ratios[name], shares[name]
-        ratio_met = "MET" if ratio <= GOAL_RATIO else "MISSED"
-        compute_met = "MET" if compute_ratio <= GOAL_RATIO else "MISSED"
-        share_met = "MET" if share >= GOAL_FINISHED else "MISSED"
+        fire_ratio, fire_share = fire_ratios[name], fire_shares[name]
         print(
-            f"goal {name}: latency /task <= {GOAL_RATIO}x /plain: {ratio:.2f}x {ratio_met};"
-            f" /compute <= {GOAL_RATIO}x /plain: {compute_ratio:.2f}x {compute_met};"
-            f" finished before freeze 100 %: {share:.0f} % {share_met}"
+            f"goal {name}: latency /task <= {GOAL_RATIO}x /plain: {ratio:.2f}x"
+            f" {_met(ratio <= GOAL_RATIO)}; /fire: {fire_ratio:.2f}x"
+            f" {_met(fire_ratio <= GOAL_RATIO)}; /compute: {compute_ratio:.2f}x"
+            f" {_met(compute_ratio <= GOAL_RATIO)}; finished before freeze 100 %: {share:.0f} %"
+            f" {_met(share >= GOAL_FINISHED)} (/fire alone {fire_share:.0f} %"
+            f" {_met(fire_share >= GOAL_FINISHED)})"
+        )
+
+
+def _met(met: bool) -> str:
+    return "MET" if met else "MISSED"
+
+
+@dataclass
+class FlushCost:
+    library: str
+    post_response: dict[bool, float]  # flush on / off -> median seconds, response to freeze
+    arrived: int  # with the flush: traces that arrived before their own freeze
+    invocations: int
+
+
+def bench_telemetry(invocations: int) -> list[FlushCost]:
+    sys.path.insert(0, str(TELEMETRY))
+    from standins import LIBRARY_ENV, Collector, library_env
+
+    costs = []
+    with tempfile.TemporaryDirectory(prefix="holdfast-bench-telemetry-") as tmp:
+        log = Path(tmp, "runtime.log")
+        for library in LIBRARY_ENV:
+            cost = FlushCost(library, {}, 0, invocations)
+            for flush in (True, False):
+                print(
+                    f"telemetry: {library}, flush {'on' if flush else 'off'} ...", file=sys.stderr
+                )
+                with Collector() as collector:
+                    env = library_env(library, collector) | {
+                        "HOLDFAST_FLUSH_TELEMETRY": "true" if flush else "false",
+                        "HOLDFAST_BENCH_LOG": str(log),
+                    }
+                    emulator = ThreadedEmulator(
+                        [*_WRAP, PYTHON, "-m", "holdfast", "run", "traced_apps:app"],
+                        cwd=str(TELEMETRY),
+                        env=env,
+                        timeout=30,
+                        concurrency=1,
+                        event_format="v2",
+                        log=lambda line: None,
+                    )
+                    emulator.start()
+                    try:
+                        ids = [_traced(emulator) for _ in range(5 + invocations)][5:]
+                        freezes = {e.request_id: e for e in emulator.freeze_log}
+                    finally:
+                        emulator.close()
+                    spans = [freezes[rid].post_response for rid in ids]
+                    cost.post_response[flush] = statistics.median(
+                        span for span in spans if span is not None
+                    )
+                    if flush:
+                        for rid in ids:
+                            arrival = collector.first_with(rid)
+                            frozen_at = freezes[rid].frozen_at
+                            if arrival and frozen_at is not None and arrival.at < frozen_at:
+                                cost.arrived += 1
+            costs.append(cost)
+    return costs
+
+
+def _traced(emulator: ThreadedEmulator) -> str:
+    host, port = emulator.url.removeprefix("http://").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        connection.request("GET", "/traced")
+        body = connection.getresponse().read()
+    finally:
+        connection.close()
+    emulator.wait_idle(timeout=60)
+    return str(json.loads(body)["request_id"])
+
+
+def report_telemetry(costs: list[FlushCost]) -> None:
+    print("\ntelemetry flush with no code (holdfast run): median post-response time per invocation")
+    header = (
+        f"{'library':<16}{'flush on (ms)':>14}{'flush off (ms)':>15}{'added (ms)':>12}"
+        f"{'arrived before freeze':>23}"
+    )
+    print(header)
+    print("-" * len(header))
+    for cost in costs:
+        on, off = cost.post_response[True], cost.post_response[False]
+        print(
+            f"{cost.library:<16}{on * 1e3:>14.2f}{off * 1e3:>15.2f}{(on - off) * 1e3:>12.2f}"
+            f"{f'{cost.arrived}/{cost.invocations}':>23}"
+        )
+    for cost in costs:
+        added = (cost.post_response[True] - cost.post_response[False]) * 1e3
+        print(
+            f"goal {cost.library}: flush adds <= {GOAL_FLUSH_MS:.0f} ms: {added:.2f} ms"
+            f" {_met(added <= GOAL_FLUSH_MS)}; every trace before its freeze:"
+            f" {cost.arrived}/{cost.invocations} {_met(cost.arrived == cost.invocations)}"
         )
 
 
@@ -365,9 +466,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20, help="rounds per setup per cycle")
     parser.add_argument("--cycles", type=int, default=2, help="passes over the setups")
+    parser.add_argument(
+        "--telemetry", type=int, default=40, help="invocations per telemetry library (0: skip)"
+    )
     args = parser.parse_args()
     setups, tallies = bench(args.rounds, args.cycles)
     report(setups, tallies, args.rounds, args.cycles)
+    if args.telemetry:
+        report_telemetry(bench_telemetry(args.telemetry))
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@
 ``task <request id> <time.monotonic()>`` to the file named by ``HOLDFAST_BENCH_RECORD`` (on Linux
 time.monotonic() is one clock for every process, so it compares with the emulator's freeze log).
 ``GET /compute`` schedules an async task that first computes for 800 ms (CPU, before its first
-``await``), then records ``compute <request id> <time>``. ``GET /plain`` gives the same JSON
-answer with no task.
+``await``), then records ``compute <request id> <time>``. ``GET /fire``
+starts a plain ``asyncio.create_task`` of the same 300 ms job (fire and forget), recording
+``fire <request id> <time>``. ``GET /plain`` gives the same JSON answer with no task.
 
 The request id is the Lambda context's (``scope["aws.context"]``, set by holdfast and Mangum); in
 the proxy setup, where uvicorn serves the app, it is the ``x-amzn-request-id`` header the
@@ -52,6 +53,20 @@ async def _compute_then_await(request_id: str) -> None:
     with open(RECORD, "a") as record:
         record.write(f"compute {request_id} {time.monotonic()}\n")
     await asyncio.sleep(0)
+
+
+async def _fire_and_forget(request_id: str) -> None:
+    await asyncio.sleep(TASK_SECONDS)
+    with open(RECORD, "a") as record:
+        record.write(f"fire {request_id} {time.monotonic()}\n")
+
+
+@app.get("/fire")
+async def fire(request: Request) -> dict:
+    request_id = _request_id(request)
+    # The long-task recipe of FastAPI guides: neither BackgroundTasks nor after_response.
+    asyncio.create_task(_fire_and_forget(request_id))  # noqa: RUF006
+    return {"ok": True, "request_id": request_id}
 
 
 @app.get("/compute")

@@ -27,7 +27,9 @@ __all__ = [
     "LifespanError",
     "Outcome",
     "Streamed",
+    "adopt",
     "after_response",
+    "detach",
     "on_response_sent",
     "trace_id",
 ]
@@ -45,7 +47,9 @@ _EXPORTS = {
     "LifespanError": "holdfast.errors",
     "Outcome": "holdfast.outcome",
     "Streamed": "holdfast.outcome",
+    "adopt": "holdfast.adoption",
     "after_response": "holdfast.pending",
+    "detach": "holdfast.adoption",
     "on_response_sent": "holdfast.pending",
     "trace_id": "holdfast.runtime.context",
 }
@@ -53,6 +57,7 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from holdfast._types import LambdaContext
     from holdfast.adapter import Adapter
+    from holdfast.adoption import adopt, detach
     from holdfast.errors import (
         ASGIProtocolError,
         FunctionError,

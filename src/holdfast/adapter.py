@@ -77,6 +77,8 @@ class Adapter:
         compression: bool | None = None,
         authorization_source: str | None = None,
         pass_through_path: str | None = None,
+        adopt_tasks: bool | None = None,
+        flush_telemetry: bool | None = None,
     ) -> None:
         #: The app as it was given (an ASGI app, or the WSGI app passed as ``app`` or ``wsgi``).
         self.given: Any = app if app is not None else wsgi
@@ -94,9 +96,15 @@ class Adapter:
         self.exclude_headers = frozenset(name.lower().encode() for name in exclude_headers or ())
         #: Seconds kept free before the invocation deadline when draining after-response work.
         self.drain_margin = drain_margin
+        #: Whether asyncio tasks the app's code starts during a request are waited for after
+        #: the response (holdfast.adoption).
+        self.adopt_tasks = config.flag("ADOPT_TASKS", adopt_tasks, default=True)
+        #: Whether the buffers of the telemetry libraries in use are flushed after every
+        #: invocation (holdfast.telemetry).
+        self.flush_telemetry = config.flag("FLUSH_TELEMETRY", flush_telemetry, default=True)
         self.engine = Engine()
         self.lifespan = Lifespan(self.app, lifespan)
-        self.counts = {"drained": 0, "failed": 0, "spilled": 0, "cancelled": 0}
+        self.counts = {"drained": 0, "failed": 0, "spilled": 0, "cancelled": 0, "overrun": 0}
         #: Who finishes an invocation after the synchronous handler returned: installed by a
         #: host that drains after the runtime has the response (the managed runtime's
         #: after-response extension). ``None``: the handler drains before returning.
@@ -221,6 +229,7 @@ class Adapter:
         self.counts["failed"] += report.failed
         self.counts["spilled"] += report.spilled
         self.counts["cancelled"] += len(report.cancelled)
+        self.counts["overrun"] += len(report.overrun)
 
     async def shutdown(self, timeout: float | None = None) -> None:
         """Run lifespan shutdown (hosts call this when the environment ends)."""

@@ -53,6 +53,9 @@ SETTINGS: dict[str, _Names] = {
     "ENABLE_COMPRESSION": _Names("AWS_LWA_ENABLE_COMPRESSION"),
     "AUTHORIZATION_SOURCE": _Names("AWS_LWA_AUTHORIZATION_SOURCE"),
     "PASS_THROUGH_PATH": _Names("AWS_LWA_PASS_THROUGH_PATH"),
+    # In-process only (no LWA counterpart): what the after-response drain takes in.
+    "ADOPT_TASKS": _Names(),
+    "FLUSH_TELEMETRY": _Names(),
     # Proxy mode (`holdfast proxy`): where the app listens and how to tell it is ready.
     "PORT": _Names("AWS_LWA_PORT", "PORT", legacy_deprecated=False),
     # The app's host name in proxy mode (LWA's HOST).
@@ -220,19 +223,32 @@ def invoke_mode(value: str | None = None, environ: Mapping[str, str] | None = No
     return "buffered"
 
 
-def flag(name: str, value: bool | None = None, environ: Mapping[str, str] | None = None) -> bool:
-    """A boolean setting, parsed as LWA does: ``true`` or ``false``; anything else is false,
-    with a warning."""
+def flag(
+    name: str,
+    value: bool | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    default: bool = False,
+) -> bool:
+    """A boolean setting, parsed as LWA does: ``true`` or ``false``; unset is ``default``;
+    anything else is ``default``, with a warning."""
     if value is not None:
         return value
     raw = setting(name, environ)
     if raw is None:
-        return False
+        return default
     text = raw.strip()
     if text not in ("true", "false"):
+        fallback = "true" if default else "false"
         _warn_once(
-            name, raw, "%s=%r is not 'true' or 'false': using false", _source(name, environ), raw
+            name,
+            raw,
+            "%s=%r is not 'true' or 'false': using %s",
+            _source(name, environ),
+            raw,
+            fallback,
         )
+        return default
     return text == "true"
 
 

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from holdfast import adoption
+
 T = TypeVar("T")
 
 __all__ = ["Engine", "running_loop"]
@@ -48,6 +50,7 @@ class Engine:
                 if self._loop is None:
                     # A plain selector loop, never the policy's: driving relies on its _run_once.
                     self._loop = asyncio.SelectorEventLoop()
+                    adoption.install(self._loop)  # tasks a request starts join its work
                 loop = self._loop
         return loop
 

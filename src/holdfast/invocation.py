@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
 from holdfast import pending as _pending
+from holdfast import telemetry
 from holdfast._types import LambdaContext, Receive, Scope, Send
 from holdfast.bridge import AppEnded, BufferedSink, Exchange, StreamSink
 from holdfast.dispatch import OTHER_SOURCES, WARMER, call, describe, dispatch
@@ -78,7 +79,14 @@ class Invocation:
         self.context = context
         self.kind = dispatch(event, adapter.codecs)
         self.request_id = _request_id(event, context)
-        self.pending = PendingWork(self.request_id, adapter.engine.loop)
+        self.pending = PendingWork(
+            self.request_id,
+            adapter.engine.loop,
+            adopts=False,  # the app's own task is not adopted: set once it is created
+            margin=adapter.drain_margin,
+        )
+        if adapter.flush_telemetry:
+            telemetry.flush_in_use(self.pending)
         #: The app's (or the event handler's) task; ``None`` when the answer needed none.
         self.task: asyncio.Task[Any] | None = None
         self._streaming = streaming
@@ -159,6 +167,7 @@ class Invocation:
             task: asyncio.Task[Any] = self.adapter.engine.loop.create_task(coro)  # type: ignore[arg-type]
         finally:
             _pending.unbind(token)
+        self.pending.adopts = self.adapter.adopt_tasks  # what the app starts from now on
         self.task = task
         return task
 
@@ -328,7 +337,11 @@ class Invocation:
             if self._app_waits():
                 await asyncio.sleep(0)  # the app's final send returns and runs to its next await
             self._adopt_app_task()
-        report = await self.pending.drain(timeout) if self.pending else DrainReport()
+        if self.pending:
+            report = await self.pending.drain(timeout)
+        else:
+            report = DrainReport()
+            self.pending.name_threads_left()
         report.failed += self._take_failed()
         self.adapter.record(report)
         return report

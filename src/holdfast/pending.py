@@ -14,13 +14,18 @@ import contextvars
 import functools
 import inspect
 import logging
+import os
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from holdfast.appcode import is_app_file
+
 logger = logging.getLogger("holdfast")
 
 __all__ = [
+    "CURRENT",
     "DEFAULT_DRAIN_MARGIN",
     "DrainReport",
     "PendingWork",
@@ -29,6 +34,7 @@ __all__ = [
     "bind",
     "current",
     "drain_budget",
+    "name_cut_threads",
     "on_response_sent",
     "spill_with",
     "unbind",
@@ -37,6 +43,8 @@ __all__ = [
 _current: contextvars.ContextVar[PendingWork | None] = contextvars.ContextVar(
     "holdfast_pending_work", default=None
 )
+#: The context variable holding the invocation's pending work (for :mod:`holdfast.adoption`).
+CURRENT = _current
 
 
 @dataclass(slots=True)
@@ -47,6 +55,9 @@ class DrainReport:
     failed: int = 0
     spilled: int = 0
     cancelled: list[str] = field(default_factory=list)
+    #: Work in threads still running at the deadline: a thread cannot be cancelled, so it runs
+    #: on past its invocation (named in the log).
+    overrun: list[str] = field(default_factory=list)
 
 
 class WorkHandle:
@@ -56,7 +67,16 @@ class WorkHandle:
     deadline cuts it off; ``spilled_as`` then holds the queued task's handle.
     """
 
-    __slots__ = ("_start", "description", "failure", "future", "spill", "spilled_as")
+    __slots__ = (
+        "_start",
+        "description",
+        "detached",
+        "failure",
+        "future",
+        "in_thread",
+        "spill",
+        "spilled_as",
+    )
 
     def __init__(
         self,
@@ -72,6 +92,11 @@ class WorkHandle:
         self.future: asyncio.Future[Any] | None = None
         self.spill = spill
         self.spilled_as: Any = None
+        #: Runs in a thread (cannot be cancelled: past the deadline it is an overrun).
+        self.in_thread = False
+        #: Taken out of the invocation's work (:func:`holdfast.detach`): neither waited for
+        #: nor cancelled.
+        self.detached = False
 
     @property
     def started(self) -> bool:
@@ -90,14 +115,35 @@ class WorkHandle:
 
 
 class PendingWork:
-    """The after-response work of one invocation."""
+    """The after-response work of one invocation.
 
-    def __init__(self, request_id: str, loop: asyncio.AbstractEventLoop) -> None:
+    ``adopts``: whether asyncio tasks the app's code creates while the invocation is handled
+    join it (:mod:`holdfast.adoption`). ``margin``: what the drain's timeout keeps free before
+    the invocation's real deadline (:func:`drain_budget`); work in a thread, which cannot be
+    cancelled, is waited for into it, until just before that deadline.
+    """
+
+    def __init__(
+        self,
+        request_id: str,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        adopts: bool = True,
+        margin: float | None = None,
+    ) -> None:
         self.request_id = request_id
+        self.adopts = adopts
+        margin = DEFAULT_DRAIN_MARGIN if margin is None else margin
+        self.overrun_grace = max(0.0, margin - _NEXT_SLACK)
         self._loop = loop
         self._handles: list[WorkHandle] = []
         self._final: list[Callable[[], Any]] = []
         self._response_sent = False
+        # Adopted tasks still running, each with its description; ended ones drop out.
+        self._adopted: dict[asyncio.Task[Any], Callable[[], str]] = {}
+        # The threads alive before the invocation began: any other one alive at its end was
+        # started meanwhile (a thread is never adopted, but it is named).
+        self._threads_before = frozenset(threading._active)  # type: ignore[attr-defined]
 
     # -- collecting work -------------------------------------------------------------------
     def track(
@@ -110,10 +156,38 @@ class PendingWork:
         self._handles.append(handle)
         return handle
 
+    def adopt(self, task: asyncio.Task[Any], describe: Callable[[], str]) -> None:
+        """Make a running task part of this work (see :mod:`holdfast.adoption`): if it still
+        runs when the response has gone out, the drain waits for it. ``describe()`` says what
+        it is (asked only then)."""
+        if task.done() or task in self._adopted:
+            return
+        self._adopted[task] = describe
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._adopted.pop(task, None)
+
+    def detach(self, task: asyncio.Task[Any]) -> None:
+        """Take ``task`` out of this work: it runs on, neither waited for nor cancelled."""
+        self._adopted.pop(task, None)
+        for handle in self._handles:
+            if handle.future is task:
+                handle.detached = True
+
+    def _take_adopted(self) -> None:
+        """Adopted tasks still running become tracked work (the drain waits for them)."""
+        adopted, self._adopted = self._adopted, {}
+        for task, describe in adopted.items():
+            task.remove_done_callback(self._forget)
+            if not task.done():
+                self.track(task, describe())
+
     def defer(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> WorkHandle:
         """Run ``fn(*args, **kwargs)`` once the response has been sent."""
         start = functools.partial(self._start, fn, args, kwargs, contextvars.copy_context())
         handle = WorkHandle(_describe(fn), start, _spill_for(fn, args, kwargs))
+        handle.in_thread = not _is_coroutine_function(fn)
         self._handles.append(handle)
         if self._response_sent:
             handle.start()
@@ -129,7 +203,8 @@ class PendingWork:
         if _is_coroutine_function(fn):
             return self._loop.create_task(fn(*args, **kwargs), context=context)
         call = functools.partial(context.run, fn, *args, **kwargs)
-        return self._loop.run_in_executor(None, call)
+        where = f"request {self.request_id}: {_describe(fn)}"
+        return self._loop.run_in_executor(None, _in_thread, call, where)
 
     def finally_(self, fn: Callable[[], Any]) -> None:
         """Run ``fn()`` once all other work has drained: the place for telemetry flushes, which
@@ -145,10 +220,16 @@ class PendingWork:
 
     # -- draining ---------------------------------------------------------------------------
     def __bool__(self) -> bool:
-        return bool(self._final) or any(not handle.done() for handle in self._handles)
+        return (
+            bool(self._final)
+            or any(not handle.done() for handle in self._handles)
+            or any(not task.done() for task in self._adopted)
+        )
 
     async def drain(self, timeout: float | None) -> DrainReport:
-        """Wait for every unit of work, at most ``timeout`` seconds; cancel what is left over.
+        """Wait for every unit of work, at most ``timeout`` seconds; cancel the async work left
+        over. Work in a thread cannot be cancelled: it is waited for until just before the real
+        deadline (the margin later), then reported as an *overrun* and left running.
 
         Work may add more work while it runs (``after_response`` inside after-response work):
         that is waited for too. The final callbacks (:meth:`finally_`) run last.
@@ -157,23 +238,95 @@ class PendingWork:
         deadline = None if timeout is None else loop.time() + timeout
         if not self._response_sent:
             self.response_sent()
+        try:
+            return await self._drain(deadline)
+        except asyncio.CancelledError:
+            self._name_cut()
+            raise
+
+    def _name_cut(self) -> None:
+        """The drain itself was cancelled (a shutdown): cancel the async work it was waiting
+        for and name it. (Work in threads runs on: :func:`name_cut_threads` names it.)"""
+        self._take_adopted()
+        for handle in self._handles:
+            future = handle.future
+            if handle.detached or handle.in_thread or future is None or future.done():
+                continue
+            future.cancel()
+            logger.error(
+                "request %s: after-response work %s was cut short by the shutdown",
+                self.request_id,
+                handle.description,
+            )
+
+    async def _drain(self, deadline: float | None) -> DrainReport:
+        loop = self._loop
         report = DrainReport()
         settled = 0
-        while settled < len(self._handles):
+        while True:
+            self._take_adopted()
+            if settled >= len(self._handles):
+                break
             batch = self._handles[settled:]
-            futures = [h.future for h in batch if h.future is not None]
+            futures = [h.future for h in batch if h.future is not None and not h.detached]
             if futures:
                 await asyncio.wait(futures, timeout=_remaining(loop, deadline))
+            # Async work is cancelled at the deadline; threads get until the real deadline.
             for handle in batch:
-                await self._settle(handle, report)
+                if not handle.in_thread:
+                    await self._settle(handle, report)
+            await self._wait_for_threads(batch, deadline)
+            for handle in batch:
+                if handle.in_thread:
+                    await self._settle(handle, report)
             settled += len(batch)
             if deadline is not None and loop.time() >= deadline:
                 break
+        self._take_adopted()
         for handle in self._handles[settled:]:
             await self._settle(handle, report)
         self._handles.clear()
         await self._run_final(report, deadline)
+        self.name_threads_left()
         return report
+
+    def name_threads_left(self) -> list[str]:
+        """Log the threads the app's code started during the invocation that still run as it
+        ends: holdfast does not wait for them, so they freeze mid-work. Returns their names."""
+        threads = threading._active  # type: ignore[attr-defined]
+        if threads.keys() <= self._threads_before:
+            return []
+        named = []
+        for ident, thread in list(threads.items()):
+            where = None if ident in self._threads_before else _thread_origin(thread)
+            if where is not None:
+                named.append(thread.name)
+                logger.warning(
+                    "request %s: thread %r (%s) started during the request is still running as "
+                    "the invocation ends: threads are not waited for and freeze with the "
+                    "environment; pass the work to holdfast.after_response(), or await it with "
+                    "loop.run_in_executor()",
+                    self.request_id,
+                    thread.name,
+                    where,
+                )
+        return named
+
+    async def _wait_for_threads(self, batch: list[WorkHandle], deadline: float | None) -> None:
+        """Work in threads cannot be cancelled: past the drain's deadline it is still waited
+        for, until the invocation's real deadline (``overrun_grace`` later), so the environment
+        is not reported idle while it runs."""
+        if deadline is None or self.overrun_grace <= 0:
+            return
+        running = [
+            h.future
+            for h in batch
+            if h.in_thread and h.future is not None and not h.future.done() and not h.detached
+        ]
+        if running:
+            await asyncio.wait(
+                running, timeout=_remaining(self._loop, deadline + self.overrun_grace)
+            )
 
     async def _run_final(self, report: DrainReport, deadline: float | None) -> None:
         final, self._final = self._final, []
@@ -182,6 +335,7 @@ class PendingWork:
                 _describe(fn),
                 functools.partial(self._start, fn, (), {}, contextvars.copy_context()),
             )
+            handle.in_thread = not _is_coroutine_function(fn)
             handle.start()
             assert handle.future is not None
             await asyncio.wait([handle.future], timeout=_remaining(self._loop, deadline))
@@ -189,6 +343,18 @@ class PendingWork:
 
     async def _settle(self, handle: WorkHandle, report: DrainReport) -> None:
         future = handle.future
+        if handle.detached:
+            return
+        if handle.in_thread and future is not None and not future.done():
+            report.overrun.append(handle.description)
+            logger.error(
+                "request %s: after-response work %s is still running in its thread at the "
+                "invocation's deadline (a thread cannot be stopped): it overruns, and goes on "
+                "when the environment is next thawed",
+                self.request_id,
+                handle.description,
+            )
+            return
         if future is None or not future.done():
             if future is not None:
                 future.cancel()
@@ -198,9 +364,10 @@ class PendingWork:
             report.cancelled.append(handle.description)
             logger.error(
                 "request %s: after-response work %s did not finish before the deadline "
-                "and was cancelled",
+                "and was cancelled%s",
                 self.request_id,
                 handle.description,
+                _DETACH_HINT if handle.description.startswith("task ") else "",
             )
         elif future.cancelled():
             report.cancelled.append(handle.description)
@@ -231,6 +398,47 @@ class PendingWork:
             getattr(handle.spilled_as, "id", handle.spilled_as),
         )
         return True
+
+
+_DETACH_HINT = (
+    " (a task the app started during the request is waited for as its work; one that should"
+    " outlive the request: holdfast.detach(task))"
+)
+
+
+# Work running in threads now, by a key of its own: what a shutdown must name when it ends the
+# process under it (a thread cannot be cancelled).
+_threads_running: dict[object, str] = {}
+
+
+def _in_thread(call: Callable[[], Any], where: str) -> Any:
+    key = object()
+    _threads_running[key] = where
+    try:
+        return call()
+    finally:
+        del _threads_running[key]
+
+
+def _thread_origin(thread: threading.Thread) -> str | None:
+    """Where the app's own code a thread runs is (its target, or the ``run`` of a Thread
+    subclass of the app's), as ``file:line in function``; ``None`` for a library's thread."""
+    target = getattr(thread, "_target", None)
+    if target is None and type(thread).run is not threading.Thread.run:
+        target = type(thread).run
+    code = getattr(inspect.unwrap(target), "__code__", None) if target is not None else None
+    if code is None or not is_app_file(code.co_filename):
+        return None
+    return f"{os.path.relpath(code.co_filename)}:{code.co_firstlineno} in {code.co_name}"
+
+
+def name_cut_threads(why: str) -> bool:
+    """Log the after-response work still running in threads as cut short by ``why`` (the
+    process is about to end under it); whether there was any."""
+    running = list(_threads_running.values())
+    for where in running:
+        logger.error("%s: after-response work still running in its thread is cut: %s", why, where)
+    return bool(running)
 
 
 def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
@@ -272,6 +480,9 @@ def _spill_for(
 
 #: Seconds kept free before the invocation deadline when draining: spilling needs a moment.
 DEFAULT_DRAIN_MARGIN = 0.5
+#: Of the margin, what an overrunning thread leaves the host to report the invocation done
+#: before the real deadline.
+_NEXT_SLACK = 0.2
 
 
 def drain_budget(context: Any, margin: float = DEFAULT_DRAIN_MARGIN) -> float | None:

@@ -98,4 +98,61 @@ async def fails_after(request: Request) -> dict:
     return {"ok": True}
 
 
+class AfterResponse:
+    """The pure-ASGI middleware docs/adapter.md shows: it acts after the last body chunk."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/middleware":
+            return await self.app(scope, receive, send)
+
+        async def send_then_act(message) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                await asyncio.sleep(0.2)  # after the response, before the freeze
+                _record("middleware", scope["aws.context"].aws_request_id)
+
+        await self.app(scope, receive, send_then_act)
+
+
+@app.get("/middleware")
+async def middleware(request: Request) -> dict:
+    return {"request_id": request.scope["aws.context"].aws_request_id}
+
+
+app.add_middleware(AfterResponse)
+
 handler = holdfast.Adapter(app)
+
+
+def _held(request_id: str) -> None:
+    # Sync work that runs until the test opens its gate (a file): past any deadline if need be.
+    _record("held-start", request_id)
+    gate = os.path.join(os.path.dirname(os.environ["HOLDFAST_TEST_RECORD"]), "gate")
+    while not os.path.exists(gate):
+        time.sleep(0.02)
+    _record("held-done", request_id)
+
+
+@app.get("/held")
+async def held(request: Request) -> dict:
+    request_id = request.scope["aws.context"].aws_request_id
+    holdfast.after_response(_held, request_id)
+    return {"request_id": request_id, "pid": os.getpid()}
+
+
+@app.get("/hello")
+async def hello() -> dict:
+    return {"hello": "world"}
+
+
+@app.get("/when-done/{request_id}")
+async def when_done(request_id: str) -> dict:
+    # Keeps this invocation (the environment thawed) until an earlier one's gated work is done.
+    with open(os.environ["HOLDFAST_TEST_RECORD"]) as record:
+        while f"gated-done {request_id} " not in record.read():
+            await asyncio.sleep(0.02)
+            record.seek(0)
+    return {"done": request_id}

@@ -5,68 +5,33 @@ holdfast.Adapter(app)`, where holdfast's internal extension holds the freeze; an
 custom runtime, which posts the response, drains, then asks for the next event.
 """
 
-import http.client
 import json
+import os
+import signal
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from freeze_support import emulators, get, host_commands, records, wait_for
 from holdfast.emulator import ThreadedEmulator
 
 HERE = Path(__file__).parent
-HOSTS = {
-    "awslambdaric": [sys.executable, "-m", "awslambdaric", "after_apps.handler"],
-    "holdfast-run": [sys.executable, "-m", "holdfast", "run", "after_apps:app"],
-}
+HOSTS = host_commands("after_apps")
 
 
 @pytest.fixture(params=sorted(HOSTS))
 def start(request, tmp_path):
-    record = tmp_path / "record.txt"
-    record.touch()
-    started = []
-
-    def start(**options) -> tuple[ThreadedEmulator, Path]:
-        options.setdefault("timeout", 30)
-        emulator = ThreadedEmulator(
-            HOSTS[request.param],
-            cwd=str(HERE),
-            env={"HOLDFAST_TEST_RECORD": str(record)},
-            **options,
-        )
-        emulator.start()
-        started.append(emulator)
-        return emulator, record
-
-    yield start
-    for emulator in started:
-        emulator.close()
-
-
-def _get(url: str, path: str) -> tuple[int, bytes, float]:
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=60)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read(), time.monotonic()
-    finally:
-        connection.close()
-
-
-def _records(record: Path) -> dict[tuple[str, str], float]:
-    rows = (line.split() for line in record.read_text().splitlines())
-    return {(kind, request_id): float(at) for kind, request_id, at in rows}
+    with emulators(HOSTS[request.param], HERE, tmp_path) as start:
+        yield start
 
 
 def test_every_background_task_finishes_before_the_freeze(start):
     emulator, record = start(concurrency=2)
 
     def answer_then_release(_: int) -> tuple[int, bytes, float]:
-        answer = _get(emulator.url, "/gated")
+        answer = get(emulator.url, "/gated")
         # Only now may the request's after-response work finish (see after_apps.gated).
         request_id = json.loads(answer[1])["request_id"]
         Path(f"{record}.release-{request_id}").touch()
@@ -78,7 +43,7 @@ def test_every_background_task_finishes_before_the_freeze(start):
     emulator.wait_idle(timeout=60)
 
     assert all(status == 200 for status, _, _ in results)
-    finished = _records(record)
+    finished = records(record)
     assert not [key for key in finished if key[0] == "unreleased"]  # no answer waited for work
     freezes = {entry.request_id: entry for entry in emulator.freeze_log}
     # Every comparison below is an order of causes, read on one system-wide monotonic clock:
@@ -102,13 +67,13 @@ def test_background_cpu_work_before_its_first_await_does_not_delay_the_response(
     # The app's code after its last body chunk (where Starlette runs BackgroundTasks) must not
     # run before the host has the response: the final send returns only after the hand-over.
     emulator, record = start()
-    status, body, answered_at = _get(emulator.url, "/compute-first?ms=800")
+    status, body, answered_at = get(emulator.url, "/compute-first?ms=800")
     emulator.wait_idle(timeout=60)
 
     assert status == 200
     request_id = json.loads(body)["request_id"]
     freeze = next(e for e in emulator.freeze_log if e.request_id == request_id)
-    finished = _records(record)
+    finished = records(record)
     # The caller had its answer before the 800 ms of CPU work were done, and the environment
     # froze only once they were.
     assert answered_at < finished[("cpu-done", request_id)] < freeze.frozen_at
@@ -120,7 +85,7 @@ def test_background_cpu_work_before_its_first_await_does_not_delay_the_response(
 
 def test_work_longer_than_the_remaining_time_is_reported_not_lost(start, capfd):
     emulator, record = start(timeout=3)
-    status, body, _ = _get(emulator.url, "/too-long?ms=60000")
+    status, body, _ = get(emulator.url, "/too-long?ms=60000")
     emulator.wait_idle(timeout=30)
 
     assert status == 200
@@ -128,7 +93,7 @@ def test_work_longer_than_the_remaining_time_is_reported_not_lost(start, capfd):
     freeze = next(e for e in emulator.freeze_log if e.request_id == request_id)
     # The drain stopped before the deadline: no timeout, the environment froze normally ...
     assert freeze.outcome == "frozen"
-    assert ("task", request_id) not in _records(record)
+    assert ("task", request_id) not in records(record)
     # ... and the cancelled work was reported with the request id and what it was.
     output = capfd.readouterr()
     lines = (output.out + output.err).splitlines()
@@ -138,7 +103,7 @@ def test_work_longer_than_the_remaining_time_is_reported_not_lost(start, capfd):
 
 def test_failing_after_response_work_does_not_change_the_response(start, capfd):
     emulator, _ = start()
-    status, body, _ = _get(emulator.url, "/fails-after")
+    status, body, _ = get(emulator.url, "/fails-after")
     emulator.wait_idle(timeout=30)
 
     assert (status, json.loads(body)) == (200, {"ok": True})
@@ -157,9 +122,82 @@ def test_managed_runtime_runs_lifespan_shutdown_at_sigterm(tmp_path):
     )
     emulator.start()
     try:
-        status, body, _ = _get(emulator.url, "/")
+        status, body, _ = get(emulator.url, "/")
         assert (status, body) == (200, b"hello")
         emulator.wait_idle(timeout=30)
     finally:
         emulator.close()
     assert record.read_text().startswith("shutdown ")
+
+
+def test_sync_work_past_the_deadline_is_an_overrun_not_a_cancellation(start, capfd):
+    # A thread cannot be cancelled: the work is reported as an overrun, the environment freezes
+    # before the real deadline (no timeout), and the work goes on when it is next thawed.
+    emulator, record = start(timeout=3)
+    status, body, _ = get(emulator.url, "/held")
+    emulator.wait_idle(timeout=30)
+    request_id = json.loads(body)["request_id"]
+    first = next(e for e in emulator.freeze_log if e.request_id == request_id)
+    output = capfd.readouterr()
+    lines = [line for line in (output.out + output.err).splitlines() if request_id in line]
+
+    assert status == 200
+    assert first.outcome == "frozen"
+    reported = [line for line in lines if "_held" in line]
+    assert reported and "overrun" in reported[0], lines
+    assert not any("cancelled" in line for line in reported)
+    assert ("held-done", request_id) not in records(record)
+
+    (record.parent / "gate").touch()
+    assert get(emulator.url, f"/when-done/{request_id}")[0] == 200
+    emulator.wait_idle(timeout=30)
+    # It ran on in the next invocation's thaw, as the log said it would.
+    assert records(record)[("held-done", request_id)] > first.frozen_at
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_sigterm_during_a_sync_drain_ends_the_process_and_names_the_cut_work(start, capfd):
+    # Lambda Managed Instances (no freeze): the drain is running when SIGTERM comes. The work
+    # would run forever (its gate stays shut): the process must still end on its own, inside
+    # the shutdown budget, naming the work it cut.
+    emulator, record = start(max_concurrency=2)
+    status, body, _ = get(emulator.url, "/held")
+    answer = json.loads(body)
+    wait_for(lambda: ("held-start", answer["request_id"]) in records(record), "the work")
+
+    os.killpg(os.getpgid(answer["pid"]), signal.SIGTERM)
+    wait_for(lambda: not _alive(answer["pid"]), "the process's exit")
+
+    lines: list[str] = []
+
+    def cut_lines() -> list[str]:
+        # The emulator relays the runtime's last lines a moment after it exited.
+        output = capfd.readouterr()
+        lines.extend((output.out + output.err).splitlines())
+        return [line for line in lines if "is cut" in line]
+
+    wait_for(lambda: bool(cut_lines()), "the cut work in the log")
+    cut = cut_lines()
+    assert status == 200
+    assert cut and answer["request_id"] in cut[0] and "_held" in cut[0], cut
+    assert ("held-done", answer["request_id"]) not in records(record)
+    (record.parent / "gate").touch()
+
+
+def test_a_pure_asgi_middleware_acts_after_the_response_and_before_the_freeze(start):
+    # docs/adapter.md's alternative to code after `await call_next()`: wrap send, act after the
+    # last body chunk.
+    emulator, record = start()
+    status, body, answered_at = get(emulator.url, "/middleware")
+    emulator.wait_idle(timeout=30)
+    request_id = json.loads(body)["request_id"]
+    freeze = next(e for e in emulator.freeze_log if e.request_id == request_id)
+    assert status == 200
+    assert answered_at < records(record)[("middleware", request_id)] < freeze.frozen_at

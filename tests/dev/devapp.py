@@ -36,8 +36,17 @@ async def after(tasks: BackgroundTasks) -> dict[str, bool]:
 @app.get("/leak")
 async def leak() -> dict[str, bool]:
     threading.Thread(target=time.sleep, args=(30,), name="mailer", daemon=True).start()
-    _fire_and_forget.add(asyncio.get_running_loop().create_task(poll_forever()))
+    # Detached: a task the app means to outlive the request, so the drain does not wait for it
+    # (holdfast dev still names it, running at the freeze).
+    _fire_and_forget.add(holdfast.detach(asyncio.get_running_loop().create_task(poll_forever())))
     return {"leak": True}
+
+
+@app.get("/hog")
+async def hog() -> dict[str, bool]:
+    # Not detached: adopted, the drain waits for it until the deadline cuts it.
+    _fire_and_forget.add(asyncio.get_running_loop().create_task(poll_forever()))
+    return {"hog": True}
 
 
 _fire_and_forget: set[asyncio.Task[None]] = set()

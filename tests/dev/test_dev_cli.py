@@ -60,6 +60,17 @@ def test_deadline_cut_of_after_response_work_is_shown(app_dir: Path) -> None:
         dev.stop()
 
 
+def test_a_task_that_keeps_the_drain_waiting_is_named_where_it_started(app_dir: Path) -> None:
+    dev = start_dev(app_dir, "app:app", "--timeout", "1", "--no-worker", "--no-reload")
+    try:
+        assert dev.json("/hog") == {"hog": True}
+        dev.wait_for("GET /hog")
+        line = next(line for line in dev.lines if "GET /hog" in line)
+        assert "cut by the deadline" in line and "poll_forever started at app.py:" in line
+    finally:
+        dev.stop()
+
+
 def test_a_worker_runs_every_queue_the_app_defines(dev: Dev) -> None:
     task_id = dev.json("/double?n=4", "POST")["id"]  # type: ignore[index]
     deadline = time.monotonic() + 60

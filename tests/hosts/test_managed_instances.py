@@ -10,11 +10,11 @@ import asyncio
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from freeze_support import wait_for
 from holdfast.emulator import ThreadedEmulator
 from lambda_events import http_event
 
@@ -26,14 +26,6 @@ HOLDFAST_RUN = [sys.executable, "-m", "holdfast", "run", "host_apps:handler"]
 HOSTS = pytest.mark.parametrize(
     "command", [AWSLAMBDARIC, HOLDFAST_RUN], ids=["awslambdaric", "run"]
 )
-
-
-def wait_for(predicate, what: str, limit: float = 30.0) -> None:
-    deadline = time.monotonic() + limit  # only stops a broken test from hanging
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.02)
 
 
 def managed(command: list[str], marks: Path, max_concurrency: int, **options) -> ThreadedEmulator:

@@ -144,6 +144,6 @@ def test_after_response_work_cut_off_by_the_deadline_is_spilled_to_the_queue(sql
         assert handler(event, Context(remaining_ms=700))["statusCode"] == 202
     finally:
         handler.close()
-    assert handler.counts == {"drained": 0, "failed": 0, "spilled": 1, "cancelled": 0}
+    assert handler.counts == {"drained": 0, "failed": 0, "spilled": 1, "cancelled": 0, "overrun": 0}
     [spilled] = queue.list_sync()
     assert (spilled.task, spilled.state) == ("transcode", TaskState.QUEUED)

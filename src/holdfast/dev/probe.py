@@ -7,8 +7,9 @@ Each start and each end is one JSON line appended with a single ``write(2)`` on 
 ``O_APPEND`` descriptor to the file named by ``$HOLDFAST_DEV_PROBE``: whatever was written
 before the freeze is in the file once the process is stopped, so ``holdfast dev`` reads it
 after the freeze without asking the frozen process anything. Only threads and tasks created
-with a frame of the app's own code on the stack are noted (not the standard library's, a
-site-packages library's or holdfast's), so a framework's internal tasks stay out of it.
+with a frame of the app's own code on the stack are noted (the rule of
+:func:`holdfast.appcode.is_app_file`: not the standard library's, an installed library's or
+holdfast's), so a framework's internal tasks stay out of it.
 """
 
 from __future__ import annotations
@@ -18,48 +19,23 @@ import itertools
 import json
 import os
 import sys
-import sysconfig
 import threading
 from collections.abc import Coroutine, Generator
 from types import FrameType
 from typing import Any
 
+from holdfast.appcode import is_app_file
+
 PROBE_ENV = "HOLDFAST_DEV_PROBE"
 
 _ids = itertools.count(1)
-_user_file: dict[str, bool] = {}
-
-
-_HOLDFAST_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-_LIBRARY_ROOTS = (
-    _HOLDFAST_ROOT,
-    *{
-        os.path.realpath(path)
-        for key, path in sysconfig.get_paths().items()
-        if key in ("stdlib", "platstdlib", "purelib", "platlib")
-    },
-)
-# The demo lives inside holdfast's package but is an app like any other.
-_APP_FILES_IN_HOLDFAST = frozenset({os.path.join(_HOLDFAST_ROOT, "demo.py")})
-
-
-def _is_user_file(filename: str) -> bool:
-    known = _user_file.get(filename)
-    if known is None:
-        path = os.path.realpath(filename)
-        known = filename.startswith("/") and (
-            path in _APP_FILES_IN_HOLDFAST
-            or not any(path.startswith(root + os.sep) for root in _LIBRARY_ROOTS)
-        )
-        _user_file[filename] = known
-    return known
 
 
 def user_origin(frame: FrameType | None) -> dict[str, Any] | None:
     """Where the innermost frame of the app's own code on this stack is, if there is one."""
     while frame is not None:
         code = frame.f_code
-        if _is_user_file(code.co_filename):
+        if is_app_file(code.co_filename):
             line = frame.f_lineno
             return {
                 "file": os.path.relpath(code.co_filename),
@@ -159,6 +135,8 @@ def _note_drains(notes: _Notes) -> None:
     async def noted_drain(self: PendingWork, timeout: float | None) -> Any:
         report = await drain(self, timeout)
         cancelled = list(getattr(report, "cancelled", []))
+        # Work in threads past the deadline runs on, frozen mid-work: named as cut too.
+        cancelled += [f"{item} (overrun: still running)" for item in getattr(report, "overrun", [])]
         spilled = int(getattr(report, "spilled", 0))
         if cancelled or spilled:
             notes.write({"event": "drain_cut", "cancelled": cancelled, "spilled": spilled})

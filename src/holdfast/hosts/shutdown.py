@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
+from holdfast import pending
 from holdfast.runtime.client import RuntimeClient
 
 if TYPE_CHECKING:
@@ -179,6 +180,7 @@ def shut_down(adapters: Sequence[Adapter], budget: Budget) -> None:
     except Exception:
         logger.exception("shutdown failed")
     finally:
+        pending.name_cut_threads("SIGTERM")
         logging.shutdown()
         sys.stdout.flush()
         os._exit(0)

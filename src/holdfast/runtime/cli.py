@@ -9,6 +9,8 @@ usage error, 64/65 for SnapStart hook failures.
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -58,7 +60,7 @@ def main(argv: list[str]) -> int:
 
 def _run(spec: str, address: str, settings: LambdaSettings) -> int:
     # Imported here so `holdfast --help` and usage errors stay cheap.
-    from holdfast import config
+    from holdfast import config, pending
     from holdfast.engine import Engine
     from holdfast.hosts.custom import CustomRuntime
     from holdfast.runtime.bootstrap import fail_init
@@ -76,4 +78,9 @@ def _run(spec: str, address: str, settings: LambdaSettings) -> int:
         snapstart=settings.snapstart,
     )
     engine = target.adapter.engine if target.adapter is not None else Engine()
-    return engine.run(runtime.run())
+    status = engine.run(runtime.run())
+    if pending.name_cut_threads("shutdown"):
+        # The interpreter would join those threads at exit, past the shutdown budget.
+        logging.shutdown()
+        os._exit(status)
+    return status
