@@ -66,7 +66,9 @@ def test_the_package_exports_are_pinned():
         "LifespanError",
         "Outcome",
         "Streamed",
+        "adopt",
         "after_response",
+        "detach",
         "on_response_sent",
         "trace_id",
     ]

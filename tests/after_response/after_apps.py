@@ -152,7 +152,7 @@ async def hello() -> dict:
 async def when_done(request_id: str) -> dict:
     # Keeps this invocation (the environment thawed) until an earlier one's gated work is done.
     with open(os.environ["HOLDFAST_TEST_RECORD"]) as record:
-        while f"gated-done {request_id} " not in record.read():
+        while f"held-done {request_id} " not in record.read():
             await asyncio.sleep(0.02)
             record.seek(0)
     return {"done": request_id}
