@@ -158,7 +158,8 @@ class Listeners:
 
 
 def open_backend(url: str, *, queue: str, endpoint_url: str | None = None) -> Backend:
-    """The backend for a queue URL: `sqlite:///path.db`, `sqs://<queue-url>?table=T`, `memory://`.
+    """The backend for a queue URL: `sqlite:///path.db`, `sqs://<queue-url>?table=T`,
+    `azure://<storage-queue>?table=T`, `memory://`.
 
     SQLite takes `?synchronous=full` for fsync on every commit (the default, NORMAL, survives
     process crashes but may lose the last commits on power loss).
@@ -184,4 +185,10 @@ def open_backend(url: str, *, queue: str, endpoint_url: str | None = None) -> Ba
         from .sqs import SQSBackend
 
         return SQSBackend.from_url(rest, queue=queue, endpoint_url=endpoint_url)
-    raise BackendError(f"unsupported task queue URL {url!r} (sqlite://, sqs://, memory://)")
+    if scheme == "azure":
+        from .azure import AzureBackend
+
+        return AzureBackend.from_url(rest, queue=queue)
+    raise BackendError(
+        f"unsupported task queue URL {url!r} (sqlite://, sqs://, azure://, memory://)"
+    )
