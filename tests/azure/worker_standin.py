@@ -27,6 +27,7 @@ import sys
 import time
 import types
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,7 +75,8 @@ class Call:
     responded: float  # the client had the whole response
     ended: float = 0.0  # the invocation was reported done
     error: BaseException | None = None
-    events: list[str] = field(default_factory=list)
+    invocation_id: str = ""
+    set_cookies: list[str] = field(default_factory=list)
 
     @property
     def latency(self) -> float:
@@ -113,18 +115,23 @@ def _function(app: Any, name: str | None = None) -> Any:
 class StreamingWorker:
     """The HTTP streaming worker: the extension's real web server plus the coordinator."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, install_coordinator: bool = True) -> None:
         self.coordinator = HttpCoordinator()
+        self.install_coordinator = install_coordinator
         self.port = 0
+        #: Called when the client has the whole response, and when the invocation ends.
+        self.on_response: Callable[[], object] | None = None
+        self.on_end: Callable[[], object] | None = None
         self._server: asyncio.Task[Any] | None = None
         self._client: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> StreamingWorker:
         from azurefunctions.extensions.http.fastapi import Request, WebApp, WebServer
 
-        module = types.ModuleType("azure_functions_worker.http_v2")
-        module.http_coordinator = self.coordinator  # type: ignore[attr-defined]
-        sys.modules["azure_functions_worker.http_v2"] = module
+        if self.install_coordinator:  # where the workers keep it
+            module = types.ModuleType("azure_functions_worker.http_v2")
+            module.http_coordinator = self.coordinator  # type: ignore[attr-defined]
+            sys.modules["azure_functions_worker.http_v2"] = module
         coordinator = self.coordinator
         web_app = WebApp()
 
@@ -190,8 +197,16 @@ class StreamingWorker:
                 content=body,
             )
             responded = time.perf_counter()
+            if self.on_response is not None:
+                self.on_response()
             call = Call(
-                response.status_code, dict(response.headers), response.content, started, responded
+                response.status_code,
+                dict(response.headers),
+                response.content,
+                started,
+                responded,
+                invocation_id=invocation_id,
+                set_cookies=response.headers.get_list("set-cookie"),
             )
         except httpx.HTTPError as exc:
             call = Call(0, {}, b"", started, time.perf_counter(), error=exc)
@@ -215,6 +230,8 @@ class StreamingWorker:
             self.coordinator.set_http_response(invocation_id, result)
         finally:
             self.ended[invocation_id] = time.perf_counter()
+            if self.on_end is not None:
+                self.on_end()
 
 
 class ClassicWorker:
@@ -253,4 +270,6 @@ class ClassicWorker:
             started,
             now,
             now,
+            invocation_id=invocation_id,
+            set_cookies=response.headers.getlist("Set-Cookie"),
         )
