@@ -103,11 +103,17 @@ def _free_port() -> int:
 _indexed: dict[int, list[Any]] = {}
 
 
-def _function(app: Any, name: str | None = None) -> Any:
-    # As the worker does, index the app once (get_functions builds them anew each call).
+def index(app: Any) -> list[Any]:
+    """The app's functions, indexed once as the worker does (get_functions builds them anew,
+    and refuses to do it twice)."""
     functions = _indexed.get(id(app))
     if functions is None:
         functions = _indexed[id(app)] = app.get_functions()
+    return functions
+
+
+def _function(app: Any, name: str | None = None) -> Any:
+    functions = index(app)
     chosen = [f for f in functions if name is None or f.get_function_name() == name]
     return chosen[0].get_user_function()
 
