@@ -12,9 +12,10 @@ this app, and `shop.daily_digest` by a timer trigger. See docs/deploying-azure.m
 
 from __future__ import annotations
 
-import holdfast.azure
 from shop.app import handler
 from shop.jobs import queue
+
+import holdfast.azure
 
 app = holdfast.azure.FunctionApp(
     handler,

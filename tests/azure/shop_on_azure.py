@@ -17,7 +17,7 @@ from worker_standin import StreamingWorker, index  # noqa: E402
 
 
 async def main() -> dict:
-    import function_app  # noqa: PLC0415 - the module the worker indexes
+    import function_app
     from azure.functions.queue import QueueMessage
 
     app = function_app.app

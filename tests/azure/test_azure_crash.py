@@ -10,9 +10,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
 
-from crash_harness import CrashRun  # noqa: E402
+from crash_harness import CrashRun
 
-from holdfast.tasks import TaskQueue  # noqa: E402
+from holdfast.tasks import TaskQueue
 
 
 def test_azure_workers_killed_lose_nothing_and_statuses_agree(storage, tmp_path):

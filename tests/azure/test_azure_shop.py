@@ -83,4 +83,4 @@ def test_the_drain_deadline_matches_host_json(timeout):
     hours, minutes, seconds = (int(p) for p in timeout.split(":"))
     host = json.loads((SHOP / "host.json").read_text())
     assert host["functionTimeout"] == timeout
-    assert DEFAULT_FUNCTION_TIMEOUT == hours * 3600 + minutes * 60 + seconds
+    assert hours * 3600 + minutes * 60 + seconds == DEFAULT_FUNCTION_TIMEOUT

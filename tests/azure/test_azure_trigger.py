@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from azure.functions.queue import QueueMessage  # what the worker's queue converter builds
 import pytest
+from azure.functions.queue import QueueMessage  # what the worker's queue converter builds
 
 import holdfast.azure
 from holdfast.tasks import TaskState
@@ -90,6 +90,7 @@ def test_a_failing_task_is_retried_by_a_copy_then_poisoned(shop, storage):
         status = queue.status_sync(handle.id)
         assert status.attempts == attempt
     assert status.state is TaskState.DEAD and status.error == "LookupError: no such month"
+    assert calls == ["never", "never"]
     assert storage.peek() == []
     assert [json.loads(m)["id"] for m in storage.peek(storage.poison)] == [handle.id]
 

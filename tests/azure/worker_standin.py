@@ -128,6 +128,18 @@ class StreamingWorker:
         #: Called when the client has the whole response, and when the invocation ends.
         self.on_response: Callable[[], object] | None = None
         self.on_end: Callable[[], object] | None = None
+        #: With an app set, a request from an outside client starts its own invocation.
+        self.serving: Any = None
+        self.ended: dict[str, float] = {}
+        self._invocations: set[asyncio.Task[None]] = set()
+
+    def _start(self, app: Any, invocation_id: str) -> asyncio.Task[None]:
+        self.ended[invocation_id] = 0.0
+        context = Context(invocation_id, "http_app_func")
+        task = asyncio.create_task(self._invoke(_function(app), invocation_id, context))
+        self._invocations.add(task)
+        task.add_done_callback(self._invocations.discard)
+        return task
         self._server: asyncio.Task[Any] | None = None
         self._client: httpx.AsyncClient | None = None
 
@@ -143,6 +155,9 @@ class StreamingWorker:
 
         async def catch_all(request: Request):  # type: ignore[valid-type]
             invocation_id = request.headers.get(X_MS_INVOCATION_ID)
+            if self.serving is not None and invocation_id not in self.ended:
+                # The host sends the invocation (gRPC) along with the proxied request.
+                self._start(self.serving, invocation_id)
             coordinator.set_http_request(invocation_id, request)
             response = await coordinator.await_http_response_async(invocation_id)
             if isinstance(response, Exception):
@@ -187,13 +202,10 @@ class StreamingWorker:
         *,
         headers: dict[str, str] | None = None,
         body: bytes = b"",
-        function: str | None = None,
     ) -> Call:
-        user_function = _function(app, function)
         invocation_id = str(uuid.uuid4())
-        context = Context(invocation_id, function or "http_app_func")
         started = time.perf_counter()
-        invocation = asyncio.create_task(self._invoke(user_function, invocation_id, context))
+        invocation = self._start(app, invocation_id)
         assert self._client is not None
         try:
             response = await self._client.request(
@@ -222,8 +234,6 @@ class StreamingWorker:
             call.error = exc
         call.ended = self.ended[invocation_id]
         return call
-
-    ended: dict[str, float] = {}
 
     async def _invoke(self, user_function: Any, invocation_id: str, context: Context) -> None:
         try:
