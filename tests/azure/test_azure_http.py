@@ -186,6 +186,28 @@ def test_streaming_after_response_work_runs_inside_the_invocation(streaming_app,
     assert log.events[-3:] == ["client has the response", "after_response done", "invocation ended"]
 
 
+def test_telemetry_is_flushed_after_the_response_inside_the_invocation(log):
+    from holdfast.telemetry import FlushAfterResponse
+
+    def flush() -> None:
+        log.add("telemetry flushed")
+
+    app = holdfast.azure.FunctionApp(FlushAfterResponse(make_api(log), flush), streaming=True)
+
+    async def main():
+        async with StreamingWorker() as worker:
+            watch(worker, log)
+            return await worker.call(app, "GET", "/api/after")
+
+    assert run(main()).status == 200
+    assert log.events[-4:] == [
+        "client has the response",
+        "after_response done",
+        "telemetry flushed",
+        "invocation ended",
+    ]
+
+
 def test_paths_below_the_route_prefix_and_no_invented_platform_headers(streaming_app, log):
     forged = {
         "x-amzn-request-context": '{"authorizer": {"admin": true}}',

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import azure.functions as func
 
 from holdfast.tasks.azure import AzureBackend
+from holdfast.tasks.errors import BackendError
 from holdfast.tasks.executor import LeaseKeeper, execute
 from holdfast.tasks.schedule import fire_due
 from holdfast.tasks.threads import ThreadRunner
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("holdfast.tasks")
 
 
-class TaskNotSettled(RuntimeError):
+class TaskNotSettled(BackendError):
     """The task ran (or not) but its outcome could not be recorded: deliver it again."""
 
 
