@@ -50,11 +50,10 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
 
-from .backend import Listeners
+from .backend import Listeners, ParallelCalls
 from .errors import BackendError, InvalidArguments, describe
 from .models import PENDING_STATES, Delivery, Job, Outcome, TaskState, TaskStatus, new_task_id
 
@@ -118,8 +117,7 @@ class AzureBackend:
         self._last_reconcile = -math.inf
         self._corrupt: dict[str, str] = {}
         self.reconcile_every = RECONCILE_EVERY
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._calls = ParallelCalls(16, "holdfast-azure")
 
     @classmethod
     def from_url(cls, rest: str, *, queue: str) -> AzureBackend:
@@ -190,10 +188,7 @@ class AzureBackend:
             pass
 
     def close(self) -> None:
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown()
+        self._calls.close()
         for name in ("_queue", "_poison", "_table"):
             client = self.__dict__.pop(name, None)
             if client is not None:
@@ -620,23 +615,7 @@ class AzureBackend:
         return True
 
     def _in_parallel(self, calls: Sequence[Callable[[], Any]], default: Any = None) -> list[Any]:
-        """Run independent storage calls at once (the SDK clients are thread-safe)."""
-
-        def guarded(call: Callable[[], Any]) -> Any:
-            try:
-                return call()
-            except Exception:
-                # Left in flight: the message comes back and the task runs again.
-                logger.exception("task backend call failed")
-                return default
-
-        if len(calls) <= 1:
-            return [guarded(call) for call in calls]
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(16, thread_name_prefix="holdfast-azure")
-            pool = self._pool
-        return list(pool.map(guarded, calls))
+        return self._calls.run(calls, default)
 
     # -- status -----------------------------------------------------------------------------
 

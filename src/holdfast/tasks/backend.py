@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import logging
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar, runtime_checkable
 
 from .models import Delivery, Job, Outcome, TaskState, TaskStatus
+
+logger = logging.getLogger("holdfast.tasks")
 
 
 @runtime_checkable
@@ -155,6 +159,39 @@ class Listeners:
         # Copy-on-write list: iterating needs no lock on the hot enqueue path.
         for callback in self._callbacks:
             callback()
+
+
+class ParallelCalls:
+    """Independent network calls of a backend run at once on a small pool (the cloud SDK
+    clients are thread-safe); a call that raises is logged and answers `default` — left in
+    flight, its message comes back and the task runs again."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size, self._name = size, name
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def run(self, calls: Sequence[Callable[[], _T]], default: _T) -> builtins.list[_T]:
+        def guarded(call: Callable[[], _T]) -> _T:
+            try:
+                return call()
+            except Exception:
+                logger.exception("task backend call failed")
+                return default
+
+        if len(calls) <= 1:
+            return [guarded(call) for call in calls]
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._size, thread_name_prefix=self._name)
+            pool = self._pool
+        return builtins.list(pool.map(guarded, calls))
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown()
 
 
 def open_backend(url: str, *, queue: str, endpoint_url: str | None = None) -> Backend:
