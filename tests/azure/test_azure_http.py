@@ -427,3 +427,13 @@ def test_func_http_request_objects_build_the_event_faithfully():
     assert decoded.raw_path == b"/api/items/a%2Fb" and decoded.path == "/api/items/a/b"
     assert decoded.query_string == b"x=1&x=2" and decoded.root_path == "/api"
     assert decoded.scheme == "https" and decoded.server == ("shop.azurewebsites.net", 443)
+
+
+def test_without_azure_functions_the_import_error_says_what_to_install(monkeypatch):
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "azure.functions", None)
+    monkeypatch.delitem(sys.modules, "holdfast.azure.app")
+    with pytest.raises(ImportError, match=r"pip install 'holdfast\[azure\]'"):
+        importlib.import_module("holdfast.azure.app")

@@ -18,7 +18,12 @@ import importlib.util
 from collections.abc import Iterable
 from typing import Any
 
-import azure.functions as func
+try:
+    import azure.functions as func
+except ImportError as exc:
+    raise ImportError(
+        "holdfast.azure needs azure-functions: pip install 'holdfast[azure]'"
+    ) from exc
 
 from holdfast.adapter import Adapter
 from holdfast.azure.http import serve_classic, serve_streaming
