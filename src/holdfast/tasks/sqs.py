@@ -36,14 +36,12 @@ import json
 import logging
 import math
 import secrets
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .backend import Listeners
+from .backend import Listeners, ParallelCalls
 from .errors import BackendError, InvalidArguments, describe
 from .models import PENDING_STATES, Delivery, Job, Outcome, TaskState, TaskStatus, new_task_id
 
@@ -139,8 +137,7 @@ class SQSBackend:
         self._last_reconcile = -math.inf
         #: Seconds between two looks into the dead-letter queue by `maintain()`.
         self.reconcile_every = RECONCILE_EVERY
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._calls = ParallelCalls(10, "holdfast-sqs")
 
     # boto3 is imported and its clients made on first use: a Lambda cold start that serves
     # requests without deferring anything does not pay for them.
@@ -181,10 +178,7 @@ class SQSBackend:
         )
 
     def close(self) -> None:
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown()
+        self._calls.close()
         for name in ("_sqs", "_ddb"):
             client = self.__dict__.pop(name, None)
             if client is not None:
@@ -516,22 +510,7 @@ class SQSBackend:
 
     def _in_parallel(self, calls: Sequence[Callable[[], Any]], default: Any = None) -> list[Any]:
         """Run independent AWS calls at once (boto3 clients are thread-safe)."""
-
-        def guarded(call: Callable[[], Any]) -> Any:
-            try:
-                return call()
-            except Exception:
-                # Left in flight: the message comes back and the task runs again.
-                logger.exception("task backend call failed")
-                return default
-
-        if len(calls) <= 1:
-            return [guarded(call) for call in calls]
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(10, thread_name_prefix="holdfast-sqs")
-            pool = self._pool
-        return list(pool.map(guarded, calls))
+        return self._calls.run(calls, default)
 
     def maintain(self) -> None:
         """Every `reconcile_every` seconds, mark `dead` the tasks whose message the redrive
