@@ -6,8 +6,10 @@ STAMP := $(VENV)/.installed
 # The dashboard's browser test drives Debian's chromium (never Playwright's own download).
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The Azure tests run Azurite, the Azure Storage emulator, from npm into this git-ignored folder.
+AZURITE := .azurite/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-azure clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +23,13 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -q
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium
 
+$(AZURITE):
+	command -v npm >/dev/null || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends npm; }
+	mkdir -p .azurite
+	npm install --prefix .azurite --no-audit --no-fund --loglevel=error azurite
+	touch $(AZURITE)
+
 run: $(STAMP)
 	$(BIN)/holdfast dev
 
@@ -31,11 +40,15 @@ lint: $(STAMP)
 
 # Most tests wait on real processes (emulator, runtimes, moto_server), not the CPU: three workers
 # on two cores keep the suite near two minutes.
-test: $(STAMP) lint | $(CHROMIUM)
+test: $(STAMP) lint $(AZURITE) | $(CHROMIUM)
 	$(BIN)/python -m pytest -n 3
 
 bench: $(STAMP)
 	$(BIN)/python bench/adapter.py
 
+# holdfast.azure against func.AsgiFunctionApp: a 300 ms BackgroundTask, side by side.
+bench-azure: $(STAMP)
+	$(BIN)/python bench/azure.py
+
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .azurite

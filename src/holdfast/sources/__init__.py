@@ -13,6 +13,7 @@ from holdfast.sources._http import HTTPRequest, HTTPResponse
 from holdfast.sources.alb import ALB
 from holdfast.sources.apigw_v1 import APIGatewayV1
 from holdfast.sources.apigw_v2 import APIGatewayV2
+from holdfast.sources.azure import AzureHTTP
 from holdfast.sources.lattice import VPCLattice
 
 __all__ = ["Codecs", "EventCodec", "HTTPRequest", "HTTPResponse"]
@@ -42,6 +43,7 @@ class Codecs:
         self.alb_multi = ALB(text_mime_types, multi_value=True)
         self.lattice_v1 = VPCLattice(text_mime_types, version=1)
         self.lattice_v2 = VPCLattice(text_mime_types, version=2)
+        self.azure_http = AzureHTTP(text_mime_types)
 
     def match(self, event: LambdaEvent) -> EventCodec | None:
         """The codec for an HTTP event of any supported source, else ``None``."""
@@ -54,4 +56,6 @@ class Codecs:
         version = VPCLattice.detect_version(event)
         if version is not None:
             return self.lattice_v1 if version == 1 else self.lattice_v2
+        if AzureHTTP.matches(event):
+            return self.azure_http
         return None

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import logging
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from .models import Delivery, Job, Settlement, TaskState, TaskStatus
+
+logger = logging.getLogger("holdfast.tasks")
 
 
 @runtime_checkable
@@ -158,8 +162,42 @@ class Listeners:
             callback()
 
 
+class ParallelCalls:
+    """Independent network calls of a backend run at once on a small pool (the cloud SDK
+    clients are thread-safe); a call that raises is logged and answers `default` — left in
+    flight, its message comes back and the task runs again."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size, self._name = size, name
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def run(self, calls: Sequence[Callable[[], _T]], default: _T) -> builtins.list[_T]:
+        def guarded(call: Callable[[], _T]) -> _T:
+            try:
+                return call()
+            except Exception:
+                logger.exception("task backend call failed")
+                return default
+
+        if len(calls) <= 1:
+            return [guarded(call) for call in calls]
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._size, thread_name_prefix=self._name)
+            pool = self._pool
+        return builtins.list(pool.map(guarded, calls))
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown()
+
+
 def open_backend(url: str, *, queue: str, endpoint_url: str | None = None) -> Backend:
-    """The backend for a queue URL: `sqlite:///path.db`, `sqs://<queue-url>?table=T`, `memory://`.
+    """The backend for a queue URL: `sqlite:///path.db`, `sqs://<queue-url>?table=T`,
+    `azure://<storage-queue>?table=T`, `memory://`.
 
     SQLite takes `?synchronous=full` for fsync on every commit (the default, NORMAL, survives
     process crashes but may lose the last commits on power loss).
@@ -185,4 +223,10 @@ def open_backend(url: str, *, queue: str, endpoint_url: str | None = None) -> Ba
         from .sqs import SQSBackend
 
         return SQSBackend.from_url(rest, queue=queue, endpoint_url=endpoint_url)
-    raise BackendError(f"unsupported task queue URL {url!r} (sqlite://, sqs://, memory://)")
+    if scheme == "azure":
+        from .azure import AzureBackend
+
+        return AzureBackend.from_url(rest, queue=queue)
+    raise BackendError(
+        f"unsupported task queue URL {url!r} (sqlite://, sqs://, azure://, memory://)"
+    )

@@ -46,5 +46,3 @@ def error_text(exc: BaseException) -> str:
     return text[:_MAX_DESCRIPTION]
 
 
-#: The former name, kept only while backends written against it (Azure Queue Storage) land.
-describe = error_text

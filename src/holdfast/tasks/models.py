@@ -263,6 +263,3 @@ class Settlement:
     counted: bool = True
 
 
-#: The former name, kept only while backends written against it (Azure Queue Storage) land;
-#: new code says `Settlement`.
-Outcome = Settlement

@@ -37,7 +37,7 @@ from urllib.parse import parse_qs
 from ..backend import Listeners
 from ..errors import BackendError
 from ..models import Delivery, Job, Settlement, TaskState, TaskStatus, new_task_id
-from .calls import ParallelCalls
+from ..backend import ParallelCalls
 from .messages import (
     delay_seconds,
     encode_message,
@@ -83,7 +83,7 @@ class SQSBackend:
         }
         self._listeners = Listeners()
         self._redrive: object = _UNKNOWN  # a Redrive, or None: no redrive policy
-        self._calls = ParallelCalls()
+        self._calls = ParallelCalls(10, "holdfast-sqs")
         self.status_table = StatusTable(
             table, queue=queue, client_options=self._client_options, keep_seconds=keep_seconds
         )

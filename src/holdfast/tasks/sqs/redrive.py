@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .calls import ParallelCalls
+from ..backend import ParallelCalls
 from .messages import parse_message
 from .status_table import StatusTable
 
