@@ -88,8 +88,8 @@ def test_a_retry_waits_for_its_backoff(storage):
     queue = make_queue(storage)
     handle = queue.tasks["add"].defer_sync(1)
     delivery = _claim(queue)
-    outcome = Settlement(delivery, TaskState.RETRYING, error="E: later", run_at=time.time() + 60)
-    assert queue.backend.settle([outcome]) == [True]
+    settlement = Settlement(delivery, TaskState.RETRYING, error="E: later", run_at=time.time() + 60)
+    assert queue.backend.settle([settlement]) == [True]
     status = queue.status_sync(handle.id)
     assert status.state is TaskState.RETRYING and status.error == "E: later"
     assert storage.peek() == []  # the copy is invisible until its backoff is over
@@ -184,8 +184,8 @@ def test_a_delay_beyond_the_visibility_maximum_waits(storage, monkeypatch):
     time.sleep(1.2)
     delivery = _claim(queue)
     assert delivery.not_before is not None  # delivered early: released again, not run
-    outcome = Settlement(delivery, TaskState.QUEUED, run_at=delivery.not_before, write=False)
-    assert queue.backend.settle([outcome]) == [True]
+    settlement = Settlement(delivery, TaskState.QUEUED, run_at=delivery.not_before, write=False)
+    assert queue.backend.settle([settlement]) == [True]
     assert queue.status_sync(handle.id).state is TaskState.QUEUED
     assert queue.backend.claim(1, 30) == []  # the copy is invisible again
 
@@ -241,8 +241,8 @@ def test_a_lost_worker_reads_as_retrying_then_dead_on_the_last_dequeue(storage):
     assert third.error is not None and third.error.startswith("DeadLettered: the message was")
     from holdfast.tasks.executor import execute
 
-    outcome = asyncio.run(execute(queue.tasks, third))  # what a worker does with it
-    assert queue.backend.settle([outcome]) == [True]
+    settlement = asyncio.run(execute(queue.tasks, third))  # what a worker does with it
+    assert queue.backend.settle([settlement]) == [True]
     status = queue.status_sync(handle.id)
     assert status.state is TaskState.DEAD and status.error.startswith("DeadLettered")
     assert [json.loads(m)["id"] for m in storage.peek(storage.poison)] == [handle.id]

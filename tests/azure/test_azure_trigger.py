@@ -103,7 +103,7 @@ def test_a_corrupt_message_is_poisoned_and_the_function_returns(shop, storage):
     assert storage.peek(storage.poison) == ["not a task"]
 
 
-def test_the_trigger_raises_when_the_outcome_cannot_be_recorded(shop, storage, monkeypatch):
+def test_the_trigger_raises_when_the_settlement_cannot_be_recorded(shop, storage, monkeypatch):
     app, queue, _ = shop
     queue.enqueue_sync("report", ["2026-12"])
     message = _received(storage)
@@ -111,7 +111,7 @@ def test_the_trigger_raises_when_the_outcome_cannot_be_recorded(shop, storage, m
     def broken(*args, **kwargs):
         raise ConnectionError("storage down")
 
-    monkeypatch.setattr(queue.backend, "_write_outcome", broken)
+    monkeypatch.setattr(queue.backend, "_write_settlement", broken)
     with pytest.raises(holdfast.azure.tasks.TaskNotSettled):
         asyncio.run(_trigger(app, queue).get_user_function()(message))
     # The host makes the message visible again and redelivers it (poison after 5 dequeues).

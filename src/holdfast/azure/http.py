@@ -28,10 +28,11 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from holdfast.adapter import Adapter, Invocation
+from holdfast.adapter import Adapter
 from holdfast.azure.loop import AdapterLoop
 from holdfast.azure.requests import InvocationContext, http_event
 from holdfast.errors import HTTPStatusError
+from holdfast.invocation import Invocation
 from holdfast.outcome import Buffered, Failed, Outcome, Streamed
 
 logger = logging.getLogger("holdfast")

@@ -325,7 +325,9 @@ class AzureBackend:
         # A message that could not be started comes back when its visibility lapses.
         return [d for d in self._in_parallel(accepts) if d is not None]
 
-    def exchange(self, settlements: Sequence[Settlement], limit: int, lease: float) -> list[Delivery]:
+    def exchange(
+        self, settlements: Sequence[Settlement], limit: int, lease: float
+    ) -> list[Delivery]:
         self.settle(settlements)
         return self.claim(limit, lease) if limit else []
 
@@ -481,7 +483,8 @@ class AzureBackend:
     def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
         # Statuses of a batch all at once: a crash loses at most one round trip of outcomes.
         return self._in_parallel(
-            [functools.partial(self._settle, settlement) for settlement in settlements], default=False
+            [functools.partial(self._settle, settlement) for settlement in settlements],
+            default=False,
         )
 
     def _settle(self, settlement: Settlement) -> bool:

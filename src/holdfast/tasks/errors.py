@@ -44,5 +44,3 @@ def error_text(exc: BaseException) -> str:
     message = str(exc)
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return text[:_MAX_DESCRIPTION]
-
-

@@ -261,5 +261,3 @@ class Settlement:
     run_at: float | None = None
     write: bool = True
     counted: bool = True
-
-

@@ -34,10 +34,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
-from ..backend import Listeners
+from ..backend import Listeners, ParallelCalls
 from ..errors import BackendError
 from ..models import Delivery, Job, Settlement, TaskState, TaskStatus, new_task_id
-from ..backend import ParallelCalls
 from .messages import (
     delay_seconds,
     encode_message,
@@ -182,7 +181,7 @@ class SQSBackend:
         ]
         # A message that could not be started comes back when its visibility lapses; the
         # rest of the batch goes on.
-        return [d for d in self._calls.run(accepts) if d is not None]
+        return [d for d in self._calls.run(accepts, None) if d is not None]
 
     def _accept_received(self, message: dict[str, Any], lease: float) -> Delivery:
         count = message.get("Attributes", {}).get("ApproximateReceiveCount")
@@ -262,7 +261,7 @@ class SQSBackend:
             )
         until = time.time() + timeout
         extend = self.status_table.extend_lease
-        self._calls.run([functools.partial(extend, d, until) for d in deliveries])
+        self._calls.run([functools.partial(extend, d, until) for d in deliveries], None)
 
     def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
         # Statuses first, all at once: the window in which a crash loses a settlement that

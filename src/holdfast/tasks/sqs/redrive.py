@@ -95,7 +95,7 @@ class DeadLetterReconciler:
                 functools.partial(self._mark_dead_lettered, message["Body"], redrive)
                 for message in seen
             ]
-            self._calls.run(marks)
+            self._calls.run(marks, None)
         finally:
             for start in range(0, len(seen), 10):
                 sqs.change_message_visibility_batch(
