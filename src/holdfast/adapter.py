@@ -45,7 +45,7 @@ from holdfast.errors import InvalidEvent, LifespanError, http_status_error
 from holdfast.lifespan import Lifespan, LifespanMode
 from holdfast.outcome import Buffered, Failed, Outcome, Streamed
 from holdfast.pending import DEFAULT_DRAIN_MARGIN, DrainReport, PendingWork, drain_budget
-from holdfast.sources import Codecs, EventCodec, HTTPResponse
+from holdfast.sources import BadRequest, Codecs, EventCodec, HTTPResponse
 
 __all__ = ["Adapter", "EventHandler", "Invocation", "as_asgi", "is_wsgi"]
 
@@ -108,7 +108,9 @@ class Adapter:
         #: Set by a host that drains invocations itself (the after-response extension): the sync
         #: handler hands each invocation to it once the response is ready.
         self.host: Callable[[Invocation], None] | None = None
-        self._codecs = Codecs(frozenset(text_mime_types or ()))
+        # A WSGI app reads headers through an environ, where some names collide (sources.request).
+        wsgi_app = wsgi is not None or is_wsgi(app)
+        self._codecs = Codecs(frozenset(text_mime_types or ()), wsgi=wsgi_app)
         self._handlers: dict[str, EventHandler] = {}
         self._predicates: list[tuple[Callable[[Any], bool], EventHandler]] = []
         self._startup: asyncio.Future[None] | None = None
@@ -305,6 +307,11 @@ class Invocation:
         adapter = self.adapter
         try:
             request = codec.decode(self.event, adapter.base_path, self.context)
+        except BadRequest as exc:  # a request no server accepts: answered as a server would
+            logger.warning("request %s: answering 400: %s", self.request_id, exc)
+            self._codec = codec
+            self._outcome = self._answer(HTTPResponse(400, list(_PLAIN_TEXT), b"Bad Request"))
+            return
         except InvalidEvent as exc:  # codecs raise nothing else; Content-Length is set
             self._outcome = Failed.from_exception(exc)
             return
