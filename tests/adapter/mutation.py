@@ -159,15 +159,17 @@ def _install(module_name: str, tree: ast.Module) -> None:
     module = sys.modules[module_name]
     original = dict(module.__dict__)
     code = compile(tree, module.__file__ or module_name, "exec")
-    exec(code, module.__dict__)  # noqa: S102 - the point of a mutation test
+    exec(code, module.__dict__)  # the point of a mutation test
     replaced = {
         name: value
         for name, value in module.__dict__.items()
         if name in original and original[name] is not value
     }
     for other in list(sys.modules.values()):
-        if other is None or other is module or not getattr(other, "__name__", "").startswith(
-            "holdfast"
+        if (
+            other is None
+            or other is module
+            or not getattr(other, "__name__", "").startswith("holdfast")
         ):
             continue
         namespace = other.__dict__

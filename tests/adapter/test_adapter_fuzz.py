@@ -160,6 +160,15 @@ def echo_handlers():
         handler.close()
 
 
+def header_texts(event: dict) -> list[str]:
+    """Every header value and cookie text an event carries."""
+    texts = list(event.get("cookies") or ())
+    for key in ("headers", "multiValueHeaders"):
+        for value in (event.get(key) or {}).values():
+            texts.extend(value if isinstance(value, list) else [value])
+    return texts
+
+
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -172,6 +181,7 @@ def test_no_header_value_makes_a_framework_fail(echo_handlers, values, source, a
     event = SOURCES[source](Request(headers=tuple(values.items())))
     kind, problem = outcome(echo_handlers[app], event)
     assert problem is None
-    # A control character (but HTAB) in a value is a request no server accepts: 400.
-    refused = any(CONTROLS.intersection(value) for value in values.values())
+    # A control character (but HTAB) in a value is a request no server accepts: 400. (The
+    # event builders split cookies as API Gateway does, which may strip one: read the event.)
+    refused = any(CONTROLS.intersection(value) for value in header_texts(event))
     assert kind == ("4xx" if refused else "2xx")

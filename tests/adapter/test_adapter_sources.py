@@ -9,6 +9,8 @@ import pytest
 from adapter_apps import client_headers, responder
 from adapter_events import load_event
 
+from holdfast import InvalidEvent
+
 JSON_BODY = b'{"test":"body"}'
 
 LATTICE_HOST = "lattice-svc-0a40eebed65f8d69c.7d67968.vpc-lattice-svcs.us-east-2.on.aws"
@@ -264,3 +266,38 @@ def test_samples_that_are_not_http_events_are_posted_to_the_pass_through_path(
         scope, body = recorder.requests[-1]
         assert (scope["method"], scope["path"]) == ("POST", "/events")
         assert json.loads(body) == load_event(fixture)
+
+
+# REST: the path the client asked for is requestContext.path; "path" is below the stage or
+# base path mapping. (path, requestContext.path) -> (scope path, root_path)
+REST_PATHS = {
+    "no requestContext.path": ("/a/b", None, "/a/b", ""),
+    "a null requestContext.path": ("/a/b", "null", "/a/b", ""),
+    "the same path": ("/a/b", "/a/b", "/a/b", ""),
+    "the stage root, with a slash": ("/", "/prod/", "/prod/", "/prod"),
+    "the stage root, without a slash": ("/", "/prod", "/prod/", "/prod"),
+    "below the stage": ("/a/b", "/prod/a/b", "/prod/a/b", "/prod"),
+    "a mapping that does not end with the path": ("/a/b", "/v1/other", "/a/b", ""),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REST_PATHS))
+def test_rest_paths_are_mounted_below_the_stage(make_adapter, recorder, case):
+    path, requested, scope_path, root_path = REST_PATHS[case]
+    event = load_event("apigateway-aws-proxy")
+    event["path"] = path
+    if requested is None:
+        del event["requestContext"]["path"]
+    else:
+        event["requestContext"]["path"] = None if requested == "null" else requested
+    assert make_adapter(recorder)(event, None)["statusCode"] == 200
+    assert (recorder.scope["path"], recorder.scope["root_path"]) == (scope_path, root_path)
+
+
+@pytest.mark.parametrize("cookies", ["a=1", [1], ["a=1", None], {"a": "1"}])
+def test_v2_cookies_must_be_a_list_of_strings(make_adapter, recorder, cookies):
+    event = load_event("apigateway-http-api")
+    event["cookies"] = cookies
+    with pytest.raises(InvalidEvent, match="'cookies' has the wrong type"):
+        make_adapter(recorder)(event, None)
+    assert recorder.requests == []
