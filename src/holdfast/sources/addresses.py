@@ -17,7 +17,20 @@ _FORWARDED_SCHEMES = frozenset({"http", "https"})
 
 
 def parse_host(value: bytes) -> tuple[str, int | None] | None:
-    """``(host, port or None)`` from a Host header; ``None`` unless it is ``host[:port]``."""
+    """``(host, port or None)`` from a Host header; ``None`` unless it is ``host[:port]``.
+    Cached: a function is reached under the same few host names."""
+    if value in _hosts:
+        return _hosts[value]
+    parsed = _parse_host(value)
+    if len(_hosts) < 256:
+        _hosts[value] = parsed
+    return parsed
+
+
+_hosts: dict[bytes, tuple[str, int | None] | None] = {}
+
+
+def _parse_host(value: bytes) -> tuple[str, int | None] | None:
     match = _HOST.fullmatch(value.decode("latin-1"))
     if match is None:
         return None
@@ -44,6 +57,8 @@ def _port(text: str) -> int | None:
 
 def forwarded_scheme(proto: bytes | None, default: str = "https") -> str:
     """``http`` or ``https`` from X-Forwarded-Proto (set by the front), else ``default``."""
+    if proto == b"https":  # what the fronts send
+        return "https"
     if proto:
         scheme = proto.split(b",")[0].strip().decode("latin-1").lower()
         if scheme in _FORWARDED_SCHEMES:

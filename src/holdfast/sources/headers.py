@@ -92,10 +92,17 @@ def merged_headers(single: Any, multi: Any) -> RawHeaders:
     """
     raw = headers_from_multi(multi)
     if single and raw:
-        present = {name for name, _ in raw}
         single = mapping(single, "headers")
-        missing = {name: v for name, v in single.items() if header_name(name) not in present}
-        raw.extend(headers_from_single(missing))
+        # A front sends the same names in both forms: one set difference settles it.
+        only_single = single.keys() - mapping(multi, "multiValueHeaders").keys()
+        if only_single:
+            present = {name for name, _ in raw}
+            missing = {
+                name: value
+                for name, value in single.items()
+                if name in only_single and header_name(name) not in present
+            }
+            raw.extend(headers_from_single(missing))
     elif single:
         raw = headers_from_single(single)
     return raw

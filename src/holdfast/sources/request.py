@@ -33,6 +33,13 @@ logger = logging.getLogger("holdfast")
 _REPLACED = PLATFORM_HEADERS | {b"content-length", b"transfer-encoding"}
 # The headers the scope's scheme, server and client derive from.
 _FORWARDED = frozenset({b"x-forwarded-proto", b"x-forwarded-port", b"x-forwarded-for"})
+# What _reframed does with a header, by name (one lookup: most names have no role).
+_ROLES = {
+    **dict.fromkeys(_REPLACED, "replaced"),
+    b"host": "host",
+    **dict.fromkeys(_FORWARDED, "forwarded"),
+}
+_UNDERSCORE = ord("_")  # an int: `in` on bytes is fastest with one
 # The names the platform and the front set: no client header may pass for one (module docs).
 _PLATFORM_NAMES = (b"x-amzn-", b"x-amz-", b"x-forwarded-")
 
@@ -96,12 +103,16 @@ def _reframed(
     forwarded: dict[bytes, bytes] = {}
     framed = bool(body)
     for name, value in headers:
-        if name in _REPLACED:
+        role = _ROLES.get(name)
+        if role is None:  # most headers: kept, unless disguised as a platform one
+            if _UNDERSCORE in name and (
+                wsgi or name.replace(b"_", b"-").startswith(_PLATFORM_NAMES)
+            ):
+                continue
+        elif role == "replaced":
             framed = framed or name == b"content-length"
             continue
-        if b"_" in name and (wsgi or name.replace(b"_", b"-").startswith(_PLATFORM_NAMES)):
-            continue
-        if name == b"host":
+        elif role == "host":
             parsed = parse_host(value)
             if parsed is None:
                 logger.warning("dropping a Host header that is not host[:port]: %.80r", value)
@@ -110,11 +121,10 @@ def _reframed(
                 logger.warning("dropping a second Host header: %.80r", value)
                 continue
             host = parsed
-        elif name in _FORWARDED:
-            if name == b"x-forwarded-for":
-                forwarded[name] = value  # the front appends to the last one
-            else:
-                forwarded.setdefault(name, value)
+        elif name == b"x-forwarded-for":
+            forwarded[name] = value  # the front appends to the last one
+        else:
+            forwarded.setdefault(name, value)
         kept.append((name, value))
     kept.extend(platform)
     if framed:
