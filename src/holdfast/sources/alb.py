@@ -38,7 +38,7 @@ class ALB(EventCodec):
         text_mime_types: frozenset[str] = frozenset(),
         *,
         multi_value: bool,
-        wsgi: bool = False,
+        wsgi: bool,
     ) -> None:
         super().__init__(text_mime_types, wsgi=wsgi)
         self.multi_value = multi_value

@@ -30,7 +30,7 @@ class VPCLattice(EventCodec):
     max_response_bytes = LAMBDA_RESPONSE_LIMIT
 
     def __init__(
-        self, text_mime_types: frozenset[str] = frozenset(), *, version: int, wsgi: bool = False
+        self, text_mime_types: frozenset[str] = frozenset(), *, version: int, wsgi: bool
     ) -> None:
         super().__init__(text_mime_types, wsgi=wsgi)
         self.version = version
