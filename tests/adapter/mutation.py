@@ -226,10 +226,12 @@ def _wait(pid: int, deadline: float) -> int | None:
         time.sleep(0.05)  # the parent's own loop: it waits on its children, no test does
 
 
-def run(module_name: str, tests: list[str], jobs: int, listing: bool) -> tuple[int, int]:
+def run(
+    module_name: str, tests: list[str], jobs: int, listing: bool, lines: set[int]
+) -> tuple[int, int]:
     module = importlib.import_module(module_name)
     tree = ast.parse(inspect.getsource(module))
-    found = mutants(tree)
+    found = [mutant for mutant in mutants(tree) if not lines or mutant.line in lines]
     if listing:
         for mutant in found:
             print(f"{module_name}:{mutant.line}: {mutant.description}")
@@ -272,6 +274,7 @@ def main() -> None:
     parser.add_argument("--tests", nargs="*", default=DEFAULT_TESTS)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
+    parser.add_argument("--lines", type=int, nargs="*", default=[], help="only these lines")
     options = parser.parse_args()
     os.chdir(ROOT)
     sys.path[:0] = [str(HERE), str(ROOT / "tests")]
@@ -280,7 +283,7 @@ def main() -> None:
         importlib.import_module(library)
     totals = []
     for name in options.modules:
-        caught, total = run(name, options.tests, options.jobs, options.list)
+        caught, total = run(name, options.tests, options.jobs, options.list, set(options.lines))
         if not options.list:
             score = 100 * caught / total if total else 100.0
             print(f"{name}: {caught}/{total} mutants caught ({score:.0f} %)", flush=True)
