@@ -333,7 +333,7 @@ def test_rest_headers_found_only_in_the_single_value_form_are_kept(make_adapter,
 
 MULTI_VALUES = {
     "null": (None, []),
-    "a string": ("v", [(b"x-a", b"v")]),
+    "a string": ("v w", [(b"x-a", b"v w")]),
     "a list with a null": (["v", None, "w"], [(b"x-a", b"v"), (b"x-a", b"w")]),
     "non-latin-1 text": (["\u2603"], [(b"x-a", "\u2603".encode())]),
 }
