@@ -36,12 +36,12 @@ from urllib.parse import parse_qs
 
 from ..backend import Listeners, ParallelCalls
 from ..errors import BackendError
+from ..message import parse_message
 from ..models import Delivery, Job, Settlement, TaskState, TaskStatus, new_task_id
 from .messages import (
     delay_seconds,
     encode_message,
     message_attributes,
-    parse_message,
     region_of,
     visibility,
 )
