@@ -84,6 +84,15 @@ def make_api(log: Log) -> FastAPI:
         holdfast.after_response(audit)
         return {"ok": True}
 
+    @api.get("/fire")
+    async def fire() -> dict:
+        async def job() -> None:  # fire-and-forget, as FastAPI guides teach: adopted
+            await asyncio.to_thread(log.client_has_response.wait, 30)
+            log.add("fire-and-forget task done")
+
+        asyncio.create_task(job())  # noqa: RUF006 - the request's own task, on purpose
+        return {"ok": True}
+
     @api.get("/down")
     async def down() -> JSONResponse:
         return JSONResponse({"error": "payments down"}, status_code=503)
@@ -184,6 +193,21 @@ def test_streaming_after_response_work_runs_inside_the_invocation(streaming_app,
     call = run(main())
     assert call.status == 200 and call.error is None
     assert log.events[-3:] == ["client has the response", "after_response done", "invocation ended"]
+
+
+def test_a_fire_and_forget_task_is_adopted_and_finishes_inside_the_invocation(streaming_app, log):
+    async def main():
+        async with StreamingWorker() as worker:
+            watch(worker, log)
+            return await worker.call(streaming_app, "GET", "/api/fire")
+
+    call = run(main())
+    assert call.status == 200 and call.error is None
+    assert log.events[-3:] == [
+        "client has the response",
+        "fire-and-forget task done",
+        "invocation ended",
+    ]
 
 
 def test_telemetry_is_flushed_after_the_response_inside_the_invocation(log):
