@@ -8,7 +8,9 @@ compares wall-clock times: waits are on output lines and process exits, with dea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
+import io
 import json
 import logging
 import os
@@ -25,6 +27,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import holdfast
 from holdfast import config, rewrite
@@ -563,3 +567,60 @@ def test_make_names_a_missing_chromium_instead_of_failing_cryptically(bare_path)
     )
     assert done.returncode != 0
     assert chromium.MISSING in done.stderr, done.stderr
+
+
+# -- any command line: a config, or one line and a hint (never a usage block or a traceback) ----
+
+_WORDS = st.sampled_from(
+    [
+        "--port",
+        "--prot",
+        "--timeout",
+        "--env",
+        "--event-format",
+        "--invoke-mode",
+        "--memory",
+        "--",
+        "-x",
+        "abc",
+        "0",
+        "9000",
+        "v1",
+        "A=B",
+        "=",
+        "holdfast",
+        "run",
+        "main:handler",
+        "",
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(_WORDS, st.text(max_size=8)), max_size=8))
+def test_any_emulate_command_line_is_a_config_or_one_line_and_a_hint(argv):
+    argv = [word for word in argv if word not in ("-h", "--help", "--hel", "--he", "--h")]
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors):
+        try:
+            emulate_cli.parse_config(argv)
+        except SystemExit as exited:
+            assert exited.code == 2
+            lines = errors.getvalue().splitlines()
+            assert len(lines) == 2 and lines[0].startswith("holdfast emulate: "), lines
+            assert lines[1].startswith("  hint: "), lines
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(_WORDS, st.text(max_size=8)), max_size=8))
+def test_any_proxy_command_line_is_a_command_or_one_line_and_a_hint(argv):
+    argv = [word for word in argv if word not in ("-h", "--help")]
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors):
+        try:
+            proxy_cli._parse(argv)
+        except SystemExit as exited:
+            assert exited.code == 2
+            lines = errors.getvalue().splitlines()
+            assert len(lines) == 2 and lines[0].startswith("holdfast proxy: "), lines
+            assert lines[1].startswith("  hint: "), lines

@@ -98,7 +98,13 @@ def did_you_mean(word: str, choices: list[str]) -> str | None:
 
 def fail(prog: str, message: str, hint: str | None = None) -> NoReturn:
     """Exit with status 2 after ``PROG: message`` (and ``  hint: ...``) on stderr."""
-    print(f"{prog}: {message}", file=sys.stderr)
+    print(f"{prog}: {_printable(message)}", file=sys.stderr)
     if hint:
-        print(f"  hint: {hint}", file=sys.stderr)
+        print(f"  hint: {_printable(hint)}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def _printable(text: str) -> str:
+    # What the user typed is echoed: a control character must not break the line or drive the
+    # terminal.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -88,9 +88,7 @@ def main(argv: list[str]) -> int:
     config = parse_config(argv)
     problem = missing_handler_module(config)
     if problem is not None:
-        message, hint = problem
-        print(f"holdfast emulate: {message}\n  hint: {hint}", file=sys.stderr)
-        return 2
+        fail("holdfast emulate", *problem)
     try:
         asyncio.run(_serve(config))
     except OSError as exc:

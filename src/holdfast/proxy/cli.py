@@ -124,7 +124,8 @@ def _parse(argv: list[str]) -> tuple[int | None, list[str] | None]:
         elif option == "--port" and args:
             value = args.pop(0)
         elif option != "--port":
-            fail(_PROG, f"unknown option {option!r}", did_you_mean(option, ["--port", "--help"]))
+            hint = did_you_mean(option, ["--port", "--help"]) or _USAGE.splitlines()[0]
+            fail(_PROG, f"unknown option {option!r}", hint)
         if value is None or not value.isdigit() or not 0 < int(value) < 65536:
             fail(_PROG, f"--port expects a port number (1-65535), got {value!r}", "--port 8000")
         port = int(value)
