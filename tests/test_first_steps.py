@@ -400,7 +400,8 @@ def test_readiness_progress_is_a_warning_naming_where_it_polls(monkeypatch, capl
 # -- warnings name their variable; a missing authorization header is said once -----------------
 
 
-def test_config_warnings_name_the_variable(caplog):
+def test_config_warnings_name_the_variable(caplog, monkeypatch):
+    monkeypatch.setattr(config, "_warned", set())  # each is said once per process
     with caplog.at_level(logging.WARNING, "holdfast"):
         config.invoke_mode(environ={"AWS_LWA_INVOKE_MODE": "streamy"})
         config.invoke_mode(environ={"HOLDFAST_INVOKE_MODE": "streamier"})
