@@ -18,7 +18,9 @@ __all__ = [
     "ASGIProtocolError",
     "Adapter",
     "Buffered",
+    "CompletionMiddleware",
     "Failed",
+    "FlushAfterResponse",
     "FunctionError",
     "HTTPStatusError",
     "HoldfastError",
@@ -27,10 +29,12 @@ __all__ = [
     "LifespanError",
     "Outcome",
     "Streamed",
+    "WSGICompletionMiddleware",
     "adopt",
     "after_response",
     "detach",
     "on_response_sent",
+    "opentelemetry_flush",
     "trace_id",
 ]
 
@@ -38,7 +42,9 @@ _EXPORTS = {
     "ASGIProtocolError": "holdfast.errors",
     "Adapter": "holdfast.adapter",
     "Buffered": "holdfast.outcome",
+    "CompletionMiddleware": "holdfast.completion",
     "Failed": "holdfast.outcome",
+    "FlushAfterResponse": "holdfast.telemetry",
     "FunctionError": "holdfast.errors",
     "HTTPStatusError": "holdfast.errors",
     "HoldfastError": "holdfast.errors",
@@ -47,10 +53,12 @@ _EXPORTS = {
     "LifespanError": "holdfast.errors",
     "Outcome": "holdfast.outcome",
     "Streamed": "holdfast.outcome",
+    "WSGICompletionMiddleware": "holdfast.completion",
     "adopt": "holdfast.adoption",
     "after_response": "holdfast.pending",
     "detach": "holdfast.adoption",
     "on_response_sent": "holdfast.pending",
+    "opentelemetry_flush": "holdfast.telemetry",
     "trace_id": "holdfast.runtime.context",
 }
 
@@ -58,6 +66,7 @@ if TYPE_CHECKING:
     from holdfast._types import LambdaContext
     from holdfast.adapter import Adapter
     from holdfast.adoption import adopt, detach
+    from holdfast.completion import CompletionMiddleware, WSGICompletionMiddleware
     from holdfast.errors import (
         ASGIProtocolError,
         FunctionError,
@@ -69,6 +78,7 @@ if TYPE_CHECKING:
     from holdfast.outcome import Buffered, Failed, Outcome, Streamed
     from holdfast.pending import after_response, on_response_sent
     from holdfast.runtime.context import trace_id
+    from holdfast.telemetry import FlushAfterResponse, opentelemetry_flush
 
 
 def __getattr__(name: str) -> Any:

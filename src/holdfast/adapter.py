@@ -147,7 +147,9 @@ class Adapter:
             # does under Mangum).
             self.engine.run(invocation.drain(self.drain_timeout(context)))
         if isinstance(outcome, Failed):
-            raise outcome.error if outcome.error is not None else InvalidEvent(outcome.message)
+            failure = outcome.error if outcome.error is not None else InvalidEvent(outcome.message)
+            # awslambdaric reports this frame's line as the stackTrace: it says what happened.
+            raise failure  # holdfast: a function error on purpose (see errorType), not a crash
         assert isinstance(outcome, Buffered)  # begin() without streaming never streams
         return outcome.payload
 

@@ -40,6 +40,20 @@ from holdfast.sources import EventCodec, HTTPRequest, HTTPResponse
 from holdfast.sources.limits import LAMBDA_RESPONSE_LIMIT
 from holdfast.sources.platform import platform_headers
 
+__all__ = [
+    "DynamoDBRecord",
+    "EventBridgeEvent",
+    "KafkaRecord",
+    "KinesisRecord",
+    "Record",
+    "RecordHandler",
+    "S3Record",
+    "SNSRecord",
+    "SQSRecord",
+    "each_record",
+    "records",
+]  # PassThrough is the adapter's (dispatch.py), not an import of the app's
+
 logger = logging.getLogger("holdfast")
 
 

@@ -372,7 +372,9 @@ class Invocation:
         else:
             failure = "the app raised after its response was complete"
         if not task.done():
-            self.pending.track(task, "the app after its response", failure=failure)
+            # Logged as "after-response work <this> did not finish ...": it must read as such.
+            what = "in the app's request (BackgroundTasks, code after its final send)"
+            self.pending.track(task, what, failure=failure)
         elif not task.cancelled() and task.exception() is not None:
             logger.error("request %s: %s", self.request_id, failure, exc_info=task.exception())
             self._failed = 1

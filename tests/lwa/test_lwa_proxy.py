@@ -229,9 +229,10 @@ def test_usage():
     assert cli._parse(["--port", "3000", "--", "server", "-x"]) == (3000, ["server", "-x"])
     assert cli._parse(["--port=3000", "--", "server"]) == (3000, ["server"])
     assert cli._parse(["--", "server"]) == (None, ["server"])
-    assert cli._parse(["--port", "http"]) == (None, [])
-    assert cli._parse(["--bogus"]) == (None, [])
-    assert cli.main(["--port", "0", "--", "x"]) == 2
+    for bad in (["--port", "http"], ["--bogus"], ["--port", "0", "--", "x"], ["server"]):
+        with pytest.raises(SystemExit) as exited:  # one line and a hint (tests/test_first_steps)
+            cli._parse(bad)
+        assert exited.value.code == 2
     assert cli.main(["--help"]) == 0
 
 
