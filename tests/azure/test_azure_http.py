@@ -11,7 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import azure.functions as func
 import pytest
@@ -230,6 +234,26 @@ def test_telemetry_is_flushed_after_the_response_inside_the_invocation(log):
         "telemetry flushed",
         "invocation ended",
     ]
+
+
+def test_application_insights_spans_are_flushed_inside_the_invocation():
+    # azure-monitor-opentelemetry's exporter behind a global provider: flushed with no code
+    # after the response, before the invocation ends (its own timer is a minute away).
+    here = Path(__file__).parent
+    result = subprocess.run(
+        [sys.executable, str(here / "app_insights_run.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=here,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(here), str(here.parent)])},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.splitlines()[-1])
+    assert outcome["status"] == 200
+    order = [event.split()[0] for event in outcome["events"]]
+    assert order == ["client", "ingested", "invocation"], outcome["events"]
 
 
 def test_paths_below_the_route_prefix_and_no_invented_platform_headers(streaming_app, log):
