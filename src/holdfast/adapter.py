@@ -109,7 +109,9 @@ class Adapter:
         #: host that drains after the runtime has the response (the managed runtime's
         #: after-response extension). ``None``: the handler drains before returning.
         self.drainer: Callable[[Invocation], None] | None = None
-        self.codecs = Codecs(frozenset(text_mime_types or ()))
+        # A WSGI app reads headers through an environ, where some names collide (sources.request).
+        wsgi_app = wsgi is not None or is_wsgi(app)
+        self.codecs = Codecs(frozenset(text_mime_types or ()), wsgi=wsgi_app)
         self._handlers: dict[str, EventHandler] = {}
         self._predicates: list[tuple[Callable[[Any], bool], EventHandler]] = []
         self._startup: asyncio.Future[None] | None = None

@@ -33,7 +33,7 @@ from holdfast.dispatch import OTHER_SOURCES, WARMER, call, describe, dispatch
 from holdfast.errors import InvalidEvent, LifespanError, http_status_error
 from holdfast.outcome import Buffered, Failed, Outcome, Streamed
 from holdfast.pending import DrainReport, PendingWork
-from holdfast.sources import EventCodec, HTTPResponse
+from holdfast.sources import BadRequest, EventCodec, HTTPResponse
 
 if TYPE_CHECKING:
     from holdfast.adapter import Adapter
@@ -108,6 +108,11 @@ class Invocation:
         adapter = self.adapter
         try:
             request = codec.decode(self.event, adapter.base_path, self.context)
+        except BadRequest as exc:  # a request no server accepts: answered as a server would
+            logger.warning("request %s: answering 400: %s", self.request_id, exc)
+            self._codec = codec
+            self._outcome = self._answer(HTTPResponse(400, list(_PLAIN_TEXT), b"Bad Request"))
+            return
         except InvalidEvent as exc:  # codecs raise nothing else; Content-Length is set
             self._outcome = Failed.from_exception(exc)
             return

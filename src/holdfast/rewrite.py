@@ -13,7 +13,7 @@ import logging
 from holdfast import config
 from holdfast._types import ASGIApp, Message, RawHeaders, Receive, Scope, Send
 from holdfast.sources import HTTPResponse
-from holdfast.sources._http import find_header
+from holdfast.sources.headers import find_header
 
 logger = logging.getLogger("holdfast")
 

@@ -8,7 +8,7 @@ Adapter's contract, so apps moving from it keep reading them):
   ``memory``, ``version``, ``log_stream``, ``log_group``) and ``tenant_id``;
 * ``x-amz-tenant-id``: ``context.tenant_id``, when the invocation has one.
 
-A client can send headers with these names; :func:`holdfast.sources._http.build_request`
+A client can send headers with these names; :func:`holdfast.sources.request.build_request`
 drops them and adds these, so an app can trust what it reads there.
 """
 
