@@ -206,7 +206,7 @@ def main() -> None:
     import summary
 
     single, huey_rate = (
-        statistics.median(throughput["holdfast_c1"]),
+        statistics.median(throughput["holdfast (concurrency 1)"]),
         statistics.median(throughput[Huey.name]),
     )
     summary.write(
