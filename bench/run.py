@@ -84,7 +84,7 @@ def print_table(rows: list[dict], *, markdown: bool) -> None:
             row["peer"],
             _result(row),
             row["goal"],
-            "yes" if row["met"] else "NO",
+            "-" if row["met"] is None else "yes" if row["met"] else "NO",
         )
         for row in rows
     ]

@@ -4,11 +4,11 @@ Lambda calls a Python handler synchronously, so between invocations nothing may 
 (the environment is frozen anyway). Instead of a new loop per call or a thread hop per call,
 the caller's thread steps the persistent loop until what it waits for is done. Stepping is
 ``BaseEventLoop._run_once``: ``run_until_complete`` costs twice as much per invocation, which is
-most of a raw ASGI app's whole budget; and the first pass runs what is ready without ``_run_once``'s
-poll for I/O, so an app that never awaits a real future costs no poll at all. The loop is always one holdfast created, so the method is
-there; the lock keeps two threads (a handler and the after-response extension) from stepping at
-once. The loop is made on first use: an adapter nobody calls owns no loop (no sockets, nothing to
-close).
+most of a raw ASGI app's whole budget; and the first pass runs what is ready without the poll for
+I/O, so an app that never awaits a real future costs no poll at all. The loop is always one
+holdfast created, so the method is there; the lock keeps two threads (a handler and the
+after-response extension) from stepping at once. The loop is made on first use: an adapter nobody
+calls owns no loop (no sockets, nothing to close).
 """
 
 from __future__ import annotations
