@@ -15,14 +15,16 @@ drops them and adds these, so an app can trust what it reads there.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from holdfast._types import LambdaContext, LambdaEvent, RawHeaders
+
+if TYPE_CHECKING:
+    from json import JSONEncoder
 
 logger = logging.getLogger("holdfast")
 
@@ -32,7 +34,6 @@ TENANT_ID = b"x-amz-tenant-id"
 #: Every header name holdfast sets from the platform; client copies never reach the app.
 PLATFORM_HEADERS = frozenset({REQUEST_CONTEXT, LAMBDA_CONTEXT, TENANT_ID})
 
-_ENCODER = json.JSONEncoder(ensure_ascii=True, default=str)
 # A header value: visible ASCII and inner spaces or tabs (RFC 9110 field-value, ASCII only).
 _HEADER_SAFE = re.compile(r"[!-~]+(?:[ \t]+[!-~]+)*")
 
@@ -146,7 +147,7 @@ def _lambda_context_json(context: LambdaContext) -> bytes:
 
 
 def _string(text: str) -> bytes:
-    return _ENCODER.encode(text).encode("ascii")
+    return _encoder().encode(text).encode("ascii")
 
 
 @functools.lru_cache(maxsize=16)
@@ -176,9 +177,17 @@ def _json(document: Any) -> bytes:
     # header (the Web Adapter strips control bytes for the same reason). default=str: a context
     # object may hold values JSON has no type for.
     try:
-        return _ENCODER.encode(document).encode("ascii")
+        return _encoder().encode(document).encode("ascii")
     except (ValueError, RecursionError):  # a circular or absurdly deep structure
         return b"null"
+
+
+@functools.cache
+def _encoder() -> JSONEncoder:
+    # json is imported when the headers are first read (ContextHeaders), not at init.
+    import json
+
+    return json.JSONEncoder(ensure_ascii=True, default=str)
 
 
 def _text(context: LambdaContext, name: str) -> str | None:
