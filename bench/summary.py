@@ -33,23 +33,17 @@ def row(
     """One comparison; ``value`` (a ratio holdfast / peer unless ``unit`` says otherwise) is
     checked against ``goal`` (``None``: reported, with no goal)."""
     if goal is None:
-        return {
-            "path": path,
-            "holdfast": holdfast,
-            "peer": peer,
-            "ratio": value,
-            "unit": unit,
-            "goal": "(reported)",
-            "met": None,
-        }
-    met = value >= goal if higher_is_better else value <= goal
+        goal_text, met = "(reported)", None
+    else:
+        goal_text = f"{'>=' if higher_is_better else '<='} {_figure(goal, unit)}"
+        met = value >= goal if higher_is_better else value <= goal
     return {
         "path": path,
         "holdfast": holdfast,
         "peer": peer,
         "ratio": value,
         "unit": unit,
-        "goal": f"{'>=' if higher_is_better else '<='} {_figure(goal, unit)}",
+        "goal": goal_text,
         "met": met,
     }
 

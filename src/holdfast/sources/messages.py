@@ -10,7 +10,23 @@ from holdfast._types import RawHeaders
 # these are defined at init.
 
 
-class HTTPRequest:
+class _Record:
+    """Equality and repr by the fields (``__slots__``), as a dataclass has them."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and bool(_values(self) == _values(other))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        names: tuple[str, ...] = self.__slots__
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in names)
+        return f"{type(self).__name__}({fields})"
+
+
+class HTTPRequest(_Record):
     """An HTTP request decoded from a Lambda event, in the terms of an ASGI ``http`` scope."""
 
     __slots__ = (
@@ -50,16 +66,8 @@ class HTTPRequest:
         self.headers = headers
         self.body = body
 
-    def __eq__(self, other: object) -> bool:
-        return _equal(self, other)
 
-    __hash__ = None  # type: ignore[assignment]  # mutable
-
-    def __repr__(self) -> str:
-        return _repr(self)
-
-
-class HTTPResponse:
+class HTTPResponse(_Record):
     """A complete buffered response, ready to be encoded for the event's source."""
 
     __slots__ = ("body", "headers", "status")
@@ -69,23 +77,6 @@ class HTTPResponse:
         self.headers = headers
         self.body = body
 
-    def __eq__(self, other: object) -> bool:
-        return _equal(self, other)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable
-
-    def __repr__(self) -> str:
-        return _repr(self)
-
 
 def _values(record: Any) -> list[Any]:
     return [getattr(record, name) for name in record.__slots__]
-
-
-def _equal(record: Any, other: object) -> bool:
-    return type(other) is type(record) and bool(_values(record) == _values(other))
-
-
-def _repr(record: Any) -> str:
-    fields = ", ".join(f"{name}={getattr(record, name)!r}" for name in record.__slots__)
-    return f"{type(record).__name__}({fields})"
