@@ -55,8 +55,9 @@ lint: $(STAMP)
 test: linux $(STAMP) lint $(AZURITE) chromium
 	$(BIN)/python -m pytest -n 3
 
+# Every comparison of issue 17 side by side, one table of ratios with the goals (~5 min).
 bench: $(STAMP)
-	$(BIN)/python bench/adapter.py
+	$(BIN)/python bench/run.py
 
 # holdfast.azure against func.AsgiFunctionApp: a 300 ms BackgroundTask, side by side.
 bench-azure: $(STAMP)

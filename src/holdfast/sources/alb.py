@@ -12,7 +12,6 @@ from holdfast.sources.headers import headers_from_single, merged_headers
 from holdfast.sources.limits import ALB_RESPONSE_LIMIT
 from holdfast.sources.messages import HTTPRequest, HTTPResponse
 from holdfast.sources.paths import split_path
-from holdfast.sources.platform import platform_headers
 from holdfast.sources.query import merged_params, query_from_encoded
 from holdfast.sources.request import build_request
 from holdfast.sources.response_headers import (
@@ -73,7 +72,7 @@ class ALB(EventCodec):
             # ALB passes query parameters URL-encoded as the client sent them.
             query_from_encoded(params),
             request_body(event, "body", "isBase64Encoded"),
-            platform=platform_headers(event, context),
+            platform=(event, context),
             wsgi=self.wsgi,
             default_scheme="http",
         )

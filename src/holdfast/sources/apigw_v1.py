@@ -12,7 +12,6 @@ from holdfast.sources.headers import merged_headers
 from holdfast.sources.limits import LAMBDA_RESPONSE_LIMIT
 from holdfast.sources.messages import HTTPRequest, HTTPResponse
 from holdfast.sources.paths import split_path
-from holdfast.sources.platform import platform_headers
 from holdfast.sources.query import merged_params, query_from_decoded
 from holdfast.sources.request import build_request
 from holdfast.sources.response_headers import grouped_headers
@@ -56,7 +55,7 @@ class APIGatewayV1(EventCodec):
             path,
             query_from_decoded(params),
             request_body(event, "body", "isBase64Encoded"),
-            platform=platform_headers(event, context),
+            platform=(event, context),
             wsgi=self.wsgi,
             source_ip=optional(identity, "sourceIp", str, _SOURCE),
         )

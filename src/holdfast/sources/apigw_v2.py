@@ -12,7 +12,6 @@ from holdfast.sources.headers import header_value, headers_from_single
 from holdfast.sources.limits import LAMBDA_RESPONSE_LIMIT
 from holdfast.sources.messages import HTTPRequest, HTTPResponse
 from holdfast.sources.paths import split_path
-from holdfast.sources.platform import platform_headers
 from holdfast.sources.query import as_sent
 from holdfast.sources.request import build_request
 from holdfast.sources.response_headers import header_text
@@ -57,7 +56,7 @@ class APIGatewayV2(EventCodec):
             path,
             as_sent(query),
             request_body(event, "body", "isBase64Encoded"),
-            platform=platform_headers(event, context),
+            platform=(event, context),
             wsgi=self.wsgi,
             source_ip=optional(http, "sourceIp", str, _SOURCE),
         )

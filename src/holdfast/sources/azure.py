@@ -73,7 +73,7 @@ class AzureHTTP(EventCodec):
             path,
             as_sent(url.query),
             body,
-            platform=[],
+            platform=None,
             wsgi=self.wsgi,
             default_scheme=url.scheme or "https",
         )

@@ -12,7 +12,6 @@ from holdfast.sources.headers import headers_from_multi
 from holdfast.sources.limits import LAMBDA_RESPONSE_LIMIT
 from holdfast.sources.messages import HTTPRequest, HTTPResponse
 from holdfast.sources.paths import split_path
-from holdfast.sources.platform import platform_headers
 from holdfast.sources.query import as_sent, query_from_decoded
 from holdfast.sources.request import build_request
 from holdfast.sources.response_headers import (
@@ -68,7 +67,7 @@ class VPCLattice(EventCodec):
             path,
             query_string,
             body,
-            platform=platform_headers(event, context),
+            platform=(event, context),
             wsgi=self.wsgi,
         )
 

@@ -3,7 +3,6 @@ response JSON, not on the body alone."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +22,8 @@ def exceeds(result: Mapping[str, Any], limit: int) -> bool:
     """
     if _size_bound(result) <= limit:
         return False
+    import json  # only for a response near the limit: not at init
+
     return len(json.dumps(result)) > limit
 
 

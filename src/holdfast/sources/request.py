@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from holdfast._types import RawHeaders
+from holdfast._types import LambdaContext, LambdaEvent, RawHeaders
 from holdfast.sources.addresses import (
     client_address,
     forwarded_scheme,
@@ -23,7 +23,7 @@ from holdfast.sources.addresses import (
     server_address,
 )
 from holdfast.sources.messages import HTTPRequest
-from holdfast.sources.platform import PLATFORM_HEADERS
+from holdfast.sources.platform import PLATFORM_HEADERS, ContextHeaders
 from holdfast.sources.syntax import BadRequest, has_control
 
 logger = logging.getLogger("holdfast")
@@ -51,25 +51,28 @@ def build_request(
     query_string: bytes,
     body: bytes,
     *,
-    platform: RawHeaders,
+    platform: tuple[LambdaEvent, LambdaContext] | None,
     wsgi: bool,
     source_ip: str | None = None,
     default_scheme: str = "https",
 ) -> HTTPRequest:
     """The :class:`HTTPRequest`, with scheme, server and client derived as a proxy's would be.
 
-    ``platform`` holds the context headers built from the real event and context; client
-    copies of them, and headers disguised as platform ones (see the module docs; ``wsgi``
-    says which), are dropped. ``Content-Length`` is set from the body and a ``Host`` that is
-    not ``host[:port]`` is dropped, as a front would refuse it. A control character in a header
-    value or NUL in the path is a :class:`BadRequest`.
+    ``platform`` is the real event and context the context headers are built from (on first
+    read: :class:`~holdfast.sources.platform.ContextHeaders`; ``None``: a source with no
+    platform context); client copies of them, and headers disguised as platform ones (see the
+    module docs; ``wsgi`` says which), are dropped. ``Content-Length`` is set from the body
+    and a ``Host`` that is not ``host[:port]`` is dropped, as a front would refuse it. A
+    control character in a header value or NUL in the path is a :class:`BadRequest`.
     """
     decoded, raw, root_path = path
     if "\x00" in decoded:
         raise BadRequest("the path holds a NUL character (%00)")
     if has_control(b"".join([value for _, value in headers])):
         raise _control_in(headers)
-    headers, host, forwarded = _reframed(headers, platform, body, wsgi)
+    headers, host, forwarded = _reframed(headers, body, wsgi)
+    if platform is not None:
+        headers = ContextHeaders(headers, *platform)
     scheme = forwarded_scheme(forwarded.get(b"x-forwarded-proto"), default_scheme)
     return HTTPRequest(
         method=method,
@@ -94,7 +97,7 @@ def _control_in(headers: RawHeaders) -> BadRequest:
 
 
 def _reframed(
-    headers: RawHeaders, platform: RawHeaders, body: bytes, wsgi: bool
+    headers: RawHeaders, body: bytes, wsgi: bool
 ) -> tuple[RawHeaders, tuple[str, int | None] | None, dict[bytes, bytes]]:
     """``(headers, host, forwarded)``: the headers the app gets, the parsed Host header, and
     the X-Forwarded-* values the scope derives from (the first Proto and Port, the last For)."""
@@ -126,7 +129,6 @@ def _reframed(
         else:
             forwarded.setdefault(name, value)
         kept.append((name, value))
-    kept.extend(platform)
     if framed:
         # The event carries the whole body: its length frames it, whatever the client said.
         kept.append((b"content-length", b"%d" % len(body)))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from http import HTTPStatus
 
 from holdfast._types import RawHeaders
 
@@ -26,10 +25,21 @@ def grouped_headers(headers: RawHeaders) -> dict[str, list[str]]:
 
 
 def status_description(status: int) -> str:
-    try:
-        return f"{status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        return str(status)
+    """``"200 OK"``: ALB's ``statusDescription``."""
+    description = _descriptions.get(status)
+    if description is None:
+        # http is imported by the first ALB response, not at init: most functions never have one.
+        from http import HTTPStatus
+
+        try:
+            description = f"{status} {HTTPStatus(status).phrase}"
+        except ValueError:
+            description = str(status)
+        _descriptions[status] = description
+    return description
+
+
+_descriptions: dict[int, str] = {}
 
 
 def single_value_headers(grouped: dict[str, list[str]]) -> dict[str, str]:
