@@ -56,17 +56,20 @@ async def _plain(n: int) -> None:
 app = FastAPI()
 
 
-def _answer(request: Request, handle: Any = None) -> dict[str, object]:
+def _answer(request: Request, handle: Any = None, took: float = 0.0) -> dict[str, object]:
     return {
         "request_id": request.scope["aws.context"].aws_request_id,
         "pid": os.getpid(),
         "task_id": None if handle is None else handle.task_id,
+        "took": took,  # seconds the after_response() call took: its cost on the response path
     }
 
 
 @app.get("/durable/{n}")
 async def durable(request: Request, n: int, gate: bool = False) -> dict[str, object]:
-    return _answer(request, holdfast.after_response(record, n, gate, durable=True))
+    began = time.perf_counter()
+    handle = holdfast.after_response(record, n, gate, durable=True)
+    return _answer(request, handle, time.perf_counter() - began)
 
 
 @app.get("/durable-sync/{n}")
@@ -82,8 +85,9 @@ async def keyed(request: Request, n: int, key: str) -> dict[str, object]:
 
 @app.get("/plain/{n}")
 async def plain(request: Request, n: int) -> dict[str, object]:
+    began = time.perf_counter()
     holdfast.after_response(_plain, n)
-    return _answer(request)
+    return _answer(request, took=time.perf_counter() - began)
 
 
 @app.get("/refused")

@@ -369,14 +369,14 @@ def test_no_second_run_when_the_environment_finished_it(host):
     """The write-ahead outlives the environment's run: once its lease (and, on SQS, its
     message's delay) is over, a worker finds it done and does not run it again."""
     start, env = host
-    emulator, record = start(concurrency=1, timeout=1)
+    emulator, record = start(concurrency=1, timeout=3)
     status, body, _ = get(emulator.url, "/durable-sync/3")
     assert status == 200
     answer = json.loads(body)
     emulator.wait_idle(timeout=60)
     queue = _test_queue(env)
     assert queue.status_sync(answer["task_id"]).state is TaskState.SUCCEEDED
-    lease_over = time.time() + 1 + 10.5  # the timeout and holdfast's slack past it
+    lease_over = time.time() + 3 + 10.5  # the timeout and holdfast's slack past it
     with _worker(env, record):
         if env["HOLDFAST_TEST_URL"].startswith("sqs://"):
             wait_for(lambda: _queue_empty(env), "the message is dropped as a duplicate", 60)
