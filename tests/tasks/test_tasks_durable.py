@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 import holdfast
 from freeze_support import emulators, get, host_commands, wait_for
-from holdfast.tasks import BackendError, TaskQueue, TaskState
+from holdfast.tasks import BackendError, InvalidArguments, TaskQueue, TaskState
 from holdfast.tasks.models import Job, Settlement
 from lambda_events import http_event
 from moto_support import AWS_ENV
@@ -216,6 +216,31 @@ def test_a_failed_write_ahead_fails_the_request_and_nothing_runs(aws, adapter_fo
     assert answer["statusCode"] == 500  # the app's error answer: no response claims the work
     assert ran == [1]
     assert [status.id for status in queue.list_sync()] == [first]  # no status left behind
+
+
+@pytest.mark.parametrize("argument", [{"a": object()}, float("nan"), [[[]] * 2] * 300, "x"])
+def test_arguments_that_are_not_valid_json_are_refused_before_the_response(any_url, argument):
+    """Checked by the task's codec in the endpoint: nothing is stored, nothing runs."""
+    queue = TaskQueue(any_url)
+    ran: list[object] = []
+
+    @queue.task(name="record")
+    async def record(n: int) -> None:
+        ran.append(n)
+
+    async def endpoint(request: Request) -> JSONResponse:
+        try:
+            holdfast.after_response(record, argument, durable=True)
+        except InvalidArguments as exc:
+            return JSONResponse({"refused": str(exc)})
+        return JSONResponse({"refused": None})
+
+    adapter = holdfast.Adapter(Starlette(routes=[Route("/", endpoint)]), lifespan="off")
+    try:
+        body = _call(adapter, "/")
+    finally:
+        adapter.close()
+    assert body["refused"] and ran == [] and queue.list_sync() == []
 
 
 def test_a_pending_idempotency_key_runs_nowhere_twice(any_url, adapter_for):

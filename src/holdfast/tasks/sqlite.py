@@ -282,8 +282,9 @@ class SQLiteBackend:
 
     # -- producing --------------------------------------------------------------------------
 
-    def enqueue(self, job: Job) -> tuple[str, bool]:
-        params = (
+    def _row(self, job: Job) -> tuple[Any, ...]:
+        """The values of `_INSERT` for `job` (a fresh token first)."""
+        return (
             secrets.randbits(63),
             self.queue,
             job.task,
@@ -292,6 +293,9 @@ class SQLiteBackend:
             job.idempotency_key,
             job.created_at,
         )
+
+    def enqueue(self, job: Job) -> tuple[str, bool]:
+        params = self._row(job)
         if job.idempotency_key is None:
             seq = self._run(lambda conn: _inserted(conn.execute(_INSERT, params)))
             task_id, created = _task_id(seq, params[0]), True
@@ -312,18 +316,7 @@ class SQLiteBackend:
     def hold(self, job: Job, lease: float) -> tuple[str, Delivery | None]:
         now = time.time()
         lease_id = f"{self._lease_prefix}-{next(self._leases)}"
-        params = (
-            secrets.randbits(63),
-            self.queue,
-            job.task,
-            dump_payload(job.args, job.kwargs),
-            job.run_at,
-            job.idempotency_key,
-            job.created_at,
-            lease_id,
-            now + lease,
-            now,
-        )
+        params = (*self._row(job), lease_id, now + lease, now)
 
         def op(conn: sqlite3.Connection) -> tuple[str, bool]:
             if job.idempotency_key is None:
