@@ -42,29 +42,40 @@ def write_ahead(
     )
     if delivery is None:
         return WrittenAhead(task_id, None, _nothing)
-    return WrittenAhead(
-        task_id,
-        lambda: _run(task, delivery),
-        lambda: _release(task, delivery),
-        in_thread=not task.is_async,
-    )
+    held = _HeldRun(task, delivery)
+    return WrittenAhead(task_id, held.run, held.release, in_thread=not task.is_async)
 
 
-async def _run(task: Task[Any, Any], delivery: Delivery) -> None:
-    settlement = await execute({task.name: task}, delivery)
-    await task.queue.async_backend.settle([settlement])
-    if settlement.state is not TaskState.SUCCEEDED and settlement.error is not None:
-        raise _Unsuccessful(f"task {delivery.id} ended {settlement.state}: {settlement.error}")
+class _HeldRun:
+    """One written-ahead task's run in this environment."""
 
+    __slots__ = ("delivery", "settlement", "task")
 
-async def _release(task: Task[Any, Any], delivery: Delivery) -> str | None:
-    """Hand the cut-off attempt to the queue now; it is not counted against the retries."""
-    error = "Released: the invocation's deadline cut the run in its environment short"
-    settlement = Settlement(
-        delivery, TaskState.RETRYING, error=error, run_at=time.time(), counted=False
-    )
-    await task.queue.async_backend.settle([settlement])
-    return delivery.id
+    def __init__(self, task: Task[Any, Any], delivery: Delivery) -> None:
+        self.task, self.delivery = task, delivery
+        #: How the run ended, once it has: what a cut-off mark-done still writes.
+        self.settlement: Settlement | None = None
+
+    async def run(self) -> None:
+        self.settlement = settlement = await execute({self.task.name: self.task}, self.delivery)
+        await self.task.queue.async_backend.settle([settlement])
+        if settlement.state is not TaskState.SUCCEEDED and settlement.error is not None:
+            raise _Unsuccessful(
+                f"task {self.delivery.id} ended {settlement.state}: {settlement.error}"
+            )
+
+    async def release(self) -> str | None:
+        """Cut off by the deadline: if the task had ended, only its mark-done was cut, so
+        write that (a release would run it twice); otherwise hand the attempt to the queue
+        now, not counted against the retries."""
+        settlement = self.settlement
+        if settlement is None:
+            error = "Released: the invocation's deadline cut the run in its environment short"
+            settlement = Settlement(
+                self.delivery, TaskState.RETRYING, error=error, run_at=time.time(), counted=False
+            )
+        await self.task.queue.async_backend.settle([settlement])
+        return self.delivery.id
 
 
 async def _nothing() -> None:
