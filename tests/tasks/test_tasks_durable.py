@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 import holdfast
 from freeze_support import emulators, get, host_commands, wait_for
-from holdfast.tasks import BackendError, InvalidArguments, TaskQueue, TaskState
+from holdfast.tasks import InvalidArguments, TaskQueue, TaskState
 from holdfast.tasks.models import Job, Settlement
 from lambda_events import http_event
 from moto_support import AWS_ENV
@@ -110,13 +110,6 @@ def test_sqs_a_held_task_whose_environment_died_runs_as_its_next_attempt(aws):
     found: list = []
     wait_for(lambda: bool(found.extend(queue.backend.claim(10, 30.0)) or found), "the message")
     assert [(d.id, d.attempt, d.settled) for d in found] == [(task_id, 2, None)]
-
-
-def test_azure_refuses_the_write_ahead_clearly():
-    from holdfast.tasks.azure import AzureBackend
-
-    with pytest.raises(BackendError, match="not supported on azure://"):
-        AzureBackend.hold(object(), _job("q"), 30.0)  # type: ignore[arg-type]
 
 
 # -- through the adapter, called directly ----------------------------------------------------
