@@ -85,6 +85,7 @@ class Invocation:
             adopts=False,  # the app's own task is not adopted: set once it is created
             margin=adapter.drain_margin,
         )
+        self.pending.context = context
         if adapter.flush_telemetry:
             telemetry.flush_in_use(self.pending)
         #: The app's (or the event handler's) task; ``None`` when the answer needed none.

@@ -198,6 +198,15 @@ class AzureBackend:
 
     # -- producing --------------------------------------------------------------------------
 
+    def hold(self, job: Job, lease: float) -> tuple[str, Delivery | None]:
+        """Not supported: a retry here is a new copy of the message, so the write-ahead's own
+        delayed message would deliver a second one (durable after-response work needs the
+        delivery to stay one message, as on SQLite and SQS)."""
+        raise BackendError(
+            "durable after-response work (after_response(..., durable=True)) is not supported"
+            " on azure:// task queues; use defer() instead"
+        )
+
     def enqueue(self, job: Job) -> tuple[str, bool]:
         task_id = new_task_id()
         body = message_body(self.queue, job.task, task_id, job.args, job.kwargs, job.run_at)

@@ -36,6 +36,17 @@ class Backend(Protocol):
         """
         ...
 
+    def hold(self, job: Job, lease: float) -> tuple[str, Delivery | None]:
+        """Write `job` ahead as the caller's own running first attempt, leased for `lease`
+        seconds; returns (task id, the delivery the caller runs and settles).
+
+        No worker gets it while the lease holds. If the caller never settles (its process
+        died), the lease lapses and a worker runs it, as any attempt whose worker was lost.
+        With `job.idempotency_key` set and a task with that key still pending, nothing is
+        stored and that task's id comes back with no delivery: the caller must not run it.
+        """
+        ...
+
     def claim(self, limit: int, lease: float) -> builtins.list[Delivery]:
         """Up to `limit` attempts that are due, each leased for `lease` seconds."""
         ...
