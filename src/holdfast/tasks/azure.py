@@ -323,7 +323,7 @@ class AzureBackend:
         # A message that could not be started comes back when its visibility lapses.
         return [d for d in self._in_parallel(accepts) if d is not None]
 
-    def exchange(
+    def settle_and_claim(
         self, settlements: Sequence[Settlement], limit: int, lease: float
     ) -> list[Delivery]:
         self.settle(settlements)

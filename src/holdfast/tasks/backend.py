@@ -51,7 +51,7 @@ class Backend(Protocol):
         """Up to `limit` attempts that are due, each leased for `lease` seconds."""
         ...
 
-    def exchange(
+    def settle_and_claim(
         self, settlements: Sequence[Settlement], limit: int, lease: float
     ) -> builtins.list[Delivery]:
         """`settle(settlements)`, then `claim(limit, lease)`: local backends do both in one
@@ -124,10 +124,10 @@ class AsyncBackend:
     async def claim(self, limit: int, lease: float) -> list[Delivery]:
         return await self.call(self.backend.claim, limit, lease)
 
-    async def exchange(
+    async def settle_and_claim(
         self, settlements: Sequence[Settlement], limit: int, lease: float
     ) -> list[Delivery]:
-        return await self.call(self.backend.exchange, settlements, limit, lease)
+        return await self.call(self.backend.settle_and_claim, settlements, limit, lease)
 
     async def extend(self, deliveries: Sequence[Delivery], lease: float) -> None:
         await self.call(self.backend.extend, deliveries, lease)

@@ -115,7 +115,7 @@ class MemoryBackend:
                 claimed.append(self._delivery(record, token))
         return claimed
 
-    def exchange(
+    def settle_and_claim(
         self, settlements: Sequence[Settlement], limit: int, lease: float
     ) -> list[Delivery]:
         self.settle(settlements)

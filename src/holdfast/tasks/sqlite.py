@@ -339,9 +339,9 @@ class SQLiteBackend:
     # -- consuming --------------------------------------------------------------------------
 
     def claim(self, limit: int, lease: float) -> list[Delivery]:
-        return self.exchange((), limit, lease)
+        return self.settle_and_claim((), limit, lease)
 
-    def exchange(
+    def settle_and_claim(
         self, settlements: Sequence[Settlement], limit: int, lease: float
     ) -> list[Delivery]:
         """`settle(settlements)` then `claim(limit, lease)`, in one transaction (one commit)."""
@@ -372,7 +372,7 @@ class SQLiteBackend:
             self._run(lambda conn: _in_transaction(conn, _EXTEND, rows))
 
     def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
-        self.exchange(settlements, 0, 0.0)
+        self.settle_and_claim(settlements, 0, 0.0)
         return [True] * len(settlements)
 
     def maintain(self) -> None:

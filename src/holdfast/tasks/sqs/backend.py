@@ -223,7 +223,7 @@ class SQSBackend:
             receive_count=int(count) if count is not None else None,
         )
 
-    def exchange(
+    def settle_and_claim(
         self, settlements: Sequence[Settlement], limit: int, lease: float
     ) -> list[Delivery]:
         self.settle(settlements)
