@@ -1,7 +1,9 @@
 """holdfast: run ASGI/WSGI apps on AWS Lambda, answer at once, finish the work after the
 response before Lambda freezes the environment.
 
-The public API is imported lazily, so ``import holdfast`` stays cheap at cold start.
+The public API is imported lazily, so ``import holdfast`` stays cheap at cold start. Users import
+what this module, ``holdfast.tasks``, ``holdfast.events``, ``holdfast.azure`` and
+``holdfast.emulator`` list in ``__all__``; every other module is internal (no stability promise).
 
 ``holdfast.Adapter`` is where the hosts plug into the core: the first time the name is looked up,
 :func:`holdfast.hosts.attach` is registered as the adapter-created hook
