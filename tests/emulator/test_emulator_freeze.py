@@ -85,6 +85,46 @@ def test_every_freeze_finds_the_members_added_since_the_last_one():
     asyncio.run(main())
 
 
+def _open_proc_files(pid):
+    """The descriptors this process holds on /proc/<pid>/... files."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(f"/proc/{pid}/"):
+            found.append(target)
+    return sorted(found)
+
+
+def test_the_freeze_rereads_one_open_proc_file_per_member_and_drops_a_member_gone():
+    async def main():
+        group = ProcessGroup()
+        first = await group.spawn(["sleep", "30"], env=os.environ, cwd=None)
+        second = await group.spawn(["sleep", "30"], env=os.environ, cwd=None)
+        await group.freeze()
+        group.thaw()
+        await group.freeze()  # the known members: their files, opened once, read again
+        assert _open_proc_files(second.pid) == [f"/proc/{second.pid}/stat"]
+        assert group.peak_memory_mb() > 0
+        assert _open_proc_files(first.pid) == [
+            f"/proc/{first.pid}/stat",
+            f"/proc/{first.pid}/status",
+        ]
+        group.thaw()
+        second.kill()
+        await second.wait()  # reaped: its open file now fails (ESRCH), never names a new process
+        await group.freeze()
+        assert group.members == [first.pid]
+        assert _open_proc_files(second.pid) == []
+        assert _process_state(first.pid) == "T"
+        await group.kill()
+        assert _open_proc_files(first.pid) == []
+
+    asyncio.run(main())
+
+
 def test_only_the_last_records_are_kept(emulators):
     """A long-running emulator keeps a bounded journal: the last `keep_records` of each."""
     emu = emulators(ric("echo"), keep_records=2)
