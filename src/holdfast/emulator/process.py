@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
 import os
 import signal
 import subprocess
@@ -29,6 +31,9 @@ _STOP_CONFIRMATION_LIMIT = 2.0
 # For this long the checks of a freeze in progress only yield to the event loop in between;
 # after it they are 1 ms apart.
 _STOP_CONFIRMATION_SPIN = 0.0005
+# The most pids handed out since the last check that are asked for their group one by one;
+# past it, the whole of /proc is searched (a few hundred processes on a typical machine).
+_MAX_CREATED_PIDS = 512
 # /proc/loadavg, open for the life of the process (re-read with pread: one system call).
 _loadavg_fd: int | None = None
 # Whether /proc/loadavg's last field moves when a pid is handed out (checked at every spawn; a
@@ -113,9 +118,12 @@ class ProcessGroup:
         processes fork nothing. A new member needs a new pid, so while the kernel's pid cursor
         (the last pid handed out, `/proc/loadavg`) has not moved since that check, no process
         or thread was created anywhere and the members are the ones found then, minus those
-        that exited or left the group: only their states are read. Any other time (something
-        was created, or the cursor is not live on this system) every process in /proc is asked
-        for its group, as it is for the first freeze.
+        that exited or left the group: only their states are read. When the cursor moved, the
+        pids handed out since (pids are handed out in increasing order, wrapping at `pid_max`)
+        are asked for their group — usually a few, handed out to processes elsewhere on the
+        machine —, and the check repeats with the ones found until the cursor stands still.
+        Any other time (too many pids handed out, or the cursor is not live on this system)
+        every process in /proc is asked for its group, as it is for the first freeze.
         """
         if not self.frozen:
             self.stop()
@@ -132,9 +140,16 @@ class ProcessGroup:
                 members = _member_states(self._stat_files, known, self.pgid)
                 cursor = known_cursor
                 if _all_stopped(members):
-                    confirmed = _pid_cursor() == known_cursor
-                    if not confirmed:  # something was created since: look at the whole group
-                        known = []
+                    now = _pid_cursor()
+                    confirmed = now == known_cursor
+                    if not confirmed:  # something was created since: was it in the group?
+                        added = _created_members(known_cursor, now, self.pgid)
+                        if added is None:  # too many to look through: the whole group
+                            known = []
+                        else:  # checked next round, with the cursor read again after them
+                            known = [pid for pid, _ in members]
+                            known += [pid for pid in added if pid not in known]
+                            known_cursor = now
             if not known or not _cursor_is_live:
                 cursor = _pid_cursor() if _cursor_is_live else None
                 members = _group_members(self.pgid)
@@ -253,6 +268,52 @@ def _group_pids(pgid: int) -> list[int]:
             if fields is not None and len(fields) > 2 and int(fields[2]) == pgid:
                 pids.append(pid)
     return pids
+
+
+def _created_members(before: bytes | None, now: bytes | None, pgid: int) -> list[int] | None:
+    """The processes of the group among the pids handed out after `before`, up to `now` (the
+    pid cursor's two readings); None when there are too many to ask one by one."""
+    if before is None or now is None:
+        return None
+    first, last = int(before) + 1, int(now) + 1
+    # After pid_max the cursor wraps around to the lowest free pid.
+    wrapped = first > last
+    ranges = [range(first, _pid_max()), range(1, last)] if wrapped else [range(first, last)]
+    if sum(map(len, ranges)) > _MAX_CREATED_PIDS:
+        return None
+    found = []
+    for pid in itertools.chain.from_iterable(ranges):
+        try:
+            group = os.getpgid(pid)
+        except ProcessLookupError:  # gone already
+            continue
+        except OSError:  # not allowed to ask: /proc still tells
+            fields = _stat_fields(pid)
+            if fields is None or len(fields) < 3:
+                continue
+            group = int(fields[2])
+        # A pid is also handed out to each new thread, and asking a thread answers for its
+        # process: only a process (its thread group's leader) is a member.
+        if group == pgid and _is_process(pid):
+            found.append(pid)
+    return found
+
+
+def _is_process(pid: int) -> bool:
+    status = _read_proc(pid, "status")
+    if status is None:
+        return False
+    start = status.find(b"\nTgid:")
+    return start >= 0 and int(status[start + 6 : status.index(b"\n", start + 1)]) == pid
+
+
+@functools.cache
+def _pid_max() -> int:
+    try:
+        with open("/proc/sys/kernel/pid_max", "rb") as file:
+            return int(file.read())
+    except (OSError, ValueError):
+        return 1 << 22  # the most Linux allows
 
 
 def _all_stopped(members: list[tuple[int, str]]) -> bool:
