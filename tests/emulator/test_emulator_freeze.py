@@ -2,11 +2,13 @@
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 
 from emulator_support import ric
 
-from holdfast.emulator.process import ProcessGroup
+from holdfast.emulator.process import ProcessGroup, _created_members
 
 
 def _lines(path):
@@ -81,6 +83,75 @@ def test_every_freeze_finds_the_members_added_since_the_last_one():
         await group.freeze()
         assert group.members == [first.pid]
         await group.kill()
+
+    asyncio.run(main())
+
+
+def _open_proc_files(pid):
+    """The descriptors this process holds on /proc/<pid>/... files."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(f"/proc/{pid}/"):
+            found.append(target)
+    return sorted(found)
+
+
+def test_the_freeze_rereads_one_open_proc_file_per_member_and_drops_a_member_gone():
+    async def main():
+        group = ProcessGroup()
+        first = await group.spawn(["sleep", "30"], env=os.environ, cwd=None)
+        second = await group.spawn(["sleep", "30"], env=os.environ, cwd=None)
+        await group.freeze()
+        group.thaw()
+        await group.freeze()  # the known members: their files, opened once, read again
+        assert _open_proc_files(second.pid) == [f"/proc/{second.pid}/stat"]
+        assert group.peak_memory_mb() > 0
+        assert _open_proc_files(first.pid) == [
+            f"/proc/{first.pid}/stat",
+            f"/proc/{first.pid}/status",
+        ]
+        group.thaw()
+        second.kill()
+        await second.wait()  # reaped: its open file now fails (ESRCH), never names a new process
+        await group.freeze()
+        assert group.members == [first.pid]
+        assert _open_proc_files(second.pid) == []
+        assert _process_state(first.pid) == "T"
+        await group.kill()
+        assert _open_proc_files(first.pid) == []
+
+    asyncio.run(main())
+
+
+def test_the_pids_handed_out_since_the_last_check_are_asked_for_their_group():
+    # Pids are handed out in increasing order: what was created between two readings of the
+    # pid cursor is in between. Only the group's processes count, never a thread's pid.
+    script = "import threading, time; threading.Thread(target=time.sleep, args=(30,)).start()"
+    script += "; print(flush=True); time.sleep(30)"
+
+    async def main():
+        group = ProcessGroup()
+        first = await group.spawn(["sleep", "30"], env=os.environ, cwd=None)
+        stranger = subprocess.Popen(["sleep", "30"])  # created meanwhile, elsewhere
+        threaded = await group.spawn(
+            [sys.executable, "-c", script], env=os.environ, cwd=None, output=None
+        )
+        try:
+            while len(os.listdir(f"/proc/{threaded.pid}/task")) < 2:
+                await asyncio.sleep(0.01)
+            tids = [int(tid) for tid in os.listdir(f"/proc/{threaded.pid}/task")]
+            last = max([*tids, stranger.pid, threaded.pid])
+            found = _created_members(str(first.pid - 1).encode(), str(last).encode(), group.pgid)
+            assert found == [first.pid, threaded.pid]
+            assert _created_members(b"1", str(last + 10_000).encode(), group.pgid) is None
+        finally:
+            stranger.kill()
+            stranger.wait()
+            await group.kill()
 
     asyncio.run(main())
 

@@ -121,6 +121,30 @@ def test_trace_id_env_is_set_only_when_one_invocation_runs_at_a_time(monkeypatch
     assert trace_id() == "Root=1-def"
 
 
+def test_trace_id_env_reaches_python_code_but_never_the_c_environment(monkeypatch):
+    # glibc's setenv keeps every distinct value forever: a C-level setenv per invocation is a
+    # leak. Python code (and `env=os.environ`) sees the id; the C environment, which a child
+    # started with the inherited environment gets, never holds one.
+    import ctypes
+    import os
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-stale")  # a C-level value from before
+    getenv = ctypes.CDLL(None).getenv
+    getenv.restype = ctypes.c_char_p
+    enter_invocation(_request("r1", trace_id="Root=1-abc", tenant_id=None), process_wide=True)
+    assert os.environ["_X_AMZN_TRACE_ID"] == "Root=1-abc"
+    assert getenv(b"_X_AMZN_TRACE_ID") is None
+    show = [sys.executable, "-c", "import os; print(os.environ.get('_X_AMZN_TRACE_ID'))"]
+    inherited = subprocess.run(show, capture_output=True, text=True, check=True).stdout
+    given = subprocess.run(show, env=os.environ, capture_output=True, text=True, check=True)
+    assert (inherited.strip(), given.stdout.strip()) == ("None", "Root=1-abc")
+    enter_invocation(_request("r2", trace_id=None, tenant_id=None), process_wide=True)
+    assert "_X_AMZN_TRACE_ID" not in os.environ
+    assert getenv(b"_X_AMZN_TRACE_ID") is None
+
+
 def _request(request_id: str, *, trace_id: str | None, tenant_id: str | None) -> InvocationRequest:
     return InvocationRequest(
         request_id=request_id,

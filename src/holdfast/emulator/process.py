@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
 import os
 import signal
 import subprocess
@@ -29,6 +31,11 @@ _STOP_CONFIRMATION_LIMIT = 2.0
 # For this long the checks of a freeze in progress only yield to the event loop in between;
 # after it they are 1 ms apart.
 _STOP_CONFIRMATION_SPIN = 0.0005
+# The most pids handed out since the last check that are asked for their group one by one;
+# past it, the whole of /proc is searched (a few hundred processes on a typical machine).
+_MAX_CREATED_PIDS = 512
+# /proc/loadavg, open for the life of the process (re-read with pread: one system call).
+_loadavg_fd: int | None = None
 # Whether /proc/loadavg's last field moves when a pid is handed out (checked at every spawn; a
 # /proc that only imitates Linux's may not keep it).
 _cursor_is_live = True
@@ -46,6 +53,11 @@ class ProcessGroup:
         self.members: list[int] = []
         self._members_cursor: bytes | None = None
         self._exits: dict[asyncio.subprocess.Process, asyncio.Future[int]] = {}
+        # /proc/<pid>/stat of each known member, kept open: a check is one pread per member.
+        # An open /proc file stays bound to its process: once it is gone, a read fails (ESRCH)
+        # rather than describing a new process that reused the pid.
+        self._stat_files = _ProcFiles("stat")
+        self._status_files = _ProcFiles("status")
 
     async def spawn(
         self,
@@ -106,9 +118,12 @@ class ProcessGroup:
         processes fork nothing. A new member needs a new pid, so while the kernel's pid cursor
         (the last pid handed out, `/proc/loadavg`) has not moved since that check, no process
         or thread was created anywhere and the members are the ones found then, minus those
-        that exited or left the group: only their states are read. Any other time (something
-        was created, or the cursor is not live on this system) every process in /proc is asked
-        for its group, as it is for the first freeze.
+        that exited or left the group: only their states are read. When the cursor moved, the
+        pids handed out since (pids are handed out in increasing order, wrapping at `pid_max`)
+        are asked for their group — usually a few, handed out to processes elsewhere on the
+        machine —, and the check repeats with the ones found until the cursor stands still.
+        Any other time (too many pids handed out, or the cursor is not live on this system)
+        every process in /proc is asked for its group, as it is for the first freeze.
         """
         if not self.frozen:
             self.stop()
@@ -122,11 +137,19 @@ class ProcessGroup:
             if known and _cursor_is_live:
                 # The known members first: while one still runs, the cursor need not be read.
                 # Read after them, an unmoved cursor also covers the time of their reading.
-                members, cursor = _member_states(known, self.pgid), known_cursor
+                members = _member_states(self._stat_files, known, self.pgid)
+                cursor = known_cursor
                 if _all_stopped(members):
-                    confirmed = _pid_cursor() == known_cursor
-                    if not confirmed:  # something was created since: look at the whole group
-                        known = []
+                    now = _pid_cursor()
+                    confirmed = now == known_cursor
+                    if not confirmed:  # something was created since: was it in the group?
+                        added = _created_members(known_cursor, now, self.pgid)
+                        if added is None:  # too many to look through: the whole group
+                            known = []
+                        else:  # checked next round, with the cursor read again after them
+                            known = [pid for pid, _ in members]
+                            known += [pid for pid in added if pid not in known]
+                            known_cursor = now
             if not known or not _cursor_is_live:
                 cursor = _pid_cursor() if _cursor_is_live else None
                 members = _group_members(self.pgid)
@@ -134,14 +157,16 @@ class ProcessGroup:
             if confirmed:
                 self.members = [pid for pid, _ in members]
                 self._members_cursor = cursor
+                self._stat_files.keep(self.members)
+                self._status_files.keep(self.members)
                 return
             waited = time.monotonic() - started
             if waited >= _STOP_CONFIRMATION_LIMIT:
                 return
             if waited < _STOP_CONFIRMATION_SPIN:
-                # A process woken to take its SIGSTOP may be queued behind this very process
-                # on its CPU: give the CPU up for it, then let the event loop run meanwhile.
-                os.sched_yield()
+                # No sched_yield: the SIGSTOP's wake-up usually runs the stop before killpg
+                # returns, and on a busy machine a yield hands the CPU to any other process
+                # for a whole time slice (~0.5 ms measured), not to the one stopping.
                 await asyncio.sleep(0)
             else:
                 await asyncio.sleep(0.001)
@@ -166,6 +191,8 @@ class ProcessGroup:
         self.processes.clear()
         self._exits.clear()
         self.members, self._members_cursor = [], None
+        self._stat_files.keep([])
+        self._status_files.keep([])
         self.pgid = None
 
     def peak_memory_mb(self) -> int:
@@ -173,9 +200,46 @@ class ProcessGroup:
         if self.pgid is None:
             return 0
         # While frozen, the group is exactly what the freeze's confirmation found.
-        pids = self.members if self.frozen and self.members else _group_pids(self.pgid)
-        total_kb = sum(_peak_rss_kb(pid) for pid in pids)
+        if self.frozen and self.members:
+            total_kb = sum(_peak_rss_kb(self._status_files.read(pid)) for pid in self.members)
+        else:
+            total_kb = sum(
+                _peak_rss_kb(_read_proc(pid, "status")) for pid in _group_pids(self.pgid)
+            )
         return -(-total_kb // 1024)
+
+
+class _ProcFiles:
+    """One /proc/<pid>/<name> file per process, opened once and re-read with `pread`."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._fds: dict[int, int] = {}
+
+    def read(self, pid: int) -> bytes | None:
+        """The file's content now, or None once the process is gone."""
+        fd = self._fds.get(pid)
+        if fd is None:
+            try:
+                fd = self._fds[pid] = os.open(f"/proc/{pid}/{self._name}", os.O_RDONLY)
+            except OSError:
+                return None
+        try:
+            return os.pread(fd, 1 << 16, 0)
+        except OSError:
+            del self._fds[pid]
+            os.close(fd)
+            return None
+
+    def keep(self, pids: list[int]) -> None:
+        """Close the files of every process but `pids`."""
+        for pid in [pid for pid in self._fds if pid not in pids]:
+            os.close(self._fds.pop(pid))
+
+    def __del__(self) -> None:
+        for fd in self._fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def describe_exit(returncode: int) -> str:
@@ -206,6 +270,52 @@ def _group_pids(pgid: int) -> list[int]:
     return pids
 
 
+def _created_members(before: bytes | None, now: bytes | None, pgid: int) -> list[int] | None:
+    """The processes of the group among the pids handed out after `before`, up to `now` (the
+    pid cursor's two readings); None when there are too many to ask one by one."""
+    if before is None or now is None:
+        return None
+    first, last = int(before) + 1, int(now) + 1
+    # After pid_max the cursor wraps around to the lowest free pid.
+    wrapped = first > last
+    ranges = [range(first, _pid_max()), range(1, last)] if wrapped else [range(first, last)]
+    if sum(map(len, ranges)) > _MAX_CREATED_PIDS:
+        return None
+    found = []
+    for pid in itertools.chain.from_iterable(ranges):
+        try:
+            group = os.getpgid(pid)
+        except ProcessLookupError:  # gone already
+            continue
+        except OSError:  # not allowed to ask: /proc still tells
+            fields = _stat_fields(pid)
+            if fields is None or len(fields) < 3:
+                continue
+            group = int(fields[2])
+        # A pid is also handed out to each new thread, and asking a thread answers for its
+        # process: only a process (its thread group's leader) is a member.
+        if group == pgid and _is_process(pid):
+            found.append(pid)
+    return found
+
+
+def _is_process(pid: int) -> bool:
+    status = _read_proc(pid, "status")
+    if status is None:
+        return False
+    start = status.find(b"\nTgid:")
+    return start >= 0 and int(status[start + 6 : status.index(b"\n", start + 1)]) == pid
+
+
+@functools.cache
+def _pid_max() -> int:
+    try:
+        with open("/proc/sys/kernel/pid_max", "rb") as file:
+            return int(file.read())
+    except (OSError, ValueError):
+        return 1 << 22  # the most Linux allows
+
+
 def _all_stopped(members: list[tuple[int, str]]) -> bool:
     return all(state in _STOPPED_STATES for _, state in members)
 
@@ -220,11 +330,11 @@ def _group_members(pgid: int) -> list[tuple[int, str]]:
     return members
 
 
-def _member_states(pids: list[int], pgid: int) -> list[tuple[int, str]]:
+def _member_states(files: _ProcFiles, pids: list[int], pgid: int) -> list[tuple[int, str]]:
     """(pid, state) of those of `pids` that still exist and are still in the group."""
     members = []
     for pid in pids:
-        fields = _stat_fields(pid)
+        fields = _parse_stat(files.read(pid))
         if fields is not None and len(fields) > 2 and int(fields[2]) == pgid:
             members.append((pid, fields[0]))
     return members
@@ -232,45 +342,44 @@ def _member_states(pids: list[int], pgid: int) -> list[tuple[int, str]]:
 
 def _pid_cursor() -> bytes | None:
     """The last pid the kernel handed out in this pid namespace (or None if unreadable)."""
+    global _loadavg_fd
     try:
-        fd = os.open("/proc/loadavg", os.O_RDONLY)
+        if _loadavg_fd is None:
+            _loadavg_fd = os.open("/proc/loadavg", os.O_RDONLY)
+        fields = os.pread(_loadavg_fd, 256, 0).split()
+    except OSError:
+        return None
+    return fields[4] if len(fields) == 5 and fields[4].isdigit() else None
+
+
+def _read_proc(pid: int, name: str) -> bytes | None:
+    """/proc/<pid>/<name>, or None if the process is gone."""
+    try:
+        fd = os.open(f"/proc/{pid}/{name}", os.O_RDONLY)
     except OSError:
         return None
     try:
-        fields = os.read(fd, 256).split()
+        return os.read(fd, 1 << 16)
     except OSError:
         return None
     finally:
         os.close(fd)
-    return fields[4] if len(fields) == 5 and fields[4].isdigit() else None
 
 
 def _stat_fields(pid: int) -> list[str] | None:
     """The fields of /proc/<pid>/stat after the parenthesised command name: state, ppid, pgrp..."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
-    except OSError:
+    return _parse_stat(_read_proc(pid, "stat"))
+
+
+def _parse_stat(stat: bytes | None) -> list[str] | None:
+    if stat is None:
         return None
-    try:
-        stat = os.read(fd, 4096)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
     return stat.rpartition(b")")[2].decode("ascii", "replace").split(None, 5)[:5]
 
 
-def _peak_rss_kb(pid: int) -> int:
-    try:
-        fd = os.open(f"/proc/{pid}/status", os.O_RDONLY)
-    except OSError:
+def _peak_rss_kb(status: bytes | None) -> int:
+    if status is None:
         return 0
-    try:
-        status = os.read(fd, 1 << 16)
-    except OSError:
-        return 0
-    finally:
-        os.close(fd)
     start = status.find(b"\nVmHWM:")
     if start < 0:
         return 0

@@ -429,6 +429,12 @@ class TelemetryHub:
         kind = "logs" if subscription.api == "logs" else "telemetry"
         self.emit(f"platform.{kind}Subscription", record)
 
+    @property
+    def listening(self) -> bool:
+        """Whether an event emitted now goes anywhere (callers skip building one that would
+        not: most environments have no subscriber after their init)."""
+        return bool(self.subscribers) or self.in_init
+
     def emit(self, event_type: str, record: Any, time: str | None = None) -> None:
         """Record an event and buffer it for every subscriber of its type."""
         if not self.subscribers and not self.in_init:

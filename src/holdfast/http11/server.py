@@ -322,6 +322,7 @@ class HTTPServer:
         self._body_timeout = body_timeout
         self._max_connections = max_connections or default_max_connections()
         self._server: asyncio.Server | None = None
+        self._bound_port = port
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         # Connections between requests (waiting for a head), oldest first: the ones to close
         # when the cap is reached.
@@ -334,7 +335,7 @@ class HTTPServer:
         mounted in another server, as `holdfast dev` mounts the front)."""
         if self._server is None:
             return self._port
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._bound_port
 
     @property
     def host(self) -> str:
@@ -346,6 +347,8 @@ class HTTPServer:
         self._server = await asyncio.start_server(
             self._serve_connection, self._host, self._port, limit=_READ_LIMIT
         )
+        # Asked once: the front puts it in every event it builds.
+        self._bound_port = int(self._server.sockets[0].getsockname()[1])
 
     def abort_connections(self) -> None:
         """Drop every open connection, cancelling whatever their handlers still wait for."""

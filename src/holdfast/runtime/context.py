@@ -26,6 +26,10 @@ from holdfast.runtime.client import InvocationRequest
 # ``context.w3c()`` exposes only these string fields of ``clientContext.w3c``.
 _W3C_FIELDS = ("traceparent", "tracestate", "baggage")
 _TRACE_ENV = "_X_AMZN_TRACE_ID"
+# What `os.environ` reads and copies (see `_publish_trace_id`).
+_environ_data: dict[Any, Any] = os.environ._data  # type: ignore[attr-defined]
+_TRACE_KEY = os.environ.encodekey(_TRACE_ENV)
+_published: Any = None  # the value `_publish_trace_id` put there last
 
 _current: contextvars.ContextVar[InvocationRequest | None] = contextvars.ContextVar(
     "holdfast_invocation", default=None
@@ -40,10 +44,28 @@ def enter_invocation(request: InvocationRequest, *, process_wide: bool) -> None:
     whichever started last, so it is left unset and :func:`trace_id` is the only truth.
     """
     _current.set(request)
-    if process_wide and request.trace_id:
-        os.environ[_TRACE_ENV] = request.trace_id
+    _publish_trace_id(request.trace_id if process_wide else None)
+
+
+def _publish_trace_id(value: str | None) -> None:
+    """Set (or remove) ``_X_AMZN_TRACE_ID`` in ``os.environ`` without a C-level ``setenv``.
+
+    ``os.environ[...] = value`` calls ``setenv``, and glibc keeps every distinct value it was
+    ever given (so an old ``getenv`` pointer stays valid): one trace id per invocation grew the
+    C heap by ~150 bytes an invocation, forever. The mapping ``os.environ`` reads (and
+    ``os.environ.copy()`` / ``env=os.environ`` hand to a child) is updated instead. The C
+    environment, which a child started with the inherited environment gets, is cleared of the
+    variable whenever something else set it (the value there is not the one published last),
+    so no such child ever sees another invocation's id.
+    """
+    global _published
+    if _environ_data.get(_TRACE_KEY) is not _published:
+        os.unsetenv(_TRACE_ENV)
+    _published = os.environ.encodevalue(value) if value else None
+    if _published is None:
+        _environ_data.pop(_TRACE_KEY, None)
     else:
-        os.environ.pop(_TRACE_ENV, None)
+        _environ_data[_TRACE_KEY] = _published
 
 
 def current_request() -> InvocationRequest | None:

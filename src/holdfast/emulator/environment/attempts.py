@@ -22,14 +22,15 @@ class Attempts(Init):
         record.started_at = time.monotonic()
         attempt.started_wall = time.time()
         self._journal.started(record)
-        sandbox.telemetry.emit(
-            "platform.start",
-            {
-                "requestId": attempt.request_id,
-                "version": "$LATEST",
-                "tracing": telemetry_records.tracing(attempt),
-            },
-        )
+        if sandbox.telemetry.listening:
+            sandbox.telemetry.emit(
+                "platform.start",
+                {
+                    "requestId": attempt.request_id,
+                    "version": "$LATEST",
+                    "tracing": telemetry_records.tracing(attempt),
+                },
+            )
         sandbox.dispatch(attempt)
 
     async def _complete(self, attempt: Attempt, *, init_ms: float | None) -> None:
@@ -121,7 +122,7 @@ class Attempts(Init):
             error_type=error_type,
         )
         self._journal.finished(report)
-        if self._sandbox is not None:
+        if self._sandbox is not None and self._sandbox.telemetry.listening:
             # `platform.end` is the Logs API's alone; Telemetry API subscribers never see it.
             self._sandbox.telemetry.emit("platform.end", {"requestId": attempt.request_id})
             self._sandbox.telemetry.emit(

@@ -56,6 +56,8 @@ class PlatformTelemetry(EnvironmentBase):
             return
         attempt.runtime_finished = True
         self._drain_runtime_output()
+        if not self._sandbox.telemetry.listening:
+            return
         result = attempt.result.result() if attempt.result.done() else None
         failed = result is not None and result.failed
         record = telemetry_records.runtime_done(attempt, "error" if failed else "success")
