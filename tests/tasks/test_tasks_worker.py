@@ -369,8 +369,8 @@ def test_worker_survives_backend_errors(any_url, caplog):
     def fine() -> str:
         return "ok"
 
-    # SQLite claims through exchange() (settle + claim in one transaction), memory via claim().
-    method = "exchange" if hasattr(queue.backend, "exchange") else "claim"
+    # SQLite claims through settle_and_claim() (one transaction), memory via claim().
+    method = "settle_and_claim" if hasattr(queue.backend, "settle_and_claim") else "claim"
     original, failures = getattr(queue.backend, method), [RuntimeError("database is on fire")]
 
     def flaky(*args):
