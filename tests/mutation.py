@@ -9,12 +9,13 @@ exercise it, fast and targeted ones first).
 
 One change at a time: a comparison flipped (``==``/``!=``, ``<``/``>=``, ``<=``/``>``,
 ``in``/``not in``, ``is``/``is not``), a statement removed (replaced by ``pass``; docstrings,
-imports and definitions at module or class level are left alone), an integer or float constant
-moved by one (+1 and -1), a boolean constant negated. Each mutant runs in a child forked from a
-parent that has imported the libraries once: the child runs the mutated module in the module's
-own namespace (and rebinds every ``from module import name`` of it elsewhere in holdfast), then
-runs pytest with ``-x`` and a short per-test timeout, so a fault that would hang fails fast; a
-child past its whole deadline (a few times the unmutated run) is killed and counts as caught.
+``...``, imports, asserts and the statements at module or class level are left alone), an
+integer or float constant moved by one (+1 and -1), a boolean constant negated. Each mutant
+runs in a child forked from a parent that has imported the libraries once: the child runs the
+mutated module in the module's own namespace (and rebinds every ``from module import name`` of it
+elsewhere in holdfast), then runs pytest with ``-x`` and a short per-test timeout, so a fault
+that would hang fails fast; a child past its whole deadline (a few times the unmutated run) is
+killed and counts as caught.
 Tests that start other processes run the unmutated code from disk, so they cannot catch a
 mutant: name in-process tests. The worktree is never written.
 
@@ -81,6 +82,12 @@ TESTS: dict[str, list[str]] = {
         "tests/adapter/test_adapter_responses.py",
         "tests/adapter/test_adapter_errors.py",
     ],
+    "holdfast.engine": [
+        "tests/adapter/test_adapter_engine.py",
+        "tests/adapter/test_adapter_core_pins.py",
+        "tests/adapter/test_adapter_invocation.py",
+        "tests/adapter/test_adapter_lifecycle.py",
+    ],
     "holdfast.dispatch": [
         "tests/adapter/test_adapter_dispatch.py",
         "tests/adapter/test_adapter_invocation.py",
@@ -97,9 +104,28 @@ DESELECT = (
     " and not is_a_413_not_a_refused_payload"
 )
 
-#: Mutants no behaviour can show, by module: (the mutated line's text, stripped; the change) ->
-#: why it is equivalent. Keyed by text, not line number, so edits elsewhere do not unpin them.
-EQUIVALENT: dict[str, dict[tuple[str, str], str]] = {}
+#: Mutants no behaviour can show, by module: (the function, the mutated line's text stripped,
+#: the change) -> why it is equivalent. Keyed by text, not line number, so edits elsewhere do
+#: not unpin them.
+EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
+    "holdfast.pending": {
+        (
+            "name_threads_left",
+            "if threads.keys() <= self._threads_before:",
+            "remove `if threads.keys() <= self._threads_before:`",
+        ): "a fast path: the loop after it finds no new thread either",
+        (
+            "_wait_for_threads",
+            "if deadline is None or self.overrun_grace <= 0:",
+            "remove `if deadline is None or self.overrun_grace <= 0:`",
+        ): "with no deadline no thread is left running; with no grace the wait times out at once",
+        (
+            "_spill_for",
+            "return None",
+            "remove `return None`",
+        ): "the function's implicit return is None too",
+    },
+}
 
 #: Imported once by the parent, shared by every forked child (a child then only collects).
 PREIMPORTED = (
@@ -126,13 +152,15 @@ class Mutant:
     index: int  # the n-th mutation point of the module, in walk order
     line: int
     change: str
+    function: str  # the innermost function around it ("" at module level)
 
 
-def _is_docstring(node: ast.stmt) -> bool:
+def _is_inert(node: ast.stmt) -> bool:
+    """A docstring, or the ``...`` of a protocol's method: removing it changes nothing."""
     return (
         isinstance(node, ast.Expr)
         and isinstance(node.value, ast.Constant)
-        and isinstance(node.value.value, str)
+        and (isinstance(node.value.value, str) or node.value.value is Ellipsis)
     )
 
 
@@ -154,14 +182,25 @@ def _points(tree: ast.Module) -> Iterator[tuple[ast.AST, str, object]]:
             statements = getattr(node, field, None)
             if isinstance(statements, list):
                 for position, statement in enumerate(statements):
-                    if not isinstance(statement, ast.stmt) or _is_docstring(statement):
+                    if not isinstance(statement, ast.stmt) or _is_inert(statement):
                         continue
-                    if isinstance(statement, ast.Pass | ast.Import | ast.ImportFrom):
-                        continue
+                    if isinstance(statement, ast.Pass | ast.Import | ast.ImportFrom | ast.Assert):
+                        continue  # an assert only states an invariant the code keeps
                     yield node, f"remove:{field}", position
 
 
+def _functions(tree: ast.Module) -> dict[int, str]:
+    """id(node) -> the name of the innermost function holding it."""
+    inside: dict[int, str] = {}
+    for node in ast.walk(tree):  # breadth first: an inner function overwrites its outer one
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for child in ast.walk(node):
+                inside[id(child)] = node.name
+    return inside
+
+
 def mutants(tree: ast.Module) -> list[Mutant]:
+    inside = _functions(tree)
     found = []
     for index, (node, kind, detail) in enumerate(_points(tree)):
         line = getattr(node, "lineno", 0)
@@ -177,7 +216,7 @@ def mutants(tree: ast.Module) -> list[Mutant]:
             statement = getattr(node, kind.split(":")[1])[detail]
             line = statement.lineno
             change = f"remove `{ast.unparse(statement).splitlines()[0][:60]}`"
-        found.append(Mutant(index, line, change))
+        found.append(Mutant(index, line, change, inside.get(id(node), "")))
     return found
 
 
@@ -278,7 +317,7 @@ def _reap(pid: int, deadline: float) -> tuple[bool, int | None]:
 
 def _equivalent(module_name: str, source_lines: list[str], mutant: Mutant) -> str | None:
     text = source_lines[mutant.line - 1].strip() if mutant.line else ""
-    return EQUIVALENT.get(module_name, {}).get((text, mutant.change))
+    return EQUIVALENT.get(module_name, {}).get((mutant.function, text, mutant.change))
 
 
 def tests_for(module_name: str) -> list[str]:
@@ -335,7 +374,7 @@ def run(module_name: str, options: argparse.Namespace) -> tuple[int, int]:
                 print(f"  {verdict} {module_name}:{mutant.line}: {mutant.change}", flush=True)
         time.sleep(0.05)  # the parent's own loop, waiting on its children
     for mutant, why in excluded:
-        print(f"  equivalent {module_name}:{mutant.line}: {mutant.change} -- {why}")
+        print(f"  equivalent {module_name}:{mutant.line}: {mutant.change} -- {why}", flush=True)
     for mutant in sorted(survivors, key=lambda m: m.line):
         print(f"  survived {module_name}:{mutant.line}: {mutant.change}", flush=True)
     return caught, total

@@ -1436,3 +1436,70 @@ def test_a_thread_subclass_of_the_apps_is_named_by_its_run(caplog):
     finally:
         gate.set()
     assert named == ["subclassed"] and "in run" in caplog.text
+
+
+def test_work_adopted_during_a_drain_cut_short_is_cancelled_too():
+    inner: list[asyncio.Task[Any]] = []
+
+    async def spawns(work: PendingWork) -> None:
+        task = asyncio.get_running_loop().create_task(asyncio.Event().wait())
+        inner.append(task)
+        work.adopt(task, lambda: "task inner")
+        await asyncio.Event().wait()
+
+    async def main() -> pending.DrainReport:
+        work = PendingWork("r", asyncio.get_running_loop())
+        work.defer(spawns, work)
+        report = await asyncio.wait_for(work.drain(0.01), DEADLINE)
+        await asyncio.sleep(0)
+        return report
+
+    report = asyncio.run(main())
+    assert len(report.cancelled) == 2 and "task inner" in report.cancelled
+    assert inner[0].cancelled()
+
+
+def test_a_shutdown_cancels_work_adopted_after_the_drain_began():
+    async def main() -> bool:
+        loop = asyncio.get_running_loop()
+        work = PendingWork("r", loop)
+        work.defer(asyncio.Event().wait)
+        drain = loop.create_task(work.drain(None))
+        await asyncio.sleep(0.01)
+        late = loop.create_task(asyncio.Event().wait())
+        work.adopt(late, lambda: "task late")
+        drain.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(drain, DEADLINE)
+        await asyncio.sleep(0)
+        return late.cancelled()
+
+    assert asyncio.run(main()) is True
+
+
+def test_the_drain_names_threads_left_running(caplog):
+    gate = threading.Event()
+
+    def app_thread() -> None:
+        gate.wait(DEADLINE)
+
+    async def main() -> None:
+        work = PendingWork("req-t", asyncio.get_running_loop())
+        threading.Thread(target=app_thread, name="left-running").start()
+        work.defer(asyncio.sleep, 0)
+        await asyncio.wait_for(work.drain(DEADLINE), DEADLINE)
+
+    try:
+        with caplog.at_level(logging.WARNING, "holdfast"):
+            asyncio.run(main())
+    finally:
+        gate.set()
+    assert "req-t: thread 'left-running'" in caplog.text
+
+
+def test_a_fresh_buffered_sink_answers_an_empty_response():
+    async def main() -> Any:
+        return BufferedSink(asyncio.get_running_loop()).response()
+
+    response = asyncio.run(main())
+    assert (response.status, response.headers, response.body) == (0, [], b"")
