@@ -1503,3 +1503,73 @@ def test_a_fresh_buffered_sink_answers_an_empty_response():
 
     response = asyncio.run(main())
     assert (response.status, response.headers, response.body) == (0, [], b"")
+
+
+# -- the adapter: construction, startup, closing ---------------------------------------------------
+def test_exactly_one_app_is_required():
+    from holdfast.adapter import Adapter
+
+    with pytest.raises(TypeError, match="exactly one"):
+        Adapter()
+    with pytest.raises(TypeError, match="exactly one"):
+        Adapter(_respond(), wsgi=lambda environ, start_response: [])
+
+
+def test_closing_runs_the_shutdown_once_and_an_unused_adapter_makes_no_loop():
+    from holdfast.adapter import Adapter
+
+    events: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                events.append(message["type"])
+                kind = message["type"].split(".")[1]
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+        await _respond()(scope, receive, send)
+
+    unused = Adapter(app)
+    unused.close()
+    assert not unused.engine.started and events == []
+    used = Adapter(app)
+    assert used(_v2(), None)["statusCode"] == 200
+    used.close()
+    used.close()
+    assert events == ["lifespan.startup", "lifespan.shutdown"]
+    assert not used.engine.started
+
+
+def test_requests_begun_before_startup_wait_for_one_startup_and_see_its_state(make_adapter):
+    starts: list[int] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await asyncio.sleep(0)
+                    starts.append(1)
+                    scope["state"]["ready"] = "yes"
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": scope["state"]["ready"].encode()})
+
+    adapter = make_adapter(app)
+
+    async def two() -> list[Any]:
+        first = adapter.begin(_v2(), None)
+        second = adapter.begin(_v2(), None)
+        outcomes = [await asyncio.wait_for(i.outcome(), DEADLINE) for i in (first, second)]
+        for invocation in (first, second):
+            invocation.handed_over()
+            await asyncio.wait_for(invocation.drain(DEADLINE), DEADLINE)
+        return [o.payload["body"] for o in outcomes]
+
+    assert adapter.engine.run(two()) == ["yes", "yes"]
+    assert starts == [1] and adapter.started
