@@ -115,9 +115,19 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             "remove `if threads.keys() <= self._threads_before:`",
         ): "a fast path: the loop after it finds no new thread either",
         (
+            "name_threads_left",
+            "return []",
+            "remove `return []`",
+        ): "a fast path: the loop after it finds no new thread either",
+        (
             "_wait_for_threads",
             "if deadline is None or self.overrun_grace <= 0:",
             "remove `if deadline is None or self.overrun_grace <= 0:`",
+        ): "with no deadline no thread is left running; with no grace the wait times out at once",
+        (
+            "_wait_for_threads",
+            "return",
+            "remove `return`",
         ): "with no deadline no thread is left running; with no grace the wait times out at once",
         (
             "_spill_for",

@@ -1573,3 +1573,14 @@ def test_requests_begun_before_startup_wait_for_one_startup_and_see_its_state(ma
 
     assert adapter.engine.run(two()) == ["yes", "yes"]
     assert starts == [1] and adapter.started
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_telemetry_flushes_are_asked_for_only_when_enabled(make_adapter, monkeypatch, flush):
+    from holdfast import telemetry
+
+    asked: list[PendingWork] = []
+    monkeypatch.setattr(telemetry, "flush_in_use", asked.append)
+    adapter = make_adapter(_respond(), flush_telemetry=flush)
+    invocation, _, _, _ = _through(adapter, _v2())
+    assert asked == ([invocation.pending] if flush else [])
