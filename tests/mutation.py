@@ -135,6 +135,24 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             "remove `return None`",
         ): "the function's implicit return is None too",
     },
+    "holdfast.invocation": {
+        (
+            "__init__",
+            "self._codec: EventCodec | None = None",
+            "remove `self._codec: EventCodec | None = None`",
+        ): "read only after _start_http set it (a decode failure decides the outcome first)",
+        (
+            "_create_task",
+            "return task",
+            "remove `return task`",
+        ): "no caller uses the returned task (it is kept in self.task)",
+        (
+            "ready",
+            "if self._outcome is not None:",
+            "remove `if self._outcome is not None:`",
+        ): "a fast path: what made the outcome decidable (task done, response complete or "
+        "streaming) stays true",
+    },
 }
 
 #: Imported once by the parent, shared by every forked child (a child then only collects).

@@ -1584,3 +1584,32 @@ def test_telemetry_flushes_are_asked_for_only_when_enabled(make_adapter, monkeyp
     adapter = make_adapter(_respond(), flush_telemetry=flush)
     invocation, _, _, _ = _through(adapter, _v2())
     assert asked == ([invocation.pending] if flush else [])
+
+
+def test_a_sync_final_callback_past_the_deadline_overruns_in_its_thread():
+    gate = threading.Event()
+
+    async def main() -> pending.DrainReport:
+        loop = asyncio.get_running_loop()
+        work = PendingWork("r", loop, margin=0.0)
+        assert work.adopts is True  # by default, tasks the app starts join the work
+        work.finally_(lambda: gate.wait(DEADLINE))
+        return await asyncio.wait_for(work.drain(0.01), DEADLINE)
+
+    loop = asyncio.new_event_loop()  # not asyncio.run: it would join the blocked thread
+    try:
+        report = loop.run_until_complete(main())
+    finally:
+        gate.set()
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+    assert len(report.overrun) == 1 and report.cancelled == []
+    assert not hasattr(report, "__dict__")  # one per invocation: slots
+
+
+def test_a_fresh_stream_sink_answers_an_empty_response():
+    async def main() -> Any:
+        return StreamSink(asyncio.get_running_loop(), frozenset()).response()
+
+    response = asyncio.run(main())
+    assert (response.status, response.headers, response.body) == (0, [], b"")
