@@ -130,10 +130,27 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             "remove `return`",
         ): "with no deadline no thread is left running; with no grace the wait times out at once",
         (
+            "_wait_for_threads",
+            "if deadline is None or self.overrun_grace <= 0:",
+            "constant -1",
+        ): "the grace is never negative: at 0 the wait it guards times out at once",
+        (
+            "_remaining",
+            "return None if deadline is None else max(0.0, deadline - loop.time())",
+            "constant -1",
+        ): "asyncio.wait treats a negative timeout as 0",
+        (
             "_spill_for",
             "return None",
             "remove `return None`",
         ): "the function's implicit return is None too",
+    },
+    "holdfast.bridge": {
+        (
+            "__init__",
+            "self.held = False",
+            "remove `self.held = False`",
+        ): "read only once start() has set it (streaming checks started first)",
     },
     "holdfast.invocation": {
         (

@@ -60,7 +60,7 @@ def test_work_added_while_draining_is_waited_for_too():
     order: list[str] = []
 
     async def second() -> None:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.01)  # still running when the work that added it has ended
         order.append("second")
 
     async def first() -> None:
@@ -327,7 +327,7 @@ def test_work_in_a_thread_is_waited_for_into_the_grace_past_the_drain_deadline()
 
     async def main() -> pending.DrainReport:
         loop = asyncio.get_running_loop()
-        work = PendingWork("r", loop, margin=DEADLINE)
+        work = PendingWork("r", loop, margin=1.1)  # a grace of 0.9 s
         work.defer(gate.wait, DEADLINE)
         loop.call_later(0.05, gate.set)  # after the drain's own (zero) budget
         return await asyncio.wait_for(work.drain(0.0), DEADLINE * 2)
@@ -1613,3 +1613,39 @@ def test_a_fresh_stream_sink_answers_an_empty_response():
 
     response = asyncio.run(main())
     assert (response.status, response.headers, response.body) == (0, [], b"")
+
+
+def test_a_deferred_startup_that_fails_is_the_invocations_failure(make_adapter):
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            await send({"type": "lifespan.startup.failed", "message": "no database"})
+            return
+        await _respond()(scope, receive, send)
+
+    adapter = make_adapter(app, lifespan="on")
+    _, outcome, _, _ = _through(adapter, _v2())
+    assert isinstance(outcome, Failed) and outcome.error_type == "LifespanError"
+    assert "no database" in outcome.message
+
+
+def test_settle_says_whether_anything_is_left_to_drain(make_adapter):
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/work":
+            holdfast.after_response(asyncio.sleep, 0)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    adapter = make_adapter(app)
+    adapter.start()
+    settled = []
+    for path in ("/", "/work"):
+        invocation = adapter.begin(_v2(path), None)
+        adapter.engine.run_until(invocation.ready)
+        assert isinstance(invocation.decided(), Buffered)
+        invocation.handed_over()
+        settled.append(invocation.settle())
+        adapter.engine.run(invocation.drain(DEADLINE))
+    assert settled == [True, False]
