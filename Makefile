@@ -3,13 +3,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The dashboard's browser test drives Debian's chromium (never Playwright's own download).
-CHROMIUM := /usr/bin/chromium
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# The Azure tests run Azurite, the Azure Storage emulator, from npm into this git-ignored folder.
+# What `make test` needs beyond Python and make: Linux (the emulator freezes processes and reads
+# /proc), Node.js's npm (Azurite, the Azure Storage emulator, is npm-installed into the
+# git-ignored .azurite/) and an installed Chromium (the dashboard's browser test; see
+# tests/dev/chromium.py for where it is looked for; never Playwright's own download). Where
+# apt-get exists the missing packages are installed with it, through sudo only when not root;
+# anywhere else the line says what to install.
 AZURITE := .azurite/.installed
+APT_INSTALL = DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends
+SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CAN_APT = command -v apt-get >/dev/null && { [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null; }
 
-.PHONY: run test lint bench bench-azure clean
+.PHONY: run test lint bench bench-azure clean linux chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +24,20 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-$(CHROMIUM):
-	$(SUDO) apt-get update -q
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium
+linux:
+	@[ "$$(uname -s)" = Linux ] || { echo "make test: the tests need Linux (the emulator \
+	freezes with SIGSTOP and reads /proc); on $$(uname -s) run them in a Linux container: \
+	docker run --rm -it -v \"$$PWD\":/src -w /src python:3.13 make test" >&2; exit 1; }
+
+chromium: $(STAMP)
+	@$(BIN)/python tests/dev/chromium.py >/dev/null 2>&1 || { $(CAN_APT) && \
+		$(SUDO) apt-get update -q && $(APT_INSTALL) chromium; } || \
+		{ $(BIN)/python tests/dev/chromium.py; exit 1; }
 
 $(AZURITE):
-	command -v npm >/dev/null || { $(SUDO) apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends npm; }
+	@command -v npm >/dev/null || { $(CAN_APT) && $(SUDO) apt-get update -q && \
+		$(APT_INSTALL) npm; } || { echo "make test: the Azure tests need Node.js's npm \
+	(for Azurite): install Node.js (macOS: brew install node), then make test again" >&2; exit 1; }
 	mkdir -p .azurite
 	npm install --prefix .azurite --no-audit --no-fund --loglevel=error azurite
 	touch $(AZURITE)
@@ -40,15 +52,16 @@ lint: $(STAMP)
 
 # Most tests wait on real processes (emulator, runtimes, moto_server), not the CPU: three workers
 # on two cores keep the suite near two minutes.
-test: $(STAMP) lint $(AZURITE) | $(CHROMIUM)
+test: linux $(STAMP) lint $(AZURITE) chromium
 	$(BIN)/python -m pytest -n 3
 
+# Every comparison of issue 17 side by side, one table of ratios with the goals (~5 min).
 bench: $(STAMP)
-	$(BIN)/python bench/adapter.py
+	$(BIN)/python bench/run.py
 
 # holdfast.azure against func.AsgiFunctionApp: a 300 ms BackgroundTask, side by side.
 bench-azure: $(STAMP)
 	$(BIN)/python bench/azure.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .azurite
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .azurite .screenshots

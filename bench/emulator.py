@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+import summary
+
 APPS = Path(__file__).resolve().parent / "emulator_apps"
 PYTHON = sys.executable
 WARMUP = 200
@@ -102,6 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per setup per cycle")
     parser.add_argument("--cycles", type=int, default=3, help="passes over the setups")
+    summary.add_argument(parser)
     args = parser.parse_args()
     setups: list[Setup] = []
     try:
@@ -125,6 +128,22 @@ def main() -> None:
         spread = ", ".join(f"{r:,.0f}" for r in setup.rates)
         print(f"{setup.name:<34}{rate:>10,.0f} req/s   ({1e3 / rate:.3f} ms each; cycles {spread})")
     print("\ntarget (issue 17): raw runtime >= 3,000 req/s")
+    rates = {setup.name: statistics.median(setup.rates) for setup in setups}
+    summary.write(
+        args.summary,
+        [
+            summary.row(
+                f"emulator front + Runtime API, {name}",
+                f"{rate:,.0f} req/s",
+                "-",
+                rate,
+                3000 if name == "raw runtime" else None,
+                higher_is_better=True,
+                unit="req/s",
+            )
+            for name, rate in rates.items()
+        ],
+    )
 
 
 if __name__ == "__main__":

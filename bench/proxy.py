@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import summary
 from holdfast.emulator import ThreadedEmulator
 
 APPS = Path(__file__).resolve().parent / "proxy_apps"
@@ -180,8 +181,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=50, help="requests per setup per cycle")
     parser.add_argument("--cycles", type=int, default=2, help="passes over the setups")
+    summary.add_argument(parser)
     args = parser.parse_args()
-    report(bench(args.requests, args.cycles), args.requests, args.cycles)
+    setups = bench(args.requests, args.cycles)
+    report(setups, args.requests, args.cycles)
+    by_name = {setup.name: statistics.median(setup.totals) for setup in setups}
+    inproc, proxied = by_name["in-process (buffered)"], by_name["proxy (buffered)"]
+    summary.write(
+        args.summary,
+        [
+            summary.row(
+                "holdfast proxy -- uvicorn vs holdfast run, per invocation (buffered)",
+                f"{proxied * 1e3:.2f} ms",
+                f"in-process {inproc * 1e3:.2f} ms",
+                (proxied - inproc) * 1e3,
+                0.3,
+                unit="ms",
+            )
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import summary
 from holdfast.emulator import Emulator
 
 APP = """\
@@ -198,10 +199,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--requests", type=int, default=500)
+    summary.add_argument(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     results = asyncio.run(bench(args.rounds, args.requests))
     report(results, args.rounds, args.requests)
+    ours, theirs = ({k: statistics.median(v) for k, v in results[n].items()} for n in RUNTIMES)
+    summary.write(
+        args.summary,
+        [
+            summary.row(
+                "cold start, FastAPI app, holdfast run vs awslambdaric + Mangum (init)",
+                f"{ours['cold'] * 1e3:.0f} ms",
+                f"{theirs['cold'] * 1e3:.0f} ms",
+                ours["cold"] / theirs["cold"],
+                1.02,
+            ),
+            summary.row(
+                "sequential req/s through the emulator front, holdfast run vs awslambdaric",
+                f"{ours['rps']:,.0f}/s",
+                f"{theirs['rps']:,.0f}/s",
+                ours["rps"] / theirs["rps"],
+                GOAL_RPS_RATIO,
+                higher_is_better=True,
+            ),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -183,6 +183,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=3000, help="tasks per burst")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--latency-samples", type=int, default=150, help="per queue")
+    parser.add_argument("--summary", metavar="PATH", help="also write the result rows as JSON")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="holdfast-bench-") as tmp:
@@ -193,7 +194,7 @@ def main() -> None:
             subprocess.Popen([sys.executable, *c.command], env=env, cwd=tmp) for c in clients
         ]
         try:
-            _run(clients, args)
+            throughput = _run(clients, args)
         finally:
             for worker in workers:
                 worker.send_signal(signal.SIGTERM)
@@ -202,9 +203,28 @@ def main() -> None:
                     worker.wait(15)
                 except subprocess.TimeoutExpired:
                     worker.kill()
+    import summary
+
+    single, huey_rate = (
+        statistics.median(throughput["holdfast (concurrency 1)"]),
+        statistics.median(throughput[Huey.name]),
+    )
+    summary.write(
+        args.summary,
+        [
+            summary.row(
+                "tasks, SQLite, no-op, 1 worker, concurrency 1 vs Huey SqliteHuey",
+                f"{single:,.0f}/s",
+                f"{huey_rate:,.0f}/s",
+                single / huey_rate,
+                2.0,
+                higher_is_better=True,
+            )
+        ],
+    )
 
 
-def _run(clients: list, args: argparse.Namespace) -> None:
+def _run(clients: list, args: argparse.Namespace) -> dict[str, list[float]]:
     for client in clients:  # warm up: imports, connections, the workers' first poll
         client.burst(300)
     throughput: dict[str, list[float]] = {c.name: [] for c in clients}
@@ -221,6 +241,7 @@ def _run(clients: list, args: argparse.Namespace) -> None:
         rates = ", ".join(f"{name}: {values[-1]:,.0f}/s" for name, values in throughput.items())
         print(f"round {round_no + 1}: {rates}", flush=True)
     _report(clients, throughput, latency, args)
+    return throughput
 
 
 def _report(clients: list, throughput: dict, latency: dict, args: argparse.Namespace) -> None:
@@ -328,6 +349,7 @@ def sqs_main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench/tasks.py sqs")
     parser.add_argument("--tasks", type=int, default=300, help="tasks per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--summary", metavar="PATH", help="also write the result rows as JSON")
     args = parser.parse_args(argv)
     tests = Path(__file__).resolve().parent.parent / "tests"
     sys.path[:0] = [str(tests / "tasks"), str(tests)]
@@ -350,6 +372,23 @@ def sqs_main(argv: list[str]) -> None:
         ours = statistics.median(rates[f"holdfast SQS backend: {side}"])
         plain = statistics.median(rates[f"plain boto3: {side}"])
         print(f"{side}: holdfast / plain boto3 = {ours / plain:.2f}x")
+    import summary
+
+    summary.write(
+        args.summary,
+        [
+            summary.row(
+                f"tasks, SQS backend on moto_server vs plain boto3: {side}",
+                f"{statistics.median(rates[f'holdfast SQS backend: {side}']):,.0f}/s",
+                f"{statistics.median(rates[f'plain boto3: {side}']):,.0f}/s",
+                statistics.median(rates[f"holdfast SQS backend: {side}"])
+                / statistics.median(rates[f"plain boto3: {side}"]),
+                None,
+                higher_is_better=True,
+            )
+            for side in ("produce", "consume")
+        ],
+    )
 
 
 def _holdfast_sqs(aws, n: int) -> list[tuple[str, float]]:

@@ -1,7 +1,9 @@
 """holdfast: run ASGI/WSGI apps on AWS Lambda, answer at once, finish the work after the
 response before Lambda freezes the environment.
 
-The public API is imported lazily, so ``import holdfast`` stays cheap at cold start.
+The public API is imported lazily, so ``import holdfast`` stays cheap at cold start. Users import
+what this module, ``holdfast.tasks``, ``holdfast.events``, ``holdfast.azure`` and
+``holdfast.emulator`` list in ``__all__``; every other module is internal (no stability promise).
 
 ``holdfast.Adapter`` is where the hosts plug into the core: the first time the name is looked up,
 :func:`holdfast.hosts.attach` is registered as the adapter-created hook
@@ -18,7 +20,9 @@ __all__ = [
     "ASGIProtocolError",
     "Adapter",
     "Buffered",
+    "CompletionMiddleware",
     "Failed",
+    "FlushAfterResponse",
     "FunctionError",
     "HTTPStatusError",
     "HoldfastError",
@@ -27,10 +31,12 @@ __all__ = [
     "LifespanError",
     "Outcome",
     "Streamed",
+    "WSGICompletionMiddleware",
     "adopt",
     "after_response",
     "detach",
     "on_response_sent",
+    "opentelemetry_flush",
     "trace_id",
 ]
 
@@ -38,7 +44,9 @@ _EXPORTS = {
     "ASGIProtocolError": "holdfast.errors",
     "Adapter": "holdfast.adapter",
     "Buffered": "holdfast.outcome",
+    "CompletionMiddleware": "holdfast.completion",
     "Failed": "holdfast.outcome",
+    "FlushAfterResponse": "holdfast.telemetry",
     "FunctionError": "holdfast.errors",
     "HTTPStatusError": "holdfast.errors",
     "HoldfastError": "holdfast.errors",
@@ -47,10 +55,12 @@ _EXPORTS = {
     "LifespanError": "holdfast.errors",
     "Outcome": "holdfast.outcome",
     "Streamed": "holdfast.outcome",
+    "WSGICompletionMiddleware": "holdfast.completion",
     "adopt": "holdfast.adoption",
     "after_response": "holdfast.pending",
     "detach": "holdfast.adoption",
     "on_response_sent": "holdfast.pending",
+    "opentelemetry_flush": "holdfast.telemetry",
     "trace_id": "holdfast.runtime.context",
 }
 
@@ -58,6 +68,7 @@ if TYPE_CHECKING:
     from holdfast._types import LambdaContext
     from holdfast.adapter import Adapter
     from holdfast.adoption import adopt, detach
+    from holdfast.completion import CompletionMiddleware, WSGICompletionMiddleware
     from holdfast.errors import (
         ASGIProtocolError,
         FunctionError,
@@ -69,6 +80,7 @@ if TYPE_CHECKING:
     from holdfast.outcome import Buffered, Failed, Outcome, Streamed
     from holdfast.pending import after_response, on_response_sent
     from holdfast.runtime.context import trace_id
+    from holdfast.telemetry import FlushAfterResponse, opentelemetry_flush
 
 
 def __getattr__(name: str) -> Any:

@@ -109,7 +109,9 @@ class Adapter:
         #: host that drains after the runtime has the response (the managed runtime's
         #: after-response extension). ``None``: the handler drains before returning.
         self.drainer: Callable[[Invocation], None] | None = None
-        self.codecs = Codecs(frozenset(text_mime_types or ()))
+        # A WSGI app reads headers through an environ, where some names collide (sources.request).
+        wsgi_app = wsgi is not None or is_wsgi(app)
+        self.codecs = Codecs(frozenset(text_mime_types or ()), wsgi=wsgi_app)
         self._handlers: dict[str, EventHandler] = {}
         self._predicates: list[tuple[Callable[[Any], bool], EventHandler]] = []
         self._startup: asyncio.Future[None] | None = None
@@ -145,7 +147,9 @@ class Adapter:
             # does under Mangum).
             self.engine.run(invocation.drain(self.drain_timeout(context)))
         if isinstance(outcome, Failed):
-            raise outcome.error if outcome.error is not None else InvalidEvent(outcome.message)
+            failure = outcome.error if outcome.error is not None else InvalidEvent(outcome.message)
+            # awslambdaric reports this frame's line as the stackTrace: it says what happened.
+            raise failure  # holdfast: a function error on purpose (see errorType), not a crash
         assert isinstance(outcome, Buffered)  # begin() without streaming never streams
         return outcome.payload
 

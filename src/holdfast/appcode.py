@@ -8,23 +8,15 @@ a plain directory on ``sys.path``, as ``pip install -t`` lays out a Lambda packa
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-import sysconfig
 
 __all__ = ["is_app_file"]
 
 _HOLDFAST_ROOT = os.path.dirname(os.path.realpath(__file__))
 # The demo lives inside holdfast's package but is an app like any other.
 _APP_FILES_IN_HOLDFAST = frozenset({os.path.join(_HOLDFAST_ROOT, "demo.py")})
-_LIBRARY_ROOTS = (
-    _HOLDFAST_ROOT,
-    *{
-        os.path.realpath(path)
-        for key, path in sysconfig.get_paths().items()
-        if key in ("stdlib", "platstdlib", "purelib", "platlib")
-    },
-)
 _app_file: dict[str, bool] = {}
 _installed_names: dict[str, frozenset[str]] = {}  # sys.path directory -> its distributions' names
 
@@ -45,7 +37,7 @@ def _is_app_file(filename: str) -> bool:
     path = os.path.realpath(filename)
     if path in _APP_FILES_IN_HOLDFAST:
         return True
-    if any(path.startswith(root + os.sep) for root in _LIBRARY_ROOTS):
+    if any(path.startswith(root + os.sep) for root in _library_roots()):
         return False
     parts = path.split(os.sep)
     if "site-packages" in parts or "dist-packages" in parts:
@@ -94,3 +86,18 @@ def _top_level(info: str) -> set[str]:
     except OSError:
         return set()
     return {top.removesuffix(".py") for top in tops if not top.endswith("-info") and top}
+
+
+@functools.cache
+def _library_roots() -> tuple[str, ...]:
+    # sysconfig is imported by the first question (a task a request creates), not at init.
+    import sysconfig
+
+    return (
+        _HOLDFAST_ROOT,
+        *{
+            os.path.realpath(path)
+            for key, path in sysconfig.get_paths().items()
+            if key in ("stdlib", "platstdlib", "purelib", "platlib")
+        },
+    )

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from holdfast._types import Message, RawHeaders
 from holdfast.errors import ASGIProtocolError
 from holdfast.sources import HTTPResponse
+from holdfast.sources.syntax import has_control, is_token
 
 __all__ = ["AppEnded", "BufferedSink", "Exchange", "ResponseSink", "StreamSink"]
 
@@ -152,6 +153,7 @@ class Exchange:
         headers = [
             (bytes(name).lower(), bytes(value)) for name, value in message.get("headers", ())
         ]
+        _check_fields(headers)
         self.started = True
         if self.head or status in _NO_BODY_STATUSES:
             self.head = True  # from here on: a response that carries no body
@@ -172,6 +174,30 @@ class Exchange:
             if not self._handed_over:
                 self._handover = self._loop.create_future()
                 await self._handover
+
+
+def _check_fields(headers: RawHeaders) -> None:
+    """Refuse a head HTTP forbids (sources.syntax) before any of it is sent: a CR or LF in a
+    value would split the response (an injected header or status line), a NUL end it early."""
+    for name, _ in headers:
+        if name not in _valid_names:
+            if not is_token(name):
+                raise ASGIProtocolError(
+                    f"the response header name {name[:60]!r} is not an HTTP token:"
+                    " refusing to send the response"
+                )
+            if len(_valid_names) < 1024:
+                _valid_names.add(name)
+    if has_control(b"".join([value for _, value in headers])):
+        name = next(name for name, value in headers if has_control(value))
+        raise ASGIProtocolError(
+            f"the value of the response header {name[:60]!r} holds a control character"
+            " (CR, LF, NUL, ...): refusing to send the response"
+        )
+
+
+# Response header names already found to be tokens: the same few come every time.
+_valid_names: set[bytes] = set()
 
 
 class StreamSink:

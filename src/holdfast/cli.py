@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import re
 import sys
+from typing import NoReturn
 
 _COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("holdfast.runtime.cli", "run an ASGI/WSGI app as a Lambda custom runtime"),
@@ -61,3 +63,48 @@ def env_variable(value: str) -> tuple[str, str]:
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {value!r}")
     return name, content
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse with holdfast's usage errors: one line saying what is wrong, one with a hint
+    (argparse's own prints the whole usage block first, which buries the message)."""
+
+    def error(self, message: str) -> NoReturn:
+        message, hint = usage_error(message, self.option_names())
+        fail(self.prog, message, hint or f"`{self.prog} --help` lists the options")
+
+    def option_names(self) -> list[str]:
+        return [name for name in self._option_string_actions if name.startswith("--")]
+
+
+def usage_error(message: str, options: list[str]) -> tuple[str, str | None]:
+    """argparse's ``message`` said plainly, with a hint when one is known."""
+    if match := re.match(r"unrecognized arguments: (\S+)", message):
+        word = match[1]
+        if word.startswith("-"):
+            return f"unknown option {word!r}", did_you_mean(word, options)
+        return f"unexpected argument {word!r}", None
+    if match := re.match(r"argument ([-\w/]+): invalid (\w+) value: (.*)", message):
+        expected = {"int": "a whole number", "float": "a number"}.get(match[2], match[2])
+        return f"{match[1]} expects {expected}, got {match[3]}", None
+    return message, None
+
+
+def did_you_mean(word: str, choices: list[str]) -> str | None:
+    name = word.partition("=")[0]
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f"did you mean {close[0]}?" if close else None
+
+
+def fail(prog: str, message: str, hint: str | None = None) -> NoReturn:
+    """Exit with status 2 after ``PROG: message`` (and ``  hint: ...``) on stderr."""
+    print(f"{prog}: {_printable(message)}", file=sys.stderr)
+    if hint:
+        print(f"  hint: {_printable(hint)}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _printable(text: str) -> str:
+    # What the user typed is echoed: a control character must not break the line or drive the
+    # terminal.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -6,9 +6,9 @@ work running (FastAPI ``BackgroundTasks``), so without help the proxy asks Lambd
 event at once and the environment freezes with that work half done — exactly what happens under
 the Lambda Web Adapter. Add the middleware to the app in one line::
 
-    app.add_middleware(holdfast.completion.CompletionMiddleware)     # FastAPI / Starlette
-    app = holdfast.completion.CompletionMiddleware(app)               # any ASGI app
-    app = holdfast.completion.WSGICompletionMiddleware(app)           # Django, Flask, ...
+    app.add_middleware(holdfast.CompletionMiddleware)     # FastAPI / Starlette
+    app = holdfast.CompletionMiddleware(app)               # any ASGI app
+    app = holdfast.WSGICompletionMiddleware(app)           # Django, Flask, ...
 
 and the proxy waits (bounded by the invocation's deadline) until the request's work has finished
 before it asks for the next event.

@@ -219,7 +219,13 @@ def invoke_mode(value: str | None = None, environ: Mapping[str, str] | None = No
     if mode == "response_stream":
         return "response_stream"
     if mode != "buffered":
-        _warn_once("INVOKE_MODE", mode, "unknown invoke mode %r: using buffered", raw)
+        _warn_once(
+            "INVOKE_MODE",
+            mode,
+            "%s=%r is not buffered or response_stream: using buffered",
+            _source("INVOKE_MODE", environ) if value is None else "invoke_mode",
+            raw,
+        )
     return "buffered"
 
 
@@ -262,7 +268,8 @@ def compression(
         _warn_once(
             "ENABLE_COMPRESSION",
             "streaming",
-            "compression is not available with response streaming: turned off",
+            "%s: compression is not available with response streaming: turned off",
+            "enable_compression" if value is not None else _source("ENABLE_COMPRESSION", environ),
         )
         return False
     return enabled
@@ -406,7 +413,11 @@ def _readiness_protocol(environ: Mapping[str, str] | None) -> ReadinessProtocol:
         return "tcp"
     if protocol != "http":
         _warn_once(
-            "READINESS_CHECK_PROTOCOL", protocol, "unknown readiness protocol %r: using http", raw
+            "READINESS_CHECK_PROTOCOL",
+            protocol,
+            "%s=%r is not http or tcp: using http",
+            _source("READINESS_CHECK_PROTOCOL", environ),
+            raw,
         )
     return "http"
 
@@ -427,12 +438,18 @@ def _healthy_status(environ: Mapping[str, str] | None) -> frozenset[int]:
             _warn_once(
                 "READINESS_CHECK_MIN_UNHEALTHY_STATUS",
                 legacy,
-                "READINESS_CHECK_MIN_UNHEALTHY_STATUS is gone from LWA 1.x: use"
-                " READINESS_CHECK_HEALTHY_STATUS=100-%d",
+                "%s is gone from LWA 1.x: use AWS_LWA_READINESS_CHECK_HEALTHY_STATUS=100-%d",
+                _source("READINESS_CHECK_MIN_UNHEALTHY_STATUS", environ),
                 limit - 1,
             )
             return frozenset(range(100, limit))
-        _warn_once("READINESS_CHECK_MIN_UNHEALTHY_STATUS", legacy, "ignoring unusable %r", legacy)
+        _warn_once(
+            "READINESS_CHECK_MIN_UNHEALTHY_STATUS",
+            legacy,
+            "%s=%r is not a status: ignored",
+            _source("READINESS_CHECK_MIN_UNHEALTHY_STATUS", environ),
+            legacy,
+        )
     return DEFAULT_HEALTHY_STATUS
 
 

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from holdfast.sources import Codecs, EventCodec
 
@@ -75,8 +74,7 @@ KAFKA_SOURCES: Final = frozenset({"aws:kafka", "SelfManagedKafka"})
 EventHandler = Callable[[Any, Any], Any]
 
 
-@dataclass(frozen=True, slots=True)
-class EventKind:
+class EventKind(NamedTuple):
     """An event's kind: ``name`` (see the module docs); for ``http``, its ``codec``; for a kind
     a component claimed (:func:`claim`), the ``handler`` that answers it unless the app
     registered its own."""

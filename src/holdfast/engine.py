@@ -4,10 +4,11 @@ Lambda calls a Python handler synchronously, so between invocations nothing may 
 (the environment is frozen anyway). Instead of a new loop per call or a thread hop per call,
 the caller's thread steps the persistent loop until what it waits for is done. Stepping is
 ``BaseEventLoop._run_once``: ``run_until_complete`` costs twice as much per invocation, which is
-most of a raw ASGI app's whole budget. The loop is always one holdfast created, so the method is
-there; the lock keeps two threads (a handler and the after-response extension) from stepping at
-once. The loop is made on first use: an adapter nobody calls owns no loop (no sockets, nothing to
-close).
+most of a raw ASGI app's whole budget; and the first pass runs what is ready without the poll for
+I/O, so an app that never awaits a real future costs no poll at all. The loop is always one
+holdfast created, so the method is there; the lock keeps two threads (a handler and the
+after-response extension) from stepping at once. The loop is made on first use: an adapter nobody
+calls owns no loop (no sockets, nothing to close).
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ class Engine:
                 self._waiting -= 1
             hooks = self._enter(loop)
             try:
+                # What is ready first, without a poll: an app that never awaits a real future
+                # (a plain endpoint) is done after this pass and the loop is never polled.
+                _run_ready(loop)
                 run_once = loop._run_once  # type: ignore[attr-defined]
                 while not done():
                     run_once()
@@ -154,3 +158,16 @@ class Engine:
 
 def _nothing() -> None:
     pass
+
+
+def _run_ready(loop: asyncio.AbstractEventLoop) -> None:
+    """Run the callbacks ready now, as the second half of ``_run_once`` does, without its poll
+    for I/O and timers (a ``select`` call, most of a pass's cost). Only ever one such pass
+    before the real ones: a callback that keeps rescheduling itself cannot keep I/O waiting."""
+    if loop.get_debug():
+        return  # the real pass times each callback for asyncio's slow-callback warnings
+    ready = loop._ready  # type: ignore[attr-defined]
+    for _ in range(len(ready)):
+        handle = ready.popleft()
+        if not handle._cancelled:
+            handle._run()

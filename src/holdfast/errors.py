@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 __all__ = [
     "ASGIProtocolError",
     "FunctionError",
@@ -52,6 +50,8 @@ class HTTPStatusError(FunctionError):
         self.body = body
         # The message is the Lambda Web Adapter's: JSON with the status and the body, so what
         # reads failed invocations (destinations, DLQ consumers) keeps parsing it.
+        import json  # a function error is rare: not imported at init
+
         super().__init__(json.dumps({"statusCode": status, "body": body}, separators=(",", ":")))
 
 

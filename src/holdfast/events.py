@@ -36,9 +36,23 @@ from urllib.parse import unquote_plus
 from holdfast._types import LambdaContext
 from holdfast.dispatch import KAFKA_SOURCES, call, record_source
 from holdfast.errors import InvalidEvent
-from holdfast.sources import HTTPRequest, HTTPResponse
-from holdfast.sources._http import LAMBDA_RESPONSE_LIMIT
+from holdfast.sources import EventCodec, HTTPRequest, HTTPResponse
+from holdfast.sources.limits import LAMBDA_RESPONSE_LIMIT
 from holdfast.sources.platform import platform_headers
+
+__all__ = [
+    "DynamoDBRecord",
+    "EventBridgeEvent",
+    "KafkaRecord",
+    "KinesisRecord",
+    "Record",
+    "RecordHandler",
+    "S3Record",
+    "SNSRecord",
+    "SQSRecord",
+    "each_record",
+    "records",
+]  # PassThrough is the adapter's (dispatch.py), not an import of the app's
 
 logger = logging.getLogger("holdfast")
 
@@ -373,7 +387,7 @@ def _is_fifo(record: SQSRecord) -> bool:
 
 
 # -- pass-through ---------------------------------------------------------------------------------
-class PassThrough:
+class PassThrough(EventCodec):
     """The codec of events no handler claims: ``POST {path}`` with the raw event as JSON.
 
     As LWA does: the request carries ``Content-Type: application/json``; the answer is the
@@ -385,14 +399,16 @@ class PassThrough:
     """
 
     name = "pass_through"
+    source = "pass-through"
     #: Lambda's limit on a synchronous invocation's response payload.
     max_response_bytes = LAMBDA_RESPONSE_LIMIT
 
     def __init__(self, path: str) -> None:
+        super().__init__()
         self.path = path
         self._event: Any = None
 
-    def decode(self, event: Any, base_path: str, context: LambdaContext = None) -> HTTPRequest:
+    def _decode(self, event: Any, base_path: str, context: LambdaContext) -> HTTPRequest:
         self._event = event
         # A payload that was not JSON reaches the runtime as bytes: it is sent as it came.
         if isinstance(event, bytes):

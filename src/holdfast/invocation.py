@@ -33,7 +33,7 @@ from holdfast.dispatch import OTHER_SOURCES, WARMER, call, describe, dispatch
 from holdfast.errors import InvalidEvent, LifespanError, http_status_error
 from holdfast.outcome import Buffered, Failed, Outcome, Streamed
 from holdfast.pending import DrainReport, PendingWork
-from holdfast.sources import EventCodec, HTTPResponse
+from holdfast.sources import BadRequest, EventCodec, HTTPResponse
 
 if TYPE_CHECKING:
     from holdfast.adapter import Adapter
@@ -85,6 +85,7 @@ class Invocation:
             adopts=False,  # the app's own task is not adopted: set once it is created
             margin=adapter.drain_margin,
         )
+        self.pending.context = context
         if adapter.flush_telemetry:
             telemetry.flush_in_use(self.pending)
         #: The app's (or the event handler's) task; ``None`` when the answer needed none.
@@ -108,6 +109,11 @@ class Invocation:
         adapter = self.adapter
         try:
             request = codec.decode(self.event, adapter.base_path, self.context)
+        except BadRequest as exc:  # a request no server accepts: answered as a server would
+            logger.warning("request %s: answering 400: %s", self.request_id, exc)
+            self._codec = codec
+            self._outcome = self._answer(HTTPResponse(400, list(_PLAIN_TEXT), b"Bad Request"))
+            return
         except InvalidEvent as exc:  # codecs raise nothing else; Content-Length is set
             self._outcome = Failed.from_exception(exc)
             return
@@ -367,7 +373,9 @@ class Invocation:
         else:
             failure = "the app raised after its response was complete"
         if not task.done():
-            self.pending.track(task, "the app after its response", failure=failure)
+            # Logged as "after-response work <this> did not finish ...": it must read as such.
+            what = "in the app's request (BackgroundTasks, code after its final send)"
+            self.pending.track(task, what, failure=failure)
         elif not task.cancelled() and task.exception() is not None:
             logger.error("request %s: %s", self.request_id, failure, exc_info=task.exception())
             self._failed = 1

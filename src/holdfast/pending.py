@@ -16,9 +16,8 @@ import inspect
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, NamedTuple
 
 from holdfast.appcode import is_app_file
 
@@ -38,6 +37,7 @@ __all__ = [
     "on_response_sent",
     "spill_with",
     "unbind",
+    "write_ahead_with",
 ]
 
 _current: contextvars.ContextVar[PendingWork | None] = contextvars.ContextVar(
@@ -47,17 +47,45 @@ _current: contextvars.ContextVar[PendingWork | None] = contextvars.ContextVar(
 CURRENT = _current
 
 
-@dataclass(slots=True)
 class DrainReport:
-    """What became of an invocation's pending work."""
+    """What became of an invocation's pending work.
 
-    drained: int = 0
-    failed: int = 0
-    spilled: int = 0
-    cancelled: list[str] = field(default_factory=list)
-    #: Work in threads still running at the deadline: a thread cannot be cancelled, so it runs
-    #: on past its invocation (named in the log).
-    overrun: list[str] = field(default_factory=list)
+    ``overrun``: work in threads still running at the deadline (a thread cannot be cancelled,
+    so it runs on past its invocation; named in the log).
+    """
+
+    # A plain class, not a dataclass: a dataclass costs a quarter of a millisecond at init.
+    __slots__ = ("cancelled", "drained", "failed", "overrun", "spilled")
+
+    def __init__(
+        self,
+        drained: int = 0,
+        failed: int = 0,
+        spilled: int = 0,
+        cancelled: list[str] | None = None,
+        overrun: list[str] | None = None,
+    ) -> None:
+        self.drained = drained
+        self.failed = failed
+        self.spilled = spilled
+        self.cancelled: list[str] = [] if cancelled is None else cancelled
+        self.overrun: list[str] = [] if overrun is None else overrun
+
+    def _fields(self) -> tuple[int, int, int, list[str], list[str]]:
+        return (self.drained, self.failed, self.spilled, self.cancelled, self.overrun)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DrainReport):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return (
+            f"DrainReport(drained={self.drained}, failed={self.failed}, spilled={self.spilled},"
+            f" cancelled={self.cancelled!r}, overrun={self.overrun!r})"
+        )
 
 
 class WorkHandle:
@@ -76,6 +104,7 @@ class WorkHandle:
         "in_thread",
         "spill",
         "spilled_as",
+        "task_id",
     )
 
     def __init__(
@@ -97,6 +126,9 @@ class WorkHandle:
         #: Taken out of the invocation's work (:func:`holdfast.detach`): neither waited for
         #: nor cancelled.
         self.detached = False
+        #: Durable work (``after_response(..., durable=True)``): the id of the task written
+        #: ahead to the task queue, whose status the queue reports.
+        self.task_id: str | None = None
 
     @property
     def started(self) -> bool:
@@ -139,6 +171,9 @@ class PendingWork:
         self._handles: list[WorkHandle] = []
         self._final: list[Callable[[], Any]] = []
         self._response_sent = False
+        #: The invocation's Lambda context, whose deadline durable work is leased past
+        #: (:meth:`defer_durable`); ``None``: no deadline.
+        self.context: Any = None
         # Adopted tasks still running, each with its description; ended ones drop out.
         self._adopted: dict[asyncio.Task[Any], Callable[[], str]] = {}
         # The threads alive before the invocation began: any other one alive at its end was
@@ -192,6 +227,46 @@ class PendingWork:
         if self._response_sent:
             handle.start()
         return handle
+
+    def defer_durable(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> WorkHandle:
+        """Write ``fn(*args, **kwargs)`` ahead to the task queue now (before the response),
+        leased past the invocation's deadline; run it here once the response has been sent.
+
+        Raises ``TypeError`` for work no registered writer knows (a plain function: nothing
+        could redeliver it), and whatever the queue raised when the write-ahead failed.
+        """
+        lease = self._durable_lease()
+        written = None
+        for writer in _writers:
+            written = writer(fn, args, kwargs, lease)
+            if written is not None:
+                break
+        if written is None:
+            raise TypeError(
+                f"after_response(..., durable=True) needs a holdfast task (a function decorated "
+                f"with @queue.task, or task.options(...)), not {_describe(fn)}: a plain function "
+                "cannot be redelivered if the environment dies"
+            )
+        description = f"{_describe(fn)} (durable task {written.id})"
+        handle = WorkHandle(description, None, written.release)
+        handle.task_id = written.id
+        if written.run is None:  # a pending task holds its idempotency key: it runs there
+            handle.future = self._loop.create_future()
+            handle.future.set_result(None)
+            return handle
+        run = written.run
+        handle._start = lambda: self._loop.create_task(run())
+        handle.in_thread = written.in_thread
+        self._handles.append(handle)
+        if self._response_sent:
+            handle.start()
+        return handle
+
+    def _durable_lease(self) -> float:
+        remaining = getattr(self.context, "get_remaining_time_in_millis", None)
+        if remaining is None:
+            return DURABLE_LEASE_UNBOUNDED
+        return max(0.0, float(remaining()) / 1000) + DURABLE_LEASE_SLACK
 
     def _start(
         self,
@@ -478,6 +553,45 @@ def _spill_for(
     return None
 
 
+class WrittenAhead(NamedTuple):
+    """What a write-ahead hook answers for durable work it has stored.
+
+    ``run()`` runs the work here and marks the task done (``None``: another run of the same
+    task is pending already, by its idempotency key, and it must not run here too);
+    ``release()`` hands it over to the queue at once, when the deadline cuts it off;
+    ``in_thread``: the work runs in a thread (it overruns rather than being cancelled).
+    """
+
+    id: str
+    run: Callable[[], Coroutine[Any, Any, Any]] | None
+    release: Callable[[], Awaitable[Any]]
+    in_thread: bool = False
+
+
+#: How durable work is written ahead (``holdfast.tasks`` registers its own): for work it
+#: knows, ``writer(fn, args, kwargs, lease)`` stores it, leased for ``lease`` seconds.
+WriteAhead = Callable[
+    [Callable[..., Any], tuple[Any, ...], dict[str, Any], float], WrittenAhead | None
+]
+_writers: list[WriteAhead] = []
+
+
+def write_ahead_with(writer: WriteAhead) -> None:
+    """Register ``writer``: the write-ahead of ``after_response(..., durable=True)`` (the
+    registration hook through which ``holdfast.tasks`` plugs in, as :func:`spill_with`).
+    Registering the same writer again is a no-op."""
+    if writer not in _writers:
+        _writers.append(writer)
+
+
+#: Durable work's lease outlasts the invocation's deadline by this much, so no worker takes
+#: it while the environment may still run it (async work is cut at the deadline, and Lambda
+#: ends an environment that overruns it).
+DURABLE_LEASE_SLACK = 10.0
+#: The lease with no deadline known (a direct call): Lambda's longest timeout.
+DURABLE_LEASE_UNBOUNDED = 900.0
+
+
 #: Seconds kept free before the invocation deadline when draining: spilling needs a moment.
 DEFAULT_DRAIN_MARGIN = 0.5
 #: Of the margin, what an overrunning thread leaves the host to report the invocation done
@@ -511,15 +625,24 @@ def unbind(token: contextvars.Token[PendingWork | None]) -> None:
     _current.reset(token)
 
 
-def after_response(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> WorkHandle:
+def after_response(
+    fn: Callable[..., Any], *args: Any, durable: bool = False, **kwargs: Any
+) -> WorkHandle:
     """Run ``fn(*args, **kwargs)`` after the response is sent and before Lambda freezes.
 
     A coroutine function runs on the event loop, a plain function in the thread pool. Call it
     anywhere while a request is handled by holdfast; the returned handle tells the work's state.
+
+    ``durable=True`` (a holdfast task only): the work is first written to its task queue,
+    here, before the response can go out; it runs in this environment after the response and
+    is marked done there. If the environment dies first, the queue's workers run it
+    (at least once). ``handle.task_id`` is its task id.
     """
     pending = _current.get()
     if pending is None:
         raise RuntimeError("after_response() was called outside a request handled by holdfast")
+    if durable:
+        return pending.defer_durable(fn, *args, **kwargs)
     return pending.defer(fn, *args, **kwargs)
 
 

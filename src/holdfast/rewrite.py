@@ -13,9 +13,12 @@ import logging
 from holdfast import config
 from holdfast._types import ASGIApp, Message, RawHeaders, Receive, Scope, Send
 from holdfast.sources import HTTPResponse
-from holdfast.sources._http import find_header
+from holdfast.sources.headers import find_header
 
 logger = logging.getLogger("holdfast")
+
+
+_missing_sources_said: set[bytes] = set()
 
 
 def move_authorization(headers: RawHeaders, source: bytes) -> RawHeaders:
@@ -24,13 +27,18 @@ def move_authorization(headers: RawHeaders, source: bytes) -> RawHeaders:
     A Function URL with IAM auth keeps ``Authorization`` for its own signature, so clients send
     their token in another header. When ``source`` is present, it is removed and its (first)
     value replaces any ``authorization``; when it is missing the headers are left as they are —
-    no ``Authorization`` is invented — and a warning is logged.
+    no ``Authorization`` is invented — and a warning is logged, once per environment (every
+    request without the header would otherwise say it again).
     """
     value = find_header(headers, source)
     if value is None:
-        logger.warning(
-            "authorization source header %r is missing from the request", source.decode()
-        )
+        if source not in _missing_sources_said:
+            _missing_sources_said.add(source)
+            logger.warning(
+                "AWS_LWA_AUTHORIZATION_SOURCE (or HOLDFAST_AUTHORIZATION_SOURCE) names header %r, "
+                "missing from a request: Authorization is left as sent (said once)",
+                source.decode(),
+            )
         return headers
     kept = [(k, v) for k, v in headers if k != source and k != b"authorization"]
     kept.append((b"authorization", value))

@@ -148,6 +148,7 @@ def test_the_runtime_keeps_serving_through_mutated_events(host):
 
 # Any text a client could put in the headers a scope is derived from.
 HEADER_TEXT = st.text(st.characters(max_codepoint=0x2FF, exclude_categories=("Cs",)), max_size=30)
+CONTROLS = {chr(code) for code in (*range(0x09), *range(0x0A, 0x20), 0x7F)}
 DERIVED_FROM = ["host", "x-forwarded-port", "x-forwarded-proto", "x-forwarded-for", "cookie"]
 
 
@@ -157,6 +158,15 @@ def echo_handlers():
     yield handlers
     for handler in handlers.values():
         handler.close()
+
+
+def header_texts(event: dict) -> list[str]:
+    """Every header value and cookie text an event carries."""
+    texts = list(event.get("cookies") or ())
+    for key in ("headers", "multiValueHeaders"):
+        for value in (event.get(key) or {}).values():
+            texts.extend(value if isinstance(value, list) else [value])
+    return texts
 
 
 @settings(
@@ -171,4 +181,7 @@ def test_no_header_value_makes_a_framework_fail(echo_handlers, values, source, a
     event = SOURCES[source](Request(headers=tuple(values.items())))
     kind, problem = outcome(echo_handlers[app], event)
     assert problem is None
-    assert kind == "2xx"
+    # A control character (but HTAB) in a value is a request no server accepts: 400. (The
+    # event builders split cookies as API Gateway does, which may strip one: read the event.)
+    refused = any(CONTROLS.intersection(value) for value in header_texts(event))
+    assert kind == ("4xx" if refused else "2xx")

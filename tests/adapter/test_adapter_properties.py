@@ -29,7 +29,13 @@ RAW_QUERY_STRING = st.lists(st.tuples(RAW_QUERY, st.one_of(st.none(), RAW_QUERY)
     lambda pairs: "&".join(k if v is None else f"{k}={v}" for k, v in pairs)
 )
 PARAMS = st.dictionaries(TEXT, st.lists(TEXT, min_size=1, max_size=3), max_size=5)
-SEGMENTS = st.lists(TEXT, min_size=1, max_size=5)
+# Path text: any code point but surrogates and NUL (a path holding NUL is answered 400, tested
+# in test_adapter_security.py).
+SEGMENTS = st.lists(
+    st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=12),
+    min_size=1,
+    max_size=5,
+)
 TOKEN = st.text(string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~", min_size=1, max_size=12)
 LATIN_1_VALUE = st.text(
     st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=20

@@ -9,6 +9,8 @@ import pytest
 from adapter_apps import client_headers, responder
 from adapter_events import load_event
 
+from holdfast import InvalidEvent
+
 JSON_BODY = b'{"test":"body"}'
 
 LATTICE_HOST = "lattice-svc-0a40eebed65f8d69c.7d67968.vpc-lattice-svcs.us-east-2.on.aws"
@@ -264,3 +266,149 @@ def test_samples_that_are_not_http_events_are_posted_to_the_pass_through_path(
         scope, body = recorder.requests[-1]
         assert (scope["method"], scope["path"]) == ("POST", "/events")
         assert json.loads(body) == load_event(fixture)
+
+
+# REST: the path the client asked for is requestContext.path; "path" is below the stage or
+# base path mapping. (path, requestContext.path) -> (scope path, root_path)
+REST_PATHS = {
+    "no requestContext.path": ("/a/b", None, "/a/b", ""),
+    "a null requestContext.path": ("/a/b", "null", "/a/b", ""),
+    "the same path": ("/a/b", "/a/b", "/a/b", ""),
+    "the stage root, with a slash": ("/", "/prod/", "/prod/", "/prod"),
+    "the stage root, without a slash": ("/", "/prod", "/prod/", "/prod"),
+    "below the stage": ("/a/b", "/prod/a/b", "/prod/a/b", "/prod"),
+    "a mapping that does not end with the path": ("/a/b", "/v1/other", "/a/b", ""),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REST_PATHS))
+def test_rest_paths_are_mounted_below_the_stage(make_adapter, recorder, case):
+    path, requested, scope_path, root_path = REST_PATHS[case]
+    event = load_event("apigateway-aws-proxy")
+    event["path"] = path
+    if requested is None:
+        del event["requestContext"]["path"]
+    else:
+        event["requestContext"]["path"] = None if requested == "null" else requested
+    assert make_adapter(recorder)(event, None)["statusCode"] == 200
+    assert (recorder.scope["path"], recorder.scope["root_path"]) == (scope_path, root_path)
+
+
+@pytest.mark.parametrize("cookies", ["a=1", [1], ["a=1", None], {"a": "1"}])
+def test_v2_cookies_must_be_a_list_of_strings(make_adapter, recorder, cookies):
+    event = load_event("apigateway-http-api")
+    event["cookies"] = cookies
+    with pytest.raises(InvalidEvent, match="'cookies' has the wrong type"):
+        make_adapter(recorder)(event, None)
+    assert recorder.requests == []
+
+
+# -- header maps as hand-made events carry them (gaps mutation testing found) ------------------
+def rest_without_headers():
+    event = load_event("apigateway-aws-proxy")
+    event["headers"] = event["multiValueHeaders"] = None
+    event["body"] = ""
+    return event
+
+
+def test_rest_headers_in_the_single_value_form_only(make_adapter, recorder):
+    event = rest_without_headers()
+    event["headers"] = {"X-One": "1", "X-Two": "caf\u00e9"}
+    make_adapter(recorder)(event, None)
+    assert client_headers(recorder.scope) == [(b"x-one", b"1"), (b"x-two", b"caf\xe9")]
+
+
+def test_rest_headers_found_only_in_the_single_value_form_are_kept(make_adapter, recorder):
+    event = rest_without_headers()
+    event["multiValueHeaders"] = {"X-One": ["1", "2"], "x-two": ["b"]}
+    event["headers"] = {"X-One": "2", "X-Two": "a", "X-Three": "3"}
+    make_adapter(recorder)(event, None)
+    assert client_headers(recorder.scope) == [
+        (b"x-one", b"1"),
+        (b"x-one", b"2"),
+        (b"x-two", b"b"),
+        (b"x-three", b"3"),
+    ]
+
+
+MULTI_VALUES = {
+    "null": (None, []),
+    "a string": ("v w", [(b"x-a", b"v w")]),
+    "a list with a null": (["v", None, "w"], [(b"x-a", b"v"), (b"x-a", b"w")]),
+    "non-latin-1 text": (["\u2603"], [(b"x-a", "\u2603".encode())]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MULTI_VALUES))
+def test_multi_value_header_values_of_every_shape(make_adapter, recorder, case):
+    value, expected = MULTI_VALUES[case]
+    event = rest_without_headers()
+    # X-B's text outside latin-1 takes the decoder off its fast path for every header.
+    event["multiValueHeaders"] = {"X-A": value, "X-B": ["\u2603"]}
+    make_adapter(recorder)(event, None)
+    assert client_headers(recorder.scope) == [*expected, (b"x-b", "\u2603".encode())]
+
+
+BROKEN_HEADERS = {
+    "a number in a multi-value list": ({"X-A": [1]}, "a header value has the wrong type"),
+    "a number as multi values": ({"X-A": 1, "X-B": ["\u2603"]}, "'X-A' has the wrong type"),
+    "an object as multi values": ({"X-A": {"a": "b"}}, "'X-A' has the wrong type"),
+    "a name that is no string": ({1: ["a"]}, "a header name has the wrong type"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_HEADERS))
+def test_multi_value_headers_of_the_wrong_type_are_invalid(make_adapter, recorder, case):
+    headers, message = BROKEN_HEADERS[case]
+    event = rest_without_headers()
+    event["multiValueHeaders"] = headers
+    with pytest.raises(InvalidEvent, match=message):
+        make_adapter(recorder)(event, None)
+
+
+def test_single_value_headers_that_are_no_object_are_invalid(make_adapter, recorder):
+    event = load_event("apigateway-aws-proxy")
+    event["headers"] = ["X-A"]
+    with pytest.raises(InvalidEvent, match="'headers' has the wrong type"):
+        make_adapter(recorder)(event, None)
+
+
+def test_a_single_value_header_of_the_wrong_type_is_invalid(make_adapter, recorder):
+    event = load_event("apigateway-http-api")
+    event["headers"] = {"x-a": "\u2603", "x-b": 5}
+    with pytest.raises(InvalidEvent, match="a header value has the wrong type"):
+        make_adapter(recorder)(event, None)
+
+
+def test_a_content_length_without_a_body_is_zero(make_adapter, recorder):
+    event = rest_without_headers()
+    event["headers"] = {"Content-Length": "5", "Transfer-Encoding": "chunked"}
+    make_adapter(recorder)(event, None)
+    assert client_headers(recorder.scope) == [(b"content-length", b"0")]
+    event["headers"] = {"Transfer-Encoding": "chunked"}
+    make_adapter(recorder)(event, None)
+    assert client_headers(recorder.scope) == []
+
+
+def test_a_second_host_is_dropped_and_forwarded_headers_keep_the_front_s_value(
+    make_adapter, recorder, caplog
+):
+    event = load_event("alb-multi-value")
+    event["multiValueHeaders"] = {
+        "host": ["a.example:8080", "b.example"],
+        "x-forwarded-proto": ["http", "https"],
+        "x-forwarded-port": ["81", "82"],
+        "x-forwarded-for": ["198.51.100.1", "198.51.100.2, 203.0.113.9"],
+    }
+    make_adapter(recorder)(event, None)
+    scope = recorder.scope
+    assert (scope["scheme"], scope["server"], scope["client"]) == (
+        "http",
+        ("a.example", 8080),
+        ("203.0.113.9", 0),
+    )
+    assert [value for name, value in scope["headers"] if name == b"host"] == [b"a.example:8080"]
+    assert "dropping a second Host header: b'b.example'" in caplog.text
+    del event["multiValueHeaders"]["host"][0]
+    make_adapter(recorder)(event, None)
+    assert recorder.scope["server"] == ("b.example", 81)

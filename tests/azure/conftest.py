@@ -9,19 +9,12 @@ import azurite
 import pytest
 
 from holdfast.tasks import TaskQueue
-from holdfast.tasks import queue as queue_module
+from task_registry import isolated_registry
 
 
 @pytest.fixture(autouse=True)
 def _clean_registry():
-    """Each test sees only the task queues it creates."""
-    before = dict(queue_module._registry)
-    queue_module._registry.clear()
-    yield
-    for queue in list(queue_module._registry.values()):
-        queue.close()
-    queue_module._registry.clear()
-    queue_module._registry.update(before)
+    yield from isolated_registry()
 
 
 @pytest.fixture(scope="session")

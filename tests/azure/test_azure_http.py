@@ -11,7 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import azure.functions as func
 import pytest
@@ -82,6 +86,15 @@ def make_api(log: Log) -> FastAPI:
             log.add("after_response done")
 
         holdfast.after_response(audit)
+        return {"ok": True}
+
+    @api.get("/fire")
+    async def fire() -> dict:
+        async def job() -> None:  # fire-and-forget, as FastAPI guides teach: adopted
+            await asyncio.to_thread(log.client_has_response.wait, 30)
+            log.add("fire-and-forget task done")
+
+        asyncio.create_task(job())  # noqa: RUF006 - the request's own task, on purpose
         return {"ok": True}
 
     @api.get("/down")
@@ -186,6 +199,21 @@ def test_streaming_after_response_work_runs_inside_the_invocation(streaming_app,
     assert log.events[-3:] == ["client has the response", "after_response done", "invocation ended"]
 
 
+def test_a_fire_and_forget_task_is_adopted_and_finishes_inside_the_invocation(streaming_app, log):
+    async def main():
+        async with StreamingWorker() as worker:
+            watch(worker, log)
+            return await worker.call(streaming_app, "GET", "/api/fire")
+
+    call = run(main())
+    assert call.status == 200 and call.error is None
+    assert log.events[-3:] == [
+        "client has the response",
+        "fire-and-forget task done",
+        "invocation ended",
+    ]
+
+
 def test_telemetry_is_flushed_after_the_response_inside_the_invocation(log):
     from holdfast.telemetry import FlushAfterResponse
 
@@ -206,6 +234,26 @@ def test_telemetry_is_flushed_after_the_response_inside_the_invocation(log):
         "telemetry flushed",
         "invocation ended",
     ]
+
+
+def test_application_insights_spans_are_flushed_inside_the_invocation():
+    # azure-monitor-opentelemetry's exporter behind a global provider: flushed with no code
+    # after the response, before the invocation ends (its own timer is a minute away).
+    here = Path(__file__).parent
+    result = subprocess.run(
+        [sys.executable, str(here / "app_insights_run.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=here,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(here), str(here.parent)])},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.splitlines()[-1])
+    assert outcome["status"] == 200
+    order = [event.split()[0] for event in outcome["events"]]
+    assert order == ["client", "ingested", "invocation"], outcome["events"]
 
 
 def test_paths_below_the_route_prefix_and_no_invented_platform_headers(streaming_app, log):

@@ -302,3 +302,42 @@ def test_the_connection_string_comes_from_the_named_variable(storage, monkeypatc
     queue.backend.create()
     handle = queue.enqueue_sync("add", [1])
     assert queue.status_sync(handle.id).state is TaskState.QUEUED
+
+
+def test_durable_after_response_work_is_refused_clearly(storage):
+    """Azure's retries are new copies of a message, so a write-ahead's delayed copy would run
+    twice: ``after_response(task, ..., durable=True)`` refuses an azure:// queue, in the
+    endpoint, before anything is stored."""
+    import holdfast
+    from holdfast.tasks import BackendError
+
+    queue = TaskQueue(storage.url())
+
+    @queue.task(name="noop")
+    async def noop() -> None: ...
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        try:
+            holdfast.after_response(noop, durable=True)
+            body = b"accepted"
+        except BackendError as exc:
+            body = str(exc).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    from lambda_events import http_event
+
+    class Context:
+        aws_request_id = "req-1"
+
+        def get_remaining_time_in_millis(self) -> int:
+            return 30_000
+
+    adapter = holdfast.Adapter(app, lifespan="off")
+    try:
+        answer = adapter(http_event("/"), Context())
+    finally:
+        adapter.close()
+    assert "not supported on azure://" in answer["body"]

@@ -1,6 +1,8 @@
-"""The dashboard in a real browser: Debian's chromium, driven by Playwright, headless.
+"""The dashboard in a real browser: an installed Chromium (see chromium.py), driven by
+Playwright, headless.
 
-Never skipped: without /usr/bin/chromium this test fails (`make test` installs it).
+Never skipped: without a Chromium this test fails, saying what to install (`make test` installs
+Debian's chromium where apt-get can).
 """
 
 from __future__ import annotations
@@ -11,16 +13,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from chromium import MISSING, find_chromium
 from dev_support import Dev
 
-CHROMIUM = "/usr/bin/chromium"
-SCREENSHOT = Path(__file__).resolve().parents[2] / "build" / "dashboard.png"
+# Not build/: a `build` folder in the repository root shadows the `build` package
+# (`python -m build` then fails with "'build' is a package and cannot be directly executed").
+SCREENSHOT = Path(__file__).resolve().parents[2] / ".screenshots" / "dashboard.png"
 
 
 @pytest.fixture
 def browser_page() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.fail(MISSING)
     from playwright.sync_api import sync_playwright
 
     profile = tempfile.mkdtemp(prefix="holdfast-chromium-")
@@ -28,7 +33,7 @@ def browser_page() -> Iterator[object]:
         with sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(
                 profile,
-                executable_path=CHROMIUM,
+                executable_path=chromium,
                 headless=True,
                 args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
                 viewport={"width": 1400, "height": 900},

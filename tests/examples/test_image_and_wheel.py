@@ -1,6 +1,6 @@
 """The wheel and the two packages made with it: the container image and the zip.
 
-`python -m build` makes the wheel, copied into examples/shop (the build context) as the
+`pip wheel --no-deps` makes the wheel, copied into examples/shop (the build context) as the
 README says. No Docker engine runs here, so the Dockerfile is executed the way `docker build`
 would, step by step, in a clean virtualenv standing in for the `python:3.13-slim` image: ENV and
 WORKDIR apply, COPY copies from the build context, RUN runs, and CMD is the command
@@ -116,11 +116,15 @@ def build_image(tmp: Path, context: Path) -> Image:
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
+    # The README's command, from a folder with a `build/` in it (which shadowed `python -m
+    # build` there): pip builds the wheel, no `build` package needed.
+    (out / "build").mkdir()
     subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(ROOT)],
         check=True,
         capture_output=True,
         timeout=600,
+        cwd=out,
     )
     [built] = out.glob("holdfast-*.whl")
     return built

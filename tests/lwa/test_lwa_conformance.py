@@ -338,10 +338,12 @@ def test_non_http_event_is_posted_to_the_pass_through_path(function):
 
 
 # -- 2 and 13. readiness (proxy mode) -----------------------------------------------------------
-def readiness_function(tmp_path, **env):
+def readiness_function(tmp_path, init_timeout=10, **env):
     record = tmp_path / "hits.txt"
     record.touch()
-    emulator = start("proxy", {"HOLDFAST_TEST_RECORD": str(record), **env}, init_timeout=10)
+    emulator = start(
+        "proxy", {"HOLDFAST_TEST_RECORD": str(record), **env}, init_timeout=init_timeout
+    )
     return emulator, record
 
 
@@ -358,9 +360,13 @@ def readiness_function(tmp_path, **env):
 )
 def test_readiness(tmp_path, health, env, ready):
     env = {"HOLDFAST_TEST_HEALTH": health, **env}
-    if not ready:  # long enough for the app to start and answer the probe (unhealthy) many times
-        env["AWS_LWA_READINESS_CHECK_TIMEOUT_SECONDS"] = "4"
-    emulator, record = readiness_function(tmp_path, **env)
+    init_timeout = 10
+    if not ready:
+        # Long enough for the app to start and answer the probe (unhealthy), even on a loaded
+        # machine where uvicorn + FastAPI take seconds to import; the init limit stays above it.
+        env["AWS_LWA_READINESS_CHECK_TIMEOUT_SECONDS"] = "12"
+        init_timeout = 30
+    emulator, record = readiness_function(tmp_path, init_timeout, **env)
     try:
         result = invoke(emulator, http_api_event("/echo"))
         if ready:

@@ -8,22 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from holdfast.tasks import queue as queue_module
 from moto_support import REGION, moto_server, sqs_event
+from task_registry import isolated_registry
 
 HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(autouse=True)
 def _clean_registry():
-    """Each test sees only the queues it creates."""
-    before = dict(queue_module._registry)
-    queue_module._registry.clear()
-    yield
-    for queue in list(queue_module._registry.values()):
-        queue.close()
-    queue_module._registry.clear()
-    queue_module._registry.update(before)
+    yield from isolated_registry()
 
 
 @pytest.fixture

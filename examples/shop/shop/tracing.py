@@ -1,7 +1,7 @@
 """Tracing with OpenTelemetry, flushed after each response and before Lambda's freeze.
 
 Spans are batched and exported only when flushed (the batch timer rarely fires on Lambda, where
-the environment is frozen between requests). `holdfast.telemetry.FlushAfterResponse` runs the
+the environment is frozen between requests). `holdfast.FlushAfterResponse` runs the
 flush as the last after-response step, once the request span — which covers the BackgroundTasks
 too — has ended. The exporter here writes JSON lines to a file; a real service would use OTLP.
 """
@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from holdfast.telemetry import FlushAfterResponse, opentelemetry_flush
+from holdfast import FlushAfterResponse, opentelemetry_flush
 
 from .logs import request_id
 

@@ -14,7 +14,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from holdfast.cli import env_variable
+from holdfast.cli import CommandParser, env_variable
 
 from .console import Console
 
@@ -39,7 +39,7 @@ examples:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="holdfast dev",
         description=_DESCRIPTION,
         epilog=_EPILOG,

@@ -64,6 +64,8 @@ class Console:
 
     def invocation(self, entry: Entry) -> None:
         """The line for one finished invocation (and one per piece of work left running)."""
+        if entry.kind == "init" and entry.outcome != "frozen":
+            return  # a failed start is said once, with its trace and hint (StartError)
         self._write(self.format(entry))
         for item in entry.left_running:
             self._write(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import os
 import sys
 import threading
@@ -151,9 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     path = os.environ.get(PROBE_ENV)
     if path:
         install(path)
+    # holdfast dev says an init failure itself, once, with the app's frames and a hint: the
+    # runtime's own line (what CloudWatch shows on Lambda) would repeat it.
+    logging.getLogger("holdfast").addFilter(_without_init_failed)
     from holdfast.runtime.cli import main as run
 
     return run(args)
+
+
+def _without_init_failed(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("init failed:")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -442,7 +443,7 @@ def init_failure(app: str, outcome: str, response: RuntimeResponse) -> StartErro
         body = {}
     error_type = str(body.get("errorType") or response.error_type or "Runtime.Unknown")
     message = str(body.get("errorMessage") or "")
-    trace = [str(line).rstrip() for line in body.get("stackTrace") or []]
+    trace = user_frames([str(line).rstrip() for line in body.get("stackTrace") or []])
     module, _, attr = app.partition(":")
     hints = {
         "Runtime.ImportModuleError": f"is {module!r} importable from {os.getcwd()}? "
@@ -454,8 +455,33 @@ def init_failure(app: str, outcome: str, response: RuntimeResponse) -> StartErro
     if outcome == "timeout":
         hint = "init took longer than Lambda allows (10 s): see `holdfast coldstart`"
         return StartError(f"the app did not finish init in time ({error_type})", hint, trace)
-    hint = hints.get(error_type, "the traceback above shows where the app failed to start")
+    missing = _MISSING_MODULE.search(message)
+    if error_type == "Runtime.ImportModuleError" and missing and missing[1] != module:
+        hints[error_type] = f"{module!r} imports {missing[1]!r}, which is not installed here"
+    if trace:
+        fallback = "the traceback above shows where the app failed to start"
+    else:
+        fallback = f"`holdfast coldstart {app}` shows where the app's startup goes"
+    hint = hints.get(error_type, fallback)
     return StartError(f"the app failed to start: {error_type}: {message}", hint, trace)
+
+
+_MISSING_MODULE = re.compile(r"No module named '([\w.]+)'")
+_FRAME_FILE = re.compile(r'^\s*File "([^"]+)"')
+
+
+def user_frames(trace: list[str]) -> list[str]:
+    """The frames of ``trace`` in the app's own files (see :mod:`holdfast.appcode`), and the
+    last frame wherever it is (where the error was raised); importlib's and holdfast's frames
+    say nothing about the app."""
+    from holdfast.appcode import is_app_file
+
+    def own(frame: str) -> bool:
+        match = _FRAME_FILE.match(frame)
+        return match is not None and is_app_file(match[1])
+
+    kept = [frame for index, frame in enumerate(trace) if own(frame) or index == len(trace) - 1]
+    return kept if any(own(frame) for frame in kept) else trace
 
 
 async def import_trace(app: str) -> list[str]:

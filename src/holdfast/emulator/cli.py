@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
+import errno
+import importlib.machinery
+import os
 import shlex
 import signal
 import sys
+from collections.abc import Sequence
+from typing import cast
 
-from holdfast.cli import env_variable
+from holdfast.cli import CommandParser, env_variable, fail
 
-from .config import DEFAULT_CONCURRENCY, EVENT_FORMATS, INVOKE_MODES, EmulatorConfig
+from .config import (
+    DEFAULT_CONCURRENCY,
+    EVENT_FORMATS,
+    INVOKE_MODES,
+    EmulatorConfig,
+    InvokeMode,
+)
 from .service import Emulator
 
 _EPILOG = """\
 examples:
-  holdfast emulate -- holdfast run app:app
+  holdfast emulate -- holdfast run app:handler   # handler = holdfast.Adapter(app, ...) in app.py
+  holdfast emulate -- holdfast run app:app       # the same Adapter (the module's), or a default one
   holdfast emulate --event-format v1 --timeout 10 -- python -m awslambdaric app.handler
   holdfast emulate --max-concurrency 4 -- python -m awslambdaric app.handler
   holdfast emulate --snap-start --snapshot-age 5 -- holdfast run app:app
@@ -28,9 +41,21 @@ def parse_config(argv: list[str]) -> EmulatorConfig:
     """The settings `argv` asks for; a usage error exits with status 2 and a one-line message."""
     parser = _parser()
     options, command = _split(argv)
-    args = parser.parse_args(options)
+    args, extra = parser.parse_known_args(options)
+    if extra and not extra[0].startswith("-") and not command:
+        fail(
+            parser.prog,
+            f"the runtime command must follow `--`, got {shlex.join(extra)!r}",
+            f"holdfast emulate [options] -- {shlex.join(extra)}",
+        )
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not command:
-        parser.error("a runtime command is required after --")
+        fail(
+            parser.prog,
+            "a runtime command is required after --",
+            "holdfast emulate -- holdfast run app:handler",
+        )
     try:
         config = EmulatorConfig(
             command=command,
@@ -41,7 +66,7 @@ def parse_config(argv: list[str]) -> EmulatorConfig:
             memory=args.memory,
             concurrency=_concurrency(args),
             throttle=True,
-            invoke_mode=args.invoke_mode,
+            invoke_mode=invoke_mode(args.invoke_mode, dict(args.env)),
             function_name=args.function_name,
             alb_multi_value=args.alb_multi_value,
             init_timeout=args.init_timeout,
@@ -61,12 +86,95 @@ def parse_config(argv: list[str]) -> EmulatorConfig:
 def main(argv: list[str]) -> int:
     """Run the emulator until Ctrl-C or SIGTERM; returns the exit status."""
     config = parse_config(argv)
+    problem = missing_handler_module(config)
+    if problem is not None:
+        fail("holdfast emulate", *problem)
     try:
         asyncio.run(_serve(config))
     except OSError as exc:
-        print(f"holdfast emulate: {exc}", file=sys.stderr)
+        if exc.errno == errno.EADDRINUSE:
+            _say(f"port {config.port} is already in use on {config.host}")
+            print(
+                f"  hint: stop what listens there, or pick another port: --port {config.port + 1}",
+                file=sys.stderr,
+            )
+        else:
+            _say(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}")
         return 1
     return 0
+
+
+def invoke_mode(given: InvokeMode | None, env: dict[str, str]) -> InvokeMode:
+    """The function URL's mode: ``--invoke-mode``, else the mode the function's own
+    environment asks holdfast for (so ``AWS_LWA_INVOKE_MODE=response_stream`` streams here as
+    on Lambda). When both are given and differ, ``--invoke-mode`` wins, and a line names the
+    variable it overrides (the emulator sets ``HOLDFAST_INVOKE_MODE`` for the runtime)."""
+    environment = {**os.environ, **env}
+    for name in ("HOLDFAST_INVOKE_MODE", "AWS_LWA_INVOKE_MODE"):
+        value = environment.get(name, "").strip().lower()
+        if value:
+            break
+    else:
+        return given or "buffered"
+    if value not in INVOKE_MODES:
+        _say(f"{name}={environment[name]!r} is not buffered or response_stream: using buffered")
+        value = "buffered"
+    if given is None:
+        return cast(InvokeMode, value)
+    if given != value and name == "AWS_LWA_INVOKE_MODE":
+        _say(f"--invoke-mode {given} overrides {name}={environment[name]} for the function")
+    elif given != value:  # the emulator does not override the function's own variable
+        _say(
+            f"--invoke-mode {given} is the URL's mode, but the function's {name}="
+            f"{environment[name]} stays: the runtime answers {value}"
+        )
+    return given
+
+
+def missing_handler_module(config: EmulatorConfig) -> tuple[str, str] | None:
+    """``(message, hint)`` when the command names a handler whose module does not exist.
+
+    Checked before "listening" is announced, without importing anything (the app's import runs
+    once, in the function's init): only whether the top-level module can be found in the
+    function's directory or on this interpreter's path.
+    """
+    spec = handler_spec(config.command) or config.handler
+    if not spec:
+        return None
+    module = spec.partition(":")[0] if ":" in spec else spec.rpartition(".")[0]
+    top = module.replace("/", ".").split(".")[0]
+    if not top.isidentifier():
+        return None
+    directory = config.cwd or os.getcwd()
+    if importlib.machinery.PathFinder.find_spec(top, [directory, *sys.path]) is not None:
+        return None
+    if top in sys.builtin_module_names:
+        return None
+    nearby = [name.removesuffix(".py") for name in os.listdir(directory)]
+    close = difflib.get_close_matches(top, [n for n in nearby if n.isidentifier()], n=1)
+    hint = (
+        f"did you mean {close[0]!r}?" if close else f"run it from the directory that holds {top}.py"
+    )
+    return f"the handler {spec!r} names module {top!r}, which is not in {directory}", hint
+
+
+def handler_spec(command: Sequence[str]) -> str | None:
+    """The handler a runtime command names: ``holdfast run SPEC`` (also ``python -m holdfast
+    run SPEC``) or ``python -m awslambdaric SPEC``; None for any other command."""
+    words = [os.path.basename(command[0]), *command[1:]] if command else []
+    for start, runner in (
+        ("holdfast", ["run"]),
+        ("-m", ["holdfast", "run"]),
+        ("-m", ["awslambdaric"]),
+    ):
+        for index, word in enumerate(words):
+            if word != start:
+                continue
+            rest = words[index + 1 :]
+            if rest[: len(runner)] == runner and len(rest) > len(runner):
+                spec = rest[len(runner)]
+                return None if spec.startswith("-") else spec
+    return None
 
 
 async def _serve(config: EmulatorConfig) -> None:
@@ -107,7 +215,7 @@ def _delays(value: str) -> tuple[float, ...]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="holdfast emulate",
         usage="%(prog)s [options] -- COMMAND [ARGS...]",
         description="Run COMMAND as the runtime of a local Lambda function that really freezes.",
@@ -132,7 +240,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="Managed Instances: one environment, N invokes at once, no freeze",
     )
-    add("--invoke-mode", choices=INVOKE_MODES, default="buffered", help="function URL mode")
+    add(
+        "--invoke-mode",
+        choices=INVOKE_MODES,
+        help="function URL mode (default: the function's HOLDFAST_INVOKE_MODE or "
+        "AWS_LWA_INVOKE_MODE, else buffered)",
+    )
     add("--function-name", default="function", help="function name (default 'function')")
     add("--alb-multi-value", action="store_true", help="ALB multi-value headers mode")
     add("--init-timeout", type=float, default=10.0, help="init phase limit (default 10 s)")

@@ -7,14 +7,23 @@ Lambda as an init error), 2 for a usage error.
 
 from __future__ import annotations
 
+import os
+import shlex
 import sys
+from typing import TYPE_CHECKING
 
+from holdfast.cli import did_you_mean, fail
+
+if TYPE_CHECKING:
+    from holdfast.config import ProxySettings
+
+_PROG = "holdfast proxy"
 _USAGE = """\
 usage: holdfast proxy [--port PORT] -- COMMAND [ARGS...]
 
 Start COMMAND (a web server listening on 127.0.0.1:PORT), wait until it is ready, then serve
 Lambda invocations by forwarding each event to it as an HTTP request, as the AWS Lambda Web
-Adapter does. Add holdfast.completion.CompletionMiddleware to the app (one line) and work after
+Adapter does. Add holdfast.CompletionMiddleware to the app (one line) and work after
 the response (FastAPI BackgroundTasks) finishes before Lambda freezes the environment.
 
 environment (HOLDFAST_<NAME>, or the Lambda Web Adapter's AWS_LWA_<NAME>):
@@ -50,12 +59,52 @@ def main(argv: list[str]) -> int:
     from holdfast.hosts.proxy import serve
     from holdfast.runtime.bootstrap import prepare_process
 
+    for line in readiness_lines(command, settings):
+        print(line, file=sys.stderr, flush=True)
     prepare_process(lambda_settings)
     return serve(command, settings, lambda_settings, address)
 
 
+# The port a server listens on when its command does not say (uvicorn, gunicorn: 8000; ...).
+_DEFAULT_PORTS = {
+    "uvicorn": 8000,
+    "gunicorn": 8000,
+    "hypercorn": 8000,
+    "granian": 8000,
+    "daphne": 8000,
+    "flask": 5000,
+    "waitress-serve": 8080,
+}
+_PORT_OPTIONS = ("--port", "-p", "--bind", "-b", "--listen")
+
+
+def readiness_lines(command: list[str], settings: ProxySettings) -> list[str]:
+    """What the proxy says at once: where it waits for the app, and, when the command's server
+    listens elsewhere by default, the fix."""
+    where = f"{settings.host}:{settings.readiness_port}"
+    probe = (
+        f"a TCP connection to {where}"
+        if settings.readiness_protocol == "tcp"
+        else f"GET http://{where}{settings.readiness_path}"
+    )
+    lines = [f"holdfast proxy: starting {shlex.join(command)}; ready once {probe} answers"]
+    server = next(
+        (os.path.basename(word) for word in command if os.path.basename(word) in _DEFAULT_PORTS),
+        None,
+    )
+    says_port = any(word.partition("=")[0] in _PORT_OPTIONS for word in command)
+    if server is not None and not says_port and _DEFAULT_PORTS[server] != settings.port:
+        default = _DEFAULT_PORTS[server]
+        lines.append(
+            f"  hint: {server} listens on {default} unless told; holdfast polls {settings.port}: "
+            f"add `--port {settings.port}` to the command, or set AWS_LWA_PORT={default} "
+            f"(or holdfast proxy --port {default})"
+        )
+    return lines
+
+
 def _parse(argv: list[str]) -> tuple[int | None, list[str] | None]:
-    """``(port, command)``; ``command`` is ``None`` after ``--help``, ``[]`` on a usage error."""
+    """``(port, command)``; ``command`` is ``None`` after ``--help``; a usage error exits (2)."""
     port: int | None = None
     args = list(argv)
     while args and args[0] != "--":
@@ -63,13 +112,21 @@ def _parse(argv: list[str]) -> tuple[int | None, list[str] | None]:
         if option in ("-h", "--help"):
             print(_USAGE, end="")
             return None, None
+        if not option.startswith("-"):
+            fail(
+                _PROG,
+                f"the server's command must follow `--`, got {shlex.join([option, *args])!r}",
+                f"holdfast proxy -- {shlex.join([option, *args])}",
+            )
         value = None
         if option.startswith("--port="):
             value = option.partition("=")[2]
         elif option == "--port" and args:
             value = args.pop(0)
+        elif option != "--port":
+            hint = did_you_mean(option, ["--port", "--help"]) or _USAGE.splitlines()[0]
+            fail(_PROG, f"unknown option {option!r}", hint)
         if value is None or not value.isdigit() or not 0 < int(value) < 65536:
-            print(f"holdfast proxy: bad option {option!r}", file=sys.stderr)
-            return None, []
+            fail(_PROG, f"--port expects a port number (1-65535), got {value!r}", "--port 8000")
         port = int(value)
     return port, args[1:]

@@ -2,7 +2,7 @@
 
 HTTP mode: ``GET http://HOST:PORT/PATH`` until the status is in the healthy set (default
 100-499; a connection error is "not ready"); TCP mode: until a connection opens. Retried every
-10 ms; every 2 s a line says how long the app has not been ready.
+10 ms; every 2 s a warning says how long the app has not been ready, and where it is polled.
 """
 
 from __future__ import annotations
@@ -64,6 +64,13 @@ async def wait_ready(
         if timeout is not None and now - started >= timeout:
             raise NotReady(f"the app was not ready after {timeout:g} s")
         if now >= checkpoint:
-            logger.info("app is not ready after %d ms", int((now - started) * 1000))
+            # A warning, so it shows without any logging set up: a server listening on another
+            # port than the one polled is the usual first-run mistake (docs/troubleshooting.md).
+            logger.warning(
+                "app is not ready after %d ms (polling %s:%d; its port is PORT / AWS_LWA_PORT)",
+                int((now - started) * 1000),
+                upstream.host,
+                upstream.readiness_port,
+            )
             checkpoint += LOG_INTERVAL
         await asyncio.sleep(RETRY_INTERVAL)

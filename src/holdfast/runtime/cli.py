@@ -38,6 +38,10 @@ def main(argv: list[str]) -> int:
     if argv[:1] in (["-h"], ["--help"]):
         print(_USAGE, end="")
         return 0
+    if argv and argv[0].startswith("-"):
+        from holdfast.cli import fail
+
+        fail("holdfast run", f"unknown option {argv[0]!r}", "usage: holdfast run MODULE:ATTR")
     from holdfast.config import LambdaSettings
 
     settings = LambdaSettings()

@@ -1,49 +1,42 @@
 """Event codecs: pure functions between a Lambda HTTP event and an ASGI request / response.
 
 :meth:`Codecs.match` picks the codec from an HTTP event's shape (``holdfast.dispatch`` names
-every other kind of event); codecs do no I/O.
+every other kind of event); codecs do no I/O. One module per source (``apigw_v1``,
+``apigw_v2``, ``alb``, ``lattice``) and one per concept they share: the records
+(``messages``), the codec base class (``codec``), reading the event's fields (``fields``),
+request headers (``headers``), paths, query strings and bodies (``paths``, ``query``,
+``bodies``), what HTTP lets through a field (``syntax``), the request a proxy would build
+(``request``, ``addresses``), the platform context headers (``platform``), response heads
+(``response_headers``) and size limits (``limits``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
-from holdfast._types import LambdaContext, LambdaEvent
-from holdfast.sources._http import HTTPRequest, HTTPResponse
+from holdfast._types import LambdaEvent
 from holdfast.sources.alb import ALB
 from holdfast.sources.apigw_v1 import APIGatewayV1
 from holdfast.sources.apigw_v2 import APIGatewayV2
 from holdfast.sources.azure import AzureHTTP
+from holdfast.sources.codec import EventCodec
 from holdfast.sources.lattice import VPCLattice
+from holdfast.sources.messages import HTTPRequest, HTTPResponse
+from holdfast.sources.syntax import BadRequest
 
-__all__ = ["Codecs", "EventCodec", "HTTPRequest", "HTTPResponse"]
-
-
-class EventCodec(Protocol):
-    name: str
-    #: The largest serialised response the source accepts (Lambda's 6 MB, ALB's 1 MB).
-    max_response_bytes: int
-
-    def decode(
-        self, event: LambdaEvent, base_path: str, context: LambdaContext = None
-    ) -> HTTPRequest: ...
-
-    def encode(self, response: HTTPResponse) -> dict[str, Any]: ...
-
-    def too_large(self, result: dict[str, Any]) -> bool: ...
+__all__ = ["BadRequest", "Codecs", "EventCodec", "HTTPRequest", "HTTPResponse"]
 
 
 class Codecs:
-    """One instance of every codec, configured once per adapter."""
+    """One instance of every codec, configured once per adapter (``wsgi``: see
+    :mod:`holdfast.sources.request` for the headers a WSGI app is not given)."""
 
-    def __init__(self, text_mime_types: frozenset[str] = frozenset()) -> None:
-        self.apigw_v2 = APIGatewayV2(text_mime_types)
-        self.apigw_v1 = APIGatewayV1(text_mime_types)
-        self.alb_single = ALB(text_mime_types, multi_value=False)
-        self.alb_multi = ALB(text_mime_types, multi_value=True)
-        self.lattice_v1 = VPCLattice(text_mime_types, version=1)
-        self.lattice_v2 = VPCLattice(text_mime_types, version=2)
-        self.azure_http = AzureHTTP(text_mime_types)
+    def __init__(self, text_mime_types: frozenset[str] = frozenset(), *, wsgi: bool = False):
+        self.apigw_v2 = APIGatewayV2(text_mime_types, wsgi=wsgi)
+        self.apigw_v1 = APIGatewayV1(text_mime_types, wsgi=wsgi)
+        self.alb_single = ALB(text_mime_types, multi_value=False, wsgi=wsgi)
+        self.alb_multi = ALB(text_mime_types, multi_value=True, wsgi=wsgi)
+        self.lattice_v1 = VPCLattice(text_mime_types, version=1, wsgi=wsgi)
+        self.lattice_v2 = VPCLattice(text_mime_types, version=2, wsgi=wsgi)
+        self.azure_http = AzureHTTP(text_mime_types, wsgi=wsgi)
 
     def match(self, event: LambdaEvent) -> EventCodec | None:
         """The codec for an HTTP event of any supported source, else ``None``."""

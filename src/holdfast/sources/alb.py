@@ -5,32 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 from holdfast._types import LambdaContext, LambdaEvent
-from holdfast.sources._http import (
-    ALB_RESPONSE_LIMIT,
-    HTTPCodec,
-    HTTPRequest,
-    HTTPResponse,
-    build_request,
-    encode_body,
+from holdfast.sources.bodies import encode_body, request_body
+from holdfast.sources.codec import EventCodec
+from holdfast.sources.fields import method_of, optional, require
+from holdfast.sources.headers import headers_from_single, merged_headers
+from holdfast.sources.limits import ALB_RESPONSE_LIMIT
+from holdfast.sources.messages import HTTPRequest, HTTPResponse
+from holdfast.sources.paths import split_path
+from holdfast.sources.query import merged_params, query_from_encoded
+from holdfast.sources.request import build_request
+from holdfast.sources.response_headers import (
     grouped_headers,
-    headers_from_single,
-    merged_headers,
-    merged_params,
-    method_of,
-    optional,
-    query_from_encoded,
-    request_body,
-    require,
     single_value_headers,
-    split_path,
     status_description,
 )
-from holdfast.sources.platform import platform_headers
 
 _SOURCE = "ALB"
 
 
-class ALB(HTTPCodec):
+class ALB(EventCodec):
     """ALB answers in the mode the request came in: with ``lambda.multi_value_headers.enabled``
     both requests and responses use ``multiValueHeaders``; otherwise single values only."""
 
@@ -39,8 +32,14 @@ class ALB(HTTPCodec):
     #: "The maximum size of the response JSON that the Lambda function can send is 1 MB."
     max_response_bytes = ALB_RESPONSE_LIMIT
 
-    def __init__(self, text_mime_types: frozenset[str] = frozenset(), *, multi_value: bool) -> None:
-        super().__init__(text_mime_types)
+    def __init__(
+        self,
+        text_mime_types: frozenset[str] = frozenset(),
+        *,
+        multi_value: bool,
+        wsgi: bool,
+    ) -> None:
+        super().__init__(text_mime_types, wsgi=wsgi)
         self.multi_value = multi_value
 
     @staticmethod
@@ -73,7 +72,8 @@ class ALB(HTTPCodec):
             # ALB passes query parameters URL-encoded as the client sent them.
             query_from_encoded(params),
             request_body(event, "body", "isBase64Encoded"),
-            platform=platform_headers(event, context),
+            platform=(event, context),
+            wsgi=self.wsgi,
             default_scheme="http",
         )
 

@@ -5,29 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from holdfast._types import LambdaContext, LambdaEvent
-from holdfast.sources._http import (
-    LAMBDA_RESPONSE_LIMIT,
-    HTTPCodec,
-    HTTPRequest,
-    HTTPResponse,
-    build_request,
-    encode_body,
-    grouped_headers,
-    merged_headers,
-    merged_params,
-    method_of,
-    optional,
-    query_from_decoded,
-    request_body,
-    require,
-    split_path,
-)
-from holdfast.sources.platform import platform_headers
+from holdfast.sources.bodies import encode_body, request_body
+from holdfast.sources.codec import EventCodec
+from holdfast.sources.fields import method_of, optional, require
+from holdfast.sources.headers import merged_headers
+from holdfast.sources.limits import LAMBDA_RESPONSE_LIMIT
+from holdfast.sources.messages import HTTPRequest, HTTPResponse
+from holdfast.sources.paths import split_path
+from holdfast.sources.query import merged_params, query_from_decoded
+from holdfast.sources.request import build_request
+from holdfast.sources.response_headers import grouped_headers
 
 _SOURCE = "REST API v1"
 
 
-class APIGatewayV1(HTTPCodec):
+class APIGatewayV1(EventCodec):
     """Payload 1.0: single and multi-value headers and query parameters, stage outside ``path``."""
 
     name = "apigw_v1"
@@ -63,7 +55,8 @@ class APIGatewayV1(HTTPCodec):
             path,
             query_from_decoded(params),
             request_body(event, "body", "isBase64Encoded"),
-            platform=platform_headers(event, context),
+            platform=(event, context),
+            wsgi=self.wsgi,
             source_ip=optional(identity, "sourceIp", str, _SOURCE),
         )
 

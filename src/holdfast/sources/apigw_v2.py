@@ -5,30 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from holdfast._types import LambdaContext, LambdaEvent
-from holdfast.sources._http import (
-    LAMBDA_RESPONSE_LIMIT,
-    HTTPCodec,
-    HTTPRequest,
-    HTTPResponse,
-    build_request,
-    encode_body,
-    header_text,
-    header_value,
-    headers_from_single,
-    method_of,
-    optional,
-    raw_query,
-    request_body,
-    require,
-    split_path,
-    wrong_type,
-)
-from holdfast.sources.platform import platform_headers
+from holdfast.sources.bodies import encode_body, request_body
+from holdfast.sources.codec import EventCodec
+from holdfast.sources.fields import method_of, optional, require, wrong_type
+from holdfast.sources.headers import header_value, headers_from_single
+from holdfast.sources.limits import LAMBDA_RESPONSE_LIMIT
+from holdfast.sources.messages import HTTPRequest, HTTPResponse
+from holdfast.sources.paths import split_path
+from holdfast.sources.query import as_sent
+from holdfast.sources.request import build_request
+from holdfast.sources.response_headers import header_text
 
 _SOURCE = "HTTP API v2"
 
 
-class APIGatewayV2(HTTPCodec):
+class APIGatewayV2(EventCodec):
     """Payload 2.0: comma-joined headers, a ``cookies`` array, ``rawQueryString`` as sent."""
 
     name = "apigw_v2"
@@ -63,9 +54,10 @@ class APIGatewayV2(HTTPCodec):
             method,
             headers,
             path,
-            raw_query(query),
+            as_sent(query),
             request_body(event, "body", "isBase64Encoded"),
-            platform=platform_headers(event, context),
+            platform=(event, context),
+            wsgi=self.wsgi,
             source_ip=optional(http, "sourceIp", str, _SOURCE),
         )
 

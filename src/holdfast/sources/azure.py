@@ -27,20 +27,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from holdfast._types import LambdaContext, LambdaEvent, RawHeaders
-from holdfast.sources._http import (
-    HTTPCodec,
-    HTTPRequest,
-    HTTPResponse,
-    build_request,
-    header_name,
-    header_value,
-    method_of,
-    optional,
-    raw_query,
-    require,
-    split_path,
-    wrong_type,
-)
+from holdfast.sources.codec import EventCodec
+from holdfast.sources.fields import method_of, optional, require, wrong_type
+from holdfast.sources.headers import header_name, header_value
+from holdfast.sources.messages import HTTPRequest, HTTPResponse
+from holdfast.sources.paths import split_path
+from holdfast.sources.query import as_sent
+from holdfast.sources.request import build_request
 
 _SOURCE = "Azure Functions HTTP"
 #: The marker of an event built by ``holdfast.azure`` (Azure itself never sends one).
@@ -50,7 +43,7 @@ MARKER = "holdfast.azure"
 AZURE_RESPONSE_LIMIT = 2**31 - 1
 
 
-class AzureHTTP(HTTPCodec):
+class AzureHTTP(EventCodec):
     """The event ``holdfast.azure`` builds from an Azure Functions HTTP request."""
 
     name = "azure_http"
@@ -78,9 +71,10 @@ class AzureHTTP(HTTPCodec):
             method,
             _headers(event.get("headers")),
             path,
-            raw_query(url.query),
+            as_sent(url.query),
             body,
-            platform=[],
+            platform=None,
+            wsgi=self.wsgi,
             default_scheme=url.scheme or "https",
         )
 

@@ -5,36 +5,33 @@ from __future__ import annotations
 from typing import Any
 
 from holdfast._types import LambdaContext, LambdaEvent
-from holdfast.sources._http import (
-    LAMBDA_RESPONSE_LIMIT,
-    HTTPCodec,
-    HTTPRequest,
-    HTTPResponse,
-    build_request,
-    encode_body,
+from holdfast.sources.bodies import encode_body, request_body
+from holdfast.sources.codec import EventCodec
+from holdfast.sources.fields import method_of, require
+from holdfast.sources.headers import headers_from_multi
+from holdfast.sources.limits import LAMBDA_RESPONSE_LIMIT
+from holdfast.sources.messages import HTTPRequest, HTTPResponse
+from holdfast.sources.paths import split_path
+from holdfast.sources.query import as_sent, query_from_decoded
+from holdfast.sources.request import build_request
+from holdfast.sources.response_headers import (
     grouped_headers,
-    headers_from_multi,
-    method_of,
-    query_from_decoded,
-    raw_query,
-    request_body,
-    require,
     single_value_headers,
-    split_path,
     status_description,
 )
-from holdfast.sources.platform import platform_headers
 
 
-class VPCLattice(HTTPCodec):
+class VPCLattice(EventCodec):
     """Version 1 uses snake_case keys and ``raw_path``; version 2 camelCase, a ``requestContext``
     and list-valued headers and query parameters. Both answer ALB-style single-value headers."""
 
     name = "lattice"
     max_response_bytes = LAMBDA_RESPONSE_LIMIT
 
-    def __init__(self, text_mime_types: frozenset[str] = frozenset(), *, version: int) -> None:
-        super().__init__(text_mime_types)
+    def __init__(
+        self, text_mime_types: frozenset[str] = frozenset(), *, version: int, wsgi: bool
+    ) -> None:
+        super().__init__(text_mime_types, wsgi=wsgi)
         self.version = version
         self.source = f"VPC Lattice v{version}"
 
@@ -61,7 +58,7 @@ class VPCLattice(HTTPCodec):
             body = request_body(event, "body", "isBase64Encoded")
         path = split_path(target, encoded=True, base_path=base_path)
         if query:
-            query_string = raw_query(query)
+            query_string = as_sent(query)
         else:
             query_string = query_from_decoded(event.get(params_key), params_key)
         return build_request(
@@ -70,7 +67,8 @@ class VPCLattice(HTTPCodec):
             path,
             query_string,
             body,
-            platform=platform_headers(event, context),
+            platform=(event, context),
+            wsgi=self.wsgi,
         )
 
     def encode(self, response: HTTPResponse) -> dict[str, Any]:

@@ -45,7 +45,6 @@ import json
 import logging
 import math
 import os
-import re
 import secrets
 import threading
 import time
@@ -54,7 +53,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from .backend import Listeners, ParallelCalls
-from .errors import BackendError, InvalidArguments, error_text
+from .errors import BackendError, InvalidArguments
+from .message import TASK_ID, dumps, message_body, parse_message, without_arguments
 from .models import PENDING_STATES, Delivery, Job, Settlement, TaskState, TaskStatus, new_task_id
 
 logger = logging.getLogger("holdfast.tasks")
@@ -76,7 +76,6 @@ LEASE_GRACE = 2.0
 #: How often `maintain()` peeks at the poison queue.
 RECONCILE_EVERY = 5.0
 
-_TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _STARTABLE = frozenset({TaskState.QUEUED.value, TaskState.RETRYING.value, TaskState.RUNNING.value})
 
 
@@ -199,18 +198,19 @@ class AzureBackend:
 
     # -- producing --------------------------------------------------------------------------
 
+    def hold(self, job: Job, lease: float) -> tuple[str, Delivery | None]:
+        """Not supported: a retry here is a new copy of the message, so the write-ahead's own
+        delayed message would deliver a second one (durable after-response work needs the
+        delivery to stay one message, as on SQLite and SQS)."""
+        raise BackendError(
+            "durable after-response work (after_response(..., durable=True)) is not supported"
+            " on azure:// task queues; use defer() instead"
+        )
+
     def enqueue(self, job: Job) -> tuple[str, bool]:
         task_id = new_task_id()
-        body: dict[str, Any] = {
-            "holdfast": 1,
-            "queue": self.queue,
-            "task": job.task,
-            "id": task_id,
-            "args": job.args,
-            "kwargs": job.kwargs,
-            "run_at": job.run_at,
-        }
-        text = json.dumps(body, separators=(",", ":"))
+        body = message_body(self.queue, job.task, task_id, job.args, job.kwargs, job.run_at)
+        text = dumps(body)
         entity: dict[str, Any] = {
             "PartitionKey": self.queue,
             "RowKey": task_id,
@@ -231,9 +231,7 @@ class AzureBackend:
                     f" {MAX_SPILLED_CHARS} in Table Storage (pass a reference to large data)"
                 )
             entity.update(_split("payload", arguments))
-            del body["args"], body["kwargs"]
-            body["payload"] = "entity"
-            text = json.dumps(body, separators=(",", ":"))
+            text = dumps(without_arguments(body))
         # The status entity goes first: a worker that receives the message finds it.
         self._table.create_entity(entity)
         if job.idempotency_key is not None:
@@ -325,7 +323,7 @@ class AzureBackend:
         # A message that could not be started comes back when its visibility lapses.
         return [d for d in self._in_parallel(accepts) if d is not None]
 
-    def exchange(
+    def settle_and_claim(
         self, settlements: Sequence[Settlement], limit: int, lease: float
     ) -> list[Delivery]:
         self.settle(settlements)
@@ -343,7 +341,7 @@ class AzureBackend:
     ) -> Delivery:
         """A delivery for one received message; `managed`: the Functions host owns it."""
         try:
-            message = _parse_body(body)
+            message = parse_message(body, stored_arguments=True)
             if message.get("payload") == "entity":
                 message["args"], message["kwargs"] = self._spilled_arguments(message["id"])
         except ValueError as exc:
@@ -387,7 +385,7 @@ class AzureBackend:
         return delivery
 
     def _spilled_arguments(self, task_id: str) -> tuple[list[Any], dict[str, Any]]:
-        found = self._entity(self.queue, task_id) if _TASK_ID.fullmatch(task_id) else None
+        found = self._entity(self.queue, task_id) if TASK_ID.fullmatch(task_id) else None
         text = _joined(found or {}, "payload")
         if text is None:
             raise ValueError("its arguments are missing from the status entity")
@@ -504,20 +502,12 @@ class AzureBackend:
 
     def _message_text(self, delivery: Delivery, run_at: float) -> str:
         """The message of another delivery of the same task (a retry, a delay, a dead letter)."""
-        body: dict[str, Any] = {
-            "holdfast": 1,
-            "queue": self.queue,
-            "task": delivery.task,
-            "id": delivery.id,
-            "args": delivery.args,
-            "kwargs": delivery.kwargs,
-            "run_at": run_at,
-        }
-        text = json.dumps(body, separators=(",", ":"))
+        body = message_body(
+            self.queue, delivery.task, delivery.id, delivery.args, delivery.kwargs, run_at
+        )
+        text = dumps(body)
         if len(text.encode()) > MAX_JSON_BYTES:  # its arguments are in the status entity
-            del body["args"], body["kwargs"]
-            body["payload"] = "entity"
-            text = json.dumps(body, separators=(",", ":"))
+            text = dumps(without_arguments(body))
         return text
 
     def _delete(self, delivery: Delivery) -> None:
@@ -579,7 +569,7 @@ class AzureBackend:
         if not isinstance(message, dict) or message.get("queue") != self.queue:
             return
         task_id = message.get("id")
-        if not isinstance(task_id, str) or not _TASK_ID.fullmatch(task_id):
+        if not isinstance(task_id, str) or not TASK_ID.fullmatch(task_id):
             return
         error = "DeadLettered: the message was moved to the poison queue"
 
@@ -631,7 +621,7 @@ class AzureBackend:
             return None
 
     def get(self, task_id: str) -> TaskStatus | None:
-        if not _TASK_ID.fullmatch(task_id):
+        if not TASK_ID.fullmatch(task_id):
             return None  # not an id holdfast made (and not a valid RowKey)
         found = self._entity(self.queue, task_id)
         if found is None or found.get("kind") != "task":
@@ -685,24 +675,6 @@ def _joined(entity: Any, name: str) -> str | None:
                 return None
             parts.append(part)
     return "".join(parts)
-
-
-def _parse_body(body: str) -> dict[str, Any]:
-    try:
-        message = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise ValueError(f"not JSON ({error_text(exc)})") from None
-    if not isinstance(message, dict) or message.get("holdfast") != 1:
-        raise ValueError("not a holdfast task message")
-    if not isinstance(message.get("id"), str) or not isinstance(message.get("task"), str):
-        raise ValueError("id and task must be strings")
-    if not _TASK_ID.fullmatch(message["id"]):
-        raise ValueError("the task id has characters holdfast never puts in one")
-    if message.get("payload") == "entity":
-        return message
-    if not isinstance(message.get("args"), list) or not isinstance(message.get("kwargs"), dict):
-        raise ValueError("args must be a list and kwargs an object")
-    return message
 
 
 def _status(entity: Any, now: float) -> TaskStatus:

@@ -36,11 +36,22 @@ class Backend(Protocol):
         """
         ...
 
+    def hold(self, job: Job, lease: float) -> tuple[str, Delivery | None]:
+        """Write `job` ahead as the caller's own running first attempt, leased for `lease`
+        seconds; returns (task id, the delivery the caller runs and settles).
+
+        No worker gets it while the lease holds. If the caller never settles (its process
+        died), the lease lapses and a worker runs it, as any attempt whose worker was lost.
+        With `job.idempotency_key` set and a task with that key still pending, nothing is
+        stored and that task's id comes back with no delivery: the caller must not run it.
+        """
+        ...
+
     def claim(self, limit: int, lease: float) -> builtins.list[Delivery]:
         """Up to `limit` attempts that are due, each leased for `lease` seconds."""
         ...
 
-    def exchange(
+    def settle_and_claim(
         self, settlements: Sequence[Settlement], limit: int, lease: float
     ) -> builtins.list[Delivery]:
         """`settle(settlements)`, then `claim(limit, lease)`: local backends do both in one
@@ -113,10 +124,10 @@ class AsyncBackend:
     async def claim(self, limit: int, lease: float) -> list[Delivery]:
         return await self.call(self.backend.claim, limit, lease)
 
-    async def exchange(
+    async def settle_and_claim(
         self, settlements: Sequence[Settlement], limit: int, lease: float
     ) -> list[Delivery]:
-        return await self.call(self.backend.exchange, settlements, limit, lease)
+        return await self.call(self.backend.settle_and_claim, settlements, limit, lease)
 
     async def extend(self, deliveries: Sequence[Delivery], lease: float) -> None:
         await self.call(self.backend.extend, deliveries, lease)

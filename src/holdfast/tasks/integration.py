@@ -2,7 +2,8 @@
 
 The core (:mod:`holdfast.dispatch`, :mod:`holdfast.pending`) never imports ``holdfast.tasks``:
 importing the task queue registers here its two event kinds (an SQS batch of task messages, a
-schedule of periodic tasks) with their handlers, and the spill of a :class:`Task` the drain's
+schedule of periodic tasks) with their handlers, the write-ahead of durable after-response
+work (:mod:`.durable`), and the spill of a :class:`Task` the drain's
 deadline cuts off (re-enqueued instead of lost).
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 
 from holdfast import dispatch, pending
 
+from .durable import write_ahead
 from .task import Task
 
 
@@ -56,3 +58,4 @@ def register() -> None:
         dispatch.TASK_SCHEDULE, ("schedule", "custom"), _is_task_schedule, _handle_task_schedule
     )
     pending.spill_with(_spill)
+    pending.write_ahead_with(write_ahead)

@@ -78,6 +78,23 @@ class MemoryBackend:
         self._listeners.notify()
         return task_id, True
 
+    def hold(self, job: Job, lease: float) -> tuple[str, Delivery | None]:
+        payload = dump_payload(job.args, job.kwargs)
+        now = time.time()
+        with self._lock:
+            key = job.idempotency_key
+            existing = self._records.get(self._keys.get(key, "")) if key else None
+            if existing is not None and existing.state in PENDING_STATES:
+                return existing.id, None
+            task_id, token = new_task_id(), f"lease-{next(self._seq)}"
+            record = _Record(task_id, job, payload, next(self._seq), run_at=job.run_at)
+            record.state, record.attempts, record.started_at = TaskState.RUNNING, 1, now
+            record.lease, record.lease_until = token, now + lease
+            self._records[task_id] = record
+            if key:
+                self._keys[key] = task_id
+        return task_id, self._delivery(record, token)
+
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         return self._listeners.subscribe(callback)
 
@@ -98,7 +115,7 @@ class MemoryBackend:
                 claimed.append(self._delivery(record, token))
         return claimed
 
-    def exchange(
+    def settle_and_claim(
         self, settlements: Sequence[Settlement], limit: int, lease: float
     ) -> list[Delivery]:
         self.settle(settlements)

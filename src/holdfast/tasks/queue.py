@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from .backend import AsyncBackend, Backend, open_backend
 from .codec import check_json
 from .errors import UnknownTask
-from .models import Job, TaskState, TaskStatus
+from .models import Delivery, Job, TaskState, TaskStatus
 from .schedule import Cron, Periodic
 from .task import Task
 
@@ -252,6 +252,20 @@ class TaskQueue:
         job = self._job(task_name, args, kwargs, idempotency_key, delay)
         task_id, created = self.backend.enqueue(job)
         return TaskHandle(self, task_id, created)
+
+    def hold_sync(
+        self,
+        task_name: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        lease: float,
+        idempotency_key: str | None = None,
+    ) -> tuple[str, Delivery | None]:
+        """Write a task ahead as the caller's own running attempt, leased for `lease` seconds
+        (`Backend.hold`): durable after-response work (`holdfast.tasks.durable`)."""
+        job = self._job(task_name, args, kwargs, idempotency_key, None)
+        return self.backend.hold(job, lease)
 
     def _job(
         self,

@@ -78,6 +78,13 @@ INSERT INTO holdfast_tasks
     (token, queue, task, payload, state, run_at, idempotency_key, created_at)
 VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)
 """
+# A write-ahead (`hold`): the row starts as the caller's running first attempt, leased.
+_INSERT_HELD = """
+INSERT INTO holdfast_tasks
+    (token, queue, task, payload, state, run_at, idempotency_key, created_at,
+     attempts, lease, lease_until, started_at)
+VALUES (?, ?, ?, ?, 'running', ?, ?, ?, 1, ?, ?, ?)
+"""
 _FIND_PENDING_KEY = """
 SELECT seq, token FROM holdfast_tasks
 WHERE queue = ? AND idempotency_key = ? AND state IN ('queued', 'running', 'retrying')
@@ -275,8 +282,9 @@ class SQLiteBackend:
 
     # -- producing --------------------------------------------------------------------------
 
-    def enqueue(self, job: Job) -> tuple[str, bool]:
-        params = (
+    def _row(self, job: Job) -> tuple[Any, ...]:
+        """The values of `_INSERT` for `job` (a fresh token first)."""
+        return (
             secrets.randbits(63),
             self.queue,
             job.task,
@@ -285,6 +293,9 @@ class SQLiteBackend:
             job.idempotency_key,
             job.created_at,
         )
+
+    def enqueue(self, job: Job) -> tuple[str, bool]:
+        params = self._row(job)
         if job.idempotency_key is None:
             seq = self._run(lambda conn: _inserted(conn.execute(_INSERT, params)))
             task_id, created = _task_id(seq, params[0]), True
@@ -302,15 +313,35 @@ class SQLiteBackend:
             seq = _inserted(conn.execute(_INSERT, params))
         return _task_id(seq, params[0]), True
 
+    def hold(self, job: Job, lease: float) -> tuple[str, Delivery | None]:
+        now = time.time()
+        lease_id = f"{self._lease_prefix}-{next(self._leases)}"
+        params = (*self._row(job), lease_id, now + lease, now)
+
+        def op(conn: sqlite3.Connection) -> tuple[str, bool]:
+            if job.idempotency_key is None:
+                return _task_id(_inserted(conn.execute(_INSERT_HELD, params)), params[0]), True
+            with _transaction(conn):
+                row = conn.execute(_FIND_PENDING_KEY, (self.queue, job.idempotency_key)).fetchone()
+                if row is not None:
+                    return _task_id(*row), False
+                return _task_id(_inserted(conn.execute(_INSERT_HELD, params)), params[0]), True
+
+        task_id, created = self._run(op)
+        if not created:
+            return task_id, None
+        seq = int(task_id.partition("-")[0])
+        return task_id, Delivery(task_id, job.task, job.args, job.kwargs, 1, (seq, lease_id))
+
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         return self._listeners.subscribe(callback)
 
     # -- consuming --------------------------------------------------------------------------
 
     def claim(self, limit: int, lease: float) -> list[Delivery]:
-        return self.exchange((), limit, lease)
+        return self.settle_and_claim((), limit, lease)
 
-    def exchange(
+    def settle_and_claim(
         self, settlements: Sequence[Settlement], limit: int, lease: float
     ) -> list[Delivery]:
         """`settle(settlements)` then `claim(limit, lease)`, in one transaction (one commit)."""
@@ -341,7 +372,7 @@ class SQLiteBackend:
             self._run(lambda conn: _in_transaction(conn, _EXTEND, rows))
 
     def settle(self, settlements: Sequence[Settlement]) -> list[bool]:
-        self.exchange(settlements, 0, 0.0)
+        self.settle_and_claim(settlements, 0, 0.0)
         return [True] * len(settlements)
 
     def maintain(self) -> None:

@@ -161,7 +161,7 @@ class Worker:
         if not self._local:
             return await self._guard(self._backend.claim(limit, lease), None)
         batch, self._settlements = self._settlements, []
-        found = await self._guard(self._backend.exchange(batch, limit, lease), None)
+        found = await self._guard(self._backend.settle_and_claim(batch, limit, lease), None)
         if found is None:
             self._settlements[:0] = batch  # rolled back: record them next time
         return found
@@ -217,7 +217,7 @@ class Worker:
             if self._stopping:
                 return _ChainEnd(delivery, settlement)
             try:
-                claimed = backend.exchange([settlement], 1, lease)
+                claimed = backend.settle_and_claim([settlement], 1, lease)
             except Exception:
                 logger.exception("task backend call failed; retrying")
                 return _ChainEnd(delivery, settlement)  # the loop records it

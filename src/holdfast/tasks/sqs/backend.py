@@ -36,12 +36,12 @@ from urllib.parse import parse_qs
 
 from ..backend import Listeners, ParallelCalls
 from ..errors import BackendError
+from ..message import parse_message
 from ..models import Delivery, Job, Settlement, TaskState, TaskStatus, new_task_id
 from .messages import (
     delay_seconds,
     encode_message,
     message_attributes,
-    parse_message,
     region_of,
     visibility,
 )
@@ -164,6 +164,36 @@ class SQSBackend:
         self._listeners.notify()
         return task_id, True
 
+    def hold(self, job: Job, lease: float) -> tuple[str, Delivery | None]:
+        """The write-ahead: a status item for the caller's running attempt, and the message
+        sent delayed by the lease (its `run_at` too, for a lease past SQS's 15-minute delay),
+        so no worker receives it while the caller runs it. The caller's delivery has no
+        receipt handle: its settlement writes the status only, and the message, once it
+        surfaces, is dropped as the duplicate of a finished task or runs as the retry."""
+        task_id, now = new_task_id(), time.time()
+        text = encode_message(self.queue, task_id, dataclasses.replace(job, run_at=now + lease))
+        delivery = Delivery(
+            task_id, job.task, job.args, job.kwargs, 1, None, lease=secrets.token_hex(8)
+        )
+        assert delivery.lease is not None
+        self.status_table.add_running(task_id, job, delivery.lease, now + lease)
+        if job.idempotency_key is not None:
+            existing = self.status_table.own_key(job.idempotency_key, task_id)
+            if existing is not None:
+                self.status_table.remove(task_id)
+                return existing, None
+        try:
+            self._sqs.send_message(
+                QueueUrl=self.queue_url,
+                MessageBody=text,
+                DelaySeconds=delay_seconds(lease),
+                MessageAttributes=message_attributes(self.queue),
+            )
+        except Exception:
+            self.status_table.remove(task_id)
+            raise
+        return task_id, delivery
+
     # -- consuming --------------------------------------------------------------------------
 
     def claim(self, limit: int, lease: float) -> list[Delivery]:
@@ -193,7 +223,7 @@ class SQSBackend:
             receive_count=int(count) if count is not None else None,
         )
 
-    def exchange(
+    def settle_and_claim(
         self, settlements: Sequence[Settlement], limit: int, lease: float
     ) -> list[Delivery]:
         self.settle(settlements)
@@ -278,6 +308,8 @@ class SQSBackend:
             settlement = dataclasses.replace(settlement, state=state, error=error)
         if settlement.write and delivery.id is not None:
             self.status_table.write_settlement(settlement, now)
+        if delivery.token is None:  # a write-ahead (`hold`): its message is still delayed
+            return state.is_final
         if state in (TaskState.QUEUED, TaskState.RETRYING):
             self._release(delivery, (settlement.run_at or now) - now)
             return False

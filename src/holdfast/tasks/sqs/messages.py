@@ -6,12 +6,12 @@ A body is `{"holdfast": 1, "queue", "task", "id", "args", "kwargs", "run_at"}`; 
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import InvalidArguments, error_text
+from ..errors import InvalidArguments
+from ..message import dumps, message_body
 from ..models import Job
 
 #: SQS limits: DelaySeconds <= 15 minutes, visibility timeout <= 12 hours.
@@ -24,16 +24,7 @@ MESSAGE_ATTRIBUTE = "holdfast-queue"
 
 def encode_message(queue: str, task_id: str, job: Job) -> str:
     """The message body of `job`; raises InvalidArguments when SQS would refuse its size."""
-    body = {
-        "holdfast": 1,
-        "queue": queue,
-        "task": job.task,
-        "id": task_id,
-        "args": job.args,
-        "kwargs": job.kwargs,
-        "run_at": job.run_at,
-    }
-    text = json.dumps(body, separators=(",", ":"))
+    text = dumps(message_body(queue, job.task, task_id, job.args, job.kwargs, job.run_at))
     # Checked before anything is stored: SQS would refuse it after the status was written.
     size = len(text.encode()) + len(MESSAGE_ATTRIBUTE) + len("String") + len(queue)
     if size > MAX_MESSAGE_BYTES:
@@ -46,21 +37,6 @@ def encode_message(queue: str, task_id: str, job: Job) -> str:
 
 def message_attributes(queue: str) -> dict[str, Any]:
     return {MESSAGE_ATTRIBUTE: {"DataType": "String", "StringValue": queue}}
-
-
-def parse_message(body: str) -> dict[str, Any]:
-    """The fields of a holdfast message body; raises ValueError for anything else."""
-    try:
-        message = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise ValueError(f"not JSON ({error_text(exc)})") from None
-    if not isinstance(message, dict) or message.get("holdfast") != 1:
-        raise ValueError("not a holdfast task message")
-    if not isinstance(message.get("id"), str) or not isinstance(message.get("task"), str):
-        raise ValueError("id and task must be strings")
-    if not isinstance(message.get("args"), list) or not isinstance(message.get("kwargs"), dict):
-        raise ValueError("args must be a list and kwargs an object")
-    return message
 
 
 def delay_seconds(seconds: float) -> int:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..backend import ParallelCalls
-from .messages import parse_message
+from ..message import parse_message
 from .status_table import StatusTable
 
 logger = logging.getLogger("holdfast.tasks")

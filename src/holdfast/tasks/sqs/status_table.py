@@ -111,6 +111,25 @@ class StatusTable:
         }
         self.client.put_item(TableName=self.table, Item=item)
 
+    def add_running(self, task_id: str, job: Job, lease: str, until: float) -> None:
+        """A write-ahead (`SQSBackend.hold`): the caller's first attempt, running under
+        `lease` until `until` (read as lost once that lapses, as any attempt's)."""
+        now = time.time()
+        item = {
+            "id": _s(task_id),
+            "kind": _s("task"),
+            "queue": _s(self.queue),
+            "task": _s(job.task),
+            "state": _s(TaskState.RUNNING.value),
+            "attempts": _n(1),
+            "created_at": _n(job.created_at),
+            "run_at": _n(job.run_at),
+            "started_at": _n(now),
+            "lease": _s(lease),
+            "lease_until": _n(until),
+        }
+        self.client.put_item(TableName=self.table, Item=item)
+
     def remove(self, task_id: str) -> None:
         self.client.delete_item(TableName=self.table, Key={"id": _s(task_id)})
 

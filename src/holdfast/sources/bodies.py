@@ -1,0 +1,78 @@
+"""Bodies: a request's from the event's text (or base64), a response's as text or base64."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+from holdfast._types import RawHeaders
+from holdfast.errors import InvalidEvent
+from holdfast.sources.fields import utf8, wrong_type
+
+# Text media types besides text/*; "+json" / "+xml" suffixes are text as well.
+_TEXT_MIME_TYPES = frozenset(
+    {
+        "application/json",
+        "application/javascript",
+        "application/ecmascript",
+        "application/xml",
+        "application/x-www-form-urlencoded",
+        "application/graphql",
+        "application/x-ndjson",
+        "application/yaml",
+    }
+)
+
+
+def request_body(event: Mapping[str, Any], body_key: str, base64_key: str) -> bytes:
+    body = event.get(body_key)
+    if body is None or body == "":
+        return b""
+    if not isinstance(body, str):
+        raise wrong_type(repr(body_key), "a str", body)
+    if event.get(base64_key):
+        try:
+            return base64.b64decode(body, validate=True)
+        except ValueError:
+            raise InvalidEvent(f"{body_key!r} is flagged base64 but is not valid base64") from None
+    return utf8(body, repr(body_key))
+
+
+def is_text_body(
+    headers: RawHeaders, extra_text_types: frozenset[str] = frozenset()
+) -> bool | None:
+    """Whether a response body can travel as text: ``True``, ``False``, or ``None`` (unknown).
+
+    Compressed bodies are binary whatever their media type; without a content type the caller
+    decides by trying to decode the body.
+    """
+    content_type = None
+    for key, value in headers:
+        if key == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            return False
+        if key == b"content-type":
+            content_type = value
+    if content_type is None:
+        return None
+    mime = content_type.split(b";", 1)[0].strip().lower().decode("latin-1")
+    return (
+        mime.startswith("text/")
+        or mime in _TEXT_MIME_TYPES
+        or mime in extra_text_types
+        or mime.endswith(("+json", "+xml"))
+    )
+
+
+def encode_body(
+    body: bytes, headers: RawHeaders, extra_text_types: frozenset[str] = frozenset()
+) -> tuple[str, bool]:
+    """``(body, isBase64Encoded)`` for a Lambda response."""
+    if not body:
+        return "", False
+    if is_text_body(headers, extra_text_types) is not False:
+        try:
+            return body.decode("utf-8"), False
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(body).decode("ascii"), True

@@ -1,0 +1,51 @@
+"""How large a response each source accepts, counted as the platform counts it: on the serialised
+response JSON, not on the body alone."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+#: Lambda's limit on a synchronous invocation's response, counted on the serialised JSON.
+LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024
+#: An Application Load Balancer accepts at most 1 MB of response JSON from a Lambda target.
+ALB_RESPONSE_LIMIT = 1024 * 1024
+
+
+def exceeds(result: Mapping[str, Any], limit: int) -> bool:
+    """Whether ``result`` (a response a codec encoded) serialised as the runtime posts it
+    (``json.dumps``, ASCII-escaped: the larger of the runtimes' encodings) is more than
+    ``limit`` bytes.
+
+    Serialising costs a copy of the response; a bound on the escaped size skips it for every
+    response that is clearly small enough.
+    """
+    if _size_bound(result) <= limit:
+        return False
+    import json  # only for a response near the limit: not at init
+
+    return len(json.dumps(result)) > limit
+
+
+# Escaped, a character takes at most 12 bytes (a surrogate pair), an ASCII one 6 (\u00XX).
+_MAX_ESCAPED = 12
+_MAX_ESCAPED_ASCII = 6
+# statusCode, statusDescription, isBase64Encoded, the keys and the JSON punctuation.
+_FRAMING = 512
+
+
+def _size_bound(result: Mapping[str, Any]) -> int:
+    body = result.get("body") or ""
+    if result.get("isBase64Encoded"):
+        size = len(body)  # base64 needs no escaping
+    else:
+        size = len(body) * (_MAX_ESCAPED_ASCII if body.isascii() else _MAX_ESCAPED)
+    text = 0  # the characters of the headers and cookies, and their punctuation
+    for key in ("headers", "multiValueHeaders"):
+        for name, values in (result.get(key) or {}).items():
+            if isinstance(values, str):
+                text += len(name) + len(values) + 8
+            else:
+                text += len(name) + sum(len(value) + 4 for value in values) + 8
+    text += sum(len(cookie) + 4 for cookie in result.get("cookies") or ())
+    return _FRAMING + size + text * _MAX_ESCAPED

@@ -1,0 +1,135 @@
+"""The :class:`HTTPRequest` a codec hands over, rebuilt the way a careful proxy and server would:
+framing from the body, platform context from the event, a Host the app can parse, and no
+request a server would refuse.
+
+Client headers that would pass for platform context are dropped. In a WSGI environ a header's
+underscores and dashes are the same key (``X_Amz_Tenant_Id`` and ``X-Amz-Tenant-Id`` are both
+``HTTP_X_AMZ_TENANT_ID``), so for WSGI apps every header name holding an underscore is dropped,
+as gunicorn (``header_map="drop"``), Daphne and nginx do by default. ASGI keeps names apart, so
+for ASGI apps only those that, read with dashes, fall in the platform's names (``x-amzn-*``,
+``x-amz-*``, ``x-forwarded-*``) are dropped: an ASGI framework that folds underscores (Django's
+ASGI handler does) can then read no forged platform header either.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from holdfast._types import LambdaContext, LambdaEvent, RawHeaders
+from holdfast.sources.addresses import (
+    client_address,
+    forwarded_scheme,
+    parse_host,
+    server_address,
+)
+from holdfast.sources.messages import HTTPRequest
+from holdfast.sources.platform import PLATFORM_HEADERS, ContextHeaders
+from holdfast.sources.syntax import BadRequest, has_control
+
+logger = logging.getLogger("holdfast")
+
+# Headers rebuilt for the app, whatever the client sent: the platform ones from the event and
+# context (sources.platform), the framing ones from the body.
+_REPLACED = PLATFORM_HEADERS | {b"content-length", b"transfer-encoding"}
+# The headers the scope's scheme, server and client derive from.
+_FORWARDED = frozenset({b"x-forwarded-proto", b"x-forwarded-port", b"x-forwarded-for"})
+# What _reframed does with a header, by name (one lookup: most names have no role).
+_ROLES = {
+    **dict.fromkeys(_REPLACED, "replaced"),
+    b"host": "host",
+    **dict.fromkeys(_FORWARDED, "forwarded"),
+}
+_UNDERSCORE = ord("_")  # an int: `in` on bytes is fastest with one
+# The names the platform and the front set: no client header may pass for one (module docs).
+_PLATFORM_NAMES = (b"x-amzn-", b"x-amz-", b"x-forwarded-")
+
+
+def build_request(
+    method: str,
+    headers: RawHeaders,
+    path: tuple[str, bytes, str],
+    query_string: bytes,
+    body: bytes,
+    *,
+    platform: tuple[LambdaEvent, LambdaContext] | None,
+    wsgi: bool,
+    source_ip: str | None = None,
+    default_scheme: str = "https",
+) -> HTTPRequest:
+    """The :class:`HTTPRequest`, with scheme, server and client derived as a proxy's would be.
+
+    ``platform`` is the real event and context the context headers are built from (on first
+    read: :class:`~holdfast.sources.platform.ContextHeaders`; ``None``: a source with no
+    platform context); client copies of them, and headers disguised as platform ones (see the
+    module docs; ``wsgi`` says which), are dropped. ``Content-Length`` is set from the body
+    and a ``Host`` that is not ``host[:port]`` is dropped, as a front would refuse it. A
+    control character in a header value or NUL in the path is a :class:`BadRequest`.
+    """
+    decoded, raw, root_path = path
+    if "\x00" in decoded:
+        raise BadRequest("the path holds a NUL character (%00)")
+    if has_control(b"".join([value for _, value in headers])):
+        raise _control_in(headers)
+    headers, host, forwarded = _reframed(headers, body, wsgi)
+    if platform is not None:
+        headers = ContextHeaders(headers, *platform)
+    scheme = forwarded_scheme(forwarded.get(b"x-forwarded-proto"), default_scheme)
+    return HTTPRequest(
+        method=method,
+        scheme=scheme,
+        server=server_address(host, forwarded.get(b"x-forwarded-port"), scheme),
+        client=client_address(forwarded.get(b"x-forwarded-for"), source_ip),
+        root_path=root_path,
+        path=decoded,
+        raw_path=raw,
+        query_string=query_string,
+        headers=headers,
+        body=body,
+    )
+
+
+def _control_in(headers: RawHeaders) -> BadRequest:
+    name = next(name for name, value in headers if has_control(value))
+    return BadRequest(
+        f"the value of the header {name[:40].decode('latin-1')!r} holds a control character"
+        " (CR, LF, NUL, ...)"
+    )
+
+
+def _reframed(
+    headers: RawHeaders, body: bytes, wsgi: bool
+) -> tuple[RawHeaders, tuple[str, int | None] | None, dict[bytes, bytes]]:
+    """``(headers, host, forwarded)``: the headers the app gets, the parsed Host header, and
+    the X-Forwarded-* values the scope derives from (the first Proto and Port, the last For)."""
+    kept: RawHeaders = []
+    host: tuple[str, int | None] | None = None
+    forwarded: dict[bytes, bytes] = {}
+    framed = bool(body)
+    for name, value in headers:
+        role = _ROLES.get(name)
+        if role is None:  # most headers: kept, unless disguised as a platform one
+            if _UNDERSCORE in name and (
+                wsgi or name.replace(b"_", b"-").startswith(_PLATFORM_NAMES)
+            ):
+                continue
+        elif role == "replaced":
+            framed = framed or name == b"content-length"
+            continue
+        elif role == "host":
+            parsed = parse_host(value)
+            if parsed is None:
+                logger.warning("dropping a Host header that is not host[:port]: %.80r", value)
+                continue
+            if host is not None:
+                logger.warning("dropping a second Host header: %.80r", value)
+                continue
+            host = parsed
+        elif name == b"x-forwarded-for":
+            forwarded[name] = value  # the front appends to the last one
+        else:
+            forwarded.setdefault(name, value)
+        kept.append((name, value))
+    if framed:
+        # The event carries the whole body: its length frames it, whatever the client said.
+        kept.append((b"content-length", b"%d" % len(body)))
+    return kept, host, forwarded
