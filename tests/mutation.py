@@ -82,6 +82,7 @@ TESTS: dict[str, list[str]] = {
         "tests/adapter/test_adapter_responses.py",
         "tests/adapter/test_adapter_errors.py",
     ],
+    "holdfast.adapter": [*_ADAPTER_TESTS, "tests/hosts/test_hosts_core.py"],
     "holdfast.engine": [
         "tests/adapter/test_adapter_engine.py",
         "tests/adapter/test_adapter_core_pins.py",

@@ -1043,16 +1043,22 @@ def test_the_request_id_comes_from_the_context_else_the_event_else_a_dash(
     assert invocation.request_id == request_id
 
 
-def test_a_plain_endpoint_is_idle_after_its_response_work_is_not(make_adapter):
+def _owing_work_on(path: str) -> Any:
+    """An app answering 200 that owes after-response work on ``path`` only."""
+
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        if scope["path"] == "/work":
+        if scope["path"] == path:
             holdfast.after_response(asyncio.sleep, 0)
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    adapter = make_adapter(app)
+    return app
+
+
+def test_a_plain_endpoint_is_idle_after_its_response_work_is_not(make_adapter):
+    adapter = make_adapter(_owing_work_on("/work"))
 
     async def steps(path: str) -> tuple[bool, bool, Any]:
         invocation = adapter.begin(_v2(path), None)
@@ -1630,15 +1636,7 @@ def test_a_deferred_startup_that_fails_is_the_invocations_failure(make_adapter):
 
 
 def test_settle_says_whether_anything_is_left_to_drain(make_adapter):
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        if scope["path"] == "/work":
-            holdfast.after_response(asyncio.sleep, 0)
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    adapter = make_adapter(app)
+    adapter = make_adapter(_owing_work_on("/work"))
     adapter.start()
     settled = []
     for path in ("/", "/work"):
