@@ -146,6 +146,28 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             "remove `return None`",
         ): "the function's implicit return is None too",
     },
+    "holdfast.engine": {
+        (
+            "run_until",
+            "_run_ready(loop)",
+            "remove `_run_ready(loop)`",
+        ): "a fast path: the passes of _run_once that follow run the same callbacks",
+        (
+            "_run_ready",
+            "for _ in range(len(ready)):",
+            "remove `for _ in range(len(ready)):`",
+        ): "the same fast path emptied: the passes of _run_once run those callbacks",
+        **{
+            ("step", check, f"remove `{check}`"): "checked twice (before and under the lock): "
+            "either check alone keeps a pass with nothing ready from waiting"
+            for check in ("if not loop._ready:", "return")
+        },
+        (
+            "run_in_background",
+            "while self._waiting:",
+            "remove `while self._waiting:`",
+        ): "its stepping loop stops while a caller waits too: this only spares a busy retry",
+    },
     "holdfast.bridge": {
         (
             "__init__",

@@ -139,3 +139,41 @@ def test_background_stepping_gives_way_to_a_caller_and_both_finish(engine):
     # And the background stepper alone, with no caller: it runs its coroutine to the end.
     assert _bounded(lambda: results.append(engine.run_in_background(asyncio.sleep(0, "alone"))))
     assert results[-1] == "alone" and not loop.is_running()
+
+
+def test_a_caller_wakes_a_background_stepper_waiting_for_io_and_goes_first(engine):
+    gate = asyncio.Event()
+    stepping = threading.Event()
+    results: list[Any] = []
+
+    async def background() -> str:
+        stepping.set()
+        await gate.wait()  # the stepper now waits in select(), holding the loop
+        return "background"
+
+    thread = threading.Thread(
+        target=lambda: results.append(engine.run_in_background(background())), daemon=True
+    )
+    thread.start()
+    assert stepping.wait(DEADLINE)
+
+    async def caller() -> str:
+        gate.set()
+        return "caller"
+
+    assert _bounded(lambda: results.append(engine.run(caller())))
+    thread.join(DEADLINE)
+    assert sorted(results) == ["background", "caller"]
+
+
+def test_in_debug_mode_every_callback_is_timed_by_asyncio(engine, caplog):
+    import logging
+
+    loop = engine.loop
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.0  # every callback is "slow": asyncio says so
+    ran: list[bool] = []
+    loop.call_soon(ran.append, True)
+    with caplog.at_level(logging.WARNING, "asyncio"):
+        engine.run_until(lambda: bool(ran))
+    assert "Executing" in caplog.text
