@@ -384,7 +384,8 @@ def _reap(pid: int, deadline: float) -> tuple[bool, int | None]:
 
 
 def _equivalent(module_name: str, source_lines: list[str], mutant: Mutant) -> str | None:
-    text = source_lines[mutant.line - 1].strip() if mutant.line else ""
+    # The line's code, without its comment (comments follow two spaces, as ruff formats them).
+    text = source_lines[mutant.line - 1].split("  #")[0].strip() if mutant.line else ""
     return EQUIVALENT.get(module_name, {}).get((mutant.function, text, mutant.change))
 
 
