@@ -75,10 +75,10 @@ TESTS: dict[str, list[str]] = {
         "tests/adapter/test_adapter_invocation.py",
         "tests/adapter/test_adapter_lifecycle.py",
         "tests/adapter/test_adapter_errors.py",
-        "tests/tasks/test_tasks_durable.py",  # durable after-response work
     ],
     "holdfast.bridge": [
         "tests/adapter/test_adapter_core_pins.py",
+        "tests/adapter/test_adapter_security.py",  # response header validation
         "tests/adapter/test_adapter_invocation.py",
         "tests/adapter/test_adapter_responses.py",
         "tests/adapter/test_adapter_errors.py",
@@ -100,11 +100,10 @@ TESTS: dict[str, list[str]] = {
         "tests/tasks/test_tasks_worker.py",
     ],
 }
-# Tests that start processes (the emulator, runtimes: awslambdaric, holdfast-run) run the
-# unmutated code: left out.
+# Tests that start processes (the emulator, runtimes) run the unmutated code: left out.
 DESELECT = (
     "not runtime_keeps_serving and not come_from_the_real_invocation"
-    " and not is_a_413_not_a_refused_payload and not awslambdaric and not holdfast-run"
+    " and not is_a_413_not_a_refused_payload"
 )
 
 #: Mutants no behaviour can show, by module: (the function, the mutated line's text stripped,
