@@ -1,0 +1,494 @@
+"""Mutation testing of holdfast's modules: is a fault in the code caught by the in-process tests?
+
+    .venv/bin/python tests/mutation.py MODULE [MODULE ...] [--tests TEST ...] [--jobs 2]
+        [--list] [--lines N ...] [--per-test-timeout S]
+
+MODULE is a dotted name (``holdfast.pending``) or a path (``src/holdfast/pending.py``). Without
+``--tests`` each module runs the tests named for it in ``TESTS`` (the in-process tests that
+exercise it, fast and targeted ones first).
+
+One change at a time: a comparison flipped (``==``/``!=``, ``<``/``>=``, ``<=``/``>``,
+``in``/``not in``, ``is``/``is not``), a statement removed (replaced by ``pass``; docstrings,
+``...``, imports, asserts and the statements at module or class level are left alone), an
+integer or float constant moved by one (+1 and -1), a boolean constant negated. Each mutant
+runs in a child forked from a parent that has imported the libraries once: the child runs the
+mutated module in the module's own namespace (and rebinds every ``from module import name`` of it
+elsewhere in holdfast), then runs pytest with ``-x`` and a short per-test timeout, so a fault
+that would hang fails fast; a child past its whole deadline (a few times the unmutated run) is
+killed and counts as caught.
+Tests that start other processes run the unmutated code from disk, so they cannot catch a
+mutant: name in-process tests. The worktree is never written.
+
+A mutant is *caught* when the tests fail. Survivors are listed with their line for a human to
+judge; those judged equivalent (no behaviour can show the change) are listed in ``EQUIVALENT``
+with a one-line reason, printed, and left out of the score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import importlib
+import inspect
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+_ADAPTER_TESTS = [
+    "tests/adapter/test_adapter_core_pins.py",
+    "tests/adapter/test_adapter_invocation.py",
+    "tests/adapter/test_adapter_responses.py",
+    "tests/adapter/test_adapter_errors.py",
+    "tests/adapter/test_adapter_lifecycle.py",
+    "tests/adapter/test_adapter_wsgi.py",
+]
+_SOURCES_TESTS = [
+    "tests/adapter/test_adapter_sources.py",
+    "tests/adapter/test_adapter_scope.py",
+    "tests/adapter/test_adapter_inputs.py",
+    "tests/adapter/test_adapter_security.py",
+    "tests/adapter/test_adapter_responses.py",
+    "tests/adapter/test_adapter_errors.py",
+    "tests/adapter/test_adapter_invocation.py",
+    "tests/adapter/test_adapter_wsgi.py",
+    "tests/adapter/test_adapter_lifecycle.py",
+    "tests/adapter/test_adapter_differential.py",
+    "tests/adapter/test_adapter_properties.py",
+    "tests/adapter/test_adapter_fuzz.py",
+    "tests/lwa/test_lwa_events.py",
+    "tests/lwa/test_lwa_rewrite.py",
+]
+#: The tests each module (or package, by prefix) is measured against; the longest prefix wins.
+TESTS: dict[str, list[str]] = {
+    "holdfast": _ADAPTER_TESTS,
+    "holdfast.sources": _SOURCES_TESTS,
+    "holdfast.pending": [
+        "tests/adapter/test_adapter_core_pins.py",
+        "tests/adapter/test_adapter_invocation.py",
+        "tests/adapter/test_adapter_lifecycle.py",
+        "tests/adapter/test_adapter_errors.py",
+    ],
+    "holdfast.bridge": [
+        "tests/adapter/test_adapter_core_pins.py",
+        "tests/adapter/test_adapter_security.py",  # response header validation
+        "tests/adapter/test_adapter_invocation.py",
+        "tests/adapter/test_adapter_responses.py",
+        "tests/adapter/test_adapter_errors.py",
+    ],
+    "holdfast.adapter": [*_ADAPTER_TESTS, "tests/hosts/test_hosts_core.py"],
+    "holdfast.engine": [
+        "tests/adapter/test_adapter_engine.py",
+        "tests/adapter/test_adapter_core_pins.py",
+        "tests/adapter/test_adapter_invocation.py",
+        "tests/adapter/test_adapter_lifecycle.py",
+    ],
+    "holdfast.dispatch": [
+        "tests/adapter/test_adapter_dispatch.py",
+        "tests/adapter/test_adapter_invocation.py",
+    ],
+    "holdfast.adoption": ["tests/adoption", *_ADAPTER_TESTS],
+    "holdfast.tasks.executor": [
+        "tests/tasks/test_tasks_executor.py",
+        "tests/tasks/test_tasks_worker.py",
+    ],
+}
+# Tests that start processes (the emulator, runtimes) run the unmutated code: left out.
+DESELECT = (
+    "not runtime_keeps_serving and not come_from_the_real_invocation"
+    " and not is_a_413_not_a_refused_payload"
+)
+
+#: Mutants no behaviour can show, by module: (the function, the mutated line's text stripped,
+#: the change) -> why it is equivalent. Keyed by text, not line number, so edits elsewhere do
+#: not unpin them.
+EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
+    "holdfast.pending": {
+        (
+            "name_threads_left",
+            "if threads.keys() <= self._threads_before:",
+            "remove `if threads.keys() <= self._threads_before:`",
+        ): "a fast path: the loop after it finds no new thread either",
+        (
+            "name_threads_left",
+            "return []",
+            "remove `return []`",
+        ): "a fast path: the loop after it finds no new thread either",
+        (
+            "_wait_for_threads",
+            "if deadline is None or self.overrun_grace <= 0:",
+            "remove `if deadline is None or self.overrun_grace <= 0:`",
+        ): "with no deadline no thread is left running; with no grace the wait times out at once",
+        (
+            "_wait_for_threads",
+            "return",
+            "remove `return`",
+        ): "with no deadline no thread is left running; with no grace the wait times out at once",
+        (
+            "_wait_for_threads",
+            "if deadline is None or self.overrun_grace <= 0:",
+            "constant -1",
+        ): "the grace is never negative: at 0 the wait it guards times out at once",
+        (
+            "_remaining",
+            "return None if deadline is None else max(0.0, deadline - loop.time())",
+            "constant -1",
+        ): "asyncio.wait treats a negative timeout as 0",
+        (
+            "_spill_for",
+            "return None",
+            "remove `return None`",
+        ): "the function's implicit return is None too",
+    },
+    "holdfast.engine": {
+        (
+            "run_until",
+            "_run_ready(loop)",
+            "remove `_run_ready(loop)`",
+        ): "a fast path: the passes of _run_once that follow run the same callbacks",
+        (
+            "_run_ready",
+            "for _ in range(len(ready)):",
+            "remove `for _ in range(len(ready)):`",
+        ): "the same fast path emptied: the passes of _run_once run those callbacks",
+        **{
+            ("step", check, f"remove `{check}`"): "checked twice (before and under the lock): "
+            "either check alone keeps a pass with nothing ready from waiting"
+            for check in ("if not loop._ready:", "return")
+        },
+        (
+            "run_in_background",
+            "while self._waiting:",
+            "remove `while self._waiting:`",
+        ): "its stepping loop stops while a caller waits too: this only spares a busy retry",
+    },
+    "holdfast.bridge": {
+        (
+            "__init__",
+            "self.held = False",
+            "remove `self.held = False`",
+        ): "read only once start() has set it (streaming checks started first)",
+    },
+    "holdfast.invocation": {
+        (
+            "__init__",
+            "self._codec: EventCodec | None = None",
+            "remove `self._codec: EventCodec | None = None`",
+        ): "read only after _start_http set it (a decode failure decides the outcome first)",
+        (
+            "_create_task",
+            "return task",
+            "remove `return task`",
+        ): "no caller uses the returned task (it is kept in self.task)",
+        (
+            "ready",
+            "if self._outcome is not None:",
+            "remove `if self._outcome is not None:`",
+        ): "a fast path: what made the outcome decidable (task done, response complete or "
+        "streaming) stays true",
+    },
+}
+
+#: Imported once by the parent, shared by every forked child (a child then only collects).
+PREIMPORTED = (
+    "pytest", "hypothesis", "starlette", "fastapi", "flask", "a2wsgi", "httpx",
+    "holdfast", "holdfast.adapter", "holdfast.events", "holdfast.tasks",
+)  # fmt: skip
+
+_FLIPPED: dict[type[ast.cmpop], type[ast.cmpop]] = {
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+    ast.Lt: ast.GtE,
+    ast.GtE: ast.Lt,
+    ast.Gt: ast.LtE,
+    ast.LtE: ast.Gt,
+    ast.In: ast.NotIn,
+    ast.NotIn: ast.In,
+    ast.Is: ast.IsNot,
+    ast.IsNot: ast.Is,
+}
+
+
+@dataclass(frozen=True)
+class Mutant:
+    index: int  # the n-th mutation point of the module, in walk order
+    line: int
+    change: str
+    function: str  # the innermost function around it ("" at module level)
+
+
+def _is_inert(node: ast.stmt) -> bool:
+    """A docstring, or the ``...`` of a protocol's method: removing it changes nothing."""
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and (isinstance(node.value.value, str) or node.value.value is Ellipsis)
+    )
+
+
+def _points(tree: ast.Module) -> Iterator[tuple[ast.AST, str, object]]:
+    """Every mutation point: ``(node, kind, detail)``, in a stable order."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            for position, op in enumerate(node.ops):
+                if type(op) in _FLIPPED:
+                    yield node, "compare", position
+        elif isinstance(node, ast.Constant) and type(node.value) is bool:
+            yield node, "bool", None
+        elif isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            yield node, "number", +1
+            yield node, "number", -1
+        if isinstance(node, ast.Module | ast.ClassDef):
+            continue  # definitions: removing one only breaks the import
+        for field in ("body", "orelse", "finalbody"):
+            statements = getattr(node, field, None)
+            if isinstance(statements, list):
+                for position, statement in enumerate(statements):
+                    if not isinstance(statement, ast.stmt) or _is_inert(statement):
+                        continue
+                    if isinstance(statement, ast.Pass | ast.Import | ast.ImportFrom | ast.Assert):
+                        continue  # an assert only states an invariant the code keeps
+                    yield node, f"remove:{field}", position
+
+
+def _functions(tree: ast.Module) -> dict[int, str]:
+    """id(node) -> the name of the innermost function holding it."""
+    inside: dict[int, str] = {}
+    for node in ast.walk(tree):  # breadth first: an inner function overwrites its outer one
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for child in ast.walk(node):
+                inside[id(child)] = node.name
+    return inside
+
+
+def mutants(tree: ast.Module) -> list[Mutant]:
+    inside = _functions(tree)
+    found = []
+    for index, (node, kind, detail) in enumerate(_points(tree)):
+        line = getattr(node, "lineno", 0)
+        if kind == "compare":
+            assert isinstance(node, ast.Compare) and isinstance(detail, int)
+            op = type(node.ops[detail])
+            change = f"{op.__name__} -> {_FLIPPED[op].__name__}"
+        elif kind == "bool":
+            change = "negate a boolean"
+        elif kind == "number":
+            change = f"constant {detail:+d}"
+        else:
+            statement = getattr(node, kind.split(":")[1])[detail]
+            line = statement.lineno
+            change = f"remove `{ast.unparse(statement).splitlines()[0][:60]}`"
+        found.append(Mutant(index, line, change, inside.get(id(node), "")))
+    return found
+
+
+def mutated(tree: ast.Module, index: int) -> ast.Module:
+    tree = copy.deepcopy(tree)
+    for position, (node, kind, detail) in enumerate(_points(tree)):
+        if position != index:
+            continue
+        if kind == "compare":
+            assert isinstance(node, ast.Compare) and isinstance(detail, int)
+            node.ops[detail] = _FLIPPED[type(node.ops[detail])]()
+        elif kind == "bool":
+            assert isinstance(node, ast.Constant)
+            node.value = not node.value
+        elif kind == "number":
+            assert isinstance(node, ast.Constant) and isinstance(detail, int)
+            node.value = node.value + detail
+        else:
+            statements = getattr(node, kind.split(":")[1])
+            statements[detail] = ast.copy_location(ast.Pass(), statements[detail])
+        return ast.fix_missing_locations(tree)
+    raise IndexError(index)
+
+
+def _install(module_name: str, tree: ast.Module) -> None:
+    """Run `tree` in the module's namespace and rebind every import of its names."""
+    module = sys.modules[module_name]
+    original = dict(module.__dict__)
+    exec(compile(tree, module.__file__ or module_name, "exec"), module.__dict__)
+    replaced = {
+        name: value
+        for name, value in module.__dict__.items()
+        if name in original and original[name] is not value
+    }
+    for other in list(sys.modules.values()):
+        if other is None or other is module:
+            continue
+        if not getattr(other, "__name__", "").startswith("holdfast"):
+            continue
+        namespace = other.__dict__
+        for name, value in replaced.items():
+            if name in namespace and namespace[name] is original[name]:
+                namespace[name] = value
+
+
+def _run_child(module_name: str, tree: ast.Module, tests: list[str], timeout: float) -> int:
+    import pytest
+
+    _install(module_name, tree)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    arguments = [
+        *tests,
+        "-k",
+        DESELECT,
+        "-x",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        "-p",
+        "no:xdist",
+        f"--timeout={timeout}",
+        "--no-header",
+        "--tb=no",
+    ]
+    return int(pytest.main(arguments))
+
+
+def _fork(module_name: str, tree: ast.Module, tests: list[str], timeout: float) -> int:
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            os.setpgid(0, 0)  # its own group: a deadline kills whatever the tests started
+            code = _run_child(module_name, tree, tests, timeout)
+        finally:
+            os._exit(code)
+    return pid
+
+
+def _reap(pid: int, deadline: float) -> tuple[bool, int | None]:
+    """(finished, exit code): the code is ``None`` when the child was killed at its deadline."""
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        return True, os.waitstatus_to_exitcode(status)
+    if time.monotonic() <= deadline:
+        return False, None
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    os.waitpid(pid, 0)
+    return True, None
+
+
+def _equivalent(module_name: str, source_lines: list[str], mutant: Mutant) -> str | None:
+    # The line's code, without its comment (comments follow two spaces, as ruff formats them).
+    text = source_lines[mutant.line - 1].split("  #")[0].strip() if mutant.line else ""
+    return EQUIVALENT.get(module_name, {}).get((mutant.function, text, mutant.change))
+
+
+def tests_for(module_name: str) -> list[str]:
+    prefixes = [p for p in TESTS if module_name == p or module_name.startswith(p + ".")]
+    return TESTS[max(prefixes, key=len)]
+
+
+def run(module_name: str, options: argparse.Namespace) -> tuple[int, int]:
+    module = importlib.import_module(module_name)
+    source = inspect.getsource(module)
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    tests = options.tests or tests_for(module_name)
+    found = [m for m in mutants(tree) if not options.lines or m.line in options.lines]
+    if options.list:
+        for mutant in found:
+            print(f"{module_name}:{mutant.line}: {mutant.change}")
+        return 0, len(found)
+    excluded = [(m, why) for m in found if (why := _equivalent(module_name, lines, m))]
+    queue = [m for m in found if not _equivalent(module_name, lines, m)]
+
+    started = time.monotonic()
+    pid = _fork(module_name, tree, tests, options.per_test_timeout)
+    while not (reaped := _reap(pid, started + 900))[0]:
+        time.sleep(0.05)
+    if reaped[1] != 0:
+        raise SystemExit(f"{module_name}: the tests fail without any mutation (exit {reaped[1]})")
+    # A child several times slower than the unmutated run is hanging somewhere: caught.
+    baseline = time.monotonic() - started
+    allowance = max(20.0, 3 * baseline)
+    print(
+        f"{module_name}: {len(queue)} mutants, the unmutated run took {baseline:.1f} s", flush=True
+    )
+
+    caught, survivors = 0, []
+    running: dict[int, tuple[Mutant, float]] = {}
+    total = len(queue)
+    while queue or running:
+        while queue and len(running) < options.jobs:
+            mutant = queue.pop(0)
+            pid = _fork(module_name, mutated(tree, mutant.index), tests, options.per_test_timeout)
+            running[pid] = (mutant, time.monotonic() + allowance)
+        for pid, (mutant, deadline) in list(running.items()):
+            finished, code = _reap(pid, deadline)
+            if not finished:
+                continue
+            del running[pid]
+            if code in (0, 5):  # passed, or nothing collected: not caught
+                survivors.append(mutant)
+            else:
+                caught += 1
+            if options.verbose:
+                verdict = "SURVIVED" if code in (0, 5) else "caught"
+                print(f"  {verdict} {module_name}:{mutant.line}: {mutant.change}", flush=True)
+        time.sleep(0.05)  # the parent's own loop, waiting on its children
+    for mutant, why in excluded:
+        print(f"  equivalent {module_name}:{mutant.line}: {mutant.change} -- {why}", flush=True)
+    for mutant in sorted(survivors, key=lambda m: m.line):
+        print(f"  survived {module_name}:{mutant.line}: {mutant.change}", flush=True)
+    return caught, total
+
+
+def _module_name(given: str) -> str:
+    if not given.endswith(".py"):
+        return given
+    path = Path(given).resolve().relative_to(ROOT / "src").with_suffix("")
+    parts = path.parts[:-1] if path.name == "__init__" else path.parts
+    return ".".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="+", help="holdfast.pending or src/holdfast/pending.py")
+    parser.add_argument("--tests", nargs="*", default=[], help="default: TESTS for the module")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants tested at once")
+    parser.add_argument("--per-test-timeout", type=float, default=10.0)
+    parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
+    parser.add_argument("--lines", type=int, nargs="*", default=[], help="only these lines")
+    parser.add_argument("--verbose", "-v", action="store_true", help="each verdict as it comes")
+    options = parser.parse_args()
+    os.chdir(ROOT)
+    sys.path[:0] = [str(ROOT / "tests")]
+    # Imported once here, shared by every forked child.
+    for library in PREIMPORTED:
+        try:
+            importlib.import_module(library)
+        except ImportError:  # an optional extra not installed: the children import what exists
+            pass
+    totals = []
+    for given in options.modules:
+        name = _module_name(given)
+        caught, total = run(name, options)
+        if not options.list:
+            score = 100 * caught / total if total else 100.0
+            print(f"{name}: {caught}/{total} mutants caught ({score:.0f} %)", flush=True)
+        totals.append((caught, total))
+    if not options.list and len(totals) > 1:
+        caught = sum(c for c, _ in totals)
+        total = sum(t for _, t in totals)
+        print(f"all: {caught}/{total} mutants caught ({100 * caught / max(total, 1):.0f} %)")
+
+
+if __name__ == "__main__":
+    main()
