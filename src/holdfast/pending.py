@@ -319,6 +319,18 @@ class PendingWork:
             self._name_cut()
             raise
 
+    async def _settle_batch(
+        self, batch: list[WorkHandle], deadline: float | None, report: DrainReport
+    ) -> None:
+        # Async work is cancelled at the deadline; threads get until the real deadline.
+        for handle in batch:
+            if not handle.in_thread:
+                await self._settle(handle, report)
+        await self._wait_for_threads(batch, deadline)
+        for handle in batch:
+            if handle.in_thread:
+                await self._settle(handle, report)
+
     def _name_cut(self) -> None:
         """The drain itself was cancelled (a shutdown): cancel the async work it was waiting
         for and name it. (Work in threads runs on: :func:`name_cut_threads` names it.)"""
@@ -346,20 +358,14 @@ class PendingWork:
             futures = [h.future for h in batch if h.future is not None and not h.detached]
             if futures:
                 await asyncio.wait(futures, timeout=_remaining(loop, deadline))
-            # Async work is cancelled at the deadline; threads get until the real deadline.
-            for handle in batch:
-                if not handle.in_thread:
-                    await self._settle(handle, report)
-            await self._wait_for_threads(batch, deadline)
-            for handle in batch:
-                if handle.in_thread:
-                    await self._settle(handle, report)
+            await self._settle_batch(batch, deadline, report)
             settled += len(batch)
             if deadline is not None and loop.time() >= deadline:
                 break
         self._take_adopted()
-        for handle in self._handles[settled:]:
-            await self._settle(handle, report)
+        # Work added during the last batch, past the deadline: cut, but threads still get
+        # their grace, as everywhere else.
+        await self._settle_batch(self._handles[settled:], deadline, report)
         self._handles.clear()
         await self._run_final(report, deadline)
         self.name_threads_left()

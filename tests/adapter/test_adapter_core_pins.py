@@ -336,6 +336,33 @@ def test_work_in_a_thread_is_waited_for_into_the_grace_past_the_drain_deadline()
     assert (report.drained, report.overrun, report.cancelled) == (1, [], [])
 
 
+def test_thread_work_added_by_the_last_batch_past_the_deadline_still_gets_the_grace():
+    # Work that async work adds as the drain's deadline passes is settled after the loop: a
+    # thread among it is waited for into the grace like any other, not called an overrun.
+    gate = threading.Event()
+
+    async def main() -> pending.DrainReport:
+        loop = asyncio.get_running_loop()
+        work = PendingWork("r", loop, margin=1.1)  # a grace of 0.9 s
+
+        async def adds_a_thread() -> None:
+            await asyncio.sleep(0.02)
+            pending.after_response(gate.wait, DEADLINE)  # joins no batch: this one is waited
+            loop.call_later(0.2, gate.set)  # opens after the drain's deadline, inside the grace
+            await asyncio.sleep(DEADLINE)  # cut at the deadline
+
+        token = pending.bind(work)
+        try:
+            work.defer(adds_a_thread)
+        finally:
+            pending.unbind(token)
+        return await asyncio.wait_for(work.drain(0.1), DEADLINE * 2)
+
+    report = asyncio.run(main())
+    assert report.overrun == []
+    assert report.drained == 1  # the thread; the async work was cut at the deadline
+
+
 def test_work_in_a_thread_past_the_grace_overruns_is_named_and_left_running(caplog):
     gate = threading.Event()
     finished = threading.Event()
