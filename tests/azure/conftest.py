@@ -9,7 +9,7 @@ import azurite
 import pytest
 
 from holdfast.tasks import TaskQueue
-from task_registry import isolated_registry
+from task_support import isolated_registry
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ from holdfast.tasks import InvalidArguments, TaskQueue, TaskState
 from holdfast.tasks.azure import MAX_JSON_BYTES, MAX_SPILLED_CHARS, AzureBackend
 from holdfast.tasks.errors import BackendError
 from holdfast.tasks.models import Settlement
+from task_support import run_until
 
 
 def make_queue(storage, **kwargs) -> TaskQueue:
@@ -26,16 +27,6 @@ def make_queue(storage, **kwargs) -> TaskQueue:
         return len(blob)
 
     return queue
-
-
-async def run_until(queue: TaskQueue, handles, **options):
-    worker = queue.worker(poll_interval=0.05, **options)
-    running = asyncio.create_task(worker.run())
-    try:
-        return [await h.wait(timeout=60) for h in handles]
-    finally:
-        worker.stop()
-        await running
 
 
 def _claim(queue: TaskQueue, lease: float = 30):

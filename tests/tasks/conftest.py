@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from moto_support import REGION, moto_server, sqs_event
-from task_registry import isolated_registry
+from task_support import isolated_registry
 
 HERE = Path(__file__).resolve().parent
 

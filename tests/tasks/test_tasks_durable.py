@@ -176,22 +176,28 @@ def test_durable_work_runs_in_the_environment_and_is_marked_done(any_url, adapte
     assert adapter.counts["drained"] == 1
 
 
-def test_a_plain_function_is_refused_clearly(any_url):
-    async def plain(n: int) -> None: ...
+def _refusal(error: type[Exception], fn, *args) -> str | None:
+    """What an endpoint calling ``after_response(fn, *args, durable=True)`` is refused with."""
 
     async def endpoint(request: Request) -> JSONResponse:
         try:
-            holdfast.after_response(plain, 1, durable=True)
-        except TypeError as exc:
+            holdfast.after_response(fn, *args, durable=True)
+        except error as exc:
             return JSONResponse({"refused": str(exc)})
         return JSONResponse({"refused": None})
 
     adapter = holdfast.Adapter(Starlette(routes=[Route("/", endpoint)]), lifespan="off")
     try:
-        body = _call(adapter, "/")
+        return _call(adapter, "/")["refused"]
     finally:
         adapter.close()
-    assert "needs a holdfast task" in body["refused"] and "plain" in body["refused"]
+
+
+def test_a_plain_function_is_refused_clearly(any_url):
+    async def plain(n: int) -> None: ...
+
+    refused = _refusal(TypeError, plain, 1)
+    assert "needs a holdfast task" in refused and "plain" in refused
 
 
 def test_a_failed_write_ahead_fails_the_request_and_nothing_runs(aws, adapter_for):
@@ -221,19 +227,8 @@ def test_arguments_that_are_not_valid_json_are_refused_before_the_response(any_u
     async def record(n: int) -> None:
         ran.append(n)
 
-    async def endpoint(request: Request) -> JSONResponse:
-        try:
-            holdfast.after_response(record, argument, durable=True)
-        except InvalidArguments as exc:
-            return JSONResponse({"refused": str(exc)})
-        return JSONResponse({"refused": None})
-
-    adapter = holdfast.Adapter(Starlette(routes=[Route("/", endpoint)]), lifespan="off")
-    try:
-        body = _call(adapter, "/")
-    finally:
-        adapter.close()
-    assert body["refused"] and ran == [] and queue.list_sync() == []
+    assert _refusal(InvalidArguments, record, argument)
+    assert ran == [] and queue.list_sync() == []
 
 
 def test_a_pending_idempotency_key_runs_nowhere_twice(any_url, adapter_for):

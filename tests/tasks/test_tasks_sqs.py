@@ -13,6 +13,7 @@ from waiting import eventually, eventually_async
 from holdfast.tasks import TaskQueue, TaskState
 from holdfast.tasks.executor import execute
 from moto_support import REGION
+from task_support import run_until
 
 
 def make_queue(aws, **kwargs) -> TaskQueue:
@@ -23,17 +24,6 @@ def make_queue(aws, **kwargs) -> TaskQueue:
         return a + b
 
     return queue
-
-
-async def run_until(queue: TaskQueue, handles, **options):
-    # No long polling (wait=0 in the URL): poll moto every 50 ms at most instead.
-    worker = queue.worker(poll_interval=0.05, **options)
-    running = asyncio.create_task(worker.run())
-    try:
-        return [await h.wait(timeout=60) for h in handles]
-    finally:
-        worker.stop()
-        await running
 
 
 def test_defer_run_and_status(aws):
