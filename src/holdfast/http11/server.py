@@ -373,8 +373,7 @@ class HTTPServer:
         assert task is not None
         if len(self._connections) >= self._max_connections and not self._make_room():
             self._refusals.note(self._max_connections)
-            writer.write(_TOO_MANY_CONNECTIONS)
-            writer.close()
+            await _refuse_and_linger(reader, writer)
             return
         self._connections[task] = writer
         small_reads(writer.transport)
@@ -479,6 +478,24 @@ class _Refusals:
             )
             self._count = 0
             self._said_at = now
+
+
+async def _refuse_and_linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer 503 and close without losing the answer. Closing a socket whose request is still
+    unread makes the kernel send a reset, which can destroy the 503 before the client reads
+    it: so half-close, read off what the client sent (a bounded second and 64 KiB), then close."""
+    try:
+        writer.write(_TOO_MANY_CONNECTIONS)
+        if writer.can_write_eof():
+            writer.write_eof()
+        async with asyncio.timeout(1.0):
+            received = 0
+            while received < 65536 and (chunk := await reader.read(16384)):
+                received += len(chunk)
+    except (ConnectionError, TimeoutError, OSError):
+        pass
+    finally:
+        writer.close()
 
 
 _TOO_MANY_CONNECTIONS = (
