@@ -79,6 +79,7 @@ class Adapter:
         pass_through_path: str | None = None,
         adopt_tasks: bool | None = None,
         flush_telemetry: bool | None = None,
+        context_headers: bool | None = None,
     ) -> None:
         #: The app as it was given (an ASGI app, or the WSGI app passed as ``app`` or ``wsgi``).
         self.given: Any = app if app is not None else wsgi
@@ -111,7 +112,13 @@ class Adapter:
         self.drainer: Callable[[Invocation], None] | None = None
         # A WSGI app reads headers through an environ, where some names collide (sources.request).
         wsgi_app = wsgi is not None or is_wsgi(app)
-        self.codecs = Codecs(frozenset(text_mime_types or ()), wsgi=wsgi_app)
+        #: Whether requests carry the Web Adapter's platform context headers
+        #: (``x-amzn-request-context``, ``x-amzn-lambda-context``, ``x-amz-tenant-id``): off
+        #: unless asked for, as no in-process app needs them (docs/adapter.md).
+        self.context_headers = config.flag("CONTEXT_HEADERS", context_headers, default=False)
+        self.codecs = Codecs(
+            frozenset(text_mime_types or ()), wsgi=wsgi_app, context_headers=self.context_headers
+        )
         self._handlers: dict[str, EventHandler] = {}
         self._predicates: list[tuple[Callable[[Any], bool], EventHandler]] = []
         self._startup: asyncio.Future[None] | None = None

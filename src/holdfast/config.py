@@ -56,6 +56,7 @@ SETTINGS: dict[str, _Names] = {
     # In-process only (no LWA counterpart): what the after-response drain takes in.
     "ADOPT_TASKS": _Names(),
     "FLUSH_TELEMETRY": _Names(),
+    "CONTEXT_HEADERS": _Names(),
     # Proxy mode (`holdfast proxy`): where the app listens and how to tell it is ready.
     "PORT": _Names("AWS_LWA_PORT", "PORT", legacy_deprecated=False),
     # The app's host name in proxy mode (LWA's HOST).

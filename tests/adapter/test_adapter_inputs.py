@@ -257,7 +257,7 @@ FORGED = (
 @pytest.mark.parametrize("source", ALL)
 def test_forged_context_headers_are_replaced(source, make_adapter, recorder):
     event = SOURCES[source](Request(headers=FORGED))
-    make_adapter(recorder)(event, TenantContext("tenant-7"))
+    make_adapter(recorder, context_headers=True)(event, TenantContext("tenant-7"))
     scope = recorder.scope
     [lambda_header] = header(scope, b"x-amzn-lambda-context")
     assert json.loads(lambda_header)["request_id"] == "4d8a6c1e-req-0001"
@@ -270,13 +270,17 @@ def test_forged_context_headers_are_replaced(source, make_adapter, recorder):
 
 
 def test_without_a_tenant_the_client_tenant_header_is_still_dropped(make_adapter, recorder):
-    make_adapter(recorder)(function_url_event(Request(headers=FORGED)), TenantContext())
+    make_adapter(recorder, context_headers=True)(
+        function_url_event(Request(headers=FORGED)), TenantContext()
+    )
     assert header(recorder.scope, b"x-amz-tenant-id") == []
 
 
 @pytest.mark.parametrize("tenant", ["bad\nvalue", "\u00e9t\u00e9", " padded"])
 def test_a_tenant_id_that_is_not_a_header_value_is_not_forwarded(tenant, make_adapter, recorder):
-    make_adapter(recorder)(function_url_event(Request()), TenantContext(tenant))
+    make_adapter(recorder, context_headers=True)(
+        function_url_event(Request()), TenantContext(tenant)
+    )
     assert header(recorder.scope, b"x-amz-tenant-id") == []
 
 
@@ -340,7 +344,10 @@ def test_a_raw_non_ascii_query_reaches_framework_apps_decoded(app, source, make_
 def test_context_headers_come_from_the_real_invocation(runtime):
     event = function_url_event(Request(target="/ctx", headers=FORGED))
     command = [sys.executable, *RUNTIMES[runtime]]
-    with ThreadedEmulator(command, cwd=str(HERE), log=lambda line: None) as emulator:
+    environment = {"HOLDFAST_CONTEXT_HEADERS": "true"}
+    with ThreadedEmulator(
+        command, cwd=str(HERE), env=environment, log=lambda line: None
+    ) as emulator:
         before = int(time.time() * 1000)
         plain = emulator.invoke(event)
         tenant = emulator.invoke(event, tenant_id="tenant-42")
@@ -373,7 +380,7 @@ def test_an_absurdly_deep_request_context_still_gets_an_answer(make_adapter, rec
     for _ in range(20_000):
         deep = {"d": deep}
     event["requestContext"]["authorizer"] = deep
-    result = make_adapter(recorder)(event, LambdaContext())
+    result = make_adapter(recorder, context_headers=True)(event, LambdaContext())
     assert result["statusCode"] == 200
     assert header(recorder.scope, b"x-amzn-request-context") == [b"null"]
 

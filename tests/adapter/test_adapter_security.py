@@ -52,7 +52,17 @@ def echo(handler, event) -> dict:
 
 @pytest.fixture(scope="module")
 def handlers():
-    made = {name: holdfast.Adapter(app) for name, app in APPS.items()}
+    """The apps with the context headers on: the real ones must stand alone beside forgeries."""
+    made = {name: holdfast.Adapter(app, context_headers=True) for name, app in APPS.items()}
+    yield made
+    for handler in made.values():
+        handler.close()
+
+
+@pytest.fixture(scope="module")
+def plain_handlers():
+    """The apps as adapted by default: no context headers at all."""
+    made = {name: holdfast.Adapter(app, context_headers=False) for name, app in APPS.items()}
     yield made
     for handler in made.values():
         handler.close()
@@ -73,6 +83,19 @@ def test_no_forged_platform_header_reaches_the_app(handlers, app, source):
     # Under ASGI no underscore spelling of a platform name is left either.
     folded = [name.replace("_", "-") for name in headers if "_" in name]
     assert not [name for name in folded if name.startswith(("x-amz", "x-forwarded-"))]
+    assert headers["x-custom"] == "1"
+
+
+@pytest.mark.parametrize("source", sorted(SOURCES))
+@pytest.mark.parametrize("app", sorted(APPS))
+def test_without_context_headers_no_platform_header_reaches_the_app(plain_handlers, app, source):
+    answer = echo(
+        plain_handlers[app], SOURCES[source](Request(headers=(*FORGED, ("X-Custom", "1"))))
+    )
+    text = json.dumps(answer)
+    assert "forged" not in text and "198.51.100.66" not in text and "6666" not in text
+    headers = {name.lower().replace("_", "-"): value for name, value in answer["headers"]}
+    assert not {"x-amz-tenant-id", "x-amzn-lambda-context", "x-amzn-request-context"} & set(headers)
     assert headers["x-custom"] == "1"
 
 
@@ -105,7 +128,7 @@ def test_fastapi_header_parameters_read_only_the_real_tenant():
     ) -> PlainTextResponse:
         return PlainTextResponse(f"{x_amz_tenant_id} {literal}")
 
-    handler = holdfast.Adapter(app)
+    handler = holdfast.Adapter(app, context_headers=True)
     try:
         event = SOURCES["alb"](Request(headers=(("X_Amz_Tenant_Id", "forged-tenant"),)))
         assert handler(event, TenantContext())["body"] == "real-tenant None"

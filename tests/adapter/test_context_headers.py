@@ -1,26 +1,27 @@
-"""The platform context headers are built on first read (sources.platform.ContextHeaders): every
-way an app or a framework reads the scope's headers sees them, and an app that never reads them
-never pays for them."""
+"""The platform context headers (sources.platform) are asked for: off by default in-process,
+on with ``context_headers=True`` or ``HOLDFAST_CONTEXT_HEADERS=true``; client copies are
+dropped either way, and the scope's headers are a plain list."""
 
 from __future__ import annotations
 
-import copy
 import json
-import pickle
 
 import pytest
 from adapter_apps import LambdaContext
 from adapter_events import Request, function_url_event
 
 import holdfast
-from holdfast.sources import platform
-from holdfast.sources.platform import ContextHeaders
 
 CONTEXT_NAMES = {b"x-amzn-request-context", b"x-amzn-lambda-context"}
+FORGED = [
+    ("x-amzn-request-context", '{"forged": true}'),
+    ("x-amzn-lambda-context", '{"request_id": "forged"}'),
+    ("x-amz-tenant-id", "forged-tenant"),
+]
 
 
-def scope_headers(request: Request | None = None) -> list[tuple[bytes, bytes]]:
-    """The scope's headers for a Function URL event, as the app is given them (unread)."""
+def scope_headers(request: Request | None = None, **options) -> list[tuple[bytes, bytes]]:
+    """The scope's headers for a Function URL event, as the app is given them."""
     seen = {}
 
     async def app(scope, receive, send):
@@ -28,7 +29,8 @@ def scope_headers(request: Request | None = None) -> list[tuple[bytes, bytes]]:
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    holdfast.Adapter(app, lifespan="off")(function_url_event(request or Request()), LambdaContext())
+    adapter = holdfast.Adapter(app, lifespan="off", **options)
+    adapter(function_url_event(request or Request()), LambdaContext())
     return seen["headers"]
 
 
@@ -36,79 +38,36 @@ def names(headers) -> set[bytes]:
     return {name for name, _ in headers}
 
 
-READS = {
-    "iter": lambda h: list(iter(h)),
-    "list": list,
-    "tuple": tuple,
-    "dict": lambda h: list(dict(h).items()),
-    "sorted": sorted,
-    "reversed": lambda h: list(reversed(h)),
-    "index": lambda h: [h[i] for i in range(len(h))],
-    "slice": lambda h: h[:],
-    "copy": lambda h: h.copy(),
-    "copy.copy": copy.copy,
-    "deepcopy": copy.deepcopy,
-    "pickle": lambda h: pickle.loads(pickle.dumps(h)),
-    "add": lambda h: h + [(b"x-more", b"1")],  # noqa: RUF005 (list.__add__ is the point)
-    "unpack": lambda h: [*h],
-}
+def test_off_by_default_and_client_copies_are_still_dropped(monkeypatch):
+    monkeypatch.delenv("HOLDFAST_CONTEXT_HEADERS", raising=False)
+    headers = scope_headers(Request(headers=[("x-client", "1"), *FORGED]))
+    assert type(headers) is list
+    assert b"x-client" in names(headers)
+    assert not names(headers) & (CONTEXT_NAMES | {b"x-amz-tenant-id"})
 
 
-@pytest.mark.parametrize("read", list(READS))
-def test_every_way_of_reading_the_headers_sees_the_context_headers(read):
-    headers = scope_headers(Request(headers=[("x-client", "1")]))
-    seen = READS[read](headers)
-    assert CONTEXT_NAMES | {b"x-client"} <= names(seen)
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_on_when_asked_for_and_built_from_the_real_event(how, monkeypatch):
+    monkeypatch.delenv("HOLDFAST_CONTEXT_HEADERS", raising=False)
+    options = {}
+    if how == "argument":
+        options["context_headers"] = True
+    else:
+        monkeypatch.setenv("HOLDFAST_CONTEXT_HEADERS", "true")
+    request = Request(headers=[("x-client", "1"), *FORGED])
+    headers = scope_headers(request, **options)
+    assert type(headers) is list
+    assert CONTEXT_NAMES | {b"x-client"} <= names(headers)
+    values = {name: value for name, value in headers if name in CONTEXT_NAMES}
+    assert len([name for name, _ in headers if name in CONTEXT_NAMES]) == 2  # no forged copy
+    event = function_url_event(request)
+    assert json.loads(values[b"x-amzn-request-context"]) == event["requestContext"]
+    lambda_context = json.loads(values[b"x-amzn-lambda-context"])
+    assert lambda_context["request_id"] == LambdaContext().aws_request_id
 
 
-def test_length_membership_and_comparison_count_them():
-    headers = scope_headers()
-    length = len(headers)
-    assert length == len(list(headers)) and names(headers) >= CONTEXT_NAMES
-    [request_context] = [pair for pair in headers if pair[0] == b"x-amzn-request-context"]
-    assert request_context in headers
-    assert headers == list(headers)
-    assert not headers != list(headers)  # noqa: SIM202 (list.__ne__ reads them too)
-    assert headers.count(request_context) == 1 and headers.index(request_context) >= 0
-
-
-def test_a_framework_that_changes_the_list_keeps_them():
-    headers = scope_headers()
-    headers.append((b"x-added", b"1"))  # as Starlette's MutableHeaders does
-    assert CONTEXT_NAMES | {b"x-added"} <= names(list(headers))
-    assert len([n for n, _ in headers if n == b"x-amzn-lambda-context"]) == 1
-
-
-def test_copies_are_plain_lists():
-    headers = scope_headers()
-    for copied in (copy.copy(headers), pickle.loads(pickle.dumps(headers)), headers.copy()):
-        assert type(copied) is list and names(copied) >= CONTEXT_NAMES
-    with pytest.raises(TypeError):
-        hash(headers)
-
-
-def test_they_are_built_once_and_only_when_read(monkeypatch):
-    calls = []
-    real = platform.platform_headers
-
-    def counting(event, context):
-        calls.append(event)
-        return real(event, context)
-
-    monkeypatch.setattr(platform, "platform_headers", counting)
-    headers = scope_headers()
-    assert calls == []  # nobody read them: never built
-    assert names(headers) >= CONTEXT_NAMES
-    len(headers), list(headers), repr(headers)
-    assert len(calls) == 1
-    [value] = [v for n, v in headers if n == b"x-amzn-lambda-context"]
-    assert json.loads(value)["request_id"] == LambdaContext().aws_request_id
-
-
-def test_built_from_the_event_the_request_came_with():
-    event = function_url_event(Request())
-    headers = ContextHeaders([(b"a", b"1")], event, None)
-    event_copy = json.loads(json.dumps(event["requestContext"]))
-    [value] = [v for n, v in headers if n == b"x-amzn-request-context"]
-    assert json.loads(value) == event_copy
-    assert headers[0] == (b"a", b"1")
+def test_the_argument_wins_over_the_environment(monkeypatch):
+    monkeypatch.setenv("HOLDFAST_CONTEXT_HEADERS", "true")
+    assert not names(scope_headers(context_headers=False)) & CONTEXT_NAMES
+    monkeypatch.setenv("HOLDFAST_CONTEXT_HEADERS", "false")
+    assert CONTEXT_NAMES <= names(scope_headers(context_headers=True))

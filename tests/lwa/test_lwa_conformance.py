@@ -35,6 +35,8 @@ SETTINGS = {
     "AWS_LWA_AUTHORIZATION_SOURCE": "X-Custom-Auth",
     "AWS_LWA_ENABLE_COMPRESSION": "true",
     "AWS_LWA_READINESS_CHECK_PATH": "/health",
+    # In-process, the Web Adapter's context headers are asked for (the proxy always sends them).
+    "HOLDFAST_CONTEXT_HEADERS": "true",
 }
 
 

@@ -49,7 +49,8 @@ def serve(
         async_init=async_init,
     )
     try:
-        adapter = Adapter(app, lifespan="on")
+        # The app behind the proxy reads the Web Adapter's context headers: always sent.
+        adapter = Adapter(app, lifespan="on", context_headers=True)
         adapter.start()  # the init phase: the app's command starts and must become ready
     except LifespanError as exc:
         report = ErrorReport.runtime(

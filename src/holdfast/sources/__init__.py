@@ -26,17 +26,24 @@ __all__ = ["BadRequest", "Codecs", "EventCodec", "HTTPRequest", "HTTPResponse"]
 
 
 class Codecs:
-    """One instance of every codec, configured once per adapter (``wsgi``: see
-    :mod:`holdfast.sources.request` for the headers a WSGI app is not given)."""
+    """One instance of every codec, configured once per adapter (``wsgi`` and
+    ``context_headers``: see :class:`~holdfast.sources.codec.EventCodec`)."""
 
-    def __init__(self, text_mime_types: frozenset[str] = frozenset(), *, wsgi: bool = False):
-        self.apigw_v2 = APIGatewayV2(text_mime_types, wsgi=wsgi)
-        self.apigw_v1 = APIGatewayV1(text_mime_types, wsgi=wsgi)
-        self.alb_single = ALB(text_mime_types, multi_value=False, wsgi=wsgi)
-        self.alb_multi = ALB(text_mime_types, multi_value=True, wsgi=wsgi)
-        self.lattice_v1 = VPCLattice(text_mime_types, version=1, wsgi=wsgi)
-        self.lattice_v2 = VPCLattice(text_mime_types, version=2, wsgi=wsgi)
-        self.azure_http = AzureHTTP(text_mime_types, wsgi=wsgi)
+    def __init__(
+        self,
+        text_mime_types: frozenset[str] = frozenset(),
+        *,
+        wsgi: bool = False,
+        context_headers: bool = False,
+    ):
+        shared = {"wsgi": wsgi, "context_headers": context_headers}
+        self.apigw_v2 = APIGatewayV2(text_mime_types, **shared)
+        self.apigw_v1 = APIGatewayV1(text_mime_types, **shared)
+        self.alb_single = ALB(text_mime_types, multi_value=False, **shared)
+        self.alb_multi = ALB(text_mime_types, multi_value=True, **shared)
+        self.lattice_v1 = VPCLattice(text_mime_types, version=1, **shared)
+        self.lattice_v2 = VPCLattice(text_mime_types, version=2, **shared)
+        self.azure_http = AzureHTTP(text_mime_types, **shared)
 
     def match(self, event: LambdaEvent) -> EventCodec | None:
         """The codec for an HTTP event of any supported source, else ``None``."""

@@ -38,8 +38,9 @@ class ALB(EventCodec):
         *,
         multi_value: bool,
         wsgi: bool,
+        context_headers: bool = False,
     ) -> None:
-        super().__init__(text_mime_types, wsgi=wsgi)
+        super().__init__(text_mime_types, wsgi=wsgi, context_headers=context_headers)
         self.multi_value = multi_value
 
     @staticmethod
@@ -72,7 +73,7 @@ class ALB(EventCodec):
             # ALB passes query parameters URL-encoded as the client sent them.
             query_from_encoded(params),
             request_body(event, "body", "isBase64Encoded"),
-            platform=(event, context),
+            platform=(event, context) if self.context_headers else None,
             wsgi=self.wsgi,
             default_scheme="http",
         )

@@ -55,7 +55,7 @@ class APIGatewayV1(EventCodec):
             path,
             query_from_decoded(params),
             request_body(event, "body", "isBase64Encoded"),
-            platform=(event, context),
+            platform=(event, context) if self.context_headers else None,
             wsgi=self.wsgi,
             source_ip=optional(identity, "sourceIp", str, _SOURCE),
         )

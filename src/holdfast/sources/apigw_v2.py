@@ -56,7 +56,7 @@ class APIGatewayV2(EventCodec):
             path,
             as_sent(query),
             request_body(event, "body", "isBase64Encoded"),
-            platform=(event, context),
+            platform=(event, context) if self.context_headers else None,
             wsgi=self.wsgi,
             source_ip=optional(http, "sourceIp", str, _SOURCE),
         )

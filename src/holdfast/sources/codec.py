@@ -24,7 +24,9 @@ class EventCodec:
 
     ``text_mime_types`` are media types whose bodies go out as text besides the built-in ones;
     ``wsgi`` says the app reads headers through a WSGI environ, where an underscore and a dash
-    in a name are the same key (see :func:`holdfast.sources.request.build_request`).
+    in a name are the same key (see :func:`holdfast.sources.request.build_request`);
+    ``context_headers`` adds the platform context headers to every request
+    (:mod:`holdfast.sources.platform`).
     """
 
     name: str
@@ -32,9 +34,16 @@ class EventCodec:
     #: The largest serialised response the source accepts (Lambda's 6 MB, ALB's 1 MB).
     max_response_bytes: int = LAMBDA_RESPONSE_LIMIT
 
-    def __init__(self, text_mime_types: frozenset[str] = frozenset(), *, wsgi: bool = False):
+    def __init__(
+        self,
+        text_mime_types: frozenset[str] = frozenset(),
+        *,
+        wsgi: bool = False,
+        context_headers: bool = False,
+    ):
         self.text_mime_types = text_mime_types
         self.wsgi = wsgi
+        self.context_headers = context_headers
 
     def decode(
         self, event: LambdaEvent, base_path: str, context: LambdaContext = None

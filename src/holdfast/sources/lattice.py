@@ -29,9 +29,14 @@ class VPCLattice(EventCodec):
     max_response_bytes = LAMBDA_RESPONSE_LIMIT
 
     def __init__(
-        self, text_mime_types: frozenset[str] = frozenset(), *, version: int, wsgi: bool
+        self,
+        text_mime_types: frozenset[str] = frozenset(),
+        *,
+        version: int,
+        wsgi: bool,
+        context_headers: bool = False,
     ) -> None:
-        super().__init__(text_mime_types, wsgi=wsgi)
+        super().__init__(text_mime_types, wsgi=wsgi, context_headers=context_headers)
         self.version = version
         self.source = f"VPC Lattice v{version}"
 
@@ -67,7 +72,7 @@ class VPCLattice(EventCodec):
             path,
             query_string,
             body,
-            platform=(event, context),
+            platform=(event, context) if self.context_headers else None,
             wsgi=self.wsgi,
         )
 

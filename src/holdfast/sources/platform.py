@@ -9,7 +9,9 @@ Adapter's contract, so apps moving from it keep reading them):
 * ``x-amz-tenant-id``: ``context.tenant_id``, when the invocation has one.
 
 A client can send headers with these names; :func:`holdfast.sources.request.build_request`
-drops them and adds these, so an app can trust what it reads there.
+always drops them, and adds these when the adapter is asked to (``context_headers``: off by
+default in-process, where ``scope["aws.event"]`` and ``scope["aws.context"]`` carry the same
+facts; the proxy host always sends them), so an app can trust what it reads there.
 """
 
 from __future__ import annotations
@@ -36,61 +38,6 @@ PLATFORM_HEADERS = frozenset({REQUEST_CONTEXT, LAMBDA_CONTEXT, TENANT_ID})
 
 # A header value: visible ASCII and inner spaces or tabs (RFC 9110 field-value, ASCII only).
 _HEADER_SAFE = re.compile(r"[!-~]+(?:[ \t]+[!-~]+)*")
-
-
-class ContextHeaders(list[tuple[bytes, bytes]]):
-    """A request's headers, the platform context headers appended when anything first reads
-    (or changes) the list: iterating it, its length, an index, a comparison, a copy.
-
-    A ``list`` so that the ASGI scope's ``headers`` is what frameworks expect; every ``list``
-    method reads through the appended headers. (C code that reads a list's storage without
-    calling any of its methods would not see them: ``json.dumps`` of a list of pairs, which no
-    framework does with header bytes.)
-    """
-
-    __slots__ = ("_context", "_event")
-
-    def __init__(self, headers: RawHeaders, event: LambdaEvent, context: LambdaContext) -> None:
-        list.__init__(self, headers)
-        self._event: LambdaEvent | None = event
-        self._context = context
-
-    def _complete(self) -> None:
-        event = self._event
-        if event is not None:
-            self._event = None
-            list.extend(self, platform_headers(event, self._context))
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        # Copies and pickles are plain lists, complete.
-        self._complete()
-        return (list, (list(self),))
-
-    def __repr__(self) -> str:
-        self._complete()
-        return list.__repr__(self)
-
-
-def _completing(name: str) -> Any:
-    method = getattr(list, name)
-
-    def completed(self: ContextHeaders, *args: Any) -> Any:
-        self._complete()
-        return method(self, *args)
-
-    completed.__name__ = completed.__qualname__ = name
-    return completed
-
-
-for _name in (
-    "__iter__", "__len__", "__getitem__", "__contains__", "__reversed__", "__eq__", "__ne__",
-    "__lt__", "__le__", "__gt__", "__ge__", "__add__", "__mul__", "__rmul__", "__iadd__",
-    "__imul__", "__setitem__", "__delitem__", "append", "extend", "insert", "pop", "remove",
-    "clear", "index", "count", "copy", "sort", "reverse",
-):  # fmt: skip
-    setattr(ContextHeaders, _name, _completing(_name))
-ContextHeaders.__hash__ = None  # a list is not hashable
-del _name
 
 
 def platform_headers(event: LambdaEvent, context: LambdaContext) -> RawHeaders:

@@ -23,7 +23,7 @@ from holdfast.sources.addresses import (
     server_address,
 )
 from holdfast.sources.messages import HTTPRequest
-from holdfast.sources.platform import PLATFORM_HEADERS, ContextHeaders
+from holdfast.sources.platform import PLATFORM_HEADERS, platform_headers
 from holdfast.sources.syntax import BadRequest, has_control
 
 logger = logging.getLogger("holdfast")
@@ -58,10 +58,9 @@ def build_request(
 ) -> HTTPRequest:
     """The :class:`HTTPRequest`, with scheme, server and client derived as a proxy's would be.
 
-    ``platform`` is the real event and context the context headers are built from (on first
-    read: :class:`~holdfast.sources.platform.ContextHeaders`; ``None``: a source with no
-    platform context); client copies of them, and headers disguised as platform ones (see the
-    module docs; ``wsgi`` says which), are dropped. ``Content-Length`` is set from the body
+    ``platform`` is the real event and context the context headers are built from (``None``:
+    none are added); client copies of them, and headers disguised as platform ones (see the
+    module docs; ``wsgi`` says which), are always dropped. ``Content-Length`` is set from the body
     and a ``Host`` that is not ``host[:port]`` is dropped, as a front would refuse it. A
     control character in a header value or NUL in the path is a :class:`BadRequest`.
     """
@@ -72,7 +71,7 @@ def build_request(
         raise _control_in(headers)
     headers, host, forwarded = _reframed(headers, body, wsgi)
     if platform is not None:
-        headers = ContextHeaders(headers, *platform)
+        headers.extend(platform_headers(*platform))
     scheme = forwarded_scheme(forwarded.get(b"x-forwarded-proto"), default_scheme)
     return HTTPRequest(
         method=method,
