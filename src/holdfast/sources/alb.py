@@ -7,7 +7,7 @@ from typing import Any
 from holdfast._types import LambdaContext, LambdaEvent
 from holdfast.sources.bodies import encode_body, request_body
 from holdfast.sources.codec import EventCodec
-from holdfast.sources.fields import method_of, optional, require
+from holdfast.sources.fields import method_of, optional_text, require
 from holdfast.sources.headers import headers_from_single, merged_headers
 from holdfast.sources.limits import ALB_RESPONSE_LIMIT
 from holdfast.sources.messages import HTTPRequest, HTTPResponse
@@ -64,7 +64,7 @@ class ALB(EventCodec):
         else:
             headers = headers_from_single(single_headers)
         path = split_path(
-            optional(event, "path", str, _SOURCE) or "/", encoded=True, base_path=base_path
+            optional_text(event, "path", _SOURCE) or "/", encoded=True, base_path=base_path
         )
         return build_request(
             method,

@@ -7,7 +7,7 @@ from typing import Any
 from holdfast._types import LambdaContext, LambdaEvent
 from holdfast.sources.bodies import encode_body, request_body
 from holdfast.sources.codec import EventCodec
-from holdfast.sources.fields import method_of, optional, require
+from holdfast.sources.fields import method_of, optional, optional_text, require
 from holdfast.sources.headers import merged_headers
 from holdfast.sources.limits import LAMBDA_RESPONSE_LIMIT
 from holdfast.sources.messages import HTTPRequest, HTTPResponse
@@ -57,7 +57,7 @@ class APIGatewayV1(EventCodec):
             request_body(event, "body", "isBase64Encoded"),
             platform=(event, context) if self.context_headers else None,
             wsgi=self.wsgi,
-            source_ip=optional(identity, "sourceIp", str, _SOURCE),
+            source_ip=optional_text(identity, "sourceIp", _SOURCE),
         )
 
     def encode(self, response: HTTPResponse) -> dict[str, Any]:
