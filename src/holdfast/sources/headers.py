@@ -49,8 +49,12 @@ def _value_bytes(value: Any) -> bytes:
 def headers_from_single(headers: Any, key: str = "headers") -> RawHeaders:
     """Raw headers from a ``{"Name": "value"}`` mapping (a ``null`` value is no header)."""
     items = mapping(headers, key)
-    try:  # the common case, at full speed: latin-1 text only
-        return [(header_name(name), value.encode("latin-1")) for name, value in items.items()]
+    known = _header_names
+    try:  # the common case, at full speed: latin-1 text only, names seen before
+        return [
+            (known.get(name) or header_name(name), value.encode("latin-1"))
+            for name, value in items.items()
+        ]
     except (UnicodeEncodeError, AttributeError, TypeError):
         pass
     return [
@@ -63,9 +67,10 @@ def headers_from_single(headers: Any, key: str = "headers") -> RawHeaders:
 def headers_from_multi(headers: Any, key: str = "multiValueHeaders") -> RawHeaders:
     """Raw headers from a ``{"Name": ["value", ...]}`` mapping, repeats kept in order."""
     items = mapping(headers, key)
+    known = _header_names
     try:  # the common case, at full speed: lists (or single strings) of latin-1 text
         return [
-            (header_name(name), value.encode("latin-1"))
+            (known.get(name) or header_name(name), value.encode("latin-1"))
             for name, values in items.items()
             for value in (values if values.__class__ is list else (values,))
         ]
