@@ -176,3 +176,33 @@ def test_v2_headers_and_cookies_arrive_as_sent(probe, headers, cookies):
     if cookies:
         expected.append((b"cookie", "; ".join(cookies).encode()))
     assert client_headers(probe(event)) == expected
+
+
+# -- the size bound that spares the JSON encoding of every response (sources.limits) ----------
+ANY_TEXT = st.text(st.characters(), max_size=40)
+HEADERS_DOC = st.dictionaries(ANY_TEXT, ANY_TEXT, max_size=6)
+MULTI_HEADERS_DOC = st.dictionaries(ANY_TEXT, st.lists(ANY_TEXT, max_size=4), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=ANY_TEXT,
+    base64=st.booleans(),
+    headers=st.one_of(st.none(), HEADERS_DOC),
+    multi=st.one_of(st.none(), MULTI_HEADERS_DOC),
+    cookies=st.one_of(st.none(), st.lists(ANY_TEXT, max_size=4)),
+)
+def test_the_size_bound_is_never_below_the_encoded_size(body, base64, headers, multi, cookies):
+    import json
+
+    from holdfast.sources.limits import _size_bound, exceeds
+
+    if base64:  # a base64 body is ASCII
+        body = body.encode("utf-8", "surrogatepass").hex()
+    result = {"statusCode": 200, "body": body, "isBase64Encoded": base64}
+    for key, value in (("headers", headers), ("multiValueHeaders", multi), ("cookies", cookies)):
+        if value is not None:
+            result[key] = value
+    size = len(json.dumps(result))
+    assert _size_bound(result) >= size
+    assert exceeds(result, size - 1) and not exceeds(result, size)

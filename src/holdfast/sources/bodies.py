@@ -55,13 +55,22 @@ def is_text_body(
             content_type = value
     if content_type is None:
         return None
+    known = _text_types_seen.get((content_type, extra_text_types))
+    if known is not None:
+        return known
     mime = content_type.split(b";", 1)[0].strip().lower().decode("latin-1")
-    return (
+    is_text = (
         mime.startswith("text/")
         or mime in _TEXT_MIME_TYPES
         or mime in extra_text_types
         or mime.endswith(("+json", "+xml"))
     )
+    if len(_text_types_seen) < 256:  # an app sends the same few content types every time
+        _text_types_seen[content_type, extra_text_types] = is_text
+    return is_text
+
+
+_text_types_seen: dict[tuple[bytes, frozenset[str]], bool] = {}
 
 
 def encode_body(

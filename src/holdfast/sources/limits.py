@@ -42,10 +42,16 @@ def _size_bound(result: Mapping[str, Any]) -> int:
         size = len(body) * (_MAX_ESCAPED_ASCII if body.isascii() else _MAX_ESCAPED)
     text = 0  # the characters of the headers and cookies, and their punctuation
     for key in ("headers", "multiValueHeaders"):
-        for name, values in (result.get(key) or {}).items():
-            if isinstance(values, str):
-                text += len(name) + len(values) + 8
+        fields = result.get(key)
+        if not fields:
+            continue
+        text += sum(map(len, fields)) + 8 * len(fields)
+        for values in fields.values():
+            if type(values) is str:
+                text += len(values)
             else:
-                text += len(name) + sum(len(value) + 4 for value in values) + 8
-    text += sum(len(cookie) + 4 for cookie in result.get("cookies") or ())
+                text += sum(map(len, values)) + 4 * len(values)
+    cookies = result.get("cookies")
+    if cookies:
+        text += sum(map(len, cookies)) + 4 * len(cookies)
     return _FRAMING + size + text * _MAX_ESCAPED
