@@ -41,6 +41,7 @@ class Engine:
         self._turn = threading.Condition(self._lock)
         self._waiting = 0
         self._waiting_lock = threading.Lock()
+        self._stepping_in_background = 0  # threads in run_in_background (rarely any)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -82,7 +83,8 @@ class Engine:
                     run_once()
             finally:
                 self._leave(hooks)
-                self._turn.notify_all()
+                if self._stepping_in_background:
+                    self._turn.notify_all()
 
     def run_in_background(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` to completion from a background thread, stepping the loop only while no
@@ -95,6 +97,15 @@ class Engine:
         loop = self.loop
         with self._lock:
             task = loop.create_task(coro)
+            self._stepping_in_background += 1
+        try:
+            self._step_in_background(loop, task)
+        finally:
+            with self._lock:
+                self._stepping_in_background -= 1
+        return task.result()
+
+    def _step_in_background(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
         while not task.done():
             with self._lock:
                 while self._waiting:
@@ -106,7 +117,6 @@ class Engine:
                         run_once()
                 finally:
                     self._leave(hooks)
-        return task.result()
 
     def step(self) -> None:
         """Run what is ready to run now: one pass of the loop that never waits for I/O or timers."""
