@@ -1298,7 +1298,9 @@ def test_tasks_the_app_starts_are_waited_for_only_when_adopting(make_adapter, ad
     finished: list[bool] = []
 
     async def later() -> None:
-        await asyncio.sleep(0.01)
+        # Many loop passes, not a timer: a slow machine cannot let it end before the drain.
+        for _ in range(50):
+            await asyncio.sleep(0)
         finished.append(True)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
