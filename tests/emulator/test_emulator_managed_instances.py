@@ -30,6 +30,20 @@ def test_invocations_run_at_once_in_one_environment(emulators, tmp_path):
     assert all(r.frozen_at is None and r.outcome == "done" for r in emu.freeze_log)
 
 
+def test_initialize_starts_the_environment_with_every_slot_free(emulators, tmp_path):
+    emu = emulators(ric("barrier"), max_concurrency=2)
+    assert emu.run(emu.emulator.initialize()) is None
+    a, b = tmp_path / "a", tmp_path / "b"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(emu.invoke, {"mine": str(a), "other": str(b)})
+        second = pool.submit(emu.invoke, {"mine": str(b), "other": str(a)})
+        results = [first.result(60), second.result(60)]
+    assert all(r.ok and r.json()["met"] for r in results), "both slots were offered at once"
+    emu.wait_idle(60)
+    assert [record.cold for record in emu.freeze_log] == [False, False]
+    assert [report.init_duration_ms for report in emu.reports] == [None, None]
+
+
 def test_the_runtime_is_told_its_concurrency(emulators):
     emu = emulators(ric("environment"), max_concurrency=3)
     env = emu.invoke({}).json()["env"]

@@ -308,7 +308,7 @@ def _init_hint(config: EmulatorConfig, error_type: str, body: dict[str, Any], sa
         return f"is {config.command[0]!r} installed and on PATH?"
     if error_type == "Runtime.ExitError":
         return (
-            f"{shlex.join(config.command)!r} exited before asking for its first event: the "
+            f"`{shlex.join(config.command)}` exited before asking for its first event: the "
             "command must be a Lambda runtime (holdfast run, python -m awslambdaric, ...)"
         )
     raised = _raised_at(body.get("stackTrace"))
