@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from emulator_support import HERE, EmulateCommand, ric
+from emulator_support import HERE, EmulateCommand, ric, wait_until
 
 from holdfast.emulator.cli import main, parse_config, start_function
 from holdfast.emulator.config import DEFAULT_CONCURRENCY
@@ -192,6 +192,18 @@ def test_an_init_over_its_limit_is_said_and_retried_by_the_first_request_as_on_l
         assert _invoke(url, {}).json() == "initialized"
     finally:
         assert emulate.stop() == 0, emulate.output
+
+
+def test_a_stop_during_init_ends_it(tmp_path):
+    marker = tmp_path / "slow"
+    env = {"SLOW_INIT_MARKER": str(marker), "SLOW_INIT_SECONDS": "600"}
+    emulate = EmulateCommand(
+        ["--", sys.executable, "-m", "awslambdaric", "slow_init.handler"], env=env
+    )
+    wait_until(marker.exists, "the init under way")
+    assert emulate.stop() == 0, emulate.output
+    assert emulate.lines[-1] == "holdfast emulate: stopped before the function's init finished"
+    assert "listening" not in emulate.output
 
 
 def test_a_long_init_is_said_to_be_running(emulators, tmp_path, capsys):
