@@ -17,17 +17,32 @@ NEXT = "/2018-06-01/runtime/invocation/next"
 
 def test_invocations_run_at_once_in_one_environment(emulators, tmp_path):
     emu = emulators(ric("barrier"), max_concurrency=2)
-    a, b = tmp_path / "a", tmp_path / "b"
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        first = pool.submit(emu.invoke, {"mine": str(a), "other": str(b)})
-        second = pool.submit(emu.invoke, {"mine": str(b), "other": str(a)})
-        results = [first.result(60), second.result(60)]
+    results = _two_at_once(emu, tmp_path)
     assert all(r.ok and r.json()["met"] for r in results), "each saw the other running"
     assert results[0].json()["pid"] != results[1].json()["pid"], "one worker process per slot"
     emu.wait_idle(60)
     assert len(emu.environments) == 1
     assert {r.environment_id for r in emu.freeze_log} == {1}
     assert all(r.frozen_at is None and r.outcome == "done" for r in emu.freeze_log)
+
+
+def test_initialize_starts_the_environment_with_every_slot_free(emulators, tmp_path):
+    emu = emulators(ric("barrier"), max_concurrency=2)
+    assert emu.run(emu.emulator.initialize()) is None
+    results = _two_at_once(emu, tmp_path)
+    assert all(r.ok and r.json()["met"] for r in results), "both slots were offered at once"
+    emu.wait_idle(60)
+    assert [record.cold for record in emu.freeze_log] == [False, False]
+    assert [report.init_duration_ms for report in emu.reports] == [None, None]
+
+
+def _two_at_once(emu, tmp_path):
+    """Two `barrier` invocations at once: each waits until it sees the other running."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(emu.invoke, {"mine": str(a), "other": str(b)})
+        second = pool.submit(emu.invoke, {"mine": str(b), "other": str(a)})
+        return [first.result(60), second.result(60)]
 
 
 def test_the_runtime_is_told_its_concurrency(emulators):

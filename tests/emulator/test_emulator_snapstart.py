@@ -84,3 +84,30 @@ def test_restore_events_reach_telemetry_subscribers(emulators, tmp_path, telemet
     report = events[types.index("platform.report")]["record"]
     assert report["metrics"]["restoreDurationMs"] > 0
     assert "initDurationMs" not in report["metrics"]
+
+
+def test_initialize_takes_the_snapshot_and_the_first_invocation_restores_it(emulators, tmp_path):
+    emu = emulators(ric("snap_handlers.handler"), **_options(tmp_path))
+    assert emu.run(emu.emulator.initialize()) is None
+    assert (tmp_path / "snapshot").exists(), "the snapshot is taken once initialize returns"
+    assert [hook for hook, _ in emu.invoke({}).json()["hooks"]] == [
+        "before_snapshot",
+        "after_restore",
+    ]
+    emu.wait_idle(60)
+    assert [record.cold for record in emu.freeze_log] == [True]
+    assert emu.reports[0].restore_duration_ms is not None
+    assert len(emu.environments) == 1
+
+
+def test_initialize_answers_a_failed_snapshot_and_resets(emulators):
+    emu = emulators(ric("broken.handler"), snap_start=True)
+    failure = emu.run(emu.emulator.initialize())
+    assert failure is not None
+    assert json.loads(failure.body)["errorMessage"] == "cannot initialize"
+    assert not emu.environments[0].warm
+    # The next invocation takes a new snapshot, and is answered its failure.
+    result = emu.invoke({})
+    assert json.loads(result.payload)["errorMessage"] == "cannot initialize"
+    emu.wait_idle(60)
+    assert [record.outcome for record in emu.freeze_log] == ["init_error"]

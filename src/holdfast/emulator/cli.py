@@ -7,13 +7,17 @@ import asyncio
 import difflib
 import errno
 import importlib.machinery
+import json
 import os
+import re
 import shlex
 import signal
 import sys
-from collections.abc import Sequence
-from typing import cast
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
+from holdfast.appcode import is_app_file
 from holdfast.cli import CommandParser, env_variable, fail
 
 from .config import (
@@ -23,7 +27,14 @@ from .config import (
     EmulatorConfig,
     InvokeMode,
 )
+from .invoke import RuntimeResponse
 from .service import Emulator
+
+# A long init is said to be running after this many seconds, then again every PROGRESS_EVERY.
+PROGRESS_AFTER = 2.0
+PROGRESS_EVERY = 5.0
+# An init overrun is answered with this error type (see `Environment.initialize`).
+INIT_TIMEOUT = "Sandbox.Timedout"
 
 _EPILOG = """\
 examples:
@@ -90,7 +101,7 @@ def main(argv: list[str]) -> int:
     if problem is not None:
         fail("holdfast emulate", *problem)
     try:
-        asyncio.run(_serve(config))
+        return asyncio.run(_serve(config))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             _say(f"port {config.port} is already in use on {config.host}")
@@ -101,7 +112,6 @@ def main(argv: list[str]) -> int:
         else:
             _say(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}")
         return 1
-    return 0
 
 
 def invoke_mode(given: InvokeMode | None, env: dict[str, str]) -> InvokeMode:
@@ -150,12 +160,19 @@ def missing_handler_module(config: EmulatorConfig) -> tuple[str, str] | None:
         return None
     if top in sys.builtin_module_names:
         return None
-    nearby = [name.removesuffix(".py") for name in os.listdir(directory)]
-    close = difflib.get_close_matches(top, [n for n in nearby if n.isidentifier()], n=1)
-    hint = (
-        f"did you mean {close[0]!r}?" if close else f"run it from the directory that holds {top}.py"
-    )
+    close = _close_module(directory, top)
+    hint = f"did you mean {close!r}?" if close else f"run it from the directory that holds {top}.py"
     return f"the handler {spec!r} names module {top!r}, which is not in {directory}", hint
+
+
+def _close_module(directory: str, name: str) -> str | None:
+    """The module in `directory` whose name is closest to `name`, if one is close."""
+    try:
+        nearby = [entry.removesuffix(".py") for entry in os.listdir(directory)]
+    except OSError:
+        return None
+    close = difflib.get_close_matches(name, [n for n in nearby if n.isidentifier()], n=1)
+    return close[0] if close else None
 
 
 def handler_spec(command: Sequence[str]) -> str | None:
@@ -177,23 +194,155 @@ def handler_spec(command: Sequence[str]) -> str | None:
     return None
 
 
-async def _serve(config: EmulatorConfig) -> None:
+async def _serve(config: EmulatorConfig) -> int:
+    """Check that the function starts (its init), then announce it and serve until stopped."""
     emulator = Emulator(config=config)
     await emulator.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    _say(
-        f"function {config.function_name!r} listening on {emulator.url}\n"
-        f"  invoke:  POST {emulator.invoke_url}\n"
-        f"  http:    any other request, as {config.event_format} events ({config.invoke_mode})"
-    )
     try:
+        began = time.monotonic()
+        init = asyncio.ensure_future(start_function(emulator))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({init, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not init.done():
+            init.cancel()
+            await asyncio.gather(init, return_exceptions=True)
+            _say("stopped before the function's init finished")
+            return 0
+        failure = init.result()
+        if failure is not None and failure.error_type != INIT_TIMEOUT:
+            output = emulator.environments[0].init_output if emulator.environments else ()
+            message, hint = describe_init_failure(config, failure, output)
+            _say(message)
+            print(f"  hint: {hint}", file=sys.stderr, flush=True)
+            return 1
+        if failure is not None:  # Lambda retries an overrun inside the first invocation
+            _say(
+                f"the function's init did not finish within {config.init_timeout:g} s "
+                f"(--init-timeout): the first request runs it again, on its own timeout"
+            )
+        _announce(emulator, None if failure else (time.monotonic() - began) * 1000)
         await stop.wait()
-    finally:
         _say("shutting down")
+        return 0
+    finally:
         await emulator.close()
+
+
+async def start_function(
+    emulator: Emulator, *, after: float = PROGRESS_AFTER, every: float = PROGRESS_EVERY
+) -> RuntimeResponse | None:
+    """`emulator.initialize()`, saying it is still running when it takes over `after` seconds
+    (and every `every` seconds after that): a slow init must not look like a hang."""
+    began = time.monotonic()
+    init = asyncio.ensure_future(emulator.initialize())
+    try:
+        wait = after
+        while not (await asyncio.wait({init}, timeout=wait))[0]:
+            _say(
+                f"the function's init is still running: {time.monotonic() - began:.0f} s so far "
+                f"(the limit is {emulator.config.init_timeout:g} s: --init-timeout)"
+            )
+            wait = every
+        return init.result()
+    finally:
+        if not init.done():
+            init.cancel()
+            await asyncio.gather(init, return_exceptions=True)
+
+
+def _announce(emulator: Emulator, init_ms: float | None) -> None:
+    config = emulator.config
+    lines = [
+        f"function {config.function_name!r} listening on {emulator.url}",
+        f"  invoke:  POST {emulator.invoke_url}",
+        f"  http:    any other request, as {config.event_format} events ({config.invoke_mode})",
+    ]
+    if init_ms is not None:
+        first = "restores the snapshot" if config.snap_start else "finds it warm"
+        lines.append(f"  init:    done in {init_ms:.0f} ms (the first request {first})")
+    _say("\n".join(lines))
+
+
+def describe_init_failure(
+    config: EmulatorConfig, failure: RuntimeResponse, output: Iterable[str]
+) -> tuple[str, str]:
+    """``(message, hint)`` for an init that failed before "listening": the error once (not
+    repeated when the function's own output, `output`, said it already) and what to do."""
+    try:
+        body = json.loads(failure.body) if isinstance(failure.body, bytes) else {}
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    error_type = str(body.get("errorType") or failure.error_type or "Runtime.Unknown")
+    text = " ".join(str(body.get("errorMessage") or "").split())
+    said = bool(text) and text in " ".join(" ".join(output).split())
+    if said:
+        message = f"the function's init failed with {error_type} (its output above says why)"
+    else:
+        message = f"the function's init failed: {error_type}" + (f": {text[:500]}" if text else "")
+    return message, _init_hint(config, error_type, body, said)
+
+
+def _init_hint(config: EmulatorConfig, error_type: str, body: dict[str, Any], said: bool) -> str:
+    text = str(body.get("errorMessage") or "")
+    spec = handler_spec(config.command) or config.handler or ""
+    module, _, attr = spec.partition(":") if ":" in spec else spec.rpartition(".")
+    module = module.replace("/", ".")
+    if error_type == "Runtime.ImportModuleError":
+        missing = re.search(r"No module named '([^']+)'", text)
+        if missing and module and (module + ".").startswith(missing[1] + "."):
+            return _module_hint(config, missing[1], spec)
+        if missing:
+            return f"{missing[1]!r} is not installed where the runtime's Python looks for it"
+    if error_type == "Runtime.HandlerNotFound" and attr:
+        return f"check the name after the module: {attr!r} in {module!r}"
+    if error_type == "Runtime.MalformedHandlerName":
+        return "write the handler as MODULE:ATTR (holdfast run) or MODULE.ATTR (awslambdaric)"
+    if error_type == "Runtime.InvalidEntrypoint":
+        return f"is {config.command[0]!r} installed and on PATH?"
+    if error_type == "Runtime.ExitError":
+        return (
+            f"`{shlex.join(config.command)}` exited before asking for its first event: the "
+            "command must be a Lambda runtime (holdfast run, python -m awslambdaric, ...)"
+        )
+    raised = _raised_at(body.get("stackTrace"))
+    if raised:
+        return f"it was raised at {raised}: fix that, then start the function again"
+    if said:
+        return "fix what the function's output above shows, then start the function again"
+    return "the function serves once its init succeeds: fix the error, then start it again"
+
+
+def _module_hint(config: EmulatorConfig, missing: str, spec: str) -> str:
+    """For a handler module that is not found: the close name in its package, if any."""
+    package, _, name = missing.rpartition(".")
+    parts = package.split(".") if package else []
+    close = _close_module(os.path.join(config.cwd or os.getcwd(), *parts), name)
+    if close:
+        return f"did you mean {'.'.join([*parts, close])!r}?"
+    return f"check the module in {spec!r}: run from the directory that holds it"
+
+
+_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (\S+)')
+
+
+def _raised_at(trace: object) -> str | None:
+    """Where the error was raised, as ``file, line N, in F``: the last frame in the app's own
+    code (a library's or the runtime's frames say little about the app), else the last one."""
+    if not isinstance(trace, list):
+        return None
+    frames = [m for entry in trace if (m := _FRAME.match(str(entry)))]
+    if not frames:
+        return None
+    own = [m for m in frames if is_app_file(m[1])]
+    found = (own or frames)[-1]
+    return f"{found[1]}, line {found[2]}, in {found[3]}"
 
 
 def _say(message: str) -> None:

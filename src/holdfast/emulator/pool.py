@@ -9,7 +9,7 @@ from collections import deque
 from .attempt import Attempt
 from .config import EmulatorConfig
 from .environment import Environment
-from .invoke import InvokeRequest, TooManyRequests
+from .invoke import InvokeRequest, RuntimeResponse, TooManyRequests
 from .report import Journal
 
 
@@ -85,6 +85,25 @@ class Pool:
         await environment.start()
         environment.prepare()
         self._idle.append(environment)
+
+    async def initialize(self) -> RuntimeResponse | None:
+        """Init an environment now and wait for it (see `Environment.initialize`): the first
+        invocation then finds it warm. None once it is, else the init's failure. With SnapStart
+        it is the environment `prepare` started; a request that arrived first (or a full pool)
+        leaves nothing to do."""
+        if self._config.snap_start:
+            await self.prepare()
+            return await self._environments[0].initialize()
+        if self._environments:
+            return None
+        environment = Environment(1, self._config, self._journal)
+        self._environments.append(environment)
+        await environment.start()
+        try:
+            return await environment.initialize()
+        finally:  # a request that waited for it meanwhile takes it now
+            for _ in range(self._config.max_concurrency or 1):
+                self._offer(environment)
 
     async def wait_idle(self) -> None:
         """Return once every invocation submitted so far has ended (frozen or reset)."""

@@ -115,6 +115,15 @@ class Emulator:
             self.journal.note(SANDBOX_HOST_HINT)
         await self._pool.prepare()
 
+    async def initialize(self) -> RuntimeResponse | None:
+        """Run the function's init now and wait for it, as provisioned concurrency does (with
+        SnapStart: the snapshot): None once an environment is initialized, frozen, waiting for
+        the first invocation, which then pays no init. Else the init's failure, as the runtime
+        posted it (`Sandbox.Timedout` for an overrun, `Runtime.ExitError` for an exit); the
+        environment is reset and the next invocation retries the init, as on Lambda.
+        `environments[0].init_output` holds the lines the processes printed meanwhile."""
+        return await self._pool.initialize()
+
     async def close(self) -> None:
         """Stop listening, then shut every environment down with its shutdown window."""
         await self._front.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from ..attempt import Attempt
@@ -25,6 +26,8 @@ from ..server import RuntimeAPIServer
 Process = asyncio.subprocess.Process
 # What ended a wait: the awaited condition ("done"), the deadline ("timeout"), or a process exit.
 WaitEnd = str | Process
+# The lines of an init's output kept for `init_output` (its last ones).
+INIT_OUTPUT_LINES = 200
 
 
 class EnvironmentBase:
@@ -41,6 +44,8 @@ class EnvironmentBase:
         self._extensions: list[Process] = []
         self._outputs: list[ProcessOutput] = []
         self._runtime_output: ProcessOutput | None = None
+        # What the processes printed during the last init, to tell whether they said why it failed.
+        self.init_output: deque[str] = deque(maxlen=INIT_OUTPUT_LINES)
         self._tasks: set[asyncio.Task[None]] = set()
         # Managed Instances: invocations share the environment, and its one init.
         self._init_lock = asyncio.Lock()
@@ -130,6 +135,8 @@ class EnvironmentBase:
 
         def emit(lines: list[str]) -> None:
             if self._sandbox is not None:
+                if self._sandbox.telemetry.in_init:
+                    self.init_output.extend(lines)
                 self._sandbox.telemetry.emit_lines(kind, lines)
 
         output = ProcessOutput(emit)

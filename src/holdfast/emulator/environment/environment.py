@@ -5,7 +5,9 @@ the runtime and every extension have called `next` (init, 10 s by default; an ov
 once within the invocation's own timeout, as Lambda's "suppressed init" does). Invoke: thaw,
 dispatch, answer the caller as soon as the runtime posts, then wait until the runtime and every
 INVOKE extension are back in `next` and freeze the whole group with SIGSTOP. A timeout, a crash
-or a failed init resets the environment: processes killed, next invocation cold.
+or a failed init resets the environment: processes killed, next invocation cold. `initialize`
+runs the init before any invocation (`holdfast emulate` does, to check that the function starts):
+the environment then waits frozen, and its first invocation is warm.
 """
 
 from __future__ import annotations
@@ -51,6 +53,38 @@ class Environment(SnapStart, ManagedInstances):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return attempt
+
+    async def initialize(self) -> RuntimeResponse | None:
+        """Init now, before any invocation, as provisioned concurrency (or publishing a
+        SnapStart version) does; None once done: the environment waits frozen, and its first
+        invocation pays no init (with SnapStart, it restores the snapshot). Else the init's
+        failure (an overrun is `Sandbox.Timedout`), and the environment is reset: its next
+        invocation starts cold. `init_output` holds what the processes printed meanwhile."""
+        if self._config.snap_start:
+            self.prepare()
+            snapshot = self._snapshot
+            if snapshot is None:  # an invocation took the snapshot already, and answers for it
+                return None
+            failure = await asyncio.shield(snapshot)
+            if failure is not None and self._snapshot is snapshot:
+                self._snapshot = None  # no invocation will: the reset is done here
+                await self._reset_after_init(failure)
+        else:
+            async with self._init_lock:
+                if self.warm:
+                    return None
+                failure = await self._init(time.monotonic() + self._config.init_timeout, None)
+                if failure is not None:
+                    await self._reset_after_init(failure)
+                elif self._config.max_concurrency is None:  # Managed Instances never freeze
+                    self._stop()
+                    await self._group.freeze()
+        if failure is None:
+            return None
+        if isinstance(failure, RuntimeResponse):
+            return failure
+        message = f"Error: init did not finish within {self._config.init_timeout:.2f} seconds"
+        return RuntimeResponse.platform_error("Sandbox.Timedout", message)
 
     async def close(self) -> None:
         """Shut down for good: SIGTERM and the shutdown window, then SIGKILL; close the API."""
@@ -100,10 +134,7 @@ class Environment(SnapStart, ManagedInstances):
         began = time.monotonic()
         failure = await self._init(began + self._config.init_timeout, attempt)
         if failure == "timeout":
-            limit = self._config.init_timeout
-            self._journal.note(f"INIT_REPORT Init Duration: {limit * 1000:.2f} ms\tStatus: timeout")
-            self._init_ended("timeout", "Sandbox.Timedout")
-            await self._shutdown("timeout")
+            await self._init_timed_out()
             attempt.arm(self._config.timeout)  # the retried init runs on the invocation's clock
             self._init_phase = "invoke"  # a suppressed init, inside the invocation
             failure = await self._init(attempt.deadline, attempt)
@@ -115,3 +146,18 @@ class Environment(SnapStart, ManagedInstances):
             await self._complete(attempt, init_ms=init_ms)
             return
         await self._fail_init(attempt, failure, began=began, init_ms=init_ms)
+
+    async def _reset_after_init(self, failure: RuntimeResponse | str) -> None:
+        """An init that failed outside any invocation: said as Lambda says it, then the reset."""
+        if isinstance(failure, str):
+            await self._init_timed_out()
+            return
+        self._init_ended("error", failure.error_type)
+        await self._shutdown("failure")
+
+    async def _init_timed_out(self) -> None:
+        """The init overran `init_timeout`: said as Lambda says it, then the reset."""
+        limit = self._config.init_timeout
+        self._journal.note(f"INIT_REPORT Init Duration: {limit * 1000:.2f} ms\tStatus: timeout")
+        self._init_ended("timeout", "Sandbox.Timedout")
+        await self._shutdown("timeout")

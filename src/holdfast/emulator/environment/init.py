@@ -36,6 +36,7 @@ class Init(Shutdown):
             return sandbox.snapshot_ready if config.snap_start else sandbox.initialized
 
         self._sandbox = self._api.sandbox = sandbox
+        self.init_output.clear()
         env = function_variables(self._config, self._api.address)
         self._init_began = time.time()
         self._init_type = env["AWS_LAMBDA_INITIALIZATION_TYPE"]
