@@ -228,6 +228,33 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             )
         },
     },
+    "holdfast.sources.addresses": {
+        **{
+            ("parse_host", text, f"remove `{text}`"): "the cache: without it a Host header is "
+            "parsed again, to the same answer"
+            for text in (
+                "if value in _hosts:",
+                "return _hosts[value]",
+                "if len(_hosts) < 256:",
+                "_hosts[value] = parsed",
+            )
+        },
+        (
+            "forwarded_scheme",
+            'if proto == b"https":',
+            "remove `if proto == b'https':`",
+        ): "a fast path: the general branch after it answers https too",
+        (
+            "forwarded_scheme",
+            'return "https"',
+            "remove `return 'https'`",
+        ): "a fast path: the general branch after it answers https too",
+        (
+            "client_address",
+            "return None",
+            "remove `return None`",
+        ): "the function's implicit return is None too",
+    },
     "holdfast.bridge": {
         (
             "__init__",

@@ -314,11 +314,22 @@ def test_tasks_the_app_starts_are_waited_for_by_default():
 
 
 def test_an_adapter_dropped_unclosed_is_closed_when_collected():
+    cleaned: list[str] = []
+
+    async def poll_forever() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0)
+            cleaned.append("poller")
+
     app = Lifecycle(shutdown_steps=3)
+    app.on_startup = lambda: asyncio.ensure_future(poll_forever())
     handler = holdfast.Adapter(app)
     handler(load_event(HTTP_EVENT))
     engine = handler.engine
     del handler
     gc.collect()
     assert app.messages == ["lifespan.startup", "lifespan.shutdown"]
+    assert cleaned == ["poller"]  # its leftovers were given time to end
     assert not engine.started
