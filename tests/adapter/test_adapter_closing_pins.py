@@ -106,7 +106,8 @@ def test_closing_at_exit_is_hooked_in_once_before_threads_are_joined():
         handler = holdfast.Adapter(Lifecycle())
         handler(load_event(HTTP_EVENT))
         handler.close()
-    hooks = [hook.func for hook in threading._threading_atexits]  # type: ignore[attr-defined]
+    # Python 3.11 keeps each hook as a functools.partial, 3.13 as the function itself.
+    hooks = [getattr(hook, "func", hook) for hook in threading._threading_atexits]  # type: ignore[attr-defined]
     assert hooks.count(adapter_module._close_open_adapters) == 1
 
 
