@@ -106,9 +106,17 @@ def test_closing_at_exit_is_hooked_in_once_before_threads_are_joined():
         handler = holdfast.Adapter(Lifecycle())
         handler(load_event(HTTP_EVENT))
         handler.close()
-    # Python 3.11 keeps each hook as a functools.partial, 3.13 as the function itself.
-    hooks = [getattr(hook, "func", hook) for hook in threading._threading_atexits]  # type: ignore[attr-defined]
+    hooks = [_registered(hook) for hook in threading._threading_atexits]  # type: ignore[attr-defined]
     assert hooks.count(adapter_module._close_open_adapters) == 1
+
+
+def _registered(hook: Any) -> Any:
+    """The function behind an entry of threading's exit list: Python 3.11 keeps a
+    functools.partial, 3.13 a lambda closing over the function."""
+    if hasattr(hook, "func"):
+        return hook.func
+    cells = [cell.cell_contents for cell in hook.__closure__ or ()]
+    return next((value for value in cells if callable(value)), hook)
 
 
 def test_closing_an_adapter_never_called_starts_nothing():
