@@ -54,7 +54,8 @@ class ProxyApp:
 
     ``reuse`` allows keeping idle connections to the app for the pool idle timeout: only safe
     when the environment does not freeze between invocations; otherwise an idle connection is
-    kept only for back-to-back invocations (see :mod:`holdfast.proxy.upstream`).
+    kept only for back-to-back invocations. ``exclusive``: one invocation at a time, so the
+    app's answer may be awaited off the event loop (see :mod:`holdfast.proxy.upstream`).
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class ProxyApp:
         settings: ProxySettings,
         *,
         reuse: bool = False,
+        exclusive: bool = False,
         async_init: bool | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
@@ -71,7 +73,11 @@ class ProxyApp:
         self.command = list(command)
         self.settings = settings
         self.upstream = Upstream(
-            settings.host, settings.port, reuse=reuse, idle_timeout=settings.pool_idle_timeout
+            settings.host,
+            settings.port,
+            reuse=reuse,
+            idle_timeout=settings.pool_idle_timeout,
+            exclusive=exclusive,
         )
         self.async_init = settings.async_init if async_init is None else async_init
         self.listener = CompletionListener(secrets.token_hex(16))
