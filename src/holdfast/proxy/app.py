@@ -180,9 +180,15 @@ class ProxyApp:
         marked = any(name == MARK_HEADER for name, _ in response.headers)
         out = [(name, value) for name, value in response.headers if name not in _RESPONSE_OWNED]
         await send({"type": "http.response.start", "status": response.status, "headers": out})
+        # With a known length, the chunk that completes the body is the last message (one
+        # message less through the adapter); otherwise an empty one ends the body.
+        remaining = response.length
         async for chunk in response.body():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if remaining is not None:
+                remaining -= len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": remaining != 0})
+        if remaining != 0:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         if marked:
             # After-response work of the app: the adapter drains this, bounded by the deadline.
             await self.listener.wait(request_id)

@@ -130,6 +130,8 @@ class UpstreamResponse:
 
     def __init__(self, pool: Upstream, connection: _Connection, head: ResponseHead) -> None:
         self.status = head.status
+        #: The body's length when the head announced it (``None``: chunked, or to the end).
+        self.length = head.length
         self.headers: RawHeaders = [
             (name.encode("latin-1"), value.encode("latin-1")) for name, value in head.fields
         ]
