@@ -1,6 +1,6 @@
 """Proxy mode vs in-process: what forwarding each event to the app's own server costs.
 
-    .venv/bin/python bench/proxy.py [--requests N] [--cycles N]
+    .venv/bin/python bench/proxy.py [--requests N] [--cycles N] [--baseline SRC]
 
 One FastAPI app (bench/proxy_apps/px_app.py, with holdfast's completion middleware) is served
 two ways under the holdfast emulator (a local Lambda that really freezes the environment between
@@ -13,13 +13,22 @@ invocations; concurrency 1; Function URL v2 events):
 * **proxy, new connection each** (buffered only): the same with
   ``HOLDFAST_POOL_IDLE_TIMEOUT_SECONDS=0``, a loopback connect per invocation, for comparison.
 
+The same pair also runs with a raw ASGI app (``bench/proxy_apps/px_trivial.py``: no framework, no
+completion middleware), so the proxy's own cost shows apart from the app's.
+
 Measured at an HTTP client of the emulator's front, waiting for the environment to freeze again
-after each request, so every request meets a warm, idle environment:
+after each request, so every request meets a warm, idle environment, and **inside the
+environment** (the emulator's records: from the thaw to the runtime's posted response, the
+front and the client left out):
 
 * **per invocation**: median latency of ``GET /plain`` (buffered mode), and its difference —
   the proxy's own cost per invocation;
 * **streaming time to first byte**: ``GET /stream`` in ``response_stream`` mode; the first chunk
   is sent at once, the second 200 ms later, so the first byte must arrive long before the end.
+
+``--baseline SRC`` also runs the proxy setups of the holdfast in SRC (a source directory, e.g.
+``git archive main src | tar -x -C /tmp/base`` then ``/tmp/base/src``), for a before/after in
+one run. ``bench/proxy_transport.py`` measures the transports themselves.
 
 Setups run one after the other (2 shared cores), alternating over ``--cycles`` to spread drift.
 """
