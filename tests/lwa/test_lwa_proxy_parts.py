@@ -242,6 +242,28 @@ def test_connection_refused_is_an_upstream_error(exclusive):
         run(fetch(upstream))
 
 
+def test_each_address_of_the_host_is_tried_and_the_one_that_answers_is_kept_first():
+    """``localhost`` may name ::1 before 127.0.0.1 while the app listens on the latter only."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        refused = sock.getsockname()[1]
+
+    async def scenario():
+        ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+        async with RawServer([ok, ok]) as server:
+            upstream = Upstream("localhost", server.port, reuse=False, idle_timeout=0)
+            listening = (socket.AF_INET, ("127.0.0.1", server.port))
+            # As resolved, with an address nothing listens on first (what getaddrinfo gives
+            # depends on the machine: set here so the test always meets the case).
+            upstream._addresses = [(socket.AF_INET, ("127.0.0.1", refused)), listening]
+            answers = [await fetch(upstream), await fetch(upstream)]
+            return answers, upstream._addresses[0] == listening, server.connections
+
+    answers, kept_first, connections = run(scenario())
+    assert [(status, body) for status, _, body in answers] == [(200, b"ok"), (200, b"ok")]
+    assert kept_first and connections == 2
+
+
 @pytest.mark.parametrize("exclusive", [False, True])
 def test_a_request_body_larger_than_the_socket_buffers_goes_out_whole(exclusive):
     body = bytes(range(256)) * 16384  # 4 MiB: more than one send() takes

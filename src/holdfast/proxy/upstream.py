@@ -179,7 +179,7 @@ class Upstream:
         self.reuse = self.idle_timeout > 0
         self.answer_wait = ANSWER_WAIT if exclusive else 0.0
         self._idle: list[_Connection] = []
-        self._address: tuple[int, tuple[Any, ...]] | None = None
+        self._addresses: list[tuple[int, Any]] = []
 
     async def request(
         self, method: str, target: str, headers: RawHeaders, body: bytes
@@ -224,27 +224,44 @@ class Upstream:
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
-        sock: socket.socket | None = None
+        error: OSError | None = None
         try:
-            family, address = self._address or await self._resolve(loop)
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            await _connect(loop, sock, address, self.answer_wait)
+            addresses = self._addresses or await self._resolve(loop)
         except OSError as exc:
-            if sock is not None:
+            error = exc
+            addresses = []
+        # Each of the host's addresses in turn (``localhost`` may name ::1 first while the app
+        # listens on 127.0.0.1 only); the first that answers is tried first from then on.
+        for family, address in addresses:
+            try:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+            except OSError as exc:  # e.g. IPv6 off in this environment
+                error = exc
+                continue
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                await _connect(loop, sock, address, self.answer_wait)
+            except OSError as exc:
                 sock.close()
-            raise UpstreamError(
-                f"cannot connect to the app at {self.host}:{self.port}: {exc}"
-            ) from exc
-        return _Connection(sock, loop)
+                error = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            if addresses[0] != (family, address):
+                self._addresses = [
+                    (family, address),
+                    *(other for other in addresses if other != (family, address)),
+                ]
+            return _Connection(sock, loop)
+        raise UpstreamError(f"cannot connect to the app at {self.host}:{self.port}: {error}")
 
-    async def _resolve(self, loop: asyncio.AbstractEventLoop) -> tuple[int, tuple[Any, ...]]:
+    async def _resolve(self, loop: asyncio.AbstractEventLoop) -> list[tuple[int, Any]]:
         # Once: the app's address does not change while the proxy runs.
         infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
-        family, _, _, _, address = infos[0]
-        self._address = (family, address)
-        return self._address
+        self._addresses = [(family, address) for family, _, _, _, address in infos]
+        return self._addresses
 
     async def _exchange(
         self, connection: _Connection, message: bytes, request_head: bytes
@@ -269,6 +286,9 @@ class Upstream:
         except ProtocolError as exc:
             connection.close()
             raise UpstreamError(f"the app sent a broken response head: {exc}") from exc
+        except asyncio.CancelledError:
+            connection.close()  # mid-exchange: in no state to be used again
+            raise
         except (OSError, asyncio.IncompleteReadError) as exc:
             connection.close()
             if not sent and isinstance(exc, ConnectionError):
