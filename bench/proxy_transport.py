@@ -8,8 +8,11 @@ request at a time, with no emulator and no adapter in the way:
 
 * a fresh TCP connection per request vs a kept-alive one;
 * a Unix socket (``uvicorn --uds``), fresh and kept alive;
-* the client: asyncio streams (the proxy's today), an asyncio ``Protocol`` with a pre-built
-  request head, a blocking socket with a pre-built head, and ``http.client``;
+* the client: asyncio streams (what the proxy used before), an asyncio ``Protocol`` with a
+  pre-built request head, ``loop.sock_sendall`` / ``sock_recv`` on a raw socket, a blocking
+  socket with a pre-built head, ``http.client``, and the proxy's own client
+  (``holdfast.proxy.upstream``: sockets read on demand, the answer awaited in a blocking
+  ``poll`` when one invocation runs at a time);
 * ``TCP_NODELAY`` on or off (asyncio sets it on every TCP connection it opens);
 * **after a thaw**: the server is stopped (SIGSTOP) and continued (SIGCONT) before each
   request, as Lambda thaws the environment just before the invocation arrives.
@@ -33,6 +36,8 @@ import tempfile
 import time
 from collections.abc import Awaitable
 from pathlib import Path
+
+from holdfast.proxy.upstream import FREEZE_SAFE_IDLE, Upstream
 
 APPS = Path(__file__).resolve().parent / "proxy_apps"
 # Kept-alive connections wait between rounds: longer than uvicorn's default 5 s keep-alive.
@@ -196,6 +201,22 @@ class Protocol:
             self.link = None
 
 
+class Proxy:
+    """holdfast proxy's own client (``holdfast.proxy.upstream``), one invocation at a time."""
+
+    def __init__(self, server: Server, *, keep: bool) -> None:
+        idle = FREEZE_SAFE_IDLE if keep else 0.0
+        self.upstream = Upstream(
+            "127.0.0.1", server.port, reuse=False, idle_timeout=idle, exclusive=True
+        )
+
+    async def request(self) -> None:
+        headers = [(b"host", b"127.0.0.1"), (b"user-agent", b"bench")]
+        response = await self.upstream.request("GET", "/plain", headers, b"")
+        async for _ in response.body():
+            pass
+
+
 class LoopSocket:
     """A raw non-blocking socket driven by ``loop.sock_sendall`` / ``loop.sock_recv``."""
 
@@ -225,8 +246,10 @@ class LoopSocket:
 
 def variants(tcp: Server, uds: Server) -> list[tuple[str, Server, object]]:
     return [
-        ("TCP, fresh, asyncio streams (proxy today, stale)", tcp, Streams(tcp, keep=False)),
-        ("TCP, kept, asyncio streams (proxy today, < 0.5 s)", tcp, Streams(tcp, keep=True)),
+        ("TCP, fresh, asyncio streams (the proxy before)", tcp, Streams(tcp, keep=False)),
+        ("TCP, kept, asyncio streams (the proxy before)", tcp, Streams(tcp, keep=True)),
+        ("TCP, fresh, holdfast proxy's upstream", tcp, Proxy(tcp, keep=False)),
+        ("TCP, kept, holdfast proxy's upstream", tcp, Proxy(tcp, keep=True)),
         ("TCP, fresh, asyncio Protocol", tcp, Protocol(tcp, keep=False)),
         ("TCP, kept, asyncio Protocol", tcp, Protocol(tcp, keep=True)),
         ("TCP, kept, loop.sock_sendall/sock_recv", tcp, LoopSocket(tcp, keep=True)),
