@@ -1,6 +1,6 @@
 """Proxy mode vs in-process: what forwarding each event to the app's own server costs.
 
-    .venv/bin/python bench/proxy.py [--requests N] [--cycles N]
+    .venv/bin/python bench/proxy.py [--requests N] [--cycles N] [--baseline SRC]
 
 One FastAPI app (bench/proxy_apps/px_app.py, with holdfast's completion middleware) is served
 two ways under the holdfast emulator (a local Lambda that really freezes the environment between
@@ -13,13 +13,22 @@ invocations; concurrency 1; Function URL v2 events):
 * **proxy, new connection each** (buffered only): the same with
   ``HOLDFAST_POOL_IDLE_TIMEOUT_SECONDS=0``, a loopback connect per invocation, for comparison.
 
+The same pair also runs with a raw ASGI app (``bench/proxy_apps/px_trivial.py``: no framework, no
+completion middleware), so the proxy's own cost shows apart from the app's.
+
 Measured at an HTTP client of the emulator's front, waiting for the environment to freeze again
-after each request, so every request meets a warm, idle environment:
+after each request, so every request meets a warm, idle environment, and **inside the
+environment** (the emulator's records: from the thaw to the runtime's posted response, the
+front and the client left out):
 
 * **per invocation**: median latency of ``GET /plain`` (buffered mode), and its difference —
   the proxy's own cost per invocation;
 * **streaming time to first byte**: ``GET /stream`` in ``response_stream`` mode; the first chunk
   is sent at once, the second 200 ms later, so the first byte must arrive long before the end.
+
+``--baseline SRC`` also runs the proxy setups of the holdfast in SRC (a source directory, e.g.
+``git archive main src | tar -x -C /tmp/base`` then ``/tmp/base/src``), for a before/after in
+one run. ``bench/proxy_transport.py`` measures the transports themselves.
 
 Setups run one after the other (2 shared cores), alternating over ``--cycles`` to spread drift.
 """
@@ -51,11 +60,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _command(mode: str) -> list[str]:
+def _command(mode: str, app: str) -> list[str]:
     if mode == "in-process":
-        return [PYTHON, "-m", "holdfast", "run", "px_app:app"]
+        return [PYTHON, "-m", "holdfast", "run", app]
     port = str(_free_port())
-    server = [PYTHON, "-m", "uvicorn", "px_app:app", "--port", port, "--log-level", "warning"]
+    server = [PYTHON, "-m", "uvicorn", app, "--port", port, "--log-level", "warning"]
     return [PYTHON, "-m", "holdfast", "proxy", "--port", port, "--", *server]
 
 
@@ -64,21 +73,30 @@ class Setup:
     mode: str  # "in-process", "proxy" or "proxy-fresh"
     invoke_mode: str  # "buffered" or "response_stream"
     log: Path
+    app: str = "px_app:app"
+    #: Another holdfast's source directory to run (``--baseline``), or None for this one.
+    source: str | None = None
     emulator: ThreadedEmulator | None = None
     connection: http.client.HTTPConnection | None = None
     samples: list[float] = field(default_factory=list)
     totals: list[float] = field(default_factory=list)
+    #: Inside the environment: from the thaw to the runtime's posted response.
+    inside: list[float] = field(default_factory=list)
 
     @property
     def name(self) -> str:
-        return f"{self.mode} ({self.invoke_mode})"
+        raw = " raw" if self.app != "px_app:app" else ""
+        baseline = "baseline " if self.source else ""
+        return f"{baseline}{self.mode}{raw} ({self.invoke_mode})"
 
     def start(self) -> None:
         env = {"HOLDFAST_BENCH_LOG": str(self.log), "HOLDFAST_INVOKE_MODE": self.invoke_mode}
         if self.mode == "proxy-fresh":
             env["HOLDFAST_POOL_IDLE_TIMEOUT_SECONDS"] = "0"
+        if self.source:
+            env["PYTHONPATH"] = self.source  # ahead of the installed (editable) holdfast
         self.emulator = ThreadedEmulator(
-            [*_WRAP, *_command(self.mode)],
+            [*_WRAP, *_command(self.mode, self.app)],
             cwd=str(APPS),
             env=env,
             timeout=30,
@@ -121,16 +139,33 @@ class Setup:
             first, total = self.request()
             self.samples.append(first)
             self.totals.append(total)
+            assert self.emulator is not None
+            record = self.emulator.freeze_log[-1]
+            if record.thawed_at is not None and record.response_sent_at is not None:
+                self.inside.append(record.response_sent_at - record.thawed_at)
 
 
-def bench(requests: int, cycles: int) -> list[Setup]:
+def bench(requests: int, cycles: int, baseline: str | None) -> list[Setup]:
     with tempfile.TemporaryDirectory(prefix="holdfast-bench-proxy-") as tmp:
-        setups = [
-            Setup(mode, invoke_mode, Path(tmp, f"{mode}-{invoke_mode}.log"))
-            for invoke_mode in ("buffered", "response_stream")
-            for mode in ("in-process", "proxy")
+        sources = [None, baseline] if baseline else [None]
+        plans = [
+            *(("in-process", mode, "px_app:app", None) for mode in ("buffered", "response_stream")),
+            ("proxy", "response_stream", "px_app:app", None),
+            ("in-process", "buffered", "px_trivial:app", None),
+            *(
+                plan
+                for source in sources
+                for plan in (
+                    ("proxy", "buffered", "px_app:app", source),
+                    ("proxy-fresh", "buffered", "px_app:app", source),
+                    ("proxy", "buffered", "px_trivial:app", source),
+                )
+            ),
         ]
-        setups.append(Setup("proxy-fresh", "buffered", Path(tmp, "proxy-fresh-buffered.log")))
+        setups = [
+            Setup(mode, invoke_mode, Path(tmp, f"{number}.log"), app, source)
+            for number, (mode, invoke_mode, app, source) in enumerate(plans)
+        ]
         try:
             for setup in setups:
                 print(f"starting {setup.name} ...", file=sys.stderr)
@@ -145,45 +180,65 @@ def bench(requests: int, cycles: int) -> list[Setup]:
     return setups
 
 
+def _median_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1e3 if values else float("nan")
+
+
+ROWS = [
+    ("GET /plain, buffered", "in-process (buffered)", "proxy (buffered)", "totals"),
+    ("  inside the environment", "in-process (buffered)", "proxy (buffered)", "inside"),
+    ("  new connection each", "in-process (buffered)", "proxy-fresh (buffered)", "totals"),
+    ("  new connection each, inside", "in-process (buffered)", "proxy-fresh (buffered)", "inside"),
+    ("raw ASGI app, buffered", "in-process raw (buffered)", "proxy raw (buffered)", "totals"),
+    ("  inside the environment", "in-process raw (buffered)", "proxy raw (buffered)", "inside"),
+    (
+        "GET /stream: first byte",
+        "in-process (response_stream)",
+        "proxy (response_stream)",
+        "samples",
+    ),
+    ("GET /stream: last byte", "in-process (response_stream)", "proxy (response_stream)", "totals"),
+]
+
+
 def report(setups: list[Setup], requests: int, cycles: int) -> None:
     by_name = {setup.name: setup for setup in setups}
+    baseline = any(setup.source for setup in setups)
     print(
         f"FastAPI app in-process (holdfast run) vs behind holdfast proxy (uvicorn), under the"
         f" holdfast emulator\n(real freeze, concurrency 1, v2 events); {cycles} x {requests}"
-        f" requests per setup, medians at the HTTP client\n"
+        f" requests per setup, medians in ms: at the HTTP client, and inside the environment"
+        f"\n(from the thaw to the runtime's posted response: the front and client left out)\n"
     )
-    plain_in = statistics.median(by_name["in-process (buffered)"].totals)
-    plain_px = statistics.median(by_name["proxy (buffered)"].totals)
-    plain_fresh = statistics.median(by_name["proxy-fresh (buffered)"].totals)
-    ttfb_in = statistics.median(by_name["in-process (response_stream)"].samples)
-    ttfb_px = statistics.median(by_name["proxy (response_stream)"].samples)
-    end_in = statistics.median(by_name["in-process (response_stream)"].totals)
-    end_px = statistics.median(by_name["proxy (response_stream)"].totals)
-    header = f"{'measure':<44}{'in-process':>12}{'proxy':>12}{'proxy/in-process':>18}"
+    header = f"{'measure':<34}{'in-process':>12}{'proxy':>10}{'difference':>12}"
+    if baseline:
+        header += f"{'baseline proxy':>16}{'difference':>12}"
     print(header)
     print("-" * len(header))
-    rows = [
-        ("GET /plain, buffered: latency (ms)", plain_in, plain_px),
-        ("GET /plain, buffered, new connection each (ms)", plain_in, plain_fresh),
-        ("GET /stream, response_stream: first byte (ms)", ttfb_in, ttfb_px),
-        ("GET /stream, response_stream: last byte (ms)", end_in, end_px),
-    ]
-    for label, inproc, proxy in rows:
-        print(f"{label:<44}{inproc * 1e3:>12.2f}{proxy * 1e3:>12.2f}{proxy / inproc:>17.2f}x")
-    print(
-        f"\nproxy cost per invocation (buffered): {(plain_px - plain_in) * 1e3:+.2f} ms"
-        f" (a new connection each: {(plain_fresh - plain_in) * 1e3:+.2f} ms);"
-        f" streaming first byte: {(ttfb_px - ttfb_in) * 1e3:+.2f} ms"
-    )
+    for label, inproc_name, proxy_name, attribute in ROWS:
+        inproc = _median_ms(getattr(by_name[inproc_name], attribute))
+        proxy = _median_ms(getattr(by_name[proxy_name], attribute))
+        line = f"{label:<34}{inproc:>12.2f}{proxy:>10.2f}{proxy - inproc:>+12.2f}"
+        if baseline:
+            before = by_name.get(f"baseline {proxy_name}")
+            if before is not None:
+                then = _median_ms(getattr(before, attribute))
+                line += f"{then:>16.2f}{then - inproc:>+12.2f}"
+        print(line)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=50, help="requests per setup per cycle")
     parser.add_argument("--cycles", type=int, default=2, help="passes over the setups")
+    parser.add_argument(
+        "--baseline",
+        metavar="SRC",
+        help="also run the proxy of the holdfast in SRC (e.g. `git archive main src | tar -x`)",
+    )
     summary.add_argument(parser)
     args = parser.parse_args()
-    setups = bench(args.requests, args.cycles)
+    setups = bench(args.requests, args.cycles, args.baseline)
     report(setups, args.requests, args.cycles)
     by_name = {setup.name: statistics.median(setup.totals) for setup in setups}
     inproc, proxied = by_name["in-process (buffered)"], by_name["proxy (buffered)"]

@@ -2,17 +2,23 @@
 
 Each subcommand lives beside the code it drives and exposes `main(argv) -> int`; this module
 only routes (and holds the argument types subcommands share), so `holdfast --help` stays cheap
-(nothing heavy is imported until a command runs).
+(nothing heavy is imported until a command runs). It imports neither argparse nor difflib: the
+commands a Lambda function's `bootstrap` starts (`holdfast run`, `holdfast proxy`) parse their
+few arguments by hand, and those ~2 ms count in every cold start. `CommandParser` is therefore
+looked up lazily from :mod:`holdfast.command_parser`.
 """
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import importlib
 import re
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from holdfast.command_parser import CommandParser
+
+__all__ = ["CommandParser", "did_you_mean", "env_variable", "fail", "main", "usage_error"]
 
 _COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("holdfast.runtime.cli", "run an ASGI/WSGI app as a Lambda custom runtime"),
@@ -52,29 +58,29 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def __getattr__(name: str) -> Any:
+    if name == "CommandParser":
+        from holdfast.command_parser import CommandParser
+
+        return CommandParser
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _suggestion(word: str) -> str:
+    import difflib
+
     close = difflib.get_close_matches(word, list(_COMMANDS), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def env_variable(value: str) -> tuple[str, str]:
     """The argparse type of ``--env NAME=VALUE``."""
+    import argparse  # loaded already: argparse is what calls this
+
     name, sep, content = value.partition("=")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {value!r}")
     return name, content
-
-
-class CommandParser(argparse.ArgumentParser):
-    """argparse with holdfast's usage errors: one line saying what is wrong, one with a hint
-    (argparse's own prints the whole usage block first, which buries the message)."""
-
-    def error(self, message: str) -> NoReturn:
-        message, hint = usage_error(message, self.option_names())
-        fail(self.prog, message, hint or f"`{self.prog} --help` lists the options")
-
-    def option_names(self) -> list[str]:
-        return [name for name in self._option_string_actions if name.startswith("--")]
 
 
 def usage_error(message: str, options: list[str]) -> tuple[str, str | None]:
@@ -91,6 +97,8 @@ def usage_error(message: str, options: list[str]) -> tuple[str, str | None]:
 
 
 def did_you_mean(word: str, choices: list[str]) -> str | None:
+    import difflib
+
     name = word.partition("=")[0]
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
     return f"did you mean {close[0]}?" if close else None

@@ -25,13 +25,21 @@ from holdfast.proxy.process import AppProcess
 from holdfast.proxy.upstream import FREEZE_SAFE_IDLE, Upstream, UpstreamError
 
 
+class Last(bytes):
+    """An answer after which the server closes the connection, saying nothing of it."""
+
+
 class RawServer:
-    """A TCP server answering each request with canned bytes; counts connections."""
+    """A TCP server answering each request with canned bytes; counts connections.
+
+    An answer ``None`` reads the request and closes the connection without answering; a
+    ``Last`` answer is sent, then the connection closed (``closed`` is set once it is)."""
 
     def __init__(self, answers):
         self.answers = list(answers)
         self.connections = 0
         self.requests: list[bytes] = []
+        self.closed = asyncio.Event()
 
     async def __aenter__(self):
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -56,11 +64,13 @@ class RawServer:
                     break
                 writer.write(answer)
                 await writer.drain()
-                if b"connection: close" in answer.lower():
+                if b"connection: close" in answer.lower() or isinstance(answer, Last):
                     break
         except asyncio.IncompleteReadError:
             pass
         writer.close()
+        await writer.wait_closed()
+        self.closed.set()
 
 
 async def fetch(upstream, method="GET", target="/", headers=(), body=b""):
@@ -73,7 +83,8 @@ def run(coro):
     return asyncio.run(coro)
 
 
-def test_content_length_chunked_and_read_to_close_bodies():
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_content_length_chunked_and_read_to_close_bodies(exclusive):
     async def scenario():
         answers = [
             b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello",
@@ -82,7 +93,9 @@ def test_content_length_chunked_and_read_to_close_bodies():
             b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end",
         ]
         async with RawServer(answers) as server:
-            upstream = Upstream("127.0.0.1", server.port, reuse=True, idle_timeout=4)
+            upstream = Upstream(
+                "127.0.0.1", server.port, reuse=True, idle_timeout=4, exclusive=exclusive
+            )
             first = await fetch(upstream)
             second = await fetch(upstream)
             third = await fetch(upstream)
@@ -125,16 +138,40 @@ def test_a_pool_idle_timeout_of_zero_never_reuses():
     assert run(scenario()) == 2
 
 
-def test_idle_connection_closed_by_the_server_is_retried_once():
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_a_kept_connection_the_app_closed_is_replaced_before_the_request_goes_out(exclusive):
+    async def scenario():
+        ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+        async with RawServer([Last(ok), ok]) as server:
+            upstream = Upstream(
+                "127.0.0.1", server.port, reuse=True, idle_timeout=4, exclusive=exclusive
+            )
+            await fetch(upstream)
+            await server.closed.wait()  # e.g. its keep-alive timeout, while it was idle
+            status, _, body = await fetch(upstream, target="/second")
+            return status, body, server.connections, server.requests
+
+    status, body, connections, requests = run(scenario())
+    assert (status, body, connections) == (200, b"ok", 2)
+    assert [request.split(b" ")[1] for request in requests] == [b"/", b"/second"]
+
+
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_a_request_the_app_took_and_dropped_is_never_sent_again(exclusive):
     async def scenario():
         ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
         async with RawServer([ok, None, ok]) as server:
-            upstream = Upstream("127.0.0.1", server.port, reuse=True, idle_timeout=4)
+            upstream = Upstream(
+                "127.0.0.1", server.port, reuse=True, idle_timeout=4, exclusive=exclusive
+            )
             await fetch(upstream)
-            status = await fetch(upstream)  # the kept connection is dropped: a new one answers
-            return status[0], server.connections
+            with pytest.raises(UpstreamError, match="closed the connection without answering"):
+                await fetch(upstream, "POST", "/pay", body=b"once")
+            return server.requests
 
-    assert run(scenario()) == (200, 2)
+    requests = run(scenario())
+    # It may have been acted on: a retry could do it twice. The client gets a 502 instead.
+    assert [request.split(b" ")[1] for request in requests] == [b"/", b"/pay"]
 
 
 def test_idle_timeout_is_on_the_wall_clock(monkeypatch):
@@ -195,13 +232,94 @@ def test_request_head_drops_hop_by_hop_and_injected_headers():
     assert body == b"body"
 
 
-def test_connection_refused_is_an_upstream_error():
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_connection_refused_is_an_upstream_error(exclusive):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    upstream = Upstream("127.0.0.1", port, reuse=False, idle_timeout=4)
+    upstream = Upstream("127.0.0.1", port, reuse=False, idle_timeout=4, exclusive=exclusive)
     with pytest.raises(UpstreamError, match="cannot connect"):
         run(fetch(upstream))
+
+
+def test_each_address_of_the_host_is_tried_and_the_one_that_answers_is_kept_first():
+    """``localhost`` may name ::1 before 127.0.0.1 while the app listens on the latter only."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        refused = sock.getsockname()[1]
+
+    async def scenario():
+        ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+        async with RawServer([ok, ok]) as server:
+            upstream = Upstream("localhost", server.port, reuse=False, idle_timeout=0)
+            listening = (socket.AF_INET, ("127.0.0.1", server.port))
+            # As resolved, with an address nothing listens on first (what getaddrinfo gives
+            # depends on the machine: set here so the test always meets the case).
+            upstream._addresses = [(socket.AF_INET, ("127.0.0.1", refused)), listening]
+            answers = [await fetch(upstream), await fetch(upstream)]
+            return answers, upstream._addresses[0] == listening, server.connections
+
+    answers, kept_first, connections = run(scenario())
+    assert [(status, body) for status, _, body in answers] == [(200, b"ok"), (200, b"ok")]
+    assert kept_first and connections == 2
+
+
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_a_request_body_larger_than_the_socket_buffers_goes_out_whole(exclusive):
+    body = bytes(range(256)) * 16384  # 4 MiB: more than one send() takes
+
+    async def scenario():
+        async with RawServer([b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"]) as server:
+            upstream = Upstream(
+                "127.0.0.1", server.port, reuse=False, idle_timeout=4, exclusive=exclusive
+            )
+            answer = await fetch(upstream, "POST", body=body)
+            return answer, server.requests
+
+    (status, _, answer), requests = run(scenario())
+    assert (status, answer) == (200, b"ok")
+    assert requests[0].partition(b"\r\n\r\n")[2] == body
+
+
+def test_answers_that_come_while_the_proxy_waits_off_the_loop():
+    """Exclusive mode waits for the answer in a blocking poll: a server on another thread
+    answers meanwhile, its head and body in separate writes, three times on one connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(30)  # a deadline: a client that never comes fails the test, not hangs
+    port = listener.getsockname()[1]
+    seen: list[bytes] = []
+
+    def serve():
+        connection, _ = listener.accept()
+        connection.settimeout(30)
+        with connection:
+            for number in range(3):
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += connection.recv(65536)
+                seen.append(request.split(b" ")[1])
+                body = b"answer %d" % number
+                connection.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body))
+                connection.sendall(body)
+
+    server = threading.Thread(target=serve)
+    server.start()
+
+    async def scenario():
+        upstream = Upstream("127.0.0.1", port, reuse=True, idle_timeout=4, exclusive=True)
+        return [await fetch(upstream, target=f"/{n}") for n in range(3)]
+
+    try:
+        answers = run(scenario())
+    finally:
+        server.join()
+        listener.close()
+    assert [(status, body) for status, _, body in answers] == [
+        (200, b"answer 0"),
+        (200, b"answer 1"),
+        (200, b"answer 2"),
+    ]
+    assert seen == [b"/0", b"/1", b"/2"]  # one connection (the server accepts only one)
 
 
 @pytest.mark.parametrize(

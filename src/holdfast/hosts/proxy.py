@@ -46,6 +46,7 @@ def serve(
         settings,
         # Several invocations at once means Lambda Managed Instances: no freeze, pooling is safe.
         reuse=concurrency > 1 and initialization != "snap-start",
+        exclusive=concurrency == 1,
         async_init=async_init,
     )
     try:

@@ -54,7 +54,8 @@ class ProxyApp:
 
     ``reuse`` allows keeping idle connections to the app for the pool idle timeout: only safe
     when the environment does not freeze between invocations; otherwise an idle connection is
-    kept only for back-to-back invocations (see :mod:`holdfast.proxy.upstream`).
+    kept only for back-to-back invocations. ``exclusive``: one invocation at a time, so the
+    app's answer may be awaited off the event loop (see :mod:`holdfast.proxy.upstream`).
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class ProxyApp:
         settings: ProxySettings,
         *,
         reuse: bool = False,
+        exclusive: bool = False,
         async_init: bool | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
@@ -71,7 +73,11 @@ class ProxyApp:
         self.command = list(command)
         self.settings = settings
         self.upstream = Upstream(
-            settings.host, settings.port, reuse=reuse, idle_timeout=settings.pool_idle_timeout
+            settings.host,
+            settings.port,
+            reuse=reuse,
+            idle_timeout=settings.pool_idle_timeout,
+            exclusive=exclusive,
         )
         self.async_init = settings.async_init if async_init is None else async_init
         self.listener = CompletionListener(secrets.token_hex(16))
@@ -174,9 +180,15 @@ class ProxyApp:
         marked = any(name == MARK_HEADER for name, _ in response.headers)
         out = [(name, value) for name, value in response.headers if name not in _RESPONSE_OWNED]
         await send({"type": "http.response.start", "status": response.status, "headers": out})
+        # With a known length, the chunk that completes the body is the last message (one
+        # message less through the adapter); otherwise an empty one ends the body.
+        remaining = response.length
         async for chunk in response.body():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if remaining is not None:
+                remaining -= len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": remaining != 0})
+        if remaining != 0:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         if marked:
             # After-response work of the app: the adapter drains this, bounded by the deadline.
             await self.listener.wait(request_id)

@@ -1,4 +1,4 @@
-"""The proxy's HTTP/1.1 client to the app on loopback: a small pool of asyncio connections.
+"""The proxy's HTTP/1.1 client to the app on loopback: a small pool of connections.
 
 Only what a reverse proxy in front of one local server needs: requests with a known body length,
 responses with ``Content-Length``, chunked encoding or read-to-close bodies, read as they arrive
@@ -12,23 +12,40 @@ the environment may freeze between invocations (``reuse=False``: one invocation 
 idle connection is reused only within ``FREEZE_SAFE_IDLE`` seconds on the wall clock (which
 advances through a freeze, and across a SnapStart snapshot): far below any server's keep-alive
 timeout (uvicorn and Node 5 s, gunicorn 2 s), so back-to-back invocations skip a loopback
-connect (measured: about half the proxy's cost per invocation) while a connection idle through
-a real pause is never used. Under Lambda Managed Instances (several invocations at once, no
-freeze) idle connections are reused for at most ``idle_timeout`` seconds. Either way, a reused
-connection the server closed before answering is retried once on a fresh one.
+connect while a connection idle through a real pause is never used. Under Lambda Managed
+Instances (several invocations at once, no freeze) idle connections are reused for at most
+``idle_timeout`` seconds.
+
+A request is never sent twice: one that went out on a connection the app then closed without
+answering gets a :class:`UpstreamError` (the app may have acted on it). The only retry, on a new
+connection, is for a reused connection found closed before anything was sent on it.
+
+The cost per request (measured in ``bench/proxy_transport.py``): each connection is a plain
+non-blocking socket the proxy reads itself (a read asks the socket only when it needs bytes; no
+transport or protocol object in between), and where one invocation at a time runs
+(``exclusive``) the proxy waits up to ``ANSWER_WAIT`` for the app's answer in a blocking
+``poll`` right after sending, not in a turn of the event loop: nothing else in the proxy has
+work to do meanwhile, and the answer is read the moment it arrives.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import select
+import socket
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from holdfast._types import RawHeaders
 from holdfast.http11.response import ProtocolError, ResponseHead, body_chunks, read_head
 
 #: Seconds an idle connection may be reused where the environment can freeze (see above).
 FREEZE_SAFE_IDLE = 0.5
+#: Seconds the proxy waits for the app's answer without returning to the event loop, where one
+#: invocation at a time runs; a slower answer is then awaited on the loop as usual.
+ANSWER_WAIT = 0.005
 _READ_LIMIT = 1024 * 1024
 _CHUNK = 64 * 1024
 # Hop-by-hop headers (RFC 9110 §7.6.1) are the proxy's own business with each side.
@@ -49,16 +66,63 @@ class UpstreamError(ConnectionError):
     """The app could not be reached, or broke the HTTP exchange."""
 
 
-class _Connection:
-    __slots__ = ("idle_since", "reader", "writer")
+class _SocketReader(asyncio.StreamReader):
+    """A stream reader over a socket with no transport: it receives only when a read needs more.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    `holdfast.http11.response` reads from a :class:`asyncio.StreamReader`; this one fills its
+    buffer from the socket in ``_wait_for_data`` (the hook every read waits in): bytes already
+    there are taken at once, without a turn of the event loop, and while ``answer_wait`` is set
+    the next bytes are awaited in a blocking ``poll`` for that long before the loop is asked.
+    """
+
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=_READ_LIMIT, loop=loop)
+        self.answer_wait = 0.0
+        self._sock = sock
+        self._sock_loop = loop
+        self._poller = select.poll()
+        self._poller.register(sock, select.POLLIN)
+
+    async def _wait_for_data(self, func_name: str) -> None:
+        data = self._receive_now()
+        if data is None and self.answer_wait and self._poller.poll(self.answer_wait * 1000):
+            data = self._receive_now()
+        if data is None:
+            data = await self._sock_loop.sock_recv(self._sock, _CHUNK)
+        if data:
+            self.feed_data(data)
+        else:
+            self.feed_eof()
+
+    def _receive_now(self) -> bytes | None:
+        try:
+            return self._sock.recv(_CHUNK)
+        except BlockingIOError:
+            return None
+
+
+class _Connection:
+    __slots__ = ("idle_since", "reader", "sock")
+
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        self.sock = sock
+        self.reader = _SocketReader(sock, loop)
         self.idle_since = time.time()
 
+    def open_and_quiet(self) -> bool:
+        """Whether the app has neither closed the connection nor sent anything unasked."""
+        if self.reader.at_eof():
+            return False
+        try:
+            self.sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        return False  # the end of the stream, or bytes nobody asked for
+
     def close(self) -> None:
-        self.writer.close()
+        self.sock.close()
 
 
 class UpstreamResponse:
@@ -66,6 +130,8 @@ class UpstreamResponse:
 
     def __init__(self, pool: Upstream, connection: _Connection, head: ResponseHead) -> None:
         self.status = head.status
+        #: The body's length when the head announced it (``None``: chunked, or to the end).
+        self.length = head.length
         self.headers: RawHeaders = [
             (name.encode("latin-1"), value.encode("latin-1")) for name, value in head.fields
         ]
@@ -81,7 +147,7 @@ class UpstreamResponse:
             async for chunk in body_chunks(connection.reader, self._head):
                 yield chunk
             complete = True
-        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+        except (OSError, asyncio.IncompleteReadError) as exc:
             raise UpstreamError(f"the app broke off its response: {exc!r}") from exc
         finally:
             self._connection = None
@@ -95,36 +161,43 @@ class UpstreamResponse:
 
 
 class Upstream:
-    """Connections to the app at ``host:port``; ``reuse``: no freeze between invocations."""
+    """Connections to the app at ``host:port``; ``reuse``: no freeze between invocations;
+    ``exclusive``: one invocation at a time (the answer is awaited off the event loop)."""
 
-    def __init__(self, host: str, port: int, *, reuse: bool, idle_timeout: float) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        reuse: bool,
+        idle_timeout: float,
+        exclusive: bool = False,
+    ) -> None:
         self.host = host
         self.port = port
         self.idle_timeout = idle_timeout if reuse else min(idle_timeout, FREEZE_SAFE_IDLE)
         self.reuse = self.idle_timeout > 0
+        self.answer_wait = ANSWER_WAIT if exclusive else 0.0
         self._idle: list[_Connection] = []
+        self._addresses: list[tuple[int, Any]] = []
 
     async def request(
         self, method: str, target: str, headers: RawHeaders, body: bytes
     ) -> UpstreamResponse:
         """Send one request; returns once the response head has arrived."""
         head = _request_head(method, target, headers, len(body))
+        message = head + body
         connection = self._take_idle()
         if connection is not None:
             try:
-                return await self._exchange(connection, head, body)
-            except _NothingReceived:
-                pass  # the server closed the idle connection: once more on a new one
+                return await self._exchange(connection, message, head)
+            except _NothingSent:
+                pass  # closed as the request went out, before any of it: once more, anew
+        connection = await self._connect()
         try:
-            reader, writer = await asyncio.open_connection(self.host, self.port, limit=_READ_LIMIT)
-        except OSError as exc:
-            raise UpstreamError(
-                f"cannot connect to the app at {self.host}:{self.port}: {exc}"
-            ) from exc
-        try:
-            return await self._exchange(_Connection(reader, writer), head, body)
-        except _NothingReceived as exc:
-            raise UpstreamError(f"the app closed the connection without answering: {exc}") from None
+            return await self._exchange(connection, message, head)
+        except _NothingSent as exc:
+            raise UpstreamError(f"the app closed the connection at once: {exc}") from None
 
     def release(self, connection: _Connection, *, reusable: bool) -> None:
         if reusable and self.reuse:
@@ -144,34 +217,123 @@ class Upstream:
         while self._idle:
             connection = self._idle.pop()
             fresh = 0 <= now - connection.idle_since < self.idle_timeout
-            if fresh and not connection.reader.at_eof():
+            if fresh and connection.open_and_quiet():
                 return connection
             connection.close()
         return None
 
-    async def _exchange(
-        self, connection: _Connection, request_head: bytes, body: bytes
-    ) -> UpstreamResponse:
-        writer, reader = connection.writer, connection.reader
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        error: OSError | None = None
         try:
-            writer.write(request_head + body if len(body) < _CHUNK else request_head)
-            if len(body) >= _CHUNK:
-                writer.write(body)
-            await writer.drain()
+            addresses = self._addresses or await self._resolve(loop)
+        except OSError as exc:
+            error = exc
+            addresses = []
+        # Each of the host's addresses in turn (``localhost`` may name ::1 first while the app
+        # listens on 127.0.0.1 only); the first that answers is tried first from then on.
+        for family, address in addresses:
+            try:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+            except OSError as exc:  # e.g. IPv6 off in this environment
+                error = exc
+                continue
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                await _connect(loop, sock, address, self.answer_wait)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            if addresses[0] != (family, address):
+                self._addresses = [
+                    (family, address),
+                    *(other for other in addresses if other != (family, address)),
+                ]
+            return _Connection(sock, loop)
+        raise UpstreamError(f"cannot connect to the app at {self.host}:{self.port}: {error}")
+
+    async def _resolve(self, loop: asyncio.AbstractEventLoop) -> list[tuple[int, Any]]:
+        # Once: the app's address does not change while the proxy runs.
+        infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        self._addresses = [(family, address) for family, _, _, _, address in infos]
+        return self._addresses
+
+    async def _exchange(
+        self, connection: _Connection, message: bytes, request_head: bytes
+    ) -> UpstreamResponse:
+        sock = connection.sock
+        sent = 0
+        try:
+            try:
+                sent = sock.send(message)
+            except BlockingIOError:
+                pass
+            if sent < len(message):
+                await asyncio.get_running_loop().sock_sendall(sock, memoryview(message)[sent:])
+                sent = len(message)
+            reader = connection.reader
+            reader.answer_wait = self.answer_wait
             head = await read_head(reader, to_head_request=request_head.startswith(b"HEAD "))
+            if head.length is None:
+                # A chunked or read-to-close body may be a stream that takes its time: awaited
+                # on the loop. One of known length is on its way (the app has it in hand).
+                reader.answer_wait = 0.0
         except ProtocolError as exc:
             connection.close()
             raise UpstreamError(f"the app sent a broken response head: {exc}") from exc
-        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+        except asyncio.CancelledError:
+            connection.close()  # mid-exchange: in no state to be used again
+            raise
+        except (OSError, asyncio.IncompleteReadError) as exc:
             connection.close()
+            if not sent and isinstance(exc, ConnectionError):
+                raise _NothingSent(repr(exc)) from exc
             if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
                 raise UpstreamError(f"the app broke off its response head: {exc!r}") from exc
-            raise _NothingReceived(repr(exc)) from exc
+            raise UpstreamError(
+                f"the app closed the connection without answering: {exc!r}"
+            ) from exc
         return UpstreamResponse(self, connection, head)
 
 
-class _NothingReceived(Exception):
-    """The connection failed before any byte of the answer: the request was not processed."""
+async def _connect(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, address: Any, wait: float
+) -> None:
+    """Connect the non-blocking ``sock``. On loopback the handshake is done by the time
+    ``connect`` returns (it still says "in progress"): checked at once, or within ``wait``
+    seconds, before the loop is asked to wait for it."""
+    try:
+        sock.connect(address)
+        return
+    except BlockingIOError:
+        pass
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT)
+    if not poller.poll(wait * 1000):
+        writable = loop.create_future()
+
+        def ready() -> None:
+            if not writable.done():
+                writable.set_result(None)
+
+        loop.add_writer(sock, ready)
+        try:
+            await writable
+        finally:
+            loop.remove_writer(sock)
+    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if error:
+        raise OSError(error, os.strerror(error))
+
+
+class _NothingSent(Exception):
+    """The connection failed before any byte of the request went out: nothing can have been
+    processed, so the request may go out again on a new connection."""
 
 
 def _request_head(method: str, target: str, headers: RawHeaders, length: int) -> bytes:
