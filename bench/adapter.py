@@ -10,12 +10,13 @@ Lambda Python runtime calls it.
 Time is the calling thread's CPU time (``time.thread_time``): both adapters do all of a
 synchronous invocation's work in the caller's thread, and CPU time does not count the moments
 another process had the core, which wall-clock time on a shared machine does. The machine is
-shared and noisy all the same (caches, frequency), so the measurements are interleaved: every round times a short
-batch of each (app, event, adapter) combination, in a new random order each round; a batch's
-mean is one sample, and the table shows the median of those per-round means. Ratios are
-holdfast / Mangum (lower is faster); "overall" compares the sums over the three events. Mangum
-runs twice: with its defaults, and with ``lifespan="off"`` (its fastest fair setting: no lifespan
-cycle per call); the goals (issue 17) are checked against ``lifespan="off"``.
+shared and noisy all the same (caches, frequency), so the measurements are interleaved: every
+round times a short batch of each (app, event, adapter) combination, in a new random order each
+round; a batch's mean is one sample, and the table shows the median of those per-round means.
+Ratios are holdfast / Mangum (lower is faster); "overall" compares the sums over the three
+events. Mangum runs twice: with its defaults, and with ``lifespan="off"`` (its fastest fair
+setting: no lifespan cycle per call); the goals (issue 17) are checked against
+``lifespan="off"``.
 """
 
 from __future__ import annotations
