@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .invoke import InvokeRequest, ResponseStream, RuntimeResponse
+from .invoke import InvokeRequest, ResponseStream, RuntimeResponse, new_request_id
 
 
 def new_trace_id() -> str:
@@ -66,7 +65,7 @@ class Attempt:
         self.request = request
         self.request_id = request.request_id
         # One per attempt: an async retry keeps the request id but is a new invocation.
-        self.invocation_id = str(uuid.uuid4())
+        self.invocation_id = new_request_id()
         self.function_arn = function_arn
         self.trace_id = new_trace_id()
         self.record = record

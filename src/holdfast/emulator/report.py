@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,4 +132,6 @@ class Journal:
 
 
 def _print(line: str) -> None:
-    print(line, flush=True)
+    # One write (print() writes the line and its end apart, two system calls unbuffered).
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import resource
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
@@ -378,8 +379,11 @@ class HTTPServer:
         self._connections[task] = writer
         small_reads(writer.transport)
         peer = writer.get_extra_info("peername") or ("", 0)
+        client = (str(peer[0]), int(peer[1]))
+        timed = self._idle_timeout is not None or self._head_timeout is not None
+        watch = _HeadWatch(task, self._idle_timeout, self._head_timeout) if timed else None
         try:
-            while await self._serve_one(task, reader, writer, (str(peer[0]), int(peer[1]))):
+            while await self._serve_one(task, reader, writer, client, watch):
                 pass
         except ProtocolError as exc:
             with contextlib.suppress(ConnectionError):
@@ -391,6 +395,8 @@ class HTTPServer:
             # asyncio's stream callback from logging the cancellation as an error.
             pass
         finally:
+            if watch is not None:
+                watch.close()
             self._connections.pop(task, None)
             self._waiting.pop(task, None)
             writer.close()
@@ -411,15 +417,21 @@ class HTTPServer:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         peer: tuple[str, int],
+        watch: _HeadWatch | None,
     ) -> bool:
         self._waiting[task] = writer
         try:
-            if self._idle_timeout is None and self._head_timeout is None:
+            if watch is None:
                 request = await _read_request(reader, writer, peer, self._body_timeout)
             else:
-                request = await self._read_request_in_time(reader, writer, peer)
+                watch.start()
+                request = await _read_request(
+                    reader, writer, peer, self._body_timeout, watch.line_read
+                )
         finally:
             self._waiting.pop(task, None)
+            if watch is not None:
+                watch.stop()
         if request is None:
             return False
         try:
@@ -437,18 +449,64 @@ class HTTPServer:
         )
         return keep_alive
 
-    async def _read_request_in_time(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: tuple[str, int]
-    ) -> Request | None:
-        """`_read_request` within `idle_timeout` for the request line, then `head_timeout`."""
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(self._idle_timeout) as deadline:
 
-            def line_read() -> None:
-                if self._head_timeout is not None:
-                    deadline.reschedule(loop.time() + self._head_timeout)
+class _HeadWatch:
+    """The deadline of one connection's wait for its next request head: `idle` seconds for the
+    request line (keep-alive idling), then `head` seconds for the rest of the head once it began
+    (None: no bound). At the deadline the connection's task is cancelled, which closes it.
 
-            return await _read_request(reader, writer, peer, self._body_timeout, line_read)
+    One timer per connection, re-armed lazily: starting a wait only moves the deadline, and the
+    timer, when it fires early, sets itself for the deadline then in force. A request costs no
+    timer of its own (scheduling and cancelling one per request cost more than parsing it).
+    """
+
+    __slots__ = ("_deadline", "_handle", "_head", "_idle", "_loop", "_task")
+
+    def __init__(self, task: asyncio.Task[None], idle: float | None, head: float | None) -> None:
+        self._loop = task.get_loop()
+        self._task = task
+        self._idle = math.inf if idle is None else idle
+        self._head = math.inf if head is None else head
+        self._deadline: float | None = None  # None: not waiting for a head
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        """The wait for a request line begins."""
+        self._set(self._loop.time() + self._idle)
+
+    def line_read(self) -> None:
+        """The request line came and the rest of the head is still to come."""
+        self._set(self._loop.time() + self._head)
+
+    def stop(self) -> None:
+        """The head is in (or the wait ended otherwise)."""
+        self._deadline = None
+
+    def close(self) -> None:
+        """The connection is over."""
+        self._deadline = None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _set(self, deadline: float) -> None:
+        self._deadline = deadline
+        handle = self._handle
+        if handle is not None and handle.when() <= deadline:
+            return  # fires first and re-arms for the deadline then
+        if handle is not None:
+            handle.cancel()
+        self._handle = None if deadline == math.inf else self._loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        deadline = self._deadline
+        if deadline is None:
+            return  # not waiting: the next wait arms a new timer
+        if self._loop.time() >= deadline:
+            self._task.cancel()
+        else:
+            self._handle = self._loop.call_at(deadline, self._fire)
 
 
 def default_max_connections() -> int:
@@ -504,12 +562,18 @@ _TOO_MANY_CONNECTIONS = (
 )
 
 
-async def _read_fields(reader: asyncio.StreamReader) -> tuple[Headers, Fields]:
+async def _read_fields(
+    reader: asyncio.StreamReader, end: int | None = None
+) -> tuple[Headers, Fields]:
     """A field block through the blank line that ends it (a head's fields, or trailers), and
-    its framing fields (`Content-Length`, `Transfer-Encoding`) for `body_framing`."""
+    its framing fields (`Content-Length`, `Transfer-Encoding`) for `body_framing`; `end` is the
+    block's length when the caller already found all of it buffered."""
     # Usually the whole block has arrived with the request line: take it in one piece.
-    buffered = getattr(reader, "_buffer", None)
-    if isinstance(buffered, bytearray) and (end := _block_end(buffered)) is not None:
+    if end is None:
+        buffered = getattr(reader, "_buffer", None)
+        if isinstance(buffered, bytearray):
+            end = _block_end(buffered)
+    if end is not None:
         block = await reader.readexactly(end)
     else:
         block = await _read_block(reader)
@@ -576,14 +640,17 @@ async def _read_request(
         line = await _readline(reader)
     if not line:
         return None
-    if line_read is not None:
-        line_read()
     if not line.endswith(b"\n"):
         if len(line) > MAX_HEAD_BYTES:
             raise ProtocolError("request line too long")
         raise asyncio.IncompleteReadError(line, None)
     method, target, version = parse_request_line(line)
-    headers, framing = await _read_fields(reader)
+    # Usually the whole head arrived with the request line: then nothing is waited for.
+    buffered = getattr(reader, "_buffer", None)
+    end = _block_end(buffered) if isinstance(buffered, bytearray) else None
+    if end is None and line_read is not None:
+        line_read()
+    headers, framing = await _read_fields(reader, end)
     path, _, query = target.partition("?")
     return Request(
         method=method,
@@ -604,22 +671,23 @@ def _make_body(
     framing: Fields,
     timeout: float | None,
 ) -> RequestBody:
-    length, chunked = body_framing(framing)
-    expects_continue = (headers.get("Expect") or "").lower() == "100-continue"
-
-    async def send_continue() -> None:
-        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        await writer.drain()
-
+    length, chunked = body_framing(framing) if framing else (None, False)
+    expects = headers.get("Expect")
+    expects_continue = expects is not None and expects.lower() == "100-continue"
     return RequestBody(
         reader,
         length=length,
         chunked=chunked,
         # Nothing to do before the first read unless the client waits for 100 Continue.
-        on_first_read=send_continue if expects_continue else None,
+        on_first_read=functools.partial(_send_continue, writer) if expects_continue else None,
         expects_continue=expects_continue,
         timeout=timeout,
     )
+
+
+async def _send_continue(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    await writer.drain()
 
 
 def _refuse_forbidden_fields(request: Request, response: Response) -> Response:
