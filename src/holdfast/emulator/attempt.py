@@ -60,8 +60,15 @@ class Attempt:
     `finished` resolves once the environment is frozen or reset, ending the invocation.
     """
 
-    def __init__(self, request: InvokeRequest, *, function_arn: str, record: FreezeRecord) -> None:
-        loop = asyncio.get_running_loop()
+    def __init__(
+        self,
+        request: InvokeRequest,
+        *,
+        function_arn: str,
+        record: FreezeRecord,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        loop = loop or asyncio.get_running_loop()
         self.request = request
         self.request_id = request.request_id
         # One per attempt: an async retry keeps the request id but is a new invocation.
