@@ -121,8 +121,11 @@ class Journal:
     def finished(self, report: Report) -> None:
         """An invocation ended (frozen or reset)."""
         self.reports.append(report)
-        self._sink(report.end_line())
-        self._sink(report.report_line())
+        if self._sink is _print:  # stdout: both lines in one write
+            _print(f"{report.end_line()}\n{report.report_line()}")
+        else:
+            self._sink(report.end_line())
+            self._sink(report.report_line())
         if self._observer is not None:
             self._observer.finished(report)
 

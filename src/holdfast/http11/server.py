@@ -562,21 +562,20 @@ _TOO_MANY_CONNECTIONS = (
 )
 
 
-async def _read_fields(
-    reader: asyncio.StreamReader, end: int | None = None
-) -> tuple[Headers, Fields]:
+async def _read_fields(reader: asyncio.StreamReader) -> tuple[Headers, Fields]:
     """A field block through the blank line that ends it (a head's fields, or trailers), and
-    its framing fields (`Content-Length`, `Transfer-Encoding`) for `body_framing`; `end` is the
-    block's length when the caller already found all of it buffered."""
-    # Usually the whole block has arrived with the request line: take it in one piece.
-    if end is None:
-        buffered = getattr(reader, "_buffer", None)
-        if isinstance(buffered, bytearray):
-            end = _block_end(buffered)
-    if end is not None:
+    its framing fields (`Content-Length`, `Transfer-Encoding`) for `body_framing`."""
+    # Usually the whole block has arrived already: take it in one piece.
+    buffered = getattr(reader, "_buffer", None)
+    if isinstance(buffered, bytearray) and (end := _block_end(buffered)) is not None:
         block = await reader.readexactly(end)
     else:
         block = await _read_block(reader)
+    return _parse_block(block)
+
+
+def _parse_block(block: bytes) -> tuple[Headers, Fields]:
+    """The fields of a block that ends with its blank line, and its framing fields."""
     block = block[:-2] if block.endswith(b"\r\n") else block[:-1]
     raw = parse_fields(block, lower=False)
     # The first value of each name wins: written last.
@@ -635,22 +634,24 @@ async def _read_request(
     body_timeout: float | None,
     line_read: Callable[[], None] | None = None,
 ) -> Request | None:
-    line = await _readline(reader)
-    while line in (b"\r\n", b"\n"):  # tolerate stray CRLF between requests (RFC 9112 §2.2)
-        line = await _readline(reader)
-    if not line:
-        return None
-    if not line.endswith(b"\n"):
-        if len(line) > MAX_HEAD_BYTES:
-            raise ProtocolError("request line too long")
-        raise asyncio.IncompleteReadError(line, None)
-    method, target, version = parse_request_line(line)
-    # Usually the whole head arrived with the request line: then nothing is waited for.
+    # Usually a whole head is waiting in the buffer, or comes in one piece: it is then read in
+    # one call and split here, rather than line by line.
     buffered = getattr(reader, "_buffer", None)
-    end = _block_end(buffered) if isinstance(buffered, bytearray) else None
-    if end is None and line_read is not None:
-        line_read()
-    headers, framing = await _read_fields(reader, end)
+    if not isinstance(buffered, bytearray):
+        buffered = None
+    elif not buffered and not reader.at_eof():
+        await _wait_for_bytes(reader)
+    if buffered and buffered[0] not in _LINE_ENDS and (end := _block_end(buffered)) is not None:
+        head = await reader.readexactly(end)
+        line_end = head.index(b"\n") + 1
+        method, target, version = parse_request_line(head[:line_end])
+        headers, framing = _parse_block(head[line_end:])
+    else:
+        request_line = await _read_request_line(reader, line_read)
+        if request_line is None:
+            return None
+        method, target, version = request_line
+        headers, framing = await _read_fields(reader)
     path, _, query = target.partition("?")
     return Request(
         method=method,
@@ -662,6 +663,41 @@ async def _read_request(
         body=_make_body(reader, writer, headers, framing, body_timeout),
         client=peer,
     )
+
+
+_LINE_ENDS = b"\r\n"
+
+
+async def _wait_for_bytes(reader: asyncio.StreamReader) -> None:
+    """Until the reader holds a byte, or the peer ended the stream (the slow path then reads)."""
+    # StreamReader has no public "wait for data" that consumes nothing: its own helper, where
+    # it has it (every CPython 3.11 to 3.14); without, the line-by-line path does the waiting.
+    wait = getattr(reader, "_wait_for_data", None)
+    if wait is not None:
+        await wait("readline")
+
+
+async def _read_request_line(
+    reader: asyncio.StreamReader, line_read: Callable[[], None] | None
+) -> tuple[str, str, str] | None:
+    """The request line read line by line (a head arriving in pieces, stray CRLFs before it);
+    None when the connection ended before one."""
+    line = await _readline(reader)
+    while line in (b"\r\n", b"\n"):  # tolerate stray CRLF between requests (RFC 9112 §2.2)
+        line = await _readline(reader)
+    if not line:
+        return None
+    if not line.endswith(b"\n"):
+        if len(line) > MAX_HEAD_BYTES:
+            raise ProtocolError("request line too long")
+        raise asyncio.IncompleteReadError(line, None)
+    request_line = parse_request_line(line)
+    # The rest of the head gets its own, shorter, deadline unless it is all here already.
+    buffered = getattr(reader, "_buffer", None)
+    complete = isinstance(buffered, bytearray) and _block_end(buffered) is not None
+    if line_read is not None and not complete:
+        line_read()
+    return request_line
 
 
 def _make_body(
