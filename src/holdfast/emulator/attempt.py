@@ -8,19 +8,18 @@ holdfast's core `Invocation`.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from .invoke import InvokeRequest, ResponseStream, RuntimeResponse, new_request_id
+from .invoke import InvokeRequest, ResponseStream, RuntimeResponse, ids, new_request_id
 
 
 def new_trace_id() -> str:
     """An X-Ray trace header value: `Root=1-<epoch hex8>-<hex24>;Parent=<hex16>;Sampled=1`."""
-    # Ids, not secrets: the seeded generator, without two getrandom() calls per invocation.
-    root = f"1-{int(time.time()):08x}-{random.getrandbits(96):024x}"
-    return f"Root={root};Parent={random.getrandbits(64):016x};Sampled=1"
+    # Ids, not secrets: a pseudo-random generator, without two getrandom() calls per invocation.
+    root = f"1-{int(time.time()):08x}-{ids.getrandbits(96):024x}"
+    return f"Root={root};Parent={ids.getrandbits(64):016x};Sampled=1"
 
 
 @dataclass
