@@ -192,22 +192,27 @@ def test_a_freeze_waits_for_the_sigchld_of_a_child_stopping_then_gives_the_signa
     asyncio.run(main())
 
 
+async def _freeze_without_a_watch():
+    """Where SIGCHLD cannot be watched, the freeze still confirms the stop (by polling);
+    returns the member's state."""
+    group = ProcessGroup()
+    member = await group.spawn(["sleep", "30"], env=os.environ, cwd=None)
+    stops = _ChildStops.of(asyncio.get_running_loop())
+    assert not stops.watch()
+    stops.unwatch()
+    await group.freeze()
+    state = _process_state(member.pid)
+    await group.kill()
+    return state
+
+
 def test_a_sigchld_handler_of_someone_else_is_left_alone_and_the_freeze_polls():
     def theirs(signum, frame):
         pass
 
-    async def main():
-        group = ProcessGroup()
-        member = await group.spawn(["sleep", "30"], env=os.environ, cwd=None)
-        assert not _ChildStops.of(asyncio.get_running_loop()).watch()
-        _ChildStops.of(asyncio.get_running_loop()).unwatch()
-        await group.freeze()
-        assert _process_state(member.pid) == "T"
-        await group.kill()
-
     previous = signal.signal(signal.SIGCHLD, theirs)
     try:
-        asyncio.run(main())
+        assert asyncio.run(_freeze_without_a_watch()) == "T"
         assert signal.getsignal(signal.SIGCHLD) is theirs
     finally:
         signal.signal(signal.SIGCHLD, previous)
@@ -216,17 +221,7 @@ def test_a_sigchld_handler_of_someone_else_is_left_alone_and_the_freeze_polls():
 def test_a_freeze_outside_the_main_thread_polls():
     # Signals are the main thread's: an emulator run in another thread cannot watch SIGCHLD.
     outcome = []
-
-    async def main():
-        group = ProcessGroup()
-        member = await group.spawn(["sleep", "30"], env=os.environ, cwd=None)
-        assert not _ChildStops.of(asyncio.get_running_loop()).watch()
-        _ChildStops.of(asyncio.get_running_loop()).unwatch()
-        await group.freeze()
-        outcome.append(_process_state(member.pid))
-        await group.kill()
-
-    thread = threading.Thread(target=asyncio.run, args=(main(),))
+    thread = threading.Thread(target=lambda: outcome.append(asyncio.run(_freeze_without_a_watch())))
     thread.start()
     thread.join(60)
     assert outcome == ["T"]
