@@ -239,9 +239,10 @@ class _ChildStops:
     A process that stops is noticed at once by its parent's SIGCHLD; polling /proc would notice
     it at the next check, which on a busy machine (the stopping process must be scheduled to
     stop) comes only after a run of checks that each cost a loop round. The handler is the
-    loop's (`add_signal_handler`), installed only while some freeze waits, and only where the
-    signal is free: not from a thread other than the main one, and never over a SIGCHLD
-    handler of someone else's; there the freeze polls as before.
+    loop's (`add_signal_handler`, which also takes the process's signal wakeup fd while any
+    loop handler is set), installed only while some freeze waits, and only where the signal is
+    free: not from a thread other than the main one, and never over a SIGCHLD disposition of
+    someone else's; there the freeze polls as before.
     """
 
     _instances: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ChildStops] = (

@@ -671,7 +671,7 @@ _LINE_ENDS = b"\r\n"
 async def _wait_for_bytes(reader: asyncio.StreamReader) -> None:
     """Until the reader holds a byte, or the peer ended the stream (the slow path then reads)."""
     # StreamReader has no public "wait for data" that consumes nothing: its own helper, where
-    # it has it (every CPython 3.11 to 3.14); without, the line-by-line path does the waiting.
+    # it has one; without, the line-by-line path does the waiting.
     wait = getattr(reader, "_wait_for_data", None)
     if wait is not None:
         await wait("readline")
