@@ -378,16 +378,15 @@ class HTTPServer:
             return
         self._connections[task] = writer
         small_reads(writer.transport)
-        peer = writer.get_extra_info("peername") or ("", 0)
-        client = (str(peer[0]), int(peer[1]))
         timed = self._idle_timeout is not None or self._head_timeout is not None
         watch = _HeadWatch(task, self._idle_timeout, self._head_timeout) if timed else None
+        connection = _Connection(task, reader, writer, watch)
         try:
-            while await self._serve_one(task, reader, writer, client, watch):
+            while await self._serve_one(connection):
                 pass
         except ProtocolError as exc:
             with contextlib.suppress(ConnectionError):
-                await _write_response(writer, _refusal(exc), keep_alive=False)
+                await _write_response(connection, _refusal(exc), keep_alive=False)
         except (ConnectionError, asyncio.IncompleteReadError, StreamAborted, TimeoutError):
             pass
         except asyncio.CancelledError:
@@ -399,6 +398,7 @@ class HTTPServer:
                 watch.close()
             self._connections.pop(task, None)
             self._waiting.pop(task, None)
+            connection.release()
             writer.close()
 
     def _make_room(self) -> bool:
@@ -411,23 +411,15 @@ class HTTPServer:
         writer.transport.abort()
         return True
 
-    async def _serve_one(
-        self,
-        task: asyncio.Task[None],
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        peer: tuple[str, int],
-        watch: _HeadWatch | None,
-    ) -> bool:
-        self._waiting[task] = writer
+    async def _serve_one(self, connection: _Connection) -> bool:
+        task, watch = connection.task, connection.watch
+        self._waiting[task] = connection.writer
         try:
             if watch is None:
-                request = await _read_request(reader, writer, peer, self._body_timeout)
+                request = await _read_request(connection, self._body_timeout)
             else:
                 watch.start()
-                request = await _read_request(
-                    reader, writer, peer, self._body_timeout, watch.line_read
-                )
+                request = await _read_request(connection, self._body_timeout, watch.line_read)
         finally:
             self._waiting.pop(task, None)
             if watch is not None:
@@ -445,9 +437,60 @@ class HTTPServer:
         # A body the handler left unread cannot be skipped safely: close instead.
         keep_alive = _wants_keep_alive(request) and request.body.complete
         await _write_response(
-            writer, response, keep_alive=keep_alive, head=request.method == "HEAD"
+            connection, response, keep_alive=keep_alive, head=request.method == "HEAD"
         )
         return keep_alive
+
+
+class _Connection:
+    """One client connection's state between its requests.
+
+    A small response to a request the client pipelined another one behind is held back
+    (`hold`) until the end of the loop pass, after the next request's handler ran up to its
+    first wait: a runtime that sends `/next` right behind its response is then frozen (its
+    `/next` is what freezes it) before the 202 reaches it, and is woken once, at the thaw,
+    instead of for the 202 and again for the SIGSTOP. Whatever is held goes out before
+    anything else is written on the connection (`release`).
+    """
+
+    __slots__ = ("_held", "_loop", "_release_handle", "client", "reader", "task", "watch", "writer")
+
+    def __init__(
+        self,
+        task: asyncio.Task[None],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        watch: _HeadWatch | None,
+    ) -> None:
+        self.task = task
+        self.reader = reader
+        self.writer = writer
+        self.watch = watch
+        peer = writer.get_extra_info("peername") or ("", 0)
+        self.client = (str(peer[0]), int(peer[1]))
+        self._loop = task.get_loop()
+        self._held = b""
+        self._release_handle: asyncio.Handle | None = None
+
+    @property
+    def pipelined(self) -> bool:
+        """Whether bytes of the client's next request are already here."""
+        return bool(getattr(self.reader, "_buffer", None))
+
+    def hold(self, data: bytes) -> None:
+        """Write `data` at the end of this loop pass (or sooner, with the next write)."""
+        self._held += data
+        if self._release_handle is None:
+            self._release_handle = self._loop.call_soon(self.release)
+
+    def release(self) -> None:
+        """Write what is held now."""
+        if self._release_handle is not None:
+            self._release_handle.cancel()
+            self._release_handle = None
+        if self._held:
+            data, self._held = self._held, b""
+            self.writer.write(data)
 
 
 class _HeadWatch:
@@ -628,12 +671,11 @@ def _block_end(buffered: bytearray) -> int | None:
 
 
 async def _read_request(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    peer: tuple[str, int],
+    connection: _Connection,
     body_timeout: float | None,
     line_read: Callable[[], None] | None = None,
 ) -> Request | None:
+    reader = connection.reader
     # Usually a whole head is waiting in the buffer, or comes in one piece: it is then read in
     # one call and split here, rather than line by line.
     buffered = getattr(reader, "_buffer", None)
@@ -660,8 +702,8 @@ async def _read_request(
         query=query,
         version=version,
         headers=headers,
-        body=_make_body(reader, writer, headers, framing, body_timeout),
-        client=peer,
+        body=_make_body(connection, headers, framing, body_timeout),
+        client=connection.client,
     )
 
 
@@ -701,29 +743,26 @@ async def _read_request_line(
 
 
 def _make_body(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    headers: Headers,
-    framing: Fields,
-    timeout: float | None,
+    connection: _Connection, headers: Headers, framing: Fields, timeout: float | None
 ) -> RequestBody:
     length, chunked = body_framing(framing) if framing else (None, False)
     expects = headers.get("Expect")
     expects_continue = expects is not None and expects.lower() == "100-continue"
     return RequestBody(
-        reader,
+        connection.reader,
         length=length,
         chunked=chunked,
         # Nothing to do before the first read unless the client waits for 100 Continue.
-        on_first_read=functools.partial(_send_continue, writer) if expects_continue else None,
+        on_first_read=functools.partial(_send_continue, connection) if expects_continue else None,
         expects_continue=expects_continue,
         timeout=timeout,
     )
 
 
-async def _send_continue(writer: asyncio.StreamWriter) -> None:
-    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-    await writer.drain()
+async def _send_continue(connection: _Connection) -> None:
+    connection.release()
+    connection.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    await connection.writer.drain()
 
 
 def _refuse_forbidden_fields(request: Request, response: Response) -> Response:
@@ -750,8 +789,10 @@ def _wants_keep_alive(request: Request) -> bool:
 
 
 async def _write_response(
-    writer: asyncio.StreamWriter, response: Response, *, keep_alive: bool, head: bool = False
+    connection: _Connection, response: Response, *, keep_alive: bool, head: bool = False
 ) -> None:
+    writer = connection.writer
+    connection.release()
     body = response.body
     streaming = not isinstance(body, bytes)
     head_lines = [_status_line(response.status)]
@@ -769,7 +810,11 @@ async def _write_response(
         await writer.drain()
     elif isinstance(body, bytes):
         if len(body) < _SMALL_BODY:
-            writer.write(head_bytes + body)  # one write: a small response leaves in one segment
+            data = head_bytes + body  # one write: a small response leaves in one segment
+            if keep_alive and connection.pipelined:
+                connection.hold(data)
+                return
+            writer.write(data)
         else:
             writer.write(head_bytes)
             writer.write(body)
