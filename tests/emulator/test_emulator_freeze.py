@@ -2,13 +2,15 @@
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 from emulator_support import ric
 
-from holdfast.emulator.process import ProcessGroup, _created_members
+from holdfast.emulator.process import ProcessGroup, _ChildStops, _created_members
 
 
 def _lines(path):
@@ -163,3 +165,64 @@ def test_only_the_last_records_are_kept(emulators):
     emu.wait_idle(60)
     assert [r.request_id for r in emu.freeze_log] == [r.request_id for r in results[1:]]
     assert [r.request_id for r in emu.reports] == [r.request_id for r in results[1:]]
+
+
+def test_a_freeze_waits_for_the_sigchld_of_a_child_stopping_then_gives_the_signal_back():
+    async def main():
+        loop = asyncio.get_running_loop()
+        child = await asyncio.create_subprocess_exec("sleep", "30")
+        stops = _ChildStops.of(loop)
+        assert stops.watch() and signal.getsignal(signal.SIGCHLD) is not signal.SIG_DFL
+        waiting = asyncio.ensure_future(stops.wait(3600))  # only the signal can end it in time
+        await asyncio.sleep(0)
+        os.kill(child.pid, signal.SIGSTOP)
+        await asyncio.wait_for(waiting, 30)
+        stops.unwatch()
+        assert signal.getsignal(signal.SIGCHLD) is signal.SIG_DFL
+        child.kill()
+        await child.wait()
+
+        group = ProcessGroup()
+        member = await group.spawn(["sleep", "30"], env=os.environ, cwd=None)
+        await group.freeze()
+        assert _process_state(member.pid) == "T"
+        assert signal.getsignal(signal.SIGCHLD) is signal.SIG_DFL, "no handler left behind"
+        await group.kill()
+
+    asyncio.run(main())
+
+
+async def _freeze_without_a_watch():
+    """Where SIGCHLD cannot be watched, the freeze still confirms the stop (by polling);
+    returns the member's state."""
+    group = ProcessGroup()
+    member = await group.spawn(["sleep", "30"], env=os.environ, cwd=None)
+    stops = _ChildStops.of(asyncio.get_running_loop())
+    assert not stops.watch()
+    stops.unwatch()
+    await group.freeze()
+    state = _process_state(member.pid)
+    await group.kill()
+    return state
+
+
+def test_a_sigchld_handler_of_someone_else_is_left_alone_and_the_freeze_polls():
+    def theirs(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGCHLD, theirs)
+    try:
+        assert asyncio.run(_freeze_without_a_watch()) == "T"
+        assert signal.getsignal(signal.SIGCHLD) is theirs
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+
+
+def test_a_freeze_outside_the_main_thread_polls():
+    # Signals are the main thread's: an emulator run in another thread cannot watch SIGCHLD.
+    outcome = []
+    thread = threading.Thread(target=lambda: outcome.append(asyncio.run(_freeze_without_a_watch())))
+    thread.start()
+    thread.join(60)
+    assert outcome == ["T"]
+    assert signal.getsignal(signal.SIGCHLD) is signal.SIG_DFL

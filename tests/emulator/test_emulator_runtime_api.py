@@ -223,3 +223,24 @@ def test_missing_runtime_command(emulators, tmp_path):
     result = emu.invoke({})
     assert result.error_type == "Runtime.InvalidEntrypoint"
     assert "no-such-bootstrap" in result.json()["errorMessage"]
+
+
+def test_request_and_invocation_ids_are_uuid4s_that_seeding_random_cannot_repeat():
+    import random
+
+    from holdfast.emulator.attempt import new_trace_id
+    from holdfast.emulator.invoke import new_request_id
+
+    drawn = []
+    for _ in range(2):
+        random.seed(17)  # as Hypothesis does before each example
+        drawn.append(new_request_id())
+    drawn += [new_request_id() for _ in range(1000)]
+    assert len(set(drawn)) == len(drawn)
+    for request_id in drawn:
+        parsed = uuid.UUID(request_id)
+        assert str(parsed) == request_id
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    assert re.fullmatch(
+        r"Root=1-[0-9a-f]{8}-[0-9a-f]{24};Parent=[0-9a-f]{16};Sampled=1", new_trace_id()
+    )

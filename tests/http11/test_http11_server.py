@@ -3,6 +3,7 @@
 header HTTP forbids is never written."""
 
 import asyncio
+import select
 import socket
 import threading
 
@@ -220,3 +221,55 @@ def test_the_cap_defaults_to_well_under_the_descriptor_limit():
     assert 8 <= cap <= 1000
     if soft != resource.RLIM_INFINITY:
         assert 2 * cap < soft
+
+
+def _read_until(connection, marker):
+    answer = b""
+    while marker not in answer:
+        chunk = connection.recv(65536)
+        assert chunk, f"closed before {marker!r}: {answer!r}"
+        answer += chunk
+    return answer
+
+
+def test_a_response_to_a_pipelined_request_waits_for_the_next_request_s_handler(serve):
+    # A runtime posts its response with `/next` right behind it: the 202 is held until the
+    # `/next` handler ran (it freezes the runtime), so the frozen runtime is not woken by it.
+    client = {}
+    seen_before_second = []
+
+    async def handler(request: Request) -> Response:
+        if request.path == "/second":
+            # The answer to /first, had it been written, would be readable here already.
+            readable, _, _ = select.select([client["socket"]], [], [], 0)
+            seen_before_second.append(bool(readable))
+        return Response(200, [("Content-Type", "text/plain")], request.path.encode())
+
+    served = serve(handler)
+    with served.connect() as connection:
+        client["socket"] = connection
+        connection.sendall(b"GET /first HTTP/1.1\r\n\r\nGET /second HTTP/1.1\r\n\r\n")
+        answer = _read_until(connection, b"/second")
+    assert seen_before_second == [False]
+    assert answer.index(b"/first") < answer.index(b"/second")
+    assert answer.count(b"HTTP/1.1 200 OK") == 2
+
+
+def test_a_held_response_goes_out_before_the_connection_closes(serve):
+    # The bytes behind the first request are not a request: the held answer still goes out.
+    served = serve()
+    answer = served.exchange(OK_HEAD + b"\r\nGET /unfinished HT")
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"GET / HTTP/1.1\n" in answer
+
+
+def test_a_held_response_goes_out_before_a_100_continue(serve):
+    served = serve()
+    with served.connect() as connection:
+        connection.sendall(
+            OK_HEAD + b"\r\nPOST /b HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
+        )
+        answer = _read_until(connection, b"100 Continue")
+        assert answer.startswith(b"HTTP/1.1 200 ") and b"GET / HTTP/1.1\n" in answer
+        assert answer.index(b"GET / HTTP/1.1\n") < answer.index(b"100 Continue")
+        connection.sendall(b"hi")
+        assert b"POST /b HTTP/1.1\nhi" in _read_until(connection, b"POST /b HTTP/1.1\nhi")

@@ -8,20 +8,18 @@ holdfast's core `Invocation`.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .invoke import InvokeRequest, ResponseStream, RuntimeResponse
+from .invoke import InvokeRequest, ResponseStream, RuntimeResponse, ids, new_request_id
 
 
 def new_trace_id() -> str:
     """An X-Ray trace header value: `Root=1-<epoch hex8>-<hex24>;Parent=<hex16>;Sampled=1`."""
-    # Ids, not secrets: the seeded generator, without two getrandom() calls per invocation.
-    root = f"1-{int(time.time()):08x}-{random.getrandbits(96):024x}"
-    return f"Root={root};Parent={random.getrandbits(64):016x};Sampled=1"
+    # Ids, not secrets: a pseudo-random generator, without two getrandom() calls per invocation.
+    root = f"1-{int(time.time()):08x}-{ids.getrandbits(96):024x}"
+    return f"Root={root};Parent={ids.getrandbits(64):016x};Sampled=1"
 
 
 @dataclass
@@ -61,12 +59,19 @@ class Attempt:
     `finished` resolves once the environment is frozen or reset, ending the invocation.
     """
 
-    def __init__(self, request: InvokeRequest, *, function_arn: str, record: FreezeRecord) -> None:
-        loop = asyncio.get_running_loop()
+    def __init__(
+        self,
+        request: InvokeRequest,
+        *,
+        function_arn: str,
+        record: FreezeRecord,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        loop = loop or asyncio.get_running_loop()
         self.request = request
         self.request_id = request.request_id
         # One per attempt: an async retry keeps the request id but is a new invocation.
-        self.invocation_id = str(uuid.uuid4())
+        self.invocation_id = new_request_id()
         self.function_arn = function_arn
         self.trace_id = new_trace_id()
         self.record = record

@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 
 from .output import ProcessOutput
@@ -29,8 +30,9 @@ _STOPPED_STATES = frozenset("TtZX")
 # A process in uninterruptible sleep stops only when it wakes; do not wait on it forever.
 _STOP_CONFIRMATION_LIMIT = 2.0
 # For this long the checks of a freeze in progress only yield to the event loop in between;
-# after it they are 1 ms apart.
+# after it they are 1 ms apart (`_STOP_CONFIRMATION_POLL`).
 _STOP_CONFIRMATION_SPIN = 0.0005
+_STOP_CONFIRMATION_POLL = 0.001
 # The most pids handed out since the last check that are asked for their group one by one;
 # past it, the whole of /proc is searched (a few hundred processes on a typical machine).
 _MAX_CREATED_PIDS = 512
@@ -132,44 +134,66 @@ class ProcessGroup:
         if self.pgid is None:
             return
         started = time.monotonic()
-        while True:
-            confirmed = False
-            if known and _cursor_is_live:
-                # The known members first: while one still runs, the cursor need not be read.
-                # Read after them, an unmoved cursor also covers the time of their reading.
-                members = _member_states(self._stat_files, known, self.pgid)
-                cursor = known_cursor
-                if _all_stopped(members):
-                    now = _pid_cursor()
-                    confirmed = now == known_cursor
-                    if not confirmed:  # something was created since: was it in the group?
-                        added = _created_members(known_cursor, now, self.pgid)
-                        if added is None:  # too many to look through: the whole group
-                            known = []
-                        else:  # checked next round, with the cursor read again after them
-                            known = [pid for pid, _ in members]
-                            known += [pid for pid in added if pid not in known]
-                            known_cursor = now
-            if not known or not _cursor_is_live:
-                cursor = _pid_cursor() if _cursor_is_live else None
-                members = _group_members(self.pgid)
-                confirmed = _all_stopped(members)
-            if confirmed:
-                self.members = [pid for pid, _ in members]
-                self._members_cursor = cursor
-                self._stat_files.keep(self.members)
-                self._status_files.keep(self.members)
-                return
-            waited = time.monotonic() - started
-            if waited >= _STOP_CONFIRMATION_LIMIT:
-                return
-            if waited < _STOP_CONFIRMATION_SPIN:
-                # No sched_yield: the SIGSTOP's wake-up usually runs the stop before killpg
-                # returns, and on a busy machine a yield hands the CPU to any other process
-                # for a whole time slice (~0.5 ms measured), not to the one stopping.
-                await asyncio.sleep(0)
-            else:
-                await asyncio.sleep(0.001)
+        stops: _ChildStops | None = None
+        try:
+            while True:
+                confirmed = False
+                if known and _cursor_is_live:
+                    # The known members first: while one still runs, the cursor need not be
+                    # read. Read after them, an unmoved cursor also covers their reading.
+                    members = _member_states(self._stat_files, known, self.pgid)
+                    cursor = known_cursor
+                    if _all_stopped(members):
+                        now = _pid_cursor()
+                        confirmed = now == known_cursor
+                        if not confirmed:  # something was created since: in the group?
+                            added = _created_members(known_cursor, now, self.pgid)
+                            if added is None:  # too many to look through: the whole group
+                                known = []
+                            else:  # checked next round, the cursor read again after them
+                                known = [pid for pid, _ in members]
+                                known += [pid for pid in added if pid not in known]
+                                known_cursor = now
+                if not known or not _cursor_is_live:
+                    cursor = _pid_cursor() if _cursor_is_live else None
+                    members = _group_members(self.pgid)
+                    confirmed = _all_stopped(members)
+                if confirmed:
+                    self.members = [pid for pid, _ in members]
+                    self._members_cursor = cursor
+                    self._stat_files.keep(self.members)
+                    self._status_files.keep(self.members)
+                    return
+                waited = time.monotonic() - started
+                if waited >= _STOP_CONFIRMATION_LIMIT:
+                    return
+                if stops is None and self._only_children_run(members):
+                    # The kernel tells a parent the moment a child of it stops (SIGCHLD):
+                    # wait for that rather than poll. Checked once more after the watch
+                    # begins, for a stop that came just before it.
+                    stops = _ChildStops.of(asyncio.get_running_loop())
+                    if stops.watch():
+                        continue
+                if stops is not None and stops.watching:
+                    # A poll still, for what sends no signal here (a grandchild's stop).
+                    await stops.wait(_STOP_CONFIRMATION_POLL)
+                elif waited < _STOP_CONFIRMATION_SPIN:
+                    # No sched_yield: the SIGSTOP's wake-up usually runs the stop before
+                    # killpg returns, and on a busy machine a yield hands the CPU to any
+                    # other process for a whole time slice (~0.5 ms measured), not to the
+                    # one stopping.
+                    await asyncio.sleep(0)
+                else:
+                    await asyncio.sleep(_STOP_CONFIRMATION_POLL)
+        finally:
+            if stops is not None:
+                stops.unwatch()
+
+    def _only_children_run(self, members: list[tuple[int, str]]) -> bool:
+        """Whether every member not stopped yet is a process the emulator started itself."""
+        running = [pid for pid, state in members if state not in _STOPPED_STATES]
+        children = {process.pid for process in self.processes}
+        return bool(running) and all(pid in children for pid in running)
 
     def stop(self) -> None:
         """Send the group SIGSTOP; `freeze` then waits for the stop to show."""
@@ -207,6 +231,82 @@ class ProcessGroup:
                 _peak_rss_kb(_read_proc(pid, "status")) for pid in _group_pids(self.pgid)
             )
         return -(-total_kb // 1024)
+
+
+class _ChildStops:
+    """SIGCHLD as an event of the loop, while a freeze waits for children of the emulator.
+
+    A process that stops is noticed at once by its parent's SIGCHLD; polling /proc would notice
+    it at the next check, which on a busy machine (the stopping process must be scheduled to
+    stop) comes only after a run of checks that each cost a loop round. The handler is the
+    loop's (`add_signal_handler`, which also takes the process's signal wakeup fd while any
+    loop handler is set), installed only while some freeze waits, and only where the signal is
+    free: not from a thread other than the main one, and never over a SIGCHLD disposition of
+    someone else's; there the freeze polls as before.
+    """
+
+    _instances: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ChildStops] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._watches = 0
+        self._waiters: list[asyncio.Future[None]] = []
+        self.watching = False
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _ChildStops:
+        """The one instance of `loop` (a signal has one handler per loop)."""
+        stops = cls._instances.get(loop)
+        if stops is None:
+            stops = cls._instances[loop] = cls(loop)
+        return stops
+
+    def watch(self) -> bool:
+        """Begin a watch (balanced by `unwatch`); says whether SIGCHLD is now watched."""
+        self._watches += 1
+        if self._watches == 1 and not self.watching:
+            self.watching = self._install()
+        return self.watching
+
+    def unwatch(self) -> None:
+        """End a watch; the last one removes the handler."""
+        self._watches -= 1
+        if self._watches == 0 and self.watching:
+            self.watching = False
+            self._loop.remove_signal_handler(signal.SIGCHLD)
+
+    async def wait(self, timeout: float) -> None:
+        """Return at the next SIGCHLD, or after `timeout` seconds."""
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._waiters.append(waiter)
+        timer = self._loop.call_later(timeout, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    def _install(self) -> bool:
+        if signal.getsignal(signal.SIGCHLD) not in (signal.SIG_DFL, None):
+            return False  # ignored, or handled by someone else (a child watcher, the app)
+        try:
+            self._loop.add_signal_handler(signal.SIGCHLD, self._signalled)
+        except (ValueError, RuntimeError, NotImplementedError):
+            return False  # not the main thread (or no signals here): poll
+        return True
+
+    def _signalled(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            _resolve(waiter)
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _ProcFiles:

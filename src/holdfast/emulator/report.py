@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -120,8 +121,11 @@ class Journal:
     def finished(self, report: Report) -> None:
         """An invocation ended (frozen or reset)."""
         self.reports.append(report)
-        self._sink(report.end_line())
-        self._sink(report.report_line())
+        if self._sink is _print:  # stdout: both lines in one write
+            _print(f"{report.end_line()}\n{report.report_line()}")
+        else:
+            self._sink(report.end_line())
+            self._sink(report.report_line())
         if self._observer is not None:
             self._observer.finished(report)
 
@@ -131,4 +135,6 @@ class Journal:
 
 
 def _print(line: str) -> None:
-    print(line, flush=True)
+    # One write (print() writes the line and its end apart, two system calls unbuffered).
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()

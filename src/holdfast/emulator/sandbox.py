@@ -136,6 +136,7 @@ class Sandbox:
         self._expired_requests: set[str] = set()
         self._expired_invocations: set[str] = set()
         self._watchers: list[asyncio.Future[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._conditions: list[tuple[Callable[[], bool], Callable[[], None]]] = []
 
     @property
@@ -227,6 +228,13 @@ class Sandbox:
                     self._conditions.remove(condition)
                     condition[1]()
 
+    def _future(self) -> asyncio.Future[Any]:
+        # The loop is looked up once: asyncio.get_running_loop() is a system call (getpid).
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.create_future()
+
     # -- driven by the environment ------------------------------------------------------------
 
     def dispatch(self, attempt: Attempt) -> None:
@@ -271,7 +279,7 @@ class Sandbox:
         previous, finished = self._runtime_state, self.current
         self.registration_open = False
         self._runtime_state = _READY
-        self._runtime_waiter = asyncio.get_running_loop().create_future()
+        self._runtime_waiter = self._future()
         if previous == _STARTED:
             self.on_runtime_ready()
         elif previous == _RESTORING:

@@ -6,6 +6,7 @@ RIE does. The state itself lives in a `Sandbox` the environment swaps in for eac
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -192,7 +193,11 @@ async def _post_response(attempt: Attempt, request: Request) -> Response:
     except BodyTooLarge:
         raise await _refuse_oversized(attempt, request) from None
     attempt.produced_bytes = len(body)
-    attempt.respond(RuntimeResponse(body, content_type))
+    if attempt.respond(RuntimeResponse(body, content_type)):
+        # The caller's answer goes out first: the 202, and the `/next` a runtime often sends
+        # right behind its response (which freezes the environment), wait one round of the
+        # event loop rather than hold the caller's response up.
+        await asyncio.sleep(0)
     return _accepted()
 
 
@@ -241,8 +246,9 @@ async def _post_error(attempt: Attempt, request: Request) -> Response:
         raise await _refuse_oversized(attempt, request) from None
     if not body:
         body = error_payload(error_type, "")
-    attempt.respond(RuntimeResponse(body, "application/json", error_type=error_type))
-    return json_response(202, _ACCEPTED)
+    if attempt.respond(RuntimeResponse(body, "application/json", error_type=error_type)):
+        await asyncio.sleep(0)  # the caller's answer first, as for a response
+    return _accepted()
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import resource
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
@@ -377,13 +378,15 @@ class HTTPServer:
             return
         self._connections[task] = writer
         small_reads(writer.transport)
-        peer = writer.get_extra_info("peername") or ("", 0)
+        timed = self._idle_timeout is not None or self._head_timeout is not None
+        watch = _HeadWatch(task, self._idle_timeout, self._head_timeout) if timed else None
+        connection = _Connection(task, reader, writer, watch)
         try:
-            while await self._serve_one(task, reader, writer, (str(peer[0]), int(peer[1]))):
+            while await self._serve_one(connection):
                 pass
         except ProtocolError as exc:
             with contextlib.suppress(ConnectionError):
-                await _write_response(writer, _refusal(exc), keep_alive=False)
+                await _write_response(connection, _refusal(exc), keep_alive=False)
         except (ConnectionError, asyncio.IncompleteReadError, StreamAborted, TimeoutError):
             pass
         except asyncio.CancelledError:
@@ -391,8 +394,11 @@ class HTTPServer:
             # asyncio's stream callback from logging the cancellation as an error.
             pass
         finally:
+            if watch is not None:
+                watch.close()
             self._connections.pop(task, None)
             self._waiting.pop(task, None)
+            connection.release()
             writer.close()
 
     def _make_room(self) -> bool:
@@ -405,21 +411,19 @@ class HTTPServer:
         writer.transport.abort()
         return True
 
-    async def _serve_one(
-        self,
-        task: asyncio.Task[None],
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        peer: tuple[str, int],
-    ) -> bool:
-        self._waiting[task] = writer
+    async def _serve_one(self, connection: _Connection) -> bool:
+        task, watch = connection.task, connection.watch
+        self._waiting[task] = connection.writer
         try:
-            if self._idle_timeout is None and self._head_timeout is None:
-                request = await _read_request(reader, writer, peer, self._body_timeout)
+            if watch is None:
+                request = await _read_request(connection, self._body_timeout)
             else:
-                request = await self._read_request_in_time(reader, writer, peer)
+                watch.start()
+                request = await _read_request(connection, self._body_timeout, watch.line_read)
         finally:
             self._waiting.pop(task, None)
+            if watch is not None:
+                watch.stop()
         if request is None:
             return False
         try:
@@ -433,22 +437,119 @@ class HTTPServer:
         # A body the handler left unread cannot be skipped safely: close instead.
         keep_alive = _wants_keep_alive(request) and request.body.complete
         await _write_response(
-            writer, response, keep_alive=keep_alive, head=request.method == "HEAD"
+            connection, response, keep_alive=keep_alive, head=request.method == "HEAD"
         )
         return keep_alive
 
-    async def _read_request_in_time(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: tuple[str, int]
-    ) -> Request | None:
-        """`_read_request` within `idle_timeout` for the request line, then `head_timeout`."""
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(self._idle_timeout) as deadline:
 
-            def line_read() -> None:
-                if self._head_timeout is not None:
-                    deadline.reschedule(loop.time() + self._head_timeout)
+class _Connection:
+    """One client connection's state between its requests.
 
-            return await _read_request(reader, writer, peer, self._body_timeout, line_read)
+    A small response to a request the client pipelined another one behind is held back
+    (`hold`) until the end of the loop pass, after the next request's handler ran up to its
+    first wait: a runtime that sends `/next` right behind its response is then frozen (its
+    `/next` is what freezes it) before the 202 reaches it, and is woken once, at the thaw,
+    instead of for the 202 and again for the SIGSTOP. Whatever is held goes out before
+    anything else is written on the connection (`release`).
+    """
+
+    __slots__ = ("_held", "_loop", "_release_handle", "client", "reader", "task", "watch", "writer")
+
+    def __init__(
+        self,
+        task: asyncio.Task[None],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        watch: _HeadWatch | None,
+    ) -> None:
+        self.task = task
+        self.reader = reader
+        self.writer = writer
+        self.watch = watch
+        peer = writer.get_extra_info("peername") or ("", 0)
+        self.client = (str(peer[0]), int(peer[1]))
+        self._loop = task.get_loop()
+        self._held = b""
+        self._release_handle: asyncio.Handle | None = None
+
+    @property
+    def pipelined(self) -> bool:
+        """Whether bytes of the client's next request are already here."""
+        return bool(getattr(self.reader, "_buffer", None))
+
+    def hold(self, data: bytes) -> None:
+        """Write `data` at the end of this loop pass (or sooner, with the next write)."""
+        self._held += data
+        if self._release_handle is None:
+            self._release_handle = self._loop.call_soon(self.release)
+
+    def release(self) -> None:
+        """Write what is held now."""
+        if self._release_handle is not None:
+            self._release_handle.cancel()
+            self._release_handle = None
+        if self._held:
+            data, self._held = self._held, b""
+            self.writer.write(data)
+
+
+class _HeadWatch:
+    """The deadline of one connection's wait for its next request head: `idle` seconds for the
+    request line (keep-alive idling), then `head` seconds for the rest of the head once it began
+    (None: no bound). At the deadline the connection's task is cancelled, which closes it.
+
+    One timer per connection, re-armed lazily: starting a wait only moves the deadline, and the
+    timer, when it fires early, sets itself for the deadline then in force. A request costs no
+    timer of its own (scheduling and cancelling one per request cost more than parsing it).
+    """
+
+    __slots__ = ("_deadline", "_handle", "_head", "_idle", "_loop", "_task")
+
+    def __init__(self, task: asyncio.Task[None], idle: float | None, head: float | None) -> None:
+        self._loop = task.get_loop()
+        self._task = task
+        self._idle = math.inf if idle is None else idle
+        self._head = math.inf if head is None else head
+        self._deadline: float | None = None  # None: not waiting for a head
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        """The wait for a request line begins."""
+        self._set(self._loop.time() + self._idle)
+
+    def line_read(self) -> None:
+        """The request line came and the rest of the head is still to come."""
+        self._set(self._loop.time() + self._head)
+
+    def stop(self) -> None:
+        """The head is in (or the wait ended otherwise)."""
+        self._deadline = None
+
+    def close(self) -> None:
+        """The connection is over."""
+        self._deadline = None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _set(self, deadline: float) -> None:
+        self._deadline = deadline
+        handle = self._handle
+        if handle is not None and handle.when() <= deadline:
+            return  # fires first and re-arms for the deadline then
+        if handle is not None:
+            handle.cancel()
+        self._handle = None if deadline == math.inf else self._loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        deadline = self._deadline
+        if deadline is None:
+            return  # not waiting: the next wait arms a new timer
+        if self._loop.time() >= deadline:
+            self._task.cancel()
+        else:
+            self._handle = self._loop.call_at(deadline, self._fire)
 
 
 def default_max_connections() -> int:
@@ -507,12 +608,17 @@ _TOO_MANY_CONNECTIONS = (
 async def _read_fields(reader: asyncio.StreamReader) -> tuple[Headers, Fields]:
     """A field block through the blank line that ends it (a head's fields, or trailers), and
     its framing fields (`Content-Length`, `Transfer-Encoding`) for `body_framing`."""
-    # Usually the whole block has arrived with the request line: take it in one piece.
+    # Usually the whole block has arrived already: take it in one piece.
     buffered = getattr(reader, "_buffer", None)
     if isinstance(buffered, bytearray) and (end := _block_end(buffered)) is not None:
         block = await reader.readexactly(end)
     else:
         block = await _read_block(reader)
+    return _parse_block(block)
+
+
+def _parse_block(block: bytes) -> tuple[Headers, Fields]:
+    """The fields of a block that ends with its blank line, and its framing fields."""
     block = block[:-2] if block.endswith(b"\r\n") else block[:-1]
     raw = parse_fields(block, lower=False)
     # The first value of each name wins: written last.
@@ -565,25 +671,29 @@ def _block_end(buffered: bytearray) -> int | None:
 
 
 async def _read_request(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    peer: tuple[str, int],
+    connection: _Connection,
     body_timeout: float | None,
     line_read: Callable[[], None] | None = None,
 ) -> Request | None:
-    line = await _readline(reader)
-    while line in (b"\r\n", b"\n"):  # tolerate stray CRLF between requests (RFC 9112 §2.2)
-        line = await _readline(reader)
-    if not line:
-        return None
-    if line_read is not None:
-        line_read()
-    if not line.endswith(b"\n"):
-        if len(line) > MAX_HEAD_BYTES:
-            raise ProtocolError("request line too long")
-        raise asyncio.IncompleteReadError(line, None)
-    method, target, version = parse_request_line(line)
-    headers, framing = await _read_fields(reader)
+    reader = connection.reader
+    # Usually a whole head is waiting in the buffer, or comes in one piece: it is then read in
+    # one call and split here, rather than line by line.
+    buffered = getattr(reader, "_buffer", None)
+    if not isinstance(buffered, bytearray):
+        buffered = None
+    elif not buffered and not reader.at_eof():
+        await _wait_for_bytes(reader)
+    if buffered and buffered[0] not in _LINE_ENDS and (end := _block_end(buffered)) is not None:
+        head = await reader.readexactly(end)
+        line_end = head.index(b"\n") + 1
+        method, target, version = parse_request_line(head[:line_end])
+        headers, framing = _parse_block(head[line_end:])
+    else:
+        request_line = await _read_request_line(reader, line_read)
+        if request_line is None:
+            return None
+        method, target, version = request_line
+        headers, framing = await _read_fields(reader)
     path, _, query = target.partition("?")
     return Request(
         method=method,
@@ -592,34 +702,67 @@ async def _read_request(
         query=query,
         version=version,
         headers=headers,
-        body=_make_body(reader, writer, headers, framing, body_timeout),
-        client=peer,
+        body=_make_body(connection, headers, framing, body_timeout),
+        client=connection.client,
     )
+
+
+_LINE_ENDS = b"\r\n"
+
+
+async def _wait_for_bytes(reader: asyncio.StreamReader) -> None:
+    """Until the reader holds a byte, or the peer ended the stream (the slow path then reads)."""
+    # StreamReader has no public "wait for data" that consumes nothing: its own helper, where
+    # it has one; without, the line-by-line path does the waiting.
+    wait = getattr(reader, "_wait_for_data", None)
+    if wait is not None:
+        await wait("readline")
+
+
+async def _read_request_line(
+    reader: asyncio.StreamReader, line_read: Callable[[], None] | None
+) -> tuple[str, str, str] | None:
+    """The request line read line by line (a head arriving in pieces, stray CRLFs before it);
+    None when the connection ended before one."""
+    line = await _readline(reader)
+    while line in (b"\r\n", b"\n"):  # tolerate stray CRLF between requests (RFC 9112 §2.2)
+        line = await _readline(reader)
+    if not line:
+        return None
+    if not line.endswith(b"\n"):
+        if len(line) > MAX_HEAD_BYTES:
+            raise ProtocolError("request line too long")
+        raise asyncio.IncompleteReadError(line, None)
+    request_line = parse_request_line(line)
+    # The rest of the head gets its own, shorter, deadline unless it is all here already.
+    buffered = getattr(reader, "_buffer", None)
+    complete = isinstance(buffered, bytearray) and _block_end(buffered) is not None
+    if line_read is not None and not complete:
+        line_read()
+    return request_line
 
 
 def _make_body(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    headers: Headers,
-    framing: Fields,
-    timeout: float | None,
+    connection: _Connection, headers: Headers, framing: Fields, timeout: float | None
 ) -> RequestBody:
-    length, chunked = body_framing(framing)
-    expects_continue = (headers.get("Expect") or "").lower() == "100-continue"
-
-    async def send_continue() -> None:
-        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        await writer.drain()
-
+    length, chunked = body_framing(framing) if framing else (None, False)
+    expects = headers.get("Expect")
+    expects_continue = expects is not None and expects.lower() == "100-continue"
     return RequestBody(
-        reader,
+        connection.reader,
         length=length,
         chunked=chunked,
         # Nothing to do before the first read unless the client waits for 100 Continue.
-        on_first_read=send_continue if expects_continue else None,
+        on_first_read=functools.partial(_send_continue, connection) if expects_continue else None,
         expects_continue=expects_continue,
         timeout=timeout,
     )
+
+
+async def _send_continue(connection: _Connection) -> None:
+    connection.release()
+    connection.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    await connection.writer.drain()
 
 
 def _refuse_forbidden_fields(request: Request, response: Response) -> Response:
@@ -646,8 +789,10 @@ def _wants_keep_alive(request: Request) -> bool:
 
 
 async def _write_response(
-    writer: asyncio.StreamWriter, response: Response, *, keep_alive: bool, head: bool = False
+    connection: _Connection, response: Response, *, keep_alive: bool, head: bool = False
 ) -> None:
+    writer = connection.writer
+    connection.release()
     body = response.body
     streaming = not isinstance(body, bytes)
     head_lines = [_status_line(response.status)]
@@ -665,7 +810,11 @@ async def _write_response(
         await writer.drain()
     elif isinstance(body, bytes):
         if len(body) < _SMALL_BODY:
-            writer.write(head_bytes + body)  # one write: a small response leaves in one segment
+            data = head_bytes + body  # one write: a small response leaves in one segment
+            if keep_alive and connection.pipelined:
+                connection.hold(data)
+                return
+            writer.write(data)
         else:
             writer.write(head_bytes)
             writer.write(body)

@@ -56,6 +56,8 @@ class EnvironmentBase:
         self._snapshot: asyncio.Task[RuntimeResponse | str | None] | None = None
         self._awaiting_restore = False
         self._snapshotted_at = 0.0
+        # Set by start(): the loop every attempt of this environment runs on.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def warm(self) -> bool:
@@ -74,6 +76,7 @@ class EnvironmentBase:
 
     async def start(self) -> None:
         """Open the environment's Runtime API endpoint (no process is started yet)."""
+        self._loop = asyncio.get_running_loop()
         await self._api.start()
 
     async def _until(
@@ -93,7 +96,7 @@ class EnvironmentBase:
         """
         sandbox = self._sandbox
         assert sandbox is not None
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         wakeup: asyncio.Future[None] = loop.create_future()
         outcome: list[WaitEnd] = []
 

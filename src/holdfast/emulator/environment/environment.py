@@ -36,7 +36,8 @@ class Environment(SnapStart, ManagedInstances):
         future's own callbacks run (they run one round of the event loop later).
         """
         record = FreezeRecord(self.id, request.request_id, cold=not self.warm, started_at=0.0)
-        attempt = Attempt(request, function_arn=self._config.function_arn, record=record)
+        loop = self._loop or asyncio.get_running_loop()
+        attempt = Attempt(request, function_arn=self._config.function_arn, record=record, loop=loop)
         # A warm environment is thawed and handed the event right away, not one round of the
         # event loop later in the task (which then only waits for the invocation to end).
         started: bool | Exception = False
@@ -49,7 +50,7 @@ class Environment(SnapStart, ManagedInstances):
                 started = True
             except Exception as exc:  # answered by the task, as any failure inside it
                 started = exc
-        task = asyncio.create_task(self._run(attempt, started, on_finished))
+        task = loop.create_task(self._run(attempt, started, on_finished))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return attempt
