@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import summary
 from holdfast.emulator import Emulator
 from runtime import APP, PAYLOAD, _bytecode_cache, _check
 
@@ -108,9 +109,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--baseline", metavar="SRC", help="also run the holdfast in SRC")
+    summary.add_argument(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    report(asyncio.run(bench(args.rounds, args.baseline)), args.rounds)
+    results = asyncio.run(bench(args.rounds, args.baseline))
+    report(results, args.rounds)
+    ours, theirs = (
+        statistics.median(results[name]["cold start"])
+        for name in ("holdfast run", "awslambdaric+Mangum")
+    )
+    summary.write(
+        args.summary,
+        [
+            summary.row(
+                "cold start, FastAPI app, holdfast run vs awslambdaric + Mangum (init)",
+                f"{ours * 1e3:.0f} ms",
+                f"{theirs * 1e3:.0f} ms",
+                ours / theirs,
+                1.02,
+            )
+        ],
+    )
 
 
 if __name__ == "__main__":
