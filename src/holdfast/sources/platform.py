@@ -131,7 +131,7 @@ def _json(document: Any) -> bytes:
 
 @functools.cache
 def _encoder() -> JSONEncoder:
-    # json is imported when the headers are first read (ContextHeaders), not at init.
+    # json is imported when the first context headers are built (they are opt-in), not at init.
     import json
 
     return json.JSONEncoder(ensure_ascii=True, default=str)
