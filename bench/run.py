@@ -29,7 +29,7 @@ RUNS: list[tuple[str, list[str]]] = [
     ("import + construct", ["startup.py", "--rounds", "15"]),
     # Cold starts swing most between rounds: their own script, with more of them.
     ("cold start", ["cold_start.py", "--rounds", "12"]),
-    ("runtime (req/s)", ["runtime.py", "--rounds", "3", "--requests", "300"]),
+    ("runtime (req/s)", ["runtime.py", "--rounds", "5", "--requests", "300"]),
     ("emulator front", ["emulator.py", "--requests", "1000", "--cycles", "2"]),
     ("proxy", ["proxy.py", "--requests", "40", "--cycles", "2"]),
     (
