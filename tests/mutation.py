@@ -29,12 +29,14 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import enum
 import importlib
 import inspect
 import os
 import signal
 import sys
 import time
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +57,7 @@ _ADAPTER_TESTS = [
 # surviving mutant would cost a minute of them each.
 _SOURCES_TESTS = [
     "tests/adapter/test_sources_pins.py",
+    "tests/adapter/test_codec_pins.py",
     "tests/adapter/test_adapter_sources.py",
     "tests/adapter/test_adapter_scope.py",
     "tests/adapter/test_context_headers.py",
@@ -228,6 +231,13 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             )
         },
     },
+    "holdfast.sources.codec": {
+        **{
+            (method, "raise NotImplementedError", "remove `raise NotImplementedError`"): "the "
+            "abstract base's body: every codec overrides it, so it never runs"
+            for method in ("_decode", "encode")
+        },
+    },
     "holdfast.sources.addresses": {
         **{
             ("parse_host", text, f"remove `{text}`"): "the cache: without it a Host header is "
@@ -396,11 +406,50 @@ def mutated(tree: ast.Module, index: int) -> ast.Module:
     raise IndexError(index)
 
 
+def _functions_of(value: object) -> Iterator[types.FunctionType]:
+    if isinstance(value, staticmethod | classmethod):
+        value = value.__func__
+    if isinstance(value, property):
+        yield from (f for f in (value.fget, value.fset, value.fdel) if f is not None)
+    elif isinstance(value, types.FunctionType):
+        yield value
+
+
+def _patch_class(old: type, new: type) -> None:
+    """Give the class every other module already holds (their subclasses, their instances) the
+    mutated class's methods: rebinding the name alone would leave a subclass defined elsewhere
+    inheriting the unmutated ones."""
+    for attribute, value in vars(new).items():
+        if attribute in ("__dict__", "__weakref__", "__slots__"):
+            continue
+        if isinstance(value, types.MemberDescriptorType | types.GetSetDescriptorType):
+            continue  # the slots: the old class keeps its own, of the same layout
+        for function in _functions_of(value):
+            names = function.__code__.co_freevars
+            if "__class__" in names and function.__closure__:  # zero-argument super()
+                function.__closure__[names.index("__class__")].cell_contents = old
+        try:
+            setattr(old, attribute, value)
+        except (AttributeError, TypeError):  # a read-only attribute: the unmutated one stays
+            pass
+
+
 def _install(module_name: str, tree: ast.Module) -> None:
     """Run `tree` in the module's namespace and rebind every import of its names."""
     module = sys.modules[module_name]
     original = dict(module.__dict__)
     exec(compile(tree, module.__file__ or module_name, "exec"), module.__dict__)
+    for name, value in list(module.__dict__.items()):
+        old = original.get(name)
+        if (
+            isinstance(old, type)
+            and isinstance(value, type)
+            and old is not value
+            and old.__module__ == module_name
+            and not issubclass(old, enum.Enum)
+        ):
+            _patch_class(old, value)
+            module.__dict__[name] = old
     replaced = {
         name: value
         for name, value in module.__dict__.items()

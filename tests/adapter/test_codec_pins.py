@@ -1,0 +1,110 @@
+"""Pins on the codecs themselves, called directly: how a codec words a refusal, and what a codec
+made with its defaults does. Pure functions: no loop, no app."""
+
+from __future__ import annotations
+
+import pytest
+
+from holdfast.errors import InvalidEvent
+from holdfast.sources import BadRequest
+from holdfast.sources.alb import ALB
+from holdfast.sources.apigw_v1 import APIGatewayV1
+from holdfast.sources.apigw_v2 import APIGatewayV2
+from holdfast.sources.codec import as_invalid_event
+from holdfast.sources.lattice import VPCLattice
+from holdfast.sources.messages import HTTPResponse
+
+_V2 = {
+    "version": "2.0",
+    "rawPath": "/p",
+    "requestContext": {"http": {"method": "GET", "sourceIp": "203.0.113.9"}},
+    "headers": {"host": "example.com"},
+}
+
+
+# -- codec: the refusal -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("exc", "message"),
+    [
+        (TypeError("nope"), "X event: a field has the wrong type or value: nope"),
+        (KeyError("k"), "X event: a field has the wrong type or value: 'k'"),
+        (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogate"), "X event: a field is not valid"),
+        (RecursionError("deep"), "X event: a field is nested too deeply"),
+    ],
+)
+def test_an_error_while_decoding_becomes_an_invalid_event_naming_the_source(exc, message):
+    error = as_invalid_event("X", exc)
+    assert type(error) is InvalidEvent
+    assert str(error).startswith(message)
+    assert error.__cause__ is exc
+
+
+def test_an_invalid_event_keeps_its_class_and_gains_the_source():
+    named = InvalidEvent("X event: already named")
+    assert as_invalid_event("X", named) is named
+    error = as_invalid_event("X", BadRequest("bad header"))
+    assert type(error) is BadRequest
+    assert str(error) == "X event: bad header"
+    assert error.__suppress_context__
+
+
+def test_decode_turns_every_malformed_field_into_an_invalid_event():
+    # A header map whose value is a list: the fast path's TypeError, then the checked path's.
+    event = {**_V2, "headers": {"host": ["a"]}}
+    with pytest.raises(InvalidEvent, match=r"^HTTP API v2 event: "):
+        APIGatewayV2().decode(event, "")
+    with pytest.raises(InvalidEvent, match=r"^HTTP API v2 event: .*nested too deeply"):
+        APIGatewayV2().decode({**_V2, "rawPath": _Deep()}, "")
+
+
+class _Deep(str):
+    """A field whose reading recurses without end, as a hostile nested value can."""
+
+    def __bool__(self) -> bool:
+        raise RecursionError("deep")
+
+
+# -- codec: the defaults ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "make",
+    [
+        APIGatewayV2,
+        APIGatewayV1,
+        lambda: ALB(multi_value=False, wsgi=False),
+        lambda: VPCLattice(version="2.0", wsgi=False),
+    ],
+    ids=["apigw_v2", "apigw_v1", "alb", "lattice"],
+)
+def test_a_codec_made_with_its_defaults(make):
+    codec = make()
+    assert codec.wsgi is False
+    assert codec.context_headers is False
+    assert codec.text_mime_types == frozenset()
+    # No platform context headers unless asked for.
+    response = codec.encode(HTTPResponse(200, [(b"content-type", b"application/x-y")], b"\xff"))
+    assert response["isBase64Encoded"] is True
+
+
+def test_a_codec_made_with_options_keeps_them():
+    codec = APIGatewayV2(frozenset({"application/x-y"}), wsgi=True, context_headers=True)
+    assert (codec.text_mime_types, codec.wsgi, codec.context_headers) == (
+        frozenset({"application/x-y"}),
+        True,
+        True,
+    )
+    request = codec.decode(_V2, "")
+    assert any(name.startswith(b"x-amzn-") for name, _ in request.headers)
+    plain = APIGatewayV2().decode(_V2, "")
+    assert not any(name.startswith(b"x-amzn-") for name, _ in plain.headers)
+    response = codec.encode(HTTPResponse(200, [(b"content-type", b"application/x-y")], b"ok"))
+    assert response["body"] == "ok"
+    assert response["isBase64Encoded"] is False
+
+
+def test_each_codec_refuses_what_its_source_would_for_size():
+    small = {"statusCode": 200, "body": "x" * 1000, "isBase64Encoded": False}
+    big = {"statusCode": 200, "body": "x" * (1024 * 1024), "isBase64Encoded": False}
+    assert not APIGatewayV2().too_large(small)
+    assert not APIGatewayV2().too_large(big)  # 1 MB: within Lambda's 6 MB
+    assert ALB(multi_value=False, wsgi=False).too_large(big)  # past ALB's 1 MB
+    assert not ALB(multi_value=False, wsgi=False).too_large(small)
