@@ -238,6 +238,24 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             for method in ("_decode", "encode")
         },
     },
+    "holdfast.sources.response_headers": {
+        (
+            "status_description",
+            "_descriptions[status] = description",
+            "remove `_descriptions[status] = description`",
+        ): "the cache: without it the description is worked out again, the same",
+        (
+            "_single_values",
+            "if len(values) == 1:",
+            "constant -1",
+        ): "a fast path: one value joined by commas, or one Set-Cookie under the first letter "
+        "case (its own), is the same header",
+        (
+            "_single_values",
+            "yield name, values[0]",
+            "constant -1",
+        ): "values[-1] of a one-value list is values[0]",
+    },
     "holdfast.sources.addresses": {
         **{
             ("parse_host", text, f"remove `{text}`"): "the cache: without it a Host header is "

@@ -13,6 +13,7 @@ from holdfast.sources.apigw_v2 import APIGatewayV2
 from holdfast.sources.codec import as_invalid_event
 from holdfast.sources.lattice import VPCLattice
 from holdfast.sources.messages import HTTPResponse
+from holdfast.sources.response_headers import header_text
 
 _V2 = {
     "version": "2.0",
@@ -108,3 +109,11 @@ def test_each_codec_refuses_what_its_source_would_for_size():
     assert not APIGatewayV2().too_large(big)  # 1 MB: within Lambda's 6 MB
     assert ALB(multi_value=False, wsgi=False).too_large(big)  # past ALB's 1 MB
     assert not ALB(multi_value=False, wsgi=False).too_large(small)
+
+
+# -- response_headers ---------------------------------------------------------------------------
+def test_a_response_header_value_that_is_not_utf8_goes_out_as_latin1():
+    assert header_text("café".encode()) == "café"
+    assert header_text(b"caf\xe9") == "café"  # a latin-1 value, as HTTP/1.1 servers send
+    response = APIGatewayV2().encode(HTTPResponse(200, [(b"x-name", b"caf\xe9")], b""))
+    assert response["headers"] == {"x-name": "café"}
