@@ -75,6 +75,7 @@ TESTS: dict[str, list[str]] = {
     "holdfast.sources": _SOURCES_TESTS,
     "holdfast.sources.azure": [
         "tests/adapter/test_sources_pins.py",
+        "tests/adapter/test_codec_pins.py",
         "tests/azure/test_azure_http.py",
         "tests/adapter/test_adapter_sources.py",
     ],

@@ -3,6 +3,9 @@ made with its defaults does. Pure functions: no loop, no app."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import pytest
 
 from holdfast.errors import InvalidEvent
@@ -10,6 +13,7 @@ from holdfast.sources import BadRequest
 from holdfast.sources.alb import ALB
 from holdfast.sources.apigw_v1 import APIGatewayV1
 from holdfast.sources.apigw_v2 import APIGatewayV2
+from holdfast.sources.azure import AzureHTTP
 from holdfast.sources.codec import as_invalid_event
 from holdfast.sources.lattice import VPCLattice
 from holdfast.sources.messages import HTTPResponse
@@ -117,3 +121,50 @@ def test_a_response_header_value_that_is_not_utf8_goes_out_as_latin1():
     assert header_text(b"caf\xe9") == "café"  # a latin-1 value, as HTTP/1.1 servers send
     response = APIGatewayV2().encode(HTTPResponse(200, [(b"x-name", b"caf\xe9")], b""))
     assert response["headers"] == {"x-name": "café"}
+
+
+# -- azure --------------------------------------------------------------------------------------
+def _azure_event(**fields: Any) -> dict[str, Any]:
+    return {"holdfast.azure": "http", "method": "GET", "url": "https://h/api/x", **fields}
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ("accept", "'headers' has the wrong type: it must be a list of [name, value] pairs"),
+        ([["accept"]], "a header has the wrong type: it must be a [name, value] pair"),
+        (["ab"], "a header has the wrong type: it must be a [name, value] pair"),
+        ([["accept", "a", "b"]], "a header has the wrong type: it must be a [name, value] pair"),
+        ([["accept", 1]], "a header has the wrong type: it must be two strings"),
+        ([[1, "x"]], "a header has the wrong type: it must be two strings"),
+    ],
+)
+def test_azure_headers_must_be_name_value_pairs_of_strings(headers, message):
+    with pytest.raises(InvalidEvent, match=re.escape(f"Azure Functions HTTP event: {message}")):
+        AzureHTTP().decode(_azure_event(headers=headers), "")
+
+
+def test_azure_headers_and_body_as_given():
+    request = AzureHTTP().decode(
+        _azure_event(headers=[("Accept", "a/b"), ["x-n", "v"]], body=b"hi"), ""
+    )
+    assert request.headers[:2] == [(b"accept", b"a/b"), (b"x-n", b"v")]
+    assert request.body == b"hi"
+    assert AzureHTTP().decode(_azure_event(headers=None), "").body == b""
+    with pytest.raises(InvalidEvent, match="'body' has the wrong type: it must be bytes"):
+        AzureHTTP().decode(_azure_event(body="text"), "")
+
+
+class _Sized:
+    """A body of a given length, without the memory."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def test_azure_accepts_responses_up_to_the_workers_message_limit():
+    assert not AzureHTTP().too_large({"body": _Sized(2**31 - 1)})
+    assert AzureHTTP().too_large({"body": _Sized(2**31)})
