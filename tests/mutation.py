@@ -239,6 +239,26 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             for method in ("_decode", "encode")
         },
     },
+    "holdfast.sources.fields": {
+        # Its `return value` is as equivalent, but shares its text with the last line's: counted.
+        (
+            "mapping",
+            "if type(value) is dict:",
+            "remove `if type(value) is dict:`",
+        ): "a fast path: a dict is a Mapping, answered the same by the check after it",
+        **{
+            ("method_of", text, f"remove `{text}`"): "the cache of checked methods: without it "
+            "the method is checked and upper-cased again, to the same answer"
+            for text in ("if method is not None:", "return method")
+        },
+    },
+    "holdfast.sources.lattice": {
+        (
+            "detect_version",
+            "return None",
+            "remove `return None`",
+        ): "the function's implicit return is None too",
+    },
     "holdfast.sources.response_headers": {
         (
             "status_description",

@@ -4,6 +4,7 @@ made with its defaults does. Pure functions: no loop, no app."""
 from __future__ import annotations
 
 import re
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from holdfast.sources.apigw_v1 import APIGatewayV1
 from holdfast.sources.apigw_v2 import APIGatewayV2
 from holdfast.sources.azure import AzureHTTP
 from holdfast.sources.codec import as_invalid_event
+from holdfast.sources.fields import mapping, optional_text
 from holdfast.sources.lattice import VPCLattice
 from holdfast.sources.messages import HTTPResponse
 from holdfast.sources.response_headers import header_text
@@ -168,3 +170,42 @@ class _Sized:
 def test_azure_accepts_responses_up_to_the_workers_message_limit():
     assert not AzureHTTP().too_large({"body": _Sized(2**31 - 1)})
     assert AzureHTTP().too_large({"body": _Sized(2**31)})
+
+
+# -- lattice ------------------------------------------------------------------------------------
+def test_lattice_versions_by_the_events_shape():
+    assert VPCLattice.detect_version({"raw_path": "/", "method": "GET"}) == 1
+    v2 = {"method": "GET", "requestContext": {"serviceNetworkArn": "arn:x"}}
+    assert VPCLattice.detect_version(v2) == 2
+    assert VPCLattice.detect_version({"method": "GET", "requestContext": {}}) is None
+
+
+# -- fields -------------------------------------------------------------------------------------
+class _Text(str):
+    pass
+
+
+def test_optional_text_fields():
+    assert optional_text({}, "k", "X") is None
+    assert optional_text({"k": None}, "k", "X") is None
+    assert optional_text({"k": "v"}, "k", "X") == "v"
+    text = _Text("v")
+    assert optional_text({"k": text}, "k", "X") is text
+    for wrong in (5, b"v", ["v"]):
+        with pytest.raises(InvalidEvent, match="X event: 'k' has the wrong type: it must be a str"):
+            optional_text({"k": wrong}, "k", "X")
+
+
+def test_a_minimal_http_api_event_decodes():
+    # No domainName, stage, rawQueryString, sourceIp or body: each is optional.
+    event = {"version": "2.0", "requestContext": {"http": {"method": "GET"}}}
+    request = APIGatewayV2().decode(event, "")
+    assert (request.method, request.path, request.query_string) == ("GET", "/", b"")
+    assert request.client is None
+
+
+def test_an_object_field_may_be_any_mapping():
+    headers = MappingProxyType({"Accept": "a/b"})
+    assert mapping(headers, "headers") is headers
+    event = {**_V2, "headers": headers}
+    assert (b"accept", b"a/b") in APIGatewayV2().decode(event, "").headers
