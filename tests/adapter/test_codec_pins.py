@@ -16,7 +16,7 @@ from holdfast.sources.apigw_v1 import APIGatewayV1
 from holdfast.sources.apigw_v2 import APIGatewayV2
 from holdfast.sources.azure import AzureHTTP
 from holdfast.sources.codec import as_invalid_event
-from holdfast.sources.fields import mapping, optional_text
+from holdfast.sources.fields import mapping, method_of, optional_text
 from holdfast.sources.lattice import VPCLattice
 from holdfast.sources.messages import HTTPResponse
 from holdfast.sources.response_headers import header_text
@@ -209,3 +209,10 @@ def test_an_object_field_may_be_any_mapping():
     assert mapping(headers, "headers") is headers
     event = {**_V2, "headers": headers}
     assert (b"accept", b"a/b") in APIGatewayV2().decode(event, "").headers
+
+
+def test_a_bad_methods_refusal_quotes_its_first_40_characters():
+    method = "BAD METHOD " + "x" * 60
+    with pytest.raises(InvalidEvent) as refused:
+        method_of(method, "X")
+    assert f"the HTTP method {method[:40]!r} is not a token" in str(refused.value)
