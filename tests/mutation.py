@@ -252,6 +252,27 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             for text in ("if method is not None:", "return method")
         },
     },
+    "holdfast.sources.query": {
+        **{
+            (function, text, change): "a fast path: no parameters join to the same empty query"
+            for function in ("query_from_decoded", "query_from_encoded")
+            for text, change in (
+                ("if not params:", "remove `if not params:`"),
+                ('return b""', "remove `return b''`"),
+            )
+        },
+        **{
+            ("as_sent", text, change): "a fast path: quote() keeps visible ASCII as it is "
+            "(every punctuation character is safe)"
+            for text, change in (
+                (
+                    "if _VISIBLE_ASCII.fullmatch(text):",
+                    "remove `if _VISIBLE_ASCII.fullmatch(text):`",
+                ),
+                ('return text.encode("ascii")', "remove `return text.encode('ascii')`"),
+            )
+        },
+    },
     "holdfast.sources.lattice": {
         (
             "detect_version",
