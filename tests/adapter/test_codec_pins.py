@@ -19,6 +19,7 @@ from holdfast.sources.codec import as_invalid_event
 from holdfast.sources.fields import mapping, method_of, optional_text
 from holdfast.sources.lattice import VPCLattice
 from holdfast.sources.messages import HTTPResponse
+from holdfast.sources.query import query_from_decoded
 from holdfast.sources.response_headers import header_text
 
 _V2 = {
@@ -216,3 +217,14 @@ def test_a_bad_methods_refusal_quotes_its_first_40_characters():
     with pytest.raises(InvalidEvent) as refused:
         method_of(method, "X")
     assert f"the HTTP method {method[:40]!r} is not a token" in str(refused.value)
+
+
+# -- query --------------------------------------------------------------------------------------
+def test_a_bad_query_parameters_refusal_quotes_the_first_40_characters_of_its_name():
+    name = "n" * 39 + "Q" + "z" * 20
+    with pytest.raises(InvalidEvent) as refused:
+        query_from_decoded({name: 5})
+    assert f"'queryStringParameters': {name[:40]!r} has the wrong type" in str(refused.value)
+    with pytest.raises(InvalidEvent) as refused:
+        query_from_decoded({name: ["ok", 5]})
+    assert f"a value of {name[:40]!r} has the wrong type" in str(refused.value)
