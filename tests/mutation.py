@@ -252,6 +252,41 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             for text in ("if method is not None:", "return method")
         },
     },
+    "holdfast.sources.limits": {
+        (
+            "",
+            "_FRAMING = 512",
+            f"constant {change}",
+        ): "the bound's allowance for the JSON around the body: the real framing is under "
+        "300 bytes, so 511 or 513 bound it as well (it only decides when to serialise)"
+        for change in ("+1", "-1")
+    }
+    | {
+        ("_size_bound", "text = 0", f"constant {change}"): "a count of the heads' characters "
+        "one off: 12 bytes, well inside the 200 the framing allowance spares"
+        for change in ("+1", "-1")
+    }
+    | {
+        ("_size_bound", text, f"constant {change}"): "the heads' punctuation per name, value "
+        "or cookie, counted once more or less: the count is multiplied by 12 (every character "
+        "as if escaped), so it bounds the real 2 to 8 bytes either way"
+        for text in (
+            "text += sum(map(len, fields)) + 8 * len(fields)",
+            "text += sum(map(len, values)) + 4 * len(values)",
+            "text += sum(map(len, cookies)) + 4 * len(cookies)",
+        )
+        for change in ("+1", "-1")
+    }
+    | {
+        ("", text, "constant +1"): "a looser bound: it only serialises a response more often, "
+        "to the same answer"
+        for text in ("_MAX_ESCAPED = 12", "_MAX_ESCAPED_ASCII = 6")
+    }
+    | {
+        ("exceeds", text, f"remove `{text}`"): "the bound is a fast path: without it every "
+        "response is serialised and measured, to the same answer"
+        for text in ("if _size_bound(result) <= limit:", "return False")
+    },
     "holdfast.sources.query": {
         **{
             (function, text, change): "a fast path: no parameters join to the same empty query"

@@ -3,6 +3,7 @@ made with its defaults does. Pure functions: no loop, no app."""
 
 from __future__ import annotations
 
+import json
 import re
 from types import MappingProxyType
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from holdfast.errors import InvalidEvent
-from holdfast.sources import BadRequest
+from holdfast.sources import BadRequest, limits
 from holdfast.sources.alb import ALB
 from holdfast.sources.apigw_v1 import APIGatewayV1
 from holdfast.sources.apigw_v2 import APIGatewayV2
@@ -228,3 +229,29 @@ def test_a_bad_query_parameters_refusal_quotes_the_first_40_characters_of_its_na
     with pytest.raises(InvalidEvent) as refused:
         query_from_decoded({name: ["ok", 5]})
     assert f"a value of {name[:40]!r} has the wrong type" in str(refused.value)
+
+
+# -- limits -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("make", "limit"),
+    [(APIGatewayV2, 6 * 1024 * 1024), (lambda: ALB(multi_value=False, wsgi=False), 1024 * 1024)],
+    ids=["lambda", "alb"],
+)
+def test_a_response_of_exactly_the_sources_limit_passes_one_byte_more_does_not(make, limit):
+    codec = make()
+    framing = len(json.dumps({"statusCode": 200, "body": ""}))
+    assert not codec.too_large({"statusCode": 200, "body": "x" * (limit - framing)})
+    assert codec.too_large({"statusCode": 200, "body": "x" * (limit - framing + 1)})
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"statusCode": 200, "headers": {"\U0001f642" * 300: ""}},
+        {"statusCode": 200, "multiValueHeaders": {"\U0001f642" * 300: [""]}},
+    ],
+)
+def test_the_size_limit_counts_header_names(result):
+    size = len(json.dumps(result))
+    assert not limits.exceeds(result, size)
+    assert limits.exceeds(result, size - 1)
