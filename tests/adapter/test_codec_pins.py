@@ -255,3 +255,12 @@ def test_the_size_limit_counts_header_names(result):
     size = len(json.dumps(result))
     assert not limits.exceeds(result, size)
     assert limits.exceeds(result, size - 1)
+
+
+# -- request ------------------------------------------------------------------------------------
+def test_a_control_character_refusal_quotes_40_characters_of_the_header_name():
+    name = "x-" + "n" * 37 + "q" + "z" * 20
+    event = {**_V2, "headers": {"host": "example.com", name: "a\x01b"}}
+    with pytest.raises(BadRequest) as refused:
+        APIGatewayV2().decode(event, "")
+    assert f"the value of the header {name[:40]!r} holds a control character" in str(refused.value)
