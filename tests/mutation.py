@@ -252,6 +252,24 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             for text in ("if method is not None:", "return method")
         },
     },
+    "holdfast.sources.bodies": {
+        **{
+            ("is_text_body", text, change): "the cache of content types: without it (or with "
+            "a bound one smaller) the type is worked out again, to the same answer"
+            for text, change in (
+                ("if known is not None:", "remove `if known is not None:`"),
+                ("return known", "remove `return known`"),
+                ("if len(_text_types_seen) < 256:", "remove `if len(_text_types_seen) < 256:`"),
+                ("if len(_text_types_seen) < 256:", "Lt -> GtE"),
+                ("if len(_text_types_seen) < 256:", "constant -1"),
+                (
+                    "_text_types_seen[content_type, extra_text_types] = is_text",
+                    "remove `_text_types_seen[content_type, extra_text_types] = is_text`",
+                ),
+            )
+        },
+        # split(b";", 2) is as equivalent, but its change is the same as `[1]`'s there: counted.
+    },
     "holdfast.sources.limits": {
         (
             "",

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from holdfast.errors import InvalidEvent
-from holdfast.sources import BadRequest, limits
+from holdfast.sources import BadRequest, bodies, limits
 from holdfast.sources.alb import ALB
 from holdfast.sources.apigw_v1 import APIGatewayV1
 from holdfast.sources.apigw_v2 import APIGatewayV2
@@ -264,3 +264,14 @@ def test_a_control_character_refusal_quotes_40_characters_of_the_header_name():
     with pytest.raises(BadRequest) as refused:
         APIGatewayV2().decode(event, "")
     assert f"the value of the header {name[:40]!r} holds a control character" in str(refused.value)
+
+
+# -- bodies -------------------------------------------------------------------------------------
+def test_the_text_type_cache_stays_bounded_and_answers_the_same():
+    for number in range(300):
+        headers = [(b"content-type", b"application/x-%d" % number)]
+        assert bodies.is_text_body(headers) is False
+        assert bodies.is_text_body(headers, frozenset({f"application/x-{number}"})) is True
+    assert len(bodies._text_types_seen) <= 256
+    assert bodies.is_text_body([(b"content-type", b"text/x-299; charset=x")]) is True
+    assert bodies.is_text_body([(b"content-type", b"text/x-299; charset=x")]) is True
