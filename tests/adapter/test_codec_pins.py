@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from types import MappingProxyType
 from typing import Any
 
@@ -275,3 +276,20 @@ def test_the_text_type_cache_stays_bounded_and_answers_the_same():
     assert len(bodies._text_types_seen) <= 256
     assert bodies.is_text_body([(b"content-type", b"text/x-299; charset=x")]) is True
     assert bodies.is_text_body([(b"content-type", b"text/x-299; charset=x")]) is True
+
+
+# -- apigw_v2 -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"version": "2.0"}, "'requestContext' must be a dict, it is missing"),
+        ({"version": "2.0", "requestContext": []}, "'requestContext' has the wrong type"),
+        ({"version": "2.0", "requestContext": {}}, "'http' must be a dict, it is missing"),
+        ({"version": "2.0", "requestContext": {"http": {}}}, "'method' must be a str"),
+    ],
+)
+def test_an_http_api_event_without_its_request_context_is_refused_by_name(event, message):
+    with pytest.raises(InvalidEvent, match=re.escape(f"HTTP API v2 event: {message}")):
+        APIGatewayV2().decode(event, "")
+    ordered = OrderedDict({"http": OrderedDict({"method": "GET"})})
+    assert APIGatewayV2().decode({"version": "2.0", "requestContext": ordered}, "").path == "/"
