@@ -21,6 +21,7 @@ from holdfast.sources.codec import as_invalid_event
 from holdfast.sources.fields import mapping, method_of, optional_text
 from holdfast.sources.lattice import VPCLattice
 from holdfast.sources.messages import HTTPResponse
+from holdfast.sources.platform import platform_headers
 from holdfast.sources.query import query_from_decoded
 from holdfast.sources.response_headers import header_text
 
@@ -293,3 +294,92 @@ def test_an_http_api_event_without_its_request_context_is_refused_by_name(event,
         APIGatewayV2().decode(event, "")
     ordered = OrderedDict({"http": OrderedDict({"method": "GET"})})
     assert APIGatewayV2().decode({"version": "2.0", "requestContext": ordered}, "").path == "/"
+
+
+# -- platform -----------------------------------------------------------------------------------
+class _Client:
+    installation_id = "inst"
+    app_title = "title"
+    app_version_name = "1.0"
+    app_version_code = "10"
+    app_package_name = "pkg"
+
+
+class _ClientContext:
+    client = _Client()
+    custom = {"k": "v"}
+    env = {"platform": "x"}
+
+
+class _Identity:
+    cognito_identity_id = "id-1"
+    cognito_identity_pool_id = None
+
+
+class _Context:
+    aws_request_id = "req-1"
+    invoked_function_arn = "arn:fn"
+    function_name = "fn"
+    memory_limit_in_mb = "128"
+    function_version = "$LATEST"
+    log_stream_name = "stream"
+    log_group_name = "group"
+    client_context = _ClientContext()
+    identity = _Identity()
+    tenant_id: str | None = None
+    _epoch_deadline_time_in_ms = 1_700_000_000_123
+
+    def get_remaining_time_in_millis(self) -> int:
+        raise AssertionError("the Runtime API's deadline is read first")
+
+
+def _lambda_context(context: Any) -> dict[str, Any]:
+    headers = dict(platform_headers({"requestContext": {"a": 1}}, context))
+    assert json.loads(headers[b"x-amzn-request-context"]) == {"a": 1}
+    document: dict[str, Any] = json.loads(headers[b"x-amzn-lambda-context"])
+    return document
+
+
+def test_the_lambda_context_header_carries_the_invocations_context():
+    document = _lambda_context(_Context())
+    assert document["request_id"] == "req-1"
+    assert document["deadline"] == 1_700_000_000_123
+    assert document["client_context"] == {
+        "client": {
+            "installationId": "inst",
+            "appTitle": "title",
+            "appVersionName": "1.0",
+            "appVersionCode": "10",
+            "appPackageName": "pkg",
+        },
+        "custom": {"k": "v"},
+        "environment": {"platform": "x"},
+    }
+    assert document["identity"] == {"identity_id": "id-1", "identity_pool_id": None}
+    assert document["env_config"]["memory"] == 128
+
+
+def test_a_context_without_identity_ids_has_no_identity():
+    context = _Context()
+    context.identity = _Identity()
+    context.identity.cognito_identity_id = None  # type: ignore[misc]
+    assert _lambda_context(context)["identity"] is None
+
+
+def test_a_deadline_in_the_older_runtime_field_is_read_too():
+    class Older(_Context):
+        _epoch_deadline_time_in_ms = None  # type: ignore[assignment]
+        _deadline_ms = 1_700_000_000_456
+
+    assert _lambda_context(Older())["deadline"] == 1_700_000_000_456
+
+
+def test_a_tenant_id_that_is_no_header_value_is_not_forwarded(caplog):
+    context = _Context()
+    context.tenant_id = "bad\nvalue"
+    with caplog.at_level("WARNING", logger="holdfast"):
+        headers = dict(platform_headers({}, context))
+    assert b"x-amz-tenant-id" not in headers
+    assert "not forwarding a tenant id" in caplog.text
+    context.tenant_id = "tenant-1"
+    assert dict(platform_headers({}, context))[b"x-amz-tenant-id"] == b"tenant-1"
