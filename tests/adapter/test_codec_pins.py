@@ -383,3 +383,11 @@ def test_a_tenant_id_that_is_no_header_value_is_not_forwarded(caplog):
     assert "not forwarding a tenant id" in caplog.text
     context.tenant_id = "tenant-1"
     assert dict(platform_headers({}, context))[b"x-amz-tenant-id"] == b"tenant-1"
+
+
+def test_a_memory_size_that_is_no_number_is_0():
+    context = _Context()
+    context.memory_limit_in_mb = None  # type: ignore[assignment]
+    assert _lambda_context(context)["env_config"]["memory"] == 0
+    context.memory_limit_in_mb = "lots"
+    assert _lambda_context(context)["env_config"]["memory"] == 0
