@@ -270,6 +270,24 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
         },
         # split(b";", 2) is as equivalent, but its change is the same as `[1]`'s there: counted.
     },
+    "holdfast.sources.platform": {
+        ("_environment_json", "@functools.lru_cache(maxsize=16)", f"constant {change}"): "the "
+        "size of the cache "
+        "of environment templates (one per environment in practice)"
+        for change in ("+1", "-1")
+    },
+    "holdfast.sources.headers": {
+        **{
+            (function, "try:", "remove `try:`"): "the fast path: the loop after it builds the "
+            "same headers, checking each"
+            for function in ("headers_from_single", "headers_from_multi")
+        },
+        (
+            "find_header",
+            "return None",
+            "remove `return None`",
+        ): "the function's implicit return is None too",
+    },
     "holdfast.sources.limits": {
         (
             "",
