@@ -272,8 +272,7 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
     },
     "holdfast.sources.platform": {
         ("_environment_json", "@functools.lru_cache(maxsize=16)", f"constant {change}"): "the "
-        "size of the cache "
-        "of environment templates (one per environment in practice)"
+        "size of the cache of environment templates (one per environment in practice)"
         for change in ("+1", "-1")
     },
     "holdfast.sources.headers": {
@@ -281,6 +280,19 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             (function, "try:", "remove `try:`"): "the fast path: the loop after it builds the "
             "same headers, checking each"
             for function in ("headers_from_single", "headers_from_multi")
+        },
+        **{
+            (
+                function,
+                "return [",
+                "remove `return [(known.get(name) or header_name(name), value.encode(`",
+            ): "the fast path: the loop after it builds the same headers, checking each"
+            for function in ("headers_from_single", "headers_from_multi")
+        },
+        **{
+            ("header_name", text, f"remove `{text}`"): "the cache of checked names: without it "
+            "a name is checked and lowered again, to the same answer"
+            for text in ("if len(_header_names) < 4096:", "_header_names[name] = key")
         },
         (
             "find_header",
