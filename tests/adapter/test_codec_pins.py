@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 
 from holdfast.errors import InvalidEvent
-from holdfast.sources import BadRequest, bodies, limits
+from holdfast.sources import BadRequest, bodies, headers, limits
 from holdfast.sources.alb import ALB
 from holdfast.sources.apigw_v1 import APIGatewayV1
 from holdfast.sources.apigw_v2 import APIGatewayV2
 from holdfast.sources.azure import AzureHTTP
 from holdfast.sources.codec import as_invalid_event
 from holdfast.sources.fields import mapping, method_of, optional_text
+from holdfast.sources.headers import header_name
 from holdfast.sources.lattice import VPCLattice
 from holdfast.sources.messages import HTTPResponse
 from holdfast.sources.platform import platform_headers
@@ -269,7 +270,8 @@ def test_a_control_character_refusal_quotes_40_characters_of_the_header_name():
 
 
 # -- bodies -------------------------------------------------------------------------------------
-def test_the_text_type_cache_stays_bounded_and_answers_the_same():
+def test_the_text_type_cache_stays_bounded_and_answers_the_same(monkeypatch):
+    monkeypatch.setattr(bodies, "_text_types_seen", {})  # filled here, then the suite's again
     for number in range(300):
         headers = [(b"content-type", b"application/x-%d" % number)]
         assert bodies.is_text_body(headers) is False
@@ -391,3 +393,25 @@ def test_a_memory_size_that_is_no_number_is_0():
     assert _lambda_context(context)["env_config"]["memory"] == 0
     context.memory_limit_in_mb = "lots"
     assert _lambda_context(context)["env_config"]["memory"] == 0
+
+
+# -- headers ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "error", "says"),
+    [
+        ("x-" + "n" * 37 + "\u0100" + "z" * 20, InvalidEvent, "is not latin-1 text"),
+        ("x-" + "n" * 37 + "(" + "z" * 20, BadRequest, "is not an HTTP token"),
+    ],
+)
+def test_a_bad_header_names_refusal_quotes_its_first_40_characters(name, error, says):
+    with pytest.raises(error) as refused:
+        header_name(name)
+    assert f"the header name {name[:40]!r} {says}" in str(refused.value)
+
+
+def test_the_header_name_cache_stays_bounded_and_answers_the_same(monkeypatch):
+    monkeypatch.setattr(headers, "_header_names", {})  # filled here, then the suite's own again
+    for number in range(5000):
+        assert header_name(f"X-Name-{number}") == b"x-name-%d" % number
+    assert len(headers._header_names) <= 4096
+    assert header_name("X-Name-4999") == b"x-name-4999"
