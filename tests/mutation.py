@@ -294,6 +294,11 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             "a name is checked and lowered again, to the same answer"
             for text in ("if len(_header_names) < 4096:", "_header_names[name] = key")
         },
+        **{
+            ("header_name", "if len(_header_names) < 4096:", change): "the name cache never "
+            "filled, or bounded one smaller: names are checked again, to the same answer"
+            for change in ("Lt -> GtE", "constant -1")
+        },
         (
             "find_header",
             "return None",

@@ -415,3 +415,10 @@ def test_the_header_name_cache_stays_bounded_and_answers_the_same(monkeypatch):
         assert header_name(f"X-Name-{number}") == b"x-name-%d" % number
     assert len(headers._header_names) <= 4096
     assert header_name("X-Name-4999") == b"x-name-4999"
+
+
+def test_a_multi_value_header_that_is_no_list_is_refused_by_its_first_40_characters():
+    name = "x-" + "n" * 37 + "q" + "z" * 20
+    with pytest.raises(InvalidEvent) as refused:
+        headers.headers_from_multi({name: 5})
+    assert f"'multiValueHeaders': {name[:40]!r} has the wrong type" in str(refused.value)
