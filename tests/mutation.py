@@ -12,11 +12,13 @@ One change at a time: a comparison flipped (``==``/``!=``, ``<``/``>=``, ``<=``/
 ``...``, imports, asserts and the statements at module or class level are left alone), an
 integer or float constant moved by one (+1 and -1), a boolean constant negated. Each mutant
 runs in a child forked from a parent that has imported the libraries once: the child runs the
-mutated module in the module's own namespace (and rebinds every ``from module import name`` of it
-elsewhere in holdfast; a mutated class's methods are set on the class object the rest of
-holdfast holds, so a subclass defined in another module inherits them), then runs pytest with ``-x`` and a short per-test timeout, so a fault
-that would hang fails fast; a child past its whole deadline (a few times the unmutated run) is
-killed and counts as caught.
+mutated module in the module's own namespace (and rebinds every ``from module import name`` of
+it elsewhere in holdfast; a mutated class's methods are set on the class object the rest of
+holdfast holds, so a subclass defined in another module inherits them), then runs pytest with
+``-x`` and a short per-test timeout, so a fault that would hang fails fast; a child past its
+whole deadline (a few times the unmutated run) is killed and counts as caught. A constant
+copied elsewhere at import (a class attribute set from another module's constant) keeps its
+unmutated value there: pin such a constant where it is defined too.
 Tests that start other processes run the unmutated code from disk, so they cannot catch a
 mutant: name in-process tests. The worktree is never written.
 

@@ -236,15 +236,23 @@ def test_a_bad_query_parameters_refusal_quotes_the_first_40_characters_of_its_na
 
 # -- limits -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("make", "limit"),
-    [(APIGatewayV2, 6 * 1024 * 1024), (lambda: ALB(multi_value=False, wsgi=False), 1024 * 1024)],
+    ("make", "name", "limit"),
+    [
+        (APIGatewayV2, "LAMBDA_RESPONSE_LIMIT", 6 * 1024 * 1024),
+        (lambda: ALB(multi_value=False, wsgi=False), "ALB_RESPONSE_LIMIT", 1024 * 1024),
+    ],
     ids=["lambda", "alb"],
 )
-def test_a_response_of_exactly_the_sources_limit_passes_one_byte_more_does_not(make, limit):
+def test_a_response_of_exactly_the_sources_limit_passes_one_byte_more_does_not(make, name, limit):
     codec = make()
     framing = len(json.dumps({"statusCode": 200, "body": ""}))
-    assert not codec.too_large({"statusCode": 200, "body": "x" * (limit - framing)})
-    assert codec.too_large({"statusCode": 200, "body": "x" * (limit - framing + 1)})
+    at_limit = {"statusCode": 200, "body": "x" * (limit - framing)}
+    past_limit = {"statusCode": 200, "body": "x" * (limit - framing + 1)}
+    assert not codec.too_large(at_limit)
+    assert codec.too_large(past_limit)
+    # The named limit itself (a codec holds a copy made when its class was defined).
+    assert not limits.exceeds(at_limit, getattr(limits, name))
+    assert limits.exceeds(past_limit, getattr(limits, name))
 
 
 @pytest.mark.parametrize(
