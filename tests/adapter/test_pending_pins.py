@@ -112,3 +112,64 @@ def test_a_finished_adopted_task_is_not_kept_alive(loop):
     gc.collect()
     assert ended() is None  # a long request starting many short tasks holds none of them
     assert not work
+
+
+def test_durable_work_runs_once_the_response_is_sent_and_is_drained(loop, writes):
+    work = PendingWork("req", loop)
+    ran: list[str] = []
+    handle = _in_request(work, lambda: pending.after_response(ran.append, "x", durable=True))
+    assert ran == [] and not handle.started  # written ahead, not run before the response
+    report = loop.run_until_complete(work.drain(5))
+    assert ran == ["x"]
+    assert report == DrainReport(drained=1)
+    assert handle.done()
+
+
+def test_durable_work_deferred_after_the_response_starts_at_once(loop, writes):
+    work = PendingWork("req", loop)
+    work.response_sent()
+    ran: list[str] = []
+    handle = _in_request(work, lambda: pending.after_response(ran.append, "y", durable=True))
+    assert handle.started
+    assert loop.run_until_complete(work.drain(5)) == DrainReport(drained=1)
+    assert ran == ["y"]
+
+
+def test_durable_work_pending_elsewhere_does_not_run_here(loop, monkeypatch):
+    monkeypatch.setattr(pending, "_writers", [])
+
+    async def release() -> None:
+        return None
+
+    pending.write_ahead_with(lambda fn, args, kwargs, lease: WrittenAhead("t-1", None, release))
+    work = PendingWork("req", loop)
+    handle = _in_request(work, lambda: pending.after_response(print, "z", durable=True))
+    assert handle.done() and handle.task_id == "t-1"
+    assert not work  # nothing to drain: the pending run of the same task does it
+    assert loop.run_until_complete(work.drain(5)) == DrainReport()
+
+
+def test_durable_work_that_runs_in_a_thread_says_so(loop, monkeypatch):
+    monkeypatch.setattr(pending, "_writers", [])
+
+    async def release() -> None:
+        return None
+
+    async def run() -> None:
+        return None
+
+    in_thread = WrittenAhead("t-2", run, release, in_thread=True)
+    pending.write_ahead_with(lambda fn, args, kwargs, lease: in_thread)
+    work = PendingWork("req", loop)
+    handle = _in_request(work, lambda: pending.after_response(print, durable=True))
+    assert handle.in_thread
+
+
+def test_durable_work_needs_a_writer_that_knows_it(loop, monkeypatch):
+    monkeypatch.setattr(pending, "_writers", [])
+    work = PendingWork("req", loop)
+    with pytest.raises(TypeError, match=r"needs a holdfast task .* not builtins\.print"):
+        _in_request(work, lambda: pending.after_response(print, durable=True))
+    pending.write_ahead_with(lambda fn, args, kwargs, lease: None)  # knows no function
+    with pytest.raises(TypeError, match="a plain function cannot be redelivered"):
+        _in_request(work, lambda: pending.after_response(print, durable=True))
