@@ -159,6 +159,11 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             "return None",
             "remove `return None`",
         ): "the function's implicit return is None too",
+        (
+            "_take_adopted",
+            "task.remove_done_callback(self._forget)",
+            "remove `task.remove_done_callback(self._forget)`",
+        ): "the callback left only pops the task from an adopted set it is no longer in",
     },
     "holdfast.engine": {
         (

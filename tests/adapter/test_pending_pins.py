@@ -69,6 +69,7 @@ def test_durable_work_is_written_ahead_once_leased_past_the_deadline(loop, write
     assert [(fn, args, lease) for fn, args, _, lease in writes] == [
         (print, ("x",), 2.0 + pending.DURABLE_LEASE_SLACK)
     ]
+    assert writes[0][3] == 12.0  # the remaining 2 s and 10 s to spare
     assert handle.task_id == "task-1"
 
 
@@ -76,6 +77,7 @@ def test_without_a_deadline_durable_work_gets_the_longest_lease(loop, writes):
     work = PendingWork("req", loop)  # no context set: a direct call
     _in_request(work, lambda: pending.after_response(print, durable=True))
     assert [lease for *_, lease in writes] == [pending.DURABLE_LEASE_UNBOUNDED]
+    assert pending.DURABLE_LEASE_UNBOUNDED == 900.0  # Lambda's longest timeout
 
 
 def test_plain_after_response_work_writes_nothing_ahead(loop, writes):
@@ -173,3 +175,40 @@ def test_durable_work_needs_a_writer_that_knows_it(loop, monkeypatch):
     pending.write_ahead_with(lambda fn, args, kwargs, lease: None)  # knows no function
     with pytest.raises(TypeError, match="a plain function cannot be redelivered"):
         _in_request(work, lambda: pending.after_response(print, durable=True))
+
+
+def test_the_first_writer_that_knows_the_work_writes_it_ahead(loop, monkeypatch):
+    monkeypatch.setattr(pending, "_writers", [])
+    asked: list[str] = []
+
+    async def release() -> None:
+        return None
+
+    async def run() -> None:
+        return None
+
+    def knows(fn: Any, args: Any, kwargs: Any, lease: float) -> WrittenAhead:
+        asked.append("knows")
+        return WrittenAhead("t-first", run, release)
+
+    def other(fn: Any, args: Any, kwargs: Any, lease: float) -> None:
+        asked.append("other")
+
+    pending.write_ahead_with(knows)
+    pending.write_ahead_with(other)
+    work = PendingWork("req", loop)
+    handle = _in_request(work, lambda: pending.after_response(print, durable=True))
+    assert (asked, handle.task_id) == (["knows"], "t-first")
+
+
+def test_work_that_keeps_deferring_more_work_is_cut_at_the_deadline(loop):
+    work = PendingWork("req", loop)
+
+    async def link() -> None:
+        pending.after_response(link)  # runs in the request's context, copied at defer
+
+    _in_request(work, lambda: pending.after_response(link))
+    # Bounded by the outer wait: a drain that never stops fails here instead of hanging.
+    report = loop.run_until_complete(asyncio.wait_for(work.drain(0), 5))
+    assert report.cancelled
+    assert all(name.endswith("link") for name in report.cancelled)
