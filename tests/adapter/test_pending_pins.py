@@ -121,6 +121,7 @@ def test_durable_work_runs_once_the_response_is_sent_and_is_drained(loop, writes
     ran: list[str] = []
     handle = _in_request(work, lambda: pending.after_response(ran.append, "x", durable=True))
     assert ran == [] and not handle.started  # written ahead, not run before the response
+    assert not handle.in_thread  # a writer's work runs on the loop unless it says otherwise
     report = loop.run_until_complete(work.drain(5))
     assert ran == ["x"]
     assert report == DrainReport(drained=1)
