@@ -213,3 +213,11 @@ def test_work_that_keeps_deferring_more_work_is_cut_at_the_deadline(loop):
     report = loop.run_until_complete(asyncio.wait_for(work.drain(0), 5))
     assert report.cancelled
     assert all(name.endswith("link") for name in report.cancelled)
+
+
+@pytest.mark.parametrize(("remaining_ms", "lease"), [(0, 10.0), (-500, 10.0), (250, 10.25)])
+def test_a_lease_past_a_deadline_due_or_gone_is_the_slack(loop, writes, remaining_ms, lease):
+    work = PendingWork("req", loop)
+    work.context = Context(remaining_ms)
+    _in_request(work, lambda: pending.after_response(print, durable=True))
+    assert [lease for *_, lease in writes] == [lease]
