@@ -220,4 +220,4 @@ def test_a_lease_past_a_deadline_due_or_gone_is_the_slack(loop, writes, remainin
     work = PendingWork("req", loop)
     work.context = Context(remaining_ms)
     _in_request(work, lambda: pending.after_response(print, durable=True))
-    assert [lease for *_, lease in writes] == [lease]
+    assert [written[3] for written in writes] == [lease]
