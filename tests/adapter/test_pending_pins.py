@@ -221,3 +221,14 @@ def test_a_lease_past_a_deadline_due_or_gone_is_the_slack(loop, writes, remainin
     work.context = Context(remaining_ms)
     _in_request(work, lambda: pending.after_response(print, durable=True))
     assert [written[3] for written in writes] == [lease]
+
+
+def test_a_drain_with_no_time_left_waits_for_nothing(loop):
+    work = PendingWork("req", loop)
+
+    async def short_but_not_instant() -> None:
+        await asyncio.sleep(0.3)  # cancelled at once: the test never waits for it
+
+    _in_request(work, lambda: pending.after_response(short_but_not_instant))
+    report = loop.run_until_complete(asyncio.wait_for(work.drain(0), 5))
+    assert report == DrainReport(cancelled=[pending._describe(short_but_not_instant)])
