@@ -396,6 +396,11 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
     },
     "holdfast.sources.addresses": {
         **{
+            ("parse_host", "if len(_hosts) < 256:", change): "the Host cache never filled, or "
+            "bounded one smaller: a Host header is parsed again, to the same answer"
+            for change in ("Lt -> GtE", "constant -1")
+        },
+        **{
             ("parse_host", text, f"remove `{text}`"): "the cache: without it a Host header is "
             "parsed again, to the same answer"
             for text in (
