@@ -427,6 +427,21 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
         ): "the function's implicit return is None too",
     },
     "holdfast.bridge": {
+        **{
+            ("_check_fields", text, change): "the cache of valid header names: without it (or "
+            "never filled) a name is checked again, to the same answer"
+            for text, change in (
+                ("if len(_valid_names) < 1024:", "remove `if len(_valid_names) < 1024:`"),
+                ("if len(_valid_names) < 1024:", "Lt -> GtE"),
+                ("if len(_valid_names) < 1024:", "constant -1"),
+                ("_valid_names.add(name)", "remove `_valid_names.add(name)`"),
+            )
+        },
+        **{
+            ("_follow", "self._following = True", change): "following the app's task again only "
+            "adds another callback waking the same waiter (waking is idempotent)"
+            for change in ("remove `self._following = True`", "negate a boolean")
+        },
         (
             "__init__",
             "self.held = False",

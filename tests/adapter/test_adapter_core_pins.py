@@ -1676,3 +1676,21 @@ def test_settle_says_whether_anything_is_left_to_drain(make_adapter):
         settled.append(invocation.settle())
         adapter.engine.run(invocation.drain(DEADLINE))
     assert settled == [True, False]
+
+
+def test_a_host_waiting_for_a_chunk_wakes_when_the_app_ends_without_one():
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        sink = StreamSink(loop, frozenset())
+        await sink.start(200, [])
+        app = loop.create_future()
+        taking = loop.create_task(sink.take(app))
+        await asyncio.sleep(0)  # the host waits for a chunk
+        app.set_result(None)  # the app's task ends: no chunk, no close
+        try:
+            await asyncio.wait_for(taking, DEADLINE)
+        except AppEnded:
+            return "app ended"
+        return "no error"
+
+    assert asyncio.run(main()) == "app ended"
