@@ -442,11 +442,11 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             "adds another callback waking the same waiter (waking is idempotent)"
             for change in ("remove `self._following = True`", "negate a boolean")
         },
-        (
-            "__init__",
-            "self.held = False",
-            "remove `self.held = False`",
-        ): "read only once start() has set it (streaming checks started first)",
+        **{
+            ("__init__", "self.held = False", change): "read only once start() has set it "
+            "(streaming checks started first)"
+            for change in ("remove `self.held = False`", "negate a boolean")
+        },
     },
     "holdfast.invocation": {
         (

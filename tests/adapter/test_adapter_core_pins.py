@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import holdfast
-from holdfast import pending
+from holdfast import bridge, pending
 from holdfast.bridge import AppEnded, BufferedSink, Exchange, StreamSink
 from holdfast.errors import ASGIProtocolError
 from holdfast.outcome import Buffered, Failed
@@ -1694,3 +1694,12 @@ def test_a_host_waiting_for_a_chunk_wakes_when_the_app_ends_without_one():
         return "no error"
 
     assert asyncio.run(main()) == "app ended"
+
+
+def test_the_valid_response_header_name_cache_stays_bounded(monkeypatch):
+    monkeypatch.setattr(bridge, "_valid_names", set())  # filled here, then the suite's again
+    for number in range(1500):
+        bridge._check_fields([(b"x-name-%d" % number, b"v")])
+    assert len(bridge._valid_names) <= 1024
+    with pytest.raises(ASGIProtocolError, match="is not an HTTP token"):
+        bridge._check_fields([(b"x-name-1499", b"v"), (b"bad name", b"v")])
