@@ -1703,3 +1703,13 @@ def test_the_valid_response_header_name_cache_stays_bounded(monkeypatch):
     assert len(bridge._valid_names) <= 1024
     with pytest.raises(ASGIProtocolError, match="is not an HTTP token"):
         bridge._check_fields([(b"x-name-1499", b"v"), (b"bad name", b"v")])
+
+
+def test_a_refused_response_header_is_named_by_its_first_60_bytes():
+    name = b"x-" + b"n" * 57 + b"q" + b"z" * 20
+    with pytest.raises(ASGIProtocolError) as refused:
+        bridge._check_fields([(name + b" bad", b"v")])
+    assert f"the response header name {name[:60]!r} is not" in str(refused.value)
+    with pytest.raises(ASGIProtocolError) as refused:
+        bridge._check_fields([(name, b"a\r\nb")])
+    assert f"the value of the response header {name[:60]!r} holds" in str(refused.value)
