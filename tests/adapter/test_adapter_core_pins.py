@@ -1713,3 +1713,30 @@ def test_a_refused_response_header_is_named_by_its_first_60_bytes():
     with pytest.raises(ASGIProtocolError) as refused:
         bridge._check_fields([(name, b"a\r\nb")])
     assert f"the value of the response header {name[:60]!r} holds" in str(refused.value)
+
+
+def test_durable_work_in_a_request_is_leased_past_that_invocations_deadline(
+    make_adapter, context, monkeypatch
+):
+    monkeypatch.setattr(pending, "_writers", [])
+    leases: list[float] = []
+
+    async def release() -> None:
+        return None
+
+    def writer(fn: Any, args: Any, kwargs: Any, lease: float) -> pending.WrittenAhead:
+        leases.append(lease)
+        return pending.WrittenAhead("t-1", None, release)  # pending elsewhere: nothing runs
+
+    pending.write_ahead_with(writer)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        holdfast.after_response(print, durable=True)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    adapter = make_adapter(app)
+    assert adapter(_v2("/"), context)["statusCode"] == 200
+    assert leases == [30.0 + pending.DURABLE_LEASE_SLACK]  # the context's 30 s remaining
