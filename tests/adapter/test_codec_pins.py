@@ -1,5 +1,7 @@
-"""Pins on the codecs themselves, called directly: how a codec words a refusal, and what a codec
-made with its defaults does. Pure functions: no loop, no app."""
+"""Pins on the codecs and their helpers, called directly: how a refusal is worded (and how much
+of a bad name it quotes), what a codec made with its defaults does, each source's size limit at
+its byte, Azure's event, the platform context header, and the caches' bounds. Pure functions:
+no loop, no app."""
 
 from __future__ import annotations
 
