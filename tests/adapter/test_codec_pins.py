@@ -94,7 +94,7 @@ def test_a_codec_made_with_its_defaults(make):
     assert codec.wsgi is False
     assert codec.context_headers is False
     assert codec.text_mime_types == frozenset()
-    # No platform context headers unless asked for.
+    # No extra text types: a body of an unknown media type goes out as base64.
     response = codec.encode(HTTPResponse(200, [(b"content-type", b"application/x-y")], b"\xff"))
     assert response["isBase64Encoded"] is True
 
