@@ -1740,3 +1740,24 @@ def test_durable_work_in_a_request_is_leased_past_that_invocations_deadline(
     adapter = make_adapter(app)
     assert adapter(_v2("/"), context)["statusCode"] == 200
     assert leases == [30.0 + pending.DURABLE_LEASE_SLACK]  # the context's 30 s remaining
+
+
+def test_an_event_handlers_outcome_can_be_awaited_while_it_runs(make_adapter):
+    adapter = make_adapter(_respond())
+
+    @adapter.on("custom")
+    async def slow(event: Any, context: Any) -> dict[str, bool]:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return {"ok": True}
+
+    async def invoke() -> tuple[bool, Any]:
+        invocation = adapter.begin({"order": 1}, None)
+        ready_at_once = invocation.ready()
+        outcome = await asyncio.wait_for(invocation.outcome(), DEADLINE)
+        await invocation.drain(None)
+        return ready_at_once, outcome
+
+    ready_at_once, outcome = adapter.engine.run(invoke())
+    assert not ready_at_once
+    assert isinstance(outcome, Buffered) and outcome.payload == {"ok": True}
