@@ -1761,3 +1761,49 @@ def test_an_event_handlers_outcome_can_be_awaited_while_it_runs(make_adapter):
     ready_at_once, outcome = adapter.engine.run(invoke())
     assert not ready_at_once
     assert isinstance(outcome, Buffered) and outcome.payload == {"ok": True}
+
+
+def test_a_request_no_server_accepts_is_a_400_and_the_app_never_runs(make_adapter, caplog):
+    called: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        called.append(scope["type"])
+        await _respond()(scope, receive, send)
+
+    adapter = make_adapter(app, lifespan="off")
+    event = _v2()
+    event["headers"] = {"host": "example.com", "x-bad": "a\x01b"}
+    with caplog.at_level(logging.WARNING, "holdfast"):
+        _, outcome, _, _ = _through(adapter, event)
+    assert isinstance(outcome, Buffered)
+    assert outcome.payload["statusCode"] == 400
+    assert outcome.payload["body"] == "Bad Request"
+    assert outcome.payload["headers"]["content-type"].startswith("text/plain")
+    assert called == []
+    assert "answering 400" in caplog.text
+
+
+def test_a_thread_left_running_is_named_when_no_work_is_owed(make_adapter, caplog):
+    gate = threading.Event()
+    started: list[threading.Thread] = []
+
+    def app_thread() -> None:
+        gate.wait(DEADLINE)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            thread = threading.Thread(target=app_thread, name="left-running")
+            thread.start()
+            started.append(thread)
+        await _respond()(scope, receive, send)
+
+    adapter = make_adapter(app, lifespan="off")
+    try:
+        with caplog.at_level(logging.WARNING, "holdfast"):
+            _, _, _, report = _through(adapter, _v2())
+    finally:
+        gate.set()
+        for thread in started:
+            thread.join(DEADLINE)
+    assert report == pending.DrainReport()
+    assert "thread 'left-running'" in caplog.text and "in app_thread" in caplog.text
