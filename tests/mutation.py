@@ -451,6 +451,23 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
     "holdfast.invocation": {
         (
             "__init__",
+            "adopts=False,",
+            "negate a boolean",
+        ): "the app's own task is created by holdfast's code, which adoption never adopts",
+        (
+            "drain",
+            "await asyncio.sleep(0)",
+            "constant -1",
+        ): "asyncio.sleep treats a negative delay as 0",
+        **{
+            ("_take_failed", "failed, self._failed = self._failed, 0", f"constant {change}"): (
+                "the count is taken once per invocation (by settle() or by drain()): the value "
+                "left behind is never read"
+            )
+            for change in ("+1", "-1")
+        },
+        (
+            "__init__",
             "self._codec: EventCodec | None = None",
             "remove `self._codec: EventCodec | None = None`",
         ): "read only after _start_http set it (a decode failure decides the outcome first)",
