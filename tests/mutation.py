@@ -448,6 +448,15 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             for change in ("remove `self.held = False`", "negate a boolean")
         },
     },
+    "holdfast.tasks.executor": {
+        ("start", "return None", "remove `return None`"): "the function's implicit return is "
+        "None too",
+        (
+            "conclude_once",
+            "if timer is not None:",
+            "remove `if timer is not None:`",
+        ): "a timer left to fire finds the call concluded already and returns",
+    },
     "holdfast.invocation": {
         (
             "__init__",
