@@ -451,11 +451,16 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
     "holdfast.tasks.executor": {
         ("start", "return None", "remove `return None`"): "the function's implicit return is "
         "None too",
+        **{
+            ("conclude_once", text, f"remove `{text}`"): "a timer left to fire finds the call "
+            "concluded already and returns"
+            for text in ("if timer is not None:", "timer.cancel()")
+        },
         (
-            "conclude_once",
-            "if timer is not None:",
-            "remove `if timer is not None:`",
-        ): "a timer left to fire finds the call concluded already and returns",
+            "",
+            "@dataclass(frozen=True, slots=True)",
+            "negate a boolean",
+        ): "a Call's frozen slots only guard it: nothing in holdfast sets its attributes",
     },
     "holdfast.invocation": {
         (

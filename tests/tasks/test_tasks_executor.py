@@ -543,3 +543,22 @@ def test_the_keeper_survives_a_failing_backend(caplog):
     with caplog.at_level(logging.ERROR, logger="holdfast.tasks"):
         bounded(main())
     assert "could not renew the lease of 1 task(s)" in caplog.text
+
+
+def test_the_keeper_renews_every_third_of_the_lease(monkeypatch):
+    class Stop(Exception):
+        pass
+
+    waits: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        waits.append(delay)
+        if len(waits) == 2:
+            raise Stop  # two rounds seen: enough
+
+    queue = TaskQueue(MemoryBackend(queue="third"), name="third", register=False)
+    keeper = LeaseKeeper(queue.async_backend, 30.0)
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    with pytest.raises(Stop):
+        bounded(keeper.run())
+    assert waits == [10.0, 10.0]
