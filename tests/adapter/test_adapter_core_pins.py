@@ -1807,3 +1807,22 @@ def test_a_thread_left_running_is_named_when_no_work_is_owed(make_adapter, caplo
             thread.join(DEADLINE)
     assert report == pending.DrainReport()
     assert "thread 'left-running'" in caplog.text and "in app_thread" in caplog.text
+
+
+@pytest.mark.parametrize("asked", [None, True])
+def test_the_platform_context_headers_reach_the_app_only_when_asked_for(
+    make_adapter, monkeypatch, asked
+):
+    monkeypatch.delenv("HOLDFAST_CONTEXT_HEADERS", raising=False)
+    seen: list[set[bytes]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            seen.append({name for name, _ in scope["headers"]})
+        await _respond()(scope, receive, send)
+
+    options = {} if asked is None else {"context_headers": asked}
+    adapter = make_adapter(app, lifespan="off", **options)
+    _through(adapter, _v2(), RequestContext())
+    assert (b"x-amzn-request-context" in seen[0]) is bool(asked)
+    assert (b"x-amzn-lambda-context" in seen[0]) is bool(asked)
