@@ -12,10 +12,13 @@ One change at a time: a comparison flipped (``==``/``!=``, ``<``/``>=``, ``<=``/
 ``...``, imports, asserts and the statements at module or class level are left alone), an
 integer or float constant moved by one (+1 and -1), a boolean constant negated. Each mutant
 runs in a child forked from a parent that has imported the libraries once: the child runs the
-mutated module in the module's own namespace (and rebinds every ``from module import name`` of it
-elsewhere in holdfast), then runs pytest with ``-x`` and a short per-test timeout, so a fault
-that would hang fails fast; a child past its whole deadline (a few times the unmutated run) is
-killed and counts as caught.
+mutated module in the module's own namespace (and rebinds every ``from module import name`` of
+it elsewhere in holdfast; a mutated class's methods are set on the class object the rest of
+holdfast holds, so a subclass defined in another module inherits them), then runs pytest with
+``-x`` and a short per-test timeout, so a fault that would hang fails fast; a child past its
+whole deadline (a few times the unmutated run) is killed and counts as caught. A constant
+copied elsewhere at import (a class attribute set from another module's constant) keeps its
+unmutated value there: pin such a constant where it is defined too.
 Tests that start other processes run the unmutated code from disk, so they cannot catch a
 mutant: name in-process tests. The worktree is never written.
 
@@ -29,12 +32,14 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import enum
 import importlib
 import inspect
 import os
 import signal
 import sys
 import time
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +60,7 @@ _ADAPTER_TESTS = [
 # surviving mutant would cost a minute of them each.
 _SOURCES_TESTS = [
     "tests/adapter/test_sources_pins.py",
+    "tests/adapter/test_codec_pins.py",
     "tests/adapter/test_adapter_sources.py",
     "tests/adapter/test_adapter_scope.py",
     "tests/adapter/test_context_headers.py",
@@ -72,6 +78,7 @@ TESTS: dict[str, list[str]] = {
     "holdfast.sources": _SOURCES_TESTS,
     "holdfast.sources.azure": [
         "tests/adapter/test_sources_pins.py",
+        "tests/adapter/test_codec_pins.py",
         "tests/azure/test_azure_http.py",
         "tests/adapter/test_adapter_sources.py",
     ],
@@ -152,6 +159,11 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             "return None",
             "remove `return None`",
         ): "the function's implicit return is None too",
+        (
+            "_take_adopted",
+            "task.remove_done_callback(self._forget)",
+            "remove `task.remove_done_callback(self._forget)`",
+        ): "the callback left only pops the task from an adopted set it is no longer in",
     },
     "holdfast.engine": {
         (
@@ -228,7 +240,166 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             )
         },
     },
+    "holdfast.sources.codec": {
+        **{
+            (method, "raise NotImplementedError", "remove `raise NotImplementedError`"): "the "
+            "abstract base's body: every codec overrides it, so it never runs"
+            for method in ("_decode", "encode")
+        },
+    },
+    "holdfast.sources.fields": {
+        # Its `return value` is as equivalent, but shares its text with the last line's: counted.
+        (
+            "mapping",
+            "if type(value) is dict:",
+            "remove `if type(value) is dict:`",
+        ): "a fast path: a dict is a Mapping, answered the same by the check after it",
+        **{
+            ("method_of", text, f"remove `{text}`"): "the cache of checked methods: without it "
+            "the method is checked and upper-cased again, to the same answer"
+            for text in ("if method is not None:", "return method")
+        },
+    },
+    "holdfast.sources.bodies": {
+        **{
+            ("is_text_body", text, change): "the cache of content types: without it (or with "
+            "a bound one smaller) the type is worked out again, to the same answer"
+            for text, change in (
+                ("if known is not None:", "remove `if known is not None:`"),
+                ("return known", "remove `return known`"),
+                ("if len(_text_types_seen) < 256:", "remove `if len(_text_types_seen) < 256:`"),
+                ("if len(_text_types_seen) < 256:", "Lt -> GtE"),
+                ("if len(_text_types_seen) < 256:", "constant -1"),
+                (
+                    "_text_types_seen[content_type, extra_text_types] = is_text",
+                    "remove `_text_types_seen[content_type, extra_text_types] = is_text`",
+                ),
+            )
+        },
+        # split(b";", 2) is as equivalent, but its change is the same as `[1]`'s there: counted.
+    },
+    "holdfast.sources.platform": {
+        ("_environment_json", "@functools.lru_cache(maxsize=16)", f"constant {change}"): "the "
+        "size of the cache of environment templates (one per environment in practice)"
+        for change in ("+1", "-1")
+    },
+    "holdfast.sources.headers": {
+        **{
+            (function, "try:", "remove `try:`"): "the fast path: the loop after it builds the "
+            "same headers, checking each"
+            for function in ("headers_from_single", "headers_from_multi")
+        },
+        **{
+            (
+                function,
+                "return [",
+                "remove `return [(known.get(name) or header_name(name), value.encode(`",
+            ): "the fast path: the loop after it builds the same headers, checking each"
+            for function in ("headers_from_single", "headers_from_multi")
+        },
+        **{
+            ("header_name", text, f"remove `{text}`"): "the cache of checked names: without it "
+            "a name is checked and lowered again, to the same answer"
+            for text in ("if len(_header_names) < 4096:", "_header_names[name] = key")
+        },
+        **{
+            ("header_name", "if len(_header_names) < 4096:", change): "the name cache never "
+            "filled, or bounded one smaller: names are checked again, to the same answer"
+            for change in ("Lt -> GtE", "constant -1")
+        },
+        (
+            "find_header",
+            "return None",
+            "remove `return None`",
+        ): "the function's implicit return is None too",
+    },
+    "holdfast.sources.limits": {
+        (
+            "",
+            "_FRAMING = 512",
+            f"constant {change}",
+        ): "the bound's allowance for the JSON around the body: the real framing is under "
+        "300 bytes, so 511 or 513 bound it as well (it only decides when to serialise)"
+        for change in ("+1", "-1")
+    }
+    | {
+        ("_size_bound", "text = 0", f"constant {change}"): "a count of the heads' characters "
+        "one off: 12 bytes, well inside the 200 the framing allowance spares"
+        for change in ("+1", "-1")
+    }
+    | {
+        ("_size_bound", text, f"constant {change}"): "the heads' punctuation per name, value "
+        "or cookie, counted once more or less: the count is multiplied by 12 (every character "
+        "as if escaped), so it bounds the real 2 to 8 bytes either way"
+        for text in (
+            "text += sum(map(len, fields)) + 8 * len(fields)",
+            "text += sum(map(len, values)) + 4 * len(values)",
+            "text += sum(map(len, cookies)) + 4 * len(cookies)",
+        )
+        for change in ("+1", "-1")
+    }
+    | {
+        ("", text, "constant +1"): "a looser bound: it only serialises a response more often, "
+        "to the same answer"
+        for text in ("_MAX_ESCAPED = 12", "_MAX_ESCAPED_ASCII = 6")
+    }
+    | {
+        ("exceeds", text, f"remove `{text}`"): "the bound is a fast path: without it every "
+        "response is serialised and measured, to the same answer"
+        for text in ("if _size_bound(result) <= limit:", "return False")
+    },
+    "holdfast.sources.query": {
+        **{
+            (function, text, change): "a fast path: no parameters join to the same empty query"
+            for function in ("query_from_decoded", "query_from_encoded")
+            for text, change in (
+                ("if not params:", "remove `if not params:`"),
+                ('return b""', "remove `return b''`"),
+            )
+        },
+        **{
+            ("as_sent", text, change): "a fast path: quote() keeps visible ASCII as it is "
+            "(every punctuation character is safe)"
+            for text, change in (
+                (
+                    "if _VISIBLE_ASCII.fullmatch(text):",
+                    "remove `if _VISIBLE_ASCII.fullmatch(text):`",
+                ),
+                ('return text.encode("ascii")', "remove `return text.encode('ascii')`"),
+            )
+        },
+    },
+    "holdfast.sources.lattice": {
+        (
+            "detect_version",
+            "return None",
+            "remove `return None`",
+        ): "the function's implicit return is None too",
+    },
+    "holdfast.sources.response_headers": {
+        (
+            "status_description",
+            "_descriptions[status] = description",
+            "remove `_descriptions[status] = description`",
+        ): "the cache: without it the description is worked out again, the same",
+        (
+            "_single_values",
+            "if len(values) == 1:",
+            "constant -1",
+        ): "a fast path: one value joined by commas, or one Set-Cookie under the first letter "
+        "case (its own), is the same header",
+        (
+            "_single_values",
+            "yield name, values[0]",
+            "constant -1",
+        ): "values[-1] of a one-value list is values[0]",
+    },
     "holdfast.sources.addresses": {
+        **{
+            ("parse_host", "if len(_hosts) < 256:", change): "the Host cache never filled, or "
+            "bounded one smaller: a Host header is parsed again, to the same answer"
+            for change in ("Lt -> GtE", "constant -1")
+        },
         **{
             ("parse_host", text, f"remove `{text}`"): "the cache: without it a Host header is "
             "parsed again, to the same answer"
@@ -256,13 +427,56 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
         ): "the function's implicit return is None too",
     },
     "holdfast.bridge": {
-        (
-            "__init__",
-            "self.held = False",
-            "remove `self.held = False`",
-        ): "read only once start() has set it (streaming checks started first)",
+        **{
+            ("_check_fields", text, change): "the cache of valid header names: without it (or "
+            "never filled) a name is checked again, to the same answer"
+            for text, change in (
+                ("if len(_valid_names) < 1024:", "remove `if len(_valid_names) < 1024:`"),
+                ("if len(_valid_names) < 1024:", "Lt -> GtE"),
+                ("if len(_valid_names) < 1024:", "constant -1"),
+                ("_valid_names.add(name)", "remove `_valid_names.add(name)`"),
+            )
+        },
+        **{
+            ("_follow", "self._following = True", change): "following the app's task again only "
+            "adds another callback waking the same waiter (waking is idempotent)"
+            for change in ("remove `self._following = True`", "negate a boolean")
+        },
+        **{
+            ("__init__", "self.held = False", change): "read only once start() has set it "
+            "(streaming checks started first)"
+            for change in ("remove `self.held = False`", "negate a boolean")
+        },
+    },
+    "holdfast.tasks.executor": {
+        ("start", "return None", "remove `return None`"): "the function's implicit return is "
+        "None too",
+        **{
+            ("conclude_once", text, f"remove `{text}`"): "a timer left to fire finds the call "
+            "concluded already and returns"
+            for text in ("if timer is not None:", "timer.cancel()")
+        },
+        # `slots=False` on Call is as equivalent, but shares its change with `frozen=False`,
+        # which a test catches: counted.
     },
     "holdfast.invocation": {
+        (
+            "__init__",
+            "adopts=False,",
+            "negate a boolean",
+        ): "the app's own task is created by holdfast's code, which adoption never adopts",
+        (
+            "drain",
+            "await asyncio.sleep(0)",
+            "constant -1",
+        ): "asyncio.sleep treats a negative delay as 0",
+        **{
+            ("_take_failed", "failed, self._failed = self._failed, 0", f"constant {change}"): (
+                "the count is taken once per invocation (by settle() or by drain()): the value "
+                "left behind is never read"
+            )
+            for change in ("+1", "-1")
+        },
         (
             "__init__",
             "self._codec: EventCodec | None = None",
@@ -396,11 +610,50 @@ def mutated(tree: ast.Module, index: int) -> ast.Module:
     raise IndexError(index)
 
 
+def _functions_of(value: object) -> Iterator[types.FunctionType]:
+    if isinstance(value, staticmethod | classmethod):
+        value = value.__func__
+    if isinstance(value, property):
+        yield from (f for f in (value.fget, value.fset, value.fdel) if f is not None)
+    elif isinstance(value, types.FunctionType):
+        yield value
+
+
+def _patch_class(old: type, new: type) -> None:
+    """Give the class every other module already holds (their subclasses, their instances) the
+    mutated class's methods: rebinding the name alone would leave a subclass defined elsewhere
+    inheriting the unmutated ones."""
+    for attribute, value in vars(new).items():
+        if attribute in ("__dict__", "__weakref__", "__slots__"):
+            continue
+        if isinstance(value, types.MemberDescriptorType | types.GetSetDescriptorType):
+            continue  # the slots: the old class keeps its own, of the same layout
+        for function in _functions_of(value):
+            names = function.__code__.co_freevars
+            if "__class__" in names and function.__closure__:  # zero-argument super()
+                function.__closure__[names.index("__class__")].cell_contents = old
+        try:
+            setattr(old, attribute, value)
+        except (AttributeError, TypeError):  # a read-only attribute: the unmutated one stays
+            pass
+
+
 def _install(module_name: str, tree: ast.Module) -> None:
     """Run `tree` in the module's namespace and rebind every import of its names."""
     module = sys.modules[module_name]
     original = dict(module.__dict__)
     exec(compile(tree, module.__file__ or module_name, "exec"), module.__dict__)
+    for name, value in list(module.__dict__.items()):
+        old = original.get(name)
+        if (
+            isinstance(old, type)
+            and isinstance(value, type)
+            and old is not value
+            and old.__module__ == module_name
+            and not issubclass(old, enum.Enum)
+        ):
+            _patch_class(old, value)
+            module.__dict__[name] = old
     replaced = {
         name: value
         for name, value in module.__dict__.items()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import holdfast
-from holdfast import pending
+from holdfast import bridge, pending
 from holdfast.bridge import AppEnded, BufferedSink, Exchange, StreamSink
 from holdfast.errors import ASGIProtocolError
 from holdfast.outcome import Buffered, Failed
@@ -1676,3 +1676,153 @@ def test_settle_says_whether_anything_is_left_to_drain(make_adapter):
         settled.append(invocation.settle())
         adapter.engine.run(invocation.drain(DEADLINE))
     assert settled == [True, False]
+
+
+def test_a_host_waiting_for_a_chunk_wakes_when_the_app_ends_without_one():
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        sink = StreamSink(loop, frozenset())
+        await sink.start(200, [])
+        app = loop.create_future()
+        taking = loop.create_task(sink.take(app))
+        await asyncio.sleep(0)  # the host waits for a chunk
+        app.set_result(None)  # the app's task ends: no chunk, no close
+        try:
+            await asyncio.wait_for(taking, DEADLINE)
+        except AppEnded:
+            return "app ended"
+        return "no error"
+
+    assert asyncio.run(main()) == "app ended"
+
+
+def test_the_valid_response_header_name_cache_stays_bounded(monkeypatch):
+    monkeypatch.setattr(bridge, "_valid_names", set())  # filled here, then the suite's again
+    for number in range(1500):
+        bridge._check_fields([(b"x-name-%d" % number, b"v")])
+    assert len(bridge._valid_names) <= 1024
+    with pytest.raises(ASGIProtocolError, match="is not an HTTP token"):
+        bridge._check_fields([(b"x-name-1499", b"v"), (b"bad name", b"v")])
+
+
+def test_a_refused_response_header_is_named_by_its_first_60_bytes():
+    name = b"x-" + b"n" * 57 + b"q" + b"z" * 20
+    with pytest.raises(ASGIProtocolError) as refused:
+        bridge._check_fields([(name + b" bad", b"v")])
+    assert f"the response header name {name[:60]!r} is not" in str(refused.value)
+    with pytest.raises(ASGIProtocolError) as refused:
+        bridge._check_fields([(name, b"a\r\nb")])
+    assert f"the value of the response header {name[:60]!r} holds" in str(refused.value)
+
+
+def test_durable_work_in_a_request_is_leased_past_that_invocations_deadline(
+    make_adapter, context, monkeypatch
+):
+    monkeypatch.setattr(pending, "_writers", [])
+    leases: list[float] = []
+
+    async def release() -> None:
+        return None
+
+    def writer(fn: Any, args: Any, kwargs: Any, lease: float) -> pending.WrittenAhead:
+        leases.append(lease)
+        return pending.WrittenAhead("t-1", None, release)  # pending elsewhere: nothing runs
+
+    pending.write_ahead_with(writer)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        holdfast.after_response(print, durable=True)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    adapter = make_adapter(app)
+    assert adapter(_v2("/"), context)["statusCode"] == 200
+    assert leases == [30.0 + pending.DURABLE_LEASE_SLACK]  # the context's 30 s remaining
+
+
+def test_an_event_handlers_outcome_can_be_awaited_while_it_runs(make_adapter):
+    adapter = make_adapter(_respond())
+
+    @adapter.on("custom")
+    async def slow(event: Any, context: Any) -> dict[str, bool]:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return {"ok": True}
+
+    async def invoke() -> tuple[bool, Any]:
+        invocation = adapter.begin({"order": 1}, None)
+        ready_at_once = invocation.ready()
+        outcome = await asyncio.wait_for(invocation.outcome(), DEADLINE)
+        await invocation.drain(None)
+        return ready_at_once, outcome
+
+    ready_at_once, outcome = adapter.engine.run(invoke())
+    assert not ready_at_once
+    assert isinstance(outcome, Buffered) and outcome.payload == {"ok": True}
+
+
+def test_a_request_no_server_accepts_is_a_400_and_the_app_never_runs(make_adapter, caplog):
+    called: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        called.append(scope["type"])
+        await _respond()(scope, receive, send)
+
+    adapter = make_adapter(app, lifespan="off")
+    event = _v2()
+    event["headers"] = {"host": "example.com", "x-bad": "a\x01b"}
+    with caplog.at_level(logging.WARNING, "holdfast"):
+        _, outcome, _, _ = _through(adapter, event)
+    assert isinstance(outcome, Buffered)
+    assert outcome.payload["statusCode"] == 400
+    assert outcome.payload["body"] == "Bad Request"
+    assert outcome.payload["headers"]["content-type"].startswith("text/plain")
+    assert called == []
+    assert "answering 400" in caplog.text
+
+
+def test_a_thread_left_running_is_named_when_no_work_is_owed(make_adapter, caplog):
+    gate = threading.Event()
+    started: list[threading.Thread] = []
+
+    def app_thread() -> None:
+        gate.wait(DEADLINE)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            thread = threading.Thread(target=app_thread, name="left-running")
+            thread.start()
+            started.append(thread)
+        await _respond()(scope, receive, send)
+
+    adapter = make_adapter(app, lifespan="off")
+    try:
+        with caplog.at_level(logging.WARNING, "holdfast"):
+            _, _, _, report = _through(adapter, _v2())
+    finally:
+        gate.set()
+        for thread in started:
+            thread.join(DEADLINE)
+    assert report == pending.DrainReport()
+    assert "thread 'left-running'" in caplog.text and "in app_thread" in caplog.text
+
+
+@pytest.mark.parametrize("asked", [None, True])
+def test_the_platform_context_headers_reach_the_app_only_when_asked_for(
+    make_adapter, monkeypatch, asked
+):
+    monkeypatch.delenv("HOLDFAST_CONTEXT_HEADERS", raising=False)
+    seen: list[set[bytes]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            seen.append({name for name, _ in scope["headers"]})
+        await _respond()(scope, receive, send)
+
+    options = {} if asked is None else {"context_headers": asked}
+    adapter = make_adapter(app, lifespan="off", **options)
+    _through(adapter, _v2(), RequestContext())
+    assert (b"x-amzn-request-context" in seen[0]) is bool(asked)
+    assert (b"x-amzn-lambda-context" in seen[0]) is bool(asked)

@@ -430,6 +430,20 @@ def test_execute_shuts_down_the_pool_it_made():
     eventually(lambda: task_threads() <= before, "the pool's thread exits", DEADLINE)
 
 
+def test_execute_ends_the_thread_of_the_pool_it_made():
+    queue = TaskQueue("memory://", name="executor-own-pool")
+    ran_on: list[threading.Thread] = []
+
+    @queue.task(name="where")
+    def where() -> None:
+        ran_on.append(threading.current_thread())
+
+    assert bounded(execute(queue.tasks, delivery("where"))).result == "null"
+    # That very thread exits (other tests' pool threads may come and go meanwhile).
+    ran_on[0].join(DEADLINE)
+    assert not ran_on[0].is_alive()
+
+
 def test_execute_cancelled_from_outside_cancels_the_task():
     queue = TaskQueue("memory://", name="a")
     entered, cancelled = asyncio.Event(), []
@@ -529,3 +543,22 @@ def test_the_keeper_survives_a_failing_backend(caplog):
     with caplog.at_level(logging.ERROR, logger="holdfast.tasks"):
         bounded(main())
     assert "could not renew the lease of 1 task(s)" in caplog.text
+
+
+def test_the_keeper_renews_every_third_of_the_lease(monkeypatch):
+    class Stop(Exception):
+        pass
+
+    waits: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        waits.append(delay)
+        if len(waits) == 2:
+            raise Stop  # two rounds seen: enough
+
+    queue = TaskQueue(MemoryBackend(queue="third"), name="third", register=False)
+    keeper = LeaseKeeper(queue.async_backend, 30.0)
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    with pytest.raises(Stop):
+        bounded(keeper.run())
+    assert waits == [10.0, 10.0]
