@@ -403,6 +403,7 @@ class HTTPServer:
             self._waiting.pop(task, None)
             connection.release()
             writer.close()
+            await _closed(writer)
 
     def _make_room(self) -> bool:
         """Close the connection idle longest (waiting for a request head), if there is one."""
@@ -582,6 +583,19 @@ class _Refusals:
             )
             self._count = 0
             self._said_at = now
+
+
+async def _closed(writer: asyncio.StreamWriter) -> None:
+    """Wait for a closed stream to be done: it keeps a peer's reset in a future of its own, and
+    awaited here it is not reported as an exception never retrieved when the process exits. A
+    peer that reads nothing cannot hold the close: after a second the connection is aborted."""
+    try:
+        async with asyncio.timeout(1.0):
+            await writer.wait_closed()
+    except TimeoutError:
+        writer.transport.abort()
+    except Exception:  # the reset itself, or any other way the connection ended
+        pass
 
 
 async def _refuse_and_linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
