@@ -21,16 +21,9 @@ from holdfast.bridge import AppEnded, BufferedSink, Exchange, StreamSink
 from holdfast.errors import ASGIProtocolError
 from holdfast.outcome import Buffered, Failed
 from holdfast.pending import PendingWork, drain_budget
+from lambda_events import TimedContext
 
 DEADLINE = 5.0
-
-
-class Context:
-    def __init__(self, remaining_ms: int) -> None:
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 # -- the drain budget ----------------------------------------------------------------------------
@@ -46,13 +39,15 @@ class Context:
     ],
 )
 def test_the_drain_budget_is_the_remaining_time_less_the_margin(remaining_ms, margin, budget):
-    assert drain_budget(Context(remaining_ms), margin) == pytest.approx(budget)
+    assert drain_budget(TimedContext(remaining_ms=remaining_ms), margin) == pytest.approx(budget)
 
 
 def test_no_deadline_no_budget():
     assert drain_budget(None) is None
     assert drain_budget(object(), 0.5) is None
-    assert drain_budget(Context(1500)) == pytest.approx(1.0)  # the default margin: 0.5 s
+    assert drain_budget(TimedContext(remaining_ms=1500)) == pytest.approx(
+        1.0
+    )  # the default margin: 0.5 s
 
 
 # -- the drain -----------------------------------------------------------------------------------
@@ -1016,15 +1011,6 @@ def _v2(path: str = "/", method: str = "GET") -> dict[str, Any]:
     }
 
 
-class RequestContext:
-    def __init__(self, request_id: str | None = "ctx-1", remaining_ms: int = 30_000) -> None:
-        self.aws_request_id = request_id
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
-
-
 def _respond(status: int = 200, body: bytes = b"ok", headers: Any = ()) -> Any:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -1054,8 +1040,8 @@ def _through(adapter: Any, event: Any, context: Any = None, *, streaming: bool =
 @pytest.mark.parametrize(
     ("context", "event", "request_id"),
     [
-        (RequestContext("ctx-1"), _v2(), "ctx-1"),
-        (RequestContext(""), _v2(), "ev-1"),
+        (TimedContext("ctx-1"), _v2(), "ctx-1"),
+        (TimedContext(""), _v2(), "ev-1"),
         (None, _v2(), "ev-1"),
         (None, {"requestContext": {"requestId": ""}, "x": 1}, "-"),
         (None, {"requestContext": "no object"}, "-"),
@@ -1199,7 +1185,7 @@ def test_an_app_ending_without_its_response_answers_500_and_logs_why(
 
     adapter = make_adapter(app)
     with caplog.at_level(logging.ERROR, "holdfast"):
-        _, outcome, _, report = _through(adapter, _v2(), RequestContext("req-500"))
+        _, outcome, _, report = _through(adapter, _v2(), TimedContext("req-500"))
     assert outcome.payload["statusCode"] == 500
     assert outcome.payload["body"] == "Internal Server Error"
     assert f"request req-500: {log}" in caplog.text
@@ -1247,7 +1233,7 @@ def test_a_response_over_the_payload_limit_is_a_413_and_logged(make_adapter, cap
     big = b"x" * (7 * 1024 * 1024)
     adapter = make_adapter(_respond(200, big))
     with caplog.at_level(logging.ERROR, "holdfast"):
-        _, outcome, _, _ = _through(adapter, _v2(), RequestContext("req-big"))
+        _, outcome, _, _ = _through(adapter, _v2(), TimedContext("req-big"))
     assert outcome.payload["statusCode"] == 413
     assert outcome.payload["body"] == "Response payload too large"
     assert "request req-big: the response (status 200) exceeds the" in caplog.text
@@ -1333,10 +1319,10 @@ def test_handlers_cancelled_or_raising_or_answering(make_adapter, caplog):
 
     with caplog.at_level(logging.ERROR, "holdfast"):
         _, s3, _, _ = _through(
-            adapter, {"Records": [{"eventSource": "aws:s3"}]}, RequestContext("r1")
+            adapter, {"Records": [{"eventSource": "aws:s3"}]}, TimedContext("r1")
         )
         _, sqs, _, _ = _through(
-            adapter, {"Records": [{"eventSource": "aws:sqs"}]}, RequestContext("r2")
+            adapter, {"Records": [{"eventSource": "aws:sqs"}]}, TimedContext("r2")
         )
     _, sns, _, _ = _through(adapter, {"Records": [{"EventSource": "aws:sns"}], "n": 3})
     assert isinstance(s3, Failed) and "the s3 handler was cancelled" in s3.message
@@ -1371,7 +1357,7 @@ def test_the_sync_handler_hands_the_invocation_to_a_drainer_after_the_response(m
         adapter.engine.run(invocation.drain(DEADLINE))
 
     adapter.drainer = drainer
-    assert adapter(_v2(), RequestContext("d-1"))["body"] == "ok"
+    assert adapter(_v2(), TimedContext("d-1"))["body"] == "ok"
     [invocation] = given
     assert invocation.request_id == "d-1" and invocation.idle
 
@@ -1412,7 +1398,7 @@ def test_predicate_handlers_come_first_in_order_then_kinds(make_adapter):
 
 def test_the_drain_timeout_is_the_budget_at_the_adapters_margin(make_adapter):
     adapter = make_adapter(_respond(), drain_margin=2.0)
-    assert adapter.drain_timeout(RequestContext(remaining_ms=5000)) == pytest.approx(3.0)
+    assert adapter.drain_timeout(TimedContext(remaining_ms=5000)) == pytest.approx(3.0)
     assert adapter.drain_timeout(None) is None
 
 
@@ -1823,6 +1809,6 @@ def test_the_platform_context_headers_reach_the_app_only_when_asked_for(
 
     options = {} if asked is None else {"context_headers": asked}
     adapter = make_adapter(app, lifespan="off", **options)
-    _through(adapter, _v2(), RequestContext())
+    _through(adapter, _v2(), TimedContext("ctx-1"))
     assert (b"x-amzn-request-context" in seen[0]) is bool(asked)
     assert (b"x-amzn-lambda-context" in seen[0]) is bool(asked)

@@ -15,14 +15,7 @@ import pytest
 
 from holdfast import pending
 from holdfast.pending import DrainReport, PendingWork, WrittenAhead
-
-
-class Context:
-    def __init__(self, remaining_ms: int) -> None:
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
+from lambda_events import TimedContext
 
 
 @pytest.fixture
@@ -64,7 +57,7 @@ def _in_request(work: PendingWork, call: Any) -> Any:
 
 def test_durable_work_is_written_ahead_once_leased_past_the_deadline(loop, writes):
     work = PendingWork("req", loop)
-    work.context = Context(2000)
+    work.context = TimedContext(remaining_ms=2000)
     handle = _in_request(work, lambda: pending.after_response(print, "x", durable=True))
     assert [(fn, args, lease) for fn, args, _, lease in writes] == [
         (print, ("x",), 2.0 + pending.DURABLE_LEASE_SLACK)
@@ -218,7 +211,7 @@ def test_work_that_keeps_deferring_more_work_is_cut_at_the_deadline(loop):
 @pytest.mark.parametrize(("remaining_ms", "lease"), [(0, 10.0), (-500, 10.0), (250, 10.25)])
 def test_a_lease_past_a_deadline_due_or_gone_is_the_slack(loop, writes, remaining_ms, lease):
     work = PendingWork("req", loop)
-    work.context = Context(remaining_ms)
+    work.context = TimedContext(remaining_ms=remaining_ms)
     _in_request(work, lambda: pending.after_response(print, durable=True))
     assert [written[3] for written in writes] == [lease]
 

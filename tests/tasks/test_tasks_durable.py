@@ -27,21 +27,11 @@ import holdfast
 from freeze_support import emulators, get, host_commands, wait_for
 from holdfast.tasks import InvalidArguments, TaskQueue, TaskState
 from holdfast.tasks.models import Job, Settlement
-from lambda_events import http_event
+from lambda_events import TimedContext, http_event
 from moto_support import AWS_ENV
 
 HERE = Path(__file__).parent
 HOSTS = host_commands("durable_app")
-
-
-class Context:
-    aws_request_id = "req-1"
-
-    def __init__(self, remaining_ms: int = 30_000) -> None:
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 def _job(queue: str, n: int = 1, key: str | None = None) -> Job:
@@ -135,7 +125,7 @@ def adapter_for():
 
 
 def _call(adapter: holdfast.Adapter, path: str, remaining_ms: int = 30_000) -> dict:
-    answer = adapter(http_event(path), Context(remaining_ms))
+    answer = adapter(http_event(path), TimedContext(remaining_ms=remaining_ms))
     assert answer["statusCode"] == 200, answer
     return json.loads(answer["body"])
 
@@ -211,7 +201,7 @@ def test_a_failed_write_ahead_fails_the_request_and_nothing_runs(aws, adapter_fo
     adapter = adapter_for(queue, lambda n: holdfast.after_response(record, n, durable=True))
     first = _call(adapter, "/1")["task_id"]
     aws.sqs.delete_queue(QueueUrl=aws.queue_url)  # the write-ahead's send now fails
-    answer = adapter(http_event("/2"), Context())
+    answer = adapter(http_event("/2"), TimedContext())
     assert answer["statusCode"] == 500  # the app's error answer: no response claims the work
     assert ran == [1]
     assert [status.id for status in queue.list_sync()] == [first]  # no status left behind
@@ -254,7 +244,7 @@ def test_a_delay_is_refused(any_url, adapter_for):
 
     later = record.options(delay=60)
     adapter = adapter_for(queue, lambda n: holdfast.after_response(later, n, durable=True))
-    answer = adapter(http_event("/1"), Context())
+    answer = adapter(http_event("/1"), TimedContext())
     assert answer["statusCode"] == 500
 
 

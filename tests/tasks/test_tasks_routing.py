@@ -16,18 +16,9 @@ from task_events import SCHEDULED
 import holdfast
 from holdfast.emulator import ThreadedEmulator
 from holdfast.tasks import TaskQueue, TaskState
+from lambda_events import TimedContext
 
 HERE = Path(__file__).parent
-
-
-class Context:
-    aws_request_id = "req-1"
-
-    def __init__(self, remaining_ms: int = 30_000) -> None:
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 async def _app(scope, receive, send):
@@ -46,7 +37,7 @@ def test_an_sqs_batch_of_tasks_runs_through_the_adapter(aws):
     handle = double.defer_sync(21)
     handler = holdfast.Adapter(_app, lifespan="off")
     try:
-        answer = handler(aws.lambda_event(aws.receive()), Context())
+        answer = handler(aws.lambda_event(aws.receive()), TimedContext())
     finally:
         handler.close()
     assert answer == {"batchItemFailures": []}
@@ -60,7 +51,7 @@ def test_other_records_events_are_still_invalid_http_events(aws):
     foreign = {"Records": [{"eventSource": "aws:s3", "s3": {}}]}
     try:
         # Not for the task queue: POSTed to the app's pass-through path ("ok" is not JSON).
-        assert handler(foreign, Context()) is None
+        assert handler(foreign, TimedContext()) is None
     finally:
         handler.close()
 
@@ -110,7 +101,7 @@ def test_a_schedule_event_queues_periodic_tasks_through_the_adapter(sqlite_url):
 
     handler = holdfast.Adapter(_app, lifespan="off")
     try:
-        handler(SCHEDULED, Context())
+        handler(SCHEDULED, TimedContext())
     finally:
         handler.close()
     assert [status.task for status in queue.list_sync()] == ["every_five"]
@@ -141,7 +132,7 @@ def test_after_response_work_cut_off_by_the_deadline_is_spilled_to_the_queue(sql
     handler = holdfast.Adapter(app, lifespan="off", drain_margin=0.5)
     try:
         # 0.7 s left and a 0.5 s margin: the work gets 0.2 s, then goes to the queue.
-        assert handler(event, Context(remaining_ms=700))["statusCode"] == 202
+        assert handler(event, TimedContext(remaining_ms=700))["statusCode"] == 202
     finally:
         handler.close()
     assert handler.counts == {"drained": 0, "failed": 0, "spilled": 1, "cancelled": 0, "overrun": 0}
