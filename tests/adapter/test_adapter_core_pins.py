@@ -45,9 +45,8 @@ def test_the_drain_budget_is_the_remaining_time_less_the_margin(remaining_ms, ma
 def test_no_deadline_no_budget():
     assert drain_budget(None) is None
     assert drain_budget(object(), 0.5) is None
-    assert drain_budget(TimedContext(remaining_ms=1500)) == pytest.approx(
-        1.0
-    )  # the default margin: 0.5 s
+    # The default margin: 0.5 s.
+    assert drain_budget(TimedContext(remaining_ms=1500)) == pytest.approx(1.0)
 
 
 # -- the drain -----------------------------------------------------------------------------------
