@@ -614,6 +614,7 @@ async def _refuse_and_linger(reader: asyncio.StreamReader, writer: asyncio.Strea
         pass
     finally:
         writer.close()
+        await _closed(writer)
 
 
 _TOO_MANY_CONNECTIONS = (
