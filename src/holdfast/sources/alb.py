@@ -73,7 +73,7 @@ class ALB(EventCodec):
             # ALB passes query parameters URL-encoded as the client sent them.
             query_from_encoded(params),
             request_body(event, "body", "isBase64Encoded"),
-            platform=(event, context) if self.context_headers else None,
+            platform=self.platform(event, context),
             wsgi=self.wsgi,
             default_scheme="http",
         )

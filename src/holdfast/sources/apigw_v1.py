@@ -55,7 +55,7 @@ class APIGatewayV1(EventCodec):
             path,
             query_from_decoded(params),
             request_body(event, "body", "isBase64Encoded"),
-            platform=(event, context) if self.context_headers else None,
+            platform=self.platform(event, context),
             wsgi=self.wsgi,
             source_ip=optional_text(identity, "sourceIp", _SOURCE),
         )

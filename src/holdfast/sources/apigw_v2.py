@@ -67,7 +67,7 @@ class APIGatewayV2(EventCodec):
             path,
             as_sent(query),
             request_body(event, "body", "isBase64Encoded"),
-            platform=(event, context) if self.context_headers else None,
+            platform=self.platform(event, context),
             wsgi=self.wsgi,
             source_ip=optional_text(http, "sourceIp", _SOURCE),
         )

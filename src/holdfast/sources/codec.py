@@ -56,6 +56,12 @@ class EventCodec:
     def _decode(self, event: LambdaEvent, base_path: str, context: LambdaContext) -> HTTPRequest:
         raise NotImplementedError
 
+    def platform(
+        self, event: LambdaEvent, context: LambdaContext
+    ) -> tuple[LambdaEvent, LambdaContext] | None:
+        """What the context headers are built from, for ``build_request``: ``None`` when off."""
+        return (event, context) if self.context_headers else None
+
     def encode(self, response: HTTPResponse) -> Any:
         raise NotImplementedError
 

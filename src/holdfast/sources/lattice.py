@@ -72,7 +72,7 @@ class VPCLattice(EventCodec):
             path,
             query_string,
             body,
-            platform=(event, context) if self.context_headers else None,
+            platform=self.platform(event, context),
             wsgi=self.wsgi,
         )
 
