@@ -25,7 +25,7 @@ import asyncio
 import functools
 import os
 import sys
-from collections.abc import Coroutine, Generator
+from collections.abc import Awaitable, Coroutine, Generator
 from types import FrameType
 from typing import Any
 
@@ -61,6 +61,23 @@ def _create_task(
             where = (frame.f_code.co_filename, frame.f_lineno)
             work.adopt(task, functools.partial(_describe, task, "started", where))
     return task
+
+
+def start_request(
+    loop: asyncio.AbstractEventLoop, coro: Awaitable[Any], work: _pending.PendingWork
+) -> asyncio.Task[Any]:
+    """The task of one request's app (or event handler): ``work`` bound in its context, so
+    what the app starts joins it; never adopted itself (the invocation follows it)."""
+    # The task copies the current context: bind the pending-work set just around its creation.
+    token = _pending.bind(work)
+    try:
+        if loop.get_task_factory() is _create_task:
+            # What the factory would do for a task it does not adopt, without its frame walk.
+            return asyncio.tasks.Task(coro, loop=loop)  # type: ignore[arg-type]
+        # An ASGI app is typed as returning an awaitable; every real one is a coroutine.
+        return loop.create_task(coro)  # type: ignore[arg-type]
+    finally:
+        _pending.unbind(token)
 
 
 def _creator(frame: FrameType | None) -> FrameType | None:

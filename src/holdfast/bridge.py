@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from operator import itemgetter
 from typing import Any, Protocol
 
 from holdfast._types import Message, RawHeaders
@@ -150,10 +151,7 @@ class Exchange:
         status = message.get("status")
         if type(status) is not int or not 100 <= status <= 599:
             raise ASGIProtocolError(f"invalid HTTP status code {status!r}: expected 100-599")
-        headers = [
-            (bytes(name).lower(), bytes(value)) for name, value in message.get("headers", ())
-        ]
-        _check_fields(headers)
+        headers = _response_head(message.get("headers", ()))
         self.started = True
         if self.head or status in _NO_BODY_STATUSES:
             self.head = True  # from here on: a response that carries no body
@@ -174,6 +172,32 @@ class Exchange:
             if not self._handed_over:
                 self._handover = self._loop.create_future()
                 await self._handover
+
+
+def _response_head(raw: Any) -> RawHeaders:
+    """The app's response headers as bytes pairs, lower-cased and checked (:func:`_check_fields`).
+
+    Most responses carry only names seen (and checked) before, as ``bytes`` pairs: those are
+    checked with C calls alone; anything else takes the full conversion.
+    """
+    try:
+        if _valid_names.issuperset(map(_first, raw)) and _PAIRS.issuperset(map(len, raw)):
+            values = list(map(_second, raw))
+            if _BYTES_ONLY.issuperset(map(type, values)):
+                if has_control(b"".join(values)):
+                    _check_fields(raw)  # it raises, naming the header
+                return list(map(tuple, raw))  # type: ignore[arg-type]
+    except TypeError:  # an unhashable name (a bytearray) or a pair that is not a pair
+        pass
+    headers = [(bytes(name).lower(), bytes(value)) for name, value in raw]
+    _check_fields(headers)
+    return headers
+
+
+_first = itemgetter(0)
+_second = itemgetter(1)
+_BYTES_ONLY = frozenset({bytes})
+_PAIRS = frozenset({2})
 
 
 def _check_fields(headers: RawHeaders) -> None:

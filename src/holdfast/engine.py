@@ -42,6 +42,7 @@ class Engine:
         self._waiting = 0
         self._waiting_lock = threading.Lock()
         self._stepping_in_background = 0  # threads in run_in_background (rarely any)
+        self._hooks: tuple[Any, Any] = (None, None)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -52,6 +53,11 @@ class Engine:
                 if self._loop is None:
                     # A plain selector loop, never the policy's: driving relies on its _run_once.
                     self._loop = asyncio.SelectorEventLoop()
+                    # The async-generator hooks run_forever installs, bound once, not per step.
+                    self._hooks = (
+                        self._loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
+                        self._loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
+                    )
                     adoption.install(self._loop)  # tasks a request starts join its work
                 loop = self._loop
         return loop
@@ -66,13 +72,15 @@ class Engine:
         if done():
             return
         loop = self.loop
-        with self._waiting_lock:
-            self._waiting += 1
-        if self._lock.locked():
+        lock = self._lock
+        if not lock.acquire(blocking=False):  # another thread steps: wait for our turn
+            with self._waiting_lock:
+                self._waiting += 1
             loop.call_soon_threadsafe(_nothing)  # wake a background stepper so it gives way
-        with self._lock:
+            lock.acquire()
             with self._waiting_lock:
                 self._waiting -= 1
+        try:
             hooks = self._enter(loop)
             try:
                 # What is ready first, without a poll: an app that never awaits a real future
@@ -85,6 +93,8 @@ class Engine:
                 self._leave(hooks)
                 if self._stepping_in_background:
                     self._turn.notify_all()
+        finally:
+            lock.release()
 
     def run_in_background(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` to completion from a background thread, stepping the loop only while no
@@ -134,8 +144,7 @@ class Engine:
             finally:
                 self._leave(hooks)
 
-    @staticmethod
-    def _enter(loop: asyncio.AbstractEventLoop) -> Any:
+    def _enter(self, loop: asyncio.AbstractEventLoop) -> Any:
         """This thread drives ``loop``: set up as ``run_forever`` would (minus the loop)."""
         if running_loop() is not None:
             raise RuntimeError(
@@ -143,10 +152,7 @@ class Engine:
                 " call it in a thread instead: await asyncio.to_thread(handler, event, context)"
             )
         hooks = sys.get_asyncgen_hooks()
-        sys.set_asyncgen_hooks(
-            firstiter=loop._asyncgen_firstiter_hook,  # type: ignore[attr-defined]
-            finalizer=loop._asyncgen_finalizer_hook,  # type: ignore[attr-defined]
-        )
+        sys.set_asyncgen_hooks(*self._hooks)
         _set_running_loop(loop)
         return hooks
 

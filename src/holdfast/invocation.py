@@ -25,8 +25,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
-from holdfast import pending as _pending
-from holdfast import telemetry
+from holdfast import adoption, telemetry
 from holdfast._types import LambdaContext, Receive, Scope, Send
 from holdfast.bridge import AppEnded, BufferedSink, Exchange, StreamSink
 from holdfast.dispatch import OTHER_SOURCES, WARMER, call, describe, dispatch
@@ -166,13 +165,7 @@ class Invocation:
         self._create_task(call(handler, self.event, self.context))
 
     def _create_task(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
-        # The task copies the current context: bind the pending-work set just around its creation.
-        token = _pending.bind(self.pending)
-        try:
-            # An ASGI app is typed as returning an awaitable; every real one is a coroutine.
-            task: asyncio.Task[Any] = self.adapter.engine.loop.create_task(coro)  # type: ignore[arg-type]
-        finally:
-            _pending.unbind(token)
+        task = adoption.start_request(self.adapter.engine.loop, coro, self.pending)
         self.pending.adopts = self.adapter.adopt_tasks  # what the app starts from now on
         self.task = task
         return task

@@ -295,6 +295,8 @@ class PendingWork:
 
     # -- draining ---------------------------------------------------------------------------
     def __bool__(self) -> bool:
+        if not (self._final or self._handles or self._adopted):
+            return False  # most invocations: nothing was ever added
         return (
             bool(self._final)
             or any(not handle.done() for handle in self._handles)
