@@ -186,7 +186,7 @@ def _response_head(raw: Any) -> RawHeaders:
             if _BYTES_ONLY.issuperset(map(type, values)):
                 if has_control(b"".join(values)):
                     _check_fields(raw)  # it raises, naming the header
-                return list(map(tuple, raw))  # type: ignore[arg-type]
+                return list(map(tuple, raw))
     except TypeError:  # an unhashable name (a bytearray) or a pair that is not a pair
         pass
     headers = [(bytes(name).lower(), bytes(value)) for name, value in raw]
