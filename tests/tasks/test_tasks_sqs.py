@@ -326,3 +326,32 @@ def test_a_finished_status_expires_by_the_tables_ttl_after_the_kept_time(aws):
     item = ddb.get_item(TableName=aws.table, Key={"id": {"S": handle.id}})["Item"]
     expires_at = int(item["expires_at"]["N"])
     assert abs(expires_at - (done.finished_at.timestamp() + 3600)) <= 2
+
+
+def test_settled_messages_are_deleted_ten_to_a_call_and_a_refused_delete_is_not_consumed(aws):
+    import dataclasses
+
+    from holdfast.tasks.models import Settlement
+
+    queue = make_queue(aws)
+    for number in range(12):
+        queue.tasks["add"].defer_sync(number)
+    deliveries: list = []
+    eventually(
+        lambda: deliveries.extend(queue.backend.claim(10, 30)) or len(deliveries) == 12 or None,
+        "every message is received",
+    )
+    # A receipt handle SQS does not know (as after the message was deleted elsewhere).
+    stale = dataclasses.replace(deliveries[0], token="not-a-receipt-handle")
+    calls: list[str] = []
+    queue.backend._sqs.meta.events.register(
+        "before-call.sqs.*", lambda model, **_: calls.append(model.name)
+    )
+    settlements = [Settlement(d, TaskState.SUCCEEDED, result="1") for d in [*deliveries, stale]]
+
+    consumed = queue.backend.settle(settlements)
+
+    assert consumed == [True] * 12 + [False]
+    assert sorted(calls) == ["DeleteMessageBatch", "DeleteMessageBatch"]
+    assert aws.receive(visibility=0) == []
+    assert {s.state for s in queue.list_sync()} == {TaskState.SUCCEEDED}

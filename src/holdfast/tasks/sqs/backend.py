@@ -297,9 +297,52 @@ class SQSBackend:
         # Statuses first, all at once: the window in which a crash loses a settlement that
         # already happened is one round trip, not one per task of the batch.
         settles = [functools.partial(self._settle, settlement) for settlement in settlements]
-        return self._calls.run(settles, default=False)
+        outcomes: list[bool | None] = self._calls.run(settles, default=False)
+        # Then the consumed messages, ten to a call (SQS bills per request).
+        tokens = [
+            s.delivery.token
+            for s, outcome in zip(settlements, outcomes, strict=True)
+            if outcome is None and s.delivery.token is not None
+        ]
+        kept = self._delete(tokens)
+        return [
+            outcome is True or (outcome is None and s.delivery.token not in kept)
+            for s, outcome in zip(settlements, outcomes, strict=True)
+        ]
 
-    def _settle(self, settlement: Settlement) -> bool:
+    def _delete(self, tokens: Sequence[str]) -> set[str]:
+        """Delete the messages of ``tokens`` (receipt handles); the ones SQS did not delete.
+
+        A message left undeleted comes back when its visibility lapses and is dropped then,
+        as the duplicate of a task whose status is already final.
+        """
+        batches = [tokens[start : start + 10] for start in range(0, len(tokens), 10)]
+        failed = self._calls.run(
+            [functools.partial(self._delete_batch, batch) for batch in batches], default=None
+        )
+        return {
+            token
+            for batch, not_deleted in zip(batches, failed, strict=True)
+            for token in (batch if not_deleted is None else not_deleted)
+        }
+
+    def _delete_batch(self, tokens: Sequence[str]) -> list[str]:
+        response = self._sqs.delete_message_batch(
+            QueueUrl=self.queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": token} for i, token in enumerate(tokens)],
+        )
+        failed = response.get("Failed", [])
+        for entry in failed:
+            logger.warning(
+                "SQS did not delete a settled message (%s: %s); it is dropped when it comes back",
+                entry.get("Code"),
+                entry.get("Message"),
+            )
+        return [tokens[int(entry["Id"])] for entry in failed]
+
+    def _settle(self, settlement: Settlement) -> bool | None:
+        """Write the settlement's status and release its message if it is owed back; whether
+        the delivery is consumed, ``None``: consumed once its message is deleted."""
         delivery, now = settlement.delivery, time.time()
         state = settlement.state
         if state is TaskState.RETRYING and self._last_receive(delivery):
@@ -316,9 +359,7 @@ class SQSBackend:
         if state is TaskState.DEAD and self.max_receives() is not None:
             self._release(delivery, 0)  # the redrive policy moves it to the dead-letter queue
             return False
-        if not delivery.managed:
-            self._sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=delivery.token)
-        return True
+        return True if delivery.managed else None
 
     def _last_receive(self, delivery: Delivery) -> bool:
         limit = self.max_receives()
