@@ -5,7 +5,7 @@
     .venv/bin/python bench/tasks.py sqs [--tasks 300] [--rounds 3]
 
 `sqs` measures the SQS backend on a moto_server it starts, beside a plain boto3 loop over
-the calls the backend cannot avoid (send; receive in batches of 10; delete each): the
+the calls the backend cannot avoid (send; receive in batches of 10; delete in batches of 10): the
 backend's own overhead (status items in DynamoDB, leases, validation) over bare SQS.
 
 `crash` runs the crash harness of tests/tasks/test_tasks_crash.py with more tasks: worker
@@ -427,8 +427,14 @@ def _plain_sqs(aws, n: int) -> list[tuple[str, float]]:
         messages = sqs.receive_message(
             QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30, WaitTimeSeconds=0
         ).get("Messages", [])
-        for message in messages:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        if messages:
+            sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                    for i, m in enumerate(messages)
+                ],
+            )
         done += len(messages)
     consumed = n / (time.perf_counter() - start)
     return [("plain boto3: produce", produced), ("plain boto3: consume", consumed)]
