@@ -33,6 +33,7 @@ from holdfast.errors import InvalidEvent, LifespanError, http_status_error
 from holdfast.outcome import Buffered, Failed, Outcome, Streamed
 from holdfast.pending import DrainReport, PendingWork
 from holdfast.sources import BadRequest, EventCodec, HTTPResponse
+from holdfast.sources.limits import clearly_within
 
 if TYPE_CHECKING:
     from holdfast.adapter import Adapter
@@ -259,24 +260,27 @@ class Invocation:
             return self._streamed(response.status, response.headers, _one_chunk(response.body))
         if adapter.exclude_headers:
             response.headers = _without(response.headers, adapter.exclude_headers)
-        assert self._codec is not None
+        codec = self._codec
+        assert codec is not None
         try:
-            result = self._codec.encode(response)
+            result = codec.encode(response)
         except InvalidEvent as exc:  # a pass-through POST the app has no route for
             return Failed.from_exception(exc)
-        if self._codec.too_large(result):
+        if not clearly_within(response.headers, response.body, codec.max_response_bytes) and (
+            codec.too_large(result)
+        ):
             logger.error(
                 "request %s: the response (status %d) exceeds the %d-byte payload limit of %s;"
                 " answering 413 instead",
                 self.request_id,
                 response.status,
-                self._codec.max_response_bytes,
-                self._codec.name,
+                codec.max_response_bytes,
+                codec.name,
             )
             response = HTTPResponse(413, list(_PLAIN_TEXT), b"Response payload too large")
             if response.status in adapter.error_status_codes:
                 return Failed.from_exception(http_status_error(413, "Response payload too large"))
-            result = self._codec.encode(response)
+            result = codec.encode(response)
         return Buffered(result)
 
     def _streamed(self, status: int, headers: list[tuple[bytes, bytes]], body: Any) -> Streamed:

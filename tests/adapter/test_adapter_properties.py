@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, quote, unquote
 import pytest
 from adapter_apps import PLATFORM_HEADERS, Recorder, client_headers
 from adapter_events import SOURCES, Request, load_event
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import holdfast
@@ -206,3 +206,56 @@ def test_the_size_bound_is_never_below_the_encoded_size(body, base64, headers, m
     size = len(json.dumps(result))
     assert _size_bound(result) >= size
     assert exceeds(result, size - 1) and not exceeds(result, size)
+
+
+# -- the glance at raw sizes that spares counting the encoded response (limits.clearly_within) --
+RAW_HEADERS = st.lists(
+    st.tuples(st.binary(min_size=1, max_size=20), st.binary(max_size=40)), max_size=6
+)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | ANY_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(ANY_TEXT, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    headers=RAW_HEADERS,
+    body=st.binary(max_size=400),
+    json_body=JSON_VALUES,
+    # Long enough for the per-character escapes, not the fixed framing, to decide.
+    text=st.text(st.characters(), max_size=400),
+)
+# The costliest characters to escape: a control character takes 6 bytes, a non-BMP one 12.
+@example(headers=[(b"x", b"\x01" * 60)], body=b"", json_body=[9e15] * 8, text="\x01" * 400)
+@example(headers=[], body=b"", json_body="\U0001f600" * 50, text="\U0001f600" * 400)
+def test_a_response_clearly_within_a_limit_encodes_within_it_for_every_source(
+    headers, body, json_body, text
+):
+    import json
+
+    from holdfast.events import PassThrough
+    from holdfast.sources import Codecs, HTTPResponse
+    from holdfast.sources.limits import clearly_within
+
+    codecs = Codecs(frozenset())
+    sources = [
+        codecs.apigw_v1,
+        codecs.apigw_v2,
+        codecs.alb_single,
+        codecs.alb_multi,
+        codecs.lattice_v1,
+        codecs.lattice_v2,
+    ]
+    bodies = [body, text.encode("utf-8", "surrogatepass")]
+    for codec in sources:
+        for payload in bodies:
+            # Texts (a JSON content type) and binaries (none) are both encoded.
+            for head in (headers, [*headers, (b"content-type", b"application/json")]):
+                size = len(json.dumps(codec.encode(HTTPResponse(200, head, payload))))
+                assert not clearly_within(head, payload, size - 1), codec.name
+    # A pass-through answer is the app's JSON, re-serialised by the runtime.
+    answer = json.dumps(json_body, separators=(",", ":")).encode()
+    encoded = PassThrough("/events").encode(HTTPResponse(200, headers, answer))
+    assert not clearly_within(headers, answer, len(json.dumps(encoded)) - 1)
