@@ -124,6 +124,11 @@ DESELECT = (
 #: not unpin them.
 EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
     "holdfast.pending": {
+        **{
+            ("__bool__", text, f"remove `{text}`"): "a fast path for work never added to: the "
+            "checks after it find nothing either"
+            for text in ("if not (self._final or self._handles or self._adopted):", "return False")
+        },
         (
             "name_threads_left",
             "if threads.keys() <= self._threads_before:",
@@ -347,6 +352,15 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
         ("exceeds", text, f"remove `{text}`"): "the bound is a fast path: without it every "
         "response is serialised and measured, to the same answer"
         for text in ("if _size_bound(result) <= limit:", "return False")
+    }
+    | {
+        ("clearly_within", "if size > limit:", change): "an early answer: the sum after it is "
+        "larger still, so it says no as well"
+        for change in ("remove `if size > limit:`", "Gt -> LtE")
+    }
+    | {
+        ("clearly_within", "return False", "remove `return False`"): "an early answer: the sum "
+        "after it is larger still, so it says no as well"
     },
     "holdfast.sources.query": {
         **{
@@ -426,6 +440,17 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             "remove `return None`",
         ): "the function's implicit return is None too",
     },
+    "holdfast.adoption": {
+        **{
+            ("start_request", text, f"remove `{text}`"): "the request's task made without the "
+            "factory's frame walk is a fast path: through the factory it is not adopted either "
+            "(the invocation adopts only from the task's creation on)"
+            for text in (
+                "if loop.get_task_factory() is _create_task:",
+                "return asyncio.tasks.Task(coro, loop=loop)",
+            )
+        },
+    },
     "holdfast.bridge": {
         **{
             ("_check_fields", text, change): "the cache of valid header names: without it (or "
@@ -437,6 +462,31 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
                 ("_valid_names.add(name)", "remove `_valid_names.add(name)`"),
             )
         },
+        **{
+            ("_response_head", text, change): "the C-call check of known names is a fast path: "
+            "without it (or never taken) the full conversion gives the same headers"
+            for text, change in (
+                (
+                    "if _valid_names.issuperset(map(_first, raw)) and _PAIRS.issuperset(map(len,"
+                    " raw)):",
+                    "remove `if _valid_names.issuperset(map(_first, raw)) and _PAIRS.issu`",
+                ),
+                ("return list(map(tuple, raw))", "remove `return list(map(tuple, raw))`"),
+                ("try:", "remove `try:`"),
+                (
+                    "if _BYTES_ONLY.issuperset(map(type, values)):",
+                    "remove `if _BYTES_ONLY.issuperset(map(type, values)):`",
+                ),
+            )
+        },
+        **{
+            ("", "_first = itemgetter(0)", f"constant {change}"): "the fast path's name check "
+            "reads the values instead (never known names: the full conversion) or, from the end,"
+            " the same name"
+            for change in ("+1", "-1")
+        },
+        ("", "_PAIRS = frozenset({2})", "constant -1"): "no response header is a 1-tuple: the "
+        "fast path is never taken, and the full conversion gives the same headers",
         **{
             ("_follow", "self._following = True", change): "following the app's task again only "
             "adds another callback waking the same waiter (waking is idempotent)"

@@ -1811,3 +1811,50 @@ def test_the_platform_context_headers_reach_the_app_only_when_asked_for(
     _through(adapter, _v2(), TimedContext("ctx-1"))
     assert (b"x-amzn-request-context" in seen[0]) is bool(asked)
     assert (b"x-amzn-lambda-context" in seen[0]) is bool(asked)
+
+
+# -- the response head: the C-call check of known names, and the full conversion --------------
+def _answered_with(headers: list[Any]) -> dict[str, Any]:
+    from lambda_events import http_event
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    handler = holdfast.Adapter(app, lifespan="off")
+    try:
+        result: dict[str, Any] = handler(http_event("/"), None)
+    finally:
+        handler.close()
+    return result
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"content-type", b"text/plain")],  # known: the C-call path
+        [(bytearray(b"content-type"), b"text/plain")],  # unhashable: the full conversion
+        [(b"content-type", memoryview(b"text/plain"))],  # known name, not a bytes value
+        [(b"content-type", bytearray(b"text/plain"))],
+        [[b"content-type", b"text/plain"]],  # a list for a pair
+        [(b"Content-Type", b"text/plain")],  # lower-cased
+    ],
+    ids=["bytes", "bytearray name", "memoryview value", "bytearray value", "list", "upper"],
+)
+def test_every_shape_of_response_header_arrives_as_lower_cased_text(headers):
+    bridge._response_head([(b"content-type", b"text/plain")])  # the name is known
+    assert _answered_with(headers)["headers"] == {"content-type": "text/plain"}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"content-type", b"text/plain", b"extra")],  # a known name, but not a pair
+        [(b"content-type", "text/plain")],  # a str value
+        [(b"content-type", b"text/plain\r\nx-injected: 1")],  # a split response
+    ],
+    ids=["three items", "str value", "CRLF"],
+)
+def test_a_response_head_that_is_no_list_of_byte_pairs_is_an_app_error(headers):
+    bridge._response_head([(b"content-type", b"text/plain")])  # the name is known
+    assert _answered_with(headers)["statusCode"] == 500

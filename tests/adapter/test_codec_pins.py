@@ -270,6 +270,36 @@ def test_the_size_limit_counts_header_names(result):
     assert limits.exceeds(result, size - 1)
 
 
+def test_the_raw_size_glance_allows_12_bytes_a_body_byte_and_24_a_header_byte():
+    body = b"x" * 1000
+    assert limits.clearly_within([], body, 512 + 12 * 1000)
+    assert not limits.clearly_within([], body, 512 + 12 * 1000 - 1)
+    headers = [(b"ab", b"cd")]  # 4 bytes, and 8 of punctuation
+    assert limits.clearly_within(headers, b"", 512 + 24 * 12)
+    assert not limits.clearly_within(headers, b"", 512 + 24 * 12 - 1)
+    both = 512 + 12 * 1000 + 24 * 12
+    assert limits.clearly_within(headers, body, both)
+    assert not limits.clearly_within(headers, body, both - 1)
+
+
+@pytest.mark.parametrize(("size", "status"), [(300_000, 200), (7_000_000, 413)])
+def test_headers_too_large_for_the_glance_are_counted(size, status):
+    import holdfast
+    from lambda_events import http_event
+
+    async def app(scope: dict, receive: object, send: Any) -> None:
+        # 300 kB: past the glance's 24 bytes a byte for Lambda's 6 MiB, well within it encoded.
+        headers = [(b"x-large", b"v" * size)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    handler = holdfast.Adapter(app, lifespan="off")
+    try:
+        assert handler(http_event("/"), None)["statusCode"] == status
+    finally:
+        handler.close()
+
+
 # -- request ------------------------------------------------------------------------------------
 def test_a_control_character_refusal_quotes_40_characters_of_the_header_name():
     name = "x-" + "n" * 37 + "q" + "z" * 20

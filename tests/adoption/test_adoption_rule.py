@@ -353,3 +353,19 @@ def test_threads_the_app_started_are_named_library_threads_are_not(caplog):
             thread.join()
         assert PendingWork("r-none", loop).name_threads_left() == []  # all ended
         loop.close()
+
+
+def test_a_task_factory_the_app_installs_makes_the_request_s_own_task_too(adapters):
+    made = []
+
+    def factory(loop, coro, **options):
+        made.append(getattr(coro, "__qualname__", None))
+        return asyncio.Task(coro, loop=loop, **options)
+
+    async def app(scope, receive, send):
+        await respond(send)
+
+    handler = adapters(app)
+    handler.engine.loop.set_task_factory(factory)  # as an app's instrumentation does
+    assert handler(EVENT, None)["statusCode"] == 200
+    assert made.count(app.__qualname__) == 1
