@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from holdfast import completion, config
 from holdfast.proxy import readiness
-from holdfast.proxy.app import _request_headers, _target
+from holdfast.proxy.app import _target
 from holdfast.proxy.process import AppProcess
 from holdfast.proxy.upstream import FREEZE_SAFE_IDLE, Upstream, UpstreamError
 
@@ -73,8 +73,8 @@ class RawServer:
         self.closed.set()
 
 
-async def fetch(upstream, method="GET", target="/", headers=(), body=b""):
-    response = await upstream.request(method, target, list(headers), body)
+async def fetch(upstream, method="GET", target="/", headers=(), body=b"", own=()):
+    response = await upstream.request(method, target, list(headers), body, own=own)
     chunks = [chunk async for chunk in response.body()]
     return response.status, response.headers, b"".join(chunks)
 
@@ -338,11 +338,21 @@ def test_request_target(scope, target):
     assert _target(scope) == target
 
 
-def test_request_id_header_cannot_be_spoofed():
-    settings = config.ProxySettings()
-    scope = {"headers": [(b"holdfast-request-id", b"forged"), (b"host", b"h")]}
-    headers = _request_headers(scope, "real-id", settings)
-    assert [v for k, v in headers if k == b"holdfast-request-id"] == [b"real-id"]
+def test_request_id_header_cannot_be_spoofed_and_a_missing_host_is_the_apps_address():
+    answer = b"HTTP/1.1 204 No Content\r\n\r\n"
+
+    async def scenario():
+        async with RawServer([answer, answer]) as server:
+            upstream = Upstream("127.0.0.1", server.port, reuse=True, idle_timeout=4)
+            own = [(b"holdfast-request-id", b"real-id")]
+            forged = [(b"holdfast-request-id", b"forged"), (b"host", b"h")]
+            await fetch(upstream, headers=forged, own=own)
+            await fetch(upstream, headers=[(b"x-a", b"1")])
+            return server.port, server.requests
+
+    port, (spoofed, hostless) = run(scenario())
+    assert spoofed.split(b"\r\n")[1:-2] == [b"host: h", b"holdfast-request-id: real-id"]
+    assert hostless.split(b"\r\n")[1:-2] == [b"x-a: 1", b"host: 127.0.0.1:%d" % port]
 
 
 # -- readiness --------------------------------------------------------------------------------

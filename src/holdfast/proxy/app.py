@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
-from holdfast._types import Message, RawHeaders, Receive, Scope, Send
+from holdfast._types import Message, Receive, Scope, Send
 from holdfast.completion import (
     ADDRESS_VARIABLE,
     MARK_HEADER,
@@ -33,7 +33,7 @@ from holdfast.completion import (
 from holdfast.config import ASYNC_INIT_WAIT, ProxySettings
 from holdfast.proxy import readiness
 from holdfast.proxy.process import AppProcess
-from holdfast.proxy.upstream import HOP_BY_HOP, Upstream, UpstreamError
+from holdfast.proxy.upstream import Upstream, UpstreamError
 
 logger = logging.getLogger("holdfast")
 
@@ -44,9 +44,6 @@ STOP_TIMEOUT = 0.3
 _BAD_GATEWAY = b"Bad Gateway"
 #: Seconds an unreachable app gets to show it has exited, before the client gets a 502.
 _CRASH_GRACE = 0.2
-# Headers the proxy owns in each direction: never taken from the client or passed to it.
-_REQUEST_OWNED = HOP_BY_HOP | {REQUEST_ID_HEADER, b"content-length"}
-_RESPONSE_OWNED = HOP_BY_HOP | {MARK_HEADER}
 
 
 class ProxyApp:
@@ -166,9 +163,14 @@ class ProxyApp:
             await self._wait_until_ready()
         body = await _request_body(receive)
         request_id = _request_id(scope)
-        headers = _request_headers(scope, request_id, self.settings)
         try:
-            response = await self.upstream.request(scope["method"], _target(scope), headers, body)
+            response = await self.upstream.request(
+                scope["method"],
+                _target(scope),
+                scope["headers"],
+                body,
+                own=[(REQUEST_ID_HEADER, request_id.encode("latin-1", "replace"))],
+            )
         except UpstreamError as exc:
             logger.error("request %s: %s", request_id, exc)
             if self._exited is not None:
@@ -177,8 +179,9 @@ class ProxyApp:
                 await asyncio.wait({self._exited}, timeout=_CRASH_GRACE)
             await _send_bad_gateway(send)
             return
-        marked = any(name == MARK_HEADER for name, _ in response.headers)
-        out = [(name, value) for name, value in response.headers if name not in _RESPONSE_OWNED]
+        # The app's completion mark is the proxy's business, not the client's.
+        out = [header for header in response.headers if header[0] != MARK_HEADER]
+        marked = len(out) < len(response.headers)
         await send({"type": "http.response.start", "status": response.status, "headers": out})
         # With a known length, the chunk that completes the body is the last message (one
         # message less through the adapter); otherwise an empty one ends the body.
@@ -229,18 +232,6 @@ def _target(scope: Scope) -> str:
     query = bytes(scope.get("query_string", b""))
     # No "?" for an empty query (LWA #657).
     return f"{target}?{query.decode('latin-1')}" if query else target
-
-
-def _request_headers(scope: Scope, request_id: str, settings: ProxySettings) -> RawHeaders:
-    headers: RawHeaders = [
-        (bytes(name), bytes(value))
-        for name, value in scope.get("headers", ())
-        if bytes(name) not in _REQUEST_OWNED
-    ]
-    if not any(name == b"host" for name, _ in headers):
-        headers.append((b"host", f"{settings.host}:{settings.port}".encode()))
-    headers.append((REQUEST_ID_HEADER, request_id.encode("latin-1", "replace")))
-    return headers
 
 
 async def _send_bad_gateway(send: Send) -> None:
