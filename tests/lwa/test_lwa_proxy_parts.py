@@ -12,11 +12,14 @@ import subprocess
 import sys
 import threading
 import time
+from urllib.parse import quote
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 from fastapi import BackgroundTasks, FastAPI
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from holdfast import completion, config
 from holdfast.proxy import readiness
@@ -336,6 +339,16 @@ def test_answers_that_come_while_the_proxy_waits_off_the_loop():
 )
 def test_request_target(scope, target):
     assert _target(scope) == target
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=30).map(lambda raw: b"/" + raw), st.binary(max_size=8))
+def test_request_target_is_the_raw_path_quoted(raw_path, query):
+    # Plain paths are sent as they are: exactly what quoting them gives.
+    raw = raw_path.decode("utf-8", "surrogateescape")
+    quoted = quote(raw, safe="/:@!$&'()*+,;=-._~%", errors="surrogateescape")
+    scope = {"path": "/ignored", "raw_path": raw_path, "query_string": query}
+    assert _target(scope) == (f"{quoted}?{query.decode('latin-1')}" if query else quoted)
 
 
 def test_request_id_header_cannot_be_spoofed_and_a_missing_host_is_the_apps_address():

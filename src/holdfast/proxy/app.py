@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import secrets
 import sys
 import uuid
@@ -39,6 +40,8 @@ logger = logging.getLogger("holdfast")
 
 # Path characters that stay literal when a path is sent on (RFC 3986 pchar, "/" and escapes).
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+# A path of nothing but characters quoting leaves as they are (letters, digits, _PATH_SAFE).
+_PLAIN_PATH = re.compile(rb"/[A-Za-z0-9" + re.escape(_PATH_SAFE.encode()) + rb"]*")
 #: Seconds the app gets to exit after SIGTERM before it is killed (Lambda allows 500 ms).
 STOP_TIMEOUT = 0.3
 _BAD_GATEWAY = b"Bad Gateway"
@@ -217,9 +220,19 @@ def _request_id(scope: Scope) -> str:
 
 def _target(scope: Scope) -> str:
     """The request target sent to the app: the path below the root path, then the query."""
+    target = _path(scope)
+    query = bytes(scope.get("query_string", b""))
+    # No "?" for an empty query (LWA #657).
+    return f"{target}?{query.decode('latin-1')}" if query else target
+
+
+def _path(scope: Scope) -> str:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
-    raw = bytes(scope.get("raw_path") or path.encode()).decode("utf-8", "surrogateescape")
+    raw_path = bytes(scope.get("raw_path") or path.encode())
+    if not root and _PLAIN_PATH.fullmatch(raw_path):
+        return raw_path.decode("ascii")  # quoting leaves it as it is: the usual path
+    raw = raw_path.decode("utf-8", "surrogateescape")
     if root:
         encoded_root = quote(root, safe=_PATH_SAFE)
         if raw.startswith(encoded_root):
@@ -227,11 +240,7 @@ def _target(scope: Scope) -> str:
         else:
             raw = path[len(root) :] if path.startswith(root) else path
     target = quote(raw or "/", safe=_PATH_SAFE, encoding="utf-8", errors="surrogateescape")
-    if not target.startswith("/"):
-        target = "/" + target
-    query = bytes(scope.get("query_string", b""))
-    # No "?" for an empty query (LWA #657).
-    return f"{target}?{query.decode('latin-1')}" if query else target
+    return target if target.startswith("/") else "/" + target
 
 
 async def _send_bad_gateway(send: Send) -> None:
