@@ -111,6 +111,43 @@ def test_content_length_chunked_and_read_to_close_bodies(exclusive):
     assert connections == 1  # reused while allowed
 
 
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_a_body_of_known_length_comes_whole_when_here_and_streams_when_not(exclusive):
+    head = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n"
+
+    async def scenario():
+        first_out = asyncio.Event()
+
+        async def serve(reader, writer):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(head + b"hello")
+            await first_out.wait()  # the rest only once "hello" is through the proxy
+            writer.write(b"world")
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(head + b"helloworld")  # the whole answer in one write
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        upstream = Upstream("127.0.0.1", port, reuse=True, idle_timeout=4, exclusive=exclusive)
+        answers = []
+        for _ in range(2):
+            response = await upstream.request("GET", "/", [], b"")
+            pieces = []
+            async for chunk in response.body():
+                pieces.append(chunk)
+                first_out.set()
+            answers.append(pieces)
+        server.close()
+        return answers, len(upstream._idle)
+
+    (streamed, whole), idle = run(scenario())
+    assert streamed == [b"hello", b"world"]
+    assert whole == [b"helloworld"]
+    assert idle == 1  # each body read to its end: the connection kept both times
+
+
 def test_where_it_can_freeze_only_back_to_back_requests_share_a_connection(monkeypatch):
     async def scenario():
         answers = [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"] * 3

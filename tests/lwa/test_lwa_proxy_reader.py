@@ -85,21 +85,25 @@ def test_socket_reader_reads_as_asyncios_stream_reader(message, cuts):
     assert ours == asyncios
 
 
-def test_socket_reader_reports_bytes_left_unread():
+def test_socket_reader_is_quiet_only_with_nothing_unread_and_nothing_coming():
     async def scenario() -> list[bool]:
         ours, peer = socket.socketpair()
         ours.setblocking(False)
         reader = _SocketReader(ours, asyncio.get_running_loop())
-        seen = [reader.drained]
+        seen = [reader.quiet()]
         peer.sendall(b"HTTP/1.1 204 No Content\r\n\r\nextra")
         await read_head(reader)
-        seen.append(reader.drained)  # "extra": nobody asked for it
+        seen.append(reader.quiet())  # "extra": read from the socket, nobody asked for it
         assert await reader.read(5) == b"extra"
-        seen.append(reader.drained)
+        seen.append(reader.quiet())
+        peer.sendall(b"more")
+        seen.append(reader.quiet())  # unasked bytes still in the socket
+        assert await reader.read(4) == b"more"
         peer.close()
+        seen.append(reader.quiet())  # the peer's close, not yet read
         assert await reader.read(5) == b""
-        seen += [reader.drained, reader.at_eof()]
+        seen += [reader.quiet(), reader.at_eof()]
         ours.close()
         return seen
 
-    assert asyncio.run(scenario()) == [True, False, True, False, True]
+    assert asyncio.run(scenario()) == [True, False, True, False, False, False, True]

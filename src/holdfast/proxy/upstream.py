@@ -90,10 +90,15 @@ class _SocketReader(asyncio.StreamReader):
     def at_eof(self) -> bool:
         return self._ended and not self._data
 
-    @property
-    def drained(self) -> bool:
-        """Whether every byte received was read and the stream has not ended."""
-        return not self._data and not self._ended
+    def quiet(self) -> bool:
+        """Whether every byte received was read and the socket has nothing more: the peer has
+        neither closed it nor sent anything unasked."""
+        # poll reports the peer's close, a reset and unasked bytes alike, without a recv.
+        return not self._data and not self._ended and not self._poller.poll(0)
+
+    def holds(self, size: int) -> bool:
+        """Whether the next ``size`` bytes are here already (a read of them will not wait)."""
+        return len(self._data) >= size
 
     # Only bytes separators are read here (the base class takes any buffer).
     async def readuntil(self, separator: bytes = b"\n") -> bytes:  # type: ignore[override]
@@ -164,15 +169,7 @@ class _Connection:
 
     def open_and_quiet(self) -> bool:
         """Whether the app has neither closed the connection nor sent anything unasked."""
-        if not self.reader.drained:
-            return False
-        try:
-            self.sock.recv(1, socket.MSG_PEEK)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        return False  # the end of the stream, or bytes nobody asked for
+        return self.reader.quiet()
 
     def close(self) -> None:
         self.sock.close()
@@ -199,9 +196,15 @@ class UpstreamResponse:
         connection = self._connection
         assert connection is not None, "the body was read already"
         complete = False
+        reader, length = connection.reader, self._head.length
         try:
-            async for chunk in body_chunks(connection.reader, self._head):
-                yield chunk
+            if length is not None and reader.holds(length):
+                # Here whole (the usual small answer): in one piece, read as read_response does.
+                if length:
+                    yield await reader.readexactly(length)
+            else:
+                async for chunk in body_chunks(reader, self._head):
+                    yield chunk
             complete = True
         except (OSError, asyncio.IncompleteReadError) as exc:
             raise UpstreamError(f"the app broke off its response: {exc!r}") from exc
