@@ -20,12 +20,13 @@ A request is never sent twice: one that went out on a connection the app then cl
 answering gets a :class:`UpstreamError` (the app may have acted on it). The only retry, on a new
 connection, is for a reused connection found closed before anything was sent on it.
 
-The cost per request (measured in ``bench/proxy_transport.py``): each connection is a plain
-non-blocking socket the proxy reads itself (a read asks the socket only when it needs bytes; no
-transport or protocol object in between), and where one invocation at a time runs
-(``exclusive``) the proxy waits up to ``ANSWER_WAIT`` for the app's answer in a blocking
-``poll`` right after sending, not in a turn of the event loop: nothing else in the proxy has
-work to do meanwhile, and the answer is read the moment it arrives.
+The cost per request (measured in ``bench/proxy_transport.py``, and as holdfast's own share
+in ``bench/proxy.py``): each connection is a plain non-blocking socket the proxy reads itself (a
+read asks the socket only when it needs bytes; no transport, protocol or waiter future in
+between), and where one invocation at a time runs (``exclusive``) the proxy waits up to
+``ANSWER_WAIT`` for the app's answer in a blocking ``poll`` right after sending, not in a turn
+of the event loop: nothing else in the proxy has work to do meanwhile, and the answer is read
+the moment it arrives.
 """
 
 from __future__ import annotations
