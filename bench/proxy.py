@@ -235,7 +235,7 @@ class _Context:
 def own_share(calls: int) -> dict[str, list[float]]:
     """CPU microseconds of each of ``calls`` ``Adapter`` calls in this thread, the raw app
     in-process (without and with context headers) and behind ``ProxyApp`` (see the module
-    docs)."""
+    docs); and the proxied calls' elapsed time, the app server's work and the wait included."""
     from holdfast import Adapter
     from holdfast.config import ProxySettings
     from holdfast.proxy.app import ProxyApp
@@ -255,7 +255,7 @@ def own_share(calls: int) -> dict[str, list[float]]:
         "in-process, context headers": Adapter(app, lifespan="off", context_headers=True),
         "proxy": Adapter(proxy_app, lifespan="on", context_headers=True),
     }
-    samples: dict[str, list[float]] = {name: [] for name in handlers}
+    samples: dict[str, list[float]] = {name: [] for name in [*handlers, "proxy, elapsed"]}
     try:
         for handler in handlers.values():
             handler.start()
@@ -263,9 +263,10 @@ def own_share(calls: int) -> dict[str, list[float]]:
                 assert handler(event, context)["statusCode"] == 200
         for _ in range(calls):
             for name, handler in handlers.items():
-                started = time.thread_time()
+                started, elapsed = time.thread_time(), time.perf_counter()
                 handler(event, context)
                 samples[name].append((time.thread_time() - started) * 1e6)
+            samples["proxy, elapsed"].append((time.perf_counter() - elapsed) * 1e6)
     finally:
         for handler in handlers.values():
             handler.close()
@@ -293,16 +294,18 @@ def report_own_share(shares: dict[str, dict[str, float]], calls: int) -> None:
     print(
         f"\nholdfast's own share: CPU per invocation in the holdfast process (thread time, the"
         f" app server's\nwork and the wait for it not counted), raw ASGI app, median of {calls}"
-        f" calls, in us\n"
+        f" calls, in us;\nproxy elapsed: the proxied call from start to end (uvicorn with httptools"
+        f" answering in it)\n"
     )
     header = f"{'':<14}{'in-process':>12}{'+ context headers':>20}{'proxy':>10}{'own share':>12}"
+    header += f"{'proxy elapsed':>16}"
     print(header)
     print("-" * len(header))
     for label, share in shares.items():
         inproc, proxied = share["in-process"], share["proxy"]
         print(
             f"{label:<14}{inproc:>12.1f}{share['in-process, context headers']:>20.1f}"
-            f"{proxied:>10.1f}{proxied - inproc:>+12.1f}"
+            f"{proxied:>10.1f}{proxied - inproc:>+12.1f}{share['proxy, elapsed']:>16.1f}"
         )
 
 
