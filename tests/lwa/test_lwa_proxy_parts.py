@@ -12,15 +12,18 @@ import subprocess
 import sys
 import threading
 import time
+from urllib.parse import quote
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 from fastapi import BackgroundTasks, FastAPI
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from holdfast import completion, config
 from holdfast.proxy import readiness
-from holdfast.proxy.app import _request_headers, _target
+from holdfast.proxy.app import _target
 from holdfast.proxy.process import AppProcess
 from holdfast.proxy.upstream import FREEZE_SAFE_IDLE, Upstream, UpstreamError
 
@@ -73,8 +76,8 @@ class RawServer:
         self.closed.set()
 
 
-async def fetch(upstream, method="GET", target="/", headers=(), body=b""):
-    response = await upstream.request(method, target, list(headers), body)
+async def fetch(upstream, method="GET", target="/", headers=(), body=b"", own=()):
+    response = await upstream.request(method, target, list(headers), body, own=own)
     chunks = [chunk async for chunk in response.body()]
     return response.status, response.headers, b"".join(chunks)
 
@@ -106,6 +109,43 @@ def test_content_length_chunked_and_read_to_close_bodies(exclusive):
     assert (second[0], second[2]) == (201, b"abcde")
     assert (third[0], third[2]) == (200, b"until the end")
     assert connections == 1  # reused while allowed
+
+
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_a_body_of_known_length_comes_whole_when_here_and_streams_when_not(exclusive):
+    head = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n"
+
+    async def scenario():
+        first_out = asyncio.Event()
+
+        async def serve(reader, writer):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(head + b"hello")
+            await first_out.wait()  # the rest only once "hello" is through the proxy
+            writer.write(b"world")
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(head + b"helloworld")  # the whole answer in one write
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        upstream = Upstream("127.0.0.1", port, reuse=True, idle_timeout=4, exclusive=exclusive)
+        answers = []
+        for _ in range(2):
+            response = await upstream.request("GET", "/", [], b"")
+            pieces = []
+            async for chunk in response.body():
+                pieces.append(chunk)
+                first_out.set()
+            answers.append(pieces)
+        server.close()
+        return answers, len(upstream._idle)
+
+    (streamed, whole), idle = run(scenario())
+    assert streamed == [b"hello", b"world"]
+    assert whole == [b"helloworld"]
+    assert idle == 1  # each body read to its end: the connection kept both times
 
 
 def test_where_it_can_freeze_only_back_to_back_requests_share_a_connection(monkeypatch):
@@ -338,11 +378,31 @@ def test_request_target(scope, target):
     assert _target(scope) == target
 
 
-def test_request_id_header_cannot_be_spoofed():
-    settings = config.ProxySettings()
-    scope = {"headers": [(b"holdfast-request-id", b"forged"), (b"host", b"h")]}
-    headers = _request_headers(scope, "real-id", settings)
-    assert [v for k, v in headers if k == b"holdfast-request-id"] == [b"real-id"]
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=30).map(lambda raw: b"/" + raw), st.binary(max_size=8))
+def test_request_target_is_the_raw_path_quoted(raw_path, query):
+    # Plain paths are sent as they are: exactly what quoting them gives.
+    raw = raw_path.decode("utf-8", "surrogateescape")
+    quoted = quote(raw, safe="/:@!$&'()*+,;=-._~%", errors="surrogateescape")
+    scope = {"path": "/ignored", "raw_path": raw_path, "query_string": query}
+    assert _target(scope) == (f"{quoted}?{query.decode('latin-1')}" if query else quoted)
+
+
+def test_request_id_header_cannot_be_spoofed_and_a_missing_host_is_the_apps_address():
+    answer = b"HTTP/1.1 204 No Content\r\n\r\n"
+
+    async def scenario():
+        async with RawServer([answer, answer]) as server:
+            upstream = Upstream("127.0.0.1", server.port, reuse=True, idle_timeout=4)
+            own = [(b"holdfast-request-id", b"real-id")]
+            forged = [(b"holdfast-request-id", b"forged"), (b"host", b"h")]
+            await fetch(upstream, headers=forged, own=own)
+            await fetch(upstream, headers=[(b"x-a", b"1")])
+            return server.port, server.requests
+
+    port, (spoofed, hostless) = run(scenario())
+    assert spoofed.split(b"\r\n")[1:-2] == [b"host: h", b"holdfast-request-id: real-id"]
+    assert hostless.split(b"\r\n")[1:-2] == [b"x-a: 1", b"host: 127.0.0.1:%d" % port]
 
 
 # -- readiness --------------------------------------------------------------------------------

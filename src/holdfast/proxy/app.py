@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import secrets
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
-from holdfast._types import Message, RawHeaders, Receive, Scope, Send
+from holdfast._types import Message, Receive, Scope, Send
 from holdfast.completion import (
     ADDRESS_VARIABLE,
     MARK_HEADER,
@@ -33,20 +34,19 @@ from holdfast.completion import (
 from holdfast.config import ASYNC_INIT_WAIT, ProxySettings
 from holdfast.proxy import readiness
 from holdfast.proxy.process import AppProcess
-from holdfast.proxy.upstream import HOP_BY_HOP, Upstream, UpstreamError
+from holdfast.proxy.upstream import Upstream, UpstreamError
 
 logger = logging.getLogger("holdfast")
 
 # Path characters that stay literal when a path is sent on (RFC 3986 pchar, "/" and escapes).
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+# A path of nothing but characters quoting leaves as they are (letters, digits, _PATH_SAFE).
+_PLAIN_PATH = re.compile(rb"/[A-Za-z0-9" + re.escape(_PATH_SAFE.encode()) + rb"]*")
 #: Seconds the app gets to exit after SIGTERM before it is killed (Lambda allows 500 ms).
 STOP_TIMEOUT = 0.3
 _BAD_GATEWAY = b"Bad Gateway"
 #: Seconds an unreachable app gets to show it has exited, before the client gets a 502.
 _CRASH_GRACE = 0.2
-# Headers the proxy owns in each direction: never taken from the client or passed to it.
-_REQUEST_OWNED = HOP_BY_HOP | {REQUEST_ID_HEADER, b"content-length"}
-_RESPONSE_OWNED = HOP_BY_HOP | {MARK_HEADER}
 
 
 class ProxyApp:
@@ -166,9 +166,14 @@ class ProxyApp:
             await self._wait_until_ready()
         body = await _request_body(receive)
         request_id = _request_id(scope)
-        headers = _request_headers(scope, request_id, self.settings)
         try:
-            response = await self.upstream.request(scope["method"], _target(scope), headers, body)
+            response = await self.upstream.request(
+                scope["method"],
+                _target(scope),
+                scope["headers"],
+                body,
+                own=[(REQUEST_ID_HEADER, request_id.encode("latin-1", "replace"))],
+            )
         except UpstreamError as exc:
             logger.error("request %s: %s", request_id, exc)
             if self._exited is not None:
@@ -177,8 +182,9 @@ class ProxyApp:
                 await asyncio.wait({self._exited}, timeout=_CRASH_GRACE)
             await _send_bad_gateway(send)
             return
-        marked = any(name == MARK_HEADER for name, _ in response.headers)
-        out = [(name, value) for name, value in response.headers if name not in _RESPONSE_OWNED]
+        # The app's completion mark is the proxy's business, not the client's.
+        out = [header for header in response.headers if header[0] != MARK_HEADER]
+        marked = len(out) < len(response.headers)
         await send({"type": "http.response.start", "status": response.status, "headers": out})
         # With a known length, the chunk that completes the body is the last message (one
         # message less through the adapter); otherwise an empty one ends the body.
@@ -214,9 +220,19 @@ def _request_id(scope: Scope) -> str:
 
 def _target(scope: Scope) -> str:
     """The request target sent to the app: the path below the root path, then the query."""
+    target = _path(scope)
+    query = bytes(scope.get("query_string", b""))
+    # No "?" for an empty query (LWA #657).
+    return f"{target}?{query.decode('latin-1')}" if query else target
+
+
+def _path(scope: Scope) -> str:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
-    raw = bytes(scope.get("raw_path") or path.encode()).decode("utf-8", "surrogateescape")
+    raw_path = bytes(scope.get("raw_path") or path.encode())
+    if not root and _PLAIN_PATH.fullmatch(raw_path):
+        return raw_path.decode("ascii")  # quoting leaves it as it is: the usual path
+    raw = raw_path.decode("utf-8", "surrogateescape")
     if root:
         encoded_root = quote(root, safe=_PATH_SAFE)
         if raw.startswith(encoded_root):
@@ -224,23 +240,7 @@ def _target(scope: Scope) -> str:
         else:
             raw = path[len(root) :] if path.startswith(root) else path
     target = quote(raw or "/", safe=_PATH_SAFE, encoding="utf-8", errors="surrogateescape")
-    if not target.startswith("/"):
-        target = "/" + target
-    query = bytes(scope.get("query_string", b""))
-    # No "?" for an empty query (LWA #657).
-    return f"{target}?{query.decode('latin-1')}" if query else target
-
-
-def _request_headers(scope: Scope, request_id: str, settings: ProxySettings) -> RawHeaders:
-    headers: RawHeaders = [
-        (bytes(name), bytes(value))
-        for name, value in scope.get("headers", ())
-        if bytes(name) not in _REQUEST_OWNED
-    ]
-    if not any(name == b"host" for name, _ in headers):
-        headers.append((b"host", f"{settings.host}:{settings.port}".encode()))
-    headers.append((REQUEST_ID_HEADER, request_id.encode("latin-1", "replace")))
-    return headers
+    return target if target.startswith("/") else "/" + target
 
 
 async def _send_bad_gateway(send: Send) -> None:

@@ -20,12 +20,13 @@ A request is never sent twice: one that went out on a connection the app then cl
 answering gets a :class:`UpstreamError` (the app may have acted on it). The only retry, on a new
 connection, is for a reused connection found closed before anything was sent on it.
 
-The cost per request (measured in ``bench/proxy_transport.py``): each connection is a plain
-non-blocking socket the proxy reads itself (a read asks the socket only when it needs bytes; no
-transport or protocol object in between), and where one invocation at a time runs
-(``exclusive``) the proxy waits up to ``ANSWER_WAIT`` for the app's answer in a blocking
-``poll`` right after sending, not in a turn of the event loop: nothing else in the proxy has
-work to do meanwhile, and the answer is read the moment it arrives.
+The cost per request (measured in ``bench/proxy_transport.py``, and as holdfast's own share
+in ``bench/proxy.py``): each connection is a plain non-blocking socket the proxy reads itself (a
+read asks the socket only when it needs bytes; no transport, protocol or waiter future in
+between), and where one invocation at a time runs (``exclusive``) the proxy waits up to
+``ANSWER_WAIT`` for the app's answer in a blocking ``poll`` right after sending, not in a turn
+of the event loop: nothing else in the proxy has work to do meanwhile, and the answer is read
+the moment it arrives.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import os
 import select
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from holdfast._types import RawHeaders
@@ -60,6 +61,8 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
+# What a request's client headers never carry on: the proxy frames the body itself.
+_NOT_FORWARDED = HOP_BY_HOP | {b"content-length"}
 
 
 class UpstreamError(ConnectionError):
@@ -67,12 +70,12 @@ class UpstreamError(ConnectionError):
 
 
 class _SocketReader(asyncio.StreamReader):
-    """A stream reader over a socket with no transport: it receives only when a read needs more.
+    """The reads `holdfast.http11.response` makes, straight from a socket with no transport.
 
-    `holdfast.http11.response` reads from a :class:`asyncio.StreamReader`; this one fills its
-    buffer from the socket in ``_wait_for_data`` (the hook every read waits in): bytes already
-    there are taken at once, without a turn of the event loop, and while ``answer_wait`` is set
-    the next bytes are awaited in a blocking ``poll`` for that long before the loop is asked.
+    A :class:`asyncio.StreamReader` only by type (the parser reads from one): its reads are its
+    own, over one buffer filled from the socket only when a read needs more bytes, with no
+    transport, protocol or waiter future in between. While ``answer_wait`` is set, the next
+    bytes are awaited in a blocking ``poll`` for that long before the loop is asked.
     """
 
     def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
@@ -82,23 +85,79 @@ class _SocketReader(asyncio.StreamReader):
         self._sock_loop = loop
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
+        self._data = bytearray()
+        self._ended = False
 
-    async def _wait_for_data(self, func_name: str) -> None:
-        data = self._receive_now()
-        if data is None and self.answer_wait and self._poller.poll(self.answer_wait * 1000):
-            data = self._receive_now()
+    def at_eof(self) -> bool:
+        return self._ended and not self._data
+
+    def quiet(self) -> bool:
+        """Whether every byte received was read and the socket has nothing more: the peer has
+        neither closed it nor sent anything unasked."""
+        # poll reports the peer's close, a reset and unasked bytes alike, without a recv.
+        return not self._data and not self._ended and not self._poller.poll(0)
+
+    def holds(self, size: int) -> bool:
+        """Whether the next ``size`` bytes are here already (a read of them will not wait)."""
+        return len(self._data) >= size
+
+    # Only bytes separators are read here (the base class takes any buffer).
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:  # type: ignore[override]
+        start = 0
+        while (end := self._data.find(separator, start)) < 0:
+            if len(self._data) > _READ_LIMIT:
+                raise asyncio.LimitOverrunError("separator not found in time", len(self._data))
+            if self._ended:
+                partial = bytes(self._data)
+                self._data.clear()
+                raise asyncio.IncompleteReadError(partial, None)
+            start = max(0, len(self._data) - len(separator) + 1)
+            await self._receive()
+        end += len(separator)
+        if end > _READ_LIMIT:
+            raise asyncio.LimitOverrunError("separator found too far on", end)
+        return self._take(end)
+
+    async def read(self, n: int = -1) -> bytes:
+        if n < 0:
+            while not self._ended:
+                await self._receive()
+            return self._take(len(self._data))
+        if not self._data and not self._ended and n:
+            await self._receive()
+        return self._take(n)
+
+    async def readexactly(self, n: int) -> bytes:
+        while len(self._data) < n:
+            if self._ended:
+                partial = self._take(len(self._data))
+                raise asyncio.IncompleteReadError(partial, n)
+            await self._receive()
+        return self._take(n)
+
+    def _take(self, n: int) -> bytes:
+        data = self._data
+        if n >= len(data):
+            self._data = bytearray()
+            return bytes(data)
+        taken = bytes(data[:n])
+        del data[:n]
+        return taken
+
+    async def _receive(self) -> None:
+        """Add the next bytes the socket has to the buffer (none: the stream has ended)."""
+        data: bytes | None = None
+        if not self.answer_wait or self._poller.poll(self.answer_wait * 1000):
+            try:
+                data = self._sock.recv(_CHUNK)
+            except BlockingIOError:
+                pass
         if data is None:
             data = await self._sock_loop.sock_recv(self._sock, _CHUNK)
         if data:
-            self.feed_data(data)
+            self._data += data
         else:
-            self.feed_eof()
-
-    def _receive_now(self) -> bytes | None:
-        try:
-            return self._sock.recv(_CHUNK)
-        except BlockingIOError:
-            return None
+            self._ended = True
 
 
 class _Connection:
@@ -111,15 +170,7 @@ class _Connection:
 
     def open_and_quiet(self) -> bool:
         """Whether the app has neither closed the connection nor sent anything unasked."""
-        if self.reader.at_eof():
-            return False
-        try:
-            self.sock.recv(1, socket.MSG_PEEK)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        return False  # the end of the stream, or bytes nobody asked for
+        return self.reader.quiet()
 
     def close(self) -> None:
         self.sock.close()
@@ -132,9 +183,12 @@ class UpstreamResponse:
         self.status = head.status
         #: The body's length when the head announced it (``None``: chunked, or to the end).
         self.length = head.length
-        self.headers: RawHeaders = [
-            (name.encode("latin-1"), value.encode("latin-1")) for name, value in head.fields
-        ]
+        #: The end-to-end headers: the hop-by-hop ones are this connection's business.
+        self.headers: RawHeaders = []
+        for name, value in head.fields:
+            raw = name.encode("latin-1")
+            if raw not in HOP_BY_HOP:
+                self.headers.append((raw, value.encode("latin-1")))
         self._pool = pool
         self._connection: _Connection | None = connection
         self._head = head
@@ -143,9 +197,15 @@ class UpstreamResponse:
         connection = self._connection
         assert connection is not None, "the body was read already"
         complete = False
+        reader, length = connection.reader, self._head.length
         try:
-            async for chunk in body_chunks(connection.reader, self._head):
-                yield chunk
+            if length is not None and reader.holds(length):
+                # Here whole (the usual small answer): in one piece, read as read_response does.
+                if length:
+                    yield await reader.readexactly(length)
+            else:
+                async for chunk in body_chunks(reader, self._head):
+                    yield chunk
             complete = True
         except (OSError, asyncio.IncompleteReadError) as exc:
             raise UpstreamError(f"the app broke off its response: {exc!r}") from exc
@@ -180,12 +240,25 @@ class Upstream:
         self.answer_wait = ANSWER_WAIT if exclusive else 0.0
         self._idle: list[_Connection] = []
         self._addresses: list[tuple[int, Any]] = []
+        self._host = f"{host}:{port}".encode()
 
     async def request(
-        self, method: str, target: str, headers: RawHeaders, body: bytes
+        self,
+        method: str,
+        target: str,
+        headers: Iterable[tuple[bytes, bytes]],
+        body: bytes,
+        *,
+        own: Sequence[tuple[bytes, bytes]] = (),
     ) -> UpstreamResponse:
-        """Send one request; returns once the response head has arrived."""
-        head = _request_head(method, target, headers, len(body))
+        """Send one request; returns once the response head has arrived.
+
+        ``headers`` are the client's: hop-by-hop ones, ``Content-Length`` (the body is framed
+        here), any value with a line break (header injection) and any named as one of ``own``
+        (the caller's own headers, sent as given) are not sent on. Without a ``Host``, the
+        app's address is sent as the host.
+        """
+        head = _request_head(method, target, headers, own, len(body), self._host)
         message = head + body
         connection = self._take_idle()
         if connection is not None:
@@ -336,15 +409,29 @@ class _NothingSent(Exception):
     processed, so the request may go out again on a new connection."""
 
 
-def _request_head(method: str, target: str, headers: RawHeaders, length: int) -> bytes:
-    lines = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
+def _request_head(
+    method: str,
+    target: str,
+    headers: Iterable[tuple[bytes, bytes]],
+    own: Sequence[tuple[bytes, bytes]],
+    length: int,
+    default_host: bytes,
+) -> bytes:
+    # One pass over the client's headers: this runs on every request.
+    skipped = _NOT_FORWARDED.union(name for name, _ in own) if own else _NOT_FORWARDED
+    parts = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1")]
+    host = False
     for name, value in headers:
-        if name in HOP_BY_HOP or name == b"content-length":
+        if name in skipped or b"\r" in value or b"\n" in value:
             continue
-        if b"\r" in value or b"\n" in value:
-            continue  # header injection: never forwarded
-        lines.append(name + b": " + value + b"\r\n")
+        if name == b"host":
+            host = True
+        parts += (name, b": ", value, b"\r\n")
+    if not host:
+        parts += (b"host: ", default_host, b"\r\n")
+    for name, value in own:
+        parts += (name, b": ", value, b"\r\n")
     if length or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
-        lines.append(b"content-length: %d\r\n" % length)
-    lines.append(b"\r\n")
-    return b"".join(lines)
+        parts.append(b"content-length: %d\r\n" % length)
+    parts.append(b"\r\n")
+    return b"".join(parts)
