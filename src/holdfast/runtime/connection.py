@@ -85,9 +85,7 @@ async def _addresses(
 ) -> list[tuple[int, Any]]:
     try:
         # An address literal (Lambda's is 127.0.0.1:9001) needs no resolver thread.
-        infos = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
-        )
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
     except socket.gaierror:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [(family, address) for family, _, _, _, address in infos]
