@@ -173,21 +173,6 @@ def test_a_refused_response_sent_ahead_raises_at_its_answer_and_next_still_count
     assert [(r.method, r.connection) for r in requests] == [("POST", 1), ("GET", 1)]
 
 
-def test_an_answer_lost_with_its_connection_leaves_next_to_be_sent_anew():
-    async def scenario(fake, client):
-        fake.add_event({}, request_id="b")
-        await client.send_response("a", b"{}")
-        fake.close_after = 1  # answers the response, then drops the connection
-        await client.answer(then_next=True)
-        request = await client.next()
-        return request, fake.requests
-
-    request, requests = exchange(scenario)
-    assert request.request_id == "b"
-    assert requests[-1].method == "GET"
-    assert requests[-1].connection == 2
-
-
 def test_a_call_made_while_an_answer_is_unread_starts_afresh():
     # An unread answer would be taken for the next call's: that call opens a new connection.
     async def scenario(fake, client):
@@ -209,11 +194,16 @@ def test_an_answer_with_no_response_sent_is_refused():
     exchange(scenario)
 
 
-def test_a_next_lost_with_its_connection_is_sent_again():
+@pytest.mark.parametrize("answer_later", [False, True], ids=["with-the-response", "after-it"])
+def test_a_next_lost_with_its_connection_is_sent_again(answer_later):
     async def scenario(fake, client):
         fake.add_event({}, request_id="b")
         fake.close_after = 1  # the server answers the response, then drops the connection
-        await client.respond("a", b"{}", then_next=True)
+        if answer_later:
+            await client.send_response("a", b"{}")
+            await client.answer(then_next=True)
+        else:
+            await client.respond("a", b"{}", then_next=True)
         request = await client.next()
         return request, fake.requests
 
