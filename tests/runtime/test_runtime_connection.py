@@ -100,6 +100,20 @@ def test_a_timer_due_during_the_wait_ends_it():
     assert run(scenario) == b"from a timer\n"
 
 
+def test_a_timer_years_away_does_not_break_the_wait(poll_number):
+    # poll's timeout has a ceiling (about 25 days): the wait is capped as the loop's select is.
+    async def scenario(loop, selector, connection, peer):
+        far = loop.call_later(10**9, peer.sendall, b"never\n")
+        answer = OnceInPoll(poll_number, lambda: peer.sendall(b"answer\n"))
+        line = await connection.reader.readline()
+        far.cancel()
+        return line, answer.join()
+
+    line, seen = run(scenario)
+    assert line == b"answer\n"
+    assert seen == poll_number
+
+
 def test_a_thread_calling_into_the_loop_ends_the_wait(poll_number):
     # SIGTERM's route: the watch thread calls the runtime's terminate through
     # call_soon_threadsafe, which must run although the loop thread waits in the socket.

@@ -31,6 +31,8 @@ from typing import Any
 _READ_LIMIT = 8 * 1024 * 1024
 # The most one read from the socket asks for.
 _RECV_SIZE = 64 * 1024
+# The longest wait in the socket (asyncio's MAXIMUM_SELECT_TIMEOUT, a day, in milliseconds).
+_MAX_WAIT_MS = 24 * 3600 * 1000
 
 
 class Connection:
@@ -134,6 +136,8 @@ class _QuietReader(asyncio.StreamReader):
             timeout_ms = (loop._scheduled[0].when() - loop.time()) * 1000
             if timeout_ms <= 0:
                 return False
+            # As the loop's own select: a timer days away would overflow poll's timeout.
+            timeout_ms = min(timeout_ms, _MAX_WAIT_MS)
         events = self._poller.poll(timeout_ms)
         return any(fd == self._sock.fileno() for fd, _ in events)
 
