@@ -134,76 +134,11 @@ def test_a_refused_response_still_gets_the_next_sent_behind_it():
     assert [(r.method, r.connection) for r in requests] == [("POST", 1), ("GET", 1)]
 
 
-def test_a_response_sent_ahead_is_taken_at_once_and_its_answer_read_later():
-    async def scenario(fake, client):
-        fake.add_event({}, request_id="a")
-        await client.next()
-        await client.send_response("a", b'{"ok": true}', invocation_id="inv-a")
-        # The API has the response while the runtime still works (nothing read yet)...
-        await fake.wait_for(lambda: fake.result("a") is not None)
-        assert client.unanswered and not client.next_sent
-        assert fake.nexts() == 1
-        fake.add_event({}, request_id="b")
-        # ...and once the work is done, /next goes out, then the answer is read.
-        await client.answer(then_next=True)
-        assert not client.unanswered and client.next_sent
-        request = await client.next()
-        return request, fake.requests
-
-    request, requests = exchange(scenario)
-    assert request.request_id == "b"
-    assert [(r.method, r.connection) for r in requests] == [("GET", 1), ("POST", 1), ("GET", 1)]
-    assert requests[1].body == b'{"ok": true}'
-    assert requests[1].headers["lambda-runtime-invocation-id"] == "inv-a"
-
-
-def test_a_refused_response_sent_ahead_raises_at_its_answer_and_next_still_counts():
-    async def scenario(fake, client):
-        fake.add_event({}, request_id="b")
-        fake.post_failures.append(410)
-        await client.send_response("a", b"{}")
-        with pytest.raises(RuntimeAPIError) as caught:
-            await client.answer(then_next=True)
-        request = await client.next()
-        return caught.value, request, fake.requests
-
-    error, request, requests = exchange(scenario)
-    assert error.gone
-    assert request.request_id == "b"
-    assert [(r.method, r.connection) for r in requests] == [("POST", 1), ("GET", 1)]
-
-
-def test_a_call_made_while_an_answer_is_unread_starts_afresh():
-    # An unread answer would be taken for the next call's: that call opens a new connection.
-    async def scenario(fake, client):
-        fake.add_event({}, request_id="b")
-        await client.send_response("a", b"{}")
-        request = await client.next()
-        return request, fake.requests
-
-    request, requests = exchange(scenario)
-    assert request.request_id == "b"
-    assert [(r.method, r.connection) for r in requests] == [("POST", 1), ("GET", 2)]
-
-
-def test_an_answer_with_no_response_sent_is_refused():
-    async def scenario(fake, client):
-        with pytest.raises(ConnectionError):
-            await client.answer()
-
-    exchange(scenario)
-
-
-@pytest.mark.parametrize("answer_later", [False, True], ids=["with-the-response", "after-it"])
-def test_a_next_lost_with_its_connection_is_sent_again(answer_later):
+def test_a_next_lost_with_its_connection_is_sent_again():
     async def scenario(fake, client):
         fake.add_event({}, request_id="b")
         fake.close_after = 1  # the server answers the response, then drops the connection
-        if answer_later:
-            await client.send_response("a", b"{}")
-            await client.answer(then_next=True)
-        else:
-            await client.respond("a", b"{}", then_next=True)
+        await client.respond("a", b"{}", then_next=True)
         request = await client.next()
         return request, fake.requests
 

@@ -54,9 +54,9 @@ def test_the_caller_is_answered_before_background_work_and_the_freeze_waits_for_
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["buffered", "streamed"])
 def test_work_that_blocks_before_it_awaits_still_finishes_before_the_next_next(tmp_path, streaming):
-    """The response goes out first; the work then holds the loop (the Runtime API's answer to
-    the response arrives meanwhile, unread), waits on a timer and a thread, and only then does
-    the runtime ask for the next event: the freeze comes after the work, never before."""
+    """The response goes out first; the work then holds the loop before its first await,
+    waits on a timer and a thread, and only then does the runtime ask for the next event
+    (waiting for it in its socket): the freeze comes after the work, never before."""
     mode = {"invoke_mode": "response_stream"} if streaming else {}
     env = {"GATE_DIR": str(tmp_path)}
     if streaming:
@@ -73,7 +73,7 @@ def test_work_that_blocks_before_it_awaits_still_finishes_before_the_next_next(t
         assert (tmp_path / "thread").read_text() == "from a thread"
         assert record.outcome == "frozen"
         assert record.response_sent_at < record.frozen_at
-        # The answer to the response was read after the work; the runtime serves on.
+        # The runtime serves on.
         second = httpx.get(f"{emu.url}/hello", timeout=30)
         emu.wait_idle()
     assert second.json() == {"message": "hello"}

@@ -204,19 +204,6 @@ def test_a_refused_post_does_not_stop_the_runtime(serve):
     assert serve(app_target(), scenario).json()["statusCode"] == 200
 
 
-@pytest.mark.parametrize("path", ["/hello", "/after"])
-def test_a_5xx_answer_to_a_response_ends_the_runtime_with_status_1(serve, path):
-    # /hello: the answer is read once the app has returned; /after: once its work has drained.
-    async def scenario(fake, task):
-        fake.post_failures.append(500)
-        fake.add_event(http_event(path))
-        return await task
-
-    assert serve(app_target(), scenario) == 1
-    if path == "/after":
-        assert "after_response ran" in runtime_apps.log
-
-
 def test_a_failing_next_ends_the_runtime_with_status_1(serve):
     async def scenario(fake, task):
         fake.next_failures.append(500)

@@ -6,9 +6,7 @@ loop. The order inside an invocation is the product's promise: the response (or 
 *first*, so the caller has its answer, and only once the invocation's after-response work has
 drained does the worker call ``/next`` again, which is what lets Lambda freeze the environment.
 When nothing at all is owed after a buffered response, the ``/next`` goes out in the same write
-as the response, saving the round trip in between; when work is owed, the response goes out
-alone, the Runtime API takes it while the work runs, and its answer is read only once the work
-is done and ``/next`` has gone out (:meth:`Reply.finish`): the worker never sleeps just for it.
+as the response, saving the round trip in between.
 """
 
 from __future__ import annotations
@@ -182,10 +180,11 @@ class CustomRuntime:
     ) -> None:
         invocation = adapter.begin(event, context, streaming=self.streaming)
         outcome = await invocation.outcome()
+        # The post returns once the API has answered it: the API has the response before any
+        # after-response code can take the CPU (reading the 202 later would race that work).
         await reply.post(_deliver(reply, invocation, outcome))
         invocation.handed_over()  # the app's code after its last body chunk runs from here on
         await invocation.drain(adapter.drain_timeout(context))
-        await reply.finish()
 
     # -- a plain handler(event, context) -----------------------------------------------------
     async def _invoke_handler(self, reply: Reply, event: Any, context: RuntimeContext) -> None:
@@ -198,9 +197,9 @@ class CustomRuntime:
             logger.error("request %s: the handler raised", request_id, exc_info=exc)
             await reply.error(_handler_error(exc))
         else:
-            await reply.respond(body, content_type, work_owed=bool(pending))
+            # Nothing owed after the response: /next can go out with it.
+            await reply.respond(body, content_type, then_next=not pending)
         await pending.drain(drain_budget(context))
-        await reply.finish()
 
     async def _call_handler(self, pending: PendingWork, event: Any, context: RuntimeContext) -> Any:
         handler = self.target.handler
@@ -238,30 +237,19 @@ class Reply:
     def request_id(self) -> str:
         return self._request.request_id
 
-    async def respond(self, body: bytes, content_type: str, *, work_owed: bool) -> None:
-        """Post a buffered response. With no ``work_owed`` after it, ``/next`` goes out in the
-        same write; else the response goes out alone and :meth:`finish` reads its answer."""
-        request, client = self._request, self._client
-        if work_owed:
-            call = client.send_response(
-                request.request_id, body, content_type, invocation_id=request.invocation_id
-            )
-        else:
-            call = client.respond(
+    async def respond(
+        self, body: bytes, content_type: str = "application/json", *, then_next: bool = False
+    ) -> None:
+        request = self._request
+        await self.post(
+            self._client.respond(
                 request.request_id,
                 body,
                 content_type,
                 invocation_id=request.invocation_id,
-                then_next=True,
+                then_next=then_next,
             )
-        await self.post(call)
-
-    async def finish(self) -> None:
-        """Once the invocation's after-response work is done: ``/next`` goes out, then the
-        answer to a response :meth:`respond` sent ahead of that work is read (a refusal is
-        handled as by :meth:`post`)."""
-        if self._client.unanswered:
-            await self.post(self._client.answer(then_next=True))
+        )
 
     async def error(self, report: ErrorReport) -> None:
         request = self._request
@@ -320,7 +308,7 @@ async def _deliver(reply: Reply, invocation: Invocation, outcome: Outcome) -> No
             return
         # Nothing owed after the response (no app coroutine left, no after-response work, no
         # final callback): /next can go out in the same write.
-        await reply.respond(body, content_type, work_owed=not invocation.idle)
+        await reply.respond(body, content_type, then_next=invocation.idle)
 
 
 def _unmarshal(request: InvocationRequest) -> Any:

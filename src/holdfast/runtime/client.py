@@ -4,9 +4,8 @@ Every call the runtime makes to ``$AWS_LAMBDA_RUNTIME_API`` goes through a
 :class:`RuntimeClient`: ``next``, ``response`` (buffered or streamed with chunked encoding and
 error trailers), ``error``, ``init/error`` and SnapStart's ``restore/next`` and ``restore/error``.
 Concurrent workers each own a client, so a connection only ever carries one worker's requests:
-one at a time, except that ``/next`` is pipelined behind a buffered response: in the same write
-when no after-response work is owed (:meth:`RuntimeClient.respond`), else once that work is done,
-ahead of reading the response's answer (:meth:`RuntimeClient.send_response`).
+one at a time, except that a buffered response owing no after-response work has the next
+``/next`` pipelined right behind it (see :meth:`RuntimeClient.respond`).
 
 No call has a timeout: ``/next`` blocks for as long as Lambda keeps the environment idle, and the
 process may be frozen in the middle of any call. The connection (:mod:`.connection`) waits for an
@@ -128,8 +127,6 @@ class RuntimeClient:
         self._next_head = self._head("GET", _NEXT, "Content-Length: 0\r\n")
         # A /next already sent on this connection behind a response (see `respond`).
         self._next_sent = False
-        # The path of a response sent whose answer is still to be read (see `send_response`).
-        self._unanswered: str | None = None
 
     @property
     def next_sent(self) -> bool:
@@ -176,54 +173,9 @@ class RuntimeClient:
         ``invocation_id`` (``Lambda-Runtime-Invocation-Id`` from ``/next``) is echoed, so the
         API can tell a late post for an attempt that timed out (it answers 410 Gone).
         """
-        path, headers = _response_request(request_id, content_type, invocation_id)
+        path = f"{_API}/invocation/{request_id}/response"
+        headers = f"Content-Type: {content_type}\r\n{_invocation_header(invocation_id)}"
         await self._call("POST", path, 202, body, headers, then_next=then_next)
-
-    async def send_response(
-        self,
-        request_id: str,
-        body: bytes,
-        content_type: str = "application/json",
-        *,
-        invocation_id: str | None = None,
-    ) -> None:
-        """Send a buffered response for ``request_id`` without waiting for its answer, which
-        :meth:`answer` reads later.
-
-        For an invocation that owes work after its response: the API takes the response while
-        that work runs, and once it is done :meth:`answer` sends ``/next`` and reads the
-        answer, by then waiting in the socket. The runtime never sleeps just for a 202.
-        """
-        path, headers = _response_request(request_id, content_type, invocation_id)
-        head = self._head("POST", path, f"{headers}Content-Length: {len(body)}\r\n")
-        # No retry on a broken connection (nothing is read here to tell what the API got):
-        # it is the connection this worker just received the event on, so not a stale one.
-        await self._send(await self._connect(), head, body)
-        self._unanswered = path
-
-    @property
-    def unanswered(self) -> bool:
-        """Whether a response went out with :meth:`send_response` and its answer is unread."""
-        return self._unanswered is not None
-
-    async def answer(self, *, then_next: bool = False) -> None:
-        """Read the answer to the response :meth:`send_response` sent; raises
-        :class:`RuntimeAPIError` unless it is 202. ``then_next``: ``/next`` goes out first,
-        right behind the response, and the following :meth:`next` reads only its answer."""
-        path, self._unanswered = self._unanswered, None
-        connection = self._connection
-        if path is None or connection is None:
-            raise ConnectionError("no response awaits its answer on this connection")
-        try:
-            if then_next:
-                await connection.send(self._next_head)
-                self._next_sent = True
-            response = await self._read_response()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            await self.close()  # the /next sent is lost with it: the next call resends it
-            raise
-        if response.status != 202:
-            raise RuntimeAPIError("POST", path, response.status, response.body)
 
     async def error(
         self, request_id: str, report: ErrorReport, *, invocation_id: str | None = None
@@ -281,7 +233,6 @@ class RuntimeClient:
         """Close the connection (the next call opens a new one)."""
         connection, self._connection = self._connection, None
         self._next_sent = False  # a /next sent on it is lost with it: the next call resends it
-        self._unanswered = None
         if connection is not None:
             connection.close()
 
@@ -303,9 +254,6 @@ class RuntimeClient:
     ) -> _Response:
         if head is None:
             head = self._head(method, path, f"{headers}Content-Length: {len(body)}\r\n")
-        if self._unanswered is not None:
-            # An answer never read would be taken for this call's: start afresh.
-            await self.close()
         reused = self._connection is not None
         try:
             response = await self._exchange(head, body, then_next)
@@ -336,13 +284,8 @@ class RuntimeClient:
         return response
 
     async def _exchange(self, head: bytes, body: bytes, then_next: bool = False) -> _Response:
+        connection = await self._connect()
         follow = self._next_head if then_next else b""
-        await self._send(await self._connect(), head, body, follow)
-        self._next_sent = then_next
-        return await self._read_response()
-
-    @staticmethod
-    async def _send(connection: Connection, head: bytes, body: bytes, follow: bytes = b"") -> None:
         if len(body) < _COALESCE_BYTES:
             # One segment: the server gets the request (and the /next behind it) in one read.
             await connection.send(head + body + follow)
@@ -351,6 +294,8 @@ class RuntimeClient:
             await connection.send(body)
             if follow:
                 await connection.send(follow)
+        self._next_sent = then_next
+        return await self._read_response()
 
     def _head(self, method: str, path: str, headers: str) -> bytes:
         request_line = f"{method} {path} HTTP/1.1\r\n".encode()
@@ -465,13 +410,6 @@ async def read_body(reader: asyncio.StreamReader, headers: dict[str, str], statu
         return b""
     headers["connection"] = "close"  # the body runs to the end of the connection
     return await reader.read()
-
-
-def _response_request(
-    request_id: str, content_type: str, invocation_id: str | None
-) -> tuple[str, str]:
-    path = f"{_API}/invocation/{request_id}/response"
-    return path, f"Content-Type: {content_type}\r\n{_invocation_header(invocation_id)}"
 
 
 def _invocation_header(invocation_id: str | None) -> str:
