@@ -78,14 +78,26 @@ class OnceInPoll:
         return self.seen
 
 
-def test_an_answer_is_awaited_in_the_socket_without_a_turn_of_the_loop(poll_number):
-    async def scenario(loop, selector, connection, peer):
-        answer = OnceInPoll(poll_number, lambda: peer.sendall(b"HTTP/1.1 202\r\n"))
-        turns = selector.turns
-        line = await connection.reader.readline()
-        return line, selector.turns - turns, answer.join()
+def answered_in_poll(poll_number, answer, before=None):
+    """Read a line that ``answer(loop, peer)`` sends from another thread once the loop thread
+    waits in ``poll`` (``before(loop, peer)`` runs first); the line, the system call the
+    thread was seen in, and the turns the loop took meanwhile."""
 
-    line, turns, seen = run(scenario)
+    async def scenario(loop, selector, connection, peer):
+        if before is not None:
+            before(loop, peer)
+        turns = selector.turns
+        answering = OnceInPoll(poll_number, lambda: answer(loop, peer))
+        line = await connection.reader.readline()
+        return line, answering.join(), selector.turns - turns
+
+    return run(scenario)
+
+
+def test_an_answer_is_awaited_in_the_socket_without_a_turn_of_the_loop(poll_number):
+    line, seen, turns = answered_in_poll(
+        poll_number, lambda loop, peer: peer.sendall(b"HTTP/1.1 202\r\n")
+    )
     assert line == b"HTTP/1.1 202\r\n"
     assert seen == poll_number  # the loop thread waited in poll...
     assert turns == 0  # ...and the loop never turned for the answer
@@ -102,14 +114,11 @@ def test_a_timer_due_during_the_wait_ends_it():
 
 def test_a_timer_years_away_does_not_break_the_wait(poll_number):
     # poll's timeout has a ceiling (about 25 days): the wait is capped as the loop's select is.
-    async def scenario(loop, selector, connection, peer):
-        far = loop.call_later(10**9, peer.sendall, b"never\n")
-        answer = OnceInPoll(poll_number, lambda: peer.sendall(b"answer\n"))
-        line = await connection.reader.readline()
-        far.cancel()
-        return line, answer.join()
-
-    line, seen = run(scenario)
+    line, seen, _ = answered_in_poll(
+        poll_number,
+        lambda loop, peer: peer.sendall(b"answer\n"),
+        before=lambda loop, peer: loop.call_later(10**9, peer.sendall, b"never\n"),
+    )
     assert line == b"answer\n"
     assert seen == poll_number
 
@@ -117,12 +126,9 @@ def test_a_timer_years_away_does_not_break_the_wait(poll_number):
 def test_a_thread_calling_into_the_loop_ends_the_wait(poll_number):
     # SIGTERM's route: the watch thread calls the runtime's terminate through
     # call_soon_threadsafe, which must run although the loop thread waits in the socket.
-    async def scenario(loop, selector, connection, peer):
-        call = OnceInPoll(poll_number, lambda: loop.call_soon_threadsafe(peer.sendall, b"x\n"))
-        line = await connection.reader.readline()
-        return line, call.join()
-
-    line, seen = run(scenario)
+    line, seen, _ = answered_in_poll(
+        poll_number, lambda loop, peer: loop.call_soon_threadsafe(peer.sendall, b"x\n")
+    )
     assert line == b"x\n"
     assert seen == poll_number
 
