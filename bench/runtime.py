@@ -14,8 +14,10 @@ Lambda does), run either by
 Two numbers per runtime: **requests/s**, sequential invocations against a warm environment, and
 **cold start**, the time from asking a fresh emulator for an invocation (it then starts the
 process) to having the response. The machine is shared and noisy, so the runtimes are
-interleaved: each round measures both, in alternating order, in fresh emulators; the table shows
-medians over rounds, and ratios are holdfast / awslambdaric. Both run with the same emulator
+interleaved: each round starts both in fresh emulators (in alternating order) and then sends
+their requests in alternating batches of ``--batch``, so both meet the same load from the rest
+of the machine (the one not served meanwhile sits frozen); the table shows medians over rounds,
+and ratios are holdfast / awslambdaric. Both run with the same emulator
 settings and compiled bytecode. The event is encoded once: the client shares the emulator's
 thread, and encoding it per request would add its cost to whichever runtime leaves the emulator
 less idle time to hide it in.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import statistics
@@ -32,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import summary
 from holdfast.emulator import Emulator
@@ -101,30 +105,45 @@ def _bytecode_cache(directory: str) -> dict[str, str]:
 
 
 async def measure(
-    command: list[str], cwd: str, requests: int, env: dict[str, str]
-) -> dict[str, float]:
-    """One fresh emulator: cold start, then sequential requests against the warm environment."""
+    order: list[str], cwd: str, requests: int, env: dict[str, str], batch: int
+) -> dict[str, dict[str, float]]:
+    """One round: each runtime's cold start in a fresh emulator, then sequential requests
+    against the warm environments, the runtimes taking turns batch by batch."""
     options = {"cwd": cwd, "timeout": 30, "env": env, "log": lambda line: None}
-    async with Emulator(command, **options) as emulator:
-        started = time.perf_counter()
-        first = await emulator.invoke(payload=PAYLOAD)
-        cold = time.perf_counter() - started
-        _check(first.json())
-        for _ in range(20):  # warm up: caches, the allocator, branch predictors
-            await emulator.invoke(payload=PAYLOAD)
-        started = time.perf_counter()
-        for _ in range(requests):
-            result = await emulator.invoke(payload=PAYLOAD)
-        rps = requests / (time.perf_counter() - started)
-        _check(result.json())
-        await emulator.wait_idle()
-        records = emulator.freeze_log[-requests:]
+    async with contextlib.AsyncExitStack() as stack:
+        emulators: dict[str, Emulator] = {}
+        cold: dict[str, float] = {}
+        for name in order:
+            emulator = await stack.enter_async_context(Emulator(RUNTIMES[name], **options))
+            started = time.perf_counter()
+            first = await emulator.invoke(payload=PAYLOAD)
+            cold[name] = time.perf_counter() - started
+            _check(first.json())
+            for _ in range(20):  # warm up: caches, the allocator, branch predictors
+                await emulator.invoke(payload=PAYLOAD)
+            emulators[name] = emulator
+        elapsed = dict.fromkeys(order, 0.0)
+        for done in range(0, requests, batch):
+            for name in order:
+                emulator = emulators[name]
+                started = time.perf_counter()
+                for _ in range(min(batch, requests - done)):
+                    result = await emulator.invoke(payload=PAYLOAD)
+                elapsed[name] += time.perf_counter() - started
+                _check(result.json())
+        figures = {}
+        for name, emulator in emulators.items():
+            await emulator.wait_idle()
+            figures[name] = _figures(emulator.freeze_log[-requests:])
+            figures[name].update(cold=cold[name], rps=requests / elapsed[name])
+    return figures
+
+
+def _figures(records: list[Any]) -> dict[str, float]:
     # Inside the environment: from the event's dispatch to the response, and to the freeze.
     to_response = [r.response_sent_at - r.started_at for r in records if r.response_sent_at]
     to_freeze = [r.frozen_at - r.started_at for r in records if r.frozen_at]
     return {
-        "cold": cold,
-        "rps": rps,
         "to_response": statistics.median(to_response),
         "to_freeze": statistics.median(to_freeze),
     }
@@ -135,17 +154,16 @@ def _check(response: dict) -> None:
         raise SystemExit(f"unexpected response: {response}")
 
 
-async def bench(rounds: int, requests: int) -> dict[str, dict[str, list[float]]]:
+async def bench(rounds: int, requests: int, batch: int) -> dict[str, dict[str, list[float]]]:
     results: dict[str, dict[str, list[float]]] = {name: {} for name in RUNTIMES}
     with tempfile.TemporaryDirectory() as cwd, tempfile.TemporaryDirectory() as cache:
         Path(cwd, "bench_runtime_app.py").write_text(APP)
         env = _bytecode_cache(cache)
-        for command in RUNTIMES.values():  # fills the bytecode cache; not measured
-            await measure(command, cwd, 1, env)
+        await measure(list(RUNTIMES), cwd, 1, env, 1)  # fills the bytecode cache; not measured
         for round_no in range(rounds):
             order = list(RUNTIMES) if round_no % 2 == 0 else list(reversed(RUNTIMES))
-            for name in order:
-                for key, value in (await measure(RUNTIMES[name], cwd, requests, env)).items():
+            for name, figures in (await measure(order, cwd, requests, env, batch)).items():
+                for key, value in figures.items():
                     results[name].setdefault(key, []).append(value)
             print(f"round {round_no + 1}/{rounds} done", file=sys.stderr)
     return results
@@ -199,10 +217,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument(
+        "--batch", type=int, default=50, help="requests a runtime gets before the other's turn"
+    )
     summary.add_argument(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    results = asyncio.run(bench(args.rounds, args.requests))
+    results = asyncio.run(bench(args.rounds, args.requests, args.batch))
     report(results, args.rounds, args.requests)
     ours, theirs = ({k: statistics.median(v) for k, v in results[n].items()} for n in RUNTIMES)
     summary.write(

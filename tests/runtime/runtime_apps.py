@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from pathlib import Path
 
 from fastapi import BackgroundTasks, FastAPI, Request
@@ -108,6 +109,22 @@ async def gated_background(tasks: BackgroundTasks):
 async def _wait_for_gate_file(gate_dir: Path) -> None:
     while not (gate_dir / "open").exists():
         await asyncio.sleep(0.01)
+    (gate_dir / "done").write_text("background finished")
+
+
+@app.get("/blocking-background")
+async def blocking_background(tasks: BackgroundTasks):
+    # After-response work that blocks the event loop until $GATE_DIR/open exists, before it
+    # first awaits; then it waits on a timer and on a thread, as real work does.
+    tasks.add_task(_block_then_await, Path(os.environ["GATE_DIR"]))
+    return {"ok": True}
+
+
+async def _block_then_await(gate_dir: Path) -> None:
+    while not (gate_dir / "open").exists():
+        time.sleep(0.005)
+    await asyncio.sleep(0.01)
+    await asyncio.to_thread((gate_dir / "thread").write_text, "from a thread")
     (gate_dir / "done").write_text("background finished")
 
 

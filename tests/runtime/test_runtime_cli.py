@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import syscalls
 from runtime_fake import ThreadedFake
 
 from holdfast import config
@@ -50,6 +51,28 @@ def test_serves_an_app_and_shuts_its_lifespan_down_on_sigterm(tmp_path):
             process.send_signal(signal.SIGTERM)
         status, output = finish(process)
     assert json.loads(result.json()["body"]) == {"message": "hello"}
+    assert status == 0, output
+    assert (tmp_path / "shutdown").read_text() == "lifespan shutdown ran"
+
+
+def test_a_runtime_waits_for_next_in_its_socket_and_sigterm_ends_the_wait(tmp_path):
+    """Idle between events, the runtime's one thread sits in ``poll`` on the Runtime API socket
+    (not in a turn of its event loop), and SIGTERM still ends it through the one shutdown path:
+    the wait ends, lifespan shutdown runs, the process exits 0."""
+    poll = syscalls.poll_number()
+    with ThreadedFake() as fake:
+        process = start(fake, "runtime_apps:app", GATE_DIR=str(tmp_path))
+        try:
+            request_id = fake.call(fake.api.add_event, http_event("/hello"))
+            fake.call(fake.api.wait_result, request_id)
+            fake.call(fake.api.wait_for, lambda: fake.api.nexts() == 2)
+            waiting_in = syscalls.until(
+                lambda: syscalls.current(process.pid), lambda number: number == poll
+            )
+        finally:
+            process.send_signal(signal.SIGTERM)
+        status, output = finish(process)
+    assert waiting_in == poll
     assert status == 0, output
     assert (tmp_path / "shutdown").read_text() == "lifespan shutdown ran"
 

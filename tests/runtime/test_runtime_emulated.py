@@ -52,6 +52,34 @@ def test_the_caller_is_answered_before_background_work_and_the_freeze_waits_for_
     assert record.response_sent_at < record.frozen_at
 
 
+@pytest.mark.parametrize("streaming", [False, True], ids=["buffered", "streamed"])
+def test_work_that_blocks_before_it_awaits_still_finishes_before_the_next_next(tmp_path, streaming):
+    """The response goes out first; the work then holds the loop before its first await,
+    waits on a timer and a thread, and only then does the runtime ask for the next event
+    (waiting for it in its socket): the freeze comes after the work, never before."""
+    mode = {"invoke_mode": "response_stream"} if streaming else {}
+    env = {"GATE_DIR": str(tmp_path)}
+    if streaming:
+        env["HOLDFAST_INVOKE_MODE"] = "response_stream"
+    with emulator("runtime_apps:app", env=env, **mode) as emu:
+        first = httpx.get(f"{emu.url}/blocking-background", timeout=30)
+        # Answered while the work blocks the runtime's loop: no /next yet, so no freeze.
+        assert first.json() == {"ok": True}
+        assert emu.freeze_log[-1].frozen_at is None
+        (tmp_path / "open").touch()
+        emu.wait_idle()
+        record = emu.freeze_log[-1]
+        assert (tmp_path / "done").read_text() == "background finished"
+        assert (tmp_path / "thread").read_text() == "from a thread"
+        assert record.outcome == "frozen"
+        assert record.response_sent_at < record.frozen_at
+        # The runtime serves on.
+        second = httpx.get(f"{emu.url}/hello", timeout=30)
+        emu.wait_idle()
+    assert second.json() == {"message": "hello"}
+    assert emu.freeze_log[-1].outcome == "frozen"
+
+
 def test_a_non_http_event_is_a_function_error():
     sqs = json.loads((HERE.parent / "fixtures" / "events" / "sqs-receive-message.json").read_text())
     with emulator("runtime_apps:app") as emu:

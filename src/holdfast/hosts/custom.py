@@ -180,6 +180,8 @@ class CustomRuntime:
     ) -> None:
         invocation = adapter.begin(event, context, streaming=self.streaming)
         outcome = await invocation.outcome()
+        # The post returns once the API has answered it: the API has the response before any
+        # after-response code can take the CPU (reading the 202 later would race that work).
         await reply.post(_deliver(reply, invocation, outcome))
         invocation.handed_over()  # the app's code after its last body chunk runs from here on
         await invocation.drain(adapter.drain_timeout(context))

@@ -1,4 +1,4 @@
-"""The Lambda Runtime API client: asyncio HTTP/1.1 on one kept-alive connection.
+"""The Lambda Runtime API client: HTTP/1.1 on one kept-alive connection, for asyncio.
 
 Every call the runtime makes to ``$AWS_LAMBDA_RUNTIME_API`` goes through a
 :class:`RuntimeClient`: ``next``, ``response`` (buffered or streamed with chunked encoding and
@@ -8,7 +8,8 @@ one at a time, except that a buffered response owing no after-response work has 
 ``/next`` pipelined right behind it (see :meth:`RuntimeClient.respond`).
 
 No call has a timeout: ``/next`` blocks for as long as Lambda keeps the environment idle, and the
-process may be frozen in the middle of any call.
+process may be frozen in the middle of any call. The connection (:mod:`.connection`) waits for an
+answer in its socket, not in a turn of the event loop, whenever the loop has nothing else to do.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from holdfast.errors import HoldfastError
 from holdfast.http11.grammar import ProtocolError, body_framing, parse_fields
 from holdfast.http11.response import ResponseHead, body_chunks, read_response
+from holdfast.runtime.connection import Connection
 
 if TYPE_CHECKING:
     from holdfast.runtime.report import ErrorReport
@@ -36,13 +38,9 @@ _ERROR_TYPE = "Lambda-Runtime-Function-Error-Type"
 _ERROR_BODY = "Lambda-Runtime-Function-Error-Body"
 _INVOCATION_ID = "Lambda-Runtime-Invocation-Id"
 _USER_AGENT = "holdfast/{} (Python {}.{}.{})".format("0.1", *sys.version_info[:3])
-# Headers, a whole 6 MB event: the reader buffers at most one of these at a time.
-_READ_LIMIT = 8 * 1024 * 1024
 _MAX_TIMEOUT_MS = 900_000
 # Bodies up to this size are sent in one write with the request head; larger ones are not copied.
 _COALESCE_BYTES = 64 * 1024
-# The most one read from the socket asks for (see `_connection`).
-_RECV_SIZE = 64 * 1024
 
 
 class RuntimeAPIError(HoldfastError):
@@ -124,8 +122,7 @@ class RuntimeClient:
         self.address = address
         self._host = host.strip("[]")
         self._port = int(port)
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._connection: Connection | None = None
         self._host_header = f"Host: {address}\r\nUser-Agent: {_USER_AGENT}\r\n".encode()
         self._next_head = self._head("GET", _NEXT, "Content-Length: 0\r\n")
         # A /next already sent on this connection behind a response (see `respond`).
@@ -228,20 +225,16 @@ class RuntimeClient:
     async def open(self) -> None:
         """Open the connection ahead of the first call; a failure is left for that call."""
         try:
-            await self._connection()
+            await self._connect()
         except OSError:
             pass
 
     async def close(self) -> None:
         """Close the connection (the next call opens a new one)."""
-        writer, self._reader, self._writer = self._writer, None, None
+        connection, self._connection = self._connection, None
         self._next_sent = False  # a /next sent on it is lost with it: the next call resends it
-        if writer is not None:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except OSError:
-                pass
+        if connection is not None:
+            connection.close()
 
     # -- HTTP/1.1 ------------------------------------------------------------------------------
     async def _post_error(self, path: str, report: ErrorReport, extra: str = "") -> None:
@@ -261,7 +254,7 @@ class RuntimeClient:
     ) -> _Response:
         if head is None:
             head = self._head(method, path, f"{headers}Content-Length: {len(body)}\r\n")
-        reused = self._writer is not None
+        reused = self._connection is not None
         try:
             response = await self._exchange(head, body, then_next)
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
@@ -291,17 +284,16 @@ class RuntimeClient:
         return response
 
     async def _exchange(self, head: bytes, body: bytes, then_next: bool = False) -> _Response:
-        writer = await self._connection()
+        connection = await self._connect()
         follow = self._next_head if then_next else b""
         if len(body) < _COALESCE_BYTES:
             # One segment: the server gets the request (and the /next behind it) in one read.
-            writer.write(head + body + follow)
+            await connection.send(head + body + follow)
         else:
-            writer.write(head)
-            writer.write(body)
+            await connection.send(head)
+            await connection.send(body)
             if follow:
-                writer.write(follow)
-            await writer.drain()
+                await connection.send(follow)
         self._next_sent = then_next
         return await self._read_response()
 
@@ -309,23 +301,15 @@ class RuntimeClient:
         request_line = f"{method} {path} HTTP/1.1\r\n".encode()
         return request_line + self._host_header + headers.encode() + b"\r\n"
 
-    async def _connection(self) -> asyncio.StreamWriter:
-        if self._writer is None:
-            self._reader, self._writer = await asyncio.open_connection(
-                self._host, self._port, limit=_READ_LIMIT
-            )
-            # asyncio receives into a fresh 256 KiB buffer, which the C library maps and
-            # unmaps around every read (three system calls, more than the read itself);
-            # 64 KiB buffers come from the heap.
-            transport = self._writer.transport
-            if getattr(transport, "max_size", 0) > _RECV_SIZE:
-                transport.max_size = _RECV_SIZE  # type: ignore[attr-defined]
-        return self._writer
+    async def _connect(self) -> Connection:
+        if self._connection is None:
+            self._connection = await Connection.open(self._host, self._port)
+        return self._connection
 
     async def _read_response(self) -> _Response:
-        reader = self._reader
-        assert reader is not None
-        head, body = await read_response(reader)
+        connection = self._connection
+        assert connection is not None
+        head, body = await read_response(connection.reader)
         headers = head.index
         if not head.keep_alive:
             await self.close()
@@ -355,7 +339,7 @@ class ResponseStream:
             f"Content-Type: {content_type}\r\n"
             f"{_invocation_header(invocation_id)}"
         )
-        self._writer: asyncio.StreamWriter | None = None
+        self._connection: Connection | None = None
         self.started = False
         self.closed = False
 
@@ -379,15 +363,14 @@ class ResponseStream:
         client = self._client
         # No retry on a broken connection: the stream cannot be replayed. It is the connection
         # this worker just received the event on, so it is not a stale one.
-        if self._writer is None:
-            self._writer = await client._connection()
+        if self._connection is None:
+            self._connection = await client._connect()
             data = client._head("POST", self._path, self._headers) + data
             self.started = True
-        elif self._writer is not client._writer:
+        elif self._connection is not client._connection:
             raise ConnectionError("the connection of this streamed response was lost")
         try:
-            self._writer.write(data)
-            await self._writer.drain()
+            await self._connection.send(data)
         except ConnectionError:
             await client.close()
             raise
