@@ -32,14 +32,13 @@ the moment it arrives.
 from __future__ import annotations
 
 import asyncio
-import os
-import select
 import socket
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from holdfast._types import RawHeaders
+from holdfast.http11.client_socket import SocketReader, connect
 from holdfast.http11.response import ProtocolError, ResponseHead, body_chunks, read_head
 
 #: Seconds an idle connection may be reused where the environment can freeze (see above).
@@ -69,103 +68,12 @@ class UpstreamError(ConnectionError):
     """The app could not be reached, or broke the HTTP exchange."""
 
 
-class _SocketReader(asyncio.StreamReader):
-    """The reads `holdfast.http11.response` makes, straight from a socket with no transport.
-
-    A :class:`asyncio.StreamReader` only by type (the parser reads from one): its reads are its
-    own, over one buffer filled from the socket only when a read needs more bytes, with no
-    transport, protocol or waiter future in between. While ``answer_wait`` is set, the next
-    bytes are awaited in a blocking ``poll`` for that long before the loop is asked.
-    """
-
-    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(limit=_READ_LIMIT, loop=loop)
-        self.answer_wait = 0.0
-        self._sock = sock
-        self._sock_loop = loop
-        self._poller = select.poll()
-        self._poller.register(sock, select.POLLIN)
-        self._data = bytearray()
-        self._ended = False
-
-    def at_eof(self) -> bool:
-        return self._ended and not self._data
-
-    def quiet(self) -> bool:
-        """Whether every byte received was read and the socket has nothing more: the peer has
-        neither closed it nor sent anything unasked."""
-        # poll reports the peer's close, a reset and unasked bytes alike, without a recv.
-        return not self._data and not self._ended and not self._poller.poll(0)
-
-    def holds(self, size: int) -> bool:
-        """Whether the next ``size`` bytes are here already (a read of them will not wait)."""
-        return len(self._data) >= size
-
-    # Only bytes separators are read here (the base class takes any buffer).
-    async def readuntil(self, separator: bytes = b"\n") -> bytes:  # type: ignore[override]
-        start = 0
-        while (end := self._data.find(separator, start)) < 0:
-            if len(self._data) > _READ_LIMIT:
-                raise asyncio.LimitOverrunError("separator not found in time", len(self._data))
-            if self._ended:
-                partial = bytes(self._data)
-                self._data.clear()
-                raise asyncio.IncompleteReadError(partial, None)
-            start = max(0, len(self._data) - len(separator) + 1)
-            await self._receive()
-        end += len(separator)
-        if end > _READ_LIMIT:
-            raise asyncio.LimitOverrunError("separator found too far on", end)
-        return self._take(end)
-
-    async def read(self, n: int = -1) -> bytes:
-        if n < 0:
-            while not self._ended:
-                await self._receive()
-            return self._take(len(self._data))
-        if not self._data and not self._ended and n:
-            await self._receive()
-        return self._take(n)
-
-    async def readexactly(self, n: int) -> bytes:
-        while len(self._data) < n:
-            if self._ended:
-                partial = self._take(len(self._data))
-                raise asyncio.IncompleteReadError(partial, n)
-            await self._receive()
-        return self._take(n)
-
-    def _take(self, n: int) -> bytes:
-        data = self._data
-        if n >= len(data):
-            self._data = bytearray()
-            return bytes(data)
-        taken = bytes(data[:n])
-        del data[:n]
-        return taken
-
-    async def _receive(self) -> None:
-        """Add the next bytes the socket has to the buffer (none: the stream has ended)."""
-        data: bytes | None = None
-        if not self.answer_wait or self._poller.poll(self.answer_wait * 1000):
-            try:
-                data = self._sock.recv(_CHUNK)
-            except BlockingIOError:
-                pass
-        if data is None:
-            data = await self._sock_loop.sock_recv(self._sock, _CHUNK)
-        if data:
-            self._data += data
-        else:
-            self._ended = True
-
-
 class _Connection:
     __slots__ = ("idle_since", "reader", "sock")
 
     def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
         self.sock = sock
-        self.reader = _SocketReader(sock, loop)
+        self.reader = SocketReader(sock, loop, limit=_READ_LIMIT)
         self.idle_since = time.time()
 
     def open_and_quiet(self) -> bool:
@@ -297,38 +205,18 @@ class Upstream:
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
-        error: OSError | None = None
         try:
             addresses = self._addresses or await self._resolve(loop)
+            # Each of the host's addresses in turn (``localhost`` may name ::1 first while the
+            # app listens on 127.0.0.1 only); the first that answers is tried first from then on.
+            sock, answered = await connect(loop, addresses, wait=self.answer_wait)
         except OSError as exc:
-            error = exc
-            addresses = []
-        # Each of the host's addresses in turn (``localhost`` may name ::1 first while the app
-        # listens on 127.0.0.1 only); the first that answers is tried first from then on.
-        for family, address in addresses:
-            try:
-                sock = socket.socket(family, socket.SOCK_STREAM)
-            except OSError as exc:  # e.g. IPv6 off in this environment
-                error = exc
-                continue
-            try:
-                sock.setblocking(False)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                await _connect(loop, sock, address, self.answer_wait)
-            except OSError as exc:
-                sock.close()
-                error = exc
-                continue
-            except BaseException:
-                sock.close()
-                raise
-            if addresses[0] != (family, address):
-                self._addresses = [
-                    (family, address),
-                    *(other for other in addresses if other != (family, address)),
-                ]
-            return _Connection(sock, loop)
-        raise UpstreamError(f"cannot connect to the app at {self.host}:{self.port}: {error}")
+            raise UpstreamError(
+                f"cannot connect to the app at {self.host}:{self.port}: {exc}"
+            ) from None
+        if addresses[0] != answered:
+            self._addresses = [answered, *(other for other in addresses if other != answered)]
+        return _Connection(sock, loop)
 
     async def _resolve(self, loop: asyncio.AbstractEventLoop) -> list[tuple[int, Any]]:
         # Once: the app's address does not change while the proxy runs.
@@ -350,12 +238,12 @@ class Upstream:
                 await asyncio.get_running_loop().sock_sendall(sock, memoryview(message)[sent:])
                 sent = len(message)
             reader = connection.reader
-            reader.answer_wait = self.answer_wait
+            reader.wait = self.answer_wait
             head = await read_head(reader, to_head_request=request_head.startswith(b"HEAD "))
             if head.length is None:
                 # A chunked or read-to-close body may be a stream that takes its time: awaited
                 # on the loop. One of known length is on its way (the app has it in hand).
-                reader.answer_wait = 0.0
+                reader.wait = 0.0
         except ProtocolError as exc:
             connection.close()
             raise UpstreamError(f"the app sent a broken response head: {exc}") from exc
@@ -372,36 +260,6 @@ class Upstream:
                 f"the app closed the connection without answering: {exc!r}"
             ) from exc
         return UpstreamResponse(self, connection, head)
-
-
-async def _connect(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket, address: Any, wait: float
-) -> None:
-    """Connect the non-blocking ``sock``. On loopback the handshake is done by the time
-    ``connect`` returns (it still says "in progress"): checked at once, or within ``wait``
-    seconds, before the loop is asked to wait for it."""
-    try:
-        sock.connect(address)
-        return
-    except BlockingIOError:
-        pass
-    poller = select.poll()
-    poller.register(sock, select.POLLOUT)
-    if not poller.poll(wait * 1000):
-        writable = loop.create_future()
-
-        def ready() -> None:
-            if not writable.done():
-                writable.set_result(None)
-
-        loop.add_writer(sock, ready)
-        try:
-            await writable
-        finally:
-            loop.remove_writer(sock)
-    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    if error:
-        raise OSError(error, os.strerror(error))
 
 
 class _NothingSent(Exception):

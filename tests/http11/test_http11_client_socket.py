@@ -1,15 +1,17 @@
-"""The proxy's socket reader against asyncio's own: any bytes the app sends, in any pieces, read
-through `holdfast.http11.response` give the same head, body or error from both."""
+"""The client socket reader (the Runtime API client's and the proxy's) against asyncio's own: any
+bytes a server sends, in any pieces, read through `holdfast.http11.response` give the same head,
+body or error from both, whether the reader waits in the socket or on the loop."""
 
 import asyncio
 import itertools
+import math
 import socket
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from holdfast.http11.client_socket import SocketReader
 from holdfast.http11.response import body_chunks, read_head
-from holdfast.proxy.upstream import _SocketReader
 
 RESPONSES = [
     b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello",
@@ -45,7 +47,7 @@ async def _outcome(reader: asyncio.StreamReader) -> tuple[object, ...]:
     return (head.status, head.fields, head.length, head.keep_alive, body)
 
 
-async def _through_socket(message: bytes, cuts: list[int]) -> tuple[object, ...]:
+async def _through_socket(message: bytes, cuts: list[int], wait: float) -> tuple[object, ...]:
     """`message` sent in pieces (cut at `cuts`), each after the reader has had a turn."""
     loop = asyncio.get_running_loop()
     ours, peer = socket.socketpair()
@@ -60,7 +62,7 @@ async def _through_socket(message: bytes, cuts: list[int]) -> tuple[object, ...]
 
     writer = asyncio.ensure_future(write())
     try:
-        return await _outcome(_SocketReader(ours, loop))
+        return await _outcome(SocketReader(ours, loop, limit=1024 * 1024, wait=wait))
     finally:
         await writer
         ours.close()
@@ -75,11 +77,18 @@ async def _through_stream_reader(message: bytes) -> tuple[object, ...]:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(messages(), st.lists(st.integers(0, 200), max_size=6))
-@example(RESPONSES[1], list(range(1, len(RESPONSES[1]))))  # one byte at a time
-def test_socket_reader_reads_as_asyncios_stream_reader(message, cuts):
+@given(
+    messages(),
+    st.lists(st.integers(0, 200), max_size=6),
+    # Never waiting in the socket (a proxy's stream), a bounded wait, one as long as the loop
+    # stays quiet (the Runtime API client).
+    st.sampled_from([0.0, 0.005, math.inf]),
+)
+@example(RESPONSES[1], list(range(1, len(RESPONSES[1]))), 0.0)  # one byte at a time
+@example(RESPONSES[1], list(range(1, len(RESPONSES[1]))), math.inf)
+def test_socket_reader_reads_as_asyncios_stream_reader(message, cuts, wait):
     async def both() -> tuple[tuple[object, ...], tuple[object, ...]]:
-        return await _through_socket(message, cuts), await _through_stream_reader(message)
+        return await _through_socket(message, cuts, wait), await _through_stream_reader(message)
 
     ours, asyncios = asyncio.run(both())
     assert ours == asyncios
@@ -89,7 +98,7 @@ def test_socket_reader_is_quiet_only_with_nothing_unread_and_nothing_coming():
     async def scenario() -> list[bool]:
         ours, peer = socket.socketpair()
         ours.setblocking(False)
-        reader = _SocketReader(ours, asyncio.get_running_loop())
+        reader = SocketReader(ours, asyncio.get_running_loop(), limit=1024 * 1024)
         seen = [reader.quiet()]
         peer.sendall(b"HTTP/1.1 204 No Content\r\n\r\nextra")
         await read_head(reader)
