@@ -23,7 +23,7 @@ import logging
 import math
 import resource
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -126,7 +126,7 @@ class RequestBody:
 
     def __init__(
         self,
-        reader: asyncio.StreamReader,
+        reader: _Connection,
         *,
         length: int | None,
         chunked: bool,
@@ -192,13 +192,16 @@ class RequestBody:
 
     async def _read_small(self) -> bytes:
         # The common case (a Runtime API post, an event): a short body of known length, with
-        # no 100 Continue to send, read in one call rather than through `chunks()`.
+        # no 100 Continue to send, usually here already with its head: taken without a wait
+        # (and without arming the body timeout).
         if self._done:
             return b""
-        try:
-            data = await self._timed(self._reader.readexactly(self._remaining))
-        except asyncio.IncompleteReadError:
-            raise ProtocolError("connection closed inside the request body") from None
+        data = self._reader.take(self._remaining)
+        if data is None:
+            try:
+                data = await self._timed(self._reader.readexactly(self._remaining))
+            except asyncio.IncompleteReadError:
+                raise ProtocolError("connection closed inside the request body") from None
         self._remaining = 0
         self._done = True
         return data
@@ -215,7 +218,7 @@ class RequestBody:
         # A chunk is read in pieces of at most 64 KiB, so a huge announced size costs nothing
         # until its bytes really arrive.
         if self._chunk_left == 0:
-            line = await self._timed(_readline(self._reader))
+            line = await self._timed(self._reader.readline())
             if not line.endswith(b"\n"):
                 raise ProtocolError("connection closed inside a chunked body")
             size = chunk_size(line)
@@ -324,10 +327,10 @@ class HTTPServer:
         self._max_connections = max_connections or default_max_connections()
         self._server: asyncio.Server | None = None
         self._bound_port = port
-        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._connections: dict[asyncio.Task[None], _Connection] = {}
         # Connections between requests (waiting for a head), oldest first: the ones to close
         # when the cap is reached.
-        self._waiting: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._waiting: dict[asyncio.Task[None], _Connection] = {}
         self._refusals = _Refusals()
 
     @property
@@ -345,18 +348,18 @@ class HTTPServer:
 
     async def start(self) -> None:
         """Bind and start accepting connections."""
-        self._server = await asyncio.start_server(
-            self._serve_connection, self._host, self._port, limit=_READ_LIMIT
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            functools.partial(_Connection, self._serve_connection), self._host, self._port
         )
         # Asked once: the front puts it in every event it builds.
         self._bound_port = int(self._server.sockets[0].getsockname()[1])
 
     def abort_connections(self) -> None:
         """Drop every open connection, cancelling whatever their handlers still wait for."""
-        for task, writer in list(self._connections.items()):
-            writer.transport.abort()
-            # One waiting for a request head ends at the end of stream the abort gives it; a
-            # cancel could land as the peer's reset does, leaving that error never retrieved.
+        for task, connection in list(self._connections.items()):
+            connection.abort()
+            # One waiting for a request head ends at the end of stream the abort gives it.
             if task not in self._waiting:
                 task.cancel()
 
@@ -370,20 +373,16 @@ class HTTPServer:
         if self._server is not None:
             await self._server.wait_closed()
 
-    async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    async def _serve_connection(self, connection: _Connection) -> None:
+        task = connection.task
         if len(self._connections) >= self._max_connections and not self._make_room():
             self._refusals.note(self._max_connections)
-            await _refuse_and_linger(reader, writer)
+            await _refuse_and_linger(connection)
             return
-        self._connections[task] = writer
-        small_reads(writer.transport)
+        self._connections[task] = connection
         timed = self._idle_timeout is not None or self._head_timeout is not None
         watch = _HeadWatch(task, self._idle_timeout, self._head_timeout) if timed else None
-        connection = _Connection(task, reader, writer, watch)
+        connection.watch = watch
         try:
             while await self._serve_one(connection):
                 pass
@@ -393,8 +392,8 @@ class HTTPServer:
         except (ConnectionError, asyncio.IncompleteReadError, StreamAborted, TimeoutError):
             pass
         except asyncio.CancelledError:
-            # Dropped by abort_connections(). Ending normally rather than as cancelled keeps
-            # asyncio's stream callback from logging the cancellation as an error.
+            # Dropped by abort_connections() or timed out by the watch: the connection just
+            # ends (the task ends normally, nothing to report).
             pass
         finally:
             if watch is not None:
@@ -402,22 +401,22 @@ class HTTPServer:
             self._connections.pop(task, None)
             self._waiting.pop(task, None)
             connection.release()
-            writer.close()
-            await _closed(writer)
+            connection.close()
+            await _closed(connection)
 
     def _make_room(self) -> bool:
         """Close the connection idle longest (waiting for a request head), if there is one."""
         oldest = next(iter(self._waiting), None)
         if oldest is None:
             return False
-        writer = self._waiting.pop(oldest)
+        connection = self._waiting.pop(oldest)
         del self._connections[oldest]
-        writer.transport.abort()
+        connection.abort()
         return True
 
     async def _serve_one(self, connection: _Connection) -> bool:
         task, watch = connection.task, connection.watch
-        self._waiting[task] = connection.writer
+        self._waiting[task] = connection
         try:
             if watch is None:
                 request = await _read_request(connection, self._body_timeout)
@@ -446,8 +445,14 @@ class HTTPServer:
         return keep_alive
 
 
-class _Connection:
-    """One client connection's state between its requests.
+class _Connection(asyncio.Protocol):
+    """One client connection: the bytes received so far, and the writes of its answers.
+
+    The transport calls this protocol as bytes arrive; the connection's one task (started with
+    the connection, it serves every request on it in turn) takes a request head, or a small
+    body, straight from `buffer` when it is there, and waits (`readexactly`, `read`,
+    `readline`) only for bytes still to come. So a request costs no reader object and no
+    wake-up beyond the one its bytes' arrival gives the task.
 
     A small response to a request the client pipelined another one behind is held back
     (`hold`) until the end of the loop pass, after the next request's handler ran up to its
@@ -457,29 +462,162 @@ class _Connection:
     anything else is written on the connection (`release`).
     """
 
-    __slots__ = ("_held", "_loop", "_release_handle", "client", "reader", "task", "watch", "writer")
-
-    def __init__(
-        self,
-        task: asyncio.Task[None],
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        watch: _HeadWatch | None,
-    ) -> None:
-        self.task = task
-        self.reader = reader
-        self.writer = writer
-        self.watch = watch
-        peer = writer.get_extra_info("peername") or ("", 0)
-        self.client = (str(peer[0]), int(peer[1]))
-        self._loop = task.get_loop()
+    def __init__(self, serve: Callable[[_Connection], Coroutine[Any, Any, None]]) -> None:
+        self._serve = serve
+        self._loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.task: asyncio.Task[None]
+        self.watch: _HeadWatch | None = None
+        self.client = ("", 0)
+        self.buffer = bytearray()
+        # The end of the stream came (the peer's FIN, or the connection is gone), and the
+        # error it ended with, if any.
+        self.eof = False
+        self._error: BaseException | None = None
+        self._reading_paused = False
+        self._data_waiter: asyncio.Future[None] | None = None
+        self._writing_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._lost: asyncio.Future[None] = self._loop.create_future()
         self._held = b""
         self._release_handle: asyncio.Handle | None = None
+
+    # -- the transport's callbacks ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        small_reads(transport)
+        peer = transport.get_extra_info("peername") or ("", 0)
+        self.client = (str(peer[0]), int(peer[1]))
+        self.task = self._loop.create_task(self._serve(self))
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._wake()
+        # Flow control: a peer sending faster than its requests are served waits.
+        if len(self.buffer) > 2 * _READ_LIMIT and not self._reading_paused:
+            assert self.transport is not None
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return True  # a half-closed peer still gets its answers
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self._error = exc
+        self._wake()
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_exception(ConnectionResetError("Connection lost"))
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def take(self, size: int) -> bytes | None:
+        """The next `size` bytes if all of them are here, else None (nothing is taken)."""
+        buffer = self.buffer
+        if len(buffer) < size:
+            return None
+        data = bytes(buffer[:size])
+        del buffer[:size]
+        if self._reading_paused and len(buffer) <= _READ_LIMIT:
+            self._resume_reading()
+        return data
+
+    async def wait_for_data(self) -> None:
+        """Until more bytes arrive or the stream ends; raises the error it ended with."""
+        if self._error is not None:
+            raise self._error
+        if self.eof:
+            return
+        if self._reading_paused:
+            self._resume_reading()
+        waiter = self._data_waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._data_waiter = None
+        if self._error is not None:
+            raise self._error
+
+    async def readexactly(self, size: int) -> bytes:
+        """Exactly `size` bytes; `asyncio.IncompleteReadError` if the stream ends first."""
+        while (data := self.take(size)) is None:
+            if self.eof:
+                partial = self.take(len(self.buffer)) or b""
+                raise asyncio.IncompleteReadError(partial, size)
+            await self.wait_for_data()
+        return data
+
+    async def read(self, size: int) -> bytes:
+        """At most `size` bytes, as soon as there are any; b"" at the end of the stream."""
+        while not self.buffer:
+            if self.eof:
+                return b""
+            await self.wait_for_data()
+        return self.take(min(size, len(self.buffer))) or b""
+
+    async def readline(self) -> bytes:
+        """A line with its LF (what is left, at the end of the stream); a line longer than
+        1 MiB is broken HTTP (`ProtocolError`)."""
+        searched = 0
+        while (end := self.buffer.find(b"\n", searched)) < 0:
+            if len(self.buffer) > _READ_LIMIT:
+                raise ProtocolError("line too long")
+            if self.eof:
+                return self.take(len(self.buffer)) or b""
+            searched = len(self.buffer)
+            await self.wait_for_data()
+        if end >= _READ_LIMIT:
+            raise ProtocolError("line too long")
+        return self.take(end + 1) or b""
+
+    def _wake(self) -> None:
+        waiter = self._data_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _resume_reading(self) -> None:
+        self._reading_paused = False
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    # -- writing ------------------------------------------------------------------------------
 
     @property
     def pipelined(self) -> bool:
         """Whether bytes of the client's next request are already here."""
-        return bool(getattr(self.reader, "_buffer", None))
+        return bool(self.buffer)
+
+    def write(self, data: bytes) -> None:
+        """Send `data` (after whatever is held)."""
+        self.release()
+        assert self.transport is not None
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the peer reads slower than the connection writes; raises once it is
+        gone."""
+        if self._lost.done():
+            raise ConnectionResetError("Connection lost")
+        if self._writing_paused:
+            waiter = self._drain_waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._drain_waiter = None
 
     def hold(self, data: bytes) -> None:
         """Write `data` at the end of this loop pass (or sooner, with the next write)."""
@@ -494,7 +632,30 @@ class _Connection:
             self._release_handle = None
         if self._held:
             data, self._held = self._held, b""
-            self.writer.write(data)
+            assert self.transport is not None
+            self.transport.write(data)
+
+    def write_eof(self) -> None:
+        """Half-close: the peer reads the end of the stream after what was written."""
+        assert self.transport is not None
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    # -- ending -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close once what was written has gone out."""
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection now."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def closed(self) -> None:
+        """Until the connection is gone."""
+        await asyncio.shield(self._lost)
 
 
 class _HeadWatch:
@@ -585,36 +746,32 @@ class _Refusals:
             self._said_at = now
 
 
-async def _closed(writer: asyncio.StreamWriter) -> None:
-    """Wait for a closed stream to be done: it keeps a peer's reset in a future of its own, and
-    awaited here it is not reported as an exception never retrieved when the process exits. A
-    peer that reads nothing cannot hold the close: after a second the connection is aborted."""
+async def _closed(connection: _Connection) -> None:
+    """Wait for a closing connection to be gone. A peer that reads nothing cannot hold the
+    close: after a second the connection is aborted."""
     try:
         async with asyncio.timeout(1.0):
-            await writer.wait_closed()
+            await connection.closed()
     except TimeoutError:
-        writer.transport.abort()
-    except Exception:  # the reset itself, or any other way the connection ended
-        pass
+        connection.abort()
 
 
-async def _refuse_and_linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _refuse_and_linger(connection: _Connection) -> None:
     """Answer 503 and close without losing the answer. Closing a socket whose request is still
     unread makes the kernel send a reset, which can destroy the 503 before the client reads
     it: so half-close, read off what the client sent (a bounded second and 64 KiB), then close."""
     try:
-        writer.write(_TOO_MANY_CONNECTIONS)
-        if writer.can_write_eof():
-            writer.write_eof()
+        connection.write(_TOO_MANY_CONNECTIONS)
+        connection.write_eof()
         async with asyncio.timeout(1.0):
             received = 0
-            while received < 65536 and (chunk := await reader.read(16384)):
+            while received < 65536 and (chunk := await connection.read(16384)):
                 received += len(chunk)
     except (ConnectionError, TimeoutError, OSError):
         pass
     finally:
-        writer.close()
-        await _closed(writer)
+        connection.close()
+        await _closed(connection)
 
 
 _TOO_MANY_CONNECTIONS = (
@@ -623,15 +780,14 @@ _TOO_MANY_CONNECTIONS = (
 )
 
 
-async def _read_fields(reader: asyncio.StreamReader) -> tuple[Headers, Fields]:
+async def _read_fields(connection: _Connection) -> tuple[Headers, Fields]:
     """A field block through the blank line that ends it (a head's fields, or trailers), and
     its framing fields (`Content-Length`, `Transfer-Encoding`) for `body_framing`."""
     # Usually the whole block has arrived already: take it in one piece.
-    buffered = getattr(reader, "_buffer", None)
-    if isinstance(buffered, bytearray) and (end := _block_end(buffered)) is not None:
-        block = await reader.readexactly(end)
-    else:
-        block = await _read_block(reader)
+    end = _block_end(connection.buffer)
+    block = connection.take(end) if end is not None else None
+    if block is None:
+        block = await _read_block(connection)
     return _parse_block(block)
 
 
@@ -649,11 +805,11 @@ def _parse_block(block: bytes) -> tuple[Headers, Fields]:
     return Headers(raw, first), framing
 
 
-async def _read_block(reader: asyncio.StreamReader) -> bytes:
+async def _read_block(connection: _Connection) -> bytes:
     lines: list[bytes] = []
     total = 0
     while True:
-        line = await _readline(reader)
+        line = await connection.readline()
         total += len(line)
         if total > MAX_HEAD_BYTES:
             raise ProtocolError("header section too large")
@@ -662,14 +818,6 @@ async def _read_block(reader: asyncio.StreamReader) -> bytes:
         lines.append(line)
         if line in (b"\r\n", b"\n"):
             return b"".join(lines)
-
-
-async def _readline(reader: asyncio.StreamReader) -> bytes:
-    """One line; a line longer than the reader's limit is broken HTTP, not a server error."""
-    try:
-        return await reader.readline()
-    except ValueError:  # asyncio.LimitOverrunError, re-raised by readline as ValueError
-        raise ProtocolError("line too long") from None
 
 
 def _block_end(buffered: bytearray) -> int | None:
@@ -693,25 +841,24 @@ async def _read_request(
     body_timeout: float | None,
     line_read: Callable[[], None] | None = None,
 ) -> Request | None:
-    reader = connection.reader
-    # Usually a whole head is waiting in the buffer, or comes in one piece: it is then read in
-    # one call and split here, rather than line by line.
-    buffered = getattr(reader, "_buffer", None)
-    if not isinstance(buffered, bytearray):
-        buffered = None
-    elif not buffered and not reader.at_eof():
-        await _wait_for_bytes(reader)
-    if buffered and buffered[0] not in _LINE_ENDS and (end := _block_end(buffered)) is not None:
-        head = await reader.readexactly(end)
+    # Usually a whole head is waiting in the buffer, or comes in one piece: it is then taken
+    # in one piece and split here, rather than line by line.
+    buffer = connection.buffer
+    if not buffer and not connection.eof:
+        await connection.wait_for_data()
+    head = None
+    if buffer and buffer[0] not in _LINE_ENDS and (end := _block_end(buffer)) is not None:
+        head = connection.take(end)
+    if head is not None:
         line_end = head.index(b"\n") + 1
         method, target, version = parse_request_line(head[:line_end])
         headers, framing = _parse_block(head[line_end:])
     else:
-        request_line = await _read_request_line(reader, line_read)
+        request_line = await _read_request_line(connection, line_read)
         if request_line is None:
             return None
         method, target, version = request_line
-        headers, framing = await _read_fields(reader)
+        headers, framing = await _read_fields(connection)
     path, _, query = target.partition("?")
     return Request(
         method=method,
@@ -728,23 +875,14 @@ async def _read_request(
 _LINE_ENDS = b"\r\n"
 
 
-async def _wait_for_bytes(reader: asyncio.StreamReader) -> None:
-    """Until the reader holds a byte, or the peer ended the stream (the slow path then reads)."""
-    # StreamReader has no public "wait for data" that consumes nothing: its own helper, where
-    # it has one; without, the line-by-line path does the waiting.
-    wait = getattr(reader, "_wait_for_data", None)
-    if wait is not None:
-        await wait("readline")
-
-
 async def _read_request_line(
-    reader: asyncio.StreamReader, line_read: Callable[[], None] | None
+    connection: _Connection, line_read: Callable[[], None] | None
 ) -> tuple[str, str, str] | None:
     """The request line read line by line (a head arriving in pieces, stray CRLFs before it);
     None when the connection ended before one."""
-    line = await _readline(reader)
+    line = await connection.readline()
     while line in (b"\r\n", b"\n"):  # tolerate stray CRLF between requests (RFC 9112 §2.2)
-        line = await _readline(reader)
+        line = await connection.readline()
     if not line:
         return None
     if not line.endswith(b"\n"):
@@ -753,9 +891,7 @@ async def _read_request_line(
         raise asyncio.IncompleteReadError(line, None)
     request_line = parse_request_line(line)
     # The rest of the head gets its own, shorter, deadline unless it is all here already.
-    buffered = getattr(reader, "_buffer", None)
-    complete = isinstance(buffered, bytearray) and _block_end(buffered) is not None
-    if line_read is not None and not complete:
+    if line_read is not None and _block_end(connection.buffer) is None:
         line_read()
     return request_line
 
@@ -767,7 +903,7 @@ def _make_body(
     expects = headers.get("Expect")
     expects_continue = expects is not None and expects.lower() == "100-continue"
     return RequestBody(
-        connection.reader,
+        connection,
         length=length,
         chunked=chunked,
         # Nothing to do before the first read unless the client waits for 100 Continue.
@@ -778,9 +914,8 @@ def _make_body(
 
 
 async def _send_continue(connection: _Connection) -> None:
-    connection.release()
-    connection.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-    await connection.writer.drain()
+    connection.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    await connection.drain()
 
 
 def _refuse_forbidden_fields(request: Request, response: Response) -> Response:
@@ -809,8 +944,6 @@ def _wants_keep_alive(request: Request) -> bool:
 async def _write_response(
     connection: _Connection, response: Response, *, keep_alive: bool, head: bool = False
 ) -> None:
-    writer = connection.writer
-    connection.release()
     body = response.body
     streaming = not isinstance(body, bytes)
     head_lines = [_status_line(response.status)]
@@ -824,32 +957,32 @@ async def _write_response(
         head_lines.append("Connection: close")
     head_bytes = ("\r\n".join(head_lines) + "\r\n\r\n").encode("latin-1")
     if head:
-        writer.write(head_bytes)
-        await writer.drain()
+        connection.write(head_bytes)
+        await connection.drain()
     elif isinstance(body, bytes):
         if len(body) < _SMALL_BODY:
             data = head_bytes + body  # one write: a small response leaves in one segment
             if keep_alive and connection.pipelined:
                 connection.hold(data)
                 return
-            writer.write(data)
+            connection.write(data)
         else:
-            writer.write(head_bytes)
-            writer.write(body)
-        await writer.drain()
+            connection.write(head_bytes)
+            connection.write(body)
+        await connection.drain()
     else:
-        writer.write(head_bytes)
-        await _write_chunks(writer, body)
+        connection.write(head_bytes)
+        await _write_chunks(connection, body)
 
 
-async def _write_chunks(writer: asyncio.StreamWriter, body: AsyncIterable[bytes]) -> None:
-    await writer.drain()  # the status line and headers go out before the first chunk is ready
+async def _write_chunks(connection: _Connection, body: AsyncIterable[bytes]) -> None:
+    await connection.drain()  # the status line and headers go out before the first chunk is ready
     async for chunk in body:
         if chunk:
-            writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            await writer.drain()
-    writer.write(b"0\r\n\r\n")
-    await writer.drain()
+            connection.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            await connection.drain()
+    connection.write(b"0\r\n\r\n")
+    await connection.drain()
 
 
 def _reason(status: int) -> str:
