@@ -50,9 +50,9 @@ class Environment(SnapStart, ManagedInstances):
                 started = True
             except Exception as exc:  # answered by the task, as any failure inside it
                 started = exc
-        task = loop.create_task(self._run(attempt, started, on_finished))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # The task takes itself out of `_tasks` as it ends (a done callback would cost a round
+        # of the event loop per invocation).
+        self._tasks.add(loop.create_task(self._run(attempt, started, on_finished)))
         return attempt
 
     async def initialize(self) -> RuntimeResponse | None:
@@ -121,6 +121,7 @@ class Environment(SnapStart, ManagedInstances):
             )
             raise
         finally:
+            self._tasks.discard(asyncio.current_task(attempt.result.get_loop()))
             if not attempt.result.done():  # a bug above must not leave a caller hanging
                 attempt.respond(RuntimeResponse.platform_error("Runtime.Unknown", "emulator"))
             if not attempt.finished.done():
