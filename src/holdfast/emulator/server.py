@@ -108,7 +108,10 @@ class RuntimeAPIServer:
     async def _route(self, sandbox: Sandbox, request: Request) -> Response:
         path, method = request.path, request.method
         if path == _NEXT_PATH and method == "GET":
-            return _next_response(await sandbox.runtime_next())
+            # Answered from inside the dispatch: the runtime starts on the invocation while
+            # this task is still to be woken.
+            attempt = await sandbox.runtime_next(lambda a: request.answer(_next_response(a)))
+            return request.answered or _next_response(attempt)
         if (match := _INVOCATION.fullmatch(path)) and method == "POST":
             if match["kind"] == "response":
                 _check_response_mode(request)

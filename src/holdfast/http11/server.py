@@ -263,6 +263,39 @@ class Request:
     headers: Headers
     body: RequestBody
     client: tuple[str, int]
+    _connection: _Connection | None = field(default=None, repr=False, compare=False)
+    _answered: Response | None = field(default=None, repr=False, compare=False)
+
+    def answer(self, response: Response) -> bool:
+        """Write `response` now, from whichever callback produced it, rather than once the
+        handler's task is woken to return it (which it then still does: `answered`).
+
+        The peer then has its answer a round of the event loop sooner, e.g. a runtime its
+        invocation the moment the front dispatches it. Only a whole answer can go early: a
+        small body in bytes, to a request whose body has been read; otherwise (or if an answer
+        went already) nothing is written and False is returned, and the handler's return is
+        written as usual.
+        """
+        connection = self._connection
+        body = response.body
+        if (
+            connection is None
+            or self._answered is not None
+            or not isinstance(body, bytes)
+            or len(body) >= _SMALL_BODY
+            or not self.body.complete
+            or self.method == "HEAD"
+        ):
+            return False
+        self._answered = response
+        sendable = _refuse_forbidden_fields(self, response)
+        _send_whole(connection, sendable, keep_alive=_wants_keep_alive(self))
+        return True
+
+    @property
+    def answered(self) -> Response | None:
+        """The response `answer` wrote, if any."""
+        return self._answered
 
 
 BodySource = bytes | AsyncIterable[bytes]
@@ -436,9 +469,13 @@ class HTTPServer:
         except Exception:
             _log.exception("unhandled error serving %s %s", request.method, request.path)
             response = Response(500, [("Content-Type", "text/plain")], b"internal error")
-        response = _refuse_forbidden_fields(request, response)
         # A body the handler left unread cannot be skipped safely: close instead.
         keep_alive = _wants_keep_alive(request) and request.body.complete
+        if response is request.answered:
+            if not connection.holding:
+                await connection.drain()
+            return keep_alive
+        response = _refuse_forbidden_fields(request, response)
         await _write_response(
             connection, response, keep_alive=keep_alive, head=request.method == "HEAD"
         )
@@ -618,6 +655,11 @@ class _Connection(asyncio.Protocol):
                 await waiter
             finally:
                 self._drain_waiter = None
+
+    @property
+    def holding(self) -> bool:
+        """Whether a written answer is held back (see `hold`)."""
+        return bool(self._held)
 
     def hold(self, data: bytes) -> None:
         """Write `data` at the end of this loop pass (or sooner, with the next write)."""
@@ -869,6 +911,7 @@ async def _read_request(
         headers=headers,
         body=_make_body(connection, headers, framing, body_timeout),
         client=connection.client,
+        _connection=connection,
     )
 
 
@@ -945,34 +988,48 @@ async def _write_response(
     connection: _Connection, response: Response, *, keep_alive: bool, head: bool = False
 ) -> None:
     body = response.body
-    streaming = not isinstance(body, bytes)
-    head_lines = [_status_line(response.status)]
-    head_lines += [f"{name}: {value}" for name, value in response.headers]
-    if streaming:
-        head_lines.append("Transfer-Encoding: chunked")
-    else:
-        assert isinstance(body, bytes)
-        head_lines.append(f"Content-Length: {len(body)}")
-    if not keep_alive:
-        head_lines.append("Connection: close")
-    head_bytes = ("\r\n".join(head_lines) + "\r\n\r\n").encode("latin-1")
     if head:
-        connection.write(head_bytes)
+        connection.write(
+            _head_bytes(response, len(body) if isinstance(body, bytes) else None, keep_alive)
+        )
         await connection.drain()
     elif isinstance(body, bytes):
         if len(body) < _SMALL_BODY:
-            data = head_bytes + body  # one write: a small response leaves in one segment
-            if keep_alive and connection.pipelined:
-                connection.hold(data)
-                return
-            connection.write(data)
+            _send_whole(connection, response, keep_alive=keep_alive)
+            if connection.holding:
+                return  # goes out at the end of this loop pass
         else:
-            connection.write(head_bytes)
+            connection.write(_head_bytes(response, len(body), keep_alive))
             connection.write(body)
         await connection.drain()
     else:
-        connection.write(head_bytes)
+        connection.write(_head_bytes(response, None, keep_alive))
         await _write_chunks(connection, body)
+
+
+def _send_whole(connection: _Connection, response: Response, *, keep_alive: bool) -> None:
+    """Write a response with a small bytes body in one piece (one segment); held back
+    (`_Connection.hold`) when the client pipelined its next request behind this one."""
+    body = response.body
+    assert isinstance(body, bytes)
+    data = _head_bytes(response, len(body), keep_alive) + body
+    if keep_alive and connection.pipelined:
+        connection.hold(data)
+    else:
+        connection.write(data)
+
+
+def _head_bytes(response: Response, length: int | None, keep_alive: bool) -> bytes:
+    """The status line and header fields; `length` None: a chunked body."""
+    lines = [_status_line(response.status)]
+    lines += [f"{name}: {value}" for name, value in response.headers]
+    if length is None:
+        lines.append("Transfer-Encoding: chunked")
+    else:
+        lines.append(f"Content-Length: {length}")
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 async def _write_chunks(connection: _Connection, body: AsyncIterable[bytes]) -> None:
