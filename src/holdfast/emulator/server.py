@@ -196,11 +196,7 @@ async def _post_response(attempt: Attempt, request: Request) -> Response:
     except BodyTooLarge:
         raise await _refuse_oversized(attempt, request) from None
     attempt.produced_bytes = len(body)
-    if attempt.respond(RuntimeResponse(body, content_type)):
-        # The caller's answer goes out first: the 202, and the `/next` a runtime often sends
-        # right behind its response (which freezes the environment), wait one round of the
-        # event loop rather than hold the caller's response up.
-        await asyncio.sleep(0)
+    await _answer_caller_first(attempt, RuntimeResponse(body, content_type))
     return _accepted()
 
 
@@ -249,9 +245,18 @@ async def _post_error(attempt: Attempt, request: Request) -> Response:
         raise await _refuse_oversized(attempt, request) from None
     if not body:
         body = error_payload(error_type, "")
-    if attempt.respond(RuntimeResponse(body, "application/json", error_type=error_type)):
-        await asyncio.sleep(0)  # the caller's answer first, as for a response
+    await _answer_caller_first(attempt, RuntimeResponse(body, error_type=error_type))
     return _accepted()
+
+
+async def _answer_caller_first(attempt: Attempt, response: RuntimeResponse) -> None:
+    """Hand `response` to the caller before the runtime hears back. A caller that replies
+    from inside `respond` (the HTTP front) has its answer out already; any other is woken
+    first: the 202, and the `/next` a runtime often sends right behind its response (which
+    freezes the environment), wait one round of the event loop rather than hold the caller's
+    answer up."""
+    if attempt.respond(response) and attempt.request.reply is None:
+        await asyncio.sleep(0)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:

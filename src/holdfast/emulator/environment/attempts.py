@@ -15,10 +15,19 @@ from .init import Init
 class Attempts(Init):
     """Runs attempts in an initialized environment and answers failed starts."""
 
-    def _dispatch(self, attempt: Attempt) -> None:
+    def _dispatch(self, attempt: Attempt, *, thaw: bool = False) -> None:
+        """Hand `attempt` to the runtime and its INVOKE event to the extensions; with `thaw`,
+        resume the frozen environment right after. The event is then in the runtime's socket
+        before the runtime runs again: it wakes once, with its invocation there, rather than at
+        the SIGCONT and again as the event arrives. (Nothing of the environment can print
+        before the START line: its output is read on a later round of the event loop.)"""
         sandbox = self._sandbox
         assert sandbox is not None
         record = attempt.record
+        sandbox.dispatch(attempt)
+        if thaw:
+            self._thaw()
+            record.thawed_at = time.monotonic()
         record.started_at = time.monotonic()
         attempt.started_wall = time.time()
         self._journal.started(record)
@@ -31,7 +40,6 @@ class Attempts(Init):
                     "tracing": telemetry_records.tracing(attempt),
                 },
             )
-        sandbox.dispatch(attempt)
 
     async def _complete(self, attempt: Attempt, *, init_ms: float | None) -> None:
         """Wait for the dispatched invocation to end, then freeze (or reset) the environment."""
