@@ -189,3 +189,44 @@ def test_an_answer_cannot_go_early_before_the_body_is_read_or_to_a_head_request(
     # The first body arrived with its head but is still unread when the handler answers.
     assert refused == [False, False, False]
     assert answer.count(b"HTTP/1.1 200 OK") == 3 and answer.count(b"late") == 2
+
+
+def test_an_answer_kept_held_leaves_with_the_next_one_in_one_piece(serve):
+    # What the emulator does while an environment is frozen: the runtime's 202 (held, as its
+    # `/next` was pipelined behind its post) is not written until the next event is.
+    answered: list[bool] = []
+    next_given = threading.Event()
+    kept = threading.Event()
+    returned = threading.Event()
+
+    async def handler(request: Request) -> Response:
+        if request.path == "/post":
+            return Response(202, [("Content-Type", "text/plain")], b"accepted")
+        loop = asyncio.get_running_loop()
+        served.server.keep_held()  # as the freeze does, inside the `/next` handler
+        await asyncio.sleep(0)  # the round in which the 202 would otherwise have gone out
+        kept.set()
+        await loop.run_in_executor(None, next_given.wait, 30)
+        event = Response(200, [("Content-Type", "text/plain")], b"event")
+        answered.append(request.answer(event))
+        returned.set()
+        return event
+
+    served = serve(handler)
+    with _nodelay(served.connect()) as connection:
+        connection.sendall(
+            b"POST /post HTTP/1.1\r\nContent-Length: 0\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        assert kept.wait(10)
+        connection.setblocking(False)
+        try:
+            early = connection.recv(65536)
+        except BlockingIOError:
+            early = b""
+        finally:
+            connection.settimeout(10)
+            next_given.set()
+        assert early == b"", "the held 202 went out before the next answer"
+        answers = _read_answers(connection, 2)
+    assert answers[0].endswith(b"accepted") and answers[1].endswith(b"event")
+    assert returned.wait(10) and answered == [True], "written by `answer`, not on return"

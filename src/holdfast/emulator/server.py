@@ -88,6 +88,16 @@ class RuntimeAPIServer:
         """Start listening."""
         await self._server.start()
 
+    def hold_answers(self) -> None:
+        """The environment is frozen: an answer held now (the runtime's 202, pipelined behind
+        by its `/next`) goes out with the connection's next one — the runtime's next event, in
+        one piece — or at `release_answers`."""
+        self._server.keep_held()
+
+    def release_answers(self) -> None:
+        """The environment runs again: what is held goes out now."""
+        self._server.release_held()
+
     def drop_connections(self) -> None:
         """Drop the connections of a process that is gone, ending its pending long polls."""
         self._server.abort_connections()

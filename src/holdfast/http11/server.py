@@ -388,6 +388,19 @@ class HTTPServer:
         # Asked once: the front puts it in every event it builds.
         self._bound_port = int(self._server.sockets[0].getsockname()[1])
 
+    def keep_held(self) -> None:
+        """Keep the answers held now (to requests pipelined behind; see `_Connection`) past
+        this loop pass, each until its connection writes again or `release_held`: e.g. the
+        runtime's 202 while the environment is frozen (nothing of it can read), which then
+        leaves with its next event, in one piece."""
+        for connection in self._connections.values():
+            connection.keep_held()
+
+    def release_held(self) -> None:
+        """Write every answer held now."""
+        for connection in self._connections.values():
+            connection.release()
+
     def abort_connections(self) -> None:
         """Drop every open connection, cancelling whatever their handlers still wait for."""
         for task, connection in list(self._connections.items()):
@@ -639,8 +652,10 @@ class _Connection(asyncio.Protocol):
         return bool(self.buffer)
 
     def write(self, data: bytes) -> None:
-        """Send `data` (after whatever is held)."""
-        self.release()
+        """Send `data`, in one piece with whatever is held before it."""
+        if self._held:
+            data, self._held = self._held + data, b""
+        self._cancel_release()
         assert self.transport is not None
         self.transport.write(data)
 
@@ -667,15 +682,23 @@ class _Connection(asyncio.Protocol):
         if self._release_handle is None:
             self._release_handle = self._loop.call_soon(self.release)
 
+    def keep_held(self) -> None:
+        """Hold what is held past this loop pass: until the connection writes again, or
+        `release`."""
+        self._cancel_release()
+
     def release(self) -> None:
         """Write what is held now."""
-        if self._release_handle is not None:
-            self._release_handle.cancel()
-            self._release_handle = None
+        self._cancel_release()
         if self._held:
             data, self._held = self._held, b""
             assert self.transport is not None
             self.transport.write(data)
+
+    def _cancel_release(self) -> None:
+        if self._release_handle is not None:
+            self._release_handle.cancel()
+            self._release_handle = None
 
     def write_eof(self) -> None:
         """Half-close: the peer reads the end of the stream after what was written."""
