@@ -19,16 +19,15 @@ class Attempts(Init):
         """Hand `attempt` to the runtime and its INVOKE event to the extensions; with `thaw`,
         resume the frozen environment right after. The event is then in the runtime's socket
         before the runtime runs again: it wakes once, with its invocation there, rather than at
-        the SIGCONT and again as the event arrives. (Nothing of the environment can print
-        before the START line: its output is read on a later round of the event loop.)"""
+        the SIGCONT and again as the event arrives. The start is recorded (and told: `holdfast
+        dev` counts what the processes start from then on as this invocation's) before the
+        event can reach anyone; a thawed attempt's start is its thaw."""
         sandbox = self._sandbox
         assert sandbox is not None
         record = attempt.record
-        sandbox.dispatch(attempt)
-        if thaw:
-            self._thaw()
-            record.thawed_at = time.monotonic()
         record.started_at = time.monotonic()
+        if thaw:
+            record.thawed_at = record.started_at
         attempt.started_wall = time.time()
         self._journal.started(record)
         if sandbox.telemetry.listening:
@@ -40,6 +39,9 @@ class Attempts(Init):
                     "tracing": telemetry_records.tracing(attempt),
                 },
             )
+        sandbox.dispatch(attempt)
+        if thaw:
+            self._thaw()
 
     async def _complete(self, attempt: Attempt, *, init_ms: float | None) -> None:
         """Wait for the dispatched invocation to end, then freeze (or reset) the environment."""
