@@ -1,6 +1,7 @@
 """The freeze: an idle environment makes no progress at all, whatever threads it left running."""
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -8,7 +9,7 @@ import sys
 import threading
 import time
 
-from emulator_support import ric
+from emulator_support import HERE, ric
 
 from holdfast.emulator.process import ProcessGroup, _ChildStops, _created_members
 
@@ -226,3 +227,20 @@ def test_a_freeze_outside_the_main_thread_polls():
     thread.join(60)
     assert outcome == ["T"]
     assert signal.getsignal(signal.SIGCHLD) is signal.SIG_DFL
+
+
+def test_a_frozen_runtime_gets_its_202_with_its_next_event_and_wakes_once(emulators, tmp_path):
+    # The runtime pipelines `/next` behind its response: the environment freezes at that
+    # `/next`, the 202 is kept while it is frozen, and both reach the runtime in one piece
+    # with the next event, written before the SIGCONT.
+    reads = tmp_path / "reads"
+    emu = emulators(
+        [sys.executable, str(HERE / "pipelining_runtime.py")], env={"READS_LOG": str(reads)}
+    )
+    for _ in range(4):
+        assert emu.invoke({}).json() == {"ok": True}
+        emu.wait_idle()
+        assert emu.freeze_log[-1].frozen_at is not None
+    logged = [json.loads(line) for line in reads.read_text().splitlines()]
+    # The first event alone (nothing posted before it), then each 202 with the next event.
+    assert logged == [["HTTP/1.1 200 OK"]] + [["HTTP/1.1 202 Accepted", "HTTP/1.1 200 OK"]] * 3

@@ -103,6 +103,8 @@ class Attempt:
         for caller in callers:
             if not caller.done():
                 caller.set_result(response)
+        if self.request.reply is not None:
+            self.request.reply(response)
         return True
 
     def response(self) -> asyncio.Future[RuntimeResponse]:

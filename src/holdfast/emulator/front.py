@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 import re
@@ -201,15 +202,32 @@ class Front:
             tenant_id = _tenant_id(request.headers.get(TENANT_HEADER))
         except ValueError as exc:
             return json_response(400, {"message": str(exc)})
-        invoke = InvokeRequest(payload, request_id=request_id, tenant_id=tenant_id)
-        response = await self._dispatcher.call(invoke)
         extra = [("x-amzn-RequestId", request_id)]
+        replied: list[Response] = []
+        reply = functools.partial(self._reply, request, extra, replied)
+        invoke = InvokeRequest(payload, request_id=request_id, tenant_id=tenant_id, reply=reply)
+        response = await self._dispatcher.call(invoke)
+        if replied:  # written already, or (a HEAD, a large body) to be written now
+            return replied[0]
         if config.invoke_mode == "response_stream" and isinstance(response.body, ResponseStream):
             return _relay(await self._open_stream(response.body), extra)
-        return _relay(self._sendable(await self._buffered(response)), extra)
+        return _relay(self._sendable(self._decoded(await response.buffered())), extra)
 
-    async def _buffered(self, response: RuntimeResponse) -> HttpResponse:
-        response = await response.buffered()
+    def _reply(
+        self,
+        request: Request,
+        extra: list[tuple[str, str]],
+        replied: list[Response],
+        response: RuntimeResponse,
+    ) -> None:
+        """Answer the client the moment the runtime posts a whole response (a stream is
+        relayed by the handler's task as it comes)."""
+        if not isinstance(response.body, ResponseStream):
+            replied.append(_relay(self._sendable(self._decoded(response)), extra))
+            request.answer(replied[0])
+
+    def _decoded(self, response: RuntimeResponse) -> HttpResponse:
+        """The HTTP response the integration makes of the function's whole response."""
         if response.is_error:
             return error_response(self._config.event_format)
         assert isinstance(response.body, bytes)

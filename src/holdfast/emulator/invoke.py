@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,11 @@ class InvokeRequest:
     client_context: str | None = None
     cognito_identity: str | None = None
     tenant_id: str | None = None
+    #: Called with the response the moment the runtime posts it, before the caller's own wait
+    #: ends (the HTTP front answers its client from there, a round of the event loop sooner).
+    reply: Callable[[RuntimeResponse], object] | None = field(
+        default=None, compare=False, repr=False
+    )
 
 
 class StreamError(Exception):

@@ -135,6 +135,7 @@ class ProcessGroup:
             return
         started = time.monotonic()
         stops: _ChildStops | None = None
+        checks = 0
         try:
             while True:
                 confirmed = False
@@ -167,10 +168,13 @@ class ProcessGroup:
                 waited = time.monotonic() - started
                 if waited >= _STOP_CONFIRMATION_LIMIT:
                     return
-                if stops is None and self._only_children_run(members):
+                checks += 1
+                if stops is None and checks > 1 and self._only_children_run(members):
                     # The kernel tells a parent the moment a child of it stops (SIGCHLD):
                     # wait for that rather than poll. Checked once more after the watch
-                    # begins, for a stop that came just before it.
+                    # begins, for a stop that came just before it. Not at the first check:
+                    # a stop still on its way usually shows after one round of the event
+                    # loop, which costs less than setting the handler up and taking it down.
                     stops = _ChildStops.of(asyncio.get_running_loop())
                     if stops.watch():
                         continue

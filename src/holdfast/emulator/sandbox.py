@@ -130,6 +130,7 @@ class Sandbox:
         self._restore_waiter: asyncio.Future[None] | None = None
         self._runtime_state = _STARTED
         self._runtime_waiter: asyncio.Future[Attempt] | None = None
+        self._runtime_delivery: Callable[[Attempt], object] | None = None
         self._pollers: deque[asyncio.Future[Attempt]] = deque()
         self._active: dict[str, Attempt] = {}
         self._responding: set[str] = set()
@@ -252,6 +253,9 @@ class Sandbox:
             self.current = attempt
             self._runtime_state = _RUNNING
             self._runtime_waiter.set_result(attempt)
+            deliver, self._runtime_delivery = self._runtime_delivery, None
+            if deliver is not None:
+                deliver(attempt)
         for extension in self.extensions.values():
             if INVOKE in extension.events:
                 self._deliver(extension, attempt.extension_event())
@@ -268,8 +272,14 @@ class Sandbox:
 
     # -- Runtime API --------------------------------------------------------------------------
 
-    async def runtime_next(self) -> Attempt:
-        """Long-poll for the next invocation (GET /runtime/invocation/next)."""
+    async def runtime_next(self, deliver: Callable[[Attempt], object] | None = None) -> Attempt:
+        """Long-poll for the next invocation (GET /runtime/invocation/next).
+
+        `deliver(attempt)`, if given, is called the moment the invocation is dispatched, inside
+        `dispatch` (the runtime is answered then, not a round of the event loop later when the
+        poll's task wakes); when several pollers share an environment (Managed Instances), the
+        poll is answered as it returns.
+        """
         if self.concurrent:
             return await self._poll()
         # A client that dropped its long poll (its waiter got cancelled) may poll again.
@@ -280,6 +290,7 @@ class Sandbox:
         self.registration_open = False
         self._runtime_state = _READY
         self._runtime_waiter = self._future()
+        self._runtime_delivery = deliver
         if previous == _STARTED:
             self.on_runtime_ready()
         elif previous == _RESTORING:

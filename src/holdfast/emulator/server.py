@@ -88,6 +88,16 @@ class RuntimeAPIServer:
         """Start listening."""
         await self._server.start()
 
+    def hold_answers(self) -> None:
+        """The environment is frozen: an answer held now (the runtime's 202, pipelined behind
+        by its `/next`) goes out with the connection's next one — the runtime's next event, in
+        one piece — or at `release_answers`."""
+        self._server.keep_held()
+
+    def release_answers(self) -> None:
+        """The environment runs again: what is held goes out now."""
+        self._server.release_held()
+
     def drop_connections(self) -> None:
         """Drop the connections of a process that is gone, ending its pending long polls."""
         self._server.abort_connections()
@@ -108,7 +118,10 @@ class RuntimeAPIServer:
     async def _route(self, sandbox: Sandbox, request: Request) -> Response:
         path, method = request.path, request.method
         if path == _NEXT_PATH and method == "GET":
-            return _next_response(await sandbox.runtime_next())
+            # Answered from inside the dispatch: the runtime starts on the invocation while
+            # this task is still to be woken.
+            attempt = await sandbox.runtime_next(lambda a: request.answer(_next_response(a)))
+            return request.answered or _next_response(attempt)
         if (match := _INVOCATION.fullmatch(path)) and method == "POST":
             if match["kind"] == "response":
                 _check_response_mode(request)
@@ -193,11 +206,7 @@ async def _post_response(attempt: Attempt, request: Request) -> Response:
     except BodyTooLarge:
         raise await _refuse_oversized(attempt, request) from None
     attempt.produced_bytes = len(body)
-    if attempt.respond(RuntimeResponse(body, content_type)):
-        # The caller's answer goes out first: the 202, and the `/next` a runtime often sends
-        # right behind its response (which freezes the environment), wait one round of the
-        # event loop rather than hold the caller's response up.
-        await asyncio.sleep(0)
+    await _answer_caller_first(attempt, RuntimeResponse(body, content_type))
     return _accepted()
 
 
@@ -246,9 +255,18 @@ async def _post_error(attempt: Attempt, request: Request) -> Response:
         raise await _refuse_oversized(attempt, request) from None
     if not body:
         body = error_payload(error_type, "")
-    if attempt.respond(RuntimeResponse(body, "application/json", error_type=error_type)):
-        await asyncio.sleep(0)  # the caller's answer first, as for a response
+    await _answer_caller_first(attempt, RuntimeResponse(body, error_type=error_type))
     return _accepted()
+
+
+async def _answer_caller_first(attempt: Attempt, response: RuntimeResponse) -> None:
+    """Hand `response` to the caller before the runtime hears back. A caller that replies
+    from inside `respond` (the HTTP front) has its answer out already; any other is woken
+    first: the 202, and the `/next` a runtime often sends right behind its response (which
+    freezes the environment), wait one round of the event loop rather than hold the caller's
+    answer up."""
+    if attempt.respond(response) and attempt.request.reply is None:
+        await asyncio.sleep(0)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:

@@ -23,7 +23,7 @@ import logging
 import math
 import resource
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -126,7 +126,7 @@ class RequestBody:
 
     def __init__(
         self,
-        reader: asyncio.StreamReader,
+        reader: _Connection,
         *,
         length: int | None,
         chunked: bool,
@@ -192,13 +192,16 @@ class RequestBody:
 
     async def _read_small(self) -> bytes:
         # The common case (a Runtime API post, an event): a short body of known length, with
-        # no 100 Continue to send, read in one call rather than through `chunks()`.
+        # no 100 Continue to send, usually here already with its head: taken without a wait
+        # (and without arming the body timeout).
         if self._done:
             return b""
-        try:
-            data = await self._timed(self._reader.readexactly(self._remaining))
-        except asyncio.IncompleteReadError:
-            raise ProtocolError("connection closed inside the request body") from None
+        data = self._reader.take(self._remaining)
+        if data is None:
+            try:
+                data = await self._timed(self._reader.readexactly(self._remaining))
+            except asyncio.IncompleteReadError:
+                raise ProtocolError("connection closed inside the request body") from None
         self._remaining = 0
         self._done = True
         return data
@@ -215,7 +218,7 @@ class RequestBody:
         # A chunk is read in pieces of at most 64 KiB, so a huge announced size costs nothing
         # until its bytes really arrive.
         if self._chunk_left == 0:
-            line = await self._timed(_readline(self._reader))
+            line = await self._timed(self._reader.readline())
             if not line.endswith(b"\n"):
                 raise ProtocolError("connection closed inside a chunked body")
             size = chunk_size(line)
@@ -260,6 +263,39 @@ class Request:
     headers: Headers
     body: RequestBody
     client: tuple[str, int]
+    _connection: _Connection | None = field(default=None, repr=False, compare=False)
+    _answered: Response | None = field(default=None, repr=False, compare=False)
+
+    def answer(self, response: Response) -> bool:
+        """Write `response` now, from whichever callback produced it, rather than once the
+        handler's task is woken to return it (which it then still does: `answered`).
+
+        The peer then has its answer a round of the event loop sooner, e.g. a runtime its
+        invocation the moment the front dispatches it. Only a whole answer can go early: a
+        small body in bytes, to a request whose body has been read; otherwise (or if an answer
+        went already) nothing is written and False is returned, and the handler's return is
+        written as usual.
+        """
+        connection = self._connection
+        body = response.body
+        if (
+            connection is None
+            or self._answered is not None
+            or not isinstance(body, bytes)
+            or len(body) >= _SMALL_BODY
+            or not self.body.complete
+            or self.method == "HEAD"
+        ):
+            return False
+        self._answered = response
+        sendable = _refuse_forbidden_fields(self, response)
+        _send_whole(connection, sendable, keep_alive=_wants_keep_alive(self))
+        return True
+
+    @property
+    def answered(self) -> Response | None:
+        """The response `answer` wrote, if any."""
+        return self._answered
 
 
 BodySource = bytes | AsyncIterable[bytes]
@@ -324,10 +360,10 @@ class HTTPServer:
         self._max_connections = max_connections or default_max_connections()
         self._server: asyncio.Server | None = None
         self._bound_port = port
-        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._connections: dict[asyncio.Task[None], _Connection] = {}
         # Connections between requests (waiting for a head), oldest first: the ones to close
         # when the cap is reached.
-        self._waiting: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._waiting: dict[asyncio.Task[None], _Connection] = {}
         self._refusals = _Refusals()
 
     @property
@@ -345,18 +381,31 @@ class HTTPServer:
 
     async def start(self) -> None:
         """Bind and start accepting connections."""
-        self._server = await asyncio.start_server(
-            self._serve_connection, self._host, self._port, limit=_READ_LIMIT
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            functools.partial(_Connection, self._serve_connection), self._host, self._port
         )
         # Asked once: the front puts it in every event it builds.
         self._bound_port = int(self._server.sockets[0].getsockname()[1])
 
+    def keep_held(self) -> None:
+        """Keep the answers held now (to requests pipelined behind; see `_Connection`) past
+        this loop pass, each until its connection writes again or `release_held`: e.g. the
+        runtime's 202 while the environment is frozen (nothing of it can read), which then
+        leaves with its next event, in one piece."""
+        for connection in self._connections.values():
+            connection.keep_held()
+
+    def release_held(self) -> None:
+        """Write every answer held now."""
+        for connection in self._connections.values():
+            connection.release()
+
     def abort_connections(self) -> None:
         """Drop every open connection, cancelling whatever their handlers still wait for."""
-        for task, writer in list(self._connections.items()):
-            writer.transport.abort()
-            # One waiting for a request head ends at the end of stream the abort gives it; a
-            # cancel could land as the peer's reset does, leaving that error never retrieved.
+        for task, connection in list(self._connections.items()):
+            connection.abort()
+            # One waiting for a request head ends at the end of stream the abort gives it.
             if task not in self._waiting:
                 task.cancel()
 
@@ -370,20 +419,16 @@ class HTTPServer:
         if self._server is not None:
             await self._server.wait_closed()
 
-    async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    async def _serve_connection(self, connection: _Connection) -> None:
+        task = connection.task
         if len(self._connections) >= self._max_connections and not self._make_room():
             self._refusals.note(self._max_connections)
-            await _refuse_and_linger(reader, writer)
+            await _refuse_and_linger(connection)
             return
-        self._connections[task] = writer
-        small_reads(writer.transport)
+        self._connections[task] = connection
         timed = self._idle_timeout is not None or self._head_timeout is not None
         watch = _HeadWatch(task, self._idle_timeout, self._head_timeout) if timed else None
-        connection = _Connection(task, reader, writer, watch)
+        connection.watch = watch
         try:
             while await self._serve_one(connection):
                 pass
@@ -393,8 +438,8 @@ class HTTPServer:
         except (ConnectionError, asyncio.IncompleteReadError, StreamAborted, TimeoutError):
             pass
         except asyncio.CancelledError:
-            # Dropped by abort_connections(). Ending normally rather than as cancelled keeps
-            # asyncio's stream callback from logging the cancellation as an error.
+            # Dropped by abort_connections() or timed out by the watch: the connection just
+            # ends (the task ends normally, nothing to report).
             pass
         finally:
             if watch is not None:
@@ -402,22 +447,22 @@ class HTTPServer:
             self._connections.pop(task, None)
             self._waiting.pop(task, None)
             connection.release()
-            writer.close()
-            await _closed(writer)
+            connection.close()
+            await _closed(connection)
 
     def _make_room(self) -> bool:
         """Close the connection idle longest (waiting for a request head), if there is one."""
         oldest = next(iter(self._waiting), None)
         if oldest is None:
             return False
-        writer = self._waiting.pop(oldest)
+        connection = self._waiting.pop(oldest)
         del self._connections[oldest]
-        writer.transport.abort()
+        connection.abort()
         return True
 
     async def _serve_one(self, connection: _Connection) -> bool:
         task, watch = connection.task, connection.watch
-        self._waiting[task] = connection.writer
+        self._waiting[task] = connection
         try:
             if watch is None:
                 request = await _read_request(connection, self._body_timeout)
@@ -437,17 +482,27 @@ class HTTPServer:
         except Exception:
             _log.exception("unhandled error serving %s %s", request.method, request.path)
             response = Response(500, [("Content-Type", "text/plain")], b"internal error")
-        response = _refuse_forbidden_fields(request, response)
         # A body the handler left unread cannot be skipped safely: close instead.
         keep_alive = _wants_keep_alive(request) and request.body.complete
+        if response is request.answered:
+            if not connection.holding:
+                await connection.drain()
+            return keep_alive
+        response = _refuse_forbidden_fields(request, response)
         await _write_response(
             connection, response, keep_alive=keep_alive, head=request.method == "HEAD"
         )
         return keep_alive
 
 
-class _Connection:
-    """One client connection's state between its requests.
+class _Connection(asyncio.Protocol):
+    """One client connection: the bytes received so far, and the writes of its answers.
+
+    The transport calls this protocol as bytes arrive; the connection's one task (started with
+    the connection, it serves every request on it in turn) takes a request head, or a small
+    body, straight from `buffer` when it is there, and waits (`readexactly`, `read`,
+    `readline`) only for bytes still to come. So a request costs no reader object and no
+    wake-up beyond the one its bytes' arrival gives the task.
 
     A small response to a request the client pipelined another one behind is held back
     (`hold`) until the end of the loop pass, after the next request's handler ran up to its
@@ -457,29 +512,169 @@ class _Connection:
     anything else is written on the connection (`release`).
     """
 
-    __slots__ = ("_held", "_loop", "_release_handle", "client", "reader", "task", "watch", "writer")
-
-    def __init__(
-        self,
-        task: asyncio.Task[None],
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        watch: _HeadWatch | None,
-    ) -> None:
-        self.task = task
-        self.reader = reader
-        self.writer = writer
-        self.watch = watch
-        peer = writer.get_extra_info("peername") or ("", 0)
-        self.client = (str(peer[0]), int(peer[1]))
-        self._loop = task.get_loop()
+    def __init__(self, serve: Callable[[_Connection], Coroutine[Any, Any, None]]) -> None:
+        self._serve = serve
+        self._loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.task: asyncio.Task[None]
+        self.watch: _HeadWatch | None = None
+        self.client = ("", 0)
+        self.buffer = bytearray()
+        # The end of the stream came (the peer's FIN, or the connection is gone), and the
+        # error it ended with, if any.
+        self.eof = False
+        self._error: BaseException | None = None
+        self._reading_paused = False
+        self._data_waiter: asyncio.Future[None] | None = None
+        self._writing_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._lost: asyncio.Future[None] = self._loop.create_future()
         self._held = b""
         self._release_handle: asyncio.Handle | None = None
+
+    # -- the transport's callbacks ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        small_reads(transport)
+        peer = transport.get_extra_info("peername") or ("", 0)
+        self.client = (str(peer[0]), int(peer[1]))
+        self.task = self._loop.create_task(self._serve(self))
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._wake()
+        # Flow control: a peer sending faster than its requests are served waits.
+        if len(self.buffer) > 2 * _READ_LIMIT and not self._reading_paused:
+            assert self.transport is not None
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return True  # a half-closed peer still gets its answers
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self._error = exc
+        self._wake()
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_exception(ConnectionResetError("Connection lost"))
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def take(self, size: int) -> bytes | None:
+        """The next `size` bytes if all of them are here, else None (nothing is taken)."""
+        buffer = self.buffer
+        if len(buffer) < size:
+            return None
+        data = bytes(buffer[:size])
+        del buffer[:size]
+        if self._reading_paused and len(buffer) <= _READ_LIMIT:
+            self._resume_reading()
+        return data
+
+    async def wait_for_data(self) -> None:
+        """Until more bytes arrive or the stream ends; raises the error it ended with."""
+        if self._error is not None:
+            raise self._error
+        if self.eof:
+            return
+        if self._reading_paused:
+            self._resume_reading()
+        waiter = self._data_waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._data_waiter = None
+        if self._error is not None:
+            raise self._error
+
+    async def readexactly(self, size: int) -> bytes:
+        """Exactly `size` bytes; `asyncio.IncompleteReadError` if the stream ends first."""
+        while (data := self.take(size)) is None:
+            if self.eof:
+                partial = self.take(len(self.buffer)) or b""
+                raise asyncio.IncompleteReadError(partial, size)
+            await self.wait_for_data()
+        return data
+
+    async def read(self, size: int) -> bytes:
+        """At most `size` bytes, as soon as there are any; b"" at the end of the stream."""
+        while not self.buffer:
+            if self.eof:
+                return b""
+            await self.wait_for_data()
+        return self.take(min(size, len(self.buffer))) or b""
+
+    async def readline(self) -> bytes:
+        """A line with its LF (what is left, at the end of the stream); a line longer than
+        1 MiB is broken HTTP (`ProtocolError`)."""
+        searched = 0
+        while (end := self.buffer.find(b"\n", searched)) < 0:
+            if len(self.buffer) > _READ_LIMIT:
+                raise ProtocolError("line too long")
+            if self.eof:
+                return self.take(len(self.buffer)) or b""
+            searched = len(self.buffer)
+            await self.wait_for_data()
+        if end >= _READ_LIMIT:
+            raise ProtocolError("line too long")
+        return self.take(end + 1) or b""
+
+    def _wake(self) -> None:
+        waiter = self._data_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _resume_reading(self) -> None:
+        self._reading_paused = False
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    # -- writing ------------------------------------------------------------------------------
 
     @property
     def pipelined(self) -> bool:
         """Whether bytes of the client's next request are already here."""
-        return bool(getattr(self.reader, "_buffer", None))
+        return bool(self.buffer)
+
+    def write(self, data: bytes) -> None:
+        """Send `data`, in one piece with whatever is held before it."""
+        if self._held:
+            data, self._held = self._held + data, b""
+        self._cancel_release()
+        assert self.transport is not None
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the peer reads slower than the connection writes; raises once it is
+        gone."""
+        if self._lost.done():
+            raise ConnectionResetError("Connection lost")
+        if self._writing_paused:
+            waiter = self._drain_waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._drain_waiter = None
+
+    @property
+    def holding(self) -> bool:
+        """Whether a written answer is held back (see `hold`)."""
+        return bool(self._held)
 
     def hold(self, data: bytes) -> None:
         """Write `data` at the end of this loop pass (or sooner, with the next write)."""
@@ -487,14 +682,45 @@ class _Connection:
         if self._release_handle is None:
             self._release_handle = self._loop.call_soon(self.release)
 
+    def keep_held(self) -> None:
+        """Hold what is held past this loop pass: until the connection writes again, or
+        `release`."""
+        self._cancel_release()
+
     def release(self) -> None:
         """Write what is held now."""
+        self._cancel_release()
+        if self._held:
+            data, self._held = self._held, b""
+            assert self.transport is not None
+            self.transport.write(data)
+
+    def _cancel_release(self) -> None:
         if self._release_handle is not None:
             self._release_handle.cancel()
             self._release_handle = None
-        if self._held:
-            data, self._held = self._held, b""
-            self.writer.write(data)
+
+    def write_eof(self) -> None:
+        """Half-close: the peer reads the end of the stream after what was written."""
+        assert self.transport is not None
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    # -- ending -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close once what was written has gone out."""
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection now."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def closed(self) -> None:
+        """Until the connection is gone."""
+        await asyncio.shield(self._lost)
 
 
 class _HeadWatch:
@@ -585,36 +811,32 @@ class _Refusals:
             self._said_at = now
 
 
-async def _closed(writer: asyncio.StreamWriter) -> None:
-    """Wait for a closed stream to be done: it keeps a peer's reset in a future of its own, and
-    awaited here it is not reported as an exception never retrieved when the process exits. A
-    peer that reads nothing cannot hold the close: after a second the connection is aborted."""
+async def _closed(connection: _Connection) -> None:
+    """Wait for a closing connection to be gone. A peer that reads nothing cannot hold the
+    close: after a second the connection is aborted."""
     try:
         async with asyncio.timeout(1.0):
-            await writer.wait_closed()
+            await connection.closed()
     except TimeoutError:
-        writer.transport.abort()
-    except Exception:  # the reset itself, or any other way the connection ended
-        pass
+        connection.abort()
 
 
-async def _refuse_and_linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _refuse_and_linger(connection: _Connection) -> None:
     """Answer 503 and close without losing the answer. Closing a socket whose request is still
     unread makes the kernel send a reset, which can destroy the 503 before the client reads
     it: so half-close, read off what the client sent (a bounded second and 64 KiB), then close."""
     try:
-        writer.write(_TOO_MANY_CONNECTIONS)
-        if writer.can_write_eof():
-            writer.write_eof()
+        connection.write(_TOO_MANY_CONNECTIONS)
+        connection.write_eof()
         async with asyncio.timeout(1.0):
             received = 0
-            while received < 65536 and (chunk := await reader.read(16384)):
+            while received < 65536 and (chunk := await connection.read(16384)):
                 received += len(chunk)
     except (ConnectionError, TimeoutError, OSError):
         pass
     finally:
-        writer.close()
-        await _closed(writer)
+        connection.close()
+        await _closed(connection)
 
 
 _TOO_MANY_CONNECTIONS = (
@@ -623,15 +845,14 @@ _TOO_MANY_CONNECTIONS = (
 )
 
 
-async def _read_fields(reader: asyncio.StreamReader) -> tuple[Headers, Fields]:
+async def _read_fields(connection: _Connection) -> tuple[Headers, Fields]:
     """A field block through the blank line that ends it (a head's fields, or trailers), and
     its framing fields (`Content-Length`, `Transfer-Encoding`) for `body_framing`."""
     # Usually the whole block has arrived already: take it in one piece.
-    buffered = getattr(reader, "_buffer", None)
-    if isinstance(buffered, bytearray) and (end := _block_end(buffered)) is not None:
-        block = await reader.readexactly(end)
-    else:
-        block = await _read_block(reader)
+    end = _block_end(connection.buffer)
+    block = connection.take(end) if end is not None else None
+    if block is None:
+        block = await _read_block(connection)
     return _parse_block(block)
 
 
@@ -649,11 +870,11 @@ def _parse_block(block: bytes) -> tuple[Headers, Fields]:
     return Headers(raw, first), framing
 
 
-async def _read_block(reader: asyncio.StreamReader) -> bytes:
+async def _read_block(connection: _Connection) -> bytes:
     lines: list[bytes] = []
     total = 0
     while True:
-        line = await _readline(reader)
+        line = await connection.readline()
         total += len(line)
         if total > MAX_HEAD_BYTES:
             raise ProtocolError("header section too large")
@@ -662,14 +883,6 @@ async def _read_block(reader: asyncio.StreamReader) -> bytes:
         lines.append(line)
         if line in (b"\r\n", b"\n"):
             return b"".join(lines)
-
-
-async def _readline(reader: asyncio.StreamReader) -> bytes:
-    """One line; a line longer than the reader's limit is broken HTTP, not a server error."""
-    try:
-        return await reader.readline()
-    except ValueError:  # asyncio.LimitOverrunError, re-raised by readline as ValueError
-        raise ProtocolError("line too long") from None
 
 
 def _block_end(buffered: bytearray) -> int | None:
@@ -693,25 +906,24 @@ async def _read_request(
     body_timeout: float | None,
     line_read: Callable[[], None] | None = None,
 ) -> Request | None:
-    reader = connection.reader
-    # Usually a whole head is waiting in the buffer, or comes in one piece: it is then read in
-    # one call and split here, rather than line by line.
-    buffered = getattr(reader, "_buffer", None)
-    if not isinstance(buffered, bytearray):
-        buffered = None
-    elif not buffered and not reader.at_eof():
-        await _wait_for_bytes(reader)
-    if buffered and buffered[0] not in _LINE_ENDS and (end := _block_end(buffered)) is not None:
-        head = await reader.readexactly(end)
+    # Usually a whole head is waiting in the buffer, or comes in one piece: it is then taken
+    # in one piece and split here, rather than line by line.
+    buffer = connection.buffer
+    if not buffer and not connection.eof:
+        await connection.wait_for_data()
+    head = None
+    if buffer and buffer[0] not in _LINE_ENDS and (end := _block_end(buffer)) is not None:
+        head = connection.take(end)
+    if head is not None:
         line_end = head.index(b"\n") + 1
         method, target, version = parse_request_line(head[:line_end])
         headers, framing = _parse_block(head[line_end:])
     else:
-        request_line = await _read_request_line(reader, line_read)
+        request_line = await _read_request_line(connection, line_read)
         if request_line is None:
             return None
         method, target, version = request_line
-        headers, framing = await _read_fields(reader)
+        headers, framing = await _read_fields(connection)
     path, _, query = target.partition("?")
     return Request(
         method=method,
@@ -722,29 +934,21 @@ async def _read_request(
         headers=headers,
         body=_make_body(connection, headers, framing, body_timeout),
         client=connection.client,
+        _connection=connection,
     )
 
 
 _LINE_ENDS = b"\r\n"
 
 
-async def _wait_for_bytes(reader: asyncio.StreamReader) -> None:
-    """Until the reader holds a byte, or the peer ended the stream (the slow path then reads)."""
-    # StreamReader has no public "wait for data" that consumes nothing: its own helper, where
-    # it has one; without, the line-by-line path does the waiting.
-    wait = getattr(reader, "_wait_for_data", None)
-    if wait is not None:
-        await wait("readline")
-
-
 async def _read_request_line(
-    reader: asyncio.StreamReader, line_read: Callable[[], None] | None
+    connection: _Connection, line_read: Callable[[], None] | None
 ) -> tuple[str, str, str] | None:
     """The request line read line by line (a head arriving in pieces, stray CRLFs before it);
     None when the connection ended before one."""
-    line = await _readline(reader)
+    line = await connection.readline()
     while line in (b"\r\n", b"\n"):  # tolerate stray CRLF between requests (RFC 9112 §2.2)
-        line = await _readline(reader)
+        line = await connection.readline()
     if not line:
         return None
     if not line.endswith(b"\n"):
@@ -753,9 +957,7 @@ async def _read_request_line(
         raise asyncio.IncompleteReadError(line, None)
     request_line = parse_request_line(line)
     # The rest of the head gets its own, shorter, deadline unless it is all here already.
-    buffered = getattr(reader, "_buffer", None)
-    complete = isinstance(buffered, bytearray) and _block_end(buffered) is not None
-    if line_read is not None and not complete:
+    if line_read is not None and _block_end(connection.buffer) is None:
         line_read()
     return request_line
 
@@ -767,7 +969,7 @@ def _make_body(
     expects = headers.get("Expect")
     expects_continue = expects is not None and expects.lower() == "100-continue"
     return RequestBody(
-        connection.reader,
+        connection,
         length=length,
         chunked=chunked,
         # Nothing to do before the first read unless the client waits for 100 Continue.
@@ -778,9 +980,8 @@ def _make_body(
 
 
 async def _send_continue(connection: _Connection) -> None:
-    connection.release()
-    connection.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-    await connection.writer.drain()
+    connection.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    await connection.drain()
 
 
 def _refuse_forbidden_fields(request: Request, response: Response) -> Response:
@@ -809,47 +1010,59 @@ def _wants_keep_alive(request: Request) -> bool:
 async def _write_response(
     connection: _Connection, response: Response, *, keep_alive: bool, head: bool = False
 ) -> None:
-    writer = connection.writer
-    connection.release()
     body = response.body
-    streaming = not isinstance(body, bytes)
-    head_lines = [_status_line(response.status)]
-    head_lines += [f"{name}: {value}" for name, value in response.headers]
-    if streaming:
-        head_lines.append("Transfer-Encoding: chunked")
-    else:
-        assert isinstance(body, bytes)
-        head_lines.append(f"Content-Length: {len(body)}")
-    if not keep_alive:
-        head_lines.append("Connection: close")
-    head_bytes = ("\r\n".join(head_lines) + "\r\n\r\n").encode("latin-1")
     if head:
-        writer.write(head_bytes)
-        await writer.drain()
+        connection.write(
+            _head_bytes(response, len(body) if isinstance(body, bytes) else None, keep_alive)
+        )
+        await connection.drain()
     elif isinstance(body, bytes):
         if len(body) < _SMALL_BODY:
-            data = head_bytes + body  # one write: a small response leaves in one segment
-            if keep_alive and connection.pipelined:
-                connection.hold(data)
-                return
-            writer.write(data)
+            _send_whole(connection, response, keep_alive=keep_alive)
+            if connection.holding:
+                return  # goes out at the end of this loop pass
         else:
-            writer.write(head_bytes)
-            writer.write(body)
-        await writer.drain()
+            connection.write(_head_bytes(response, len(body), keep_alive))
+            connection.write(body)
+        await connection.drain()
     else:
-        writer.write(head_bytes)
-        await _write_chunks(writer, body)
+        connection.write(_head_bytes(response, None, keep_alive))
+        await _write_chunks(connection, body)
 
 
-async def _write_chunks(writer: asyncio.StreamWriter, body: AsyncIterable[bytes]) -> None:
-    await writer.drain()  # the status line and headers go out before the first chunk is ready
+def _send_whole(connection: _Connection, response: Response, *, keep_alive: bool) -> None:
+    """Write a response with a small bytes body in one piece (one segment); held back
+    (`_Connection.hold`) when the client pipelined its next request behind this one."""
+    body = response.body
+    assert isinstance(body, bytes)
+    data = _head_bytes(response, len(body), keep_alive) + body
+    if keep_alive and connection.pipelined:
+        connection.hold(data)
+    else:
+        connection.write(data)
+
+
+def _head_bytes(response: Response, length: int | None, keep_alive: bool) -> bytes:
+    """The status line and header fields; `length` None: a chunked body."""
+    lines = [_status_line(response.status)]
+    lines += [f"{name}: {value}" for name, value in response.headers]
+    if length is None:
+        lines.append("Transfer-Encoding: chunked")
+    else:
+        lines.append(f"Content-Length: {length}")
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def _write_chunks(connection: _Connection, body: AsyncIterable[bytes]) -> None:
+    await connection.drain()  # the status line and headers go out before the first chunk is ready
     async for chunk in body:
         if chunk:
-            writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            await writer.drain()
-    writer.write(b"0\r\n\r\n")
-    await writer.drain()
+            connection.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            await connection.drain()
+    connection.write(b"0\r\n\r\n")
+    await connection.drain()
 
 
 def _reason(status: int) -> str:

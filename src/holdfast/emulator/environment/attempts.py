@@ -15,11 +15,19 @@ from .init import Init
 class Attempts(Init):
     """Runs attempts in an initialized environment and answers failed starts."""
 
-    def _dispatch(self, attempt: Attempt) -> None:
+    def _dispatch(self, attempt: Attempt, *, thaw: bool = False) -> None:
+        """Hand `attempt` to the runtime and its INVOKE event to the extensions; with `thaw`,
+        resume the frozen environment right after. The event is then in the runtime's socket
+        before the runtime runs again: it wakes once, with its invocation there, rather than at
+        the SIGCONT and again as the event arrives. The start is recorded (and told: `holdfast
+        dev` counts what the processes start from then on as this invocation's) before the
+        event can reach anyone; a thawed attempt's start is its thaw."""
         sandbox = self._sandbox
         assert sandbox is not None
         record = attempt.record
         record.started_at = time.monotonic()
+        if thaw:
+            record.thawed_at = record.started_at
         attempt.started_wall = time.time()
         self._journal.started(record)
         if sandbox.telemetry.listening:
@@ -32,6 +40,8 @@ class Attempts(Init):
                 },
             )
         sandbox.dispatch(attempt)
+        if thaw:
+            self._thaw()
 
     async def _complete(self, attempt: Attempt, *, init_ms: float | None) -> None:
         """Wait for the dispatched invocation to end, then freeze (or reset) the environment."""

@@ -152,12 +152,14 @@ class EnvironmentBase:
             self._runtime_output.drain()
 
     def _stop(self) -> None:
-        """Freeze: SIGSTOP the group, and hold telemetry until the thaw."""
+        """Freeze: SIGSTOP the group, and hold telemetry and held answers until the thaw."""
         self._group.stop()
+        self._api.hold_answers()
         if self._sandbox is not None:
             self._sandbox.telemetry.freeze()
 
     def _thaw(self) -> None:
+        self._api.release_answers()  # there before the runtime runs again
         self._group.thaw()
         if self._sandbox is not None:
             self._sandbox.telemetry.thaw()

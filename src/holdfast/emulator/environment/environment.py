@@ -38,21 +38,19 @@ class Environment(SnapStart, ManagedInstances):
         record = FreezeRecord(self.id, request.request_id, cold=not self.warm, started_at=0.0)
         loop = self._loop or asyncio.get_running_loop()
         attempt = Attempt(request, function_arn=self._config.function_arn, record=record, loop=loop)
-        # A warm environment is thawed and handed the event right away, not one round of the
+        # A warm environment is handed the event and thawed right away, not one round of the
         # event loop later in the task (which then only waits for the invocation to end).
         started: bool | Exception = False
         if self.warm and self._config.max_concurrency is None:
             try:
-                self._thaw()
-                record.thawed_at = time.monotonic()
                 attempt.arm(self._config.timeout)
-                self._dispatch(attempt)
+                self._dispatch(attempt, thaw=True)
                 started = True
             except Exception as exc:  # answered by the task, as any failure inside it
                 started = exc
-        task = loop.create_task(self._run(attempt, started, on_finished))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # The task takes itself out of `_tasks` as it ends (a done callback would cost a round
+        # of the event loop per invocation).
+        self._tasks.add(loop.create_task(self._run(attempt, started, on_finished)))
         return attempt
 
     async def initialize(self) -> RuntimeResponse | None:
@@ -121,6 +119,7 @@ class Environment(SnapStart, ManagedInstances):
             )
             raise
         finally:
+            self._tasks.discard(asyncio.current_task(attempt.result.get_loop()))
             if not attempt.result.done():  # a bug above must not leave a caller hanging
                 attempt.respond(RuntimeResponse.platform_error("Runtime.Unknown", "emulator"))
             if not attempt.finished.done():
