@@ -190,6 +190,10 @@ class Invocation:
         A synchronous caller steps the loop until :meth:`ready` instead; this then returns at
         once (``adapter.engine.run(invocation.outcome())`` would cost a task)."""
         if not self.ready():
+            # The app's task was scheduled when it began, so it runs first: a plain endpoint is
+            # done after this one step, which costs less than waiting on futures for it.
+            await asyncio.sleep(0)
+        if not self.ready():
             sink, task = self._sink, self.task
             if sink is None:  # an event handler: its task's end is the outcome
                 assert task is not None
