@@ -510,6 +510,14 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
         # which a test catches: counted.
     },
     "holdfast.invocation": {
+        **{
+            ("outcome", text, change): "the app's first step before waiting on futures is a "
+            "fast path: the wait after it gives the same outcome (a negative sleep is a zero one)"
+            for text, change in (
+                ("await asyncio.sleep(0)", "remove `await asyncio.sleep(0)`"),
+                ("await asyncio.sleep(0)", "constant -1"),
+            )
+        },
         (
             "__init__",
             "adopts=False,",

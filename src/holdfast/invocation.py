@@ -193,9 +193,8 @@ class Invocation:
             # The app's task was scheduled when it began, so it runs first: a plain endpoint is
             # done after this one step, which costs less than waiting on futures for it.
             await asyncio.sleep(0)
-        if not self.ready():
             sink, task = self._sink, self.task
-            if sink is None:  # an event handler: its task's end is the outcome
+            if sink is None and not self.ready():  # an event handler: its task's end decides
                 assert task is not None
                 await asyncio.wait((task,))
             while not self.ready():
