@@ -80,7 +80,7 @@ class Dev:
         return code
 
 
-def start_dev(folder: Path, *args: str, wait: bool = True) -> Dev:
+def start_dev(folder: Path, *args: str, wait: bool = True, writes_bytecode: bool = False) -> Dev:
     port = free_port()
     env = {
         **os.environ,
@@ -89,6 +89,8 @@ def start_dev(folder: Path, *args: str, wait: bool = True) -> Dev:
         "HOLDFAST_DEMO_QUEUE": f"sqlite:///{folder / 'demo.db'}",
         "NO_COLOR": "1",
     }
+    if writes_bytecode:  # as Python does unless told not to (this machine's shell tells it)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     process = subprocess.Popen(
         [HOLDFAST, "dev", *args, "--port", str(port)],
         stdout=subprocess.PIPE,

@@ -105,6 +105,26 @@ def test_reload_on_change_keeps_the_queue(app_dir: Path) -> None:
         dev.stop()
 
 
+def test_a_same_size_save_in_the_second_of_the_last_compile_still_reloads_the_new_code(
+    app_dir: Path,
+) -> None:
+    source = app_dir / "app.py"
+    dev = start_dev(app_dir, "app:app", writes_bytecode=True)
+    try:
+        assert dev.json("/") == {"version": "one"}
+        assert list((app_dir / "__pycache__").glob("app.*.pyc"))  # its bytecode is cached
+        before = source.stat()
+        source.write_text(source.read_text().replace('VERSION = "one"', 'VERSION = "two"'))
+        # The same size and, as a save within the same second leaves it, the same mtime: all
+        # that Python compares before it trusts the cached bytecode.
+        os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert source.stat().st_size == before.st_size
+        dev.wait_for("reloaded")
+        assert dev.json("/") == {"version": "two"}
+    finally:
+        dev.stop()
+
+
 def _start_failure(folder: Path, *args: str) -> tuple[int, str]:
     dev = start_dev(folder, *args, wait=False)
     code = dev.process.wait(timeout=120)

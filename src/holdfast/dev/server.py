@@ -337,8 +337,9 @@ class DevServer:
 
         paths = [os.path.abspath(path) for path in self._options.watch]
         async for changes in awatch(*paths, watch_filter=PythonFilter(), stop_event=stop):
-            names = sorted({os.path.relpath(path) for _, path in changes})
-            await self.reload(names)
+            changed = {path for _, path in changes}
+            _forget_bytecode(changed)
+            await self.reload(sorted(os.path.relpath(path) for path in changed))
 
     async def reload(self, changes: Sequence[str]) -> None:
         """Start the app anew with the current code; the old one finishes its work, then stops."""
@@ -512,3 +513,26 @@ async def import_trace(app: str) -> list[str]:
         if index + 1 < len(lines) and lines[index + 1].startswith("    "):
             trace.append("  " + lines[index + 1].strip())
     return trace
+
+
+def _forget_bytecode(paths: set[str]) -> None:
+    """Delete the cached bytecode of changed source files, for every interpreter's tag.
+
+    Python trusts a ``.pyc`` whose recorded source mtime (whole seconds) and size match: a save
+    of the same size within the second of the last compile (a formatter right after a save, a
+    one-character fix) would otherwise start the new app on the old code.
+    """
+    for path in paths:
+        folder, name = os.path.split(path)
+        stem, extension = os.path.splitext(name)
+        if extension != ".py":
+            continue
+        cache = os.path.join(folder, "__pycache__")
+        try:
+            cached = [entry for entry in os.listdir(cache) if entry.startswith(stem + ".")]
+        except OSError:  # no cache beside it
+            continue
+        for entry in cached:
+            if entry.endswith(".pyc"):  # <stem>.<tag>[.opt-N].pyc
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(cache, entry))
