@@ -1,6 +1,6 @@
-"""The client side of a plain socket, for the Runtime API client and the proxy's upstream: a
-connect that tries each address in turn, and :class:`SocketReader`, which reads answers straight
-from the socket.
+"""The client side of a plain socket, for the Runtime API client and the proxy's upstream:
+``resolve``, a ``connect`` that tries each address in turn, and :class:`SocketReader`, which
+reads answers straight from the socket.
 
 Through an asyncio transport every wait for an answer is a full turn of the event loop or two
 (the reader registered, the selector polled, the bytes handed to a protocol, a future resolved,
@@ -37,6 +37,16 @@ RECV_SIZE = 64 * 1024
 _MAX_WAIT_MS = 24 * 3600 * 1000
 
 Address = tuple[int, Any]  # (family, sockaddr)
+
+
+async def resolve(loop: asyncio.AbstractEventLoop, host: str, port: int) -> list[Address]:
+    """The addresses ``host:port`` names, for :func:`connect`."""
+    try:
+        # An address literal (Lambda's is 127.0.0.1:9001) needs no resolver thread.
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [(family, address) for family, _, _, _, address in infos]
 
 
 async def connect(

@@ -38,7 +38,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from holdfast._types import RawHeaders
-from holdfast.http11.client_socket import SocketReader, connect
+from holdfast.http11.client_socket import SocketReader, connect, resolve
 from holdfast.http11.response import ProtocolError, ResponseHead, body_chunks, read_head
 
 #: Seconds an idle connection may be reused where the environment can freeze (see above).
@@ -220,8 +220,7 @@ class Upstream:
 
     async def _resolve(self, loop: asyncio.AbstractEventLoop) -> list[tuple[int, Any]]:
         # Once: the app's address does not change while the proxy runs.
-        infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
-        self._addresses = [(family, address) for family, _, _, _, address in infos]
+        self._addresses = await resolve(loop, self.host, self.port)
         return self._addresses
 
     async def _exchange(

@@ -14,9 +14,8 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
-from typing import Any
 
-from holdfast.http11.client_socket import SocketReader, connect
+from holdfast.http11.client_socket import SocketReader, connect, resolve
 
 # Headers, a whole 6 MB event: the reader buffers at most one of these at a time.
 _READ_LIMIT = 8 * 1024 * 1024
@@ -38,7 +37,7 @@ class Connection:
     async def open(cls, host: str, port: int) -> Connection:
         """Connect to ``host:port`` (each address the name resolves to in turn)."""
         loop = asyncio.get_running_loop()
-        addresses = await _addresses(loop, host, port)
+        addresses = await resolve(loop, host, port)
         if not addresses:
             raise OSError(f"{host} resolves to no address")
         sock, _ = await connect(loop, addresses)
@@ -55,14 +54,3 @@ class Connection:
 
     def close(self) -> None:
         self.sock.close()
-
-
-async def _addresses(
-    loop: asyncio.AbstractEventLoop, host: str, port: int
-) -> list[tuple[int, Any]]:
-    try:
-        # An address literal (Lambda's is 127.0.0.1:9001) needs no resolver thread.
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
-    except socket.gaierror:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [(family, address) for family, _, _, _, address in infos]
