@@ -39,6 +39,8 @@ from ..errors import BackendError
 from ..message import parse_message
 from ..models import Delivery, Job, Settlement, TaskState, TaskStatus, new_task_id
 from .messages import (
+    MAX_BATCH,
+    batches,
     delay_seconds,
     encode_message,
     message_attributes,
@@ -199,7 +201,7 @@ class SQSBackend:
     def claim(self, limit: int, lease: float) -> list[Delivery]:
         response = self._sqs.receive_message(
             QueueUrl=self.queue_url,
-            MaxNumberOfMessages=max(1, min(limit, 10)),
+            MaxNumberOfMessages=max(1, min(limit, MAX_BATCH)),
             VisibilityTimeout=visibility(lease),
             WaitTimeSeconds=self.wait_seconds,
             MessageAttributeNames=["All"],
@@ -280,8 +282,7 @@ class SQSBackend:
 
     def extend(self, deliveries: Sequence[Delivery], lease: float) -> None:
         timeout = visibility(lease)
-        for start in range(0, len(deliveries), 10):
-            chunk = deliveries[start : start + 10]
+        for chunk in batches(deliveries):
             self._sqs.change_message_visibility_batch(
                 QueueUrl=self.queue_url,
                 Entries=[
@@ -316,13 +317,13 @@ class SQSBackend:
         A message left undeleted comes back when its visibility lapses and is dropped then,
         as the duplicate of a task whose status is already final.
         """
-        batches = [tokens[start : start + 10] for start in range(0, len(tokens), 10)]
+        runs = batches(tokens)
         failed = self._calls.run(
-            [functools.partial(self._delete_batch, batch) for batch in batches], default=None
+            [functools.partial(self._delete_batch, run) for run in runs], default=None
         )
         return {
             token
-            for batch, not_deleted in zip(batches, failed, strict=True)
+            for batch, not_deleted in zip(runs, failed, strict=True)
             for token in (batch if not_deleted is None else not_deleted)
         }
 

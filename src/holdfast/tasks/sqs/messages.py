@@ -7,7 +7,8 @@ A body is `{"holdfast": 1, "queue", "task", "id", "args", "kwargs", "run_at"}`; 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ..errors import InvalidArguments
@@ -20,6 +21,10 @@ MAX_VISIBILITY = 43200
 #: The largest SQS message (body and attributes), 1 MiB since August 2025.
 MAX_MESSAGE_BYTES = 1024 * 1024
 MESSAGE_ATTRIBUTE = "holdfast-queue"
+#: The most entries one SQS batch call (and one receive) takes.
+MAX_BATCH = 10
+
+_T = TypeVar("_T")
 
 
 def encode_message(queue: str, task_id: str, job: Job) -> str:
@@ -33,6 +38,11 @@ def encode_message(queue: str, task_id: str, job: Job) -> str:
             " (pass a reference to large data, not the data)"
         )
     return text
+
+
+def batches(items: Sequence[_T]) -> list[Sequence[_T]]:
+    """`items` in runs of at most `MAX_BATCH`, one per SQS batch call."""
+    return [items[start : start + MAX_BATCH] for start in range(0, len(items), MAX_BATCH)]
 
 
 def message_attributes(queue: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..backend import ParallelCalls
 from ..message import parse_message
+from .messages import MAX_BATCH, batches
 from .status_table import StatusTable
 
 logger = logging.getLogger("holdfast.tasks")
@@ -84,12 +85,12 @@ class DeadLetterReconciler:
             for _ in range(RECONCILE_ROUNDS):
                 batch = sqs.receive_message(
                     QueueUrl=dead_letter_url,
-                    MaxNumberOfMessages=10,
+                    MaxNumberOfMessages=MAX_BATCH,
                     VisibilityTimeout=30,
                     WaitTimeSeconds=0,
                 ).get("Messages", [])
                 seen += batch
-                if len(batch) < 10:
+                if len(batch) < MAX_BATCH:
                     break
             marks = [
                 functools.partial(self._mark_dead_lettered, message["Body"], redrive)
@@ -97,12 +98,12 @@ class DeadLetterReconciler:
             ]
             self._calls.run(marks, None)
         finally:
-            for start in range(0, len(seen), 10):
+            for batch in batches(seen):
                 sqs.change_message_visibility_batch(
                     QueueUrl=dead_letter_url,
                     Entries=[
                         {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-                        for i, m in enumerate(seen[start : start + 10])
+                        for i, m in enumerate(batch)
                     ],
                 )
 
