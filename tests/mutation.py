@@ -444,10 +444,10 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
         **{
             ("start_request", text, f"remove `{text}`"): "the request's task made without the "
             "factory's frame walk is a fast path: through the factory it is not adopted either "
-            "(the invocation adopts only from the task's creation on)"
+            "(that branch switches adoption on after the task is made), only not started eagerly"
             for text in (
                 "if loop.get_task_factory() is _create_task:",
-                "return asyncio.tasks.Task(coro, loop=loop)",
+                "return asyncio.tasks.Task(coro, loop=loop, **_EAGER)",
             )
         },
     },

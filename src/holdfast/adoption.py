@@ -64,20 +64,40 @@ def _create_task(
 
 
 def start_request(
-    loop: asyncio.AbstractEventLoop, coro: Awaitable[Any], work: _pending.PendingWork
+    loop: asyncio.AbstractEventLoop,
+    coro: Awaitable[Any],
+    work: _pending.PendingWork,
+    *,
+    adopts: bool,
 ) -> asyncio.Task[Any]:
     """The task of one request's app (or event handler): ``work`` bound in its context, so
-    what the app starts joins it; never adopted itself (the invocation follows it)."""
+    what the app starts joins it (from then on ``work.adopts`` is ``adopts``); never adopted
+    itself (the invocation follows it).
+
+    On a running loop (an async host) the task starts eagerly where Python can (3.12+): its
+    first step runs now, as the task it is, so a plain endpoint has answered before this
+    returns and the host waits no turn of the loop for it."""
     # The task copies the current context: bind the pending-work set just around its creation.
     token = _pending.bind(work)
     try:
         if loop.get_task_factory() is _create_task:
             # What the factory would do for a task it does not adopt, without its frame walk.
-            return asyncio.tasks.Task(coro, loop=loop)  # type: ignore[arg-type]
+            # The task is made here, not by the factory, so what its eager first step starts is
+            # adopted as the app's from the start.
+            work.adopts = adopts
+            return asyncio.tasks.Task(coro, loop=loop, **_EAGER)  # type: ignore[arg-type]
+        # An app's own factory may hand the task to the adopting one: adopted only after it.
         # An ASGI app is typed as returning an awaitable; every real one is a coroutine.
-        return loop.create_task(coro)  # type: ignore[arg-type]
+        task: asyncio.Task[Any] = loop.create_task(coro)  # type: ignore[arg-type]
+        work.adopts = adopts
+        return task
     finally:
         _pending.unbind(token)
+
+
+# Python 3.12+ runs a task's first step in its constructor when the loop is running (and only
+# then: the synchronous handler steps the loop itself, and schedules the step as before).
+_EAGER: dict[str, Any] = {"eager_start": True} if sys.version_info >= (3, 12) else {}
 
 
 def _creator(frame: FrameType | None) -> FrameType | None:

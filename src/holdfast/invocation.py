@@ -166,8 +166,10 @@ class Invocation:
         self._create_task(call(handler, self.event, self.context))
 
     def _create_task(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
-        task = adoption.start_request(self.adapter.engine.loop, coro, self.pending)
-        self.pending.adopts = self.adapter.adopt_tasks  # what the app starts from now on
+        adapter = self.adapter
+        task = adoption.start_request(
+            adapter.engine.loop, coro, self.pending, adopts=adapter.adopt_tasks
+        )
         self.task = task
         return task
 

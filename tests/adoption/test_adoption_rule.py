@@ -369,3 +369,61 @@ def test_a_task_factory_the_app_installs_makes_the_request_s_own_task_too(adapte
     handler.engine.loop.set_task_factory(factory)  # as an app's instrumentation does
     assert handler(EVENT, None)["statusCode"] == 200
     assert made.count(app.__qualname__) == 1
+
+
+def _begin_on_the_loop(handler, event):
+    """What an async host does: begin on the adapter's running loop, await the outcome,
+    hand it over, drain. Returns whether the outcome was ready as begin() returned."""
+
+    async def host():
+        await handler.startup()  # as every host does at init
+        invocation = handler.begin(event, None)
+        ready_at_once = invocation.ready()
+        outcome = await invocation.outcome()
+        invocation.handed_over()
+        await invocation.drain(5)
+        return ready_at_once, outcome
+
+    return handler.engine.loop.run_until_complete(host())
+
+
+def test_an_async_host_s_plain_endpoint_has_answered_as_begin_returns_on_312(adapters):
+    async def app(scope, receive, send):
+        await respond(send)
+
+    ready_at_once, outcome = _begin_on_the_loop(adapters(app), EVENT)
+    assert outcome.payload["body"] == "ok"
+    # 3.12+ starts the request's task eagerly on a running loop: no turn of the loop to wait.
+    assert ready_at_once is (sys.version_info >= (3, 12))
+
+
+def test_a_task_started_before_the_app_s_first_await_is_adopted_on_an_async_host(adapters):
+    finished = []
+
+    async def job():
+        await asyncio.sleep(0.05)
+        finished.append("job")
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http":
+            asyncio.create_task(job())  # noqa: RUF006  (in the task's first step, eager on 3.12+)
+            await respond(send)
+
+    handler = adapters(app)
+    _, outcome = _begin_on_the_loop(handler, EVENT)
+    assert outcome.payload["body"] == "ok"
+    assert finished == ["job"]
+    assert handler.counts["drained"] == 1
+
+
+def test_the_request_s_own_task_is_never_its_after_response_work_on_an_async_host(adapters):
+    """The app's task is made while its pending work already adopts (eager start): it must not
+    adopt itself, or every request would wait for itself in its drain."""
+
+    async def app(scope, receive, send):
+        await respond(send)
+
+    handler = adapters(app)
+    for _ in range(3):
+        _begin_on_the_loop(handler, EVENT)
+    assert handler.counts["drained"] == 0
