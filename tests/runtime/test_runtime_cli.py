@@ -69,12 +69,35 @@ def test_a_runtime_waits_for_next_in_its_socket_and_sigterm_ends_the_wait(tmp_pa
             waiting_in = syscalls.until(
                 lambda: syscalls.current(process.pid), lambda number: number == poll
             )
+            threads = len(os.listdir(f"/proc/{process.pid}/task"))
         finally:
             process.send_signal(signal.SIGTERM)
         status, output = finish(process)
     assert waiting_in == poll
+    assert threads == 1  # SIGTERM is taken by the loop's thread: no thread for a freeze to stop
     assert status == 0, output
     assert (tmp_path / "shutdown").read_text() == "lifespan shutdown ran"
+
+
+def test_sigterm_during_a_slow_import_ends_the_runtime_with_status_0(tmp_path):
+    """The watch is set before the app's import: a SIGTERM while the import blocks (here in a
+    C-level sleep) ends the process cleanly, not by the signal's default action."""
+    (tmp_path / "slow_import_app.py").write_text(
+        "import pathlib, time\n"
+        f"pathlib.Path({str(tmp_path / 'importing')!r}).touch()\n"
+        "time.sleep(60)\n"
+        "async def app(scope, receive, send):\n"
+        "    pass\n"
+    )
+    with ThreadedFake() as fake:
+        process = start(fake, "slow_import_app:app", PYTHONPATH=str(tmp_path))
+        try:
+            syscalls.until(lambda: (tmp_path / "importing").exists(), bool)
+        finally:
+            process.send_signal(signal.SIGTERM)
+        status, output = finish(process)
+    assert status == 0, output
+    assert fake.api.nexts() == 0
 
 
 @pytest.mark.parametrize(

@@ -124,7 +124,7 @@ def test_a_timer_years_away_does_not_break_the_wait(poll_number):
 
 
 def test_a_thread_calling_into_the_loop_ends_the_wait(poll_number):
-    # SIGTERM's route: the watch thread calls the runtime's terminate through
+    # A thread calling in (the Managed Instances drain, a thread pool's result) goes through
     # call_soon_threadsafe, which must run although the loop thread waits in the socket.
     line, seen, _ = answered_in_poll(
         poll_number, lambda loop, peer: loop.call_soon_threadsafe(peer.sendall, b"x\n")

@@ -5,12 +5,13 @@ registered; without one the process is killed outright. ``holdfast run`` earns i
 :func:`earn` (an internal extension subscribed to no events: it never holds up a freeze); the
 managed-runtime host's after-response extension earns it by existing.
 
-:func:`watch` catches it the same way for both hosts, in a thread of its own: under awslambdaric
-the main thread idles inside the runtime's C client, where a Python signal handler would never
-run. Every host then winds down the same way: :class:`Budget` is the one split of
-:data:`SHUTDOWN_BUDGET` (in-flight work first, lifespan shutdown the rest), :func:`wind_down` the
-one coroutine that spends it on an adapter's loop, and :func:`shut_down` the end of a process
-whose main thread is not its own (awslambdaric's): every adapter wound down, then exit.
+:func:`watch` catches it for every host: in a thread of its own under awslambdaric, whose main
+thread idles inside the runtime's C client where a Python signal handler would never run; in the
+main thread's own handler where that thread runs holdfast's event loop. Every host then winds
+down the same way: :class:`Budget` is the one split of :data:`SHUTDOWN_BUDGET` (in-flight
+work first, lifespan shutdown the rest), :func:`wind_down` the one coroutine that spends it on an
+adapter's loop, and :func:`shut_down` the end of a process whose main thread is not its own
+(awslambdaric's): every adapter wound down, then exit.
 """
 
 from __future__ import annotations
@@ -69,14 +70,20 @@ async def _poll(client: RuntimeClient, identifier: str) -> None:
         await client.close()
 
 
-def watch() -> bool:
-    """Take SIGTERM in a thread of its own from now on: it calls the callback :func:`handle`
-    registered last, or ends the process, status 0, when there is none. ``False`` (and no
-    watch) off the main thread, where Python lets no signal handler be installed. Idempotent.
+def watch(*, in_thread: bool = True) -> bool:
+    """Take SIGTERM from now on: it calls the callback :func:`handle` registered last, or ends
+    the process, status 0, when there is none. ``False`` (and no watch) off the main thread,
+    where Python lets no signal handler be installed. Idempotent (the first call decides how).
 
-    Python's C-level signal handler writes the signal's number to the wakeup fd the moment the
-    signal arrives, whatever the main thread is doing; a thread waits on the other end. (No
-    signal mask: a blocked SIGTERM would be inherited by every process the app starts.)
+    ``in_thread``: a thread of its own waits for the signal, for a host whose main thread idles
+    inside foreign C code where a Python-level handler would never run (awslambdaric's client).
+    Python's C-level handler writes the signal's number to the wakeup fd the moment the signal
+    arrives, whatever the main thread is doing; the thread waits on the other end. A host whose
+    main thread runs holdfast's event loop (``holdfast run``, ``holdfast proxy``) passes
+    ``False``: it only ever waits in calls Python interrupts to run signal handlers (PEP 475),
+    so the handler takes the signal itself, and there is no thread for every freeze to stop and
+    every thaw to wake. (No signal mask either way: a blocked SIGTERM would be inherited by
+    every process the app starts.)
     """
     global _watching
     if _watching:
@@ -85,9 +92,12 @@ def watch() -> bool:
         logger.warning("holdfast: started off the main thread; no SIGTERM shutdown")
         return False
     _watching = True
+    if not in_thread:
+        signal.signal(signal.SIGTERM, _in_main_thread)
+        return True
     reader, writer = socket.socketpair()
     writer.setblocking(False)
-    signal.signal(signal.SIGTERM, _in_main_thread)
+    signal.signal(signal.SIGTERM, _noted)
     signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     threading.Thread(
         target=_wait, args=(reader, writer), name="holdfast-sigterm", daemon=True
@@ -96,8 +106,8 @@ def watch() -> bool:
 
 
 def handle(callback: Callable[[], object]) -> Callable[[], None]:
-    """Make ``callback`` what SIGTERM runs (in the watch thread); returns a function that
-    withdraws it."""
+    """Make ``callback`` what SIGTERM runs (in the watch thread, or in the main thread's signal
+    handler: see :func:`watch`); returns a function that withdraws it."""
     _callbacks.append(callback)
 
     def withdraw() -> None:
@@ -111,15 +121,24 @@ _watching = False
 _callbacks: list[Callable[[], object]] = []
 
 
+def _noted(signum: int, frame: object) -> None:
+    """The Python-level handler beside a watch thread (the main thread runs it whenever it next
+    runs Python code): nothing to do, the watch thread has the signal already."""
+
+
 def _in_main_thread(signum: int, frame: object) -> None:
-    """The Python-level handler (the main thread runs it whenever it next runs Python code):
-    nothing to do, the watch thread has it already."""
+    """The Python-level handler without a watch thread: the main thread takes the signal."""
+    _terminate()
 
 
 def _wait(reader: socket.socket, writer: socket.socket) -> None:
     # `writer` stays referenced here: its fd is the process's wakeup fd.
     while signal.SIGTERM not in reader.recv(64):
         pass  # another signal with a Python handler (SIGINT) woke us
+    _terminate()
+
+
+def _terminate() -> None:
     logger.info("SIGTERM: shutting down")
     if _callbacks:
         _callbacks[-1]()

@@ -26,9 +26,10 @@ def prepare_process(settings: LambdaSettings) -> None:
 
     hosts.install("custom")
     # SIGTERM watched before the app's import, so a SIGTERM during a slow import still ends us.
+    # This process's main thread runs the event loop: it takes the signal itself.
     from holdfast.hosts import shutdown
 
-    shutdown.watch()
+    shutdown.watch(in_thread=False)
     # The function's code lives in the task root (the working directory on Lambda), whichever
     # way this process was started.
     for path in (os.getcwd(), settings.task_root):
