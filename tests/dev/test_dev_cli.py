@@ -42,7 +42,7 @@ def test_work_left_running_at_the_freeze_is_named_with_where_it_started(dev: Dev
     named = [line for line in dev.lines if "still running at the freeze" in line]
     assert "thread 'mailer'" in named[0] and "app.py:" in named[0] and "in leak" in named[0]
     assert "task 'poll_forever'" in named[1] and "in leak" in named[1]
-    assert "holdfast.after_response()" in dev.output
+    dev.wait_for("holdfast.after_response()")  # the hint, on a line of its own after them
     # Work that finished before the freeze is not named.
     dev.json("/after")
     dev.wait_for("GET /after")
@@ -99,7 +99,9 @@ def test_reload_on_change_keeps_the_queue(app_dir: Path) -> None:
         # A broken save is reported (file and line) and holdfast dev keeps running.
         source.write_text(source.read_text() + "\ndef broken(:\n")
         dev.wait_for("failed to start")
-        assert "app.py" in dev.output and "Line" in dev.output
+        # The file and line come on the lines after the message: wait for them, not just read.
+        dev.wait_for("Line")
+        assert "app.py" in dev.output, dev.output
         assert dev.process.poll() is None
     finally:
         dev.stop()
