@@ -427,3 +427,34 @@ def test_the_request_s_own_task_is_never_its_after_response_work_on_an_async_hos
     for _ in range(3):
         _begin_on_the_loop(handler, EVENT)
     assert handler.counts["drained"] == 0
+
+
+def test_a_factory_the_app_chains_in_front_of_holdfast_s_keeps_adoption_on(adapters):
+    """Instrumentation often wraps the factory it finds: holdfast's then still sees every task,
+    so what the request starts is adopted, and the request's own task (made through the chain
+    before adoption is switched on) is not."""
+    finished = []
+    made = []
+
+    async def job():
+        await asyncio.sleep(0.05)
+        finished.append("job")
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http":
+            asyncio.create_task(job())  # noqa: RUF006
+            await respond(send)
+
+    handler = adapters(app)
+    loop = handler.engine.loop
+    holdfast_s = loop.get_task_factory()
+
+    def instrumented(loop, coro, **options):
+        made.append(getattr(coro, "__qualname__", None))
+        return holdfast_s(loop, coro, **options)
+
+    loop.set_task_factory(instrumented)
+    assert handler(EVENT, None)["body"] == "ok"
+    assert app.__qualname__ in made and job.__qualname__ in made  # both through the chain
+    assert finished == ["job"]
+    assert handler.counts["drained"] == 1  # the job, not the request's own task
