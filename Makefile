@@ -57,12 +57,30 @@ test: linux $(STAMP) lint $(AZURITE) chromium
 	$(BIN)/python -m pytest -n 3 --dist worksteal
 
 # Every comparison of issue 17 side by side, one table of ratios with the goals (~5 min).
+# Lambda runs Python 3.12-3.14: where Python 3.13 is installed (on PATH or under pyenv), the
+# runtime comparison runs on it too, from a venv of its own holding the same FastAPI, Mangum and
+# awslambdaric as $(VENV).
+LAMBDA_PYTHON ?= $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python3.13; do \
+	"$$p" -c pass 2>/dev/null && echo "$$p" && break; done)
+LAMBDA_VENV := .venv-lambda
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	@if [ -n "$(LAMBDA_PYTHON)" ]; then \
+		$(MAKE) --no-print-directory $(LAMBDA_VENV)/.installed && \
+		$(BIN)/python bench/run.py --lambda-python $(LAMBDA_VENV)/bin/python; \
+	else \
+		echo "(no Python 3.13 found: the runtime comparison runs on $(VENV)'s Python only)"; \
+		$(BIN)/python bench/run.py; \
+	fi
+
+$(LAMBDA_VENV)/.installed: $(STAMP)
+	$(LAMBDA_PYTHON) -m venv $(LAMBDA_VENV)
+	$(BIN)/python -m pip freeze | grep -iE '^(fastapi|starlette|pydantic|pydantic[-_]core|anyio|mangum|awslambdaric)==' > $(LAMBDA_VENV)/constraints.txt
+	$(LAMBDA_VENV)/bin/python -m pip install -q -c $(LAMBDA_VENV)/constraints.txt -e . fastapi mangum awslambdaric
+	touch $@
 
 # holdfast.azure against func.AsgiFunctionApp: a 300 ms BackgroundTask, side by side.
 bench-azure: $(STAMP)
 	$(BIN)/python bench/azure.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .azurite .screenshots
+	rm -rf $(VENV) $(LAMBDA_VENV) build *.egg-info src/*.egg-info .azurite .screenshots

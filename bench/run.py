@@ -1,6 +1,6 @@
 """``make bench``: every comparison of issue 17, side by side in one run, as one table of ratios.
 
-    .venv/bin/python bench/run.py [--quick] [--markdown]
+    .venv/bin/python bench/run.py [--markdown] [--only SCRIPT] [--lambda-python PATH]
 
 Runs each bench script in turn, one at a time (so none competes with another for the CPU),
 each with ``--summary`` and short rounds, then prints the rows they wrote with the goal beside
@@ -8,7 +8,9 @@ each. The rounds are short so the whole run stays within about five minutes on t
 ratio is measured side by side in one run (interleaved rounds, the same machine load for both
 sides), so it is comparable; the absolute figures are not, on a shared machine. Each script
 runs alone too, with longer defaults (see its docstring). ``--markdown`` prints the table for
-``bench/BASELINE.md``.
+``bench/BASELINE.md``. ``--lambda-python`` runs the runtime comparison once more with both
+runtimes on that interpreter (``make bench`` passes a Python 3.13 venv where python3.13 is
+installed: Lambda runs 3.12-3.14, this venv may be older).
 """
 
 from __future__ import annotations
@@ -46,12 +48,24 @@ def main() -> None:
     parser.add_argument(
         "--only", action="append", default=[], help="run only the scripts named (repeatable)"
     )
+    parser.add_argument(
+        "--lambda-python",
+        metavar="PATH",
+        help="also compare the runtimes with both on this interpreter (see above)",
+    )
     args = parser.parse_args()
+    runs = list(RUNS)
+    if args.lambda_python:
+        at = next(i for i, (what, _) in enumerate(runs) if what == "runtime (req/s)") + 1
+        what, options = runs[at - 1]
+        runs.insert(
+            at, (f"{what}, on {args.lambda_python}", [*options, "--python", args.lambda_python])
+        )
     rows: list[dict] = []
     failed: list[str] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="holdfast-bench-") as tmp:
-        for what, (script, *options) in RUNS:
+        for what, (script, *options) in runs:
             if args.only and script.removesuffix(".py") not in args.only:
                 continue
             summary = Path(tmp, f"{len(rows)}-{script}.json")

@@ -1,6 +1,6 @@
 """``holdfast run`` against AWS's runtime interface client with Mangum, through one emulator.
 
-    .venv/bin/python bench/runtime.py [--rounds N] [--requests N]
+    .venv/bin/python bench/runtime.py [--rounds N] [--requests N] [--python PATH]
 
 The same FastAPI hello app (``GET /hello`` → ``{"message": "hello"}``) answers a Function URL
 event under the holdfast emulator (which freezes the runtime with SIGSTOP between events, as
@@ -21,6 +21,10 @@ and ratios are holdfast / awslambdaric. Both run with the same emulator
 settings and compiled bytecode. The event is encoded once: the client shares the emulator's
 thread, and encoding it per request would add its cost to whichever runtime leaves the emulator
 less idle time to hide it in.
+
+Both runtimes run on this interpreter unless ``--python`` names another: Lambda's Python
+runtimes are 3.12-3.14, and from 3.12 on asyncio starts a task eagerly, which ``holdfast run``
+uses (``make bench`` runs this comparison on both, where Python 3.13 is installed).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import contextlib
 import json
 import logging
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -91,9 +96,11 @@ EVENT = {
 PAYLOAD = json.dumps(EVENT).encode()
 
 RUNTIMES = {
-    "holdfast run": [sys.executable, "-m", "holdfast", "run", "bench_runtime_app:app"],
-    "awslambdaric+Mangum": [sys.executable, "-m", "awslambdaric", "bench_runtime_app.handler"],
+    "holdfast run": ["-m", "holdfast", "run", "bench_runtime_app:app"],
+    "awslambdaric+Mangum": ["-m", "awslambdaric", "bench_runtime_app.handler"],
 }
+#: The interpreter both runtimes run on (``--python``); the emulator runs on this one.
+PYTHON = [sys.executable]
 GOAL_RPS_RATIO = 1.3
 
 
@@ -114,7 +121,8 @@ async def measure(
         emulators: dict[str, Emulator] = {}
         cold: dict[str, float] = {}
         for name in order:
-            emulator = await stack.enter_async_context(Emulator(RUNTIMES[name], **options))
+            command = [*PYTHON, *RUNTIMES[name]]
+            emulator = await stack.enter_async_context(Emulator(command, **options))
             started = time.perf_counter()
             first = await emulator.invoke(payload=PAYLOAD)
             cold[name] = time.perf_counter() - started
@@ -220,17 +228,28 @@ def main() -> None:
     parser.add_argument(
         "--batch", type=int, default=50, help="requests a runtime gets before the other's turn"
     )
+    parser.add_argument(
+        "--python",
+        metavar="PATH",
+        help="the interpreter both runtimes run on, with holdfast, FastAPI, Mangum and"
+        " awslambdaric installed (default: this one); e.g. Lambda's Python version",
+    )
     summary.add_argument(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    version = _version(args.python or sys.executable)
+    if args.python:
+        PYTHON[:] = [args.python]
+    print(f"both runtimes on Python {version}", file=sys.stderr)
     results = asyncio.run(bench(args.rounds, args.requests, args.batch))
     report(results, args.rounds, args.requests)
     ours, theirs = ({k: statistics.median(v) for k, v in results[n].items()} for n in RUNTIMES)
+    on = f", Python {version}" if args.python else ""
     summary.write(
         args.summary,
         [
             summary.row(
-                "sequential req/s through the emulator front, holdfast run vs awslambdaric",
+                f"sequential req/s through the emulator front, holdfast run vs awslambdaric{on}",
                 f"{ours['rps']:,.0f}/s",
                 f"{theirs['rps']:,.0f}/s",
                 ours["rps"] / theirs["rps"],
@@ -239,6 +258,14 @@ def main() -> None:
             ),
         ],
     )
+
+
+def _version(python: str) -> str:
+    """``major.minor.micro`` of the interpreter at ``python``."""
+    code = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
+    return subprocess.run(
+        [python, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 if __name__ == "__main__":
