@@ -11,7 +11,12 @@ import time
 
 from emulator_support import HERE, ric
 
-from holdfast.emulator.process import ProcessGroup, _ChildStops, _created_members
+from holdfast.emulator.process import (
+    ProcessGroup,
+    _ChildStops,
+    _created_members,
+    _status_state_and_group,
+)
 
 
 def _lines(path):
@@ -111,12 +116,10 @@ def test_the_freeze_rereads_one_open_proc_file_per_member_and_drops_a_member_gon
         await group.freeze()
         group.thaw()
         await group.freeze()  # the known members: their files, opened once, read again
-        assert _open_proc_files(second.pid) == [f"/proc/{second.pid}/stat"]
+        assert _open_proc_files(second.pid) == [f"/proc/{second.pid}/status"]
         assert group.peak_memory_mb() > 0
-        assert _open_proc_files(first.pid) == [
-            f"/proc/{first.pid}/stat",
-            f"/proc/{first.pid}/status",
-        ]
+        # The peak comes from the reads that confirmed the freeze: no file more is opened.
+        assert _open_proc_files(first.pid) == [f"/proc/{first.pid}/status"]
         group.thaw()
         second.kill()
         await second.wait()  # reaped: its open file now fails (ESRCH), never names a new process
@@ -128,6 +131,38 @@ def test_the_freeze_rereads_one_open_proc_file_per_member_and_drops_a_member_gon
         assert _open_proc_files(first.pid) == []
 
     asyncio.run(main())
+
+
+def _peak_kb(pid):
+    status = open(f"/proc/{pid}/status").read()
+    return int(status.split("VmHWM:")[1].split()[0])
+
+
+def test_one_status_read_per_member_gives_its_state_its_group_and_its_peak():
+    async def main():
+        group = ProcessGroup()
+        first = await group.spawn(["sleep", "30"], env=os.environ, cwd=None)
+        second = await group.spawn(["sleep", "30"], env=os.environ, cwd=None)
+        await group.freeze()
+        state, pgid = _status_state_and_group(open(f"/proc/{first.pid}/status", "rb").read())
+        assert (state, pgid) == ("T", group.pgid)
+        # Frozen, the peak is the sum of the members' VmHWM as the confirming reads showed it.
+        expected_kb = _peak_kb(first.pid) + _peak_kb(second.pid)
+        assert group.peak_memory_mb() == -(-expected_kb // 1024)
+        group.thaw()
+        running = open(f"/proc/{os.getpid()}/status", "rb").read()
+        assert _status_state_and_group(running) == ("R", os.getpgid(0))
+        await group.kill()
+
+    asyncio.run(main())
+
+
+def test_a_status_file_without_nspgid_leaves_the_group_to_stat():
+    # Linux before 4.1 has no NSpgid line: the group then comes from /proc/<pid>/stat.
+    status = b"Name:\tsleep\nState:\tS (sleeping)\nTgid:\t7\nVmHWM:\t  100 kB\n"
+    assert _status_state_and_group(status) == ("S", None)
+    nested = b"Name:\tsleep\nState:\tT (stopped)\nNSpgid:\t40\t3\n"
+    assert _status_state_and_group(nested) == ("T", 40)
 
 
 def test_the_pids_handed_out_since_the_last_check_are_asked_for_their_group():
