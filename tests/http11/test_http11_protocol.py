@@ -230,3 +230,66 @@ def test_an_answer_kept_held_leaves_with_the_next_one_in_one_piece(serve):
         answers = _read_answers(connection, 2)
     assert answers[0].endswith(b"accepted") and answers[1].endswith(b"event")
     assert returned.wait(10) and answered == [True], "written by `answer`, not on return"
+
+
+def _resumable(resumed: threading.Event):
+    """A handler that answers `/wait` from a callback, leaving its own wake-up to the
+    connection (`resume`), and any other path at once."""
+
+    async def handler(request: Request) -> Response:
+        if request.path != "/wait":
+            return Response(200, [("Content-Type", "text/plain")], b"next")
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+        early = Response(200, [("Content-Type", "text/plain")], b"early")
+
+        def answer() -> None:
+            assert request.answer(early, lambda: woken.set_result(None))
+
+        loop.call_soon(answer)
+        await woken
+        resumed.set()
+        return early
+
+    return handler
+
+
+def test_an_answer_given_with_resume_wakes_the_handler_at_the_next_request(serve, complaints):
+    resumed = threading.Event()
+    served = serve(_resumable(resumed))
+    with _nodelay(served.connect()) as connection:
+        connection.sendall(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+        (answer,) = _read_answers(connection, 1)
+        assert answer.endswith(b"early")
+        # Answered, yet the handler still waits: only the connection's next bytes wake it.
+        assert not resumed.wait(0.05)
+        connection.sendall(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n")
+        (following,) = _read_answers(connection, 1)
+        assert resumed.is_set() and following.endswith(b"next")
+    assert complaints.records == []
+
+
+def test_an_answer_given_with_resume_wakes_the_handler_at_the_end_of_the_connection(serve):
+    resumed = threading.Event()
+    served = serve(_resumable(resumed))
+    with served.connect() as connection:
+        connection.sendall(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+        _read_answers(connection, 1)
+        connection.shutdown(socket.SHUT_WR)
+        assert read_to_close(connection) == b""
+    assert resumed.wait(10)
+
+
+def test_an_answer_given_with_resume_to_a_closing_or_pipelined_request_resumes_at_once(serve):
+    # Nothing more will come to wake the handler: the peer neither sends nor half-closes.
+    resumed = threading.Event()
+    served = serve(_resumable(resumed))
+    with served.connect() as connection:
+        connection.sendall(b"GET /wait HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert read_to_close(connection).endswith(b"early"), "closed once the handler returned"
+    assert resumed.is_set()
+    resumed.clear()
+    with served.connect() as connection:
+        connection.sendall(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\nGET /other HTTP/1.1\r\n\r\n")
+        first, second = _read_answers(connection, 2)
+    assert first.endswith(b"early") and second.endswith(b"next") and resumed.is_set()
