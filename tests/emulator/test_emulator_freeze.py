@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from emulator_support import HERE, ric
 
@@ -134,7 +135,7 @@ def test_the_freeze_rereads_one_open_proc_file_per_member_and_drops_a_member_gon
 
 
 def _peak_kb(pid):
-    status = open(f"/proc/{pid}/status").read()
+    status = Path(f"/proc/{pid}/status").read_text()
     return int(status.split("VmHWM:")[1].split()[0])
 
 
@@ -144,13 +145,13 @@ def test_one_status_read_per_member_gives_its_state_its_group_and_its_peak():
         first = await group.spawn(["sleep", "30"], env=os.environ, cwd=None)
         second = await group.spawn(["sleep", "30"], env=os.environ, cwd=None)
         await group.freeze()
-        state, pgid = _status_state_and_group(open(f"/proc/{first.pid}/status", "rb").read())
+        state, pgid = _status_state_and_group(Path(f"/proc/{first.pid}/status").read_bytes())
         assert (state, pgid) == ("T", group.pgid)
         # Frozen, the peak is the sum of the members' VmHWM as the confirming reads showed it.
         expected_kb = _peak_kb(first.pid) + _peak_kb(second.pid)
         assert group.peak_memory_mb() == -(-expected_kb // 1024)
         group.thaw()
-        running = open(f"/proc/{os.getpid()}/status", "rb").read()
+        running = Path(f"/proc/{os.getpid()}/status").read_bytes()
         assert _status_state_and_group(running) == ("R", os.getpgid(0))
         await group.kill()
 
