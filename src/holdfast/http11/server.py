@@ -36,6 +36,7 @@ from .grammar import (
     chunk_size,
     forbidden_field,
     parse_fields,
+    parse_request_head,
     parse_request_line,
 )
 
@@ -888,7 +889,11 @@ async def _read_fields(connection: _Connection) -> tuple[Headers, Fields]:
 def _parse_block(block: bytes) -> tuple[Headers, Fields]:
     """The fields of a block that ends with its blank line, and its framing fields."""
     block = block[:-2] if block.endswith(b"\r\n") else block[:-1]
-    raw = parse_fields(block, lower=False)
+    return _headers(parse_fields(block, lower=False))
+
+
+def _headers(raw: Fields) -> tuple[Headers, Fields]:
+    """`Headers` of the fields `raw`, and their framing fields."""
     # The first value of each name wins: written last.
     first = {name.lower(): value for name, value in reversed(raw)}
     framing: Fields = []
@@ -944,9 +949,8 @@ async def _read_request(
     if buffer and buffer[0] not in _LINE_ENDS and (end := _block_end(buffer)) is not None:
         head = connection.take(end)
     if head is not None:
-        line_end = head.index(b"\n") + 1
-        method, target, version = parse_request_line(head[:line_end])
-        headers, framing = _parse_block(head[line_end:])
+        method, target, version, raw = parse_request_head(head)
+        headers, framing = _headers(raw)
     else:
         request_line = await _read_request_line(connection, line_read)
         if request_line is None:
