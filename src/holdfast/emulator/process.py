@@ -248,15 +248,10 @@ class _ChildStops:
     it at the next check, which on a busy machine (the stopping process must be scheduled to
     stop) comes only after a run of checks that each cost a loop round. The handler is the
     loop's (`add_signal_handler`, which also takes the process's signal wakeup fd while any
-    loop handler is set), installed when a freeze first waits and only where the signal is
+    loop handler is set), installed only while some freeze waits, and only where the signal is
     free: not from a thread other than the main one, and never over a SIGCHLD disposition of
-    someone else's; there the freeze polls as before. It stays until no freeze has waited for
-    `LINGER` seconds: freezes that wait come in runs (a loaded machine makes every stop slow),
-    and setting the handler up and taking it down costs more than several checks.
+    someone else's; there the freeze polls as before.
     """
-
-    #: Seconds the handler stays after the last wait ends.
-    LINGER = 1.0
 
     _instances: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ChildStops] = (
         weakref.WeakKeyDictionary()
@@ -267,9 +262,6 @@ class _ChildStops:
         self._watches = 0
         self._waiters: list[asyncio.Future[None]] = []
         self.watching = False
-        self._last_watch_ended = 0.0
-        # The one timer that takes the handler down once it lingered (re-armed lazily).
-        self._linger: asyncio.TimerHandle | None = None
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> _ChildStops:
@@ -287,23 +279,11 @@ class _ChildStops:
         return self.watching
 
     def unwatch(self) -> None:
-        """End a watch; the handler goes `LINGER` seconds after the last one."""
+        """End a watch; the last one removes the handler."""
         self._watches -= 1
         if self._watches == 0 and self.watching:
-            self._last_watch_ended = self._loop.time()
-            if self._linger is None:
-                self._linger = self._loop.call_later(self.LINGER, self._expire)
-
-    def _expire(self) -> None:
-        self._linger = None
-        if self._watches or not self.watching:
-            return  # watched again: its unwatch sets the timer anew
-        left = self._last_watch_ended + self.LINGER - self._loop.time()
-        if left > 0:
-            self._linger = self._loop.call_later(left, self._expire)
-            return
-        self.watching = False
-        self._loop.remove_signal_handler(signal.SIGCHLD)
+            self.watching = False
+            self._loop.remove_signal_handler(signal.SIGCHLD)
 
     async def wait(self, timeout: float) -> None:
         """Return at the next SIGCHLD, or after `timeout` seconds."""
