@@ -264,6 +264,9 @@ class Request:
     headers: Headers
     body: RequestBody
     client: tuple[str, int]
+    #: Whether the client wants the connection kept after this request (its version and
+    #: `Connection` header say so).
+    keep_alive: bool = True
     _connection: _Connection | None = field(default=None, repr=False, compare=False)
     _answered: Response | None = field(default=None, repr=False, compare=False)
 
@@ -298,7 +301,7 @@ class Request:
             return False
         self._answered = response
         sendable = _refuse_forbidden_fields(self, response)
-        keep_alive = _wants_keep_alive(self)
+        keep_alive = self.keep_alive
         _send_whole(connection, sendable, keep_alive=keep_alive)
         if resume is not None:
             if keep_alive and not connection.pipelined and not connection.eof:
@@ -498,7 +501,7 @@ class HTTPServer:
             _log.exception("unhandled error serving %s %s", request.method, request.path)
             response = Response(500, [("Content-Type", "text/plain")], b"internal error")
         # A body the handler left unread cannot be skipped safely: close instead.
-        keep_alive = _wants_keep_alive(request) and request.body.complete
+        keep_alive = request.keep_alive and request.body.complete
         if response is request.answered:
             if not connection.holding:
                 await connection.drain()
@@ -967,6 +970,7 @@ async def _read_request(
         headers=headers,
         body=_make_body(connection, headers, framing, body_timeout),
         client=connection.client,
+        keep_alive=_wants_keep_alive(version, headers),
         _connection=connection,
     )
 
@@ -1033,11 +1037,13 @@ def _refuse_forbidden_fields(request: Request, response: Response) -> Response:
     return Response(500, [("Content-Type", "text/plain")], b"internal error")
 
 
-def _wants_keep_alive(request: Request) -> bool:
-    connection = (request.headers.get("Connection") or "").lower()
-    if request.version == "HTTP/1.0":
-        return connection == "keep-alive"
-    return connection != "close"
+def _wants_keep_alive(version: str, headers: Headers) -> bool:
+    connection = headers.get("Connection")
+    if connection is None:
+        return version != "HTTP/1.0"
+    if version == "HTTP/1.0":
+        return connection.lower() == "keep-alive"
+    return connection.lower() != "close"
 
 
 async def _write_response(
