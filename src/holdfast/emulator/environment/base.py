@@ -2,8 +2,8 @@
 
 `EnvironmentBase` holds what every phase shares (the process group, the Runtime API endpoint,
 the current `Sandbox`, the processes and their output) and the primitives the phases use: wait for
-a sandbox condition, a process exit or a deadline (`_until`, `first`), freeze and thaw, and the
-errors a lost attempt is answered with.
+a sandbox condition, a process exit or a deadline (`EndWatch` and `_until` on it, `first`), freeze
+and thaw, and the errors a lost attempt is answered with.
 """
 
 from __future__ import annotations
