@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import re
 import uuid
@@ -27,9 +26,6 @@ from .telemetry import TelemetryHub
 MAX_EXTENSIONS = 10
 INVOKE = "INVOKE"
 SHUTDOWN = "SHUTDOWN"
-
-#: How the Runtime API answers a `/next` from inside the dispatch (see `runtime_next`).
-Delivery = Callable[[Attempt, Callable[[], None]], bool]
 
 _ERROR_TYPE = re.compile(r"(Runtime|Function|Extension)\.[A-Z][a-zA-Z]+")
 
@@ -134,7 +130,7 @@ class Sandbox:
         self._restore_waiter: asyncio.Future[None] | None = None
         self._runtime_state = _STARTED
         self._runtime_waiter: asyncio.Future[Attempt] | None = None
-        self._runtime_delivery: Delivery | None = None
+        self._runtime_delivery: Callable[[Attempt], object] | None = None
         self._pollers: deque[asyncio.Future[Attempt]] = deque()
         self._active: dict[str, Attempt] = {}
         self._responding: set[str] = set()
@@ -252,15 +248,14 @@ class Sandbox:
             self._active[attempt.request_id] = attempt
             self._pollers.popleft().set_result(attempt)
         else:
-            waiter = self._runtime_waiter
-            if self._runtime_state != _READY or waiter is None or waiter.done():
+            if self._runtime_waiter is None or self._runtime_waiter.done():
                 raise RuntimeError("dispatch while the runtime is not waiting in /next")
             self.current = attempt
             self._runtime_state = _RUNNING
+            self._runtime_waiter.set_result(attempt)
             deliver, self._runtime_delivery = self._runtime_delivery, None
-            wake = functools.partial(_resolve, waiter, attempt)
-            if deliver is None or not deliver(attempt, wake):
-                wake()
+            if deliver is not None:
+                deliver(attempt)
         for extension in self.extensions.values():
             if INVOKE in extension.events:
                 self._deliver(extension, attempt.extension_event())
@@ -277,16 +272,13 @@ class Sandbox:
 
     # -- Runtime API --------------------------------------------------------------------------
 
-    async def runtime_next(self, deliver: Delivery | None = None) -> Attempt:
+    async def runtime_next(self, deliver: Callable[[Attempt], object] | None = None) -> Attempt:
         """Long-poll for the next invocation (GET /runtime/invocation/next).
 
-        `deliver(attempt, wake)`, if given, is called the moment the invocation is dispatched,
-        inside `dispatch` (the runtime is answered then, not a round of the event loop later
-        when the poll's task wakes). When it returns True it has taken `wake`, which ends this
-        poll, and calls it when it sees fit (e.g. once the runtime's connection has its next
-        request: the poll's task, left only to return, then wakes once, for that request);
-        otherwise the poll ends at once. When several pollers share an environment (Managed
-        Instances), the poll is answered as it returns.
+        `deliver(attempt)`, if given, is called the moment the invocation is dispatched, inside
+        `dispatch` (the runtime is answered then, not a round of the event loop later when the
+        poll's task wakes); when several pollers share an environment (Managed Instances), the
+        poll is answered as it returns.
         """
         if self.concurrent:
             return await self._poll()
@@ -526,11 +518,6 @@ def _same_attempt(attempt: Attempt, invocation_id: str | None) -> bool:
 
 def _ignore(*_: object) -> None:
     pass
-
-
-def _resolve(waiter: asyncio.Future[Attempt], attempt: Attempt) -> None:
-    if not waiter.done():  # a poll given up (its connection gone) is cancelled already
-        waiter.set_result(attempt)
 
 
 def _parse_events(body: bytes) -> list[str]:

@@ -119,10 +119,8 @@ class RuntimeAPIServer:
         path, method = request.path, request.method
         if path == _NEXT_PATH and method == "GET":
             # Answered from inside the dispatch: the runtime starts on the invocation while
-            # this task waits to be woken by the runtime's next request (see `Request.answer`).
-            attempt = await sandbox.runtime_next(
-                lambda a, wake: request.answer(_next_response(a), wake)
-            )
+            # this task is still to be woken.
+            attempt = await sandbox.runtime_next(lambda a: request.answer(_next_response(a)))
             return request.answered or _next_response(attempt)
         if (match := _INVOCATION.fullmatch(path)) and method == "POST":
             if match["kind"] == "response":

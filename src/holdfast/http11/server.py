@@ -270,7 +270,7 @@ class Request:
     _connection: _Connection | None = field(default=None, repr=False, compare=False)
     _answered: Response | None = field(default=None, repr=False, compare=False)
 
-    def answer(self, response: Response, resume: Callable[[], None] | None = None) -> bool:
+    def answer(self, response: Response) -> bool:
         """Write `response` now, from whichever callback produced it, rather than once the
         handler's task is woken to return it (which it then still does: `answered`).
 
@@ -279,14 +279,6 @@ class Request:
         small body in bytes, to a request whose body has been read; otherwise (or if an answer
         went already) nothing is written and False is returned, and the handler's return is
         written as usual.
-
-        `resume`, when the answer is written, is how the caller wakes the handler (e.g. the
-        result of the future it waits on): the connection calls it once it has something more
-        to do — bytes of the next request, or its end — or at once when it has already, or is
-        not kept alive. The handler's task, which only has the answer left to return, then
-        wakes once, for the next request, rather than now and again for that request. The
-        connection is busy meanwhile: no idle deadline runs and it is not closed to make room,
-        so this suits a peer sure to send its next request, such as a runtime.
         """
         connection = self._connection
         body = response.body
@@ -301,13 +293,7 @@ class Request:
             return False
         self._answered = response
         sendable = _refuse_forbidden_fields(self, response)
-        keep_alive = self.keep_alive
-        _send_whole(connection, sendable, keep_alive=keep_alive)
-        if resume is not None:
-            if keep_alive and not connection.pipelined and not connection.eof:
-                connection.on_input(resume)
-            else:
-                resume()
+        _send_whole(connection, sendable, keep_alive=self.keep_alive)
         return True
 
     @property
@@ -549,8 +535,6 @@ class _Connection(asyncio.Protocol):
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self._held = b""
         self._release_handle: asyncio.Handle | None = None
-        # Called at the next input (bytes or the end): see `Request.answer`.
-        self._resumes: list[Callable[[], None]] = []
 
     # -- the transport's callbacks ------------------------------------------------------------
 
@@ -565,8 +549,6 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         self._wake()
-        if self._resumes:
-            self._resume()
         # Flow control: a peer sending faster than its requests are served waits.
         if len(self.buffer) > 2 * _READ_LIMIT and not self._reading_paused:
             assert self.transport is not None
@@ -576,14 +558,12 @@ class _Connection(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.eof = True
         self._wake()
-        self._resume()
         return True  # a half-closed peer still gets its answers
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = True
         self._error = exc
         self._wake()
-        self._resume()
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_exception(ConnectionResetError("Connection lost"))
         if not self._lost.done():
@@ -662,15 +642,6 @@ class _Connection(asyncio.Protocol):
         waiter = self._data_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-
-    def on_input(self, resume: Callable[[], None]) -> None:
-        """Call `resume()` when bytes arrive or the stream ends (see `Request.answer`)."""
-        self._resumes.append(resume)
-
-    def _resume(self) -> None:
-        resumes, self._resumes = self._resumes, []
-        for resume in resumes:
-            resume()
 
     def _resume_reading(self) -> None:
         self._reading_paused = False
