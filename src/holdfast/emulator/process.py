@@ -58,8 +58,6 @@ class ProcessGroup:
         # The sum of their peak memory (VmHWM, kB) in the reads that confirmed the freeze: a
         # stopped process cannot grow, so it holds until the thaw.
         self._frozen_peak_kb = 0
-        # The confirmation of the freeze under way (from `stop` until a check confirms it).
-        self._check: _StopCheck | None = None
         self._exits: dict[asyncio.subprocess.Process, asyncio.Future[int]] = {}
         # /proc/<pid>/status of each known member, kept open: a check is one pread per member,
         # which gives its state, its group and its peak memory at once. An open /proc file
@@ -135,16 +133,47 @@ class ProcessGroup:
         """
         if not self.frozen:
             self.stop()
+        known, known_cursor = self.members, self._members_cursor
+        self.members, self._members_cursor = [], None
+        if self.pgid is None:
+            return
         started = time.monotonic()
         stops: _ChildStops | None = None
         checks = 0
         try:
-            while not self.stopped():
+            while True:
+                confirmed = False
+                if known and _cursor_is_live:
+                    # The known members first: while one still runs, the cursor need not be
+                    # read. Read after them, an unmoved cursor also covers their reading.
+                    members = _member_states(self._status_files, known, self.pgid)
+                    cursor = known_cursor
+                    if _all_stopped(members):
+                        now = _pid_cursor()
+                        confirmed = now == known_cursor
+                        if not confirmed:  # something was created since: in the group?
+                            added = _created_members(known_cursor, now, self.pgid)
+                            if added is None:  # too many to look through: the whole group
+                                known = []
+                            else:  # checked next round, the cursor read again after them
+                                known = [member.pid for member in members]
+                                known += [pid for pid in added if pid not in known]
+                                known_cursor = now
+                if not known or not _cursor_is_live:
+                    cursor = _pid_cursor() if _cursor_is_live else None
+                    members = _group_members(self._status_files, self.pgid)
+                    confirmed = _all_stopped(members)
+                if confirmed:
+                    self.members = [member.pid for member in members]
+                    self._members_cursor = cursor
+                    self._frozen_peak_kb = sum(member.peak_kb for member in members)
+                    self._status_files.keep(self.members)
+                    return
                 waited = time.monotonic() - started
                 if waited >= _STOP_CONFIRMATION_LIMIT:
                     return
                 checks += 1
-                if stops is None and checks > 1 and self._only_children_run():
+                if stops is None and checks > 1 and self._only_children_run(members):
                     # The kernel tells a parent the moment a child of it stops (SIGCHLD):
                     # wait for that rather than poll. Checked once more after the watch
                     # begins, for a stop that came just before it. Not at the first check:
@@ -168,60 +197,16 @@ class ProcessGroup:
             if stops is not None:
                 stops.unwatch()
 
-    def stopped(self) -> bool:
-        """One check of the freeze under way (see `freeze`): whether /proc shows every process
-        of the group stopped now. Once it does, `members` are the group's processes and the
-        freeze is confirmed; True too when no freeze is under way."""
-        check = self._check
-        if check is None or self.pgid is None:
-            self._check = None
-            return True
-        confirmed = False
-        cursor = check.cursor
-        members: list[_Member] = []
-        if check.known and _cursor_is_live:
-            # The known members first: while one still runs, the cursor need not be read.
-            # Read after them, an unmoved cursor also covers their reading.
-            members = _member_states(self._status_files, check.known, self.pgid)
-            if _all_stopped(members):
-                now = _pid_cursor()
-                confirmed = now == check.cursor
-                if not confirmed:  # something was created since: in the group?
-                    added = _created_members(check.cursor, now, self.pgid)
-                    if added is None:  # too many to look through: the whole group
-                        check.known = []
-                    else:  # checked next round, the cursor read again after them
-                        known = [member.pid for member in members]
-                        check.known = known + [pid for pid in added if pid not in known]
-                        check.cursor = now
-        if not check.known or not _cursor_is_live:
-            cursor = _pid_cursor() if _cursor_is_live else None
-            members = _group_members(self._status_files, self.pgid)
-            confirmed = _all_stopped(members)
-        check.members = members
-        if confirmed:
-            self.members = [member.pid for member in members]
-            self._members_cursor = cursor
-            self._frozen_peak_kb = sum(member.peak_kb for member in members)
-            self._status_files.keep(self.members)
-            self._check = None
-        return confirmed
-
-    def _only_children_run(self) -> bool:
-        """Whether every member the last check found running is a process the emulator
-        started itself."""
-        members = self._check.members if self._check is not None else []
+    def _only_children_run(self, members: list[_Member]) -> bool:
+        """Whether every member not stopped yet is a process the emulator started itself."""
         running = [member.pid for member in members if member.state not in _STOPPED_STATES]
         children = {process.pid for process in self.processes}
         return bool(running) and all(pid in children for pid in running)
 
     def stop(self) -> None:
-        """Send the group SIGSTOP; `freeze` (or `stopped`, one check at a time) then waits for
-        the stop to show, starting from the members the last freeze found."""
+        """Send the group SIGSTOP; `freeze` then waits for the stop to show."""
         self.signal(signal.SIGSTOP)
         self.frozen = True
-        self._check = _StopCheck(self.members, self._members_cursor)
-        self.members, self._members_cursor = [], None
 
     def thaw(self) -> None:
         """Resume the group after a freeze."""
@@ -238,7 +223,6 @@ class ProcessGroup:
         self.processes.clear()
         self._exits.clear()
         self.members, self._members_cursor = [], None
-        self._check = None
         self._status_files.keep([])
         self.pgid = None
 
@@ -255,18 +239,6 @@ class ProcessGroup:
                 _peak_rss_kb(_read_proc(pid, "status")) for pid in _group_pids(self.pgid)
             )
         return -(-total_kb // 1024)
-
-
-class _StopCheck:
-    """A freeze's confirmation under way: the processes (and the pid cursor) the next check
-    starts from, and the members the last check found."""
-
-    __slots__ = ("cursor", "known", "members")
-
-    def __init__(self, known: list[int], cursor: bytes | None) -> None:
-        self.known = known
-        self.cursor = cursor
-        self.members: list[_Member] = []
 
 
 class _ChildStops:

@@ -67,19 +67,15 @@ class Attempts(Init):
         self, attempt: Attempt, outcome: WaitEnd, *, init_ms: float | None
     ) -> None:
         """Freeze (or reset) the environment after `attempt` ended with `outcome`."""
+        record = attempt.record
         if outcome == "done":
             await self._group.freeze()
-            self._frozen(attempt, init_ms=init_ms)
+            record.frozen_at = time.monotonic()
+            record.outcome = "frozen"
+            await self._finish(attempt, init_ms=init_ms, response=attempt.result.result())
             return
         await self._answer_lost(attempt, outcome, init_ms)
         await self._shutdown("timeout" if outcome == "timeout" else "failure")
-
-    def _frozen(self, attempt: Attempt, *, init_ms: float | None) -> None:
-        """The freeze after `attempt` is confirmed: recorded and reported."""
-        record = attempt.record
-        record.frozen_at = time.monotonic()
-        record.outcome = "frozen"
-        self._finish(attempt, init_ms=init_ms, response=attempt.result.result())
 
     async def _answer_lost(self, attempt: Attempt, outcome: WaitEnd, init_ms: float | None) -> None:
         """Answer `invocation` with its timeout or the runtime's exit (`outcome`)."""
@@ -89,7 +85,7 @@ class Attempts(Init):
         self._runtime_failed(attempt, failure, timeout=timeout)
         abandon_stream(attempt, failure)
         attempt.respond(failure)
-        self._finish(attempt, init_ms=init_ms, response=failure)
+        await self._finish(attempt, init_ms=init_ms, response=failure)
 
     async def _fail_init(
         self,
@@ -122,10 +118,10 @@ class Attempts(Init):
         record.started_at = began
         self._journal.started(record)
         attempt.respond(response)
-        self._finish(attempt, init_ms=init_ms, response=response)
+        await self._finish(attempt, init_ms=init_ms, response=response)
         await self._shutdown("failure")
 
-    def _finish(
+    async def _finish(
         self, attempt: Attempt, *, init_ms: float | None, response: RuntimeResponse
     ) -> None:
         record = attempt.record

@@ -66,31 +66,9 @@ class Environment(SnapStart, ManagedInstances):
         on_finished: Callable[[Environment, asyncio.Future[None]], None] | None,
         outcome: WaitEnd,
     ) -> None:
-        if outcome == "done":
-            # The stop usually shows a round of the event loop after the SIGSTOP: a callback
-            # checks it then, and only a stop slower than that is waited for in a task.
-            loop = self._loop or asyncio.get_running_loop()
-            loop.call_soon(self._warm_attempt_stopping, attempt, on_finished)
-            return
         self._watched.pop(attempt, None)
         work = functools.partial(self._completed, attempt, outcome, init_ms=None)
         self._run_in_task(attempt, work, on_finished)
-
-    def _warm_attempt_stopping(
-        self,
-        attempt: Attempt,
-        on_finished: Callable[[Environment, asyncio.Future[None]], None] | None,
-    ) -> None:
-        if self._watched.pop(attempt, None) is None:
-            return  # shut out by `close` meanwhile
-        if not self._group.stopped():
-            work = functools.partial(self._completed, attempt, "done", init_ms=None)
-            self._run_in_task(attempt, work, on_finished)
-            return
-        try:
-            self._frozen(attempt, init_ms=None)
-        finally:
-            self._end(attempt, on_finished)
 
     def _run_in_task(
         self,

@@ -35,7 +35,7 @@ class ManagedInstances(Attempts):
         if outcome == "done":
             record.outcome = "done"
             response = await attempt.result
-            self._finish(attempt, init_ms=init_ms or None, response=response)
+            await self._finish(attempt, init_ms=init_ms or None, response=response)
             return
         if not record.started_at:
             record.started_at = time.monotonic()
