@@ -12,12 +12,16 @@ from pathlib import Path
 
 from emulator_support import HERE, ric
 
+from holdfast.emulator.config import EmulatorConfig
+from holdfast.emulator.environment.base import EnvironmentBase
 from holdfast.emulator.process import (
     ProcessGroup,
     _ChildStops,
     _created_members,
     _status_state_and_group,
 )
+from holdfast.emulator.report import Journal
+from holdfast.emulator.sandbox import FunctionMetadata, Sandbox
 
 
 def _lines(path):
@@ -280,3 +284,26 @@ def test_a_frozen_runtime_gets_its_202_with_its_next_event_and_wakes_once(emulat
     logged = [json.loads(line) for line in reads.read_text().splitlines()]
     # The first event alone (nothing posted before it), then each 202 with the next event.
     assert logged == [["HTTP/1.1 200 OK"]] + [["HTTP/1.1 202 Accepted", "HTTP/1.1 200 OK"]] * 3
+
+
+def test_a_wait_cancelled_as_its_condition_comes_true_ends_quietly():
+    # The waiting task learns of its cancellation a round later; the condition holding in
+    # between must not fail the state change that made it hold (a runtime's `next`).
+    async def main():
+        environment = EnvironmentBase(1, EmulatorConfig(command=["true"]), Journal(lambda _: None))
+        sandbox = environment._sandbox = Sandbox(FunctionMetadata("f", "$LATEST", "h", "1"))
+        holds = []
+        waiting = asyncio.ensure_future(
+            environment._until(lambda: bool(holds), time.monotonic() + 60, ())
+        )
+        await asyncio.sleep(0)
+        waiting.cancel()
+        holds.append(True)
+        sandbox._changed()  # the condition holds now: told to a waiter already cancelled
+        try:
+            await waiting
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "ended"
+
+    assert asyncio.run(main()) == "cancelled"

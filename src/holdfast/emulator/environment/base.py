@@ -115,7 +115,14 @@ class EnvironmentBase:
         """What ends the wait `start(on_end)` begins, once it is told."""
         loop = self._loop or asyncio.get_running_loop()
         ended: asyncio.Future[WaitEnd] = loop.create_future()
-        watch = start(ended.set_result)
+
+        def on_end(outcome: WaitEnd) -> None:
+            # A waiter cancelled is only told in the next round: it drops the watch then, and
+            # the wait may end meanwhile.
+            if not ended.done():
+                ended.set_result(outcome)
+
+        watch = start(on_end)
         try:
             return await ended
         finally:
