@@ -222,3 +222,24 @@ def test_a_long_init_is_said_to_be_running(emulators, tmp_path, capsys):
 
 def _index(lines: list[str], pattern: str) -> int:
     return next(i for i, line in enumerate(lines) if re.search(pattern, line))
+
+
+def test_what_the_function_prints_comes_between_its_start_and_end_lines():
+    # With no telemetry subscriber the function's lines reach stdout as the loop reads them:
+    # what it printed before calling `next` is read before its END and REPORT lines.
+    emulate = EmulateCommand(["--", *ric("shout")])
+    try:
+        url = emulate.wait_for(r"listening on (http://\S+)")[1]
+        request_ids = []
+        for lines in (3, 40):
+            response = _invoke(url, {"lines": lines})
+            assert response.status_code == 200
+            request_ids.append(response.headers["x-amzn-requestid"])
+            emulate.wait_for(f"^REPORT RequestId: {request_ids[-1]}")
+    finally:
+        assert emulate.stop() == 0, emulate.output
+    for request_id, count in zip(request_ids, (3, 40), strict=True):
+        printed = [i for i, line in enumerate(emulate.lines) if line.endswith(f"of {request_id}")]
+        start = _index(emulate.lines, f"^START RequestId: {request_id}")
+        end = _index(emulate.lines, f"^END RequestId: {request_id}")
+        assert len(printed) == count and start < min(printed) and max(printed) < end, emulate.output

@@ -8,10 +8,20 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from emulator_support import HERE, ric
 
-from holdfast.emulator.process import ProcessGroup, _ChildStops, _created_members
+from holdfast.emulator.config import EmulatorConfig
+from holdfast.emulator.environment.base import EnvironmentBase
+from holdfast.emulator.process import (
+    ProcessGroup,
+    _ChildStops,
+    _created_members,
+    _status_state_and_group,
+)
+from holdfast.emulator.report import Journal
+from holdfast.emulator.sandbox import FunctionMetadata, Sandbox
 
 
 def _lines(path):
@@ -111,12 +121,10 @@ def test_the_freeze_rereads_one_open_proc_file_per_member_and_drops_a_member_gon
         await group.freeze()
         group.thaw()
         await group.freeze()  # the known members: their files, opened once, read again
-        assert _open_proc_files(second.pid) == [f"/proc/{second.pid}/stat"]
+        assert _open_proc_files(second.pid) == [f"/proc/{second.pid}/status"]
         assert group.peak_memory_mb() > 0
-        assert _open_proc_files(first.pid) == [
-            f"/proc/{first.pid}/stat",
-            f"/proc/{first.pid}/status",
-        ]
+        # The peak comes from the reads that confirmed the freeze: no file more is opened.
+        assert _open_proc_files(first.pid) == [f"/proc/{first.pid}/status"]
         group.thaw()
         second.kill()
         await second.wait()  # reaped: its open file now fails (ESRCH), never names a new process
@@ -128,6 +136,38 @@ def test_the_freeze_rereads_one_open_proc_file_per_member_and_drops_a_member_gon
         assert _open_proc_files(first.pid) == []
 
     asyncio.run(main())
+
+
+def _peak_kb(pid):
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0])
+
+
+def test_one_status_read_per_member_gives_its_state_its_group_and_its_peak():
+    async def main():
+        group = ProcessGroup()
+        first = await group.spawn(["sleep", "30"], env=os.environ, cwd=None)
+        second = await group.spawn(["sleep", "30"], env=os.environ, cwd=None)
+        await group.freeze()
+        state, pgid = _status_state_and_group(Path(f"/proc/{first.pid}/status").read_bytes())
+        assert (state, pgid) == ("T", group.pgid)
+        # Frozen, the peak is the sum of the members' VmHWM as the confirming reads showed it.
+        expected_kb = _peak_kb(first.pid) + _peak_kb(second.pid)
+        assert group.peak_memory_mb() == -(-expected_kb // 1024)
+        group.thaw()
+        running = Path(f"/proc/{os.getpid()}/status").read_bytes()
+        assert _status_state_and_group(running) == ("R", os.getpgid(0))
+        await group.kill()
+
+    asyncio.run(main())
+
+
+def test_a_status_file_without_nspgid_leaves_the_group_to_stat():
+    # Linux before 4.1 has no NSpgid line: the group then comes from /proc/<pid>/stat.
+    status = b"Name:\tsleep\nState:\tS (sleeping)\nTgid:\t7\nVmHWM:\t  100 kB\n"
+    assert _status_state_and_group(status) == ("S", None)
+    nested = b"Name:\tsleep\nState:\tT (stopped)\nNSpgid:\t40\t3\n"
+    assert _status_state_and_group(nested) == ("T", 40)
 
 
 def test_the_pids_handed_out_since_the_last_check_are_asked_for_their_group():
@@ -244,3 +284,26 @@ def test_a_frozen_runtime_gets_its_202_with_its_next_event_and_wakes_once(emulat
     logged = [json.loads(line) for line in reads.read_text().splitlines()]
     # The first event alone (nothing posted before it), then each 202 with the next event.
     assert logged == [["HTTP/1.1 200 OK"]] + [["HTTP/1.1 202 Accepted", "HTTP/1.1 200 OK"]] * 3
+
+
+def test_a_wait_cancelled_as_its_condition_comes_true_ends_quietly():
+    # The waiting task learns of its cancellation a round later; the condition holding in
+    # between must not fail the state change that made it hold (a runtime's `next`).
+    async def main():
+        environment = EnvironmentBase(1, EmulatorConfig(command=["true"]), Journal(lambda _: None))
+        sandbox = environment._sandbox = Sandbox(FunctionMetadata("f", "$LATEST", "h", "1"))
+        holds = []
+        waiting = asyncio.ensure_future(
+            environment._until(lambda: bool(holds), time.monotonic() + 60, ())
+        )
+        await asyncio.sleep(0)
+        waiting.cancel()
+        holds.append(True)
+        sandbox._changed()  # the condition holds now: told to a waiter already cancelled
+        try:
+            await waiting
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "ended"
+
+    assert asyncio.run(main()) == "cancelled"

@@ -11,7 +11,7 @@ import time
 import uuid
 
 import pytest
-from emulator_support import call, reporter
+from emulator_support import call, reporter, wait_until
 
 RUNTIME = "/2018-06-01/runtime"
 EXTENSION = "/2020-01-01/extension"
@@ -205,7 +205,7 @@ def test_extension_registration(fake_runtime):
     for identifier in idle:
         in_background(next_event, identifier)
     invoke_event = in_background(next_event, watcher)
-    status, headers, _ = call(api, "GET", f"{RUNTIME}/invocation/next")
+    _, headers, _ = call(api, "GET", f"{RUNTIME}/invocation/next")
     request_id = headers["Lambda-Runtime-Aws-Request-Id"]
     event = json.loads(wait_for(invoke_event)[2])
     assert event["eventType"] == "INVOKE" and event["requestId"] == request_id
@@ -244,3 +244,27 @@ def test_request_and_invocation_ids_are_uuid4s_that_seeding_random_cannot_repeat
     assert re.fullmatch(
         r"Root=1-[0-9a-f]{8}-[0-9a-f]{24};Parent=[0-9a-f]{16};Sampled=1", new_trace_id()
     )
+
+
+def test_a_warm_attempt_runs_in_no_task_until_it_ends_and_a_shutdown_still_answers_it(
+    fake_runtime,
+):
+    emu, start_invocation = fake_runtime
+    future, api = start_invocation({"n": 1})
+    _, headers, _ = call(api, "GET", f"{RUNTIME}/invocation/next")
+    request_id = headers["Lambda-Runtime-Aws-Request-Id"]
+    call(api, "POST", f"{RUNTIME}/invocation/{request_id}/response", b'"one"')
+    assert future.result(30).payload == b'"one"'
+    polled = in_background(call, api, "GET", f"{RUNTIME}/invocation/next")
+    environment = emu.environments[0]
+    wait_until(lambda: emu.freeze_log[-1].outcome == "frozen", "the first attempt's freeze")
+
+    second = emu.submit(emu.emulator.invoke({"n": 2}))
+    assert json.loads(wait_for(polled)[2]) == {"n": 2}
+    # Dispatched to the warm environment: watched, and no task waits for its end.
+    assert list(environment._watched) and not environment._tasks
+    emu.close()
+    result = second.result(30)
+    assert result.function_error == "Unhandled"
+    assert json.loads(result.payload)["errorType"] == "Sandbox.Shutdown"
+    assert emu.freeze_log[-1].outcome == "shutdown" and not environment._watched

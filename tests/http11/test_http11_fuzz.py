@@ -13,6 +13,7 @@ from holdfast.http11.grammar import (
     chunk_size,
     forbidden_field,
     parse_fields,
+    parse_request_head,
     parse_request_line,
     parse_response_head,
 )
@@ -81,6 +82,35 @@ def test_parse_request_line_refuses_or_parses(line):
     assert TOKEN.fullmatch(method)
     assert target and not any(c in target for c in " \r\n\x00")
     assert version in ("HTTP/1.0", "HTTP/1.1")
+
+
+@given(st.one_of(st.binary(max_size=300), HTTPISH), st.sampled_from([b"\r\n", b"\n"]))
+@example(b"GET / HTTP/1.1\r\nHost: x\r\n", b"\r\n")
+@example(b"GET / HTTP/1.1\nHost: x\r\n", b"\n")
+@example(b"GET /\x01 HTTP/1.1\r\n", b"\r\n")
+@example(b"GET / HTTP/1.1\r\nX-A: b\x01\r\n", b"\r\n")
+@example(b"GET / HTTP/1.1\r\n folded\r\n", b"\n")
+def test_a_whole_head_parses_as_its_request_line_and_its_fields_do(lines, blank):
+    # The server takes a head that arrived whole in one piece (`parse_request_head`); read
+    # line by line it must give the same answer: the same refusal or the same request.
+    head = lines + blank
+    if (
+        not lines.endswith(b"\n")
+        or lines[:1] in (b"\r", b"\n")
+        or b"\n\n" in lines
+        or b"\n\r\n" in lines
+    ):
+        return  # not what the server takes as a whole head: lines up to their first blank one
+    end = head.index(b"\n") + 1
+    try:
+        expected = (*parse_request_line(head[:end]), parse_fields(lines[end:], lower=False))
+    except ProtocolError:
+        expected = None
+    try:
+        whole = parse_request_head(head)
+    except ProtocolError:
+        whole = None
+    assert whole == expected
 
 
 @given(st.lists(st.tuples(st.sampled_from(["content-length", "transfer-encoding"]), st.text())))

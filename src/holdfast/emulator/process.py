@@ -22,6 +22,7 @@ import subprocess
 import time
 import weakref
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from .output import ProcessOutput
 
@@ -54,11 +55,14 @@ class ProcessGroup:
         # pid cursor read just before the check that found them (see `freeze`).
         self.members: list[int] = []
         self._members_cursor: bytes | None = None
+        # The sum of their peak memory (VmHWM, kB) in the reads that confirmed the freeze: a
+        # stopped process cannot grow, so it holds until the thaw.
+        self._frozen_peak_kb = 0
         self._exits: dict[asyncio.subprocess.Process, asyncio.Future[int]] = {}
-        # /proc/<pid>/stat of each known member, kept open: a check is one pread per member.
-        # An open /proc file stays bound to its process: once it is gone, a read fails (ESRCH)
-        # rather than describing a new process that reused the pid.
-        self._stat_files = _ProcFiles("stat")
+        # /proc/<pid>/status of each known member, kept open: a check is one pread per member,
+        # which gives its state, its group and its peak memory at once. An open /proc file
+        # stays bound to its process: once it is gone, a read fails (ESRCH) rather than
+        # describing a new process that reused the pid.
         self._status_files = _ProcFiles("status")
 
     async def spawn(
@@ -142,7 +146,7 @@ class ProcessGroup:
                 if known and _cursor_is_live:
                     # The known members first: while one still runs, the cursor need not be
                     # read. Read after them, an unmoved cursor also covers their reading.
-                    members = _member_states(self._stat_files, known, self.pgid)
+                    members = _member_states(self._status_files, known, self.pgid)
                     cursor = known_cursor
                     if _all_stopped(members):
                         now = _pid_cursor()
@@ -152,17 +156,17 @@ class ProcessGroup:
                             if added is None:  # too many to look through: the whole group
                                 known = []
                             else:  # checked next round, the cursor read again after them
-                                known = [pid for pid, _ in members]
+                                known = [member.pid for member in members]
                                 known += [pid for pid in added if pid not in known]
                                 known_cursor = now
                 if not known or not _cursor_is_live:
                     cursor = _pid_cursor() if _cursor_is_live else None
-                    members = _group_members(self.pgid)
+                    members = _group_members(self._status_files, self.pgid)
                     confirmed = _all_stopped(members)
                 if confirmed:
-                    self.members = [pid for pid, _ in members]
+                    self.members = [member.pid for member in members]
                     self._members_cursor = cursor
-                    self._stat_files.keep(self.members)
+                    self._frozen_peak_kb = sum(member.peak_kb for member in members)
                     self._status_files.keep(self.members)
                     return
                 waited = time.monotonic() - started
@@ -193,9 +197,9 @@ class ProcessGroup:
             if stops is not None:
                 stops.unwatch()
 
-    def _only_children_run(self, members: list[tuple[int, str]]) -> bool:
+    def _only_children_run(self, members: list[_Member]) -> bool:
         """Whether every member not stopped yet is a process the emulator started itself."""
-        running = [pid for pid, state in members if state not in _STOPPED_STATES]
+        running = [member.pid for member in members if member.state not in _STOPPED_STATES]
         children = {process.pid for process in self.processes}
         return bool(running) and all(pid in children for pid in running)
 
@@ -219,7 +223,6 @@ class ProcessGroup:
         self.processes.clear()
         self._exits.clear()
         self.members, self._members_cursor = [], None
-        self._stat_files.keep([])
         self._status_files.keep([])
         self.pgid = None
 
@@ -227,9 +230,10 @@ class ProcessGroup:
         """Peak resident memory of the group: the sum of every member's VmHWM, in MB."""
         if self.pgid is None:
             return 0
-        # While frozen, the group is exactly what the freeze's confirmation found.
+        # While frozen, the group is exactly what the freeze's confirmation found, and its
+        # peak is what those reads said.
         if self.frozen and self.members:
-            total_kb = sum(_peak_rss_kb(self._status_files.read(pid)) for pid in self.members)
+            total_kb = self._frozen_peak_kb
         else:
             total_kb = sum(
                 _peak_rss_kb(_read_proc(pid, "status")) for pid in _group_pids(self.pgid)
@@ -420,28 +424,49 @@ def _pid_max() -> int:
         return 1 << 22  # the most Linux allows
 
 
-def _all_stopped(members: list[tuple[int, str]]) -> bool:
-    return all(state in _STOPPED_STATES for _, state in members)
+class _Member(NamedTuple):
+    """A process of the group as one read of its /proc/<pid>/status showed it."""
+
+    pid: int
+    state: str  # as in /proc/<pid>/stat: "T" stopped, "R" running, ...
+    peak_kb: int  # VmHWM
 
 
-def _group_members(pgid: int) -> list[tuple[int, str]]:
-    """(pid, state) of each process in the group; state as in /proc/<pid>/stat."""
-    members = []
-    for pid in _group_pids(pgid):
-        fields = _stat_fields(pid)
-        if fields is not None:  # gone (and reaped) since: not a member any more
-            members.append((pid, fields[0]))
-    return members
+def _all_stopped(members: list[_Member]) -> bool:
+    return all(member.state in _STOPPED_STATES for member in members)
 
 
-def _member_states(files: _ProcFiles, pids: list[int], pgid: int) -> list[tuple[int, str]]:
-    """(pid, state) of those of `pids` that still exist and are still in the group."""
+def _group_members(files: _ProcFiles, pgid: int) -> list[_Member]:
+    """Each process in the group, as its status file shows it now."""
+    return _member_states(files, _group_pids(pgid), pgid)
+
+
+def _member_states(files: _ProcFiles, pids: list[int], pgid: int) -> list[_Member]:
+    """Those of `pids` that still exist and are still in the group, each read once."""
     members = []
     for pid in pids:
-        fields = _parse_stat(files.read(pid))
-        if fields is not None and len(fields) > 2 and int(fields[2]) == pgid:
-            members.append((pid, fields[0]))
+        status = files.read(pid)
+        if status is None:  # gone (and reaped) since: not a member any more
+            continue
+        state, group = _status_state_and_group(status)
+        if group is None:  # a /proc without NSpgid (before Linux 4.1): stat tells
+            fields = _stat_fields(pid)
+            group = int(fields[2]) if fields is not None and len(fields) > 2 else None
+        if group == pgid:
+            members.append(_Member(pid, state, _peak_rss_kb(status)))
     return members
+
+
+def _status_state_and_group(status: bytes) -> tuple[str, int | None]:
+    """The state letter and the process group (None if not shown) in a /proc status file."""
+    start = status.find(b"\nState:\t")
+    state = chr(status[start + 8]) if start >= 0 else "?"
+    start = status.find(b"\nNSpgid:")
+    if start < 0:
+        return state, None
+    # One value per pid namespace the process is in, the outermost (this /proc's) first.
+    end = status.index(b"\n", start + 1)
+    return state, int(status[start + 8 : end].split()[0])
 
 
 def _pid_cursor() -> bytes | None:

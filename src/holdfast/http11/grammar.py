@@ -19,7 +19,8 @@ _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _VALUE = rb"[^\x00-\x08\x0a-\x1f\x7f]*"
 # What a field line may hold besides its line end: HTAB, SP, visible characters, obs-text.
 _FIELD_BYTES = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)) + b"\r\n"
-_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e\x80-\xff]+) HTTP/1\.([01])\r?\n")
+# A request line, decoded as latin-1, without its LF.
+_REQUEST_LINE = re.compile("(" + _TOKEN.decode() + r") ([\x21-\x7e\x80-\xff]+) HTTP/1\.([01])\r?")
 _STATUS_LINE = re.compile(r"HTTP/1\.([01]) ([0-9]{3})(?: [^\x00-\x08\x0a-\x1f\x7f]*)?\r?")
 _DIGITS = re.compile(r"[0-9]{1,18}")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?\n")
@@ -81,12 +82,29 @@ def _fields(lines: list[str], lower: bool) -> Fields:
 
 
 def parse_request_line(line: bytes) -> tuple[str, str, str]:
-    """(method, target, version) of a request line."""
-    match = _REQUEST_LINE.fullmatch(line)
-    if match is None:
+    """(method, target, version) of a request line (with its LF)."""
+    text = line.decode("latin-1")
+    if not text.endswith("\n"):
         raise ProtocolError(f"bad request line {_shown(line)}")
+    return _request_line(text[:-1])
+
+
+def parse_request_head(head: bytes) -> tuple[str, str, str, Fields]:
+    """(method, target, version, fields with names as sent) of a whole request head, through
+    the blank line that ends it: decoded and split once for all of it."""
+    lines = head.decode("latin-1").split("\n")
+    method, target, version = _request_line(lines[0])
+    _check_bytes(head)  # past a valid request line, what this refuses is in the fields
+    # The last two parts are the blank line's (CR or nothing, then what follows its LF).
+    return method, target, version, _fields(lines[1:-2], False)
+
+
+def _request_line(text: str) -> tuple[str, str, str]:
+    match = _REQUEST_LINE.fullmatch(text)
+    if match is None:
+        raise ProtocolError(f"bad request line {text[:60]!r}")
     method, target, minor = match.groups()
-    return method.decode("ascii"), target.decode("latin-1"), f"HTTP/1.{minor.decode()}"
+    return method, target, f"HTTP/1.{minor}"
 
 
 def body_framing(fields: Fields) -> tuple[int | None, bool]:

@@ -36,6 +36,7 @@ from .grammar import (
     chunk_size,
     forbidden_field,
     parse_fields,
+    parse_request_head,
     parse_request_line,
 )
 
@@ -263,6 +264,9 @@ class Request:
     headers: Headers
     body: RequestBody
     client: tuple[str, int]
+    #: Whether the client wants the connection kept after this request (its version and
+    #: `Connection` header say so).
+    keep_alive: bool = True
     _connection: _Connection | None = field(default=None, repr=False, compare=False)
     _answered: Response | None = field(default=None, repr=False, compare=False)
 
@@ -289,7 +293,7 @@ class Request:
             return False
         self._answered = response
         sendable = _refuse_forbidden_fields(self, response)
-        _send_whole(connection, sendable, keep_alive=_wants_keep_alive(self))
+        _send_whole(connection, sendable, keep_alive=self.keep_alive)
         return True
 
     @property
@@ -483,7 +487,7 @@ class HTTPServer:
             _log.exception("unhandled error serving %s %s", request.method, request.path)
             response = Response(500, [("Content-Type", "text/plain")], b"internal error")
         # A body the handler left unread cannot be skipped safely: close instead.
-        keep_alive = _wants_keep_alive(request) and request.body.complete
+        keep_alive = request.keep_alive and request.body.complete
         if response is request.answered:
             if not connection.holding:
                 await connection.drain()
@@ -859,7 +863,11 @@ async def _read_fields(connection: _Connection) -> tuple[Headers, Fields]:
 def _parse_block(block: bytes) -> tuple[Headers, Fields]:
     """The fields of a block that ends with its blank line, and its framing fields."""
     block = block[:-2] if block.endswith(b"\r\n") else block[:-1]
-    raw = parse_fields(block, lower=False)
+    return _headers(parse_fields(block, lower=False))
+
+
+def _headers(raw: Fields) -> tuple[Headers, Fields]:
+    """`Headers` of the fields `raw`, and their framing fields."""
     # The first value of each name wins: written last.
     first = {name.lower(): value for name, value in reversed(raw)}
     framing: Fields = []
@@ -915,9 +923,8 @@ async def _read_request(
     if buffer and buffer[0] not in _LINE_ENDS and (end := _block_end(buffer)) is not None:
         head = connection.take(end)
     if head is not None:
-        line_end = head.index(b"\n") + 1
-        method, target, version = parse_request_line(head[:line_end])
-        headers, framing = _parse_block(head[line_end:])
+        method, target, version, raw = parse_request_head(head)
+        headers, framing = _headers(raw)
     else:
         request_line = await _read_request_line(connection, line_read)
         if request_line is None:
@@ -934,6 +941,7 @@ async def _read_request(
         headers=headers,
         body=_make_body(connection, headers, framing, body_timeout),
         client=connection.client,
+        keep_alive=_wants_keep_alive(version, headers),
         _connection=connection,
     )
 
@@ -1000,11 +1008,13 @@ def _refuse_forbidden_fields(request: Request, response: Response) -> Response:
     return Response(500, [("Content-Type", "text/plain")], b"internal error")
 
 
-def _wants_keep_alive(request: Request) -> bool:
-    connection = (request.headers.get("Connection") or "").lower()
-    if request.version == "HTTP/1.0":
-        return connection == "keep-alive"
-    return connection != "close"
+def _wants_keep_alive(version: str, headers: Headers) -> bool:
+    connection = headers.get("Connection")
+    if connection is None:
+        return version != "HTTP/1.0"
+    if version == "HTTP/1.0":
+        return connection.lower() == "keep-alive"
+    return connection.lower() != "close"
 
 
 async def _write_response(

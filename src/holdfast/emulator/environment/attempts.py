@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from .. import telemetry_records
 from ..attempt import Attempt
 from ..invoke import RuntimeResponse
 from ..report import Report
-from .base import WaitEnd, abandon_stream
+from .base import EndWatch, WaitEnd, abandon_stream
 from .init import Init
 
 
@@ -43,19 +44,30 @@ class Attempts(Init):
         if thaw:
             self._thaw()
 
-    async def _complete(self, attempt: Attempt, *, init_ms: float | None) -> None:
-        """Wait for the dispatched invocation to end, then freeze (or reset) the environment."""
+    def _watch_completion(self, attempt: Attempt, on_end: Callable[[WaitEnd], None]) -> EndWatch:
+        """Tell `on_end` how the dispatched `attempt` ends: "done" the moment the runtime and
+        the extensions are all back in `next` (the group is stopped then, `_stop`; the freeze
+        waits until the stop shows), else its timeout or a process's exit."""
         sandbox = self._sandbox
         assert sandbox is not None
-        record = attempt.record
-        # The group is stopped the moment the runtime and the extensions are all back in
-        # `next`; the freeze below waits until the stop shows.
-        outcome = await self._until(
+        return self._watch(
             lambda: sandbox.quiescent,
             attempt.deadline,
             self._processes(),
+            on_end,
             on_done=self._stop,
         )
+
+    async def _complete(self, attempt: Attempt, *, init_ms: float | None) -> None:
+        """Wait for the dispatched invocation to end, then freeze (or reset) the environment."""
+        outcome = await self._ended(lambda on_end: self._watch_completion(attempt, on_end))
+        await self._completed(attempt, outcome, init_ms=init_ms)
+
+    async def _completed(
+        self, attempt: Attempt, outcome: WaitEnd, *, init_ms: float | None
+    ) -> None:
+        """Freeze (or reset) the environment after `attempt` ended with `outcome`."""
+        record = attempt.record
         if outcome == "done":
             await self._group.freeze()
             record.frozen_at = time.monotonic()

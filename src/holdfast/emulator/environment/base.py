@@ -2,8 +2,8 @@
 
 `EnvironmentBase` holds what every phase shares (the process group, the Runtime API endpoint,
 the current `Sandbox`, the processes and their output) and the primitives the phases use: wait for
-a sandbox condition, a process exit or a deadline (`_until`, `first`), freeze and thaw, and the
-errors a lost attempt is answered with.
+a sandbox condition, a process exit or a deadline (`EndWatch` and `_until` on it, `first`), freeze
+and thaw, and the errors a lost attempt is answered with.
 """
 
 from __future__ import annotations
@@ -46,7 +46,11 @@ class EnvironmentBase:
         self._runtime_output: ProcessOutput | None = None
         # What the processes printed during the last init, to tell whether they said why it failed.
         self.init_output: deque[str] = deque(maxlen=INIT_OUTPUT_LINES)
-        self._tasks: set[asyncio.Task[None]] = set()
+        # The task of each attempt running in one, and who to tell as it ends.
+        self._tasks: dict[asyncio.Task[None], tuple[Attempt, Callable[..., None] | None]] = {}
+        # Warm attempts dispatched and not ended yet: no task runs for them meanwhile (see
+        # `Environment.submit`); the watch of each and who to tell as it ends.
+        self._watched: dict[Attempt, tuple[EndWatch, Callable[..., None] | None]] = {}
         # Managed Instances: invocations share the environment, and its one init.
         self._init_lock = asyncio.Lock()
         self._init_began = 0.0
@@ -79,6 +83,21 @@ class EnvironmentBase:
         self._loop = asyncio.get_running_loop()
         await self._api.start()
 
+    def _watch(
+        self,
+        predicate: Callable[[], bool],
+        deadline: float,
+        processes: Sequence[Process],
+        on_end: Callable[[WaitEnd], None],
+        on_done: Callable[[], None] | None = None,
+    ) -> EndWatch:
+        """Tell `on_end` what ends the wait for `predicate()`: see `EndWatch`."""
+        sandbox = self._sandbox
+        assert sandbox is not None
+        watch = EndWatch(self._loop or asyncio.get_running_loop(), on_end, on_done)
+        watch.start(sandbox, predicate, deadline, [(self._group.exit_of(p), p) for p in processes])
+        return watch
+
     async def _until(
         self,
         predicate: Callable[[], bool],
@@ -86,49 +105,28 @@ class EnvironmentBase:
         processes: Sequence[Process],
         on_done: Callable[[], None] | None = None,
     ) -> WaitEnd:
-        """Wait for `predicate()` to hold, the exit of any of `processes`, or `deadline`.
+        """Wait for `predicate()` to hold, the exit of any of `processes`, or `deadline`
+        (`EndWatch` says which wins; no task is started for it)."""
+        return await self._ended(
+            lambda on_end: self._watch(predicate, deadline, processes, on_end, on_done)
+        )
 
-        When the condition and an exit are both there by the time the wait ends, the condition
-        wins: a runtime that posted its init error and then exited failed its init, it did not
-        crash. No task is started: the sandbox checks the condition as its state changes, and
-        each process has one exit future for its whole life. `on_done` runs the moment the
-        condition holds, inside the state change that made it hold.
-        """
-        sandbox = self._sandbox
-        assert sandbox is not None
+    async def _ended(self, start: Callable[[Callable[[WaitEnd], None]], EndWatch]) -> WaitEnd:
+        """What ends the wait `start(on_end)` begins, once it is told."""
         loop = self._loop or asyncio.get_running_loop()
-        wakeup: asyncio.Future[None] = loop.create_future()
-        outcome: list[WaitEnd] = []
+        ended: asyncio.Future[WaitEnd] = loop.create_future()
 
-        def settle(value: WaitEnd) -> None:
-            if value == "done" or not outcome:
-                outcome[:] = [value]
-            if not wakeup.done():
-                wakeup.set_result(None)
+        def on_end(outcome: WaitEnd) -> None:
+            # A waiter cancelled is only told in the next round: it drops the watch then, and
+            # the wait may end meanwhile.
+            if not ended.done():
+                ended.set_result(outcome)
 
-        def done() -> None:
-            if not outcome and on_done is not None:
-                on_done()
-            settle("done")
-
-        unwatch = sandbox.watch(predicate, done)
-        if outcome:
-            return "done"
-        timer = loop.call_later(max(0.0, deadline - time.monotonic()), settle, "timeout")
-        exits = [(self._group.exit_of(process), process) for process in processes]
-        callbacks = []
-        for exit_future, process in exits:
-            callback = functools.partial(_settle_exit, settle, process)
-            exit_future.add_done_callback(callback)
-            callbacks.append((exit_future, callback))
+        watch = start(on_end)
         try:
-            await wakeup
+            return await ended
         finally:
-            unwatch()
-            timer.cancel()
-            for exit_future, callback in callbacks:
-                exit_future.remove_done_callback(callback)
-        return outcome[0]
+            watch.drop()
 
     def _processes(self) -> list[Process]:
         return [*self._extensions, *([self._runtime] if self._runtime else [])]
@@ -182,6 +180,96 @@ class EnvironmentBase:
         else:
             message = f"Runtime exited with error: {describe_exit(process.returncode)}"
         return RuntimeResponse.platform_error("Runtime.ExitError", prefix + message)
+
+
+class EndWatch:
+    """What ends one wait of the environment, told once to `on_end`: "done" when the sandbox's
+    `predicate()` holds, the process when one of `exits` ends, "timeout" at the deadline.
+
+    "done" is told at once, inside the state change that makes the predicate hold, right after
+    `on_done`; an exit or the deadline a round of the event loop later, so that the condition,
+    if it holds by then, still wins: a runtime that posted its init error and then exited
+    failed its init, it did not crash. No task runs for it: the sandbox checks the predicate as
+    its state changes, each process has one exit future for its whole life, and the deadline is
+    a timer. `drop` ends the watch without a word.
+    """
+
+    __slots__ = (
+        "_exits",
+        "_loop",
+        "_on_done",
+        "_on_end",
+        "_over",
+        "_pending",
+        "_timer",
+        "_unwatch",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_end: Callable[[WaitEnd], None],
+        on_done: Callable[[], None] | None = None,
+    ) -> None:
+        self._loop = loop
+        self._on_end = on_end
+        self._on_done = on_done
+        self._over = False
+        self._pending: WaitEnd | None = None
+        self._unwatch: Callable[[], None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._exits: list[tuple[asyncio.Future[int], Callable[[object], None]]] = []
+
+    def start(
+        self,
+        sandbox: Sandbox,
+        predicate: Callable[[], bool],
+        deadline: float,
+        exits: list[tuple[asyncio.Future[int], Process]],
+    ) -> None:
+        """Begin watching (the predicate may hold already: then `on_end` is told now)."""
+        unwatch = sandbox.watch(predicate, self._done)
+        if self._over:
+            return
+        self._unwatch = unwatch
+        delay = max(0.0, deadline - time.monotonic())
+        self._timer = self._loop.call_later(delay, self._settle, "timeout")
+        for exit_future, process in exits:
+            callback = functools.partial(_settle_exit, self._settle, process)
+            exit_future.add_done_callback(callback)
+            self._exits.append((exit_future, callback))
+
+    def drop(self) -> None:
+        """Stop watching; `on_end` is not told (any more)."""
+        self._over = True
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for exit_future, callback in self._exits:
+            exit_future.remove_done_callback(callback)
+        self._exits.clear()
+
+    def _done(self) -> None:
+        if self._pending is None and self._on_done is not None:
+            self._on_done()
+        self._end("done")
+
+    def _settle(self, outcome: WaitEnd) -> None:
+        if self._pending is None and not self._over:
+            self._pending = outcome
+            self._loop.call_soon(self._end_pending)
+
+    def _end_pending(self) -> None:
+        assert self._pending is not None
+        self._end(self._pending)
+
+    def _end(self, outcome: WaitEnd) -> None:
+        if not self._over:
+            self.drop()
+            self._on_end(outcome)
 
 
 def _settle_exit(settle: Callable[[WaitEnd], None], process: Process, _: object) -> None:

@@ -13,11 +13,13 @@ the environment then waits frozen, and its first invocation is warm.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ..attempt import Attempt, FreezeRecord
 from ..invoke import InvokeRequest, RuntimeResponse
+from .base import WaitEnd
 from .managed_instances import ManagedInstances
 from .snapstart import SnapStart
 
@@ -38,20 +40,47 @@ class Environment(SnapStart, ManagedInstances):
         record = FreezeRecord(self.id, request.request_id, cold=not self.warm, started_at=0.0)
         loop = self._loop or asyncio.get_running_loop()
         attempt = Attempt(request, function_arn=self._config.function_arn, record=record, loop=loop)
-        # A warm environment is handed the event and thawed right away, not one round of the
-        # event loop later in the task (which then only waits for the invocation to end).
-        started: bool | Exception = False
-        if self.warm and self._config.max_concurrency is None:
+        if self._config.max_concurrency is not None:
+            work = functools.partial(self._concurrent_invoke, attempt)
+            self._run_in_task(attempt, work, on_finished)
+        elif not self.warm:
+            self._run_in_task(attempt, functools.partial(self._cold_invoke, attempt), on_finished)
+        else:
+            # A warm environment is handed the event and thawed right away, and no task runs
+            # for the attempt until it ends (the sandbox, a timer and the exits tell when): the
+            # freeze then runs in one. A task started now would only wait, a round of the event
+            # loop of its own.
             try:
                 attempt.arm(self._config.timeout)
                 self._dispatch(attempt, thaw=True)
-                started = True
             except Exception as exc:  # answered by the task, as any failure inside it
-                started = exc
+                self._run_in_task(attempt, functools.partial(_raise, exc), on_finished)
+                return attempt
+            ended = functools.partial(self._warm_attempt_ended, attempt, on_finished)
+            self._watched[attempt] = (self._watch_completion(attempt, ended), on_finished)
+        return attempt
+
+    def _warm_attempt_ended(
+        self,
+        attempt: Attempt,
+        on_finished: Callable[[Environment, asyncio.Future[None]], None] | None,
+        outcome: WaitEnd,
+    ) -> None:
+        self._watched.pop(attempt, None)
+        work = functools.partial(self._completed, attempt, outcome, init_ms=None)
+        self._run_in_task(attempt, work, on_finished)
+
+    def _run_in_task(
+        self,
+        attempt: Attempt,
+        work: Callable[[], Awaitable[None]],
+        on_finished: Callable[[Environment, asyncio.Future[None]], None] | None,
+    ) -> None:
+        loop = self._loop or asyncio.get_running_loop()
         # The task takes itself out of `_tasks` as it ends (a done callback would cost a round
         # of the event loop per invocation).
-        self._tasks.add(loop.create_task(self._run(attempt, started, on_finished)))
-        return attempt
+        task = loop.create_task(self._run(attempt, work, on_finished))
+        self._tasks[task] = (attempt, on_finished)
 
     async def initialize(self) -> RuntimeResponse | None:
         """Init now, before any invocation, as provisioned concurrency (or publishing a
@@ -90,42 +119,57 @@ class Environment(SnapStart, ManagedInstances):
         if self._snapshot is not None and not self._snapshot.done():
             self._snapshot.cancel()
             await asyncio.gather(self._snapshot, return_exceptions=True)
-        tasks = [task for task in self._tasks if not task.done()]
+        for attempt, (watch, on_finished) in list(self._watched.items()):
+            watch.drop()
+            self._shut_out(attempt)
+            self._end(attempt, on_finished)
+        self._watched.clear()
+        tasks = {task: ended for task, ended in self._tasks.items() if not task.done()}
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for attempt, on_finished in tasks.values():  # a task cancelled before it began
+            if not attempt.finished.done():
+                self._shut_out(attempt)
+                self._end(attempt, on_finished)
         await self._shutdown("spindown")
         await self._api.close()
 
     async def _run(
         self,
         attempt: Attempt,
-        started: bool | Exception,
+        work: Callable[[], Awaitable[None]],
         on_finished: Callable[[Environment, asyncio.Future[None]], None] | None,
     ) -> None:
         try:
-            if isinstance(started, Exception):
-                raise started
-            if self._config.max_concurrency is not None:
-                await self._concurrent_invoke(attempt)
-            elif started:
-                await self._complete(attempt, init_ms=None)
-            else:
-                await self._cold_invoke(attempt)
+            await work()
         except asyncio.CancelledError:
-            attempt.record.outcome = "shutdown"
-            attempt.respond(
-                RuntimeResponse.platform_error("Sandbox.Shutdown", "the emulator is shutting down")
-            )
+            self._shut_out(attempt)
             raise
         finally:
-            self._tasks.discard(asyncio.current_task(attempt.result.get_loop()))
-            if not attempt.result.done():  # a bug above must not leave a caller hanging
-                attempt.respond(RuntimeResponse.platform_error("Runtime.Unknown", "emulator"))
-            if not attempt.finished.done():
-                attempt.finished.set_result(None)
-                if on_finished is not None:
-                    on_finished(self, attempt.finished)
+            task = asyncio.current_task(attempt.result.get_loop())
+            if task is not None:
+                self._tasks.pop(task, None)
+            self._end(attempt, on_finished)
+
+    def _shut_out(self, attempt: Attempt) -> None:
+        """The emulator stops mid-attempt: the caller hears so."""
+        attempt.record.outcome = "shutdown"
+        attempt.respond(
+            RuntimeResponse.platform_error("Sandbox.Shutdown", "the emulator is shutting down")
+        )
+
+    def _end(
+        self,
+        attempt: Attempt,
+        on_finished: Callable[[Environment, asyncio.Future[None]], None] | None,
+    ) -> None:
+        if not attempt.result.done():  # a bug above must not leave a caller hanging
+            attempt.respond(RuntimeResponse.platform_error("Runtime.Unknown", "emulator"))
+        if not attempt.finished.done():
+            attempt.finished.set_result(None)
+            if on_finished is not None:
+                on_finished(self, attempt.finished)
 
     async def _cold_invoke(self, attempt: Attempt) -> None:
         if self._config.snap_start:
@@ -161,3 +205,7 @@ class Environment(SnapStart, ManagedInstances):
         self._journal.note(f"INIT_REPORT Init Duration: {limit * 1000:.2f} ms\tStatus: timeout")
         self._init_ended("timeout", "Sandbox.Timedout")
         await self._shutdown("timeout")
+
+
+async def _raise(exc: Exception) -> None:
+    raise exc

@@ -55,9 +55,12 @@ class PlatformTelemetry(EnvironmentBase):
         if attempt.runtime_finished or self._sandbox is None:
             return
         attempt.runtime_finished = True
-        self._drain_runtime_output()
         if not self._sandbox.telemetry.listening:
+            # The lines go to stdout alone, read by the loop as they come: what the runtime
+            # wrote before its `next` was there when the loop saw the `next` arrive, and
+            # was read in that same round.
             return
+        self._drain_runtime_output()
         result = attempt.result.result() if attempt.result.done() else None
         failed = result is not None and result.failed
         record = telemetry_records.runtime_done(attempt, "error" if failed else "success")
