@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import statistics
 import subprocess
 import sys
@@ -239,7 +240,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     version = _version(args.python or sys.executable)
     if args.python:
-        PYTHON[:] = [args.python]
+        # Absolute (not resolved: a venv's python is a link), as the runtimes start elsewhere.
+        PYTHON[:] = [os.path.abspath(args.python)]
     print(f"both runtimes on Python {version}", file=sys.stderr)
     results = asyncio.run(bench(args.rounds, args.requests, args.batch))
     report(results, args.rounds, args.requests)
