@@ -452,6 +452,8 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
         },
     },
     "holdfast.bridge": {
+        ("_write", "return None", "remove `return None`"): "the function's implicit return is "
+        "None too",
         **{
             ("_check_fields", text, change): "the cache of valid header names: without it (or "
             "never filled) a name is checked again, to the same answer"

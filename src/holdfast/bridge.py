@@ -31,13 +31,18 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 
 
 class ResponseSink(Protocol):
-    """Where a response goes as the app produces it (the exchange's side of a sink)."""
+    """Where a response goes as the app produces it (the exchange's side of a sink).
 
-    async def start(self, status: int, headers: RawHeaders) -> None: ...
+    Plain calls, not coroutines: the exchange makes one per ASGI message (a coroutine each would
+    cost more than the work). ``write`` answers a future when the app must wait for room before
+    it writes more (a streamed body the host has not taken), else ``None``.
+    """
 
-    async def write(self, chunk: bytes) -> None: ...
+    def start(self, status: int, headers: RawHeaders) -> None: ...
 
-    async def close(self) -> None: ...
+    def write(self, chunk: bytes) -> asyncio.Future[None] | None: ...
+
+    def close(self) -> None: ...
 
 
 class BufferedSink:
@@ -55,14 +60,14 @@ class BufferedSink:
         self.headers: RawHeaders = []
         self.chunks: list[bytes] = []
 
-    async def start(self, status: int, headers: RawHeaders) -> None:
+    def start(self, status: int, headers: RawHeaders) -> None:
         self.status = status
         self.headers = headers
 
-    async def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes) -> None:
         self.chunks.append(chunk)
 
-    async def close(self) -> None:
+    def close(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -136,16 +141,23 @@ class Exchange:
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
-        if kind == "http.response.start":
-            await self._start(message)
-        elif kind == "http.response.body":
-            await self._write(message.get("body", b""), message.get("more_body", False))
+        if kind == "http.response.body":
+            more_body = message.get("more_body", False)
+            room = self._write(message.get("body", b""), more_body)
+            if room is not None:
+                await room  # a streamed body the host has not taken yet
+            if not more_body:
+                handover = self._complete()
+                if handover is not None:
+                    await handover
+        elif kind == "http.response.start":
+            self._start(message)
         elif kind == "http.response.trailers":
             pass  # Lambda has no response trailers to carry them in.
         else:
             raise ASGIProtocolError(f"unexpected ASGI message {kind!r}")
 
-    async def _start(self, message: Message) -> None:
+    def _start(self, message: Message) -> None:
         if self.started:
             raise ASGIProtocolError("http.response.start was sent twice")
         status = message.get("status")
@@ -155,23 +167,29 @@ class Exchange:
         self.started = True
         if self.head or status in _NO_BODY_STATUSES:
             self.head = True  # from here on: a response that carries no body
-        await self._sink.start(status, headers)
+        self._sink.start(status, headers)
 
-    async def _write(self, body: Any, more_body: bool) -> None:
+    def _write(self, body: Any, more_body: bool) -> asyncio.Future[None] | None:
+        """Pass a body chunk on; what to wait for before going on, if anything."""
         if not self.started:
             raise ASGIProtocolError("http.response.body was sent before http.response.start")
         if self.complete:
             raise ASGIProtocolError("http.response.body was sent after the response completed")
         if body and not self.head:
-            await self._sink.write(bytes(body))
-        if not more_body:
-            self.complete = True
-            await self._sink.close()
-            if self._disconnected is not None and not self._disconnected.done():
-                self._disconnected.set_result(None)
-            if not self._handed_over:
-                self._handover = self._loop.create_future()
-                await self._handover
+            return self._sink.write(bytes(body))
+        return None
+
+    def _complete(self) -> asyncio.Future[None] | None:
+        """The last chunk is in: the response is complete. What the app's final ``send`` waits
+        for before it returns (the hand-over), unless the host has handed it over already."""
+        self.complete = True
+        self._sink.close()
+        if self._disconnected is not None and not self._disconnected.done():
+            self._disconnected.set_result(None)
+        if self._handed_over:
+            return None
+        self._handover = self._loop.create_future()
+        return self._handover
 
 
 def _response_head(raw: Any) -> RawHeaders:
@@ -269,21 +287,22 @@ class StreamSink:
         """Whether the head is out for the host to stream (not held for its status)."""
         return self.started and not self.held
 
-    async def start(self, status: int, headers: RawHeaders) -> None:
+    def start(self, status: int, headers: RawHeaders) -> None:
         self.status, self.headers, self.started = status, headers, True
         self.held = status in self._hold
         self.wake()
 
-    async def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes) -> asyncio.Future[None] | None:
         if self._released:
-            return  # the host is done with this response (its client went away)
+            return None  # the host is done with this response (its client went away)
         self._chunks.append(chunk)
         self.wake()
         if not self.held and len(self._chunks) > self._MAX_QUEUED:
             self._taken = self._loop.create_future()
-            await self._taken
+            return self._taken  # the app waits for the host to take some
+        return None
 
-    async def close(self) -> None:
+    def close(self) -> None:
         self._closed = True
         self.wake()
 

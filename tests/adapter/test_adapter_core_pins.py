@@ -137,16 +137,17 @@ def test_the_17th_unread_chunk_blocks_the_app_and_a_take_frees_it():
     async def main() -> tuple[int, bool, bool]:
         loop = asyncio.get_running_loop()
         sink = StreamSink(loop, frozenset())
-        await sink.start(200, [])
+        sink.start(200, [])
         for _ in range(StreamSink._MAX_QUEUED):
-            await asyncio.wait_for(sink.write(b"x"), DEADLINE)  # room for 16: never waits
-        writer = loop.create_task(sink.write(b"17"))
+            assert sink.write(b"x") is None  # room for 16: never waits
+        room = sink.write(b"17")
+        assert room is not None
         await asyncio.sleep(0.01)
-        blocked = not writer.done()
+        blocked = not room.done()
         app = loop.create_future()
         assert await asyncio.wait_for(sink.take(app), DEADLINE) == b"x"
-        await asyncio.wait_for(writer, DEADLINE)
-        return StreamSink._MAX_QUEUED, blocked, writer.done()
+        await asyncio.wait_for(room, DEADLINE)
+        return StreamSink._MAX_QUEUED, blocked, room.done()
 
     queued, blocked, freed = asyncio.run(main())
     assert queued == 16 and blocked and freed
@@ -156,16 +157,17 @@ def test_release_frees_a_blocked_writer_and_drops_later_chunks():
     async def main() -> tuple[bool, bytes]:
         loop = asyncio.get_running_loop()
         sink = StreamSink(loop, frozenset())
-        await sink.start(200, [])
+        sink.start(200, [])
         for _ in range(StreamSink._MAX_QUEUED):
-            await sink.write(b"x")
-        writer = loop.create_task(sink.write(b"blocked"))
+            sink.write(b"x")
+        room = sink.write(b"blocked")
+        assert room is not None
         await asyncio.sleep(0.01)
-        assert not writer.done()
+        assert not room.done()
         sink.release()
-        await asyncio.wait_for(writer, DEADLINE)
-        await asyncio.wait_for(sink.write(b"after"), DEADLINE)  # goes nowhere, never waits
-        return writer.done(), sink.response().body
+        await asyncio.wait_for(room, DEADLINE)
+        assert sink.write(b"after") is None  # goes nowhere, never waits
+        return room.done(), sink.response().body
 
     done, body = asyncio.run(main())
     assert done and body == b""
@@ -174,9 +176,9 @@ def test_release_frees_a_blocked_writer_and_drops_later_chunks():
 def test_a_held_status_buffers_without_backpressure():
     async def main() -> bytes:
         sink = StreamSink(asyncio.get_running_loop(), frozenset({500}))
-        await sink.start(500, [])
+        sink.start(500, [])
         for _ in range(StreamSink._MAX_QUEUED + 5):
-            await asyncio.wait_for(sink.write(b"e"), DEADLINE)
+            assert sink.write(b"e") is None
         return sink.response().body
 
     assert asyncio.run(main()) == b"e" * (StreamSink._MAX_QUEUED + 5)
@@ -211,7 +213,7 @@ def test_a_buffered_wait_ends_with_the_response_or_the_app():
         app = loop.create_future()
         waiting = loop.create_task(sink.wait(app))
         await asyncio.sleep(0)
-        await sink.close()  # the response is complete
+        sink.close()  # the response is complete
         await asyncio.wait_for(waiting, DEADLINE)
         ended = loop.create_future()
         waiting_for_end = loop.create_task(sink.wait(ended))
@@ -882,11 +884,11 @@ def test_a_buffered_sink_gives_its_body_once_as_one_chunk():
         sink = BufferedSink(loop)
         app = loop.create_future()
         empty = await sink.take(app)
-        await sink.start(200, [])
-        await sink.write(b"a")
-        await sink.write(b"b")
-        await sink.close()
-        await sink.close()  # twice: no waiter, no error
+        sink.start(200, [])
+        sink.write(b"a")
+        sink.write(b"b")
+        sink.close()
+        sink.close()  # twice: no waiter, no error
         sink.release()
         assert sink.streaming is False
         return [empty, await sink.take(app), await sink.take(app)]
@@ -900,10 +902,10 @@ def test_a_stream_sink_streams_once_started_unless_held():
         loop = asyncio.get_running_loop()
         plain = StreamSink(loop, frozenset({500}))
         states = [plain.streaming]
-        await plain.start(200, [(b"a", b"1")])
+        plain.start(200, [(b"a", b"1")])
         states.append(plain.streaming)
         held = StreamSink(loop, frozenset({500}))
-        await held.start(500, [])
+        held.start(500, [])
         states += [held.streaming, held.held, plain.held]
         return states
 
@@ -918,21 +920,21 @@ def test_a_stream_sink_wakes_its_host_for_the_head_a_chunk_the_end_and_the_app_e
         seen: list[Any] = []
         waiting = loop.create_task(sink.wait(app))
         await asyncio.sleep(0)
-        await sink.start(200, [])
+        sink.start(200, [])
         await asyncio.wait_for(waiting, DEADLINE)
         seen.append("head")
         taking = loop.create_task(sink.take(app))
         await asyncio.sleep(0)
-        await sink.write(b"one")
+        sink.write(b"one")
         seen.append(await asyncio.wait_for(taking, DEADLINE))
         taking = loop.create_task(sink.take(app))
         await asyncio.sleep(0)
-        await sink.close()
+        sink.close()
         seen.append(await asyncio.wait_for(taking, DEADLINE))
         seen.append(await asyncio.wait_for(sink.take(app), DEADLINE))  # closed: at once
         # The app's task ending wakes a host waiting for a chunk: AppEnded.
         other = StreamSink(loop, frozenset())
-        await other.start(200, [])
+        other.start(200, [])
         ending = loop.create_future()
         taking = loop.create_task(other.take(ending))
         await asyncio.sleep(0)
@@ -949,10 +951,10 @@ def test_a_queued_chunk_is_taken_before_the_end_is_noticed():
     async def main() -> list[Any]:
         loop = asyncio.get_running_loop()
         sink = StreamSink(loop, frozenset())
-        await sink.start(200, [])
-        await sink.write(b"a")
-        await sink.write(b"b")
-        await sink.close()
+        sink.start(200, [])
+        sink.write(b"a")
+        sink.write(b"b")
+        sink.close()
         app = loop.create_future()
         app.set_result(None)  # ended too: what is queued still comes out, in order
         return [await sink.take(app), await sink.take(app), await sink.take(app)]
@@ -964,33 +966,63 @@ def test_the_16th_chunk_does_not_block_and_a_take_of_one_frees_exactly_one_write
     async def main() -> list[bool]:
         loop = asyncio.get_running_loop()
         sink = StreamSink(loop, frozenset())
-        await sink.start(200, [])
+        sink.start(200, [])
         app = loop.create_future()
         for n in range(16):
-            await asyncio.wait_for(sink.write(b"%d" % n), DEADLINE)
-        writer = loop.create_task(sink.write(b"16"))
+            assert sink.write(b"%d" % n) is None
+        room = sink.write(b"16")
+        assert room is not None
         await asyncio.sleep(0.01)
-        states = [writer.done()]
+        states = [room.done()]
         assert await sink.take(app) == b"0"
-        await asyncio.wait_for(writer, DEADLINE)
-        states.append(writer.done())
+        await asyncio.wait_for(room, DEADLINE)
+        states.append(room.done())
         # 16 queued again: the next write waits, until a take.
-        writer = loop.create_task(sink.write(b"17"))
+        room = sink.write(b"17")
+        assert room is not None
         await asyncio.sleep(0.01)
-        states.append(writer.done())
+        states.append(room.done())
         assert await sink.take(app) == b"1"
-        await asyncio.wait_for(writer, DEADLINE)
+        await asyncio.wait_for(room, DEADLINE)
         return states
 
     assert asyncio.run(main()) == [False, True, False]
+
+
+def test_a_last_chunk_waiting_for_room_completes_the_response_only_once_it_is_in():
+    """The final ``send`` of a streamed body the host has not kept up with: first it waits for
+    room, then the response is complete, then it waits for the hand-over, and only then
+    returns."""
+
+    async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        sink = StreamSink(loop, frozenset())
+        exchange = Exchange(b"", sink, loop, head=False)
+        app = loop.create_future()
+        await exchange.send({"type": "http.response.start", "status": 200, "headers": []})
+        for n in range(StreamSink._MAX_QUEUED):
+            chunk = {"type": "http.response.body", "body": b"%d" % n, "more_body": True}
+            await exchange.send(chunk)
+        last = loop.create_task(exchange.send({"type": "http.response.body", "body": b"last"}))
+        await asyncio.sleep(0.01)
+        seen: list[Any] = [exchange.complete]  # waiting for room: not complete yet
+        assert await sink.take(app) == b"0"
+        await asyncio.sleep(0.01)
+        seen += [exchange.complete, last.done()]  # in, complete, waiting for the hand-over
+        exchange.hand_over()
+        await asyncio.wait_for(last, DEADLINE)
+        seen.append(last.done())
+        return seen
+
+    assert asyncio.run(main()) == [False, True, False, True]
 
 
 def test_a_released_stream_sink_drops_what_was_queued():
     async def main() -> Any:
         loop = asyncio.get_running_loop()
         sink = StreamSink(loop, frozenset({500}))
-        await sink.start(500, [])
-        await sink.write(b"queued")
+        sink.start(500, [])
+        sink.write(b"queued")
         sink.release()
         sink.release()  # twice: harmless
         return sink.response().body
@@ -1667,7 +1699,7 @@ def test_a_host_waiting_for_a_chunk_wakes_when_the_app_ends_without_one():
     async def main() -> str:
         loop = asyncio.get_running_loop()
         sink = StreamSink(loop, frozenset())
-        await sink.start(200, [])
+        sink.start(200, [])
         app = loop.create_future()
         taking = loop.create_task(sink.take(app))
         await asyncio.sleep(0)  # the host waits for a chunk
