@@ -113,7 +113,9 @@ def test_holdfast_s_demo_is_an_app(lambda_package):
     assert os.path.realpath(sysconfig.get_paths()["purelib"]) != os.path.dirname(demo)
 
 
-def test_a_task_the_app_starts_is_drained_before_the_handler_returns(adapters):
+def _app_that_starts_a_job():
+    """``(app, job, finished)``: an app whose request starts a task that outlives its response,
+    before the app's first await."""
     finished = []
 
     async def job():
@@ -125,6 +127,11 @@ def test_a_task_the_app_starts_is_drained_before_the_handler_returns(adapters):
             asyncio.create_task(job())  # noqa: RUF006
             await respond(send)
 
+    return app, job, finished
+
+
+def test_a_task_the_app_starts_is_drained_before_the_handler_returns(adapters):
+    app, _, finished = _app_that_starts_a_job()
     handler = adapters(app)
     assert handler(EVENT, None)["body"] == "ok"
     assert finished == ["job"]
@@ -398,17 +405,7 @@ def test_an_async_host_s_plain_endpoint_has_answered_as_begin_returns_on_312(ada
 
 
 def test_a_task_started_before_the_app_s_first_await_is_adopted_on_an_async_host(adapters):
-    finished = []
-
-    async def job():
-        await asyncio.sleep(0.05)
-        finished.append("job")
-
-    async def app(scope, receive, send):
-        if scope["type"] == "http":
-            asyncio.create_task(job())  # noqa: RUF006  (in the task's first step, eager on 3.12+)
-            await respond(send)
-
+    app, _, finished = _app_that_starts_a_job()  # in the task's first step: eager on 3.12+
     handler = adapters(app)
     _, outcome = _begin_on_the_loop(handler, EVENT)
     assert outcome.payload["body"] == "ok"
@@ -433,18 +430,8 @@ def test_a_factory_the_app_chains_in_front_of_holdfast_s_keeps_adoption_on(adapt
     """Instrumentation often wraps the factory it finds: holdfast's then still sees every task,
     so what the request starts is adopted, and the request's own task (made through the chain
     before adoption is switched on) is not."""
-    finished = []
+    app, job, finished = _app_that_starts_a_job()
     made = []
-
-    async def job():
-        await asyncio.sleep(0.05)
-        finished.append("job")
-
-    async def app(scope, receive, send):
-        if scope["type"] == "http":
-            asyncio.create_task(job())  # noqa: RUF006
-            await respond(send)
-
     handler = adapters(app)
     loop = handler.engine.loop
     holdfast_s = loop.get_task_factory()
