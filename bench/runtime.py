@@ -1,6 +1,6 @@
 """``holdfast run`` against AWS's runtime interface client with Mangum, through one emulator.
 
-    .venv/bin/python bench/runtime.py [--rounds N] [--requests N] [--python PATH]
+    .venv/bin/python bench/runtime.py [--rounds N] [--requests N] [--python PATH] [--baseline SRC]
 
 The same FastAPI hello app (``GET /hello`` → ``{"message": "hello"}``) answers a Function URL
 event under the holdfast emulator (which freezes the runtime with SIGSTOP between events, as
@@ -25,6 +25,8 @@ less idle time to hide it in.
 Both runtimes run on this interpreter unless ``--python`` names another: Lambda's Python
 runtimes are 3.12-3.14, and from 3.12 on asyncio starts a task eagerly, which ``holdfast run``
 uses (``make bench`` runs this comparison on both, where Python 3.13 is installed).
+``--baseline SRC`` also runs the ``holdfast run`` of another holdfast's source directory (e.g.
+``git archive main src | tar -x -C /tmp/base``) in the same rounds, for a before/after.
 """
 
 from __future__ import annotations
@@ -102,6 +104,8 @@ RUNTIMES = {
 }
 #: The interpreter both runtimes run on (``--python``); the emulator runs on this one.
 PYTHON = [sys.executable]
+#: ``--baseline SRC``: ``holdfast run`` from another holdfast's sources, in the same rounds.
+BASELINE = "baseline holdfast run"
 GOAL_RPS_RATIO = 1.3
 
 
@@ -113,16 +117,21 @@ def _bytecode_cache(directory: str) -> dict[str, str]:
 
 
 async def measure(
-    order: list[str], cwd: str, requests: int, env: dict[str, str], batch: int
+    runtimes: dict[str, tuple[list[str], dict[str, str]]],
+    order: list[str],
+    cwd: str,
+    requests: int,
+    batch: int,
 ) -> dict[str, dict[str, float]]:
-    """One round: each runtime's cold start in a fresh emulator, then sequential requests
-    against the warm environments, the runtimes taking turns batch by batch."""
-    options = {"cwd": cwd, "timeout": 30, "env": env, "log": lambda line: None}
+    """One round: each runtime (command, environment) cold in a fresh emulator, then
+    sequential requests against the warm environments, the runtimes taking turns batch by
+    batch."""
     async with contextlib.AsyncExitStack() as stack:
         emulators: dict[str, Emulator] = {}
         cold: dict[str, float] = {}
         for name in order:
-            command = [*PYTHON, *RUNTIMES[name]]
+            command, env = runtimes[name]
+            options = {"cwd": cwd, "timeout": 30, "env": env, "log": lambda line: None}
             emulator = await stack.enter_async_context(Emulator(command, **options))
             started = time.perf_counter()
             first = await emulator.invoke(payload=PAYLOAD)
@@ -163,15 +172,22 @@ def _check(response: dict) -> None:
         raise SystemExit(f"unexpected response: {response}")
 
 
-async def bench(rounds: int, requests: int, batch: int) -> dict[str, dict[str, list[float]]]:
-    results: dict[str, dict[str, list[float]]] = {name: {} for name in RUNTIMES}
+async def bench(
+    rounds: int, requests: int, batch: int, baseline: str | None
+) -> dict[str, dict[str, list[float]]]:
     with tempfile.TemporaryDirectory() as cwd, tempfile.TemporaryDirectory() as cache:
         Path(cwd, "bench_runtime_app.py").write_text(APP)
         env = _bytecode_cache(cache)
-        await measure(list(RUNTIMES), cwd, 1, env, 1)  # fills the bytecode cache; not measured
+        runtimes = {name: ([*PYTHON, *args], env) for name, args in RUNTIMES.items()}
+        if baseline:
+            command, _ = runtimes["holdfast run"]
+            runtimes[BASELINE] = (command, {**env, "PYTHONPATH": baseline})
+        results: dict[str, dict[str, list[float]]] = {name: {} for name in runtimes}
+        names = list(runtimes)
+        await measure(runtimes, names, cwd, 1, 1)  # fills the bytecode cache; not measured
         for round_no in range(rounds):
-            order = list(RUNTIMES) if round_no % 2 == 0 else list(reversed(RUNTIMES))
-            for name, figures in (await measure(order, cwd, requests, env, batch)).items():
+            order = names if round_no % 2 == 0 else list(reversed(names))
+            for name, figures in (await measure(runtimes, order, cwd, requests, batch)).items():
                 for key, value in figures.items():
                     results[name].setdefault(key, []).append(value)
             print(f"round {round_no + 1}/{rounds} done", file=sys.stderr)
@@ -220,6 +236,13 @@ def report(results: dict[str, dict[str, list[float]]], rounds: int, requests: in
         "\nposted response / to the freeze after the runtime's next /next (emulator FreezeRecords)."
         "\nrequests/s also pays the emulator's own per-invocation work (invoke call, thaw, freeze)."
     )
+    if BASELINE in median:
+        before = median[BASELINE]
+        now_vs_before = ours["rps"] / before["rps"]
+        print(
+            f"\nbaseline     requests/s holdfast run / baseline: {now_vs_before:.2f}x,"
+            f" baseline / awslambdaric: {before['rps'] / theirs['rps']:.2f}x"
+        )
 
 
 def main() -> None:
@@ -228,6 +251,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument(
         "--batch", type=int, default=50, help="requests a runtime gets before the other's turn"
+    )
+    parser.add_argument(
+        "--baseline", metavar="SRC", help="also run the holdfast run of the sources in SRC"
     )
     parser.add_argument(
         "--python",
@@ -243,7 +269,7 @@ def main() -> None:
         # Absolute (not resolved: a venv's python is a link), as the runtimes start elsewhere.
         PYTHON[:] = [os.path.abspath(args.python)]
     print(f"both runtimes on Python {version}", file=sys.stderr)
-    results = asyncio.run(bench(args.rounds, args.requests, args.batch))
+    results = asyncio.run(bench(args.rounds, args.requests, args.batch, args.baseline))
     report(results, args.rounds, args.requests)
     ours, theirs = ({k: statistics.median(v) for k, v in results[n].items()} for n in RUNTIMES)
     on = f", Python {version}" if args.python else ""
