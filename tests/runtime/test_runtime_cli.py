@@ -79,6 +79,36 @@ def test_a_runtime_waits_for_next_in_its_socket_and_sigterm_ends_the_wait(tmp_pa
     assert (tmp_path / "shutdown").read_text() == "lifespan shutdown ran"
 
 
+def test_an_app_s_own_sigterm_handler_is_named_and_chaining_keeps_the_shutdown(tmp_path):
+    """holdfast run takes SIGTERM in the main thread's handler: an app that sets its own is
+    warned that holdfast's shutdown now depends on it; one that calls the handler it replaced
+    keeps lifespan shutdown and the clean exit."""
+    (tmp_path / "own_handler_app.py").write_text(
+        "import os, pathlib, signal\n"
+        "from runtime_apps import app\n"
+        "_replaced = signal.getsignal(signal.SIGTERM)\n"
+        "def _own(signum, frame):\n"
+        "    pathlib.Path(os.environ['GATE_DIR'], 'own').write_text('own handler ran')\n"
+        "    _replaced(signum, frame)\n"
+        "signal.signal(signal.SIGTERM, _own)\n"
+    )
+    with ThreadedFake() as fake:
+        process = start(
+            fake, "own_handler_app:app", GATE_DIR=str(tmp_path), PYTHONPATH=str(tmp_path)
+        )
+        try:
+            request_id = fake.call(fake.api.add_event, http_event("/hello"))
+            fake.call(fake.api.wait_result, request_id)
+            fake.call(fake.api.wait_for, lambda: fake.api.nexts() == 2)
+        finally:
+            process.send_signal(signal.SIGTERM)
+        status, output = finish(process)
+    assert "the app set its own SIGTERM handler" in output
+    assert status == 0, output
+    assert (tmp_path / "own").read_text() == "own handler ran"
+    assert (tmp_path / "shutdown").read_text() == "lifespan shutdown ran"
+
+
 def test_sigterm_during_a_slow_import_ends_the_runtime_with_status_0(tmp_path):
     """The watch is set before the app's import: a SIGTERM while the import blocks (here in a
     C-level sleep) ends the process cleanly, not by the signal's default action."""

@@ -85,7 +85,7 @@ def watch(*, in_thread: bool = True) -> bool:
     every thaw to wake. (No signal mask either way: a blocked SIGTERM would be inherited by
     every process the app starts.)
     """
-    global _watching
+    global _watching, _handler
     if _watching:
         return True
     if threading.current_thread() is not threading.main_thread():
@@ -94,6 +94,7 @@ def watch(*, in_thread: bool = True) -> bool:
     _watching = True
     if not in_thread:
         signal.signal(signal.SIGTERM, _in_main_thread)
+        _handler = _in_main_thread
         return True
     reader, writer = socket.socketpair()
     writer.setblocking(False)
@@ -107,7 +108,16 @@ def watch(*, in_thread: bool = True) -> bool:
 
 def handle(callback: Callable[[], object]) -> Callable[[], None]:
     """Make ``callback`` what SIGTERM runs (in the watch thread, or in the main thread's signal
-    handler: see :func:`watch`); returns a function that withdraws it."""
+    handler: see :func:`watch`); returns a function that withdraws it.
+
+    Called once the app is loaded: an app that set its own handler meanwhile (``signal.signal``
+    at import) is told that holdfast's shutdown now depends on it."""
+    if _handler is not None and signal.getsignal(signal.SIGTERM) is not _handler:
+        logger.warning(
+            "the app set its own SIGTERM handler: holdfast's shutdown (lifespan shutdown, the"
+            " wind-down of invocations in flight) runs only if that handler calls the one it"
+            " replaced (signal.getsignal(signal.SIGTERM) before setting it)"
+        )
     _callbacks.append(callback)
 
     def withdraw() -> None:
@@ -119,6 +129,8 @@ def handle(callback: Callable[[], object]) -> Callable[[], None]:
 
 _watching = False
 _callbacks: list[Callable[[], object]] = []
+# The main thread's own handler, when it takes the signal itself (watch(in_thread=False)).
+_handler: Callable[[int, Any], None] | None = None
 
 
 def _noted(signum: int, frame: object) -> None:
