@@ -442,6 +442,11 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
     },
     "holdfast.adoption": {
         **{
+            ("_request_task", text, f"remove `{text}`"): "without eager_start the call after it "
+            "is the same call, raising the same TypeError (only its traceback is longer)"
+            for text in ("if not _EAGER:", "raise")
+        },
+        **{
             ("start_request", text, f"remove `{text}`"): "the request's task made without the "
             "factory's frame walk is a fast path: through the factory it is not adopted either "
             "(that branch switches adoption on after the task is made), only not started eagerly"

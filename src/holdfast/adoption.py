@@ -85,7 +85,7 @@ def start_request(
             # The task is made here, not by the factory, so what its eager first step starts is
             # adopted as the app's from the start.
             work.adopts = adopts
-            return asyncio.tasks.Task(coro, loop=loop, **_EAGER)  # type: ignore[arg-type]
+            return _request_task(loop, coro)
         # An app's own factory may hand the task to the adopting one: adopted only after it.
         # An ASGI app is typed as returning an awaitable; every real one is a coroutine.
         task: asyncio.Task[Any] = loop.create_task(coro)  # type: ignore[arg-type]
@@ -93,6 +93,19 @@ def start_request(
         return task
     finally:
         _pending.unbind(token)
+
+
+def _request_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
+    # asyncio.tasks.Task looked up at each call, as the loop does (see _create_task).
+    task_class = asyncio.tasks.Task
+    try:
+        return task_class(coro, loop=loop, **_EAGER)
+    except TypeError:
+        if not _EAGER:
+            raise
+        # A Task class put in asyncio's place by a library written before eager_start (the
+        # loop never passes it): the task starts as the loop would start it.
+        return task_class(coro, loop=loop)
 
 
 # Python 3.12+ runs a task's first step in its constructor when the loop is running (and only

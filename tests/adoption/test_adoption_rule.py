@@ -445,3 +445,22 @@ def test_a_factory_the_app_chains_in_front_of_holdfast_s_keeps_adoption_on(adapt
     assert app.__qualname__ in made and job.__qualname__ in made  # both through the chain
     assert finished == ["job"]
     assert handler.counts["drained"] == 1  # the job, not the request's own task
+
+
+def test_a_task_class_from_before_eager_start_still_serves_on_an_async_host(adapters, monkeypatch):
+    """A library may put its own Task class in asyncio's place, written before 3.12's
+    ``eager_start`` (the loop never passes it): requests still run, started as the loop would
+    start them."""
+
+    class OlderTask(asyncio.Task):  # type: ignore[type-arg]
+        def __init__(self, coro, *, loop=None, name=None, context=None):
+            super().__init__(coro, loop=loop, name=name, context=context)
+
+    async def app(scope, receive, send):
+        await respond(send)
+
+    handler = adapters(app)
+    monkeypatch.setattr(asyncio.tasks, "Task", OlderTask)
+    ready_at_once, outcome = _begin_on_the_loop(handler, EVENT)
+    assert outcome.payload["body"] == "ok"
+    assert ready_at_once is False  # not eager: its first step waited for a turn of the loop
