@@ -31,6 +31,7 @@ from typing import Any
 import holdfast
 from adapter import EVENTS, Context, Mangum, load_event, raw_asgi
 from holdfast.dispatch import dispatch
+from holdfast.invocation import http_scope
 from holdfast.sources import HTTPResponse
 
 
@@ -52,22 +53,7 @@ def bare(adapter: holdfast.Adapter) -> Callable[[dict[str, Any], Any], Any]:
             else:
                 response[2].append(message.get("body", b""))
 
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": "1.1",
-            "method": request.method,
-            "scheme": request.scheme,
-            "path": request.path,
-            "raw_path": request.raw_path,
-            "root_path": request.root_path,
-            "query_string": request.query_string,
-            "headers": request.headers,
-            "server": request.server,
-            "client": request.client,
-            "aws.event": event,
-            "aws.context": context,
-        }
+        scope = http_scope(request, event, context, {})
         asyncio.tasks.Task(raw_asgi(scope, receive, send), loop=loop)
         asyncio._set_running_loop(loop)
         try:

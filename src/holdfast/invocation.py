@@ -32,7 +32,7 @@ from holdfast.dispatch import OTHER_SOURCES, WARMER, call, describe, dispatch
 from holdfast.errors import InvalidEvent, LifespanError, http_status_error
 from holdfast.outcome import Buffered, Failed, Outcome, Streamed
 from holdfast.pending import DrainReport, PendingWork
-from holdfast.sources import BadRequest, EventCodec, HTTPResponse
+from holdfast.sources import BadRequest, EventCodec, HTTPRequest, HTTPResponse
 from holdfast.sources.limits import clearly_within
 
 if TYPE_CHECKING:
@@ -123,23 +123,7 @@ class Invocation:
         )
         exchange = Exchange(request.body, sink, loop, head=request.method == "HEAD")
         self._codec, self._sink, self._exchange = codec, sink, exchange
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": "1.1",
-            "method": request.method,
-            "scheme": request.scheme,
-            "path": request.path,
-            "raw_path": request.raw_path,
-            "root_path": request.root_path,
-            "query_string": request.query_string,
-            "headers": request.headers,
-            "server": request.server,
-            "client": request.client,
-            "state": adapter.lifespan.state.copy(),
-            "aws.event": self.event,
-            "aws.context": self.context,
-        }
+        scope = http_scope(request, self.event, self.context, adapter.lifespan.state.copy())
         if adapter.started:
             coro = adapter.app(scope, exchange.receive, exchange.send)
         else:
@@ -381,6 +365,30 @@ class Invocation:
         elif not task.cancelled() and task.exception() is not None:
             logger.error("request %s: %s", self.request_id, failure, exc_info=task.exception())
             self._failed = 1
+
+
+def http_scope(
+    request: HTTPRequest, event: Any, context: LambdaContext, state: dict[str, Any]
+) -> Scope:
+    """The ASGI ``http`` scope of ``request``, with ``state`` (the request's own copy of the
+    lifespan state) and the event and context it came in as ``aws.event`` and ``aws.context``."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": request.method,
+        "scheme": request.scheme,
+        "path": request.path,
+        "raw_path": request.raw_path,
+        "root_path": request.root_path,
+        "query_string": request.query_string,
+        "headers": request.headers,
+        "server": request.server,
+        "client": request.client,
+        "state": state,
+        "aws.event": event,
+        "aws.context": context,
+    }
 
 
 async def _start_then_serve(adapter: Adapter, scope: Scope, receive: Receive, send: Send) -> None:
