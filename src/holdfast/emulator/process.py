@@ -372,8 +372,7 @@ def _group_pids(pgid: int) -> list[int]:
         except ProcessLookupError:
             continue
         except OSError:  # not allowed to ask: /proc still tells
-            fields = _stat_fields(pid)
-            if fields is not None and len(fields) > 2 and int(fields[2]) == pgid:
+            if _stat_group(pid) == pgid:
                 pids.append(pid)
     return pids
 
@@ -396,10 +395,10 @@ def _created_members(before: bytes | None, now: bytes | None, pgid: int) -> list
         except ProcessLookupError:  # gone already
             continue
         except OSError:  # not allowed to ask: /proc still tells
-            fields = _stat_fields(pid)
-            if fields is None or len(fields) < 3:
+            stat_group = _stat_group(pid)
+            if stat_group is None:
                 continue
-            group = int(fields[2])
+            group = stat_group
         # A pid is also handed out to each new thread, and asking a thread answers for its
         # process: only a process (its thread group's leader) is a member.
         if group == pgid and _is_process(pid):
@@ -409,10 +408,8 @@ def _created_members(before: bytes | None, now: bytes | None, pgid: int) -> list
 
 def _is_process(pid: int) -> bool:
     status = _read_proc(pid, "status")
-    if status is None:
-        return False
-    start = status.find(b"\nTgid:")
-    return start >= 0 and int(status[start + 6 : status.index(b"\n", start + 1)]) == pid
+    tgid = None if status is None else _status_value(status, b"Tgid")
+    return tgid is not None and int(tgid) == pid
 
 
 @functools.cache
@@ -450,8 +447,7 @@ def _member_states(files: _ProcFiles, pids: list[int], pgid: int) -> list[_Membe
             continue
         state, group = _status_state_and_group(status)
         if group is None:  # a /proc without NSpgid (before Linux 4.1): stat tells
-            fields = _stat_fields(pid)
-            group = int(fields[2]) if fields is not None and len(fields) > 2 else None
+            group = _stat_group(pid)
         if group == pgid:
             members.append(_Member(pid, state, _peak_rss_kb(status)))
     return members
@@ -459,14 +455,24 @@ def _member_states(files: _ProcFiles, pids: list[int], pgid: int) -> list[_Membe
 
 def _status_state_and_group(status: bytes) -> tuple[str, int | None]:
     """The state letter and the process group (None if not shown) in a /proc status file."""
-    start = status.find(b"\nState:\t")
-    state = chr(status[start + 8]) if start >= 0 else "?"
-    start = status.find(b"\nNSpgid:")
+    state = _status_value(status, b"State")
+    group = _status_value(status, b"NSpgid")
+    # NSpgid has one value per pid namespace the process is in, the outermost (this /proc's)
+    # first.
+    return (
+        chr(state[0]) if state else "?",
+        None if group is None else int(group.split()[0]),
+    )
+
+
+def _status_value(status: bytes, key: bytes) -> bytes | None:
+    """The value on the `key:` line of a /proc status file (blanks around it removed), or None
+    when there is no such line."""
+    start = status.find(b"\n" + key + b":")
     if start < 0:
-        return state, None
-    # One value per pid namespace the process is in, the outermost (this /proc's) first.
-    end = status.index(b"\n", start + 1)
-    return state, int(status[start + 8 : end].split()[0])
+        return None
+    start += len(key) + 2
+    return status[start : status.index(b"\n", start)].strip()
 
 
 def _pid_cursor() -> bytes | None:
@@ -495,21 +501,16 @@ def _read_proc(pid: int, name: str) -> bytes | None:
         os.close(fd)
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    """The fields of /proc/<pid>/stat after the parenthesised command name: state, ppid, pgrp..."""
-    return _parse_stat(_read_proc(pid, "stat"))
-
-
-def _parse_stat(stat: bytes | None) -> list[str] | None:
+def _stat_group(pid: int) -> int | None:
+    """The process group /proc/<pid>/stat shows (None once the process is gone)."""
+    stat = _read_proc(pid, "stat")
     if stat is None:
         return None
-    return stat.rpartition(b")")[2].decode("ascii", "replace").split(None, 5)[:5]
+    # The fields after the parenthesised command name: state, ppid, pgrp, ...
+    fields = stat.rpartition(b")")[2].split(None, 4)
+    return int(fields[2]) if len(fields) > 2 else None
 
 
 def _peak_rss_kb(status: bytes | None) -> int:
-    if status is None:
-        return 0
-    start = status.find(b"\nVmHWM:")
-    if start < 0:
-        return 0
-    return int(status[start + 7 : status.index(b"\n", start + 1)].split()[0])
+    peak = None if status is None else _status_value(status, b"VmHWM")
+    return 0 if peak is None else int(peak.split()[0])
