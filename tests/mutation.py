@@ -59,6 +59,7 @@ _ADAPTER_TESTS = [
 # The helpers' own pins first; the hypothesis suites (fuzz, properties) are left out: a
 # surviving mutant would cost a minute of them each.
 _SOURCES_TESTS = [
+    "tests/adapter/test_sources_fast_paths.py",
     "tests/adapter/test_sources_pins.py",
     "tests/adapter/test_codec_pins.py",
     "tests/adapter/test_adapter_sources.py",
@@ -363,6 +364,30 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
         "after it is larger still, so it says no as well"
     },
     "holdfast.sources.query": {
+        **{
+            ("merged_params", text, change): "a fast path: merging single-value keys the "
+            "multi-value form already has gives that form again"
+            for text, change in (
+                (
+                    "if single_form.keys() <= multi_form.keys():",
+                    "remove `if single_form.keys() <= multi_form.keys():`",
+                ),
+                ("return multi_form", "remove `return multi_form`"),
+            )
+        },
+        **{
+            ("_plain_query", text, change): "a fast path: without it the quoting path builds "
+            "the same query (test_sources_fast_paths)"
+            for text, change in (
+                (
+                    "if (",
+                    "remove `if _PLAIN_QUERY.fullmatch(text) and text.count('=') == len(p`",
+                ),
+                ('and text.count("&") == len(pairs) - 1', "constant +1"),
+                ("return text", "remove `return text`"),
+                ("return None", "remove `return None`"),
+            )
+        },
         **{
             (function, text, change): "a fast path: no parameters join to the same empty query"
             for function in ("query_from_decoded", "query_from_encoded")

@@ -38,8 +38,14 @@ class APIGatewayV1(EventCodec):
         )
 
     def _decode(self, event: LambdaEvent, base_path: str, context: LambdaContext) -> HTTPRequest:
-        request_context = require(event, "requestContext", dict, _SOURCE)
-        method = method_of(require(event, "httpMethod", str, _SOURCE), _SOURCE)
+        # The common types are tested inline (as in apigw_v2); the helpers word the refusal.
+        request_context = event.get("requestContext")
+        if type(request_context) is not dict:
+            request_context = require(event, "requestContext", dict, _SOURCE)
+        method = event.get("httpMethod")
+        if type(method) is not str:
+            method = require(event, "httpMethod", str, _SOURCE)
+        method = method_of(method, _SOURCE)
         # API Gateway sends every header and parameter in both forms; an event that lost one
         # from the multi-value form keeps it from the single-value one.
         headers = merged_headers(event.get("headers"), event.get("multiValueHeaders"))
@@ -48,7 +54,9 @@ class APIGatewayV1(EventCodec):
         )
         full_path, mount = _full_path(event, request_context)
         path = split_path(full_path, encoded=_encodes_path(event), mount=mount, base_path=base_path)
-        identity = optional(request_context, "identity", dict, _SOURCE) or {}
+        identity = request_context.get("identity")
+        if type(identity) is not dict:
+            identity = optional(request_context, "identity", dict, _SOURCE) or {}
         return build_request(
             method,
             headers,
@@ -80,7 +88,7 @@ def _encodes_path(event: LambdaEvent) -> bool:
 def _full_path(event: LambdaEvent, request_context: dict[str, Any]) -> tuple[str, str]:
     """``(full path, mount)``: REST keeps the stage (or base path mapping) out of ``path`` and
     puts the path the client asked for in ``requestContext.path``."""
-    path = optional(event, "path", str, _SOURCE) or "/"
+    path = optional_text(event, "path", _SOURCE) or "/"
     requested = request_context.get("path")
     if not isinstance(requested, str) or requested == path:
         return path, ""

@@ -98,9 +98,10 @@ def merged_headers(single: Any, multi: Any) -> RawHeaders:
     raw = headers_from_multi(multi)
     if single and raw:
         single = mapping(single, "headers")
-        # A front sends the same names in both forms: one set difference settles it.
-        only_single = single.keys() - mapping(multi, "multiValueHeaders").keys()
-        if only_single:
+        multi_names = mapping(multi, "multiValueHeaders").keys()
+        # A front sends the same names in both forms: one subset test settles it.
+        if not single.keys() <= multi_names:
+            only_single = single.keys() - multi_names
             present = {name for name, _ in raw}
             missing = {
                 name: value

@@ -28,11 +28,14 @@ def split_path(
         path = "/" + path
     if encoded:
         raw = as_sent(path, "the path")  # as sent, non-ASCII escaped
-        decoded = unquote(raw.decode("ascii")) if b"%" in raw else raw.decode("ascii")
+        # Without an escape, as_sent changed nothing: the path is its own decoded form.
+        decoded = unquote(raw.decode("ascii")) if b"%" in raw else path
     else:
         utf8(path, "the path")
         quoted = quote(path, safe=_PATH_SAFE) if _NEEDS_QUOTING.search(path) else path
         raw, decoded = quoted.encode("ascii"), path
+    if not (mount or base_path):
+        return decoded, raw, ""
     root_path = ""
     for prefix in (mount, base_path):
         candidate = root_path + prefix

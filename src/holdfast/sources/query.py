@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -11,6 +11,7 @@ from holdfast.errors import InvalidEvent
 from holdfast.sources.fields import mapping, wrong_type
 
 _QUERY_SAFE = re.compile(r"[A-Za-z0-9_.\-~]*")
+_PLAIN_QUERY = re.compile(r"[A-Za-z0-9_.\-~=&]*")
 # Visible ASCII: what a request target may carry literally. Everything else (space, control
 # characters, non-ASCII) is percent-encoded as UTF-8, as a browser does before sending it.
 _VISIBLE_ASCII = re.compile(r"[!-~]*")
@@ -32,11 +33,15 @@ def _query_items(params: Any, key: str) -> Iterator[tuple[str, str]]:
             yield name, value
 
 
-def merged_params(single: Any, multi: Any) -> dict[str, Any]:
+def merged_params(single: Any, multi: Any) -> Mapping[str, Any]:
     """Query parameters from payloads with both forms (REST, ALB): every key of the
     multi-value form, plus keys found only in the single-value one."""
-    merged: dict[str, Any] = dict(mapping(multi, "multiValueQueryStringParameters"))
-    for name, value in mapping(single, "queryStringParameters").items():
+    multi_form = mapping(multi, "multiValueQueryStringParameters")
+    single_form = mapping(single, "queryStringParameters")
+    if single_form.keys() <= multi_form.keys():  # what a front sends: the same keys in both
+        return multi_form
+    merged = dict(multi_form)
+    for name, value in single_form.items():
         merged.setdefault(name, value)
     return merged
 
@@ -49,6 +54,33 @@ def query_from_decoded(params: Any, key: str = "queryStringParameters") -> bytes
     """
     if not params:
         return b""
+    text = _plain_query(params)
+    return _quoted_query(params, key) if text is None else text.encode("ascii")
+
+
+def _plain_query(params: Any) -> str | None:
+    """The query string when no name or value needs quoting (most requests), built in one
+    pass; ``None`` for anything else, which the careful path rebuilds or refuses."""
+    try:
+        pairs = [
+            name + "=" + value
+            for name, values in params.items()
+            for value in (values if values.__class__ is list else (values,))
+        ]
+    except (TypeError, AttributeError):  # a null or non-text value, a non-object
+        return None
+    text = "&".join(pairs)
+    # Only unreserved characters and the separators, each separator where a pair puts it.
+    if (
+        _PLAIN_QUERY.fullmatch(text)
+        and text.count("=") == len(pairs)
+        and text.count("&") == len(pairs) - 1
+    ):
+        return text
+    return None
+
+
+def _quoted_query(params: Any, key: str) -> bytes:
     pairs = _query_items(params, key)
     try:
         text = "&".join(f"{_quote_plus(k)}={_quote_plus(v)}" for k, v in pairs)
