@@ -298,11 +298,23 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
         **{
             (
                 function,
-                "return [",
-                "remove `return [(known.get(name) or header_name(name), value.encode(`",
+                text,
+                "remove `return [(known[name], value.encode('latin-1')) for name, val`",
             ): "the fast path: the loop after it builds the same headers, checking each"
-            for function in ("headers_from_single", "headers_from_multi")
+            for function, text in (
+                (
+                    "headers_from_single",
+                    "return [(known[name], value.encode("
+                    '"latin-1")) for name, value in items.items()]',
+                ),
+                ("headers_from_multi", "return ["),
+            )
         },
+        (
+            "headers_from_multi",
+            "if _LISTS.issuperset(map(type, items.values())):",
+            "remove `if _LISTS.issuperset(map(type, items.values())):`",
+        ): "the fast path's guard: the loop after it builds the same headers, checking each",
         **{
             ("header_name", text, f"remove `{text}`"): "the cache of checked names: without it "
             "a name is checked and lowered again, to the same answer"

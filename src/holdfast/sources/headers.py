@@ -38,6 +38,7 @@ def header_name(name: str) -> bytes:
 
 
 _header_names: dict[str, bytes] = {}
+_LISTS = frozenset({list})
 
 
 def _value_bytes(value: Any) -> bytes:
@@ -51,11 +52,8 @@ def headers_from_single(headers: Any, key: str = "headers") -> RawHeaders:
     items = mapping(headers, key)
     known = _header_names
     try:  # the common case, at full speed: latin-1 text only, names seen before
-        return [
-            (known.get(name) or header_name(name), value.encode("latin-1"))
-            for name, value in items.items()
-        ]
-    except (UnicodeEncodeError, AttributeError, TypeError):
+        return [(known[name], value.encode("latin-1")) for name, value in items.items()]
+    except (KeyError, UnicodeEncodeError, AttributeError, TypeError):
         pass
     return [
         (header_name(name), _value_bytes(value))
@@ -68,14 +66,17 @@ def headers_from_multi(headers: Any, key: str = "multiValueHeaders") -> RawHeade
     """Raw headers from a ``{"Name": ["value", ...]}`` mapping, repeats kept in order."""
     items = mapping(headers, key)
     known = _header_names
-    try:  # the common case, at full speed: lists (or single strings) of latin-1 text
-        return [
-            (known.get(name) or header_name(name), value.encode("latin-1"))
-            for name, values in items.items()
-            for value in (values if values.__class__ is list else (values,))
-        ]
-    except (UnicodeEncodeError, AttributeError, TypeError):
-        pass
+    # The common case, at full speed: lists of latin-1 text under names seen before (the
+    # lists checked in one C pass, so the comprehension need not test each).
+    if _LISTS.issuperset(map(type, items.values())):
+        try:
+            return [
+                (known[name], value.encode("latin-1"))
+                for name, values in items.items()
+                for value in values
+            ]
+        except (KeyError, UnicodeEncodeError, AttributeError, TypeError):
+            pass
     raw: RawHeaders = []
     for name, values in items.items():
         name_bytes = header_name(name)
