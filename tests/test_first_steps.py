@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import holdfast
@@ -569,6 +569,7 @@ def test_any_emulate_command_line_is_a_config_or_one_line_and_a_hint(argv):
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(_WORDS, st.text(max_size=8)), max_size=8))
+@example(["--port", "²"])  # a digit to str.isdigit, not to int()
 def test_any_proxy_command_line_is_a_command_or_one_line_and_a_hint(argv):
     argv = [word for word in argv if word not in ("-h", "--help")]
     errors = io.StringIO()

@@ -55,7 +55,7 @@ class _Reporter:
         self._token = os.environ.get(TOKEN_VARIABLE, "").encode()
         raw = os.environ.get(ADDRESS_VARIABLE, "")
         host, _, port = raw.rpartition(":")
-        if host and port.isdigit() and self._token:
+        if host and port.isascii() and port.isdigit() and self._token:
             self.address = (host, int(port))
         self._socket: socket.socket | None = None
 

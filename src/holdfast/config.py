@@ -397,7 +397,7 @@ def _port(name: str, environ: Mapping[str, str] | None, default: int) -> int:
         return default
     text = raw.strip()
     # LWA refuses to start on a port that does not make a valid URL: so does holdfast.
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise ValueError(f"{_source(name, environ)}={raw!r} is not a TCP port")
     return int(text)
 

@@ -72,7 +72,7 @@ def test_invalid_host_fails(host):
         config.proxy_settings(environ={"AWS_LWA_HOST": host})
 
 
-@pytest.mark.parametrize("port", ["abc", "0", "70000", "80 80"])
+@pytest.mark.parametrize("port", ["abc", "0", "70000", "80 80", "²"])
 def test_invalid_port_fails(port):
     with pytest.raises(ValueError, match="not a TCP port"):
         config.proxy_settings(environ={"AWS_LWA_PORT": port})

@@ -453,6 +453,13 @@ def test_listener_takes_early_reports_and_ignores_strangers():
     run(scenario())
 
 
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.0.0.1:²", ":8000"])
+def test_a_completion_address_that_is_not_host_port_reports_nowhere(monkeypatch, address):
+    monkeypatch.setenv(completion.ADDRESS_VARIABLE, address)
+    monkeypatch.setenv(completion.TOKEN_VARIABLE, "t0ken")
+    assert completion._Reporter().address is None
+
+
 @pytest.fixture
 def proxy_environment(monkeypatch):
     """A listener standing in for the proxy, and its address in the environment."""

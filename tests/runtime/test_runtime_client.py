@@ -244,9 +244,10 @@ def test_large_bodies_are_sent_whole():
     assert post.body == body
 
 
-def test_malformed_address_is_refused():
+@pytest.mark.parametrize("address", ["localhost", "localhost:²"])
+def test_malformed_address_is_refused(address):
     with pytest.raises(ValueError, match="host:port"):
-        RuntimeClient("localhost")
+        RuntimeClient(address)
 
 
 def test_a_stream_whose_connection_was_lost_fails_instead_of_writing_elsewhere():

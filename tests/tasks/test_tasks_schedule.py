@@ -65,6 +65,11 @@ def test_invalid_expressions(expression):
         Cron(expression)
 
 
+def test_a_digit_int_cannot_read_is_a_bad_value():
+    with pytest.raises(ValueError, match="bad cron value"):
+        Cron("² * * * *")  # "²".isdigit() is true
+
+
 def test_naive_times_are_utc_and_aware_ones_are_converted():
     cron = Cron("0 12 * * *")
     assert cron.matches(datetime(2024, 1, 1, 12, 0, 59))

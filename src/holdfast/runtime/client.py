@@ -117,7 +117,7 @@ class RuntimeClient:
 
     def __init__(self, address: str) -> None:
         host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not (port.isascii() and port.isdigit()):
             raise ValueError(f"AWS_LAMBDA_RUNTIME_API must be host:port, got {address!r}")
         self.address = address
         self._host = host.strip("[]")

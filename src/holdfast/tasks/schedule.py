@@ -47,7 +47,7 @@ _MAX_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 def _value(text: str, low: int, high: int, names: dict[str, int]) -> int:
     value = names.get(text.lower()) if names else None
     if value is None:
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             raise ValueError(f"bad cron value {text!r}")
         value = int(text)
     if not low <= value <= high:
