@@ -375,6 +375,14 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
         ("clearly_within", "return False", "remove `return False`"): "an early answer: the sum "
         "after it is larger still, so it says no as well"
     },
+    "holdfast.sources.paths": {
+        ("split_path", text, change): "a fast path: with no mount and no base path the loop "
+        "after it leaves the root path empty too"
+        for text, change in (
+            ("if not (mount or base_path):", "remove `if not (mount or base_path):`"),
+            ('return decoded, raw, ""', "remove `return (decoded, raw, '')`"),
+        )
+    },
     "holdfast.sources.query": {
         **{
             ("merged_params", text, change): "a fast path: merging single-value keys the "

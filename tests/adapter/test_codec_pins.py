@@ -211,6 +211,28 @@ def test_a_minimal_http_api_event_decodes():
     assert request.client is None
 
 
+def test_a_minimal_rest_event_decodes():
+    # No identity (so no source IP), path, headers, parameters or body: each is optional.
+    event = {"httpMethod": "GET", "requestContext": {}}
+    request = APIGatewayV1().decode(event, "")
+    assert (request.method, request.path, request.query_string) == ("GET", "/", b"")
+    assert request.client is None
+    event = {"httpMethod": "GET", "requestContext": {"identity": {"sourceIp": "203.0.113.9"}}}
+    assert APIGatewayV1().decode(event, "").client == ("203.0.113.9", 0)
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        (["not", "an", "object"], "'requestContext' has the wrong type"),
+        ({"identity": ["a", "list"]}, "'identity' has the wrong type"),
+    ],
+)
+def test_a_rest_events_context_of_the_wrong_type_is_refused_by_name(context, message):
+    with pytest.raises(InvalidEvent, match=f"REST API v1 event: {message}"):
+        APIGatewayV1().decode({"httpMethod": "GET", "requestContext": context}, "")
+
+
 def test_an_object_field_may_be_any_mapping():
     headers = MappingProxyType({"Accept": "a/b"})
     assert mapping(headers, "headers") is headers
