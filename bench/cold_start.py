@@ -127,6 +127,14 @@ def main() -> None:
                 f"{theirs * 1e3:.0f} ms",
                 ours / theirs,
                 1.02,
+                rounds=[
+                    a / b
+                    for a, b in zip(
+                        results["holdfast run"]["cold start"],
+                        results["awslambdaric+Mangum"]["cold start"],
+                        strict=True,
+                    )
+                ],
             )
         ],
     )

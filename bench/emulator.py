@@ -192,21 +192,20 @@ def main() -> None:
         spread = ", ".join(f"{r:,.0f}" for r in setup.rates)
         print(f"{setup.name:<34}{rate:>10,.0f} req/s   ({1e3 / rate:.3f} ms each; cycles {spread})")
     print("\ntarget (issue 17): raw runtime >= 3,000 req/s")
-    rates = {setup.name: statistics.median(setup.rates) for setup in setups}
-    summary.write(
-        args.summary,
-        [
-            summary.row(
-                f"emulator front + Runtime API, {name}",
-                f"{rate:,.0f} req/s",
-                "-",
-                rate,
-                3000 if name == "raw runtime" else None,
-                higher_is_better=True,
-                unit="req/s",
-            )
-            for name, rate in rates.items()
-        ],
+    summary.write(args.summary, [_row(setup) for setup in setups])
+
+
+def _row(setup: Setup) -> dict[str, object]:
+    rate = statistics.median(setup.rates)
+    return summary.row(
+        f"emulator front + Runtime API, {setup.name}",
+        f"{rate:,.0f} req/s",
+        "-",
+        rate,
+        3000 if setup.name == "raw runtime" else None,
+        higher_is_better=True,
+        unit="req/s",
+        rounds=setup.rates,
     )
 
 

@@ -182,6 +182,12 @@ class Setup:
                 self.inside.append(record.response_sent_at - record.thawed_at)
 
 
+def _cycle_medians(setup: Setup, requests: int) -> list[float]:
+    """The median time of each cycle's ``requests`` requests (each cycle runs every setup)."""
+    totals = setup.totals
+    return [statistics.median(totals[i : i + requests]) for i in range(0, len(totals), requests)]
+
+
 def bench(requests: int, cycles: int, baseline: str | None) -> list[Setup]:
     with tempfile.TemporaryDirectory(prefix="holdfast-bench-proxy-") as tmp:
         sources = [None, baseline] if baseline else [None]
@@ -423,8 +429,14 @@ def main() -> None:
     inproc = by_name["in-process (buffered)"]
     share = shares["this holdfast"]
     rows = []
+    by_setup = {setup.name: setup for setup in setups}
     for parser, goal in (("httptools", 0.3), ("h11", None)):
         proxied = by_name[f"proxy {parser} (buffered)"]
+        per_cycle = zip(
+            _cycle_medians(by_setup[f"proxy {parser} (buffered)"], args.requests),
+            _cycle_medians(by_setup["in-process (buffered)"], args.requests),
+            strict=True,
+        )
         rows.append(
             summary.row(
                 f"holdfast proxy -- uvicorn ({parser}) vs holdfast run, per invocation (buffered)",
@@ -433,6 +445,7 @@ def main() -> None:
                 (proxied - inproc) * 1e3,
                 goal,
                 unit="ms",
+                rounds=[(ours - theirs) * 1e3 for ours, theirs in per_cycle],
             )
         )
     rows.append(

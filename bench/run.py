@@ -7,7 +7,9 @@ each with ``--summary`` and short rounds, then prints the rows they wrote with t
 each. The rounds are short so the whole run stays within about five minutes on two cores: a
 ratio is measured side by side in one run (interleaved rounds, the same machine load for both
 sides), so it is comparable; the absolute figures are not, on a shared machine. Each script
-runs alone too, with longer defaults (see its docstring). ``--markdown`` prints the table for
+runs alone too, with longer defaults (see its docstring). Beside each result, the middle half
+of the figure's values round by round: a goal inside it is marked ``~`` (the run cannot tell
+whether it is met; a longer run of that script can). ``--markdown`` prints the table for
 ``bench/BASELINE.md``. ``--lambda-python`` runs the runtime comparison once more with both
 runtimes on that interpreter (``make bench`` passes a Python 3.13 venv where python3.13 is
 installed: Lambda runs 3.12-3.14, this venv may be older).
@@ -92,15 +94,16 @@ def main() -> None:
 
 
 def print_table(rows: list[dict], *, markdown: bool) -> None:
-    columns = ("path", "holdfast", "peer", "result", "goal", "met")
+    columns = ("path", "holdfast", "peer", "result", "per round (middle half)", "goal", "met")
     table = [
         (
             row["path"],
             row["holdfast"],
             row["peer"],
             _result(row),
+            _spread(row),
             row["goal"],
-            "-" if row["met"] is None else "yes" if row["met"] else "NO",
+            _verdict(row),
         )
         for row in rows
     ]
@@ -116,10 +119,39 @@ def print_table(rows: list[dict], *, markdown: bool) -> None:
     print("  ".join("-" * w for w in widths))
     for line in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
+    print(
+        "\nresult: from the medians over the run's rounds; per round: each round's own figure"
+        " (both sides measured back to back), first to third quartile"
+    )
+    if any(line[-1].endswith("~") for line in table):
+        print(
+            "~ the goal lies within that middle half: this run cannot tell; the script run"
+            " alone, with its longer defaults, can"
+        )
+
+
+def _verdict(row: dict) -> str:
+    if row["met"] is None:
+        return "-"
+    verdict = "yes" if row["met"] else "NO"
+    spread, goal = row.get("spread"), row.get("goal_value")
+    if spread and goal is not None and spread[0] <= goal <= spread[1]:
+        verdict += " ~"
+    return verdict
+
+
+def _spread(row: dict) -> str:
+    spread = row.get("spread")
+    if not spread:
+        return "-"
+    return f"{_figure(spread[0], row['unit'])} .. {_figure(spread[1], row['unit'])}"
 
 
 def _result(row: dict) -> str:
-    value, unit = row["ratio"], row["unit"]
+    return _figure(row["ratio"], row["unit"])
+
+
+def _figure(value: float, unit: str) -> str:
     if unit == "x":
         return f"{value:.2f}x"
     if unit == "ms":

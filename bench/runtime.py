@@ -283,6 +283,7 @@ def main() -> None:
                 ours["rps"] / theirs["rps"],
                 GOAL_RPS_RATIO,
                 higher_is_better=True,
+                rounds=[a / b for a, b in zip(*(results[n]["rps"] for n in RUNTIMES), strict=True)],
             ),
         ],
     )

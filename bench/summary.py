@@ -3,13 +3,17 @@ what ``make bench`` runs, collects them into one table).
 
 One row per comparison of issue 17: what was measured (``path``), holdfast's figure and the
 peer's (as text, with their unit), the ``ratio`` (or the figure itself, for a goal that is not a
-ratio), the ``goal`` as text and whether it was ``met``.
+ratio), the ``goal`` as text and whether it was ``met``, and the ``spread``: the middle half
+(first to third quartile) of the same figure taken round by round (each round measures both
+sides back to back), so a reader can tell a goal missed by the run's noise from one missed in
+most rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +33,22 @@ def row(
     *,
     higher_is_better: bool = False,
     unit: str = "x",
+    rounds: list[float] | None = None,
 ) -> dict[str, Any]:
     """One comparison; ``value`` (a ratio holdfast / peer unless ``unit`` says otherwise) is
-    checked against ``goal`` (``None``: reported, with no goal)."""
+    checked against ``goal`` (``None``: reported, with no goal). ``rounds``: the figure of
+    each round, whose middle half is the row's spread."""
     if goal is None:
         goal_text, met = "(reported)", None
     else:
         goal_text = f"{'>=' if higher_is_better else '<='} {_figure(goal, unit)}"
         met = value >= goal if higher_is_better else value <= goal
+    spread = None
+    if rounds:
+        low, _, high = statistics.quantiles(
+            rounds * 2 if len(rounds) == 1 else rounds, n=4, method="inclusive"
+        )
+        spread = [low, high]
     return {
         "path": path,
         "holdfast": holdfast,
@@ -44,7 +56,9 @@ def row(
         "ratio": value,
         "unit": unit,
         "goal": goal_text,
+        "goal_value": goal,
         "met": met,
+        "spread": spread,
     }
 
 

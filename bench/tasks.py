@@ -219,6 +219,12 @@ def main() -> None:
                 single / huey_rate,
                 2.0,
                 higher_is_better=True,
+                rounds=[
+                    a / b
+                    for a, b in zip(
+                        throughput["holdfast (concurrency 1)"], throughput[Huey.name], strict=True
+                    )
+                ],
             )
         ],
     )
@@ -385,6 +391,14 @@ def sqs_main(argv: list[str]) -> None:
                 / statistics.median(rates[f"plain boto3: {side}"]),
                 None,
                 higher_is_better=True,
+                rounds=[
+                    a / b
+                    for a, b in zip(
+                        rates[f"holdfast SQS backend: {side}"],
+                        rates[f"plain boto3: {side}"],
+                        strict=True,
+                    )
+                ],
             )
             for side in ("produce", "consume")
         ],
