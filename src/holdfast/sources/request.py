@@ -108,9 +108,10 @@ def _reframed(
     """
     fields = dict(headers)
     # Requests as fronts send them (each name once, none with an underscore, nothing to drop
-    # but a Content-Length, a Host that parses) are settled with a few set operations in C,
-    # about half the cost of the header-by-header loop (bench/adapter.py, REST events); every
-    # other request takes that loop, which is the reference for what is kept.
+    # but a Content-Length, a Host that parses) are settled with a few set operations in C: a
+    # fifth fewer instructions than the header-by-header loop for the twenty headers of the
+    # REST sample event (valgrind); every other request takes that loop, the reference for
+    # what is kept (tests/adapter/test_sources_fast_paths.py).
     if (
         len(fields) == len(headers)
         and _DROPPED_BUT_LENGTH.isdisjoint(fields)
