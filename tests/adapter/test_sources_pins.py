@@ -98,6 +98,10 @@ def test_tokens_and_control_characters():
     for control in (b"\x00", b"\x08", b"\n", b"\r", b"\x1f", b"\x7f"):
         assert syntax.has_control(b"a" + control)
     assert not syntax.has_control(b" ~\x80")
+    for byte in range(256):  # each byte alone, and among others
+        control = (byte < 0x20 and byte != 0x09) or byte == 0x7F
+        assert syntax.has_control(bytes([byte])) is control, byte
+        assert syntax.has_control(b"ab" + bytes([byte]) + b"cd") is control, byte
 
 
 # -- fields --------------------------------------------------------------------------------------

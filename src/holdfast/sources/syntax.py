@@ -18,6 +18,10 @@ TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TOKEN_BYTES = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Every control character but HTAB, and DEL: none may stand in a field value.
 _CONTROLS = bytes([*range(0x09), *range(0x0A, 0x20), 0x7F])
+# Every byte to itself but those, each to another byte: a value without them translates to
+# itself (translate, given no bytes to delete, then returns the very object), in one C pass
+# with no table to build.
+_CONTROLS_MOVED = bytes(byte ^ 0x80 if byte in _CONTROLS else byte for byte in range(256))
 
 
 class BadRequest(InvalidEvent):
@@ -32,5 +36,5 @@ def is_token(name: bytes) -> bool:
 
 def has_control(value: bytes) -> bool:
     """Whether ``value`` holds a character a field value may not (see the module docs)."""
-    # One C pass (translate) is cheaper than a regex search; values are short.
-    return len(value.translate(None, _CONTROLS)) != len(value)
+    # One C pass (translate) is cheaper than a regex search; `!=` on the same object is free.
+    return value.translate(_CONTROLS_MOVED) != value
