@@ -453,7 +453,21 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             "constant -1",
         ): "values[-1] of a one-value list is values[0]",
     },
+    "holdfast.sources.syntax": {
+        (
+            "",
+            "_CONTROLS_MOVED = bytes(byte ^ 0x80 if byte in _CONTROLS else byte for byte in "
+            "range(256))",
+            f"constant {change}",
+        ): "any other non-zero mask moves each control byte elsewhere too"
+        for change in ("+1", "-1")
+    },
     "holdfast.sources.addresses": {
+        (
+            "server_address",
+            "port = _FRONT_PORTS.get(forwarded_port)",
+            "remove `port = _FRONT_PORTS.get(forwarded_port)`",
+        ): "a cache of the parse after it: without it the port is parsed, to the same answer",
         **{
             ("parse_host", "if len(_hosts) < 256:", change): "the Host cache never filled, or "
             "bounded one smaller: a Host header is parsed again, to the same answer"
