@@ -29,11 +29,9 @@ import re
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-EVENTS = {"REST v1": "apigateway-aws-proxy.json", "HTTP v2": "apigateway-http-api.json"}
-EVENTS["ALB"] = "alb-request.json"
+import adapter as bench_adapter  # its apps and its sample events, by name
+
 COUNTERS = {
     "I   refs": "instructions",
     "I1  misses": "L1i misses",
@@ -57,17 +55,15 @@ def child(side: str, event_name: str, calls: int) -> None:
     import warnings
 
     warnings.simplefilter("ignore")
-    sys.path.insert(0, str(BENCH))
     from mangum.handlers.alb import ALB
     from mangum.handlers.api_gateway import APIGateway, HTTPGateway
     from mangum.types import LambdaConfig
 
-    import adapter as bench_adapter
     import holdfast
     from holdfast.dispatch import dispatch
     from holdfast.invocation import http_scope
 
-    event = bench_adapter.load_event(EVENTS[event_name])
+    event = bench_adapter.load_event(bench_adapter.EVENTS[event_name])
     context = bench_adapter.Context()
     codec = dispatch(event, holdfast.Adapter(bench_adapter.raw_asgi).codecs).codec
     assert codec is not None
@@ -142,7 +138,7 @@ def per_call(side: str, event_name: str, calls: int, source: str | None) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--event", choices=list(EVENTS), default="REST v1")
+    parser.add_argument("--event", choices=list(bench_adapter.EVENTS), default="REST v1")
     parser.add_argument("--calls", type=int, default=400)
     parser.add_argument("--baseline", metavar="SRC", help="also count the holdfast in SRC")
     parser.add_argument("--child", help=argparse.SUPPRESS)

@@ -101,7 +101,7 @@ def report(results: dict[str, dict[str, list[float]]], rounds: int) -> None:
         results["holdfast run"]["cold start"],
         results["awslambdaric+Mangum"]["cold start"],
     )
-    per_round = sorted(a / b for a, b in zip(ours, theirs, strict=True))
+    per_round = sorted(summary.ratios(ours, theirs))
     print(f"cold start per round, holdfast run / peer: {per_round[0]:.2f}x .. {per_round[-1]:.2f}x")
 
 
@@ -127,14 +127,10 @@ def main() -> None:
                 f"{theirs * 1e3:.0f} ms",
                 ours / theirs,
                 1.02,
-                rounds=[
-                    a / b
-                    for a, b in zip(
-                        results["holdfast run"]["cold start"],
-                        results["awslambdaric+Mangum"]["cold start"],
-                        strict=True,
-                    )
-                ],
+                rounds=summary.ratios(
+                    results["holdfast run"]["cold start"],
+                    results["awslambdaric+Mangum"]["cold start"],
+                ),
             )
         ],
     )

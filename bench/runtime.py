@@ -212,8 +212,7 @@ def report(results: dict[str, dict[str, list[float]]], rounds: int, requests: in
     cold_ratio = ours["cold"] / theirs["cold"]
     # Each round measured both runtimes back to back: the spread of their ratios over rounds.
     per_round = {
-        key: sorted(a / b for a, b in zip(*(results[n][key] for n in RUNTIMES), strict=True))
-        for key in ("rps", "cold")
+        key: sorted(summary.ratios(*(results[n][key] for n in RUNTIMES))) for key in ("rps", "cold")
     }
     print(
         f"\nrequests/s   holdfast / awslambdaric: {rps_ratio:.2f}x"
@@ -283,7 +282,7 @@ def main() -> None:
                 ours["rps"] / theirs["rps"],
                 GOAL_RPS_RATIO,
                 higher_is_better=True,
-                rounds=[a / b for a, b in zip(*(results[n]["rps"] for n in RUNTIMES), strict=True)],
+                rounds=summary.ratios(*(results[n]["rps"] for n in RUNTIMES)),
             ),
         ],
     )

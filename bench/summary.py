@@ -62,6 +62,11 @@ def row(
     }
 
 
+def ratios(ours: list[float], theirs: list[float]) -> list[float]:
+    """Each round's ratio of the two sides' figures (measured back to back in that round)."""
+    return [a / b for a, b in zip(ours, theirs, strict=True)]
+
+
 def write(path: str | None, rows: list[dict[str, Any]]) -> None:
     """Append ``rows`` to the JSON list at ``path`` (nothing when no path was given)."""
     if not path:

@@ -219,12 +219,9 @@ def main() -> None:
                 single / huey_rate,
                 2.0,
                 higher_is_better=True,
-                rounds=[
-                    a / b
-                    for a, b in zip(
-                        throughput["holdfast (concurrency 1)"], throughput[Huey.name], strict=True
-                    )
-                ],
+                rounds=summary.ratios(
+                    throughput["holdfast (concurrency 1)"], throughput[Huey.name]
+                ),
             )
         ],
     )
@@ -253,6 +250,8 @@ def _run(clients: list, args: argparse.Namespace) -> dict[str, list[float]]:
 def _report(clients: list, throughput: dict, latency: dict, args: argparse.Namespace) -> None:
     import huey
 
+    import summary
+
     print(
         f"\n{args.tasks} no-op tasks per burst, {args.rounds} interleaved rounds; "
         f"SQLite {sqlite3.sqlite_version} WAL synchronous=NORMAL; huey {huey.__version__}; "
@@ -270,9 +269,7 @@ def _report(clients: list, throughput: dict, latency: dict, args: argparse.Names
     for client in clients:
         if client.name == huey_name:
             continue
-        per_round = [
-            a / b for a, b in zip(throughput[client.name], throughput[huey_name], strict=True)
-        ]
+        per_round = summary.ratios(throughput[client.name], throughput[huey_name])
         ratio = statistics.median(throughput[client.name]) / statistics.median(
             throughput[huey_name]
         )
@@ -391,14 +388,9 @@ def sqs_main(argv: list[str]) -> None:
                 / statistics.median(rates[f"plain boto3: {side}"]),
                 None,
                 higher_is_better=True,
-                rounds=[
-                    a / b
-                    for a, b in zip(
-                        rates[f"holdfast SQS backend: {side}"],
-                        rates[f"plain boto3: {side}"],
-                        strict=True,
-                    )
-                ],
+                rounds=summary.ratios(
+                    rates[f"holdfast SQS backend: {side}"], rates[f"plain boto3: {side}"]
+                ),
             )
             for side in ("produce", "consume")
         ],
