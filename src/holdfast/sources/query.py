@@ -10,8 +10,10 @@ from urllib.parse import quote, quote_plus
 from holdfast.errors import InvalidEvent
 from holdfast.sources.fields import mapping, wrong_type
 
-_QUERY_SAFE = re.compile(r"[A-Za-z0-9_.\-~]*")
-_PLAIN_QUERY = re.compile(r"[A-Za-z0-9_.\-~=&]*")
+# What a name or value keeps unquoted; a plain query is those and its separators only.
+_UNRESERVED = r"A-Za-z0-9_.\-~"
+_QUERY_SAFE = re.compile(f"[{_UNRESERVED}]*")
+_PLAIN_QUERY = re.compile(f"[{_UNRESERVED}=&]*")
 # Visible ASCII: what a request target may carry literally. Everything else (space, control
 # characters, non-ASCII) is percent-encoded as UTF-8, as a browser does before sending it.
 _VISIBLE_ASCII = re.compile(r"[!-~]*")
