@@ -397,9 +397,15 @@ def _port(name: str, environ: Mapping[str, str] | None, default: int) -> int:
         return default
     text = raw.strip()
     # LWA refuses to start on a port that does not make a valid URL: so does holdfast.
-    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
+    if not is_tcp_port(text):
         raise ValueError(f"{_source(name, environ)}={raw!r} is not a TCP port")
     return int(text)
+
+
+def is_tcp_port(text: str) -> bool:
+    """Whether ``text`` is a TCP port number, 1-65535, in ASCII digits ("²".isdigit() is
+    true, and int() refuses it)."""
+    return text.isascii() and text.isdigit() and 0 < int(text) < 65536
 
 
 def _readiness_path(environ: Mapping[str, str] | None) -> str:

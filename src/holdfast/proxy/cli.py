@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from holdfast.cli import did_you_mean, fail
+from holdfast.config import is_tcp_port
 
 if TYPE_CHECKING:
     from holdfast.config import ProxySettings
@@ -126,8 +127,7 @@ def _parse(argv: list[str]) -> tuple[int | None, list[str] | None]:
         elif option != "--port":
             hint = did_you_mean(option, ["--port", "--help"]) or _USAGE.splitlines()[0]
             fail(_PROG, f"unknown option {option!r}", hint)
-        # isascii: "²".isdigit() is true, and int() refuses it.
-        if value is None or not (value.isascii() and value.isdigit()) or not 0 < int(value) < 65536:
+        if value is None or not is_tcp_port(value):
             fail(_PROG, f"--port expects a port number (1-65535), got {value!r}", "--port 8000")
         port = int(value)
     return port, args[1:]
