@@ -396,7 +396,7 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             )
         },
         **{
-            ("_plain_query", text, change): "a fast path: without it the quoting path builds "
+            ("plain_query", text, change): "a fast path: without it the quoting path builds "
             "the same query (test_sources_fast_paths)"
             for text, change in (
                 (
@@ -465,8 +465,8 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
     "holdfast.sources.addresses": {
         (
             "server_address",
-            "port = _FRONT_PORTS.get(forwarded_port)",
-            "remove `port = _FRONT_PORTS.get(forwarded_port)`",
+            "port = FRONT_PORTS.get(forwarded_port)",
+            "remove `port = FRONT_PORTS.get(forwarded_port)`",
         ): "a cache of the parse after it: without it the port is parsed, to the same answer",
         **{
             ("parse_host", "if len(_hosts) < 256:", change): "the Host cache never filled, or "
@@ -501,9 +501,9 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
     },
     "holdfast.adoption": {
         **{
-            ("_request_task", text, f"remove `{text}`"): "without eager_start the call after it "
-            "is the same call, raising the same TypeError (only its traceback is longer)"
-            for text in ("if not _EAGER:", "raise")
+            ("_request_task", text, f"remove `{text}`"): "before Python 3.12 the call with "
+            "eager_start raises TypeError, and its fallback is the same call as the one skipped"
+            for text in ("if not _EAGER:",)
         },
         **{
             ("start_request", text, f"remove `{text}`"): "the request's task made without the "

@@ -98,11 +98,11 @@ def start_request(
 def _request_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[Any]:
     # asyncio.tasks.Task looked up at each call, as the loop does (see _create_task).
     task_class = asyncio.tasks.Task
+    if not _EAGER:
+        return task_class(coro, loop=loop)
     try:
-        return task_class(coro, loop=loop, **_EAGER)
+        return task_class(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
     except TypeError:
-        if not _EAGER:
-            raise
         # A Task class put in asyncio's place by a library written before eager_start (the
         # loop never passes it): the task starts as the loop would start it.
         return task_class(coro, loop=loop)
@@ -110,7 +110,7 @@ def _request_task(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[An
 
 # Python 3.12+ runs a task's first step in its constructor when the loop is running (and only
 # then: the synchronous handler steps the loop itself, and schedules the step as before).
-_EAGER: dict[str, Any] = {"eager_start": True} if sys.version_info >= (3, 12) else {}
+_EAGER = sys.version_info >= (3, 12)
 
 
 def _creator(frame: FrameType | None) -> FrameType | None:

@@ -14,8 +14,8 @@ _HOST = re.compile(
 )
 _PORT = re.compile(r"[0-9]{1,5}")
 _FORWARDED_SCHEMES = frozenset({"http", "https"})
-# The X-Forwarded-Port values the fronts send, parsed once: one lookup on every request.
-_FRONT_PORTS = {b"443": 443, b"80": 80}
+#: The X-Forwarded-Port values the fronts send, parsed once: one lookup on every request.
+FRONT_PORTS = {b"443": 443, b"80": 80}
 
 
 def parse_host(value: bytes) -> tuple[str, int | None] | None:
@@ -77,7 +77,7 @@ def server_address(
         return None
     name, port = host
     if port is None and forwarded_port is not None:
-        port = _FRONT_PORTS.get(forwarded_port)
+        port = FRONT_PORTS.get(forwarded_port)
         if port is None:
             port = _port(forwarded_port.split(b",")[0].strip().decode("latin-1"))
     if port is None:

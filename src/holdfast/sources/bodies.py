@@ -41,6 +41,24 @@ def request_body(event: Mapping[str, Any], body_key: str, base64_key: str) -> by
     return utf8(body, repr(body_key))
 
 
+def plain_body(event: Mapping[str, Any]) -> bytes | None:
+    """``request_body(event, "body", "isBase64Encoded")`` for a body that is empty, valid
+    base64 or ASCII text; ``None`` for any other, never an exception (the codecs' fast paths:
+    :func:`holdfast.sources.request.plain_request`)."""
+    body = event.get("body")
+    if body is None or body == "":
+        return b""
+    if type(body) is not str:
+        return None
+    if event.get("isBase64Encoded"):
+        try:
+            return binascii.a2b_base64(body, strict_mode=True)
+        except ValueError:
+            return None
+    # UTF-8 text: request_body encodes it, or refuses a lone surrogate.
+    return body.encode("ascii") if body.isascii() else None
+
+
 def is_text_body(
     headers: RawHeaders, extra_text_types: frozenset[str] = frozenset()
 ) -> bool | None:

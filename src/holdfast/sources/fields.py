@@ -59,7 +59,7 @@ def mapping(value: Any, key: str) -> Mapping[str, Any]:
 
 def method_of(value: str, source: str) -> str:
     """The request method, upper case; it must be an HTTP token."""
-    method = _METHODS.get(value)
+    method = METHODS.get(value)
     if method is not None:
         return method
     if not TOKEN.fullmatch(value):
@@ -67,8 +67,8 @@ def method_of(value: str, source: str) -> str:
     return value.upper()
 
 
-# The methods clients send, already checked: one lookup instead of a match per request.
-_METHODS = {
+#: The methods clients send, already checked: one lookup instead of a match per request.
+METHODS = {
     spelling: method
     for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
     for spelling in (method, method.lower())

@@ -7,7 +7,13 @@ from typing import Any
 from holdfast._types import RawHeaders
 from holdfast.errors import InvalidEvent
 from holdfast.sources.fields import mapping, utf8, wrong_type
+from holdfast.sources.platform import PLATFORM_HEADERS
 from holdfast.sources.syntax import BadRequest, is_token
+
+#: Names whose client copies never reach the app (:mod:`holdfast.sources.request` drops them,
+#: and sets the platform ones itself); Content-Length is rebuilt in place instead.
+DROPPED = PLATFORM_HEADERS | {b"transfer-encoding"}
+_UNDERSCORE = ord("_")  # an int: `in` on bytes is fastest with one
 
 
 def header_value(value: str) -> bytes:
@@ -34,10 +40,16 @@ def header_name(name: str) -> bytes:
             raise BadRequest(f"the header name {name[:40]!r} is not an HTTP token")
         if len(_header_names) < 4096:
             _header_names[name] = key
+            if _UNDERSCORE not in key and key not in DROPPED:
+                plain_names[name] = key
     return key
 
 
 _header_names: dict[str, bytes] = {}
+#: The names seen before (see :func:`header_name`) that a request may carry as they are, or
+#: reframed (Content-Length): a token without an underscore, none the request drops. The
+#: codecs' fast paths (:func:`holdfast.sources.request.plain_request`) take only these.
+plain_names: dict[str, bytes] = {}
 _LISTS = frozenset({list})
 
 

@@ -14,9 +14,9 @@ from holdfast.sources.fields import mapping, wrong_type
 _UNRESERVED = r"A-Za-z0-9_.\-~"
 _QUERY_SAFE = re.compile(f"[{_UNRESERVED}]*")
 _PLAIN_QUERY = re.compile(f"[{_UNRESERVED}=&]*")
-# Visible ASCII: what a request target may carry literally. Everything else (space, control
-# characters, non-ASCII) is percent-encoded as UTF-8, as a browser does before sending it.
-_VISIBLE_ASCII = re.compile(r"[!-~]*")
+#: Visible ASCII: what a request target may carry literally. Everything else (space, control
+#: characters, non-ASCII) is percent-encoded as UTF-8, as a browser does before sending it.
+VISIBLE_ASCII = re.compile(r"[!-~]*")
 _ALL_PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
 
 
@@ -56,11 +56,11 @@ def query_from_decoded(params: Any, key: str = "queryStringParameters") -> bytes
     """
     if not params:
         return b""
-    text = _plain_query(params)
+    text = plain_query(params)
     return _quoted_query(params, key) if text is None else text.encode("ascii")
 
 
-def _plain_query(params: Any) -> str | None:
+def plain_query(params: Any) -> str | None:
     """The query string when no name or value needs quoting (most requests), built in one
     pass; ``None`` for anything else, which the careful path rebuilds or refuses."""
     try:
@@ -110,7 +110,7 @@ def as_sent(text: str, what: str = "the query string") -> bytes:
     percent-encoded as UTF-8 — what the client meant, and what frameworks decode (they read
     the query as latin-1 and unquote it as UTF-8). Existing escapes are kept.
     """
-    if _VISIBLE_ASCII.fullmatch(text):
+    if VISIBLE_ASCII.fullmatch(text):
         return text.encode("ascii")
     try:
         return quote(text, safe=_ALL_PUNCTUATION).encode("ascii")
