@@ -283,6 +283,11 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
             )
         },
         # split(b";", 2) is as equivalent, but its change is the same as `[1]`'s there: counted.
+        (
+            "plain_body",
+            'return body.encode("ascii") if body.isascii() else None',
+            "remove `return body.encode('ascii') if body.isascii() else None`",
+        ): "a fast path: a text body then goes the codec's general way, to the same bytes",
     },
     "holdfast.sources.platform": {
         ("_environment_json", "@functools.lru_cache(maxsize=16)", f"constant {change}"): "the "
@@ -376,11 +381,17 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
         "after it is larger still, so it says no as well"
     },
     "holdfast.sources.paths": {
-        ("split_path", text, change): "a fast path: with no mount and no base path the loop "
+        (function, text, change): "a fast path: with no mount and no base path the loop "
         "after it leaves the root path empty too"
-        for text, change in (
-            ("if not (mount or base_path):", "remove `if not (mount or base_path):`"),
-            ('return decoded, raw, ""', "remove `return (decoded, raw, '')`"),
+        for function, text, change in (
+            ("split_path", "if not (mount or base_path):", "remove `if not (mount or base_path):`"),
+            ("split_path", 'return decoded, raw, ""', "remove `return (decoded, raw, '')`"),
+            (
+                "plain_split",
+                "if not (mount or base_path):",
+                "remove `if not (mount or base_path):`",
+            ),
+            ("plain_split", 'return path, raw, ""', "remove `return (path, raw, '')`"),
         )
     },
     "holdfast.sources.query": {
@@ -503,7 +514,13 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
         **{
             ("_request_task", text, f"remove `{text}`"): "before Python 3.12 the call with "
             "eager_start raises TypeError, and its fallback is the same call as the one skipped"
-            for text in ("if not _EAGER:",)
+            for text in ("if not _EAGER:", "return task_class(coro, loop=loop)")
+        },
+        **{
+            ("", "_EAGER = sys.version_info >= (3, 12)", change): "which versions try "
+            "eager_start first: where the Task class refuses it, the fallback is the same call "
+            "without it, and where it takes it, the task starts as the loop would start it"
+            for change in ("constant -1", "constant +1")
         },
         **{
             ("start_request", text, f"remove `{text}`"): "the request's task made without the "
