@@ -2,7 +2,7 @@
 
 ``request._reframed`` settles requests whose names are all distinct with set operations,
 ``query.query_from_decoded`` builds a query that needs no quoting in one pass, and the REST
-and HTTP API codecs read an event as the fronts send it in one pass (``_plain``, with
+and HTTP API codecs read an event as the fronts send it in one pass (``plain``, with
 ``request.plain_request``); each falls back to the general code for anything else. These
 properties feed both the same inputs, drawn to hit every reason to fall back (repeated names,
 underscores, platform and framing names, a Host that does not parse, control characters, values
@@ -114,10 +114,10 @@ def test_a_plain_query_agrees_with_the_quoting_path(params):
     assert _query(query.query_from_decoded, params) == _query(careful, params)
 
 
-# -- the codecs' fast paths: apigw_v2._plain and apigw_v1._plain ---------------------------------
+# -- the codecs' fast paths: APIGatewayV2.plain and APIGatewayV1.plain ------------------------
 #
 # Each reads an event of its source's common shape in one pass and gives anything else to the
-# codec's general path (``_decode_fully``). The fast path must never raise, and whatever request
+# codec's general path (``_decode``). The fast path must never raise, and whatever request
 # it builds must be the one the general path builds: an event the general path refuses, or
 # answers otherwise, must fall through. The events are the sample events with drawn fields
 # replaced by values that hit every reason to fall through.
@@ -219,10 +219,22 @@ def _both(codec, plain, event, base_path):
     import copy
 
     try:
-        general = codec._decode_fully(copy.deepcopy(event), base_path, None)
+        general = codec._decode(copy.deepcopy(event), base_path, None)
     except InvalidEvent as exc:
         general = ("refused", type(exc), str(exc))
     return general, plain(copy.deepcopy(event), base_path)
+
+
+def _replace_some(data, fields):
+    """Now and then, each ``(where, key, values)``: ``where[key]`` drawn from ``values``, or
+    removed for a drawn null."""
+    for where, key, values in fields:
+        if data.draw(SOMETIMES):
+            value = data.draw(values)
+            if value is None and data.draw(st.booleans()):
+                where.pop(key, None)
+            else:
+                where[key] = value
 
 
 def _agree(general, fast):
@@ -270,17 +282,11 @@ def test_the_http_api_fast_path_agrees_with_the_general_path(data, wsgi, base_pa
         (http, "sourceIp", SOURCE_IP),
         (http, "path", st.sampled_from(["/p", None, 5])),
     ]
-    for where, key, values in fields:
-        if data.draw(SOMETIMES):
-            value = data.draw(values)
-            if value is None and data.draw(st.booleans()):
-                where.pop(key, None)
-            else:
-                where[key] = value
+    _replace_some(data, fields)
     if data.draw(SOMETIMES):
         event["requestContext"] = data.draw(st.sampled_from([None, 5, {}, {"http": None}]))
     codec = apigw_v2.APIGatewayV2(wsgi=wsgi)
-    _agree(*_both(codec, apigw_v2._plain, event, base_path))
+    _agree(*_both(codec, codec.plain, event, base_path))
 
 
 MULTI_VALUES = st.one_of(st.lists(HEADER_VALUES, max_size=3), HEADER_VALUES)
@@ -368,19 +374,13 @@ def test_the_rest_api_fast_path_agrees_with_the_general_path(data, wsgi, base_pa
         (event, "version", st.sampled_from(["1.0", None])),
         (context, "identity", st.sampled_from([{"sourceIp": "1.2.3.4"}, {}, None, 5])),
     ]
-    for where, key, values in fields:
-        if data.draw(SOMETIMES):
-            value = data.draw(values)
-            if value is None and data.draw(st.booleans()):
-                where.pop(key, None)
-            else:
-                where[key] = value
+    _replace_some(data, fields)
     if isinstance(context.get("identity"), dict) and data.draw(SOMETIMES):
         context["identity"]["sourceIp"] = data.draw(SOURCE_IP)
     if data.draw(SOMETIMES):
         event["requestContext"] = data.draw(st.sampled_from([None, 5, {}]))
     codec = apigw_v1.APIGatewayV1(wsgi=wsgi)
-    _agree(*_both(codec, apigw_v1._plain, event, base_path))
+    _agree(*_both(codec, codec.plain, event, base_path))
 
 
 @pytest.mark.parametrize("base_path", ["", "/path"])
@@ -408,8 +408,7 @@ def test_events_as_the_fronts_send_them_take_the_fast_path(name, change, base_pa
         event["multiValueHeaders"] = {k: [v] for k, v in change["headers"].items()}
     if name == "apigateway-aws-proxy.json" and change.get("path") == "/":
         event["requestContext"]["path"] = "/prod/"
-    module = apigw_v2 if "http-api" in name else apigw_v1
-    codec = module.APIGatewayV2() if module is apigw_v2 else module.APIGatewayV1()
-    general, fast = _both(codec, module._plain, event, base_path)
+    codec = apigw_v2.APIGatewayV2() if "http-api" in name else apigw_v1.APIGatewayV1()
+    general, fast = _both(codec, codec.plain, event, base_path)
     assert fast is not None
     assert fast == general

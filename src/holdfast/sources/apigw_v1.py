@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from holdfast._types import LambdaContext, LambdaEvent
-from holdfast.sources.bodies import encode_body, plain_body, request_body
+from holdfast.sources.bodies import encode_body, request_body
 from holdfast.sources.codec import EventCodec
 from holdfast.sources.fields import METHODS, method_of, optional, optional_text, require
 from holdfast.sources.headers import merged_headers, plain_names
 from holdfast.sources.limits import LAMBDA_RESPONSE_LIMIT
 from holdfast.sources.messages import HTTPRequest, HTTPResponse
-from holdfast.sources.paths import plain_split, split_path
+from holdfast.sources.paths import split_path
 from holdfast.sources.query import merged_params, plain_query, query_from_decoded
 from holdfast.sources.request import build_request, plain_request
 from holdfast.sources.response_headers import grouped_headers
@@ -28,6 +28,74 @@ class APIGatewayV1(EventCodec):
     max_response_bytes = LAMBDA_RESPONSE_LIMIT
 
     @staticmethod
+    def plain(event: LambdaEvent, base_path: str) -> HTTPRequest | None:
+        """The request of an event as API Gateway sends it, read in one pass
+        (:func:`~holdfast.sources.request.plain_request`); ``None`` for any other event, whatever
+        is unusual in it, and never an exception: ``_decode`` then decides."""
+        request_context = event.get("requestContext")
+        method = event.get("httpMethod")
+        single = event.get("headers")
+        multi = event.get("multiValueHeaders")
+        if (
+            type(request_context) is not dict
+            or type(method) is not str
+            or type(single) is not dict
+            or type(multi) is not dict
+            or not single.keys() <= multi.keys()  # both forms, as the front sends them
+        ):
+            return None
+        method = METHODS.get(method)
+        names = plain_names
+        try:
+            raw = [
+                (names[name], value.encode("latin-1"))
+                for name, values in multi.items()
+                for value in (values if values.__class__ is list else _NOT_A_LIST)
+            ]
+        except (KeyError, AttributeError, UnicodeEncodeError):  # a new name, a null, not latin-1
+            return None
+        single_query = event.get("queryStringParameters")
+        multi_query = event.get("multiValueQueryStringParameters")
+        if multi_query is None and single_query is None:
+            query: str | None = ""
+        elif (
+            type(multi_query) is dict
+            and type(single_query) is dict
+            and single_query.keys() <= multi_query.keys()
+        ):
+            query = plain_query(multi_query) if multi_query else ""
+        else:
+            query = None
+        path = event.get("path")
+        requested = request_context.get("path")
+        identity = request_context.get("identity")
+        if (
+            method is None
+            or (not raw and single)  # the general path takes the single-value form then
+            or query is None
+            or type(path) is not str
+            or path[:1] != "/"  # not startswith: see paths.plain_split
+            or type(identity) is not dict
+        ):
+            return None
+        source_ip = identity.get("sourceIp")
+        if type(source_ip) is not str:
+            return None
+        # The stage (or a base path mapping) stands before `path` in what the client asked for.
+        if type(requested) is not str or requested == path:
+            mount = ""
+        elif path == "/":
+            mount = requested.rstrip("/")
+            path = mount + "/"
+        elif requested[-len(path) :] == path:  # not endswith: see paths.plain_split
+            path, mount = requested, requested[: -len(path)]
+        else:
+            return None
+        return plain_request(
+            method, raw, path, mount, base_path, query.encode("ascii"), event, source_ip
+        )
+
+    @staticmethod
     def matches(event: LambdaEvent) -> bool:
         context = event.get("requestContext")
         return (
@@ -38,16 +106,7 @@ class APIGatewayV1(EventCodec):
         )
 
     def _decode(self, event: LambdaEvent, base_path: str, context: LambdaContext) -> HTTPRequest:
-        if not self.context_headers:
-            request = _plain(event, base_path)
-            if request is not None:
-                return request
-        return self._decode_fully(event, base_path, context)
-
-    def _decode_fully(
-        self, event: LambdaEvent, base_path: str, context: LambdaContext
-    ) -> HTTPRequest:
-        """Every event, field by field: the reference for ``_plain``."""
+        """Every event, field by field: the reference for :meth:`plain`."""
         # The common types are tested inline (as in apigw_v2); the helpers word the refusal.
         request_context = event.get("requestContext")
         if type(request_context) is not dict:
@@ -88,79 +147,6 @@ class APIGatewayV1(EventCodec):
             "body": body,
             "isBase64Encoded": is_base64,
         }
-
-
-def _plain(event: LambdaEvent, base_path: str) -> HTTPRequest | None:
-    """The request of an event as API Gateway sends it, read in one pass
-    (:func:`~holdfast.sources.request.plain_request`); ``None`` for any other event, whatever
-    is unusual in it, and never an exception: ``_decode``'s general path then decides."""
-    request_context = event.get("requestContext")
-    method = event.get("httpMethod")
-    single = event.get("headers")
-    multi = event.get("multiValueHeaders")
-    if (
-        type(request_context) is not dict
-        or type(method) is not str
-        or type(single) is not dict
-        or type(multi) is not dict
-        or not single.keys() <= multi.keys()  # both forms, as the front sends them
-    ):
-        return None
-    method = METHODS.get(method)
-    names = plain_names
-    try:
-        raw = [
-            (names[name], value.encode("latin-1"))
-            for name, values in multi.items()
-            for value in (values if values.__class__ is list else _NOT_A_LIST)
-        ]
-    except (KeyError, AttributeError, UnicodeEncodeError):  # a new name, a null, not latin-1
-        return None
-    single_query = event.get("queryStringParameters")
-    multi_query = event.get("multiValueQueryStringParameters")
-    if multi_query is None and single_query is None:
-        query: str | None = ""
-    elif (
-        type(multi_query) is dict
-        and type(single_query) is dict
-        and single_query.keys() <= multi_query.keys()
-    ):
-        query = plain_query(multi_query) if multi_query else ""
-    else:
-        query = None
-    path = event.get("path")
-    requested = request_context.get("path")
-    identity = request_context.get("identity")
-    if (
-        method is None
-        or (not raw and single)  # the general path takes the single-value form then
-        or query is None
-        or type(path) is not str
-        or path[:1] != "/"  # not startswith: see paths.plain_split
-        or type(identity) is not dict
-    ):
-        return None
-    source_ip = identity.get("sourceIp")
-    if type(source_ip) is not str:
-        return None
-    # The stage (or a base path mapping) stands before `path` in what the client asked for.
-    if type(requested) is not str or requested == path:
-        mount = ""
-    elif path == "/":
-        mount = requested.rstrip("/")
-        path = mount + "/"
-    elif requested[-len(path) :] == path:  # not endswith: see paths.plain_split
-        path, mount = requested, requested[: -len(path)]
-    else:
-        return None
-    split = plain_split(path, mount, base_path)
-    body = plain_body(event)
-    if split is None or body is None:
-        return None
-    decoded, raw_path, root_path = split  # not `*split`: a rarer call, colder code
-    return plain_request(
-        method, raw, decoded, raw_path, root_path, query.encode("ascii"), body, source_ip
-    )
 
 
 # What a header's values iterate as when they are not a list: a null, which stops the pass.

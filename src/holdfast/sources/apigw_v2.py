@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from holdfast._types import LambdaContext, LambdaEvent
-from holdfast.sources.bodies import encode_body, plain_body, request_body
+from holdfast.sources.bodies import encode_body, request_body
 from holdfast.sources.codec import EventCodec
 from holdfast.sources.fields import METHODS, method_of, optional_text, require, wrong_type
 from holdfast.sources.headers import header_value, headers_from_single, plain_names
 from holdfast.sources.limits import LAMBDA_RESPONSE_LIMIT
 from holdfast.sources.messages import HTTPRequest, HTTPResponse
-from holdfast.sources.paths import plain_split, split_path
+from holdfast.sources.paths import split_path
 from holdfast.sources.query import VISIBLE_ASCII, as_sent
 from holdfast.sources.request import build_request, plain_request
 from holdfast.sources.response_headers import header_text
@@ -28,21 +28,59 @@ class APIGatewayV2(EventCodec):
     max_response_bytes = LAMBDA_RESPONSE_LIMIT
 
     @staticmethod
+    def plain(event: LambdaEvent, base_path: str) -> HTTPRequest | None:
+        """The request of an event as the fronts send it, read in one pass
+        (:func:`~holdfast.sources.request.plain_request`); ``None`` for any other event, whatever
+        is unusual in it, and never an exception: ``_decode`` then decides."""
+        request_context = event.get("requestContext")
+        if type(request_context) is not dict:
+            return None
+        http = request_context.get("http")
+        if type(http) is not dict:
+            return None
+        method = http.get("method")
+        headers = event.get("headers")
+        if type(method) is not str or type(headers) is not dict:
+            return None
+        method = METHODS.get(method)
+        names = plain_names
+        try:
+            raw = [(names[name], value.encode("latin-1")) for name, value in headers.items()]
+        except (KeyError, AttributeError, UnicodeEncodeError):  # a new name, a null, not latin-1
+            return None
+        cookies = event.get("cookies")
+        if cookies:
+            try:
+                raw.append((b"cookie", "; ".join(cookies).encode("latin-1")))
+            except (TypeError, UnicodeEncodeError):  # not a list of str, not latin-1
+                return None
+        stage = request_context.get("stage")
+        domain = request_context.get("domainName")
+        path = event.get("rawPath")
+        query = event.get("rawQueryString")
+        source_ip = http.get("sourceIp")
+        if (
+            method is None
+            or (stage is not None and stage != "$default")
+            or (domain is not None and type(domain) is not str)
+            or type(path) is not str
+            or type(query) is not str
+            or type(source_ip) is not str
+            or type(cookies) not in _COOKIE_TYPES
+            or not VISIBLE_ASCII.fullmatch(query)
+        ):
+            return None
+        return plain_request(
+            method, raw, path, "", base_path, query.encode("ascii"), event, source_ip
+        )
+
+    @staticmethod
     def matches(event: LambdaEvent) -> bool:
         context = event.get("requestContext")
         return event.get("version") == "2.0" and isinstance(context, dict) and "http" in context
 
     def _decode(self, event: LambdaEvent, base_path: str, context: LambdaContext) -> HTTPRequest:
-        if not self.context_headers:
-            request = _plain(event, base_path)
-            if request is not None:
-                return request
-        return self._decode_fully(event, base_path, context)
-
-    def _decode_fully(
-        self, event: LambdaEvent, base_path: str, context: LambdaContext
-    ) -> HTTPRequest:
-        """Every event, field by field: the reference for ``_plain``."""
+        """Every event, field by field: the reference for :meth:`plain`."""
         # Every field is checked; the common types are tested inline (the helpers' calls cost
         # more than the rest of this method) and the helpers only word the refusal.
         request_context = event.get("requestContext")
@@ -104,58 +142,6 @@ class APIGatewayV2(EventCodec):
         if cookies:
             result["cookies"] = cookies
         return result
-
-
-def _plain(event: LambdaEvent, base_path: str) -> HTTPRequest | None:
-    """The request of an event as the fronts send it, read in one pass
-    (:func:`~holdfast.sources.request.plain_request`); ``None`` for any other event, whatever
-    is unusual in it, and never an exception: ``_decode``'s general path then decides."""
-    request_context = event.get("requestContext")
-    if type(request_context) is not dict:
-        return None
-    http = request_context.get("http")
-    if type(http) is not dict:
-        return None
-    method = http.get("method")
-    headers = event.get("headers")
-    if type(method) is not str or type(headers) is not dict:
-        return None
-    method = METHODS.get(method)
-    names = plain_names
-    try:
-        raw = [(names[name], value.encode("latin-1")) for name, value in headers.items()]
-    except (KeyError, AttributeError, UnicodeEncodeError):  # a new name, a null, not latin-1
-        return None
-    cookies = event.get("cookies")
-    if cookies:
-        try:
-            raw.append((b"cookie", "; ".join(cookies).encode("latin-1")))
-        except (TypeError, UnicodeEncodeError):  # not a list of str, not latin-1
-            return None
-    stage = request_context.get("stage")
-    domain = request_context.get("domainName")
-    path = event.get("rawPath")
-    query = event.get("rawQueryString")
-    source_ip = http.get("sourceIp")
-    if (
-        method is None
-        or (stage is not None and stage != "$default")
-        or (domain is not None and type(domain) is not str)
-        or type(path) is not str
-        or type(query) is not str
-        or type(source_ip) is not str
-        or type(cookies) not in _COOKIE_TYPES
-        or not VISIBLE_ASCII.fullmatch(query)
-    ):
-        return None
-    split = plain_split(path, "", base_path)
-    body = plain_body(event)
-    if split is None or body is None:
-        return None
-    decoded, raw_path, root_path = split  # not `*split`: a rarer call, colder code
-    return plain_request(
-        method, raw, decoded, raw_path, root_path, query.encode("ascii"), body, source_ip
-    )
 
 
 _COOKIE_TYPES = frozenset({list, type(None)})

@@ -3,6 +3,7 @@ an :class:`HTTPResponse` back into the answer its source expects."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from holdfast._types import LambdaContext, LambdaEvent
@@ -45,9 +46,20 @@ class EventCodec:
         self.wsgi = wsgi
         self.context_headers = context_headers
 
+    #: The codec's fast path, if it has one: ``plain(event, base_path)`` reads an event of the
+    #: common shape in one pass and returns its request, or ``None`` for any other event (never
+    #: an exception); ``_decode`` is the reference it must agree with
+    #: (:func:`holdfast.sources.request.plain_request`). Not used with ``context_headers``.
+    plain: Callable[[LambdaEvent, str], HTTPRequest | None] | None = None
+
     def decode(
         self, event: LambdaEvent, base_path: str, context: LambdaContext = None
     ) -> HTTPRequest:
+        plain = self.plain
+        if plain is not None and not self.context_headers:
+            request = plain(event, base_path)
+            if request is not None:
+                return request
         try:
             return self._decode(event, base_path, context)
         except DECODE_ERRORS as exc:

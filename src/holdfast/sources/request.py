@@ -24,8 +24,10 @@ from holdfast.sources.addresses import (
     parse_host,
     server_address,
 )
+from holdfast.sources.bodies import plain_body
 from holdfast.sources.headers import DROPPED
 from holdfast.sources.messages import HTTPRequest
+from holdfast.sources.paths import plain_split
 from holdfast.sources.platform import platform_headers
 from holdfast.sources.syntax import BadRequest, has_control
 
@@ -93,27 +95,34 @@ def plain_request(
     method: str,
     headers: RawHeaders,
     path: str,
-    raw_path: bytes,
-    root_path: str,
+    mount: str,
+    base_path: str,
     query_string: bytes,
-    body: bytes,
+    event: LambdaEvent,
     source_ip: str,
 ) -> HTTPRequest | None:
     """The request :func:`build_request` would build, for one as the fronts send it; ``None``
-    for any other, which the codec then gives to :func:`build_request`.
+    for any other, which the codec then decodes field by field.
 
-    A codec's fast path (``_plain`` in ``apigw_v1`` and ``apigw_v2``) reads its common event
-    shape in one function and calls this only when every field has its plain type and every
-    header name is in :data:`~holdfast.sources.headers.plain_names`: a request taken here has
-    each name once, a Host that parses, X-Forwarded-Proto ``https`` (or none), a front's
-    X-Forwarded-Port, a source IP, no control character in a value and no NUL in the path,
-    and is answered with the same record (``tests/adapter/test_sources_fast_paths.py``). It
-    reads the fields once, where the general path makes a call for each: behind a framework
-    the general path's code is out of the caches on every request, and its cost is mostly
-    the misses (``bench/cold_decode.py``).
+    ``path`` is the full path the client asked for, ``mount`` the stage or mapping before the
+    app (see :func:`~holdfast.sources.paths.split_path`), and ``event`` holds the body (``body``,
+    ``isBase64Encoded``). A codec's fast path (:attr:`~holdfast.sources.codec.EventCodec.plain`)
+    reads its common event shape in one function and calls this only when every field has its
+    plain type and every header name is in :data:`~holdfast.sources.headers.plain_names`. A
+    request taken here has each name once, a Host that parses, X-Forwarded-Proto ``https`` (or
+    none), a front's X-Forwarded-Port, a source IP, no control character in a value, a path
+    with nothing to quote and a body :func:`~holdfast.sources.bodies.plain_body` reads; it gets
+    the same record (``tests/adapter/test_sources_fast_paths.py``). Why: behind a framework the
+    general path's code is out of the caches on every request, and its many small calls cost
+    mostly misses (``bench/cold_decode.py``).
     """
+    split = plain_split(path, mount, base_path)
+    body = plain_body(event)
+    if split is None or body is None:
+        return None
+    path, raw_path, root_path = split  # not `*split`: a rarer call, colder code
     fields = dict(headers)
-    if len(fields) != len(headers) or "\x00" in path or not source_ip.isascii():
+    if len(fields) != len(headers) or not source_ip.isascii():
         return None
     if has_control(b"".join(fields.values())):
         return None
@@ -133,12 +142,7 @@ def plain_request(
     proto = fields.get(b"x-forwarded-proto")
     if (proto is not None and proto != b"https") or not source_ip:
         return None
-    framed = bool(body)
-    if b"content-length" in fields:
-        del headers[list(fields).index(b"content-length")]
-        framed = True
-    if framed:
-        headers.append((b"content-length", str(len(body)).encode("latin-1")))
+    _reframe_length(headers, fields, body)
     # In order, not by keyword: a class called with keywords takes a colder way in.
     return HTTPRequest(
         method,
@@ -152,6 +156,17 @@ def plain_request(
         headers,
         body,
     )
+
+
+def _reframe_length(headers: RawHeaders, fields: Mapping[bytes, bytes], body: bytes) -> None:
+    """Frame the body by its length, in ``headers`` whose names are each once in ``fields``:
+    a client's Content-Length is dropped, and one counting the body is added at the end when
+    there was one or there is a body."""
+    if b"content-length" in fields:
+        del headers[list(fields).index(b"content-length")]
+    elif not body:
+        return
+    headers.append((b"content-length", str(len(body)).encode("latin-1")))
 
 
 def _control_in(headers: RawHeaders) -> BadRequest:
@@ -187,12 +202,7 @@ def _reframed(
         if host is not None or host_value is None:
             if has_control(b"".join(fields.values())):
                 raise _control_in(headers)
-            framed = bool(body)
-            if b"content-length" in fields:
-                del headers[list(fields).index(b"content-length")]
-                framed = True
-            if framed:
-                headers.append((b"content-length", str(len(body)).encode("latin-1")))
+            _reframe_length(headers, fields, body)
             return headers, host, fields
     return _reframed_one_by_one(headers, body, wsgi)
 
