@@ -412,3 +412,63 @@ def test_events_as_the_fronts_send_them_take_the_fast_path(name, change, base_pa
     general, fast = _both(codec, codec.plain, event, base_path)
     assert fast is not None
     assert fast == general
+
+
+@pytest.mark.parametrize("context_headers", [False, True])
+def test_decode_asks_the_fast_path_first_unless_context_headers_are_on(
+    context_headers, monkeypatch
+):
+    # With context headers the general path must run: only it adds them.
+    from holdfast.sources import apigw_v2
+
+    codec = apigw_v2.APIGatewayV2(context_headers=context_headers)
+    event = _sample("apigateway-http-api.json")
+    codec.decode(event, "")  # learns the header names
+    general = codec._decode
+
+    def counted(*args):
+        calls.append(args)
+        return general(*args)
+
+    calls: list[tuple] = []
+    monkeypatch.setattr(codec, "_decode", counted)
+    request = codec.decode(event, "")
+    assert len(calls) == (1 if context_headers else 0)
+    assert (b"x-amzn-request-context" in dict(request.headers)) is context_headers
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"requestContext": {"http": {"method": ["GET"], "sourceIp": "1.2.3.4"}}},
+        {"headers": "x"},
+        {"headers": ["a"]},
+        {"cookies": 5},
+        {"cookies": {"a": "b"}},
+        {"rawPath": ["/"]},
+        {"body": {"a": 1}},
+    ],
+)
+def test_the_http_api_fast_path_never_raises(change):
+    from holdfast.sources import apigw_v2
+
+    event = {**_sample("apigateway-http-api.json"), **change}
+    assert apigw_v2.APIGatewayV2.plain(event, "") is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"httpMethod": ["GET"]},
+        {"headers": "x", "multiValueHeaders": "x"},
+        {"multiValueHeaders": {"Accept": "*/*"}, "headers": {"Accept": "*/*"}},
+        {"queryStringParameters": ["a"], "multiValueQueryStringParameters": ["a"]},
+        {"path": ["/"]},
+        {"body": {"a": 1}},
+    ],
+)
+def test_the_rest_api_fast_path_never_raises(change):
+    from holdfast.sources import apigw_v1
+
+    event = {**_sample("apigateway-aws-proxy.json"), **change}
+    assert apigw_v1.APIGatewayV1.plain(event, "") is None
