@@ -472,3 +472,35 @@ def test_the_rest_api_fast_path_never_raises(change):
 
     event = {**_sample("apigateway-aws-proxy.json"), **change}
     assert apigw_v1.APIGatewayV1.plain(event, "") is None
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize(
+    ("path", "requested", "split"),
+    [
+        ("/", "/prod", ("/prod/", "/prod")),
+        ("/", "/prod/", ("/prod/", "/prod")),
+        ("/a", "/prod/a", ("/prod/a", "/prod")),
+        ("/a", "/a", ("/a", "")),
+    ],
+)
+def test_the_rest_stage_is_the_root_path_on_either_path(path, requested, split, fast):
+    # The fast path takes these shapes: the general path must still answer them alike.
+    from holdfast.sources import apigw_v1
+
+    codec = apigw_v1.APIGatewayV1()
+    event = _sample("apigateway-aws-proxy.json")
+    event["path"], event["requestContext"]["path"] = path, requested
+    codec.decode(event, "")  # learns the header names
+    request = codec.plain(event, "") if fast else codec._decode(event, "", None)
+    assert (request.path, request.root_path) == split
+
+
+@pytest.mark.parametrize("body", ["e3!0=", "e30=\n", "e30", "not base64!"])
+def test_the_fast_path_reads_base64_as_strictly_as_the_general_path(body):
+    from holdfast.sources import bodies
+
+    event = {"body": body, "isBase64Encoded": True}
+    assert bodies.plain_body(event) is None
+    with pytest.raises(InvalidEvent, match="not valid base64"):
+        bodies.request_body(event, "body", "isBase64Encoded")

@@ -34,6 +34,11 @@ class EventCodec:
     source: str
     #: The largest serialised response the source accepts (Lambda's 6 MB, ALB's 1 MB).
     max_response_bytes: int = LAMBDA_RESPONSE_LIMIT
+    #: The codec's fast path, if it has one: ``plain(event, base_path)`` reads an event of the
+    #: common shape in one pass and returns its request, or ``None`` for any other event (never
+    #: an exception); ``_decode`` is the reference it must agree with
+    #: (:func:`holdfast.sources.request.plain_request`). Not used with ``context_headers``.
+    plain: Callable[[LambdaEvent, str], HTTPRequest | None] | None = None
 
     def __init__(
         self,
@@ -45,12 +50,6 @@ class EventCodec:
         self.text_mime_types = text_mime_types
         self.wsgi = wsgi
         self.context_headers = context_headers
-
-    #: The codec's fast path, if it has one: ``plain(event, base_path)`` reads an event of the
-    #: common shape in one pass and returns its request, or ``None`` for any other event (never
-    #: an exception); ``_decode`` is the reference it must agree with
-    #: (:func:`holdfast.sources.request.plain_request`). Not used with ``context_headers``.
-    plain: Callable[[LambdaEvent, str], HTTPRequest | None] | None = None
 
     def decode(
         self, event: LambdaEvent, base_path: str, context: LambdaContext = None

@@ -11,7 +11,7 @@ from holdfast.sources.platform import PLATFORM_HEADERS
 from holdfast.sources.syntax import BadRequest, is_token
 
 #: Names whose client copies never reach the app (:mod:`holdfast.sources.request` drops them,
-#: and sets the platform ones itself); Content-Length is rebuilt in place instead.
+#: and sets the platform ones itself); Content-Length is replaced by one counting the body.
 DROPPED = PLATFORM_HEADERS | {b"transfer-encoding"}
 _UNDERSCORE = ord("_")  # an int: `in` on bytes is fastest with one
 
