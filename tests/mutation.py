@@ -296,30 +296,16 @@ EQUIVALENT: dict[str, dict[tuple[str, str, str], str]] = {
     },
     "holdfast.sources.headers": {
         **{
-            (function, "try:", "remove `try:`"): "the fast path: the loop after it builds the "
-            "same headers, checking each"
+            (function, text, f"remove `{text}`"): "the fast path: the loop after it builds "
+            "the same headers, checking each"
             for function in ("headers_from_single", "headers_from_multi")
+            for text in ("if known is not None:", "return known")
         },
         **{
-            (
-                function,
-                text,
-                "remove `return [(known[name], value.encode('latin-1')) for name, val`",
-            ): "the fast path: the loop after it builds the same headers, checking each"
-            for function, text in (
-                (
-                    "headers_from_single",
-                    "return [(known[name], value.encode("
-                    '"latin-1")) for name, value in items.items()]',
-                ),
-                ("headers_from_multi", "return ["),
-            )
+            (function, "return None", "remove `return None`"): "the function's implicit "
+            "return is None too"
+            for function in ("known_headers", "known_multi_headers")
         },
-        (
-            "headers_from_multi",
-            "if _LISTS.issuperset(map(type, items.values())):",
-            "remove `if _LISTS.issuperset(map(type, items.values())):`",
-        ): "the fast path's guard: the loop after it builds the same headers, checking each",
         **{
             ("header_name", text, f"remove `{text}`"): "the cache of checked names: without it "
             "a name is checked and lowered again, to the same answer"

@@ -8,7 +8,7 @@ from holdfast._types import LambdaContext, LambdaEvent
 from holdfast.sources.bodies import encode_body, request_body
 from holdfast.sources.codec import EventCodec
 from holdfast.sources.fields import METHODS, method_of, optional, optional_text, require
-from holdfast.sources.headers import merged_headers, plain_names
+from holdfast.sources.headers import known_multi_headers, merged_headers, plain_names
 from holdfast.sources.limits import LAMBDA_RESPONSE_LIMIT
 from holdfast.sources.messages import HTTPRequest, HTTPResponse
 from holdfast.sources.paths import split_path
@@ -45,14 +45,8 @@ class APIGatewayV1(EventCodec):
         ):
             return None
         method = METHODS.get(method)
-        names = plain_names
-        try:
-            raw = [
-                (names[name], value.encode("latin-1"))
-                for name, values in multi.items()
-                for value in (values if values.__class__ is list else _NOT_A_LIST)
-            ]
-        except (KeyError, AttributeError, UnicodeEncodeError):  # a new name, a null, not latin-1
+        raw = known_multi_headers(multi, plain_names)  # None: a new name, a null, not latin-1
+        if raw is None:
             return None
         single_query = event.get("queryStringParameters")
         multi_query = event.get("multiValueQueryStringParameters")
@@ -147,10 +141,6 @@ class APIGatewayV1(EventCodec):
             "body": body,
             "isBase64Encoded": is_base64,
         }
-
-
-# What a header's values iterate as when they are not a list: a null, which stops the pass.
-_NOT_A_LIST: tuple[Any, ...] = (None,)
 
 
 def _encodes_path(event: LambdaEvent) -> bool:

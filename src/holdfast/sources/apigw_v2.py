@@ -8,7 +8,7 @@ from holdfast._types import LambdaContext, LambdaEvent
 from holdfast.sources.bodies import encode_body, request_body
 from holdfast.sources.codec import EventCodec
 from holdfast.sources.fields import METHODS, method_of, optional_text, require, wrong_type
-from holdfast.sources.headers import header_value, headers_from_single, plain_names
+from holdfast.sources.headers import header_value, headers_from_single, known_headers, plain_names
 from holdfast.sources.limits import LAMBDA_RESPONSE_LIMIT
 from holdfast.sources.messages import HTTPRequest, HTTPResponse
 from holdfast.sources.paths import split_path
@@ -43,16 +43,16 @@ class APIGatewayV2(EventCodec):
         if type(method) is not str or type(headers) is not dict:
             return None
         method = METHODS.get(method)
-        names = plain_names
-        try:
-            raw = [(names[name], value.encode("latin-1")) for name, value in headers.items()]
-        except (KeyError, AttributeError, UnicodeEncodeError):  # a new name, a null, not latin-1
+        raw = known_headers(headers, plain_names)  # None: a new name, a null, not latin-1
+        if raw is None:
             return None
         cookies = event.get("cookies")
-        if cookies:
+        if cookies:  # as _decode reads them: any other false value is no cookie
+            if type(cookies) is not list:
+                return None
             try:
                 raw.append((b"cookie", "; ".join(cookies).encode("latin-1")))
-            except (TypeError, UnicodeEncodeError):  # not a list of str, not latin-1
+            except (TypeError, UnicodeEncodeError):  # not all str, not latin-1
                 return None
         stage = request_context.get("stage")
         domain = request_context.get("domainName")
@@ -66,7 +66,6 @@ class APIGatewayV2(EventCodec):
             or type(path) is not str
             or type(query) is not str
             or type(source_ip) is not str
-            or type(cookies) not in _COOKIE_TYPES
             or not VISIBLE_ASCII.fullmatch(query)
         ):
             return None
@@ -142,9 +141,6 @@ class APIGatewayV2(EventCodec):
         if cookies:
             result["cookies"] = cookies
         return result
-
-
-_COOKIE_TYPES = frozenset({list, type(None)})
 
 
 def _add_cookies(headers: list[tuple[bytes, bytes]], cookies: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from holdfast._types import RawHeaders
@@ -13,7 +14,8 @@ from holdfast.sources.syntax import BadRequest, is_token
 #: Names whose client copies never reach the app (:mod:`holdfast.sources.request` drops them,
 #: and sets the platform ones itself); Content-Length is replaced by one counting the body.
 DROPPED = PLATFORM_HEADERS | {b"transfer-encoding"}
-_UNDERSCORE = ord("_")  # an int: `in` on bytes is fastest with one
+#: An underscore, as an int: `in` on bytes is fastest with one.
+UNDERSCORE = ord("_")
 
 
 def header_value(value: str) -> bytes:
@@ -40,7 +42,7 @@ def header_name(name: str) -> bytes:
             raise BadRequest(f"the header name {name[:40]!r} is not an HTTP token")
         if len(_header_names) < 4096:
             _header_names[name] = key
-            if _UNDERSCORE not in key and key not in DROPPED:
+            if UNDERSCORE not in key and key not in DROPPED:
                 plain_names[name] = key
     return key
 
@@ -50,7 +52,6 @@ _header_names: dict[str, bytes] = {}
 #: reframed (Content-Length): a token without an underscore, none the request drops. The
 #: codecs' fast paths (:func:`holdfast.sources.request.plain_request`) take only these.
 plain_names: dict[str, bytes] = {}
-_LISTS = frozenset({list})
 
 
 def _value_bytes(value: Any) -> bytes:
@@ -59,14 +60,38 @@ def _value_bytes(value: Any) -> bytes:
     raise wrong_type("a header value", "a str", value)
 
 
+def known_headers(items: Mapping[str, Any], names: Mapping[str, bytes]) -> RawHeaders | None:
+    """``{"Name": "value"}`` as raw headers in one pass, the common case at full speed: when
+    every name is in ``names`` (names already checked, as :func:`header_name` caches them) and
+    every value is latin-1 text; ``None`` for anything else."""
+    try:
+        return [(names[name], value.encode("latin-1")) for name, value in items.items()]
+    except (KeyError, UnicodeEncodeError, AttributeError, TypeError):
+        return None
+
+
+def known_multi_headers(items: Mapping[str, Any], names: Mapping[str, bytes]) -> RawHeaders | None:
+    """:func:`known_headers` for ``{"Name": ["value", ...]}``: lists of latin-1 text only."""
+    try:
+        return [
+            (names[name], value.encode("latin-1"))
+            for name, values in items.items()
+            for value in (values if values.__class__ is list else _NOT_A_LIST)
+        ]
+    except (KeyError, UnicodeEncodeError, AttributeError, TypeError):
+        return None
+
+
+# What values that are not a list iterate as: a null, which stops the pass.
+_NOT_A_LIST: tuple[Any, ...] = (None,)
+
+
 def headers_from_single(headers: Any, key: str = "headers") -> RawHeaders:
     """Raw headers from a ``{"Name": "value"}`` mapping (a ``null`` value is no header)."""
     items = mapping(headers, key)
-    known = _header_names
-    try:  # the common case, at full speed: latin-1 text only, names seen before
-        return [(known[name], value.encode("latin-1")) for name, value in items.items()]
-    except (KeyError, UnicodeEncodeError, AttributeError, TypeError):
-        pass
+    known = known_headers(items, _header_names)
+    if known is not None:
+        return known
     return [
         (header_name(name), _value_bytes(value))
         for name, value in items.items()
@@ -77,18 +102,9 @@ def headers_from_single(headers: Any, key: str = "headers") -> RawHeaders:
 def headers_from_multi(headers: Any, key: str = "multiValueHeaders") -> RawHeaders:
     """Raw headers from a ``{"Name": ["value", ...]}`` mapping, repeats kept in order."""
     items = mapping(headers, key)
-    known = _header_names
-    # The common case, at full speed: lists of latin-1 text under names seen before (the
-    # lists checked in one C pass, so the comprehension need not test each).
-    if _LISTS.issuperset(map(type, items.values())):
-        try:
-            return [
-                (known[name], value.encode("latin-1"))
-                for name, values in items.items()
-                for value in values
-            ]
-        except (KeyError, UnicodeEncodeError, AttributeError, TypeError):
-            pass
+    known = known_multi_headers(items, _header_names)
+    if known is not None:
+        return known
     raw: RawHeaders = []
     for name, values in items.items():
         name_bytes = header_name(name)

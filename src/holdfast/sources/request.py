@@ -25,7 +25,7 @@ from holdfast.sources.addresses import (
     server_address,
 )
 from holdfast.sources.bodies import plain_body
-from holdfast.sources.headers import DROPPED
+from holdfast.sources.headers import DROPPED, UNDERSCORE
 from holdfast.sources.messages import HTTPRequest
 from holdfast.sources.paths import plain_split
 from holdfast.sources.platform import platform_headers
@@ -44,7 +44,6 @@ _ROLES = {
     b"host": "host",
     **dict.fromkeys(_FORWARDED, "forwarded"),
 }
-_UNDERSCORE = ord("_")  # an int: `in` on bytes is fastest with one
 # The names the platform and the front set: no client header may pass for one (module docs).
 _PLATFORM_NAMES = (b"x-amzn-", b"x-amz-", b"x-forwarded-")
 
@@ -122,7 +121,7 @@ def plain_request(
         return None
     path, raw_path, root_path = split  # not `*split`: a rarer call, colder code
     fields = dict(headers)
-    if len(fields) != len(headers) or not source_ip.isascii():
+    if len(fields) != len(headers) or not source_ip or not source_ip.isascii():
         return None
     if has_control(b"".join(fields.values())):
         return None
@@ -140,7 +139,7 @@ def plain_request(
                 return None
         server = (name, port)
     proto = fields.get(b"x-forwarded-proto")
-    if (proto is not None and proto != b"https") or not source_ip:
+    if proto is not None and proto != b"https":
         return None
     _reframe_length(headers, fields, body)
     # In order, not by keyword: a class called with keywords takes a colder way in.
@@ -195,7 +194,7 @@ def _reframed(
     if (
         len(fields) == len(headers)
         and DROPPED.isdisjoint(fields)
-        and _UNDERSCORE not in b"".join(fields)
+        and UNDERSCORE not in b"".join(fields)
     ):
         host_value = fields.get(b"host")
         host = None if host_value is None else parse_host(host_value)
@@ -219,7 +218,7 @@ def _reframed_one_by_one(
     for name, value in headers:
         role = _ROLES.get(name)
         if role is None:  # most headers: kept, unless disguised as a platform one
-            if _UNDERSCORE in name and (
+            if UNDERSCORE in name and (
                 wsgi or name.replace(b"_", b"-").startswith(_PLATFORM_NAMES)
             ):
                 continue
